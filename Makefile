@@ -1,0 +1,62 @@
+# Strategy Engine — the two commands a newcomer types: `make run` and `make test`.
+# Set-up lives here: each target creates .venv when missing and installs the pinned requirements.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
+
+.PHONY: run test lint sync-check nbtest pytest lab bench clean-venv help
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamp files, not the .venv directory: a half-failed install must not count as done.
+$(RUNTIME_STAMP): $(BIN)/python requirements.txt setup.py settings.ini
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps -e .
+	touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
+	$(PIP) -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+run: $(RUNTIME_STAMP)  ## run the main job on the embedded default (real NSE sample when present, else synthetic)
+	$(BIN)/strategy-engine report data
+
+test: $(DEV_STAMP)  ## sync check + lint + notebook tests + pytest
+	$(MAKE) --no-print-directory sync-check
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory nbtest
+	$(MAKE) --no-print-directory pytest
+
+sync-check: $(DEV_STAMP)  ## fail when nbdev_export + nbdev_clean would change anything, or a module has no notebook
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+	@st=$$(git status --porcelain -- nbs strategy_engine) || { echo "sync-check: not a git work tree"; exit 1; }; \
+	if [ -n "$$st" ]; then echo "sync-check: notebooks and strategy_engine/ are out of sync (run nbdev_export && nbdev_clean, commit both):"; echo "$$st"; exit 1; fi
+	@$(BIN)/python tools/orphan_modules.py
+
+lint: $(DEV_STAMP)  ## ruff + mypy over the package, tests and benchmarks
+	$(BIN)/ruff check strategy_engine tests bench tools
+	$(BIN)/mypy strategy_engine
+
+nbtest: $(DEV_STAMP)  ## run the test cells of every library notebook
+	$(BIN)/nbdev_test --n_workers 2 --timing
+
+pytest: $(DEV_STAMP)  ## integration, CLI and service tests
+	$(BIN)/pytest -q tests
+
+lab: $(DEV_STAMP)  ## open JupyterLab on nbs/
+	$(BIN)/jupyter lab --notebook-dir=nbs
+
+bench: $(DEV_STAMP)  ## print the benchmark figures
+	@for b in bench/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-venv:  ## remove the virtual environment
+	rm -rf $(VENV)

@@ -1,0 +1,36 @@
+"""Shared fixtures: the real NSE sample, the installed console script, small notebook templates."""
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from strategy_engine.core import sample_data_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = Path(sys.executable).parent / "strategy-engine"
+
+
+@pytest.fixture(scope="session")
+def nse_dir() -> Path:
+    path = sample_data_dir()
+    if path is None:
+        pytest.skip("the real NSE sample (../shared/data/nse) is not beside the repository")
+    return path
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `strategy-engine` console script as a user would."""
+    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+def make_template(path: Path, parameters: str, *cells: str) -> Path:
+    """Write a notebook with a cell tagged `parameters` followed by code cells."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = nbformat.v4.new_code_cell(parameters)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nbformat.write(nb, str(path))
+    return path

@@ -1,0 +1,51 @@
+"""papermill execution through `strategy_engine.notebooks`: outcomes, parameters, kernels."""
+import json
+
+import nbformat
+import pytest
+
+from conftest import ROOT, make_template
+from strategy_engine.core import ConfigError, UnknownNameError
+from strategy_engine.notebooks import execute_notebook, notebook_error, template_parameters
+
+
+def test_parameter_values_arrive_unchanged(tmp_path):
+    tpl = make_template(tmp_path / "t.ipynb", 'text = "default"\nitems = []\nout = ""',
+                        "import json\nopen(out, 'w').write(json.dumps({'text': text, 'items': items}))")
+    nasty = 'quote " single \' backslash \\ newline \n tab \t unicode ₹ }} {{ $x'
+    result = tmp_path / "result.json"
+    ex = execute_notebook(tpl, tmp_path / "o.ipynb", {"text": nasty, "items": [nasty, {"k": nasty}], "out": str(result)})
+    assert ex.status == "succeeded", ex.error
+    assert json.loads(result.read_text()) == {"text": nasty, "items": [nasty, {"k": nasty}]}
+
+
+def test_unknown_names_refused_before_papermill_runs(tmp_path):
+    tpl = make_template(tmp_path / "t.ipynb", "a = 1", "b = 2")
+    with pytest.raises(UnknownNameError, match="Did you mean 'a'"):
+        execute_notebook(tpl, tmp_path / "o.ipynb", {"a_": 2})
+    with pytest.raises(ConfigError, match="not a plain JSON value"):
+        execute_notebook(tpl, tmp_path / "o.ipynb", {"a": {1, 2}})
+    assert not (tmp_path / "o.ipynb").exists()
+
+
+def test_failing_cell_is_recorded_and_output_written(tmp_path):
+    tpl = make_template(tmp_path / "t.ipynb", "x = 1", "raise ValueError('boom at cell 2')", "print('never')")
+    ex = execute_notebook(tpl, tmp_path / "o.ipynb")
+    assert ex.status == "failed" and "ValueError: boom at cell 2" in ex.error
+    assert notebook_error(ex.output) == "ValueError: boom at cell 2"
+
+
+def test_timeout_is_its_own_status(tmp_path):
+    tpl = make_template(tmp_path / "t.ipynb", "x = 1", "import time\ntime.sleep(30)")
+    ex = execute_notebook(tpl, tmp_path / "o.ipynb", timeout=3)
+    assert ex.status == "timeout" and ex.output.exists() and ex.seconds < 25
+
+
+def test_production_templates_keep_their_parameters_tag():
+    """nbdev_clean must not strip the tag (settings.ini allowed_cell_metadata_keys = tags)."""
+    for tpl in (ROOT / "nbs" / "production").glob("*.ipynb"):
+        nb = nbformat.read(tpl, as_version=4)
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, tpl
+        assert nb.metadata["kernelspec"]["name"] == "python3", tpl
+        assert template_parameters(tpl)

@@ -15,7 +15,7 @@ from .data import Bars
 from .metrics import summary as metrics_summary
 
 # %% auto #0
-__all__ = ['align_weights', 'BacktestResult', 'backtest', 'signals_to_weights']
+__all__ = ['align_weights', 'BacktestResult', 'close_returns', 'portfolio_path', 'backtest', 'signals_to_weights']
 
 # %% ../nbs/20_backtest.ipynb #bea7db3b
 def _close_frame(bars: Bars | pd.DataFrame) -> pd.DataFrame:
@@ -138,36 +138,46 @@ class BacktestResult:
                 f"Sharpe {s['sharpe_ratio']:.2f}, max drawdown {s['max_drawdown']:.2%}, {len(self.trades)} trades, "
                 f"turnover {s['annual_turnover']:.1f}x a year)")
 
+def close_returns(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Prices under the missing-bar rule and their close-to-close returns (0 on day 0 and on days without a bar)."
+    price = _prices(np.asarray(close, dtype="float64"))
+    r = np.zeros_like(price)
+    np.divide(price[1:], price[:-1], out=r[1:])
+    r[1:] -= 1.0
+    return price, r
+
+def portfolio_path(w: np.ndarray, r: np.ndarray, cost_bps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Daily growth factor, turnover and held weights for targets `w` (T × N, or K × T × N for K books) over returns `r`."
+    held = np.zeros_like(w)
+    held[..., 1:, :] = w[..., :-1, :]                        # w_{t-1}: held over day t
+    turnover = np.abs(np.diff(held, axis=-2, prepend=held[..., :1, :])).sum(axis=-1)
+    factor = (1.0 - cost_bps / 10_000 * turnover) * (1.0 + (held * r).sum(axis=-1))
+    return factor, turnover, held
+
+def _check_cost(cost_bps) -> float:
+    try: cost = float(cost_bps)
+    except (TypeError, ValueError): cost = float("nan")
+    if not np.isfinite(cost) or cost < 0:
+        raise ConfigError(f"cost_bps must be a finite number >= 0 (10 = 0.1 % of the value traded), got {cost_bps!r}.")
+    return cost
+
 def backtest(bars: Bars | pd.DataFrame,        # `Bars`, or a date × symbol DataFrame of closes
              weights: pd.DataFrame,            # target weights: row t decided at the close of t, held over t+1
              cost_bps: float = 10.0,           # cost per unit of turnover (10 = 0.1 % of the value traded)
              name: str = "backtest") -> BacktestResult:
     "Daily-rebalanced backtest of target `weights` with costs on turnover, over the whole panel at once."
-    try: cost = float(cost_bps)
-    except (TypeError, ValueError): cost = float("nan")
-    if not np.isfinite(cost) or cost < 0:
-        raise ConfigError(f"cost_bps must be a finite number >= 0 (10 = 0.1 % of the value traded), got {cost_bps!r}.")
+    cost = _check_cost(cost_bps)
     close = _close_frame(bars)
     target = align_weights(weights, close)
     dates, w = close.index, target.to_numpy()
-    price = _prices(close.to_numpy(dtype="float64"))
-    r = np.zeros_like(price)
-    np.divide(price[1:], price[:-1], out=r[1:])
-    r[1:] -= 1.0
-    held = np.zeros_like(w)
-    held[1:] = w[:-1]                                          # w_{t-1}: held over day t
-    contrib = held * r
-    change = np.empty_like(held)
-    change[0] = 0.0
-    np.subtract(held[1:], held[:-1], out=change[1:])
-    turnover = np.abs(change, out=change).sum(axis=1)
-    factor = (1.0 - cost / 10_000 * turnover) * (1.0 + contrib.sum(axis=1))
+    price, r = close_returns(close.to_numpy(dtype="float64"))
+    factor, turnover, held = portfolio_path(w, r, cost)
     returns = pd.Series(factor - 1.0, index=dates, name=name)
     return BacktestResult(
         equity=pd.Series(np.cumprod(factor), index=dates, name="equity"), returns=returns, weights=target,
         turnover=pd.Series(turnover, index=dates, name="turnover"),
         exposure=pd.DataFrame({"gross": np.abs(held).sum(axis=1), "net": held.sum(axis=1)}, index=dates),
-        trades=_trades(w, price, contrib, dates, close.columns), stats=metrics_summary(returns),
+        trades=_trades(w, price, held * r, dates, close.columns), stats=metrics_summary(returns),
         cost_bps=cost)
 
 # %% ../nbs/20_backtest.ipynb #22388b91

@@ -15,7 +15,8 @@ from .data import Bars
 from .metrics import summary as metrics_summary
 
 # %% auto #0
-__all__ = ['align_weights', 'BacktestResult', 'close_returns', 'portfolio_path', 'backtest', 'signals_to_weights']
+__all__ = ['align_weights', 'BacktestResult', 'close_returns', 'portfolio_path', 'backtest', 'signals_to_weights',
+           'equal_weights']
 
 # %% ../nbs/20_backtest.ipynb #bea7db3b
 def _close_frame(bars: Bars | pd.DataFrame) -> pd.DataFrame:
@@ -200,7 +201,10 @@ def signals_to_weights(signal: pd.DataFrame,              # date × symbol, valu
         i, j = np.argwhere(bad)[0]
         raise DataError(f"signal must be -1, 0 or 1 (NaN counts as 0): {signal.columns[j]!r} on {signal.index[i]} "
                         f"is {s[i, j]:g}. Turn scores into signals first, e.g. np.sign(score).")
+    return pd.DataFrame(equal_weights(s, cap, long_only), index=signal.index, columns=signal.columns)
+
+def equal_weights(s: np.ndarray, cap: float, long_only: bool = False) -> np.ndarray:
+    "Array core of `signals_to_weights`: s (..., T, N) in {-1, 0, 1} -> sign × min(1/n_t, cap)."
     if long_only: s = np.maximum(s, 0.0)
-    n = np.count_nonzero(s, axis=1)[:, None]
-    size = np.minimum(1.0 / np.maximum(n, 1), cap)
-    return pd.DataFrame(s * size + 0.0, index=signal.index, columns=signal.columns)
+    n = np.count_nonzero(s, axis=-1)[..., None]
+    return s * np.minimum(1.0 / np.maximum(n, 1), cap) + 0.0

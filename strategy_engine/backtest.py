@@ -147,13 +147,14 @@ def close_returns(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r[1:] -= 1.0
     return price, r
 
-def portfolio_path(w: np.ndarray, r: np.ndarray, cost_bps: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "Daily growth factor, turnover and held weights for targets `w` (T × N, or K × T × N for K books) over returns `r`."
-    held = np.zeros_like(w)
-    held[..., 1:, :] = w[..., :-1, :]                        # w_{t-1}: held over day t
-    turnover = np.abs(np.diff(held, axis=-2, prepend=held[..., :1, :])).sum(axis=-1)
-    factor = (1.0 - cost_bps / 10_000 * turnover) * (1.0 + (held * r).sum(axis=-1))
-    return factor, turnover, held
+def portfolio_path(w: np.ndarray, r: np.ndarray, cost_bps: float) -> tuple[np.ndarray, np.ndarray]:
+    "Daily growth factor and turnover of targets `w` (T × N, or K × T × N for K books at once) over returns `r`."
+    gross = np.zeros(w.shape[:-1])
+    gross[..., 1:] = np.einsum("...tn,tn->...t", w[..., :-1, :], r[1:])     # sum_i w_{i,t-1} r_{i,t}
+    turnover = np.zeros(w.shape[:-1])
+    turnover[..., 1:2] = np.abs(w[..., :1, :]).sum(axis=-1)                 # day 1: from cash to w_0
+    turnover[..., 2:] = np.abs(w[..., 1:-1, :] - w[..., :-2, :]).sum(axis=-1)   # sum_i |w_{i,t-1} - w_{i,t-2}|
+    return (1.0 - cost_bps / 10_000 * turnover) * (1.0 + gross), turnover
 
 def _check_cost(cost_bps) -> float:
     try: cost = float(cost_bps)
@@ -172,7 +173,9 @@ def backtest(bars: Bars | pd.DataFrame,        # `Bars`, or a date × symbol Dat
     target = align_weights(weights, close)
     dates, w = close.index, target.to_numpy()
     price, r = close_returns(close.to_numpy(dtype="float64"))
-    factor, turnover, held = portfolio_path(w, r, cost)
+    factor, turnover = portfolio_path(w, r, cost)
+    held = np.zeros_like(w)
+    held[1:] = w[:-1]                                       # w_{t-1}: held over day t
     returns = pd.Series(factor - 1.0, index=dates, name=name)
     return BacktestResult(
         equity=pd.Series(np.cumprod(factor), index=dates, name="equity"), returns=returns, weights=target,

@@ -98,7 +98,7 @@ def sweep(name: str, bars: Bars, grid: Mapping[str, Sequence], config: StrategyC
         signals = np.stack([spec.fn(bars, c.parameters).signal.to_numpy(dtype="float64") for c in configs])
     w = equal_weights(signals, cfg.risk_limits.max_position_size, long_only)
     _, r = close_returns(bars.close.to_numpy(dtype="float64"))
-    factor, turnover, _ = portfolio_path(w, r, cost)
+    factor, turnover = portfolio_path(w, r, cost)
     combos = pd.RangeIndex(len(configs), name="combination")
     returns = pd.DataFrame((factor - 1.0).T, index=bars.dates, columns=combos)
     params = pd.DataFrame(parameter_grid(grid), index=combos)

@@ -5,7 +5,8 @@
 # %% ../nbs/20_backtest.ipynb #15affedf
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -108,15 +109,28 @@ def _trades(target: np.ndarray, price: np.ndarray, contrib: np.ndarray, dates: p
 # %% ../nbs/20_backtest.ipynb #f84ca6dc
 @dataclass(frozen=True, eq=False, repr=False)
 class BacktestResult:
-    "What one backtest produced: equity, returns, weights, turnover, exposure, trades and stats."
+    "What one backtest produced: equity, returns, weights, turnover, exposure; trades and stats on first access."
     equity: pd.Series           # equity_t, 1.0 at the first date, net of costs
     returns: pd.Series          # equity_t / equity_{t-1} - 1
     weights: pd.DataFrame       # aligned targets: row t decided at the close of t, held over t+1
     turnover: pd.Series         # sum_i |w_{i,t-1} - w_{i,t-2}|, charged on day t
     exposure: pd.DataFrame      # gross and net of the weights held over day t
-    trades: pd.DataFrame        # one row per contiguous same-sign holding of a symbol
-    stats: pd.DataFrame         # strategy_engine.metrics.summary(returns)
     cost_bps: float             # cost per unit of turnover, in basis points
+    _price: np.ndarray = field(repr=False)    # gap-filled closes (T × N), for the trade list
+    _r: np.ndarray = field(repr=False)        # close-to-close returns (T × N), for trade contributions
+
+    @cached_property
+    def trades(self) -> pd.DataFrame:
+        "One row per contiguous same-sign holding of a symbol (computed on first access)."
+        w = self.weights.to_numpy()
+        held = np.zeros_like(w)
+        held[1:] = w[:-1]
+        return _trades(w, self._price, held * self._r, self.weights.index, self.weights.columns)
+
+    @cached_property
+    def stats(self) -> pd.DataFrame:
+        "`strategy_engine.metrics.summary(returns)` (computed on first access)."
+        return metrics_summary(self.returns)
 
     @property
     def positions(self) -> pd.DataFrame:
@@ -181,8 +195,7 @@ def backtest(bars: Bars | pd.DataFrame,        # `Bars`, or a date × symbol Dat
         equity=pd.Series(np.cumprod(factor), index=dates, name="equity"), returns=returns, weights=target,
         turnover=pd.Series(turnover, index=dates, name="turnover"),
         exposure=pd.DataFrame({"gross": np.abs(held).sum(axis=1), "net": held.sum(axis=1)}, index=dates),
-        trades=_trades(w, price, held * r, dates, close.columns), stats=metrics_summary(returns),
-        cost_bps=cost)
+        cost_bps=cost, _price=price, _r=r)
 
 # %% ../nbs/20_backtest.ipynb #22388b91
 def signals_to_weights(signal: pd.DataFrame,              # date × symbol, values in {-1, 0, 1} (NaN = 0)

@@ -16,7 +16,7 @@ from .core import DataError
 from .data import Bars, Finding
 
 # %% auto #0
-__all__ = ['DEFAULT_SEVERITY', 'ValidationReport', 'validate']
+__all__ = ['DEFAULT_SEVERITY', 'ValidationReport', 'validate', 'sessions_only']
 
 # %% ../nbs/03_validation.ipynb #ad8f32f4
 DEFAULT_SEVERITY = {
@@ -173,3 +173,13 @@ def validate(bars: Bars, as_of=None, calendar: TradingCalendar | None = None, ma
     return ValidationReport(tuple(findings), bars.source, bars.synthetic, len(bars.symbols),
                             d[0] if len(d) else None, d[-1] if len(d) else None,
                             pd.Timestamp(as_of) if as_of is not None else None)
+
+# %% ../nbs/03_validation.ipynb #1888de37
+def sessions_only(bars: Bars, calendar: TradingCalendar | None = None) -> Bars:
+    "`bars` without the dates that are not exchange sessions (holiday phantoms, stray weekend bars)."
+    cal = calendar or nse_calendar()
+    lo, hi = cal.coverage
+    d = bars.dates
+    inside = d[(d >= lo) & (d <= hi)]
+    if not len(inside): return bars
+    return bars.drop_dates(inside.difference(cal.sessions(inside[0], inside[-1])))

@@ -17,7 +17,7 @@ from .metrics import summary as metrics_summary
 
 # %% auto #0
 __all__ = ['align_weights', 'BacktestResult', 'close_returns', 'portfolio_path', 'backtest', 'signals_to_weights',
-           'equal_weights']
+           'equal_weights', 'buy_and_hold_returns', 'equal_weight']
 
 # %% ../nbs/20_backtest.ipynb #bea7db3b
 def _close_frame(bars: Bars | pd.DataFrame) -> pd.DataFrame:
@@ -224,3 +224,20 @@ def equal_weights(s: np.ndarray, cap: float, long_only: bool = False) -> np.ndar
     if long_only: s = np.maximum(s, 0.0)
     n = np.count_nonzero(s, axis=-1)[..., None]
     return s * np.minimum(1.0 / np.maximum(n, 1), cap) + 0.0
+
+# %% ../nbs/20_backtest.ipynb #452a6d2b
+def buy_and_hold_returns(bars: Bars | pd.DataFrame, name: str = "buy_and_hold") -> pd.Series:
+    "Daily returns of equal amounts bought on day 0 in every symbol trading then, never rebalanced."
+    close = _close_frame(bars)
+    price, _ = close_returns(close.to_numpy(dtype="float64"))
+    first = ~np.isnan(close.to_numpy()[0])
+    if not first.any(): raise DataError("buy_and_hold_returns: no symbol has a bar on the first date.")
+    value = (price[:, first] / price[0, first]).mean(axis=1)
+    out = np.zeros_like(value)
+    out[1:] = value[1:] / value[:-1] - 1.0
+    return pd.Series(out, index=close.index, name=name)
+
+def equal_weight(bars: Bars | pd.DataFrame) -> pd.DataFrame:
+    "Target weights 1/n over the n symbols with a bar each day (the equal-weight benchmark book)."
+    listed = _close_frame(bars).notna()
+    return listed.div(listed.sum(axis=1).clip(lower=1), axis=0)

@@ -27,7 +27,7 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	touch $@
 
 run: $(RUNTIME_STAMP)  ## run the main job on the embedded default (real NSE sample when present, else synthetic)
-	$(BIN)/strategy-engine report data
+	$(BIN)/strategy-engine report research
 
 test: $(DEV_STAMP)  ## sync check + lint + notebook tests + pytest
 	$(MAKE) --no-print-directory sync-check

@@ -167,7 +167,7 @@ class GCSArchive(Archive):
         "The `google.cloud.storage.Bucket` (the client is created on first use)."
         if self._bucket is None:
             if self._client is None:
-                from google.cloud import storage
+                import google.cloud.storage as storage
                 self._client = storage.Client()
             self._bucket = self._client.bucket(self.bucket_name)
         return self._bucket

@@ -65,3 +65,14 @@ def test_report_data_executes_and_archives(tmp_path):
     assert "SYNTHETIC" in text and "Result: PASS" in text
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, "the indicator plot was not rendered"
+
+
+def test_report_research_runs_on_synthetic_data_labelled(tmp_path):
+    r = run_cli("report", "research", "--data", "synthetic", "--start", "2020-01-01", "--out", tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [out] = tmp_path.glob("50_strategy_research_*.ipynb")
+    nb = nbformat.read(out, as_version=4)
+    text = "\n".join(str(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
+    assert "SYNTHETIC demo data" in text
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and 'start = "2020-01-01"' in injected[0].source

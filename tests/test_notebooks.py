@@ -4,9 +4,10 @@ import json
 import nbformat
 import pytest
 
-from conftest import ROOT, make_template
 from strategy_engine.core import ConfigError, UnknownNameError
 from strategy_engine.notebooks import execute_notebook, notebook_error, template_parameters
+
+from conftest import ROOT, make_template
 
 
 def test_parameter_values_arrive_unchanged(tmp_path):

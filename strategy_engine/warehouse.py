@@ -128,7 +128,8 @@ SIGNAL_FIELDS = ("signal_id", "symbol", "strategy", "signal", "confidence", "tim
 PERFORMANCE_FIELDS = ("date", "strategy", "period", "start", "end", *METRIC_COLUMNS)
 RUN_FIELDS = ("run_id", "kind", "as_of", "status", "started_at", "ended_at", "manifest", "notebook_uri",
               "manifest_sha256")
-RUN_STATUSES = ("running", "succeeded", "failed", "timeout")
+# the statuses of strategy_engine.archive.STATUSES, plus "running"
+RUN_STATUSES = ("running", "succeeded", "failed", "timeout", "data_stale", "no_session", "killed")
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+=-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 NSE_TZ = "Asia/Kolkata"

@@ -29,6 +29,10 @@ __all__ = ['NIFTY50_SAMPLE', 'NSE_LARGE_CAPS', 'UNIVERSES', 'StrategyParams', 'R
            'SignalFrame', 'hold_positions', 'as_matrix', 'ramp', 'Violation', 'lookahead_violations']
 
 # %% ../../nbs/10_strategy_base.ipynb #2c24900e
+from typing import Literal
+
+from pydantic import model_validator
+
 _MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 class StrategyParams(BaseModel):
@@ -36,10 +40,44 @@ class StrategyParams(BaseModel):
     model_config = _MODEL_CONFIG
 
 class RiskLimits(BaseModel):
-    "Per-strategy risk limits; the risk layer extends it with new fields (each with a default)."
+    "Per-strategy risk limits, applied by `strategy_engine.risk` (nbs/23_risk); every key has a default."
     model_config = _MODEL_CONFIG
     max_position_size: float = Field(default=0.05, gt=0, le=1, description="largest weight of one position, fraction of equity")
     stop_loss: float | None = Field(default=None, gt=0, lt=1, description="stop distance below/above entry, fraction of price")
+    atr_stop: float | None = Field(default=None, gt=0, le=20, description="stop distance below/above entry, in ATRs at entry")
+    atr_period: int = Field(default=14, ge=2, le=250, description="Wilder ATR period of atr_stop and vol_estimator 'atr', bars")
+    vol_target: float | None = Field(default=None, gt=0, le=1,
+                                     description="annualised volatility per position: weight = vol_target / sigma (null: 1/n)")
+    vol_estimator: Literal["std", "atr"] = Field(default="std", description="sigma: std of daily returns, or ATR / close",
+                                                 json_schema_extra={"allowed": "'std' or 'atr'"})
+    vol_window: int = Field(default=20, ge=2, le=500, description="bars in the rolling std of returns (vol_estimator 'std')")
+    sector_cap: float | None = Field(default=None, gt=0, le=1, description="largest sum of |weight| in one sector")
+    top_n: int | None = Field(default=None, ge=1, le=1000, description="how many of the largest positions top_n_cap covers")
+    top_n_cap: float | None = Field(default=None, gt=0, le=10, description="largest sum of |weight| of the top_n largest")
+    max_gross: float = Field(default=1.0, gt=0, le=10, description="largest gross exposure, sum of |weight|")
+    max_net: float = Field(default=1.0, ge=0, le=10, description="largest net exposure, |sum of weights|")
+    max_drawdown: float | None = Field(default=None, gt=0, lt=1, description="drawdown that turns the drawdown guard on")
+    drawdown_scale: float = Field(default=0.5, ge=0, lt=1, description="exposure multiplier while the drawdown guard is on")
+    resume_drawdown: float | None = Field(default=None, ge=0, lt=1,
+                                          description="guard off when the drawdown is back within this (null: max_drawdown / 2)")
+    kill_switch: bool = Field(default=False, description="true: the strategy emits no signals and its run ends killed")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> RiskLimits:
+        if (self.top_n is None) != (self.top_n_cap is None):
+            raise ValueError(f"top_n ({self.top_n}) and top_n_cap ({self.top_n_cap}) go together: set both or neither.")
+        if self.resume_drawdown is not None:
+            if self.max_drawdown is None: raise ValueError("resume_drawdown needs max_drawdown (the guard it ends).")
+            if self.resume_drawdown >= self.max_drawdown:
+                raise ValueError(f"resume_drawdown ({self.resume_drawdown}) must be smaller than max_drawdown "
+                                 f"({self.max_drawdown}): the guard resumes on a smaller drawdown than the one that started it.")
+        return self
+
+    @property
+    def resume_level(self) -> float | None:
+        "The drawdown within which the guard switches off: resume_drawdown, else max_drawdown / 2."
+        if self.max_drawdown is None: return None
+        return self.resume_drawdown if self.resume_drawdown is not None else self.max_drawdown / 2
 
 NIFTY50_SAMPLE = (
     "ADANIENT", "ADANIPORTS", "APOLLOHOSP", "ASIANPAINT", "AXISBANK", "BAJAJ-AUTO", "BAJAJFINSV", "BAJFINANCE",

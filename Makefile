@@ -6,6 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+SYSTEM_STAMP := $(VENV)/.system-deps
+SYSTEM_DEPS := faketime
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 .PHONY: run test lint sync-check nbtest pytest lab bench clean-venv help
@@ -26,10 +28,21 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	$(PIP) -r requirements.txt -r requirements-dev.txt
 	touch $@
 
-run: $(RUNTIME_STAMP)  ## run the main job on the embedded default (real NSE sample when present, else synthetic)
-	$(BIN)/strategy-engine report research
+# System packages some tests use (faketime fakes the clock for a whole process tree); installed with
+# apt-get when running as root (CI, this machine), otherwise the tests that need them say so and skip.
+$(SYSTEM_STAMP): $(BIN)/python
+	@missing=""; for p in $(SYSTEM_DEPS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "note: missing system packages:$$missing (apt-get install$$missing); tests that need them will skip"; fi; \
+	fi
+	touch $@
 
-test: $(DEV_STAMP)  ## sync check + lint + notebook tests + pytest
+run: $(RUNTIME_STAMP)  ## run the daily production job for the last date of the data (NSE sample when present, else synthetic)
+	$(BIN)/strategy-engine run daily --as-of latest
+
+test: $(DEV_STAMP) $(SYSTEM_STAMP)  ## sync check + lint + notebook tests + pytest
 	$(MAKE) --no-print-directory sync-check
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory nbtest

@@ -102,7 +102,7 @@ def load_calendar(path: Path | str) -> TradingCalendar:
     if dates.duplicated().any():
         raise ConfigError(f"{csv_path}: date {dates[dates.duplicated()].iloc[0].date()} is listed twice.")
     hol = rows["kind"].eq("holiday")
-    weekend_hol = dates[hol & (dates.dt.dayofweek >= 5)]
+    weekend_hol = dates[hol & (dates.dt.day_of_week >= 5)]
     if len(weekend_hol):
         raise ConfigError(f"{csv_path}: holiday {weekend_hol.iloc[0].date()} falls on a weekend; list only weekday holidays.")
     cov = spec["coverage"]

@@ -77,7 +77,8 @@ def execute_notebook(template: Path | str, output: Path | str, parameters: dict 
     status, error = "succeeded", ""
     try:
         pm.execute_notebook(str(template), str(output), parameters=parameters, kernel_name="python3",
-                            execution_timeout=timeout, cwd=str(cwd or project_root()), log_output=log_output,
+                            execution_timeout=math.ceil(timeout) if timeout else None,   # whole seconds (nbclient)
+                            cwd=str(cwd or project_root()), log_output=log_output,
                             progress_bar=progress_bar)
     except pm.PapermillExecutionError as e:
         status, error = "failed", f"{e.ename}: {e.evalue}"

@@ -1,0 +1,170 @@
+"""The daily production run end to end: `strategy-engine run daily` as the scheduler runs it.
+
+Real parts only: the console script, papermill with a python3 kernel, a DuckDB file, a local archive.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from strategy_engine.archive import open_archive, scan_for_secrets
+from strategy_engine.core import UnknownNameError
+from strategy_engine.launcher import launch
+
+from conftest import ROOT, run_cli
+
+DAY = "2024-11-22"                  # the last session of the NSE sample
+SYMBOLS = ["RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "SBIN", "ITC", "LT"]
+
+
+@pytest.fixture
+def where(tmp_path):
+    return {"warehouse": f"duckdb:///{tmp_path}/wh.duckdb", "archive": str(tmp_path / "archive"), "tmp": tmp_path}
+
+
+def daily(where, *extra, env=None):
+    return run_cli("run", "daily", "--warehouse", where["warehouse"], "--archive", where["archive"], *extra, env=env)
+
+
+def rows(where, sql):
+    con = duckdb.connect(where["warehouse"].removeprefix("duckdb:///"), read_only=True)
+    try: return con.execute(sql).fetchall()
+    finally: con.close()
+
+
+def manifests(where):
+    return [json.loads(p.read_text()) for p in sorted(Path(where["archive"]).rglob("manifest.json"))]
+
+
+def test_rerun_replaces_rows_and_both_runs_are_archived(where, nse_dir):
+    first = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = rows(where, "select strategy, symbol, signal, confidence from signals order by all")
+    assert before and rows(where, "select count(*) from performance")[0][0] == 3
+    second = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
+    assert second.returncode == 0
+    assert rows(where, "select strategy, symbol, signal, confidence from signals order by all") == before
+    assert rows(where, "select count(*) from runs")[0][0] == 1
+    ms = manifests(where)
+    assert len(ms) == 2 and {m["status"] for m in ms} == {"succeeded"} and ms[0]["run_id"] == ms[1]["run_id"]
+    assert ms[0]["data_sha256"] == ms[1]["data_sha256"] and len(ms[0]["git_commit"]) >= 7
+    verify = run_cli("audit", "verify", "--archive", where["archive"])
+    assert verify.returncode == 0, verify.stdout
+    listed = run_cli("runs", "list", "--archive", where["archive"])
+    assert listed.returncode == 0 and ms[0]["run_id"] in listed.stdout
+    shown = run_cli("runs", "show", ms[0]["run_id"], "--archive", where["archive"])
+    assert shown.returncode == 0 and '"status": "succeeded"' in shown.stdout
+
+
+def test_failing_cell_is_archived_as_failed(where, nse_dir):
+    bad = where["tmp"] / "bad"
+    bad.mkdir()
+    (bad / "TCS.csv").write_text("Date,Adj Close,Close,High,Low,Open,Volume\n2024-11-22,1,1,1,1,oops,1\n")
+    r = daily(where, "--as-of", DAY, "--data", str(bad))
+    assert r.returncode == 1, r.stdout + r.stderr
+    [m] = manifests(where)
+    assert m["status"] == "failed" and "DataError" in m["error"] and "TCS.csv: line 2" in m["error"]
+    nb = Path(where["archive"], "2024/11/22", m["run_id"], "attempt-1", "daily_signals.ipynb").read_text()
+    assert "DataError" in nb
+    assert not Path(where["warehouse"].removeprefix("duckdb:///")).exists() or \
+        rows(where, "select count(*) from signals")[0][0] == 0
+
+
+def test_timeout_is_recorded(where):
+    stuck = where["tmp"] / "stuck"
+    stuck.mkdir()
+    os.mkfifo(stuck / "TCS.csv")                          # reading it blocks until the cell times out
+    r = daily(where, "--as-of", DAY, "--data", str(stuck), "--timeout", "2")
+    assert r.returncode == 3, r.stdout + r.stderr
+    [m] = manifests(where)
+    assert m["status"] == "timeout" and m["exit_code"] == 3
+
+
+def test_non_session_and_stale_days(where, nse_dir):
+    r = daily(where, "--as-of", "2024-11-15")            # Guru Nanak Jayanti: an exchange holiday
+    assert r.returncode == 0 and r.stdout.startswith("no_session"), r.stdout + r.stderr
+    r = daily(where, "--as-of", "2024-11-25")            # a session after the sample ends: stale data
+    assert r.returncode == 4 and r.stdout.startswith("data_stale"), r.stdout + r.stderr
+    assert [m["status"] for m in manifests(where)] == ["no_session", "data_stale"]
+    assert all(not m["warehouse_rows"] for m in manifests(where))
+
+
+def test_parameter_values_arrive_unchanged_and_unknown_names_are_refused(where, nse_dir):
+    odd = where["tmp"] / 'it\'s "odd"\\ dir\nwith newline'
+    odd.mkdir()
+    for s in ("TCS", "INFY"): shutil.copy(nse_dir / f"{s}.csv", odd / f"{s}.csv")
+    result = launch("daily", {"as_of": DAY, "data": str(odd), "symbols": ["TCS", "INFY"], "warehouse": where["warehouse"]},
+                    archive=where["archive"])
+    assert result.status == "succeeded", result.error
+    assert result.manifest["parameters"]["data"] == str(odd)
+    from strategy_engine.data import load_bars
+    from strategy_engine.validation import sessions_only
+    assert result.result["data_sha256"] == sessions_only(load_bars(odd, end=DAY)).content_hash()
+    with pytest.raises(UnknownNameError, match="Did you mean 'as_of'"):
+        launch("daily", {"as_off": DAY}, archive=where["archive"])
+    with pytest.raises(UnknownNameError):
+        launch("daily", {"as_of": DAY, "__import__('os').system('touch x') or a": 1}, archive=where["archive"])
+    assert len(manifests(where)) == 1                    # the refused launches archived nothing
+
+
+@pytest.mark.parametrize("target", ["daily_signals.ipynb", "manifest.json"])
+def test_one_changed_byte_fails_audit_and_names_the_run(where, nse_dir, target):
+    assert daily(where, "--as-of", DAY, "--symbols", "TCS", "INFY").returncode == 0
+    assert daily(where, "--as-of", DAY, "--symbols", "TCS").returncode == 0
+    [victim] = [p for p in Path(where["archive"]).rglob(target) if "TCS" in json.dumps(manifests(where)[0])][:1]
+    run_id = victim.parent.parent.name
+    os.chmod(victim, 0o644)
+    data = bytearray(victim.read_bytes())
+    i = data.index(b"2024-11-22")
+    data[i] = ord("3")
+    victim.write_bytes(bytes(data))
+    r = run_cli("audit", "verify", "--archive", where["archive"])
+    assert r.returncode == 1 and run_id in r.stdout, r.stdout
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime not installed (make test installs it as root)")
+def test_same_as_of_on_another_day_gives_the_same_signals(where, nse_dir):
+    env = dict(os.environ)
+    a = subprocess.run(["faketime", "2031-03-03 08:00:00", str(Path(sys.executable).parent / "strategy-engine"), "run", "daily",
+                        "--as-of", DAY, "--symbols", *SYMBOLS, "--warehouse", where["warehouse"], "--archive", where["archive"],
+                        "--no-log-output"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert a.returncode == 0, a.stdout + a.stderr
+    first = rows(where, "select signal_id, signal, confidence, metadata from signals order by all")
+    b = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
+    assert b.returncode == 0
+    assert rows(where, "select signal_id, signal, confidence, metadata from signals order by all") == first
+    starts = sorted(m["started_at"] for m in manifests(where))
+    assert starts[-1].startswith("2031-03-03"), starts          # the clock really was faked for the first run
+
+
+def test_shards_union_equals_the_unsharded_run(where, nse_dir):
+    whole = {**where, "warehouse": f"duckdb:///{where['tmp']}/whole.duckdb", "archive": str(where["tmp"] / "whole")}
+    assert daily(whole, "--as-of", DAY).returncode == 0
+    procs = []
+    for i in range(3):
+        env = {**os.environ, "CLOUD_RUN_TASK_INDEX": str(i), "CLOUD_RUN_TASK_COUNT": "3", "CLOUD_RUN_EXECUTION": "exec-1"}
+        procs.append(subprocess.Popen(
+            [str(Path(sys.executable).parent / "strategy-engine"), "run", "daily", "--as-of", DAY, "--warehouse",
+             where["warehouse"], "--archive", where["archive"], "--no-log-output"], env=env, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, out + err
+    q = "select date, strategy, symbol, signal, confidence, signal_id, timestamp, metadata from signals order by all"
+    assert rows(where, q) == rows(whole, q)
+    assert sorted(r[0] for r in rows(where, "select shard from runs")) == [0, 1, 2]
+    ms = manifests(where)
+    assert len({m["run_id"] for m in ms}) == 3 and {m["cloud_run"]["execution"] for m in ms} == {"exec-1"}
+
+
+def test_archive_holds_no_secrets(where, nse_dir):
+    secrets = {"TELEGRAM_BOT_TOKEN": "123456:very-secret-token-value", "STRATEGY_ENGINE_API_TOKEN": "api-token-0123456789"}
+    r = daily(where, "--as-of", DAY, "--symbols", "TCS", env={**os.environ, **secrets})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert scan_for_secrets(open_archive(where["archive"]), secrets) == []
+    assert all(v not in r.stdout + r.stderr for v in secrets.values())

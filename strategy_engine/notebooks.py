@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import ast
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-import papermill as pm
+# jsonschema (under nbformat) imports `rfc3987_syntax` when it is installed, only to check IRI formats that
+# notebooks never use; importing it compiles a grammar and costs ~1.8 s on every start of the command.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-from .core import ConfigError, check_names, project_root
+import nbformat  # noqa: E402
+import papermill as pm  # noqa: E402
+
+from .core import ConfigError, check_names, project_root  # noqa: E402
 
 # %% auto #0
 __all__ = ['template_parameters', 'check_parameters', 'Execution', 'execute_notebook', 'notebook_error']

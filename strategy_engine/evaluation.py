@@ -120,7 +120,7 @@ class DeflatedSharpe:
     sharpe_annual: float             # the same, annualised (× sqrt(periods))
     skew: float                      # skewness of its returns
     kurtosis: float                  # kurtosis (non-excess: 3 = normal)
-    n_trials: int                    # N
+    n_trials: int                    # N: the trials whose returns vary (a book that never trades is left out)
     var_trials_per_period: float     # V: variance of the trials' per-period Sharpe ratios
     sr0_per_period: float            # expected best Sharpe of N unskilled trials, per period
     sr0_annual: float                # the same, annualised
@@ -175,13 +175,13 @@ class PBOResult:
     "Probability of backtest overfitting by CSCV, with the record of every split."
     pbo: float                       # share of splits whose in-sample best ranks at or below the OOS median
     logits: np.ndarray               # λ per split
-    selected: np.ndarray             # in-sample best trial (column position) per split
+    selected: np.ndarray             # in-sample best trial per split (column position in the returns)
     is_sharpe: np.ndarray            # its in-sample Sharpe per split, annualised
     oos_sharpe: np.ndarray           # its out-of-sample Sharpe per split, annualised
     prob_oos_loss: float             # share of splits where it loses money out of sample (Sharpe < 0)
     degradation_slope: float         # OLS slope of OOS on IS Sharpe of the selected trial
     n_blocks: int                    # S
-    n_trials: int                    # N
+    n_trials: int                    # N: the trials whose returns vary (a book that never trades is left out)
     block_days: int                  # rows per block
     dropped_days: int                # oldest rows left out so that S divides T
 
@@ -200,13 +200,12 @@ class PBOResult:
         return (f"PBOResult(PBO {self.pbo:.3f} over {self.n_splits} splits of {self.n_blocks} blocks × {self.block_days} days, "
                 f"{self.n_trials} trials; P(OOS loss) {self.prob_oos_loss:.3f}, degradation slope {self.degradation_slope:.2f})")
 
-def _sharpe_from_sums(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, center: np.ndarray) -> np.ndarray:
-    "Per-period Sharpe (ddof=1) from counts and sums of centred returns; 0 where there is no variance."
+def _sharpe_from_sums(n: float | np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+    "Per-period Sharpe (ddof=1) from counts, sums and sums of squares; NaN where the returns do not vary."
     with np.errstate(invalid="ignore", divide="ignore"):
         m = s1 / n
         var = (s2 - n * m * m) / (n - 1)
-        sr = (m + center) / np.sqrt(var)
-    return np.where(var > 1e-300, sr, 0.0)
+        return np.where(var > 0, m / np.sqrt(var), np.nan)
 
 def pbo(returns: pd.DataFrame | Any,    # date × trial returns, or a SweepResult
         n_blocks: int = 16,             # S: even; C(S, S/2) splits (12,870 for 16)
@@ -217,27 +216,29 @@ def pbo(returns: pd.DataFrame | Any,    # date × trial returns, or a SweepResul
     if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 2 or s % 2:
         raise ConfigError(f"n_blocks must be an even whole number >= 2 (16 is usual), got {n_blocks!r}.")
     x = frame.to_numpy(dtype="float64", na_value=np.nan)
-    t, n_trials = x.shape
-    if n_trials < 2: raise ConfigError(f"PBO compares trials: it needs at least 2 columns, got {n_trials}.")
+    if np.isnan(x).any():
+        raise DataError("CSCV needs a complete returns matrix (every trial observed on every date); drop or fill the "
+                        f"rows with NaN first ({int(np.isnan(x).any(axis=1).sum())} of {len(x)} have one).")
+    trades = x.max(axis=0) > x.min(axis=0)                              # a trial that never moves has no Sharpe ratio
+    cols = np.flatnonzero(trades)
+    if len(cols) < 2:
+        raise ConfigError(f"PBO compares trials: it needs at least 2 columns whose returns vary, got {len(cols)}.")
+    t, n_trials = len(x), len(cols)
     block = t // s
     if block < 2:
         raise DataError(f"{t} dates cannot be split into {s} blocks of at least 2 returns; use fewer blocks or more data.")
     dropped = t - s * block
-    x = x[dropped:]
-    ok = ~np.isnan(x)
-    center = np.nanmean(x, axis=0)
-    center = np.where(np.isfinite(center), center, 0.0)
-    d = np.where(ok, x - center, 0.0).reshape(s, block, n_trials)
-    cnt = ok.reshape(s, block, n_trials).sum(axis=1).astype("float64")      # S × N
-    s1, s2 = d.sum(axis=1), (d * d).sum(axis=1)
+    d = x[dropped:, cols].reshape(s, block, n_trials)
+    s1, s2 = d.sum(axis=1), (d * d).sum(axis=1)                         # S × N block sums
     combos = np.array(list(itertools.combinations(range(s), s // 2)))
     member = np.zeros((len(combos), s))
     member[np.arange(len(combos))[:, None], combos] = 1.0                  # splits × S: 1 = in-sample block
-    is_n, is_1, is_2 = member @ cnt, member @ s1, member @ s2
-    sr_is = _sharpe_from_sums(is_n, is_1, is_2, center)
-    sr_oos = _sharpe_from_sums(cnt.sum(0) - is_n, s1.sum(0) - is_1, s2.sum(0) - is_2, center)
+    half = block * (s // 2)
+    is_1, is_2 = member @ s1, member @ s2
+    sr_is = _sharpe_from_sums(half, is_1, is_2)
+    sr_oos = np.nan_to_num(_sharpe_from_sums(half, s1.sum(0) - is_1, s2.sum(0) - is_2), nan=0.0)  # flat: earned 0
     rows = np.arange(len(combos))
-    best = np.argmax(sr_is, axis=1)
+    best = np.argmax(np.where(np.isnan(sr_is), -np.inf, sr_is), axis=1)   # a half without trading can't be chosen
     chosen_oos = sr_oos[rows, best]
     below = (sr_oos < chosen_oos[:, None]).sum(axis=1)
     ties = (sr_oos == chosen_oos[:, None]).sum(axis=1)                    # includes itself
@@ -245,8 +246,8 @@ def pbo(returns: pd.DataFrame | Any,    # date × trial returns, or a SweepResul
     logits = np.log(omega / (1 - omega))
     ann = np.sqrt(periods)
     is_best, oos_best = sr_is[rows, best] * ann, chosen_oos * ann
-    slope = float(np.polyfit(is_best, oos_best, 1)[0]) if np.ptp(is_best) > 0 else float("nan")
-    return PBOResult(pbo=float((logits <= 0).mean()), logits=logits, selected=best, is_sharpe=is_best,
+    slope = float(np.polyfit(is_best, oos_best, 1)[0]) if np.isfinite(is_best).all() and np.ptp(is_best) > 0 else float("nan")
+    return PBOResult(pbo=float((logits <= 0).mean()), logits=logits, selected=cols[best], is_sharpe=is_best,
                      oos_sharpe=oos_best, prob_oos_loss=float((oos_best < 0).mean()), degradation_slope=slope,
                      n_blocks=s, n_trials=n_trials, block_days=block, dropped_days=dropped)
 

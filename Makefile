@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RUNTIME_STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 SYSTEM_STAMP := $(VENV)/.system-deps
-SYSTEM_DEPS := faketime
+SYSTEM_DEPS := faketime chromium
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 
 .PHONY: run test lint sync-check nbtest pytest lab bench clean-venv help
@@ -28,7 +28,7 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	$(PIP) -r requirements.txt -r requirements-dev.txt
 	touch $@
 
-# System packages some tests use (faketime fakes the clock for a whole process tree); installed with
+# System packages some tests use (faketime fakes the clock for a process tree; chromium renders the run viewer); installed with
 # apt-get when running as root (CI, this machine), otherwise the tests that need them say so and skip.
 $(SYSTEM_STAMP): $(BIN)/python
 	@missing=""; for p in $(SYSTEM_DEPS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \

@@ -19,7 +19,8 @@ from .core import StrategyEngineError, did_you_mean, project_root, runs_dir
 
 # %% auto #0
 __all__ = ['cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data', 'cmd_report_research', 'cmd_run_daily',
-           'cmd_audit_verify', 'cmd_runs_list', 'cmd_runs_show', 'build_parser', 'main']
+           'cmd_audit_verify', 'cmd_runs_list', 'cmd_runs_show', 'cmd_run_validate', 'cmd_run_report', 'cmd_run_day',
+           'cmd_schedule_show', 'cmd_schedule_check', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #fb7c4fbf
 class _Parser(argparse.ArgumentParser):
@@ -108,24 +109,43 @@ def _as_of(text: str, data: str) -> str:
     from strategy_engine.data import open_bars
     return f"{open_bars(data).dates[-1]:%Y-%m-%d}"
 
-def cmd_run_daily(args) -> int:
-    "Launch the daily production notebook and print where its record is."
-    import logging
-    from strategy_engine.launcher import launch
-    if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
-    params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data,
-                    "cost_bps": args.cost_bps}
-    if args.strategies: params["strategies"] = args.strategies
-    if args.symbols:
+def _stage_params(args, *names: str) -> dict:
+    "The notebook parameters of a `run` command: as_of, data, and those of `names` the user gave."
+    params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
+    if "strategies" in names and args.strategies: params["strategies"] = args.strategies
+    if "symbols" in names and args.symbols:
         from strategy_engine.strategies.base import UNIVERSES
         one = len(args.symbols) == 1 and args.symbols[0] in UNIVERSES           # a universe name
         params["symbols"] = args.symbols[0] if one else args.symbols
-    if args.warehouse: params["warehouse"] = args.warehouse
-    if args.run_id: params["run_id"] = args.run_id
-    result = launch("daily", params, archive=args.archive, timeout=args.timeout, log_output=args.log_output,
-                    progress_bar=sys.stderr.isatty())
-    print(result)
-    return result.exit_code
+    for name in names:
+        if name not in ("strategies", "symbols") and getattr(args, name, None) is not None: params[name] = getattr(args, name)
+    return params
+
+def _print_alerts(deliveries) -> None:
+    "One line per alert raised: the channels it went to, or why not."
+    seen: dict[tuple, list[str]] = {}
+    for d in deliveries: seen.setdefault(tuple(d.key), []).append(f"{d.channel} {d.status}")
+    for key, how in seen.items(): print(f"  alert {'/'.join(map(str, key))}: {', '.join(how)}")
+
+def _run_stage(stage: str, params: dict, args) -> int:
+    "Run one stage of the day (`strategy_engine.schedule.run_stage`) and print how it ended."
+    import logging
+    from strategy_engine.schedule import run_stage
+    if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if getattr(args, "run_id", None): params["run_id"] = args.run_id
+    out = run_stage(stage, params, args.archive, scheduled=args.scheduled, key=args.idempotency_key,
+                    force=getattr(args, "force", False), alerts=args.alerts, timeout=args.timeout,
+                    log_output=args.log_output, progress_bar=sys.stderr.isatty())
+    if out.launch is None: print(f"{out.status}: {stage} of {out.as_of} {out.message}")
+    else:
+        print(out.launch)
+        if out.launch.replayed: print(f"  replayed: this scheduled {stage} run already ran; nothing was run again")
+    _print_alerts(out.deliveries)
+    return out.exit_code
+
+def cmd_run_daily(args) -> int:
+    "Launch the daily production notebook (gated on the day's validation) and print where its record is."
+    return _run_stage("daily", _stage_params(args, "strategies", "symbols", "warehouse", "cost_bps"), args)
 
 def cmd_audit_verify(args) -> int:
     "Recompute every archived hash and the ledger chain; name the first broken run; 1 when broken."
@@ -147,7 +167,71 @@ def cmd_runs_show(args) -> int:
     print(json.dumps(show_run(open_archive(args.archive), args.run_id), indent=1, default=str))
     return 0
 
+# %% ../nbs/90_cli.ipynb #1603ba5f
+def cmd_run_validate(args) -> int:
+    "Launch the data validation notebook of a day (09:00) and print where its record is."
+    return _run_stage("validate", _stage_params(args, "strategies", "symbols", "through", "max_move", "max_lag"), args)
+
+def cmd_run_report(args) -> int:
+    "Launch the performance report notebook of a day (18:00, gated on the day's validation) and print where its record is."
+    params = _stage_params(args, "strategies", "symbols", "warehouse", "cost_bps", "period")
+    if not args.alerts: params["send_alerts"] = False
+    return _run_stage("report", params, args)
+
+def cmd_run_day(args) -> int:
+    "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failed validation."
+    import logging
+    from strategy_engine.schedule import run_day
+    if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
+    params = _stage_params(args, "strategies", "symbols")
+    def show(out) -> None:
+        print(out, flush=True)
+        _print_alerts(out.deliveries)
+    day = run_day(params["as_of"], params.get("strategies"), params.get("symbols"), args.data, args.warehouse, args.period,
+                  args.cost_bps, args.archive, alerts=args.alerts, on_stage=show, timeout=args.timeout,
+                  log_output=args.log_output, progress_bar=sys.stderr.isatty())
+    if day.note: print(day.note)
+    return day.exit_code
+
+def cmd_schedule_show(args) -> int:
+    "Print the plan of the day (or of --days days) in IST and UTC, skipping non-sessions."
+    from strategy_engine.schedule import show_plan
+    print(show_plan(args.date or f"{pd.Timestamp.now(tz='Asia/Kolkata'):%Y-%m-%d}", args.days))
+    return 0
+
+def cmd_schedule_check(args) -> int:
+    "The 09:15 market-open check: each stage's archived outcome; non-zero when the day's validation failed or is missing."
+    from strategy_engine.schedule import check_day
+    check = check_day(_as_of(args.as_of, "auto"), args.archive, alerts=args.alerts)
+    print(check.text())
+    _print_alerts(check.deliveries)
+    return check.exit_code
+
 # %% ../nbs/90_cli.ipynb #bd93b303
+def _stage_options(p: argparse.ArgumentParser, stored: bool, gated: bool, run_id_help: str = "",
+                   scheduled: bool = True) -> None:
+    "The options every `run` command of a trading-day stage shares."
+    p.add_argument("--as-of", required=True, type=lambda s: s if s in ("latest", "today") else _date(s),
+                   help="the trading date YYYY-MM-DD, 'today' (IST, for the scheduler) or 'latest' (last date of the data)")
+    p.add_argument("--strategies", nargs="+", help="strategy names (default: momentum mean_reversion breakout)")
+    p.add_argument("--symbols", nargs="+", help="symbols, or one universe name such as nifty50_sample (default: each "
+                                                "strategy's universe)")
+    p.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
+    if stored:
+        p.add_argument("--warehouse", help="duckdb:///PATH or bigquery://PROJECT/DATASET (default: $STRATEGY_ENGINE_WAREHOUSE "
+                                           "or runs/warehouse.duckdb)")
+        p.add_argument("--cost-bps", type=float, default=10.0, help="cost per unit of turnover in bps (default 10)")
+    p.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+    if run_id_help: p.add_argument("--run-id", help=f"override the run id (default: {run_id_help})")
+    if gated: p.add_argument("--force", action="store_true", help="run even though the day's archived validation failed")
+    if scheduled:
+        p.add_argument("--scheduled", metavar="HH:MM", help="the scheduled time (IST) of this trigger: a retried trigger with "
+                                                             "the same time replays the first run instead of running again")
+        p.add_argument("--idempotency-key", help="run at most once per this key (default with --scheduled: stage + time)")
+    p.add_argument("--no-alerts", dest="alerts", action="store_false", help="raise no alert when the run ends badly")
+    p.add_argument("--timeout", type=float, default=600, help="per-cell execution timeout in seconds (default 600)")
+    p.add_argument("--no-log-output", dest="log_output", action="store_false", help="do not stream cell output to the log")
+
 def build_parser() -> argparse.ArgumentParser:
     "The `strategy-engine` argument parser with every sub-command."
     p = _Parser(prog="strategy-engine", description="Strategy Engine: research-to-production systematic equity trading.")
@@ -196,23 +280,50 @@ def build_parser() -> argparse.ArgumentParser:
     rr.set_defaults(func=cmd_report_research)
     run = sub.add_parser("run", help="launch a production notebook (papermill), archive it with its manifest")
     runsub = run.add_subparsers(dest="run_command", required=True, metavar="JOB", parser_class=_Parser)
-    rdaily = runsub.add_parser("daily", help="the daily signals run for one NSE session",
+    rdaily = runsub.add_parser("daily", help="the daily signals run for one NSE session (15:30 IST)",
                                description="Execute nbs/production/daily_signals.ipynb for --as-of, write signals and "
-                                           "performance to the warehouse, archive the notebook, manifest and ledger entry.")
-    rdaily.add_argument("--as-of", required=True, type=lambda s: s if s in ("latest", "today") else _date(s),
-                        help="the trading date YYYY-MM-DD, 'today' (IST, for the scheduler) or 'latest' (last date of the data)")
-    rdaily.add_argument("--strategies", nargs="+", help="strategy names (default: momentum mean_reversion breakout)")
-    rdaily.add_argument("--symbols", nargs="+", help="symbols, or one universe name such as nifty50_sample (default: each "
-                                                      "strategy's universe)")
-    rdaily.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
-    rdaily.add_argument("--warehouse", help="duckdb:///PATH or bigquery://PROJECT/DATASET (default: $STRATEGY_ENGINE_WAREHOUSE "
-                                            "or runs/warehouse.duckdb)")
-    rdaily.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
-    rdaily.add_argument("--run-id", help="override the run id (default: date + strategy set + shard count)")
-    rdaily.add_argument("--cost-bps", type=float, default=10.0, help="cost per unit of turnover in bps (default 10)")
-    rdaily.add_argument("--timeout", type=float, default=600, help="per-cell execution timeout in seconds (default 600)")
-    rdaily.add_argument("--no-log-output", dest="log_output", action="store_false", help="do not stream cell output to the log")
+                                           "performance to the warehouse, archive the notebook, manifest and ledger entry. "
+                                           "Refused when the day's archived validation failed, unless --force.")
+    _stage_options(rdaily, stored=True, gated=True, run_id_help="date + strategy set + shard count")
     rdaily.set_defaults(func=cmd_run_daily)
+    rval = runsub.add_parser("validate", help="the data validation of one NSE session (09:00 IST); exit 4 stale, 1 bad bars",
+                             description="Execute nbs/production/validate_data.ipynb for --as-of: freshness, missing "
+                                         "sessions, bad bars and large moves of the universe the daily run trades, on the "
+                                         "bars through the previous session; archive it. A failed validation stops the "
+                                         "daily run and the report of that day.")
+    _stage_options(rval, stored=False, gated=False, run_id_help="date + strategy set")
+    rval.add_argument("--through", choices=("previous_session", "as_of"),
+                      help="validate the bars through the previous session (default, the 09:00 view) or through --as-of")
+    rval.add_argument("--max-move", type=float, help="flag |daily return| above this (default 0.20)")
+    rval.add_argument("--max-lag", type=int, help="sessions the data may lag the cut-off (default 0)")
+    rval.set_defaults(func=cmd_run_validate)
+    rrep = runsub.add_parser("report", help="the performance report of one NSE session (18:00 IST)",
+                             description="Execute nbs/production/performance_report.ipynb for --as-of: per strategy and "
+                                         "for the book, P&L, Sharpe, drawdown, exposure, turnover over --period, the day's "
+                                         "signals against the market, alerts; write it to the warehouse's performance table.")
+    _stage_options(rrep, stored=True, gated=True, run_id_help="date + strategy set + period")
+    rrep.add_argument("--period", choices=("1d", "1w", "1m", "ytd"), default="1m",
+                      help="window of the figures and of the alert rules (default 1m)")
+    rrep.set_defaults(func=cmd_run_report)
+    rday = runsub.add_parser("day", help="run the day's stages in order: validate, daily, report (stops at a failed validation)",
+                             description="Run validate, daily and report for --as-of, in order, each archived as its own "
+                                         "run. Nothing runs on a day that is not a session; a failed validation stops the day.")
+    _stage_options(rday, stored=True, gated=False, scheduled=False)
+    rday.add_argument("--period", choices=("1d", "1w", "1m", "ytd"), default="1m", help="the report's period (default 1m)")
+    rday.set_defaults(func=cmd_run_day)
+
+    sched = sub.add_parser("schedule", help="the trading day's plan and the market-open check")
+    ssub = sched.add_subparsers(dest="schedule_command", required=True, metavar="ACTION", parser_class=_Parser)
+    ss = ssub.add_parser("show", help="print the day's stages in IST and UTC (non-sessions: skipped)")
+    ss.add_argument("--date", type=_date, help="first day YYYY-MM-DD (default: today in IST)")
+    ss.add_argument("--days", type=int, default=1, help="how many calendar days to show (default 1)")
+    ss.set_defaults(func=cmd_schedule_show)
+    sc = ssub.add_parser("check", help="the 09:15 check: did the day's validation run and pass? (exit 0 when it did)")
+    sc.add_argument("--as-of", required=True, type=lambda s: s if s == "today" else _date(s),
+                    help="the trading date YYYY-MM-DD or 'today' (IST, for the scheduler)")
+    sc.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+    sc.add_argument("--no-alerts", dest="alerts", action="store_false", help="do not alert when no validation was archived")
+    sc.set_defaults(func=cmd_schedule_check)
 
     audit = sub.add_parser("audit", help="verify the run archive")
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION", parser_class=_Parser)

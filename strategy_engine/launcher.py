@@ -19,13 +19,15 @@ from pathlib import Path
 from .archive import ArchiveConflict, ArchiveError, archive_run, build_manifest, exit_code, make_run_id, open_archive
 from .core import ConfigError, check_names, project_root
 from .daily import read_result
-from .notebooks import check_parameters, execute_notebook
+from .notebooks import check_parameters, execute_notebook, template_parameters
 
 # %% auto #0
 __all__ = ['TEMPLATES', 'Launch', 'launch', 'launch_once']
 
 # %% ../nbs/33_launcher.ipynb #6ad312ef
-TEMPLATES = {"daily": "production/daily_signals.ipynb"}
+TEMPLATES = {"daily": "production/daily_signals.ipynb", "validate": "production/validate_data.ipynb",
+             "report": "production/performance_report.ipynb"}
+_IDENTITY = ("period", "through")   # parameters of some templates that make a different run of the same day
 
 @dataclass(frozen=True)
 class Launch:
@@ -64,13 +66,17 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
     template = project_root() / "nbs" / TEMPLATES[kind]
     params = dict(check_parameters(template, dict(parameters)))
     if "as_of" not in params: raise ConfigError(f"run {kind}: as_of (YYYY-MM-DD) is required.")
+    sharded = "shard_count" in template_parameters(template)
     i, n = _shard(params, env)
+    if not sharded and n != 1:
+        raise ConfigError(f"run {kind} is not sharded: run it as one task (shard count {n}; in Cloud Run, taskCount 1).")
     strategies = params.get("strategies")
     symbols = params.get("symbols")
     run_id = params.get("run_id") or make_run_id(kind, params["as_of"], {
         "strategies": sorted(strategies) if isinstance(strategies, list) else strategies,
-        "symbols": sorted(symbols) if isinstance(symbols, list) else symbols, "shard_count": n})
-    params.update(run_id=run_id, shard_index=i, shard_count=n)
+        "symbols": sorted(symbols) if isinstance(symbols, list) else symbols, "shard_count": n,
+        **{k: params[k] for k in _IDENTITY if k in params}})
+    params.update(run_id=run_id, **({"shard_index": i, "shard_count": n} if sharded else {}))
     record_id = run_id if n == 1 else f"{run_id}-s{i}of{n}"
     store = open_archive(archive)
     started = _now()
@@ -81,7 +87,9 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
         result = read_result(out) if out.exists() else None
         if ex.status != "succeeded": status, error = ex.status, ex.error
         elif result is None: status, error = "failed", "the notebook ended without publishing a result"
-        else: status, error = str(result["status"]), ""
+        else:
+            status = str(result["status"])
+            error = "" if status in ("succeeded", "no_session") else str(result.get("reason") or "")
         manifest = build_manifest(record_id, kind, status, params["as_of"], started, _now(), params,
                                   notebook=out if out.exists() else None,
                                   data_sha256=(result or {}).get("data_sha256"), warehouse_rows=(result or {}).get("rows"),

@@ -13,12 +13,21 @@ gcloud builds submit --project "$PROJECT_ID" --tag "$IMAGE" .
 render deploy/cloudrun-job.yaml > /tmp/strategy-engine-job.yaml
 gcloud run jobs replace /tmp/strategy-engine-job.yaml --project "$PROJECT_ID" --region "$REGION"
 
-render deploy/scheduler-daily.yaml > /tmp/strategy-engine-scheduler.yaml
-name=$(sed -n 's/^name: //p' /tmp/strategy-engine-scheduler.yaml)
-schedule=$(sed -n 's/^schedule: "\(.*\)"/\1/p' /tmp/strategy-engine-scheduler.yaml)
-uri=$(sed -n 's/^  uri: //p' /tmp/strategy-engine-scheduler.yaml)
-sa=$(sed -n 's/^    serviceAccountEmail: //p' /tmp/strategy-engine-scheduler.yaml)
-verb=create; gcloud scheduler jobs describe "$name" --project "$PROJECT_ID" --location "$REGION" >/dev/null 2>&1 && verb=update
-gcloud scheduler jobs "$verb" http "$name" --project "$PROJECT_ID" --location "$REGION" \
-  --schedule "$schedule" --time-zone Asia/Kolkata --http-method POST --uri "$uri" --oauth-service-account-email "$sa"
+# One Cloud Scheduler entry per stage of the day (deploy/scheduler-stages.yaml), each a jobs:run call with its
+# own container args; the YAML is read with the project's Python (PyYAML is a runtime requirement).
+PY=${PYTHON:-.venv/bin/python}
+render deploy/scheduler-stages.yaml > /tmp/strategy-engine-stages.yaml
+"$PY" - /tmp/strategy-engine-stages.yaml <<'PYEOF' > /tmp/strategy-engine-stages.tsv
+import json, sys, yaml
+for job in yaml.safe_load(open(sys.argv[1]))["jobs"]:
+    t = job["httpTarget"]
+    print("\t".join([job["name"], job["schedule"], job["timeZone"], t["uri"], t["oauthToken"]["serviceAccountEmail"],
+                     json.dumps(t["body"])]))
+PYEOF
+while IFS=$'\t' read -r name schedule tz uri sa body; do
+  verb=create; gcloud scheduler jobs describe "$name" --project "$PROJECT_ID" --location "$REGION" >/dev/null 2>&1 && verb=update
+  gcloud scheduler jobs "$verb" http "$name" --project "$PROJECT_ID" --location "$REGION" --schedule "$schedule" \
+    --time-zone "$tz" --http-method POST --uri "$uri" --oauth-service-account-email "$sa" \
+    --headers Content-Type=application/json --message-body "$body"
+done < /tmp/strategy-engine-stages.tsv
 echo "deployed $IMAGE"

@@ -20,11 +20,15 @@ from .core import StrategyEngineError, did_you_mean, project_root, runs_dir
 # %% auto #0
 __all__ = ['cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data', 'cmd_report_research', 'cmd_run_daily',
            'cmd_audit_verify', 'cmd_runs_list', 'cmd_runs_show', 'cmd_run_validate', 'cmd_run_report', 'cmd_run_day',
-           'cmd_schedule_show', 'cmd_schedule_check', 'build_parser', 'main']
+           'cmd_schedule_show', 'cmd_schedule_check', 'cmd_evaluate', 'cmd_serve', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #fb7c4fbf
 class _Parser(argparse.ArgumentParser):
-    "ArgumentParser whose errors add a 'did you mean ...?' for misspelled commands and options."
+    "ArgumentParser whose errors add a 'did you mean ...?'; no abbreviated options (`--schedule` is not `--scheduled`)."
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):  # type: ignore[override]
         m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if m: message += "." + did_you_mean(m.group(1), re.findall(r"[\w-]+", m.group(2)))
@@ -207,6 +211,28 @@ def cmd_schedule_check(args) -> int:
     _print_alerts(check.deliveries)
     return check.exit_code
 
+# %% ../nbs/90_cli.ipynb #862571fe
+def cmd_evaluate(args) -> int:
+    "Evaluate a strategy (in-sample sweep, optional walk-forward, deflated Sharpe, PBO); print and write the JSON report."
+    from strategy_engine.data import open_bars
+    from strategy_engine.evaluation import evaluate, format_report
+    from strategy_engine.validation import sessions_only
+    bars = sessions_only(open_bars(args.data, start=args.start, end=args.end, adjusted=False))
+    report = evaluate(args.strategy, bars, walk_forward=args.walk_forward, cost_bps=args.cost_bps,
+                      restrict_universe=not bars.synthetic, long_only=args.long_only)
+    print(format_report(report))
+    out = args.out or runs_dir() / "evaluations" / f"{args.strategy}_{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, allow_nan=False), encoding="utf-8")
+    print(f"report: {out}")
+    return 0
+
+def cmd_serve(args) -> int:
+    "Serve the HTTP API with uvicorn until interrupted."
+    from strategy_engine.service import serve
+    serve(host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
 # %% ../nbs/90_cli.ipynb #bd93b303
 def _stage_options(p: argparse.ArgumentParser, stored: bool, gated: bool, run_id_help: str = "",
                    scheduled: bool = True) -> None:
@@ -342,6 +368,22 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("run_id", help="the run id (see `runs list`)")
     rs.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
     rs.set_defaults(func=cmd_runs_show)
+    ev = sub.add_parser("evaluate", help="walk-forward evaluation with deflated Sharpe and PBO; prints and writes a JSON report")
+    ev.add_argument("--strategy", required=True, help="a registered strategy (e.g. momentum)")
+    ev.add_argument("--walk-forward", action="store_true", help="choose parameters on rolling train windows, score out of sample")
+    ev.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
+    ev.add_argument("--start", type=_date, help="first date")
+    ev.add_argument("--end", type=_date, help="last date")
+    ev.add_argument("--cost-bps", type=float, default=10.0, help="cost per unit of turnover in bps (default 10)")
+    ev.add_argument("--long-only", action="store_true", help="drop the short side of the signals")
+    ev.add_argument("--out", type=Path, help="JSON report path (default runs/evaluations/<strategy>_<UTC time>.json)")
+    ev.set_defaults(func=cmd_evaluate)
+
+    sv = sub.add_parser("serve", help="the HTTP service (FastAPI on uvicorn): /health, /execute-strategies, /performance, /runs")
+    sv.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 on Cloud Run)")
+    sv.add_argument("--port", type=int, default=8080, help="port (default 8080; Cloud Run sets $PORT)")
+    sv.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default $LOG_LEVEL or INFO)")
+    sv.set_defaults(func=cmd_serve)
     return p
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -159,8 +159,8 @@ def write(run: DailyRun) -> DailyRun:
     if run.status not in ("running", "killed"): return run
     wh = open_warehouse(run.warehouse)
     try:
-        row = {"run_id": run.run_id, "kind": "daily", "as_of": f"{run.as_of:%Y-%m-%d}",
-               "status": "running" if run.running else run.status}
+        row = {"run_id": run.run_id, "kind": "daily", "as_of": f"{run.as_of:%Y-%m-%d}",   # the status once written
+               "status": "killed" if run.killed else "succeeded"}
         run.rows = wh.write_run(row, todays_signals(run), performance(run), shard=run.shard)
     finally: wh.close()
     if run.killed: run.status, run.reason = "killed", f"kill switch on for {', '.join(run.killed)}"

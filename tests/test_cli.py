@@ -76,3 +76,12 @@ def test_report_research_runs_on_synthetic_data_labelled(tmp_path):
     assert "SYNTHETIC demo data" in text
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and 'start = "2020-01-01"' in injected[0].source
+
+
+def test_evaluate_writes_a_json_report(tmp_path, nse_dir):
+    out = tmp_path / "ev.json"
+    r = run_cli("evaluate", "--strategy", "breakout", "--walk-forward", "--start", "2016-01-01", "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(out.read_text())
+    text = json.dumps(report)
+    assert "deflated" in text and "pbo" in text.lower() and "out_of_sample" in text.replace("oos", "out_of_sample")

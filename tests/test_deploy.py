@@ -26,10 +26,18 @@ def test_job_spec_runs_a_valid_daily_command():
     assert all("value" not in e for e in secret_envs)
 
 
-def test_scheduler_fires_at_1530_ist_on_weekdays():
-    s = yaml.safe_load((ROOT / "deploy" / "scheduler-daily.yaml").read_text())
-    assert s["schedule"] == "30 15 * * 1-5" and s["timeZone"] == "Asia/Kolkata"
-    assert s["httpTarget"]["uri"].endswith("/jobs/strategy-engine-daily:run")
+def test_scheduler_stages_are_valid_commands_at_their_times():
+    jobs = yaml.safe_load((ROOT / "deploy" / "scheduler-stages.yaml").read_text())["jobs"]
+    times = {}
+    for job in jobs:
+        assert job["timeZone"] == "Asia/Kolkata" and job["schedule"].endswith("* * 1-5")
+        [container] = job["httpTarget"]["body"]["overrides"]["containerOverrides"]
+        args = build_parser().parse_args([str(a) for a in container["args"]])
+        minute, hour = job["schedule"].split()[:2]
+        if hasattr(args, "scheduled") and args.scheduled:
+            assert args.scheduled == f"{int(hour):02d}:{int(minute):02d}", job["name"]   # the idempotency key's time
+        times[job["stage"]] = f"{int(hour):02d}:{int(minute):02d}"
+    assert times == {"validate": "09:00", "monitor": "09:15", "daily": "15:30", "report": "18:00"}
 
 
 def test_deploy_script_is_valid_bash():

@@ -20,7 +20,8 @@ from .core import StrategyEngineError, did_you_mean, project_root, runs_dir
 # %% auto #0
 __all__ = ['cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data', 'cmd_report_research', 'cmd_run_daily',
            'cmd_audit_verify', 'cmd_runs_list', 'cmd_runs_show', 'cmd_run_validate', 'cmd_run_report', 'cmd_run_day',
-           'cmd_schedule_show', 'cmd_schedule_check', 'cmd_evaluate', 'cmd_serve', 'build_parser', 'main']
+           'cmd_schedule_show', 'cmd_schedule_check', 'cmd_evaluate', 'cmd_serve', 'cmd_run_train', 'build_parser',
+           'main']
 
 # %% ../nbs/90_cli.ipynb #fb7c4fbf
 class _Parser(argparse.ArgumentParser):
@@ -233,6 +234,17 @@ def cmd_serve(args) -> int:
     serve(host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
+
+def cmd_run_train(args) -> int:
+    "Launch the model-training notebook; its artifacts go to the model store, their hashes into the manifest."
+    from strategy_engine.launcher import launch
+    params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
+    if args.strategies: params["strategies"] = args.strategies
+    result = launch("train", params, archive=args.archive, timeout=args.timeout, progress_bar=sys.stderr.isatty())
+    print(result)
+    for m in (result.result or {}).get("models", []): print(f"  model {m['kind']}: {m['model_hash']}")
+    return result.exit_code
+
 # %% ../nbs/90_cli.ipynb #bd93b303
 def _stage_options(p: argparse.ArgumentParser, stored: bool, gated: bool, run_id_help: str = "",
                    scheduled: bool = True) -> None:
@@ -312,6 +324,14 @@ def build_parser() -> argparse.ArgumentParser:
                                            "Refused when the day's archived validation failed, unless --force.")
     _stage_options(rdaily, stored=True, gated=True, run_id_help="date + strategy set + shard count")
     rdaily.set_defaults(func=cmd_run_daily)
+    rtrain = runsub.add_parser("train", help="train the ML models (lstm, regime) up to --as-of; archived like every run")
+    rtrain.add_argument("--as-of", required=True, type=lambda s: s if s in ("latest", "today") else _date(s),
+                        help="the last date training may see: YYYY-MM-DD, 'today' or 'latest' (last date of the data)")
+    rtrain.add_argument("--strategies", nargs="+", help="models to train (default: lstm regime)")
+    rtrain.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
+    rtrain.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+    rtrain.add_argument("--timeout", type=float, default=900, help="per-cell execution timeout in seconds (default 900)")
+    rtrain.set_defaults(func=cmd_run_train)
     rval = runsub.add_parser("validate", help="the data validation of one NSE session (09:00 IST); exit 4 stale, 1 bad bars",
                              description="Execute nbs/production/validate_data.ipynb for --as-of: freshness, missing "
                                          "sessions, bad bars and large moves of the universe the daily run trades, on the "

@@ -26,7 +26,7 @@ __all__ = ['TEMPLATES', 'Launch', 'launch', 'launch_once']
 
 # %% ../nbs/33_launcher.ipynb #6ad312ef
 TEMPLATES = {"daily": "production/daily_signals.ipynb", "validate": "production/validate_data.ipynb",
-             "report": "production/performance_report.ipynb"}
+             "report": "production/performance_report.ipynb", "train": "production/train_models.ipynb"}
 _IDENTITY = ("period", "through")   # parameters of some templates that make a different run of the same day
 
 @dataclass(frozen=True)
@@ -94,6 +94,8 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
                                   notebook=out if out.exists() else None,
                                   data_sha256=(result or {}).get("data_sha256"), warehouse_rows=(result or {}).get("rows"),
                                   shard=(i, n), error=error, env=env)
+        models = (result or {}).get("models")
+        if models: manifest["models"] = models                  # the model hashes a run trained or loaded
         archived = archive_run(store, manifest, out if out.exists() else None)
     return Launch(run_id, record_id, status, exit_code(status), manifest, archived, result, error)
 

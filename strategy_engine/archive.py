@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import builtins
+from abc import ABC, abstractmethod
 import hashlib
 import json
 import os
@@ -69,21 +70,24 @@ def check_key(key: str) -> str:
                            "and '-', each starting with a letter or digit (no absolute paths, '..' or empty parts).")
     return key
 
-class Archive:
+class Archive(ABC):
     "Create-only object store for run records; see `LocalArchive` and `GCSArchive`."
     root: str = ""
 
+    @abstractmethod
     def put(self, key: str, data: bytes) -> str:
         "Store `data` under `key` if absent ('created'); same bytes -> 'already archived'; else `ArchiveConflict`."
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def get(self, key: str) -> bytes:
         "The stored bytes under `key` (`ArchiveError` if absent)."
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def exists(self, key: str) -> bool:
         "Whether an object is stored under `key`."
-        raise NotImplementedError
+        ...
 
     def uri(self, key: str = "") -> str:
         "Where `key` lives, for people: a path or a gs:// URI."
@@ -96,9 +100,10 @@ class Archive:
 
     def __repr__(self) -> str: return f"{type(self).__name__}({self.root!r})"
 
+    @abstractmethod
     def list(self, prefix: str = "") -> builtins.list[str]:
         "Sorted keys starting with `prefix` (e.g. 'ledger/')."
-        raise NotImplementedError
+        ...
 
 # %% ../nbs/31_archive.ipynb #4e97e37f
 def _fsync_dir(path: Path) -> None:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .archive import ArchiveConflict, ArchiveError, archive_run, build_manifest, exit_code, make_run_id, open_archive
+from .archive import (ArchiveConflict, ArchiveError, archive_run, build_manifest, exit_code, make_run_id,
+                                     open_archive, run_folder, sha256_hex)
 from .core import ConfigError, check_names, project_root
 from .daily import read_result
 from .notebooks import check_parameters, execute_notebook, template_parameters
@@ -82,7 +83,9 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
     started = _now()
     with tempfile.TemporaryDirectory(prefix="strategy-engine-") as tmp:
         out = Path(tmp) / Path(TEMPLATES[kind]).name
-        ex = execute_notebook(template, out, params, timeout=timeout, cwd=project_root(), log_output=log_output,
+        artifacts = Path(tmp) / "artifacts"             # files a run makes for its record (e.g. trained models)
+        run_params = {**params, "artifacts_dir": str(artifacts)} if "artifacts_dir" in template_parameters(template) else params
+        ex = execute_notebook(template, out, run_params, timeout=timeout, cwd=project_root(), log_output=log_output,
                               progress_bar=progress_bar)
         result = read_result(out) if out.exists() else None
         if ex.status != "succeeded": status, error = ex.status, ex.error
@@ -96,7 +99,11 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
                                   shard=(i, n), error=error, env=env)
         models = (result or {}).get("models")
         if models: manifest["models"] = models                  # the model hashes a run trained or loaded
+        files = sorted(p for p in artifacts.rglob("*") if p.is_file()) if artifacts.is_dir() else []
+        if files: manifest["artifacts"] = {p.relative_to(artifacts).as_posix(): sha256_hex(p.read_bytes()) for p in files}
         archived = archive_run(store, manifest, out if out.exists() else None)
+        folder = run_folder(record_id, params["as_of"], archived["attempt"])
+        for p in files: store.put(f"{folder}/artifacts/{p.relative_to(artifacts).as_posix()}", p.read_bytes())
     return Launch(run_id, record_id, status, exit_code(status), manifest, archived, result, error)
 
 # %% ../nbs/33_launcher.ipynb #71caffc8

@@ -2,6 +2,7 @@
 
 Real parts only: the console script, papermill with a python3 kernel, a DuckDB file, a local archive.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -168,3 +169,21 @@ def test_archive_holds_no_secrets(where, nse_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     assert scan_for_secrets(open_archive(where["archive"]), secrets) == []
     assert all(v not in r.stdout + r.stderr for v in secrets.values())
+
+
+def test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded(where, nse_dir):
+    env = {**os.environ, "STRATEGY_ENGINE_MODELS": str(where["tmp"] / "models")}
+    r = run_cli("run", "train", "--as-of", DAY, "--strategies", "lstm", "--archive", where["archive"], env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    [train] = manifests(where)
+    [model] = train["models"]
+    assert model["kind"] == "lstm" and len(model["model_hash"]) == 64 and model["data_hash"]
+    folder = Path(where["archive"], "2024/11/22", train["run_id"], "attempt-1")
+    for rel, sha in train["artifacts"].items():                  # archived beside the run, hashes in the manifest
+        assert rel.startswith(f"lstm/{model['model_hash']}/")
+        assert hashlib.sha256((folder / "artifacts" / rel).read_bytes()).hexdigest() == sha
+    d = daily(where, "--as-of", DAY, "--strategies", "lstm", env=env)
+    assert d.returncode == 0, d.stdout + d.stderr
+    daily_manifest = [m for m in manifests(where) if m["kind"] == "daily"][0]
+    assert [m["model_hash"] for m in daily_manifest["models"]] == [model["model_hash"]]
+    assert run_cli("audit", "verify", "--archive", where["archive"]).returncode == 0

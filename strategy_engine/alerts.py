@@ -27,9 +27,9 @@ import httpx
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.fields import FieldInfo
 
-from .core import ConfigError, DataError, check_names, config_dir, did_you_mean, runs_dir
+from .core import (ConfigError, DataError, check_names, config_dir, did_you_mean, explain_validation_error,
+                                  runs_dir)
 
 _log = logging.getLogger("strategy_engine.alerts")
 
@@ -91,53 +91,6 @@ class AlertRules(BaseModel):
     def _channels(cls, value: tuple[str, ...]) -> tuple[str, ...]: return _known(value, CHANNELS, "channel")
 
 # %% ../nbs/40_alerts.ipynb #0cf1c94e
-_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"}
-_KINDS: dict[Any, str] = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-
-def _allowed(key: str, info: FieldInfo | None) -> str:
-    "What a config field allows, in words read off its constraints, e.g. 'a number, 0 < max_drawdown < 1'."
-    if info is None: return "see nbs/40_alerts.ipynb"
-    extra = info.json_schema_extra
-    if isinstance(extra, dict) and "allowed" in extra: return str(extra["allowed"])
-    ann = info.annotation
-    if isinstance(ann, type) and issubclass(ann, BaseModel): return f"a mapping with keys {', '.join(ann.model_fields)}"
-    text = _KINDS.get(ann, getattr(ann, "__name__", str(ann)))
-    lo = hi = ""
-    for m in info.metadata:
-        if getattr(m, "ge", None) is not None: lo = f"{m.ge} <= "
-        if getattr(m, "gt", None) is not None: lo = f"{m.gt} < "
-        if getattr(m, "le", None) is not None: hi = f" <= {m.le}"
-        if getattr(m, "lt", None) is not None: hi = f" < {m.lt}"
-    return text + (f", {lo}{key}{hi}" if lo or hi else "")
-
-def _explain(err: ValidationError, source: str) -> ConfigError:
-    "A pydantic `ValidationError` on `AlertRules` as a `ConfigError` naming the file, the key and what is allowed."
-    lines = []
-    for e in err.errors():
-        keys, info, name = ["alerts"], None, "alerts"
-        holder: type[BaseModel] | None = AlertRules
-        cur: type[BaseModel] | None = AlertRules
-        for part in e["loc"]:
-            if isinstance(part, int): keys[-1] += f"[{part}]"; continue
-            holder, info, name = cur, (cur.model_fields.get(str(part)) if cur is not None else None), str(part)
-            keys.append(name)
-            ann = info.annotation if info is not None else None
-            cur = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-        key, kind, value = ".".join(keys), e["type"], e.get("input")
-        if kind == "extra_forbidden":
-            allowed = list(holder.model_fields) if holder is not None else []
-            lines.append(f"unknown key {key}.{did_you_mean(name, allowed)} Allowed keys: {', '.join(allowed)}.")
-        elif kind == "missing":
-            lines.append(f"missing key {key}; allowed: {_allowed(name, info)}.")
-        elif kind == "value_error":
-            lines.append(f"{key}: {str(e['msg']).removeprefix('Value error, ')}")
-        elif kind in _RANGE_ERRORS:
-            lines.append(f"{key} = {value!r} is out of range; allowed: {_allowed(name, info)}.")
-        else:
-            lines.append(f"{key} = {value!r} has the wrong type ({type(value).__name__}); allowed: {_allowed(name, info)}.")
-    if len(lines) == 1: return ConfigError(f"{source}: {lines[0]}")
-    return ConfigError(f"{source}: {len(lines)} problems:\n" + "\n".join(f"  - {x}" for x in lines))
-
 def rules_from_dict(raw: Any, source: str = "<dict>") -> AlertRules:
     "Validate `{'alerts': {...}}` (or the inner mapping) into `AlertRules`; errors name `source` and the key."
     if isinstance(raw, Mapping) and "alerts" in raw:
@@ -149,7 +102,8 @@ def rules_from_dict(raw: Any, source: str = "<dict>") -> AlertRules:
         raise ConfigError(f"{source}: `alerts` must be a mapping with keys {', '.join(AlertRules.model_fields)}; "
                           f"got {type(raw).__name__}.")
     try: return AlertRules.model_validate(dict(raw))
-    except ValidationError as e: raise _explain(e, source) from None
+    except ValidationError as e:
+        raise explain_validation_error(e, AlertRules, "alerts", source, doc="nbs/40_alerts.ipynb") from None
 
 def alerts_config_path() -> Path:
     "Where the alert rules live: `config/alerts.yaml` (under `$STRATEGY_ENGINE_CONFIG` when set)."

@@ -9,12 +9,18 @@ import difflib
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from types import UnionType
+from typing import Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 import strategy_engine
 
 # %% auto #0
 __all__ = ['project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'StrategyEngineError', 'DataError', 'ConfigError',
-           'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error']
+           'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error', 'allowed_values',
+           'explain_validation_error']
 
 # %% ../nbs/00_core.ipynb #4b3cddee
 def project_root() -> Path:
@@ -75,3 +81,65 @@ def expect_error(fn, *needles: str, exc: type[BaseException] = StrategyEngineErr
         if missing: raise AssertionError(f"{missing} not in error message {msg!r}") from e
         return msg
     raise AssertionError(f"{getattr(fn, '__name__', fn)} raised no {exc.__name__}")
+
+# %% ../nbs/00_core.ipynb #f8b19fd1
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"}
+
+def allowed_values(key: str, info: FieldInfo | None, doc: str = "the documentation") -> str:
+    "The allowed values of one pydantic field in words, e.g. 'an integer, 2 <= rsi_period <= 100'."
+    if info is None: return f"see {doc}"
+    extra = info.json_schema_extra
+    if isinstance(extra, dict) and "allowed" in extra: return str(extra["allowed"])
+    ann = info.annotation
+    args = get_args(ann) if get_origin(ann) in (Union, UnionType) else (ann,)
+    kinds = [a for a in args if a is not type(None)]
+    if len(kinds) == 1 and isinstance(kinds[0], type) and issubclass(kinds[0], BaseModel):
+        return f"a mapping with keys {', '.join(kinds[0].model_fields)}"
+    text = " or ".join(_KINDS.get(k, getattr(k, "__name__", str(k))) for k in kinds)
+    lo = hi = ""
+    for m in info.metadata:
+        if getattr(m, "ge", None) is not None: lo = f"{m.ge} <= "
+        if getattr(m, "gt", None) is not None: lo = f"{m.gt} < "
+        if getattr(m, "le", None) is not None: hi = f" <= {m.le}"
+        if getattr(m, "lt", None) is not None: hi = f" < {m.lt}"
+    if lo or hi: text += f", {lo}{key}{hi}"
+    return text + (", or null" if type(None) in args else "")
+
+def _locate(model: type[BaseModel], loc: tuple) -> tuple[list[str], FieldInfo | None, type[BaseModel] | None]:
+    "Walk an error location through nested models: (keys, the field's info, the model holding it)."
+    keys: list[str] = []
+    info: FieldInfo | None = None
+    cur: type[BaseModel] | None = model
+    parent: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int) and keys: keys[-1] += f"[{part}]"; continue     # an item of a list
+        keys.append(str(part))
+        parent, info = cur, (cur.model_fields.get(str(part)) if cur is not None else None)
+        ann = info.annotation if info is not None else None
+        cur = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return keys, info, parent
+
+def explain_validation_error(err: ValidationError, model: type[BaseModel], prefix: str, source: str,
+                             doc: str = "the documentation") -> ConfigError:
+    "A pydantic `ValidationError` on `model` as a `ConfigError` naming `source`, the key under `prefix`, and what is allowed."
+    lines = []
+    for e in err.errors():
+        keys, info, parent = _locate(model, tuple(e["loc"]))
+        key = ".".join([prefix, *keys])
+        name = keys[-1].split("[")[0] if keys else prefix
+        kind, value = e["type"], e.get("input")
+        if kind == "extra_forbidden":
+            allowed = list(parent.model_fields) if parent is not None else []
+            lines.append(f"unknown key {key}.{did_you_mean(name, allowed)} Allowed keys: {', '.join(allowed)}.")
+        elif kind == "missing":
+            lines.append(f"missing key {key}; allowed: {allowed_values(name, info, doc)}.")
+        elif kind == "value_error":
+            lines.append(f"{key}: {str(e['msg']).removeprefix('Value error, ')}")
+        elif kind in _RANGE_ERRORS:
+            lines.append(f"{key} = {value!r} is out of range; allowed: {allowed_values(name, info, doc)}.")
+        else:
+            lines.append(f"{key} = {value!r} has the wrong type ({type(value).__name__}); "
+                         f"allowed: {allowed_values(name, info, doc)}.")
+    if len(lines) == 1: return ConfigError(f"{source}: {lines[0]}")
+    return ConfigError(f"{source}: {len(lines)} problems:\n" + "\n".join(f"  - {x}" for x in lines))

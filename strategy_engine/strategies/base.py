@@ -9,8 +9,7 @@ import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Any
 
 import numba
 import numpy as np
@@ -19,7 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
-from ..core import ConfigError, DataError, UnknownNameError, config_dir, did_you_mean
+from ..core import (ConfigError, DataError, UnknownNameError, allowed_values, config_dir, did_you_mean,
+                                  explain_validation_error)
 from ..data import Bars
 
 # %% auto #0
@@ -133,63 +133,13 @@ class StrategyConfig(BaseModel):
         return {"strategy": d}
 
 # %% ../../nbs/10_strategy_base.ipynb #28ad202b
-_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"}
-
 def _allowed(key: str, info: FieldInfo | None) -> str:
-    "The allowed values of one field in words, e.g. 'an integer, 2 <= rsi_period <= 100'."
-    if info is None: return "see the strategy's documentation"
-    extra = info.json_schema_extra
-    if isinstance(extra, dict) and "allowed" in extra: return str(extra["allowed"])
-    ann = info.annotation
-    args = get_args(ann) if get_origin(ann) in (Union, UnionType) else (ann,)
-    kinds = [a for a in args if a is not type(None)]
-    if len(kinds) == 1 and isinstance(kinds[0], type) and issubclass(kinds[0], BaseModel):
-        return f"a mapping with keys {', '.join(kinds[0].model_fields)}"
-    text = " or ".join(_KINDS.get(k, getattr(k, "__name__", str(k))) for k in kinds)
-    lo = hi = ""
-    for m in info.metadata:
-        if getattr(m, "ge", None) is not None: lo = f"{m.ge} <= "
-        if getattr(m, "gt", None) is not None: lo = f"{m.gt} < "
-        if getattr(m, "le", None) is not None: hi = f" <= {m.le}"
-        if getattr(m, "lt", None) is not None: hi = f" < {m.lt}"
-    if lo or hi: text += f", {lo}{key}{hi}"
-    return text + (", or null" if type(None) in args else "")
-
-def _locate(model: type[BaseModel], loc: tuple) -> tuple[list[str], FieldInfo | None, type[BaseModel] | None]:
-    "Walk an error location through nested models: (keys, the field's info, the model holding it)."
-    keys: list[str] = []
-    info: FieldInfo | None = None
-    cur: type[BaseModel] | None = model
-    parent: type[BaseModel] | None = model
-    for part in loc:
-        keys.append(str(part))
-        parent, info = cur, (cur.model_fields.get(str(part)) if cur is not None else None)
-        ann = info.annotation if info is not None else None
-        cur = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-    return keys, info, parent
+    "The allowed values of one field in words (`core.allowed_values`), e.g. 'an integer, 2 <= rsi_period <= 100'."
+    return allowed_values(key, info, doc="the strategy's documentation")
 
 def _explain(err: ValidationError, model: type[BaseModel], prefix: str, source: str) -> ConfigError:
-    "Translate a pydantic `ValidationError` into a `ConfigError` naming file, key and allowed range."
-    lines = []
-    for e in err.errors():
-        keys, info, parent = _locate(model, tuple(e["loc"]))
-        key = ".".join([prefix, *keys])
-        name = keys[-1] if keys else prefix
-        kind, value = e["type"], e.get("input")
-        if kind == "extra_forbidden":
-            allowed = list(parent.model_fields) if parent is not None else []
-            lines.append(f"unknown key {key}.{did_you_mean(name, allowed)} Allowed keys: {', '.join(allowed)}.")
-        elif kind == "missing":
-            lines.append(f"missing key {key}; allowed: {_allowed(name, info)}.")
-        elif kind == "value_error":
-            lines.append(f"{key}: {str(e['msg']).removeprefix('Value error, ')}")
-        elif kind in _RANGE_ERRORS:
-            lines.append(f"{key} = {value!r} is out of range; allowed: {_allowed(name, info)}.")
-        else:
-            lines.append(f"{key} = {value!r} has the wrong type ({type(value).__name__}); allowed: {_allowed(name, info)}.")
-    if len(lines) == 1: return ConfigError(f"{source}: {lines[0]}")
-    return ConfigError(f"{source}: {len(lines)} problems:\n" + "\n".join(f"  - {x}" for x in lines))
+    "A pydantic `ValidationError` as a `ConfigError` naming file, key and allowed range (`core.explain_validation_error`)."
+    return explain_validation_error(err, model, prefix, source, doc="the strategy's documentation")
 
 # %% ../../nbs/10_strategy_base.ipynb #1fef9ae3
 def parameter_table(model: type[BaseModel]) -> pd.DataFrame:

@@ -18,11 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 import strategy_engine
 from .core import ConfigError, StrategyEngineError, check_names, project_root, runs_dir
+
+if TYPE_CHECKING: import pandas as pd    # imported where used: `run daily` starts without pandas
 
 # %% auto #0
 __all__ = ['GENESIS', 'CREATED', 'ALREADY', 'COMPLETED', 'STATUSES', 'EXIT_CODES', 'MANIFEST', 'RUN_COLUMNS', 'canonical_json',
@@ -555,6 +556,7 @@ RUN_COLUMNS = ["seq", "run_id", "attempt", "kind", "as_of", "status", "exit_code
 
 def list_runs(archive: Archive, limit: int | None = None) -> pd.DataFrame:
     "One row per archived execution in ledger order (the newest `limit` only, if given)."
+    import pandas as pd
     entries, _, _ = _read_chain(archive)
     rows = []
     for _, e in entries[-limit:] if limit else entries:

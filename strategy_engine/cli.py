@@ -13,8 +13,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
-
 from .core import StrategyEngineError, did_you_mean, project_root, runs_dir
 
 # %% auto #0
@@ -48,7 +46,7 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
 
 def _date(text: str) -> str:
     "argparse type: a YYYY-MM-DD date, returned as that string."
-    try: return pd.Timestamp(datetime.strptime(text, "%Y-%m-%d")).strftime("%Y-%m-%d")
+    try: return datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d")
     except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected YYYY-MM-DD)") from None
 
 # %% ../nbs/90_cli.ipynb #ba0763a6
@@ -72,6 +70,8 @@ def cmd_data_info(args) -> int:
 
 def cmd_calendar(args) -> int:
     "Say whether dates are NSE sessions, or list the sessions between two dates."
+    import pandas as pd
+
     from strategy_engine.calendar import nse_calendar
     cal = nse_calendar()
     if args.until:
@@ -109,10 +109,18 @@ def cmd_report_research(args) -> int:
 # %% ../nbs/90_cli.ipynb #e325f746
 def _as_of(text: str, data: str) -> str:
     "`latest`: the last date of the data; `today`: today's date in IST; else the date given."
-    if text == "today": return f"{pd.Timestamp.now(tz='Asia/Kolkata'):%Y-%m-%d}"
+    if text == "today":
+        import pandas as pd
+        return f"{pd.Timestamp.now(tz='Asia/Kolkata'):%Y-%m-%d}"
     if text != "latest": return text
     from strategy_engine.data import open_bars
     return f"{open_bars(data).dates[-1]:%Y-%m-%d}"
+
+def _boot_kernel(kind: str) -> None:
+    "Start the kernel of run `kind` first, to boot (and import what its notebook imports) while the command gets ready."
+    from strategy_engine.launcher import template_path
+    from strategy_engine.notebooks import boot_kernel_early
+    boot_kernel_early(template_path(kind))
 
 def _stage_params(args, *names: str) -> dict:
     "The notebook parameters of a `run` command: as_of, data, and those of `names` the user gave."
@@ -150,6 +158,7 @@ def _run_stage(stage: str, params: dict, args) -> int:
 
 def cmd_run_daily(args) -> int:
     "Launch the daily production notebook (gated on the day's validation) and print where its record is."
+    _boot_kernel("daily")
     return _run_stage("daily", _stage_params(args, "strategies", "symbols", "warehouse", "cost_bps"), args)
 
 def cmd_audit_verify(args) -> int:
@@ -175,10 +184,12 @@ def cmd_runs_show(args) -> int:
 # %% ../nbs/90_cli.ipynb #1603ba5f
 def cmd_run_validate(args) -> int:
     "Launch the data validation notebook of a day (09:00) and print where its record is."
+    _boot_kernel("validate")
     return _run_stage("validate", _stage_params(args, "strategies", "symbols", "through", "max_move", "max_lag"), args)
 
 def cmd_run_report(args) -> int:
     "Launch the performance report notebook of a day (18:00, gated on the day's validation) and print where its record is."
+    _boot_kernel("report")
     params = _stage_params(args, "strategies", "symbols", "warehouse", "cost_bps", "period")
     if not args.alerts: params["send_alerts"] = False
     return _run_stage("report", params, args)
@@ -186,6 +197,7 @@ def cmd_run_report(args) -> int:
 def cmd_run_day(args) -> int:
     "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failed validation."
     import logging
+    _boot_kernel("validate")                      # the first stage's
     from strategy_engine.schedule import run_day
     if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = _stage_params(args, "strategies", "symbols")
@@ -200,6 +212,8 @@ def cmd_run_day(args) -> int:
 
 def cmd_schedule_show(args) -> int:
     "Print the plan of the day (or of --days days) in IST and UTC, skipping non-sessions."
+    import pandas as pd
+
     from strategy_engine.schedule import show_plan
     print(show_plan(args.date or f"{pd.Timestamp.now(tz='Asia/Kolkata'):%Y-%m-%d}", args.days))
     return 0
@@ -237,6 +251,7 @@ def cmd_serve(args) -> int:
 
 def cmd_run_train(args) -> int:
     "Launch the model-training notebook; its artifacts go to the model store, their hashes into the manifest."
+    _boot_kernel("train")
     from strategy_engine.launcher import launch
     params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
     if args.strategies: params["strategies"] = args.strategies

@@ -5,7 +5,6 @@
 # %% ../nbs/32_daily.ipynb #70613be7
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -15,15 +14,15 @@ from .backtest import BacktestResult, backtest
 from .calendar import nse_calendar
 from .core import ConfigError, check_names
 from .data import Bars, open_bars
+from .notebooks import publish_result
 from .strategies.base import (UNIVERSES, SignalFrame, StrategyConfig, get_strategy, load_config,
                                              universe_symbols)
 from .validation import ValidationReport, sessions_only, validate
 from .warehouse import check_shard, open_warehouse, shard_symbols
 
 # %% auto #0
-__all__ = ['RULE_STRATEGIES', 'CROSS_SECTIONAL', 'RESULT_MIME', 'DailyRun', 'start_daily', 'load_data', 'compute',
-           'strategy_weights', 'todays_signals', 'signals_table', 'positions', 'performance', 'write', 'equity_figure',
-           'result', 'publish', 'read_result']
+__all__ = ['RULE_STRATEGIES', 'CROSS_SECTIONAL', 'DailyRun', 'start_daily', 'load_data', 'compute', 'strategy_weights',
+           'todays_signals', 'signals_table', 'positions', 'performance', 'write', 'equity_figure', 'result', 'publish']
 
 # %% ../nbs/32_daily.ipynb #d832bff1
 RULE_STRATEGIES = ("momentum", "mean_reversion", "breakout")
@@ -184,8 +183,6 @@ def equity_figure(run: DailyRun):
     return plot_equity(rets, f"Backtest to {run.as_of:%Y-%m-%d}, {run.cost_bps:g} bps", synthetic=synthetic)
 
 # %% ../nbs/32_daily.ipynb #cf482d70
-RESULT_MIME = "application/vnd.strategy-engine.result+json"
-
 def result(run: DailyRun) -> dict:
     "The run's outcome: status, reason, rows written, input-data fingerprint, signal count."
     return {"run_id": run.run_id, "status": "succeeded" if run.running else run.status, "reason": run.reason,
@@ -196,17 +193,5 @@ def result(run: DailyRun) -> dict:
                        for name, sf in run.signals.items() if "model_hash" in (sf.parameters or {})]}
 
 def publish(run: DailyRun) -> dict:
-    "Display the result as the notebook's machine-readable output and return it."
-    from IPython.display import display
-    out = result(run)
-    display({RESULT_MIME: out, "text/plain": json.dumps(out, indent=1)}, raw=True)
-    return out
-
-def read_result(notebook) -> dict | None:
-    "The result a production notebook published (None if it never got that far)."
-    import nbformat
-    nb = nbformat.read(str(notebook), as_version=4)
-    for cell in reversed(nb.cells):
-        for o in cell.get("outputs", []):
-            if RESULT_MIME in o.get("data", {}): return dict(o["data"][RESULT_MIME])
-    return None
+    "Publish the run's result as the notebook's machine-readable output and return it."
+    return publish_result(result(run))

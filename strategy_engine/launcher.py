@@ -19,15 +19,20 @@ from pathlib import Path
 from .archive import (ArchiveConflict, ArchiveError, archive_run, build_manifest, exit_code, make_run_id,
                                      open_archive, run_folder, sha256_hex)
 from .core import ConfigError, check_names, project_root
-from .daily import read_result
-from .notebooks import check_parameters, execute_notebook, template_parameters
+from .notebooks import check_parameters, execute_notebook, read_result, template_parameters
 
 # %% auto #0
-__all__ = ['TEMPLATES', 'Launch', 'launch', 'launch_once']
+__all__ = ['TEMPLATES', 'template_path', 'Launch', 'launch', 'launch_once']
 
 # %% ../nbs/33_launcher.ipynb #6ad312ef
 TEMPLATES = {"daily": "production/daily_signals.ipynb", "validate": "production/validate_data.ipynb",
              "report": "production/performance_report.ipynb", "train": "production/train_models.ipynb"}
+
+def template_path(kind: str) -> Path:
+    "The production notebook of run `kind` (one of `TEMPLATES`)."
+    check_names([kind], TEMPLATES, "run kind")
+    return project_root() / "nbs" / TEMPLATES[kind]
+
 _IDENTITY = ("period", "through")   # parameters of some templates that make a different run of the same day
 
 @dataclass(frozen=True)
@@ -62,9 +67,8 @@ def _now() -> datetime: return datetime.now(UTC)
 def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: float | None = 600,
            log_output: bool = False, progress_bar: bool = False, env: Mapping[str, str] | None = None) -> Launch:
     "Run production notebook `kind` with `parameters`, archive it with its manifest and ledger entry."
-    check_names([kind], TEMPLATES, "run kind")
+    template = template_path(kind)
     env = os.environ if env is None else env
-    template = project_root() / "nbs" / TEMPLATES[kind]
     params = dict(check_parameters(template, dict(parameters)))
     if "as_of" not in params: raise ConfigError(f"run {kind}: as_of (YYYY-MM-DD) is required.")
     sharded = "shard_count" in template_parameters(template)

@@ -6,27 +6,33 @@
 from __future__ import annotations
 
 import ast
+import functools
+import atexit
+import json
 import math
 import sys
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # jsonschema (under nbformat) imports `rfc3987_syntax` when it is installed, only to check IRI formats that
 # notebooks never use; importing it compiles a grammar and costs ~1.8 s on every start of the command.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-import nbformat  # noqa: E402
-import papermill as pm  # noqa: E402
-
 from .core import ConfigError, check_names, project_root  # noqa: E402
 
 # %% auto #0
-__all__ = ['template_parameters', 'check_parameters', 'Execution', 'execute_notebook', 'notebook_error']
+__all__ = ['KERNEL', 'RESULT_MIME', 'template_parameters', 'check_parameters', 'template_imports', 'preload', 'start_kernel',
+           'stop_kernel', 'boot_kernel_early', 'Execution', 'execute_notebook', 'notebook_error', 'publish_result',
+           'read_result']
 
 # %% ../nbs/06_notebooks.ipynb #4f2cae61
 def template_parameters(template: Path | str) -> dict[str, str]:
     "The parameters a template declares in its cell tagged `parameters`: name -> default (source text)."
+    import nbformat
     nb = nbformat.read(str(template), as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
@@ -63,6 +69,72 @@ def check_parameters(template: Path | str, parameters: dict) -> dict:
     for name, value in parameters.items(): _plain(value, f"parameter {name!r}")
     return dict(parameters)
 
+# %% ../nbs/06_notebooks.ipynb #b6835e29
+KERNEL = "python3"                                       # the kernelspec every production notebook names
+_KERNEL_ARGS = ["--HistoryManager.hist_file=:memory:"]   # as nbclient starts it: no IPython history on disk
+_early: dict[tuple[str, str], Any] = {}                  # (template, cwd) -> kernel manager booted early
+_early_lock = threading.Lock()
+
+def template_imports(template: Path | str) -> list[str]:
+    "The modules a template's code cells import at top level, in order (read with `ast`): what `preload` imports."
+    mods: list[str] = []
+    for cell in json.loads(Path(template).read_text())["cells"]:
+        if cell["cell_type"] != "code": continue
+        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        try: body = ast.parse(src).body
+        except SyntaxError: continue                     # IPython magics and the like: nothing preloaded
+        for node in body:
+            if isinstance(node, ast.Import): mods += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                mods += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+    return list(dict.fromkeys(mods))
+
+def preload(modules: Sequence[str]) -> None:
+    "Import `modules` in a booting kernel; a name that fails is left for its own cell to raise, into the record."
+    import importlib
+    for name in modules:
+        try: importlib.import_module(name)
+        except Exception: pass       # e.g. `pandas.DataFrame` from `from pandas import DataFrame`: not a module
+
+def start_kernel(template: Path | str, cwd: Path | str | None = None):
+    "Start the `python3` kernel for `template` in `cwd` without waiting for it; it preloads the template's imports."
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+    boot = f"__import__('strategy_engine.notebooks').notebooks.preload({template_imports(template)!r})"
+    km = AsyncKernelManager(kernel_name=KERNEL)
+    run_sync(km.start_kernel)(extra_arguments=[*_KERNEL_ARGS, f"--IPKernelApp.exec_lines={boot}"],
+                              cwd=_early_key(template, cwd)[1])
+    return km
+
+def stop_kernel(km) -> None:
+    "Kill a kernel this process started (nothing to do when it is gone already)."
+    from jupyter_core.utils import run_sync
+    if km.has_kernel: run_sync(km.shutdown_kernel)(now=True)
+
+def _early_key(template: Path | str, cwd: Path | str | None) -> tuple[str, str]:
+    return str(Path(template).resolve()), str(Path(cwd or project_root()).resolve())
+
+def boot_kernel_early(template: Path | str, cwd: Path | str | None = None) -> None:
+    "Start `template`'s kernel now, to boot while this process gets ready; the next `execute_notebook` of it runs on it."
+    km = start_kernel(template, cwd)
+    with _early_lock: old = _early.pop(_early_key(template, cwd), None); _early[_early_key(template, cwd)] = km
+    if old is not None: stop_kernel(old)
+
+def _take_early(template: Path | str, cwd: Path | str | None):
+    "The kernel booted early for (template, cwd), if there is one and it is alive."
+    from jupyter_core.utils import run_sync
+    with _early_lock: km = _early.pop(_early_key(template, cwd), None)
+    if km is None: return None
+    if run_sync(km.is_alive)(): return km
+    stop_kernel(km)
+    return None
+
+@atexit.register
+def _stop_unused_kernels() -> None:
+    "Kernels booted early for a run that never started (refused, replayed) die with the command."
+    with _early_lock: kms = list(_early.values()); _early.clear()
+    for km in kms: stop_kernel(km)
+
 # %% ../nbs/06_notebooks.ipynb #10b995f7
 @dataclass(frozen=True)
 class Execution:
@@ -72,31 +144,72 @@ class Execution:
     seconds: float
     error: str = ""
 
+@functools.cache
+def _engine() -> str:
+    "Register (once) and name papermill's nbclient engine that runs on a kernel we started and kills it when done."
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
+
+    class StartedKernelEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
+                                     start_timeout=60, execution_timeout=None, km=None, **kwargs):
+            client = PapermillNotebookClient(nb_man, km=km, kernel_name=kernel_name, log=logger, log_output=log_output,
+                                             stdout_file=stdout_file, stderr_file=stderr_file, startup_timeout=start_timeout,
+                                             timeout=execution_timeout, shutdown_kernel="immediate")
+            try: return client.execute()
+            finally:
+                if client.km is not None: client._cleanup_kernel()   # kill the kernel, close the client's channels
+
+    papermill_engines.register("strategy-engine", StartedKernelEngine)
+    return "strategy-engine"
+
 def execute_notebook(template: Path | str, output: Path | str, parameters: dict | None = None,
                      timeout: float | None = 600, cwd: Path | str | None = None, log_output: bool = False,
                      progress_bar: bool = False) -> Execution:
     "Execute `template` with papermill into `output` (always written) and classify how it ended."
+    import papermill as pm
     parameters = check_parameters(template, parameters or {})
     output = Path(output); output.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    km = _take_early(template, cwd) or start_kernel(template, cwd)
     status, error = "succeeded", ""
     try:
-        pm.execute_notebook(str(template), str(output), parameters=parameters, kernel_name="python3",
-                            execution_timeout=math.ceil(timeout) if timeout else None,   # whole seconds (nbclient)
-                            cwd=str(cwd or project_root()), log_output=log_output,
-                            progress_bar=progress_bar)
+        pm.execute_notebook(str(template), str(output), parameters=parameters, kernel_name=KERNEL, engine_name=_engine(),
+                            km=km, execution_timeout=math.ceil(timeout) if timeout else None,   # whole seconds (nbclient)
+                            cwd=_early_key(template, cwd)[1], log_output=log_output, progress_bar=progress_bar)
     except pm.PapermillExecutionError as e:
         status, error = "failed", f"{e.ename}: {e.evalue}"
     except Exception as e:  # papermill raises the client's TimeoutError (or a wrapped one) on execution_timeout
         if "timeout" in type(e).__name__.lower() or "timed out" in str(e).lower():
             status, error = "timeout", f"cell execution exceeded {timeout} s"
         else: raise
+    finally: stop_kernel(km)   # the engine has killed it already, unless papermill failed before it ran
     return Execution(status, output, time.perf_counter() - t0, error)
+
+def _notebook_json(path: Path | str) -> dict:
+    return json.loads(Path(path).read_text())
 
 def notebook_error(path: Path | str) -> str:
     "The first error output in an executed notebook ('' when none)."
-    nb = nbformat.read(str(path), as_version=4)
-    for cell in nb.cells:
+    for cell in _notebook_json(path)["cells"]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error": return f"{out['ename']}: {out['evalue']}"
     return ""
+
+# %% ../nbs/06_notebooks.ipynb #fc6e832c
+RESULT_MIME = "application/vnd.strategy-engine.result+json"
+
+def publish_result(out: dict) -> dict:
+    "Display `out` as the notebook's machine-readable result (the launcher reads it) and return it."
+    from IPython.display import display
+    display({RESULT_MIME: out, "text/plain": json.dumps(out, indent=1)}, raw=True)
+    return out
+
+def read_result(notebook: Path | str) -> dict | None:
+    "The result an executed notebook published last (None if it never got that far)."
+    for cell in reversed(_notebook_json(notebook)["cells"]):
+        for o in reversed(cell.get("outputs", [])):
+            if RESULT_MIME in o.get("data", {}): return dict(o["data"][RESULT_MIME])
+    return None

@@ -17,7 +17,7 @@ import pandas as pd
 from .archive import EXIT_CODES, ArchiveError, open_archive
 from .calendar import TradingCalendar, nse_calendar
 from .core import ConfigError, check_names
-from .daily import RESULT_MIME, RULE_STRATEGIES, start_daily
+from .daily import RULE_STRATEGIES, start_daily
 from .data import Bars, open_bars
 from .launcher import Launch, launch, launch_once
 from .strategies.base import universe_symbols
@@ -26,8 +26,8 @@ from .validation import ValidationReport, validate
 # %% auto #0
 __all__ = ['STAGES', 'REPORT_PERIOD', 'PLAN_COLUMNS', 'THROUGH', 'RECORD_COLUMNS', 'Stage', 'get_stage', 'stage_args',
            'scheduled_time', 'idempotency_key', 'plan', 'show_plan', 'DayValidation', 'validate_day', 'freshness',
-           'coverage_figure', 'publish_result', 'validation_result', 'day_records', 'Gate', 'validation_gate',
-           'StageOutcome', 'run_stage', 'DayOutcome', 'run_day', 'DayCheck', 'check_day']
+           'coverage_figure', 'validation_result', 'day_records', 'Gate', 'validation_gate', 'StageOutcome',
+           'run_stage', 'DayOutcome', 'run_day', 'DayCheck', 'check_day']
 
 # %% ../nbs/34_schedule.ipynb #1d5f4138
 @dataclass(frozen=True)
@@ -221,14 +221,6 @@ def coverage_figure(v: DayValidation, sessions: int = 60):
     return fig
 
 # %% ../nbs/34_schedule.ipynb #8d300b3c
-def publish_result(out: dict) -> dict:
-    "Display `out` as a production notebook's machine-readable result (the launcher reads it) and return it."
-    import json
-
-    from IPython.display import display
-    display({RESULT_MIME: out, "text/plain": json.dumps(out, indent=1)}, raw=True)
-    return out
-
 def validation_result(v: DayValidation) -> dict:
     "The validation run's outcome: status, reason, cut-off, counts, input-data fingerprint."
     rep = v.report

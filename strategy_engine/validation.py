@@ -63,7 +63,7 @@ def _checks(bars: Bars, cal: TradingCalendar, as_of, max_move: float, max_lag_se
                              "against sessions.", "", tuple(out)))
     cd = dates[covered]
     sessions = cal.sessions(cd[0], cd[-1]) if len(cd) else pd.DatetimeIndex([])
-    weekend = pd.Series((dates.dayofweek >= 5) & covered & ~dates.isin(cal.special_sessions), index=dates)
+    weekend = pd.Series((dates.day_of_week >= 5) & covered & ~dates.isin(cal.special_sessions), index=dates)
     holiday = pd.Series(dates.isin(cal.holidays), index=dates)
     found += _per_symbol("weekend_date", present & weekend.to_numpy()[:, None], sev["weekend_date"], "bar(s) on a weekend")
     found += _per_symbol("holiday_bar", present & holiday.to_numpy()[:, None], sev["holiday_bar"],

@@ -34,3 +34,14 @@ def make_template(path: Path, parameters: str, *cells: str) -> Path:
     nb.cells = [p, *(nbformat.v4.new_code_cell(c) for c in cells)]
     nbformat.write(nb, str(path))
     return path
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Live processes whose environment holds `name=value` (Linux /proc): e.g. kernels a command left running."""
+    needle, found = f"{name}={value}".encode(), []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit(): continue
+        try: env = (d / "environ").read_bytes()
+        except OSError: continue                              # gone meanwhile, or not ours to read
+        if needle in env.split(b"\0"): found.append(int(d.name))
+    return found

@@ -1,11 +1,13 @@
 """papermill execution through `strategy_engine.notebooks`: outcomes, parameters, kernels."""
 import json
+import os
 
 import nbformat
 import pytest
 
+from strategy_engine import notebooks
 from strategy_engine.core import ConfigError, UnknownNameError
-from strategy_engine.notebooks import execute_notebook, notebook_error, template_parameters
+from strategy_engine.notebooks import boot_kernel_early, execute_notebook, notebook_error, template_parameters
 
 from conftest import ROOT, make_template
 
@@ -50,3 +52,20 @@ def test_production_templates_keep_their_parameters_tag():
         assert len(tagged) == 1, tpl
         assert nb.metadata["kernelspec"]["name"] == "python3", tpl
         assert template_parameters(tpl)
+
+
+def test_a_kernel_booted_early_runs_the_notebook_preloaded_and_is_killed_after(tmp_path):
+    tpl = make_template(tmp_path / "t.ipynb", 'out = ""',
+                        "import json, os, sys\n"
+                        "seen = {'pid': os.getpid(), 'cwd': os.getcwd(), 'preloaded': 'tabnanny' in sys.modules}\n"
+                        "json.dump(seen, open(out, 'w'))",
+                        "import tabnanny",
+                        "import no_such_module_anywhere")
+    boot_kernel_early(tpl, tmp_path)
+    pid = notebooks._early[notebooks._early_key(tpl, tmp_path)].provisioner.pid
+    ex = execute_notebook(tpl, tmp_path / "o.ipynb", {"out": str(tmp_path / "r.json")}, cwd=tmp_path)
+    seen = json.loads((tmp_path / "r.json").read_text())
+    assert seen == {"pid": pid, "cwd": str(tmp_path.resolve()), "preloaded": True}    # the early kernel, its imports done
+    assert ex.status == "failed" and ex.error.startswith("ModuleNotFoundError")        # a failed preload: its cell raises
+    with pytest.raises(ProcessLookupError): os.kill(pid, 0)                            # killed and reaped
+    assert not notebooks._early

@@ -17,10 +17,11 @@ import yaml
 
 from strategy_engine.calendar import nse_calendar
 from strategy_engine.cli import build_parser
-from strategy_engine.daily import compute, load_data, read_result, start_daily
+from strategy_engine.daily import compute, load_data, start_daily
+from strategy_engine.notebooks import read_result
 from strategy_engine.schedule import STAGES, get_stage, stage_args
 
-from conftest import CLI, ROOT, run_cli
+from conftest import CLI, ROOT, processes_with_env, run_cli
 
 HOLIDAY = "2024-11-15"              # an NSE holiday (no bar in the sample)
 DAY = "2024-11-22"                  # the last session of the NSE sample
@@ -196,6 +197,8 @@ def test_a_retried_stage_with_the_same_scheduled_time_does_not_run_twice(where, 
     assert "replayed" in iso.stdout and len(manifests(where)) == 1        # the same instant, written in UTC
     other = cli(where, "run", "validate", "--as-of", DAY, "--symbols", "TCS", "INFY", "--scheduled", "09:05", store=False)
     assert other.returncode == 0 and "replayed" not in other.stdout and len(manifests(where)) == 2
+    # every command booted its kernel first; those of the replayed runs were never used and died with their command
+    assert processes_with_env("STRATEGY_ENGINE_RUNS", where["env"]["STRATEGY_ENGINE_RUNS"]) == []
 
 
 def test_scheduler_entries_are_the_plan():

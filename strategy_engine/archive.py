@@ -523,6 +523,15 @@ def _check_files(archive: Archive, entry: dict) -> list[Problem]:
         manifest = json.loads(body)
         if manifest.get("run_id") != run or manifest.get("notebook_sha256") != entry.get("notebook_sha256"):
             out.append(Problem(run, "manifest_hash", str(mkey), "the manifest disagrees with its ledger entry", seq))
+        folder = str(mkey).rsplit("/", 1)[0]
+        for rel, sha in sorted((manifest.get("artifacts") or {}).items()):    # files a run made (models), beside it
+            key = f"{folder}/artifacts/{rel}"
+            try: data = archive.get(key)
+            except ArchiveError as e:
+                out.append(Problem(run, "missing_file", key, f"the artifact is missing: {e}", seq)); continue
+            if sha256_hex(data) != sha:
+                out.append(Problem(run, "artifact_hash", key, f"artifact sha256 {sha256_hex(data)[:12]} is not the "
+                                   f"manifest's {str(sha)[:12]}: the artifact was altered", seq))
     if nkey:
         try: nb = archive.get(nkey)
         except ArchiveError as e: return out + [Problem(run, "missing_file", nkey, f"the notebook is missing: {e}", seq)]

@@ -187,3 +187,7 @@ def test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded(
     daily_manifest = [m for m in manifests(where) if m["kind"] == "daily"][0]
     assert [m["model_hash"] for m in daily_manifest["models"]] == [model["model_hash"]]
     assert run_cli("audit", "verify", "--archive", where["archive"]).returncode == 0
+    swapped = folder / "artifacts" / sorted(train["artifacts"])[0]                # a model file replaced after the run
+    swapped.chmod(0o644); swapped.write_bytes(swapped.read_bytes() + b"\0")
+    v = run_cli("audit", "verify", "--archive", where["archive"])
+    assert v.returncode == 1 and train["run_id"] in v.stdout and "artifact" in v.stdout, v.stdout

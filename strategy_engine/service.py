@@ -44,7 +44,7 @@ from .archive import (STATUSES, Archive, ArchiveConflict, ArchiveError, GCSArchi
 from .calendar import CalendarError, nse_calendar
 from .core import ConfigError, DataError, StrategyEngineError, UnknownNameError, check_names, did_you_mean
 from .data import open_bars
-from .launcher import Launch, launch, launch_once
+from .schedule import StageOutcome, run_stage
 from .strategies.base import UNIVERSES, known_strategies
 from .validation import sessions_only
 from .warehouse import Warehouse, WarehouseError, default_warehouse_uri, open_warehouse
@@ -231,6 +231,8 @@ class ExecuteRequest(BaseModel):
                                                    "validate and say what would run")
     as_of: str | None = Field(default=None, pattern=_DAY, description="the NSE session YYYY-MM-DD (default: the last "
                                                                      "session of the data); never in the future")
+    force: bool = Field(default=False, description="run even though the day's archived validation failed (as "
+                                                   "`strategy-engine run daily --force`); a 409 names that validation")
 
 @dataclass(frozen=True)
 class Catalog:
@@ -650,10 +652,12 @@ class _Service:
                                     f"needs an execute token ({TOKEN_ENV['execute']}).", _challenge("insufficient_scope"))
         return have
 
-    def run(self, plan: RunPlan, key: str | None) -> Launch:
+    def run(self, plan: RunPlan, key: str | None, force: bool = False) -> StageOutcome:
+        "The daily stage as the scheduler runs it: gated on the day's validation, once per key (alerts are the CLI's)."
         s = self.settings
-        if key is None: return launch("daily", plan.parameters, archive=s.archive, timeout=s.run_timeout_s)
-        return launch_once("daily", plan.parameters, key, archive=s.archive, wait=s.replay_wait_s, timeout=s.run_timeout_s)
+        wait: dict[str, Any] = {"wait": s.replay_wait_s} if key else {}      # how long a replay waits for the first run
+        return run_stage("daily", plan.parameters, s.archive, key=key, force=force, alerts=False, timeout=s.run_timeout_s,
+                         **wait)
 
     def page(self, run_id: str, attempt: int) -> str:
         "The notebook page of one attempt (0: the latest) with its verification banner."
@@ -765,8 +769,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                                          "none")})
         if svc.limiter is None: svc.limiter = anyio.CapacityLimiter(settings.max_concurrent_runs)
         t0 = time.perf_counter()
-        done = await anyio.to_thread.run_sync(partial(svc.run, plan, key), limiter=svc.limiter)
+        stage = await anyio.to_thread.run_sync(partial(svc.run, plan, key, body.force), limiter=svc.limiter)
         svc.ran()
+        if stage.launch is None:                                  # the day's archived validation failed: not started
+            _log.warning(f"run {plan.run_id} refused: {stage.gate}", extra={"run_id": plan.run_id, "strategy": strategy,
+                                                                            "status": stage.status})
+            gate = stage.gate
+            return _error(409, f"Not started: the {gate}. Fix the data and run the validation again "
+                               "(strategy-engine run validate), or send \"force\": true to run anyway.",
+                          run_id=plan.run_id, run_status=stage.status, as_of=stage.as_of,
+                          validation={"status": gate.status, "run_id": gate.run_id, "reason": gate.reason} if gate else None)
+        done = stage.launch
         seconds = round(time.perf_counter() - t0, 3)
         level = logging.INFO if done.status in ("succeeded", "no_session") else \
             logging.WARNING if done.status in ("data_stale", "killed") else logging.ERROR

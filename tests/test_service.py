@@ -21,7 +21,7 @@ import pytest
 
 from strategy_engine.calendar import nse_calendar
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 EXEC = "exec-token-service-test-0123456789"
 READ = "read-token-service-test-9876543210"
@@ -399,3 +399,22 @@ def test_logs_are_json_with_severity_and_no_secrets(server, seed_run):
     assert any("sig=***" in x["httpRequest"]["requestUrl"] for x in requests)      # signed links were logged, hidden
     assert re.search(r"sig=[0-9a-f]", text) is None
     assert any(x["message"].startswith("Uvicorn running on http://127.0.0.1:") for x in lines)
+
+
+def test_a_failed_validation_of_the_day_gates_production_requests(server, seed_run):
+    late = "2024-11-26"                  # its 09:00 validation needs the bars of 2024-11-25, which the NSE sample lacks
+    v = run_cli("run", "validate", "--as-of", late, "--symbols", "TCS", "--archive", server.archive, "--no-alerts")
+    assert v.returncode == 4 and "data_stale" in v.stdout, v.stdout + v.stderr
+    validation = [m for m in server.manifests() if m["kind"] == "validate"][0]
+    body = {"strategies": ["momentum"], "symbols": ["TCS"], "as_of": late}
+    before = len(server.manifests())
+    r = server.post(body, headers={"Idempotency-Key": "gated-1"})
+    assert r.status_code == 409, r.text
+    d = r.json()
+    assert d["run_status"] == "data_stale" and d["validation"]["run_id"] == validation["run_id"] and '"force": true' in d["error"]
+    assert len(server.manifests()) == before                               # nothing started
+    assert server.post(body, headers={"Idempotency-Key": "gated-1"}).status_code == 409   # asked again: refused again
+    r = server.post({**body, "force": True}, headers={"Idempotency-Key": "gated-2"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "data_stale" and r.json()["exit_code"] == 4    # ran, and its own check failed closed
+    assert len(server.manifests()) == before + 1

@@ -644,20 +644,22 @@ class DuckDBWarehouse(Warehouse):
         self._transact(self._create_tables)
 
     def _connect(self):
-        "Open the database, waiting up to `lock_timeout` seconds while another process holds the file."
+        "Open the database, waiting up to `lock_timeout` seconds while another process (or thread) holds the file."
         deadline, wait = time.monotonic() + self.lock_timeout, 0.01
         while True:
             try:
                 con = duckdb.connect(self.path)
                 break
-            except duckdb.IOException as e:
-                if "lock" not in str(e).lower(): raise WarehouseError(f"{self.uri}: cannot open the DuckDB file: {e}") from None
+            except duckdb.Error as e:
+                busy = "lock" in str(e).lower() or "unique file handle conflict" in str(e).lower()
+                if not busy: raise WarehouseError(f"{self.uri}: cannot open the DuckDB file: {e}") from None
                 if time.monotonic() + wait > deadline:
                     holder = re.search(r"PID \d+", str(e))
+                    who = holder.group(0) if holder else "another connection of this process"
                     raise WarehouseError(
-                        f"{self.uri} is locked by another process ({holder.group(0) if holder else 'unknown PID'}) and stayed "
-                        f"locked for {self.lock_timeout:g} s. DuckDB lets one process write a file at a time; wait for that "
-                        "process to finish, raise lock_timeout, or use a BigQuery warehouse for parallel writers.") from None
+                        f"{self.uri} is locked by another process ({who}) and stayed locked for {self.lock_timeout:g} s. "
+                        "DuckDB lets one process write a file at a time; wait for that process to finish, raise "
+                        "lock_timeout, or use a BigQuery warehouse for parallel writers.") from None
                 time.sleep(wait)
                 wait = min(wait * 2, 0.25)
         con.execute("SET TimeZone = 'UTC'")

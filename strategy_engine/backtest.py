@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -161,14 +162,27 @@ def close_returns(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r[1:] -= 1.0
     return price, r
 
+@numba.njit(cache=True)
+def _path(w, r, cost_bps):   # pragma: no cover  (numba)
+    "K books (K × T × N) in one pass: gross_t = sum_i w_{i,t-1} r_{i,t}, turnover_t = sum_i |w_{i,t-1} - w_{i,t-2}|."
+    K, T, N = w.shape
+    gross, turnover = np.zeros((K, T)), np.zeros((K, T))
+    for k in range(K):
+        for t in range(1, T):
+            g, to = 0.0, 0.0
+            for i in range(N):
+                held = w[k, t - 1, i]
+                g += held * r[t, i]
+                to += abs(held - w[k, t - 2, i]) if t >= 2 else abs(held)    # day 1: from cash to w_0
+            gross[k, t], turnover[k, t] = g, to
+    return (1.0 - cost_bps / 10_000 * turnover) * (1.0 + gross), turnover
+
 def portfolio_path(w: np.ndarray, r: np.ndarray, cost_bps: float) -> tuple[np.ndarray, np.ndarray]:
     "Daily growth factor and turnover of targets `w` (T × N, or K × T × N for K books at once) over returns `r`."
-    gross = np.zeros(w.shape[:-1])
-    gross[..., 1:] = np.einsum("...tn,tn->...t", w[..., :-1, :], r[1:])     # sum_i w_{i,t-1} r_{i,t}
-    turnover = np.zeros(w.shape[:-1])
-    turnover[..., 1:2] = np.abs(w[..., :1, :]).sum(axis=-1)                 # day 1: from cash to w_0
-    turnover[..., 2:] = np.abs(w[..., 1:-1, :] - w[..., :-2, :]).sum(axis=-1)   # sum_i |w_{i,t-1} - w_{i,t-2}|
-    return (1.0 - cost_bps / 10_000 * turnover) * (1.0 + gross), turnover
+    w = np.asarray(w, dtype="float64")
+    books = np.ascontiguousarray(w.reshape(-1, *w.shape[-2:]))
+    factor, turnover = _path(books, np.ascontiguousarray(r, dtype="float64"), float(cost_bps))
+    return factor.reshape(w.shape[:-1]), turnover.reshape(w.shape[:-1])
 
 def _check_cost(cost_bps) -> float:
     try: cost = float(cost_bps)

@@ -11,8 +11,10 @@ import atexit
 import json
 import math
 import sys
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,7 +103,8 @@ def start_kernel(template: Path | str, cwd: Path | str | None = None):
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
     boot = f"__import__('strategy_engine.notebooks').notebooks.preload({template_imports(template)!r})"
-    km = AsyncKernelManager(kernel_name=KERNEL)
+    sockets = Path(tempfile.gettempdir()) / f"strategy-engine-kernel-{uuid.uuid4().hex[:12]}"   # + "-<n>" per channel
+    km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc", ip=str(sockets))
     run_sync(km.start_kernel)(extra_arguments=[*_KERNEL_ARGS, f"--IPKernelApp.exec_lines={boot}"],
                               cwd=_early_key(template, cwd)[1])
     return km

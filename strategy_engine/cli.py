@@ -120,7 +120,8 @@ def _boot_kernel(kind: str) -> None:
     "Start the kernel of run `kind` first, to boot (and import what its notebook imports) while the command gets ready."
     from strategy_engine.launcher import template_path
     from strategy_engine.notebooks import boot_kernel_early
-    boot_kernel_early(template_path(kind))
+    try: boot_kernel_early(template_path(kind))
+    except Exception: pass    # only a head start: the run starts its own kernel and reports what stops it, in its record
 
 def _stage_params(args, *names: str) -> dict:
     "The notebook parameters of a `run` command: as_of, data, and those of `names` the user gave."

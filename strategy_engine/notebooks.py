@@ -176,19 +176,20 @@ def execute_notebook(template: Path | str, output: Path | str, parameters: dict 
     parameters = check_parameters(template, parameters or {})
     output = Path(output); output.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    km = _take_early(template, cwd) or start_kernel(template, cwd)
-    status, error = "succeeded", ""
+    status, error, km = "succeeded", "", None
     try:
+        km = _take_early(template, cwd) or start_kernel(template, cwd)
         pm.execute_notebook(str(template), str(output), parameters=parameters, kernel_name=KERNEL, engine_name=_engine(),
                             km=km, execution_timeout=math.ceil(timeout) if timeout else None,   # whole seconds (nbclient)
                             cwd=_early_key(template, cwd)[1], log_output=log_output, progress_bar=progress_bar)
     except pm.PapermillExecutionError as e:
         status, error = "failed", f"{e.ename}: {e.evalue}"
-    except Exception as e:  # papermill raises the client's TimeoutError (or a wrapped one) on execution_timeout
+    except Exception as e:  # the client's TimeoutError (or a wrapped one); a dead kernel; a kernel that never started
         if "timeout" in type(e).__name__.lower() or "timed out" in str(e).lower():
             status, error = "timeout", f"cell execution exceeded {timeout} s"
-        else: raise
-    finally: stop_kernel(km)   # the engine has killed it already, unless papermill failed before it ran
+        else: status, error = "failed", f"{type(e).__name__}: {e}"
+    finally:
+        if km is not None: stop_kernel(km)   # the engine has killed it already, unless papermill failed before it ran
     return Execution(status, output, time.perf_counter() - t0, error)
 
 def _notebook_json(path: Path | str) -> dict:

@@ -69,3 +69,11 @@ def test_a_kernel_booted_early_runs_the_notebook_preloaded_and_is_killed_after(t
     assert ex.status == "failed" and ex.error.startswith("ModuleNotFoundError")        # a failed preload: its cell raises
     with pytest.raises(ProcessLookupError): os.kill(pid, 0)                            # killed and reaped
     assert not notebooks._early
+
+
+def test_a_kernel_that_dies_is_a_failed_run_with_its_notebook_kept(tmp_path):
+    tpl = make_template(tmp_path / "t.ipynb", "x = 1", "print('before the crash')", "import os\nos._exit(3)", "print('never')")
+    ex = execute_notebook(tpl, tmp_path / "o.ipynb")                    # no exception out of the launcher's call
+    assert ex.status == "failed" and ex.error.startswith("DeadKernelError"), ex
+    cells = nbformat.read(ex.output, as_version=4).cells
+    assert cells[1].outputs[0]["text"] == "before the crash\n" and not cells[3].outputs     # kept as far as it got

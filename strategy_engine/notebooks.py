@@ -6,16 +6,18 @@
 from __future__ import annotations
 
 import ast
-import functools
 import atexit
+import contextlib
+import functools
 import json
 import math
+import signal
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,10 +144,23 @@ def _stop_unused_kernels() -> None:
 @dataclass(frozen=True)
 class Execution:
     "How a notebook run ended: status, error (if any), output path, wall seconds."
-    status: str               # "succeeded" | "failed" | "timeout"
+    status: str               # "succeeded" | "failed" | "timeout" | "killed"
     output: Path
     seconds: float
     error: str = ""
+
+class _Stopped(BaseException):
+    "SIGTERM arrived while a notebook ran in the main thread."
+
+@contextlib.contextmanager
+def _sigterm_stops_the_run() -> Iterator[None]:
+    "While the block runs in the main thread, SIGTERM raises `_Stopped` there instead of ending the process."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def stop(signum, frame):
+        raise _Stopped(signal.Signals(signum).name)
+    before = signal.signal(signal.SIGTERM, stop)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, before)
 
 @functools.cache
 def _engine() -> str:
@@ -178,10 +193,13 @@ def execute_notebook(template: Path | str, output: Path | str, parameters: dict 
     t0 = time.perf_counter()
     status, error, km = "succeeded", "", None
     try:
-        km = _take_early(template, cwd) or start_kernel(template, cwd)
-        pm.execute_notebook(str(template), str(output), parameters=parameters, kernel_name=KERNEL, engine_name=_engine(),
-                            km=km, execution_timeout=math.ceil(timeout) if timeout else None,   # whole seconds (nbclient)
-                            cwd=_early_key(template, cwd)[1], log_output=log_output, progress_bar=progress_bar)
+        with _sigterm_stops_the_run():
+            km = _take_early(template, cwd) or start_kernel(template, cwd)
+            pm.execute_notebook(str(template), str(output), parameters=parameters, kernel_name=KERNEL, engine_name=_engine(),
+                                km=km, execution_timeout=math.ceil(timeout) if timeout else None,   # whole seconds
+                                cwd=_early_key(template, cwd)[1], log_output=log_output, progress_bar=progress_bar)
+    except _Stopped as e:
+        status, error = "killed", f"stopped by {e} while the notebook ran (a Cloud Run task timeout, or a cancel)"
     except pm.PapermillExecutionError as e:
         status, error = "failed", f"{e.ename}: {e.evalue}"
     except Exception as e:  # the client's TimeoutError (or a wrapped one); a dead kernel; a kernel that never started

@@ -1,6 +1,10 @@
 """papermill execution through `strategy_engine.notebooks`: outcomes, parameters, kernels."""
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import nbformat
 import pytest
@@ -9,7 +13,7 @@ from strategy_engine import notebooks
 from strategy_engine.core import ConfigError, UnknownNameError
 from strategy_engine.notebooks import boot_kernel_early, execute_notebook, notebook_error, template_parameters
 
-from conftest import ROOT, make_template
+from conftest import ROOT, make_template, processes_with_env
 
 
 def test_parameter_values_arrive_unchanged(tmp_path):
@@ -77,3 +81,29 @@ def test_a_kernel_that_dies_is_a_failed_run_with_its_notebook_kept(tmp_path):
     assert ex.status == "failed" and ex.error.startswith("DeadKernelError"), ex
     cells = nbformat.read(ex.output, as_version=4).cells
     assert cells[1].outputs[0]["text"] == "before the crash\n" and not cells[3].outputs     # kept as far as it got
+
+
+def test_sigterm_stops_the_run_not_the_process(tmp_path):
+    """Cloud Run's task timeout: SIGTERM, then ~10 s later SIGKILL. The run ends `killed`, its notebook kept, no kernel left."""
+    started = tmp_path / "started"
+    tpl = make_template(tmp_path / "t.ipynb", 'marker = ""', "print('working')",
+                        "import pathlib, time\npathlib.Path(marker).touch()\ntime.sleep(60)", "print('never')")
+    code = ("import dataclasses, json, sys\nfrom strategy_engine.notebooks import execute_notebook\n"
+            "ex = execute_notebook(sys.argv[1], sys.argv[2], {'marker': sys.argv[3]})\n"
+            "print(json.dumps(dataclasses.asdict(ex), default=str))")
+    env = {**os.environ, "SIGTERM_TEST": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tpl), str(tmp_path / "o.ipynb"), str(started)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and time.monotonic() - t0 < 10, err        # inside Cloud Run's grace period
+    ex = json.loads(out.splitlines()[-1])
+    assert ex["status"] == "killed" and "SIGTERM" in ex["error"], ex
+    cells = nbformat.read(ex["output"], as_version=4).cells
+    assert cells[2].outputs[0]["text"] == "working\n" and not cells[4].outputs    # [1]: papermill's injected parameters
+    assert processes_with_env("SIGTERM_TEST", str(tmp_path)) == []                # the kernel went with the run

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import signal
 import sys
 import tempfile
@@ -107,8 +108,9 @@ def start_kernel(template: Path | str, cwd: Path | str | None = None):
     boot = f"__import__('strategy_engine.notebooks').notebooks.preload({template_imports(template)!r})"
     sockets = Path(tempfile.gettempdir()) / f"strategy-engine-kernel-{uuid.uuid4().hex[:12]}"   # + "-<n>" per channel
     km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc", ip=str(sockets))
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}    # figures inline, into the record
     run_sync(km.start_kernel)(extra_arguments=[*_KERNEL_ARGS, f"--IPKernelApp.exec_lines={boot}"],
-                              cwd=_early_key(template, cwd)[1])
+                              cwd=_early_key(template, cwd)[1], env=env)
     return km
 
 def stop_kernel(km) -> None:

@@ -191,3 +191,17 @@ def test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded(
     swapped.chmod(0o644); swapped.write_bytes(swapped.read_bytes() + b"\0")
     v = run_cli("audit", "verify", "--archive", where["archive"])
     assert v.returncode == 1 and train["run_id"] in v.stdout and "artifact" in v.stdout, v.stdout
+
+
+def test_make_run_on_a_bare_clone_runs_the_synthetic_universe_twice_the_same(where):
+    """No NSE sample beside the repository: `make run`'s command runs the daily job on the labelled synthetic universe."""
+    env = {**os.environ, "STRATEGY_ENGINE_DATA": str(where["tmp"] / "no-such-folder")}
+    first = daily(where, "--as-of", "latest", "--no-log-output", "--no-alerts", env=env)
+    assert first.returncode == 0 and first.stdout.startswith("succeeded:"), first.stdout + first.stderr
+    [nb] = Path(where["archive"]).rglob("daily_signals.ipynb")
+    assert "SYNTHETIC demo data" in nb.read_text()
+    table = "select run_id, symbol, strategy, signal, confidence from signals order by all"
+    before = rows(where, table)
+    assert before and all(s.startswith("SYN") for _, s, *_ in before)
+    again = daily(where, "--as-of", "latest", "--no-log-output", "--no-alerts", env=env)
+    assert again.returncode == 0 and rows(where, table) == before              # a second run changes nothing

@@ -107,3 +107,13 @@ def test_sigterm_stops_the_run_not_the_process(tmp_path):
     cells = nbformat.read(ex["output"], as_version=4).cells
     assert cells[2].outputs[0]["text"] == "working\n" and not cells[4].outputs    # [1]: papermill's injected parameters
     assert processes_with_env("SIGTERM_TEST", str(tmp_path)) == []                # the kernel went with the run
+
+
+def test_figures_reach_the_record_even_under_a_headless_backend(tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")                              # as a headless image (the Dockerfile) might set
+    tpl = make_template(tmp_path / "t.ipynb", "n = 3",
+                        "import matplotlib.pyplot as plt\nplt.plot(range(n))\nplt.show()")
+    ex = execute_notebook(tpl, tmp_path / "o.ipynb")
+    assert ex.status == "succeeded", ex.error
+    [out] = nbformat.read(ex.output, as_version=4).cells[-1].outputs
+    assert "image/png" in out["data"]

@@ -252,9 +252,9 @@ def get_strategy(name: str) -> StrategySpec:
     return _REGISTRY[name]
 
 def universe_symbols(config: StrategyConfig, bars: Bars) -> list[str]:
-    "The symbols of `config.universe` in `bars`; an error naming every universe symbol missing from the data."
+    "The symbols of `config.universe` in `bars` (all of them in synthetic bars); an error naming every one missing."
     named = UNIVERSES[config.universe] if isinstance(config.universe, str) else config.universe
-    if named is None: return bars.symbols
+    if named is None or bars.synthetic: return bars.symbols      # NSE names mean nothing in the synthetic demo universe
     have = set(bars.symbols)
     missing = [s for s in named if s not in have]
     if missing:

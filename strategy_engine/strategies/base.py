@@ -252,9 +252,10 @@ def get_strategy(name: str) -> StrategySpec:
     return _REGISTRY[name]
 
 def universe_symbols(config: StrategyConfig, bars: Bars) -> list[str]:
-    "The symbols of `config.universe` in `bars` (all of them in synthetic bars); an error naming every one missing."
+    "The symbols of `config.universe` in `bars`; an error naming every one missing (see the prose for synthetic bars)."
     named = UNIVERSES[config.universe] if isinstance(config.universe, str) else config.universe
-    if named is None or bars.synthetic: return bars.symbols      # NSE names mean nothing in the synthetic demo universe
+    if named is None: return bars.symbols
+    if bars.synthetic and not set(named) & set(bars.symbols): return bars.symbols   # NSE names in the demo universe
     have = set(bars.symbols)
     missing = [s for s in named if s not in have]
     if missing:

@@ -2,6 +2,7 @@
 
 Not tested here (no Docker engine, no GCP project): building the image, running it, deploying, IAM.
 """
+import os
 import shlex
 import subprocess
 
@@ -9,7 +10,7 @@ import yaml
 
 from strategy_engine.cli import build_parser
 
-from conftest import ROOT
+from conftest import ROOT, run_cli
 
 
 def test_job_spec_runs_a_valid_daily_command():
@@ -53,3 +54,18 @@ def test_dockerfile_is_multistage_nonroot_cpu_torch():
         if line.startswith("COPY") and "--from=" not in line:
             for src in shlex.split(line)[1:-1]:
                 if not src.startswith("--"): assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
+
+
+def test_dockerfile_warm_up_compiles_the_numba_kernels(tmp_path):
+    """The image's warm-up command is a valid `run daily` that succeeds on a bare image and fills the numba cache."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    [line] = [x for x in text.splitlines() if x.startswith("RUN strategy-engine ")]
+    args = shlex.split(line.split("&&")[0])[2:]
+    assert "NUMBA_CPU_NAME=generic" in text and args[:2] == ["run", "daily"]
+    build_parser().parse_args(args)                                          # a valid command line
+    local = [a.replace("/tmp/warm", str(tmp_path / "warm")) for a in args]
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "NUMBA_CPU_NAME": "generic",
+           "STRATEGY_ENGINE_DATA": str(tmp_path / "no-sample"), "STRATEGY_ENGINE_RUNS": str(tmp_path / "runs")}
+    r = run_cli(*local, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("succeeded:"), r.stdout + r.stderr
+    assert len(list((tmp_path / "numba").rglob("*.nbi"))) >= 5                 # the daily job's kernels, cached

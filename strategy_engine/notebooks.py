@@ -31,8 +31,8 @@ from .core import ConfigError, check_names, project_root  # noqa: E402
 
 # %% auto #0
 __all__ = ['KERNEL', 'RESULT_MIME', 'template_parameters', 'check_parameters', 'template_imports', 'preload', 'start_kernel',
-           'stop_kernel', 'boot_kernel_early', 'Execution', 'execute_notebook', 'notebook_error', 'publish_result',
-           'read_result']
+           'stop_kernel', 'boot_kernel_early', 'stop_unused_kernels', 'Execution', 'execute_notebook', 'notebook_error',
+           'publish_result', 'read_result']
 
 # %% ../nbs/06_notebooks.ipynb #4f2cae61
 def template_parameters(template: Path | str) -> dict[str, str]:
@@ -137,8 +137,8 @@ def _take_early(template: Path | str, cwd: Path | str | None):
     return None
 
 @atexit.register
-def _stop_unused_kernels() -> None:
-    "Kernels booted early for a run that never started (refused, replayed) die with the command."
+def stop_unused_kernels() -> None:
+    "Kill the kernels this process booted early and never used (a refused or replayed run; a day stopped early)."
     with _early_lock: kms = list(_early.values()); _early.clear()
     for km in kms: stop_kernel(km)
 

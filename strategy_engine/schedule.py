@@ -19,7 +19,8 @@ from .calendar import TradingCalendar, nse_calendar
 from .core import ConfigError, check_names
 from .daily import RULE_STRATEGIES, start_daily
 from .data import Bars, open_bars
-from .launcher import Launch, launch, launch_once
+from .launcher import Launch, launch, launch_once, template_path
+from .notebooks import boot_kernel_early, stop_unused_kernels
 from .strategies.base import universe_symbols
 from .validation import ValidationReport, validate
 
@@ -358,20 +359,25 @@ def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequen
                                 "data": data}.items() if v is not None}
     stored = {k: v for k, v in {"warehouse": warehouse, "cost_bps": float(cost_bps)}.items() if v is not None}
     report = {**common, **stored, "period": period, **({} if alerts else {"send_alerts": False})}
-    steps = (("validate", common), ("daily", {**common, **stored}), ("report", report))
+    steps: tuple[tuple[str, dict], ...] = (("validate", common), ("daily", {**common, **stored}), ("report", report))
     done: list[StageOutcome] = []
-    for stage, params in steps:
-        out = run_stage(stage, params, archive, alerts=alerts, env=env, **launch_kwargs)
-        done.append(out)
-        if on_stage is not None: on_stage(out)
-        if out.status in ("succeeded", "killed"): continue
-        later = [s for s, _ in steps[len(done):]]
-        if stage == "validate":
-            note = (f"stopped: the validation of {as_of} ended {out.status}, so {' and '.join(later)} did not run. Fix the "
-                    f"data and run `strategy-engine run day --as-of {as_of}` again (or `run daily --force` to override).")
-        else: note = f"stopped: {stage} ended {out.status}, so {' and '.join(later) or 'nothing else'} did not run."
-        return DayOutcome(as_of, tuple(done), note)
-    return DayOutcome(as_of, tuple(done))
+    try:
+        for i, (stage, params) in enumerate(steps):
+            if i + 1 < len(steps):           # the next stage's kernel boots on the other core while this one runs
+                try: boot_kernel_early(template_path(get_stage(steps[i + 1][0]).kind or ""))
+                except Exception: pass       # only a head start: that stage starts its own kernel otherwise
+            out = run_stage(stage, params, archive, alerts=alerts, env=env, **launch_kwargs)
+            done.append(out)
+            if on_stage is not None: on_stage(out)
+            if out.status in ("succeeded", "killed"): continue
+            later = [s for s, _ in steps[len(done):]]
+            if stage == "validate":
+                note = (f"stopped: the validation of {as_of} ended {out.status}, so {' and '.join(later)} did not run. Fix the "
+                        f"data and run `strategy-engine run day --as-of {as_of}` again (or `run daily --force` to override).")
+            else: note = f"stopped: {stage} ended {out.status}, so {' and '.join(later) or 'nothing else'} did not run."
+            return DayOutcome(as_of, tuple(done), note)
+        return DayOutcome(as_of, tuple(done))
+    finally: stop_unused_kernels()       # the next stage's kernel, when the day stopped early
 
 # %% ../nbs/34_schedule.ipynb #548e8288
 @dataclass(frozen=True)

@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from strategy_engine import notebooks
 from strategy_engine.calendar import nse_calendar
 from strategy_engine.cli import build_parser
 from strategy_engine.daily import compute, load_data, start_daily
 from strategy_engine.notebooks import read_result
-from strategy_engine.schedule import STAGES, get_stage, stage_args
+from strategy_engine.schedule import STAGES, get_stage, run_day, stage_args
 
 from conftest import CLI, ROOT, processes_with_env, run_cli
 
@@ -233,3 +234,11 @@ def test_schedule_show_prints_ist_and_utc():
     lines = [line.split() for line in r.stdout.splitlines() if " IST " in line]
     assert [(w[0], w[2], w[4]) for w in lines] == [("09:00", "03:30", "validate"), ("09:15", "03:45", "monitor"),
                                                    ("15:30", "10:00", "daily"), ("18:00", "12:30", "report")]
+
+
+def test_a_day_that_stops_early_leaves_no_kernel_behind(where, nse_dir, monkeypatch):
+    """run_day boots each next stage's kernel ahead; when validation stops the day, that kernel is killed at once."""
+    monkeypatch.setenv("RUN_DAY_KERNEL_TEST", str(where["tmp"]))                 # inherited by every kernel started here
+    day = run_day(STALE, symbols=["TCS", "INFY"], archive=where["archive"], warehouse=where["warehouse"], alerts=False)
+    assert [o.stage for o in day.stages] == ["validate"] and day.stages[0].status == "data_stale", day
+    assert not notebooks._early and processes_with_env("RUN_DAY_KERNEL_TEST", str(where["tmp"])) == []

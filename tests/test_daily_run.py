@@ -6,8 +6,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -205,3 +207,22 @@ def test_make_run_on_a_bare_clone_runs_the_synthetic_universe_twice_the_same(whe
     assert before and all(s.startswith("SYN") for _, s, *_ in before)
     again = daily(where, "--as-of", "latest", "--no-log-output", "--no-alerts", env=env)
     assert again.returncode == 0 and rows(where, table) == before              # a second run changes nothing
+
+
+def test_sigterm_mid_run_is_archived_as_killed(where, nse_dir):
+    """Cloud Run's task timeout sends SIGTERM: the run is archived `killed` (exit 5), chained, and verifies."""
+    tmp = where["tmp"] / "tmp"; tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}                                    # where the launcher's output notebook appears
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "strategy-engine"), "run", "daily", "--as-of", DAY,
+                             "--warehouse", where["warehouse"], "--archive", where["archive"], "--no-log-output", "--no-alerts"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 120
+    while not list(tmp.glob("strategy-engine-*/daily_signals.ipynb")):           # papermill has started the notebook
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 5 and out.startswith("killed:") and "SIGTERM" in out, out + err
+    [m] = manifests(where)
+    assert m["status"] == "killed" and "SIGTERM" in m["error"] and m["notebook_sha256"]
+    assert run_cli("audit", "verify", "--archive", where["archive"]).returncode == 0

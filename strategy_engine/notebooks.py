@@ -202,15 +202,29 @@ def execute_notebook(template: Path | str, output: Path | str, parameters: dict 
                                 cwd=_early_key(template, cwd)[1], log_output=log_output, progress_bar=progress_bar)
     except _Stopped as e:
         status, error = "killed", f"stopped by {e} while the notebook ran (a Cloud Run task timeout, or a cancel)"
+        _mark_interrupted(output, "RunKilled", error)
     except pm.PapermillExecutionError as e:
         status, error = "failed", f"{e.ename}: {e.evalue}"
     except Exception as e:  # the client's TimeoutError (or a wrapped one); a dead kernel; a kernel that never started
         if "timeout" in type(e).__name__.lower() or "timed out" in str(e).lower():
             status, error = "timeout", f"cell execution exceeded {timeout} s"
         else: status, error = "failed", f"{type(e).__name__}: {e}"
+        _mark_interrupted(output, type(e).__name__, error)
     finally:
         if km is not None: stop_kernel(km)   # the engine has killed it already, unless papermill failed before it ran
     return Execution(status, output, time.perf_counter() - t0, error)
+
+def _mark_interrupted(output: Path, ename: str, evalue: str) -> None:
+    "Write into the executed notebook where and why it stopped: an error output on the cell that was running."
+    import nbformat
+    if not output.exists(): return                        # the kernel never started: nothing ran
+    nb = nbformat.read(str(output), as_version=4)
+    started = [c for c in nb.cells if c.cell_type == "code" and (c.metadata.get("papermill") or {}).get("start_time")]
+    if started:
+        started[-1].outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]))
+        started[-1].metadata["papermill"].update(exception=True, status="failed")
+    nb.metadata.setdefault("papermill", {})["exception"] = True
+    nbformat.write(nb, str(output))
 
 def _notebook_json(path: Path | str) -> dict:
     return json.loads(Path(path).read_text())

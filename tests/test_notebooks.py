@@ -46,6 +46,7 @@ def test_timeout_is_its_own_status(tmp_path):
     tpl = make_template(tmp_path / "t.ipynb", "x = 1", "import time\ntime.sleep(30)")
     ex = execute_notebook(tpl, tmp_path / "o.ipynb", timeout=3)
     assert ex.status == "timeout" and ex.output.exists() and ex.seconds < 25
+    assert "exceeded 3 s" in notebook_error(ex.output)                         # the record says where and why it stopped
 
 
 def test_production_templates_keep_their_parameters_tag():
@@ -81,6 +82,7 @@ def test_a_kernel_that_dies_is_a_failed_run_with_its_notebook_kept(tmp_path):
     assert ex.status == "failed" and ex.error.startswith("DeadKernelError"), ex
     cells = nbformat.read(ex.output, as_version=4).cells
     assert cells[1].outputs[0]["text"] == "before the crash\n" and not cells[3].outputs     # kept as far as it got
+    assert cells[2].outputs[-1]["ename"] == "DeadKernelError"                   # the cell that was running says why
 
 
 def test_sigterm_stops_the_run_not_the_process(tmp_path):
@@ -106,6 +108,8 @@ def test_sigterm_stops_the_run_not_the_process(tmp_path):
     assert ex["status"] == "killed" and "SIGTERM" in ex["error"], ex
     cells = nbformat.read(ex["output"], as_version=4).cells
     assert cells[2].outputs[0]["text"] == "working\n" and not cells[4].outputs    # [1]: papermill's injected parameters
+    assert cells[3].outputs[-1]["ename"] == "RunKilled"                          # the cell that was running says why
+    assert notebook_error(ex["output"]).startswith("RunKilled: stopped by SIGTERM")
     assert processes_with_env("SIGTERM_TEST", str(tmp_path)) == []                # the kernel went with the run
 
 

@@ -29,8 +29,9 @@ class TradingCalendar:
     session_close: str                       # local time of the close, "HH:MM"
     coverage: tuple[pd.Timestamp, pd.Timestamp]
     holidays: pd.DatetimeIndex
-    special_sessions: pd.DatetimeIndex
+    special_sessions: pd.DatetimeIndex       # weekend sessions and evening-only sessions (they are sessions)
     labels: dict = field(default_factory=dict, repr=False)   # date -> name of the holiday/special session
+    evening_sessions: pd.DatetimeIndex = field(default_factory=lambda: pd.DatetimeIndex([]), repr=False)  # Muhurat
 
     def _check(self, start: pd.Timestamp, end: pd.Timestamp) -> None:
         lo, hi = self.coverage
@@ -54,6 +55,17 @@ class TradingCalendar:
         d = pd.Timestamp(date).normalize()
         return len(self.sessions(d, d)) == 1
 
+    def is_full_session(self, date) -> bool:
+        "Whether `date` is a session with a full-day bar at the close (not an evening-only Muhurat session)."
+        d = pd.Timestamp(date).normalize()
+        return self.is_session(d) and d not in self.evening_sessions
+
+    def session_kind(self, date) -> str:
+        "'full', 'evening' (Muhurat: a session, but no full-day bar at the close), 'holiday' or 'weekend'."
+        d = pd.Timestamp(date).normalize()
+        if not self.is_session(d): return "holiday" if d in self.holidays else "weekend"
+        return "evening" if d in self.evening_sessions else "full"
+
     def previous_session(self, date, inclusive: bool = True) -> pd.Timestamp:
         "The last session on or before `date` (strictly before when `inclusive=False`)."
         d = pd.Timestamp(date).normalize() - pd.Timedelta(days=0 if inclusive else 1)
@@ -73,16 +85,22 @@ class TradingCalendar:
         local = pd.Timestamp(f"{pd.Timestamp(date).date()} {self.session_close}").tz_localize(self.timezone)
         return local.tz_convert("UTC")
 
+    def session_date(self, stamps) -> pd.DatetimeIndex:
+        "The exchange-local date of timestamps: aware ones converted to the exchange's zone first, naive ones as they are."
+        idx = pd.DatetimeIndex(stamps)
+        if idx.tz is not None: idx = idx.tz_convert(self.timezone).tz_localize(None)
+        return idx.normalize()
+
     def describe(self, date) -> str:
         "A plain-words answer to 'is this a session?'"
         d = pd.Timestamp(date).normalize()
         if d in self.labels:
-            kind = "special session" if d in self.special_sessions else "holiday"
+            kind = {"evening": "evening-only session", "holiday": "holiday"}.get(self.session_kind(d), "special session")
             return f"{d.date()}: {kind} ({self.labels[d]})"
         return f"{d.date()}: {'session' if self.is_session(d) else 'weekend'}"
 
 # %% ../nbs/01_calendar.ipynb #ead423ab
-_KINDS = ("holiday", "special_session")
+_KINDS = ("holiday", "special_session", "muhurat")
 
 def load_calendar(path: Path | str) -> TradingCalendar:
     "Read a calendar from its YAML frame and the CSV of exceptions it names."
@@ -111,7 +129,8 @@ def load_calendar(path: Path | str) -> TradingCalendar:
         coverage=(pd.Timestamp(cov["start"]), pd.Timestamp(cov["end"])),
         holidays=pd.DatetimeIndex(dates[hol]).sort_values(),
         special_sessions=pd.DatetimeIndex(dates[~hol]).sort_values(),
-        labels=dict(zip(dates, rows["name"])))
+        labels=dict(zip(dates, rows["name"])),
+        evening_sessions=pd.DatetimeIndex(dates[rows["kind"].eq("muhurat")]).sort_values())
 
 @functools.cache
 def nse_calendar() -> TradingCalendar:

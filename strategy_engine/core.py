@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from types import UnionType
@@ -18,8 +19,8 @@ from pydantic.fields import FieldInfo
 import strategy_engine
 
 # %% auto #0
-__all__ = ['project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'StrategyEngineError', 'DataError', 'ConfigError',
-           'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error', 'allowed_values',
+__all__ = ['project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'numba_cache_dir', 'StrategyEngineError', 'DataError',
+           'ConfigError', 'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error', 'allowed_values',
            'explain_validation_error']
 
 # %% ../nbs/00_core.ipynb #4b3cddee
@@ -41,6 +42,27 @@ def sample_data_dir() -> Path | None:
     env = os.environ.get("STRATEGY_ENGINE_DATA")
     path = Path(env) if env else project_root().parent / "shared" / "data" / "nse"
     return path.resolve() if path.is_dir() else None
+
+# %% ../nbs/00_core.ipynb #2fa9f7c8
+def numba_cache_dir() -> Path:
+    "Where numba caches compiled kernels: `$NUMBA_CACHE_DIR`, else `$XDG_CACHE_HOME` or `~/.cache`, `/strategy-engine/numba`."
+    env = os.environ.get("NUMBA_CACHE_DIR")
+    if env: return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "strategy-engine" / "numba"
+
+def _use_user_numba_cache() -> None:
+    "Point numba's cache at `numba_cache_dir()` before any kernel is compiled (an existing NUMBA_CACHE_DIR wins)."
+    if os.environ.get("NUMBA_CACHE_DIR"): return
+    path = numba_cache_dir()
+    try: path.mkdir(parents=True, exist_ok=True)
+    except OSError: return                      # read-only home: leave numba's default (beside the source)
+    if not os.access(path, os.W_OK): return
+    os.environ["NUMBA_CACHE_DIR"] = str(path)
+    numba = sys.modules.get("numba")            # numba reads its settings on import: update them if it came first
+    if numba is not None: numba.config.CACHE_DIR = str(path)
+
+_use_user_numba_cache()
 
 # %% ../nbs/00_core.ipynb #d08acafe
 class StrategyEngineError(Exception):

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import importlib
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,7 +18,8 @@ import pandas as pd
 from .core import DataError, check_names, did_you_mean, sample_data_dir
 
 # %% auto #0
-__all__ = ['FIELDS', 'Finding', 'Bars', 'bars_from_long', 'load_bars', 'synthetic_bars', 'open_bars']
+__all__ = ['FIELDS', 'DataLoader', 'DATA_SOURCES', 'Finding', 'Bars', 'session_dates', 'to_numbers', 'bars_from_long',
+           'load_bars', 'synthetic_bars', 'register_data_source', 'data_source', 'open_bars', 'check_data_source']
 
 # %% ../nbs/02_data.ipynb #dbe7223c
 FIELDS = ("open", "high", "low", "close", "volume")
@@ -43,6 +46,7 @@ class Bars:
     synthetic: bool = False         # True for generated demo data: label it wherever it is shown
     adjusted: bool = True           # OHLC scaled by Adj Close / Close (total-return prices)
     issues: tuple = field(default=(), repr=False)  # loader findings (duplicate or unsorted dates)
+    adjustment: str = ""            # how prices were adjusted: vendor_total_return, vendor_splits, raw, splits, total_return
 
     def __post_init__(self):
         ref = self.close
@@ -95,8 +99,44 @@ class Bars:
 # %% ../nbs/02_data.ipynb #eea7848c
 _REQUIRED = ("date", "open", "high", "low", "close", "volume")
 _NUMERIC = ("open", "high", "low", "close", "volume", "adj_close")
+_OFFSET = r"[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})$"
 
 def _norm(col: str) -> str: return str(col).strip().lower().replace(" ", "_")
+
+def session_dates(values: pd.Series, timezone: str = "Asia/Kolkata") -> pd.Series:
+    "Exchange-local dates of `values` (NaT where unparseable): stamps with an offset are converted to `timezone` first."
+    if pd.api.types.is_datetime64_any_dtype(values):
+        v = values.dt.tz_convert(timezone).dt.tz_localize(None) if values.dt.tz is not None else values
+        return v.dt.normalize()
+    if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+        return pd.to_datetime(values, errors="coerce").dt.normalize()
+    text = values.astype(str).str.strip()
+    aware = text.str.contains(_OFFSET, regex=True)
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    if (~aware).any():
+        out[~aware] = pd.to_datetime(text[~aware], format="ISO8601", errors="coerce")
+    if aware.any():
+        utc = pd.to_datetime(text[aware], format="ISO8601", errors="coerce", utc=True)
+        out[aware] = utc.dt.tz_convert(timezone).dt.tz_localize(None)
+    return out.astype("datetime64[ns]").dt.normalize()
+
+def _float(text) -> float:
+    try: return float(text)
+    except OverflowError: return np.inf       # an integer beyond float range
+    except (TypeError, ValueError): return np.nan
+
+def to_numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    "`values` as float64, and a mask of the entries that are not numbers (or overflow a float)."
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.astype("float64"), pd.Series(False, index=values.index)
+    try: num = pd.to_numeric(values, errors="coerce").astype("float64")
+    except (OverflowError, ValueError, TypeError):     # a 400-digit integer: pandas gives up on the column
+        num = pd.Series([_float(x) for x in values], index=values.index, dtype="float64")
+    text = values.astype(str).str.strip()
+    blank = values.isna() | text.eq("")
+    literal_inf = text.str.lower().str.lstrip("+-").isin(["inf", "infinity"])
+    bad = (num.isna() & ~blank) | (np.isinf(num) & ~literal_inf)
+    return num, bad
 
 def _read_table(file: Path, adjusted: bool) -> pd.DataFrame:
     "One file as long rows with a symbol column, checked column by column."
@@ -104,8 +144,9 @@ def _read_table(file: Path, adjusted: bool) -> pd.DataFrame:
         raw = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"{file}: the file is empty; expected a header ({', '.join(_REQUIRED)}) and rows.") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as e:
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError, OverflowError) as e:
         raise DataError(f"{file}: cannot be parsed as {'Parquet' if file.suffix == '.parquet' else 'CSV'}: {e}") from None
+    names = {_norm(c): str(c) for c in raw.columns}
     raw.columns = [_norm(c) for c in raw.columns]
     if "symbol" not in raw.columns: raw["symbol"] = file.stem
     missing = [c for c in _REQUIRED if c not in raw.columns]
@@ -116,22 +157,21 @@ def _read_table(file: Path, adjusted: bool) -> pd.DataFrame:
         raise DataError(f"{file}: missing column(s) {', '.join(missing)}{extra}; found {', '.join(raw.columns)}.{hints}")
     if raw.empty: raise DataError(f"{file}: has a header but no rows.")
     out = pd.DataFrame({"symbol": raw["symbol"].astype(str)})
-    dates = pd.to_datetime(raw["date"], format="ISO8601", errors="coerce") if raw["date"].dtype == object or \
-        pd.api.types.is_string_dtype(raw["date"]) else pd.to_datetime(raw["date"], errors="coerce")
+    dates = session_dates(raw["date"])
     if dates.isna().any():
         i = int(np.flatnonzero(dates.isna())[0])
-        raise DataError(f"{file}: line {i + 2}: date {raw['date'].iloc[i]!r} is not a date (expected YYYY-MM-DD).")
-    out["date"] = dates.dt.tz_localize(None).dt.normalize() if dates.dt.tz is not None else dates.dt.normalize()
+        raise DataError(f"{file}: line {i + 2}: date {raw['date'].iloc[i]!r} is not a date (expected YYYY-MM-DD; "
+                        f"column {names['date']!r}).")
+    out["date"] = dates
     for c in _NUMERIC:
         if c not in raw.columns: continue
-        if pd.api.types.is_numeric_dtype(raw[c]) and not pd.api.types.is_bool_dtype(raw[c]):
-            out[c] = raw[c].astype("float64"); continue           # parsed as numbers: nothing to locate
-        num = pd.to_numeric(raw[c], errors="coerce")
-        bad = num.isna() & raw[c].notna() & raw[c].astype(str).str.strip().ne("")
+        num, bad = to_numbers(raw[c])
         if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{file}: line {i + 2}: {c} {raw[c].iloc[i]!r} is not a number.")
-        out[c] = num.astype("float64")
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            shown = str(raw[c].iloc[i])
+            shown = shown if len(shown) <= 40 else f"{shown[:20]}...({len(shown)} characters)"
+            raise DataError(f"{file}: line {i + 2}: {c} {shown!r} is not a number (column {names[c]!r}).")
+        out[c] = num
     return out
 
 def _files(path: Path) -> list[Path]:
@@ -156,7 +196,7 @@ def _file_issues(long: pd.DataFrame, source: str) -> tuple:
     return tuple(issues)
 
 def bars_from_long(long: pd.DataFrame, source: str = "", adjusted: bool = True, synthetic: bool = False,
-                   symbols: Sequence[str] | None = None) -> Bars:
+                   symbols: Sequence[str] | None = None, adjustment: str = "") -> Bars:
     "Pivot long rows (date, symbol, OHLCV[, adj_close]) into a `Bars` panel."
     issues = _file_issues(long, source)
     long = long.drop_duplicates(["symbol", "date"], keep="last")
@@ -166,7 +206,7 @@ def bars_from_long(long: pd.DataFrame, source: str = "", adjusted: bool = True, 
     cols = list(symbols) if symbols is not None else sorted(long["symbol"].unique())
     wide = long.pivot(index="date", columns="symbol", values=list(FIELDS)).sort_index()
     frames = {f: wide[f].reindex(columns=cols).astype("float64").rename_axis(index="date", columns="symbol") for f in FIELDS}
-    return Bars(**frames, source=source, adjusted=adjusted, synthetic=synthetic, issues=issues)
+    return Bars(**frames, source=source, adjusted=adjusted, synthetic=synthetic, issues=issues, adjustment=adjustment)
 
 # %% ../nbs/02_data.ipynb #7cb410e1
 def load_bars(path, symbols: Sequence[str] | None = None, start=None, end=None, adjusted: bool = True) -> Bars:
@@ -186,7 +226,8 @@ def load_bars(path, symbols: Sequence[str] | None = None, start=None, end=None, 
     if end is not None: long = long[long["date"] <= pd.Timestamp(end)]
     if long.empty:
         raise DataError(f"{path}: no bars between {start} and {end}; the data covers {lo.date()} .. {hi.date()}.")
-    return bars_from_long(long, source=str(path), adjusted=adjusted, symbols=symbols)
+    return bars_from_long(long, source=str(path), adjusted=adjusted, symbols=symbols,
+                          adjustment="vendor_total_return" if adjusted else "vendor_splits")
 
 # %% ../nbs/02_data.ipynb #88ff9d0d
 def synthetic_bars(n_symbols: int = 20, start="2015-01-01", end="2024-11-22", seed: int = 7,
@@ -215,19 +256,70 @@ def synthetic_bars(n_symbols: int = 20, start="2015-01-01", end="2024-11-22", se
     cols = pd.Index([f"SYN{i:03d}" for i in range(n)], name="symbol")
     mk = lambda a: pd.DataFrame(a, index=dates, columns=cols, dtype="float64")
     return Bars(mk(open_), mk(high), mk(low), mk(close), mk(volume), source=f"synthetic(seed={seed})",
-                synthetic=True, adjusted=True)
+                synthetic=True, adjusted=True, adjustment="synthetic")
 
 # %% ../nbs/02_data.ipynb #c1acc559
+DataLoader = Callable[..., Bars]      # loader(uri, symbols=None, start=None, end=None, adjusted=True) -> Bars
+DATA_SOURCES: dict[str, str | DataLoader] = {
+    "duckdb": "strategy_engine.market.store:open_market_bars",      # the warehouse's raw bars + actions ledger
+    "bigquery": "strategy_engine.market.store:open_market_bars",
+}
+
+def register_data_source(scheme: str, loader: str | DataLoader) -> None:
+    "Make `scheme://...` data specs read by `loader` (a callable, or a lazy 'module:function' string)."
+    if not isinstance(loader, str) and not callable(loader):
+        raise TypeError(f"register_data_source({scheme!r}, ...): the loader must be callable or 'module:function'.")
+    if isinstance(loader, str) and ":" not in loader:
+        raise ValueError(f"register_data_source({scheme!r}, {loader!r}): a lazy loader is written 'module:function'.")
+    DATA_SOURCES[scheme.lower()] = loader
+
+def data_source(scheme: str) -> DataLoader:
+    "The loader registered for `scheme`, imported now if it was registered by name."
+    loader = DATA_SOURCES.get(scheme.lower())
+    if loader is None:
+        raise DataError(f"no data source for {scheme}://...{did_you_mean(scheme, DATA_SOURCES)} "
+                        f"Registered: {', '.join(sorted(DATA_SOURCES))}; or give a directory of CSV/Parquet files.")
+    if isinstance(loader, str):
+        module, _, name = loader.partition(":")
+        loader = getattr(importlib.import_module(module), name)
+    return loader
+
+def _scheme(spec: str) -> str | None:
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", spec)
+    return m.group(1).lower() if m else None
+
 def open_bars(data: str | Path | None = None, symbols: Sequence[str] | None = None, start=None, end=None,
               adjusted: bool = True) -> Bars:
-    "Bars from a data spec: None/'auto' (NSE sample, else synthetic), 'synthetic', or a path."
+    "Bars from a data spec: None/'auto' (NSE sample, else synthetic), 'synthetic', a data-source URI, or a path."
     spec = str(data) if data is not None else "auto"
-    if spec.startswith(("duckdb://", "bigquery://")):           # market data kept in the warehouse
-        from strategy_engine.warehouse import open_warehouse
-        with open_warehouse(spec) as wh: return wh.read_bars(symbols=symbols, start=start, end=end)
+    scheme = _scheme(spec)
+    if scheme is not None:                                      # a registered source (the warehouse, ...)
+        return data_source(scheme)(spec, symbols=symbols, start=start, end=end, adjusted=adjusted)
     if spec == "auto" and sample_data_dir() is not None: spec = str(sample_data_dir())
     if spec in ("auto", "synthetic"):
         bars = synthetic_bars(end=end or "2024-11-22")
         if start is not None or symbols is not None: bars = bars.select(symbols, start, end)
         return bars
     return load_bars(spec, symbols=symbols, start=start, end=end, adjusted=adjusted)
+
+def check_data_source(uri: str, symbols: Sequence[str], start, end) -> Bars:
+    "The data-source contract for one URI: a valid `Bars` that honours symbols, start and end. Returns it."
+    full = open_bars(uri)
+    def need(ok: bool, what: str) -> None:
+        if not ok: raise AssertionError(f"data source {uri}: {what}")
+    need(isinstance(full, Bars), f"returned {type(full).__name__}, not Bars")
+    for f in FIELDS:
+        fr = full[f]
+        need(isinstance(fr.index, pd.DatetimeIndex) and fr.index.name == "date", f"{f}: index is not a DatetimeIndex 'date'")
+        need(fr.index.is_monotonic_increasing and fr.index.is_unique, f"{f}: dates not sorted and unique")
+        need(fr.index.tz is None and bool((fr.index == fr.index.normalize()).all()), f"{f}: dates are not plain session dates")
+        need(fr.columns.name == "symbol" and fr.columns.is_unique, f"{f}: columns are not unique symbols")
+        need(all(fr.dtypes.eq("float64")), f"{f}: not float64")
+    need(bool(full.adjustment), "does not say how prices were adjusted (Bars.adjustment)")
+    need(bool(full.close.notna().any().all()), "a symbol column without any bar")
+    part = open_bars(uri, symbols=list(symbols), start=start, end=end)
+    need(part.symbols == list(symbols), f"symbols {part.symbols} != {list(symbols)}")
+    need(part.dates.min() >= pd.Timestamp(start) and part.dates.max() <= pd.Timestamp(end), "start/end not honoured")
+    want = full.select(list(symbols), start, end)
+    need(part.close.equals(want.close), "a selection differs from the same rows of the whole panel")
+    return full

@@ -33,13 +33,15 @@ import pyarrow.parquet as pq
 from .core import ConfigError, DataError, StrategyEngineError, UnknownNameError, check_names
 from .core import did_you_mean, expect_error, project_root, runs_dir
 from .data import FIELDS, Bars, bars_from_long
+from .runs.contract import EXIT_CODES, RunStatus
 
 # %% auto #0
-__all__ = ['TYPES', 'METRIC_COLUMNS', 'TABLES', 'SIGNAL_FIELDS', 'PERFORMANCE_FIELDS', 'RUN_FIELDS', 'RUN_STATUSES', 'NSE_TZ',
-           'Filter', 'STAGE_TTL', 'WAREHOUSE_SCHEMES', 'TableSpec', 'duckdb_ddl', 'bigquery_ddl', 'bigquery_table',
-           'check_shard', 'WarehouseError', 'select_sql', 'Warehouse', 'shard_symbols', 'example_run',
-           'check_warehouse', 'DuckDBWarehouse', 'bigquery_write_script', 'BigQueryWarehouse', 'bigquery_on_duckdb',
-           'BigQueryOnDuckDB', 'default_warehouse_uri', 'open_warehouse']
+__all__ = ['TYPES', 'METRIC_COLUMNS', 'TABLES', 'RUN_TABLES', 'SIGNAL_FIELDS', 'PERFORMANCE_FIELDS', 'RUN_FIELDS', 'RUN_STATUSES',
+           'NSE_TZ', 'Filter', 'KEEPS_ROWS', 'STAGE_TTL', 'WAREHOUSE_SCHEMES', 'TableSpec', 'register_table',
+           'duckdb_ddl', 'bigquery_ddl', 'bigquery_table', 'check_shard', 'WarehouseError', 'select_sql',
+           'designated_sql', 'current_sql', 'Warehouse', 'shard_symbols', 'example_run', 'check_warehouse',
+           'DuckDBWarehouse', 'bigquery_write_script', 'BigQueryWarehouse', 'bigquery_on_duckdb', 'BigQueryOnDuckDB',
+           'default_warehouse_uri', 'open_warehouse']
 
 # %% ../nbs/30_warehouse.ipynb #7200ba7d
 TYPES = ("STRING", "INT64", "FLOAT64", "BOOL", "DATE", "TIMESTAMP", "JSON")
@@ -55,6 +57,7 @@ class TableSpec:
     cluster: tuple[str, ...] = ()     # BigQuery clustering columns (at most 4)
     required: tuple[str, ...] = ()    # NOT NULL besides the key and the owner
     checks: tuple[str, ...] = ()      # DuckDB CHECK constraints (Python validates first; BigQuery has none)
+    shard_unique: tuple[str, ...] = ()  # columns no two shards of one run may both write (signals: date, strategy, symbol)
 
     @property
     def not_null(self) -> tuple[str, ...]: return tuple(dict.fromkeys(self.key + self.owner + self.required))
@@ -63,31 +66,55 @@ METRIC_COLUMNS = ("total_return", "cagr", "annual_volatility", "sharpe_ratio", "
                   "max_drawdown_duration", "calmar_ratio", "hit_rate", "profit_factor", "equity", "exposure",
                   "turnover", "n_signals", "days")
 
+_RUN_OWNER = ("run_id", "attempt", "shard")   # one execution of one shard of a run: the unit a load replaces
+
 TABLES: dict[str, TableSpec] = {
     "signals": TableSpec(
-        "signals", {"run_id": "STRING", "shard": "INT64", "date": "DATE", "strategy": "STRING", "symbol": "STRING",
-                    "signal": "INT64", "confidence": "FLOAT64", "signal_id": "STRING", "timestamp": "TIMESTAMP",
-                    "metadata": "JSON"},
-        key=("date", "strategy", "symbol"), owner=("run_id", "shard"), partition="date", cluster=("strategy", "symbol"),
-        required=("signal", "confidence", "signal_id", "timestamp"),
-        checks=('"signal" IN (-1, 0, 1)', '"confidence" BETWEEN 0 AND 1', '"shard" >= 0')),
+        "signals", {"run_id": "STRING", "attempt": "INT64", "shard": "INT64", "date": "DATE", "strategy": "STRING",
+                    "symbol": "STRING", "signal": "INT64", "confidence": "FLOAT64", "signal_id": "STRING",
+                    "timestamp": "TIMESTAMP", "metadata": "JSON"},
+        key=(*_RUN_OWNER, "date", "strategy", "symbol"), owner=_RUN_OWNER, partition="date",
+        cluster=("strategy", "symbol", "run_id"), required=("signal", "confidence", "signal_id", "timestamp"),
+        checks=('"signal" IN (-1, 0, 1)', '"confidence" BETWEEN 0 AND 1', '"shard" >= 0', '"attempt" >= 1'),
+        shard_unique=("date", "strategy", "symbol")),
     "performance": TableSpec(
-        "performance", {"run_id": "STRING", "shard": "INT64", "shard_count": "INT64", "date": "DATE",
+        "performance", {"run_id": "STRING", "attempt": "INT64", "shard": "INT64", "shard_count": "INT64", "date": "DATE",
                         "strategy": "STRING", "period": "STRING", "start": "DATE", "end": "DATE",
                         **dict.fromkeys(METRIC_COLUMNS, "FLOAT64")},
-        key=("date", "strategy", "period", "shard", "shard_count"), owner=("run_id", "shard"), partition="date",
-        cluster=("strategy", "period"), checks=('"shard" >= 0 AND "shard" < "shard_count"',)),
+        key=(*_RUN_OWNER, "date", "strategy", "period"), owner=_RUN_OWNER, partition="date",
+        cluster=("strategy", "period", "run_id"), required=("shard_count",),
+        checks=('"shard" >= 0 AND "shard" < "shard_count"', '"attempt" >= 1')),
     "runs": TableSpec(
-        "runs", {"run_id": "STRING", "shard": "INT64", "shard_count": "INT64", "kind": "STRING", "as_of": "DATE",
-                 "status": "STRING", "started_at": "TIMESTAMP", "ended_at": "TIMESTAMP", "manifest": "JSON",
-                 "notebook_uri": "STRING", "manifest_sha256": "STRING"},
-        key=("run_id", "shard"), partition="as_of", cluster=("kind", "status"),
-        required=("shard_count", "as_of", "status"), checks=('"shard" >= 0 AND "shard" < "shard_count"',)),
+        "runs", {"run_id": "STRING", "attempt": "INT64", "shard": "INT64", "shard_count": "INT64", "kind": "STRING",
+                 "as_of": "DATE", "status": "STRING", "exit_code": "INT64", "started_at": "TIMESTAMP",
+                 "ended_at": "TIMESTAMP", "started_by": "STRING", "scheduled": "BOOL", "algo_id": "STRING",
+                 "data_uri": "STRING", "data_sha256": "STRING", "config_sha256": "STRING", "git_commit": "STRING",
+                 "image_digest": "STRING", "cloud_run_execution": "STRING", "failed_cell": "INT64", "error": "STRING",
+                 "rows": "JSON", "ledger_seq": "INT64", "manifest_sha256": "STRING", "manifest_uri": "STRING",
+                 "notebook_uri": "STRING", "manifest": "JSON"},
+        key=_RUN_OWNER, owner=_RUN_OWNER, partition="as_of", cluster=("kind", "status", "run_id"),
+        required=("shard_count", "as_of", "status"),
+        checks=('"shard" >= 0 AND "shard" < "shard_count"', '"attempt" >= 1')),
     "bars": TableSpec(
         "bars", {"date": "DATE", "symbol": "STRING", **dict.fromkeys(FIELDS, "FLOAT64"), "adjusted": "BOOL",
                  "synthetic": "BOOL", "source": "STRING"},
         key=("date", "symbol"), partition="date", cluster=("symbol",), required=("close", "adjusted", "synthetic")),
 }
+RUN_TABLES = ("signals", "performance", "runs")      # what one run loads; the rest (bars, ...) is market data
+
+def register_table(spec: TableSpec) -> TableSpec:
+    "Add a table to the warehouse (both backends create it on open); registering the same spec again is a no-op."
+    if not isinstance(spec, TableSpec): raise ConfigError(f"register_table needs a TableSpec, got {type(spec).__name__}.")
+    old = TABLES.get(spec.name)
+    if old is not None and (dict(old.columns), old.key, old.owner) != (dict(spec.columns), spec.key, spec.owner):
+        raise ConfigError(f"warehouse table {spec.name!r} is already registered with other columns or keys.")
+    bad = [t for t in spec.columns.values() if t not in TYPES]
+    if bad: raise ConfigError(f"table {spec.name}: type {bad[0]!r} is not one of {', '.join(TYPES)}.")
+    missing = [c for c in (*spec.key, *spec.owner, *spec.cluster, *([spec.partition] if spec.partition else []))
+               if c not in spec.columns]
+    if missing: raise ConfigError(f"table {spec.name}: key/owner/layout column {missing[0]!r} is not one of its columns.")
+    TABLES[spec.name] = spec
+    return spec
 
 _DUCKDB_TYPE = {"STRING": "VARCHAR", "INT64": "BIGINT", "FLOAT64": "DOUBLE", "BOOL": "BOOLEAN", "DATE": "DATE",
                 "TIMESTAMP": "TIMESTAMPTZ", "JSON": "JSON"}
@@ -126,10 +153,8 @@ def bigquery_table(spec: TableSpec, project: str, dataset: str, name: str | None
 # %% ../nbs/30_warehouse.ipynb #9261f0cd
 SIGNAL_FIELDS = ("signal_id", "symbol", "strategy", "signal", "confidence", "timestamp", "metadata")
 PERFORMANCE_FIELDS = ("date", "strategy", "period", "start", "end", *METRIC_COLUMNS)
-RUN_FIELDS = ("run_id", "kind", "as_of", "status", "started_at", "ended_at", "manifest", "notebook_uri",
-              "manifest_sha256")
-# the statuses of strategy_engine.archive.STATUSES, plus "running"
-RUN_STATUSES = ("running", "succeeded", "failed", "timeout", "data_stale", "no_session", "killed")
+RUN_FIELDS = tuple(c for c in TABLES["runs"].columns if c not in ("shard", "shard_count"))
+RUN_STATUSES = tuple(RunStatus)
 _RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+=-]{0,127}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 NSE_TZ = "Asia/Kolkata"
@@ -175,7 +200,7 @@ def _conform(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     for c, t in spec.columns.items():
         s = frame[c].reset_index(drop=True) if c in frame.columns else pd.Series([None] * n, dtype=object)
         if t in ("STRING", "JSON"): s = s.astype("str")
-        elif t == "INT64": s = s.astype("int64")
+        elif t == "INT64": s = s.astype("int64") if s.notna().all() else s.astype("Int64")
         elif t == "FLOAT64": s = s.astype("float64")
         elif t == "BOOL": s = s.astype("bool")
         elif t == "DATE": s = pd.to_datetime(s).astype("datetime64[us]")
@@ -219,8 +244,8 @@ def _dates(values: pd.Series, what: str, allow_missing: bool = False) -> pd.Seri
     if getattr(out.dt, "tz", None) is not None: out = out.dt.tz_localize(None)
     return out.dt.normalize()
 
-def _signals_rows(signals, run_id: str, shard: int) -> pd.DataFrame:
-    "The `signals` rows of a run shard from JSON signal records (a list of dicts or a DataFrame)."
+def _signals_rows(signals, run_id: str, shard: int, attempt: int = 1) -> pd.DataFrame:
+    "The `signals` rows of one attempt of a run shard from JSON signal records (a list of dicts or a DataFrame)."
     spec, df = TABLES["signals"], _records(signals, "signals")
     _check_columns(df.columns, (*SIGNAL_FIELDS, "date"), "signals")
     if df.empty: return _conform(pd.DataFrame(), spec)
@@ -247,21 +272,21 @@ def _signals_rows(signals, run_id: str, shard: int) -> pd.DataFrame:
     date = _dates(df["date"], "signals: date") if "date" in df.columns else \
         ts.dt.tz_convert(NSE_TZ).dt.tz_localize(None).dt.normalize()
     meta = [_json_text(m, f"signals: {i}: metadata") for i, m in zip(ids, df["metadata"], strict=True)]
-    out = _conform(pd.DataFrame({"run_id": run_id, "shard": shard, "date": date, "strategy": df["strategy"].astype("str"),
+    out = _conform(pd.DataFrame({"run_id": run_id, "attempt": attempt, "shard": shard, "date": date, "strategy": df["strategy"].astype("str"),
                                  "symbol": df["symbol"].astype("str"), "signal": sig.astype("int64"), "confidence": conf,
                                  "signal_id": ids, "timestamp": ts, "metadata": meta}), spec)
     _unique_key(out, ["date", "strategy", "symbol"], "signals")
     return out
 
-def _performance_rows(performance, run_id: str, shard: int, shard_count: int) -> pd.DataFrame:
-    "The `performance` rows of a run shard: date, strategy, period and declared metric columns."
+def _performance_rows(performance, run_id: str, shard: int, shard_count: int, attempt: int = 1) -> pd.DataFrame:
+    "The `performance` rows of one attempt of a run shard: date, strategy, period and declared metric columns."
     spec, df = TABLES["performance"], _records(performance, "performance")
     if "strategy" in (df.index.names or []): df = df.reset_index()      # metrics.summary() has strategy as index
     _check_columns(df.columns, PERFORMANCE_FIELDS, "performance")
     if df.empty: return _conform(pd.DataFrame(), spec)
     missing = [c for c in ("date", "strategy", "period") if c not in df.columns]
     if missing: raise DataError(f"performance: missing column(s) {', '.join(missing)}; every row needs date, strategy, period.")
-    out = pd.DataFrame({"run_id": run_id, "shard": shard, "shard_count": shard_count,
+    out = pd.DataFrame({"run_id": run_id, "attempt": attempt, "shard": shard, "shard_count": shard_count,
                         "date": _dates(df["date"], "performance: date")}, index=df.index)
     for c in ("strategy", "period"):
         bad = df[c].isna() | df[c].astype("str").str.strip().eq("")
@@ -287,8 +312,14 @@ def _instant(value, what: str):
         raise DataError(f"run: {what} {value!r} is not a time (ISO 8601, e.g. 2024-11-22T10:05:00Z).") from None
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
+def _attempt(value, run_id: str) -> int:
+    if value is None: return 1
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise DataError(f"run {run_id}: attempt {value!r} must be a positive integer (the archive's attempt-N).")
+    return int(value)
+
 def _runs_rows(run: Mapping, shard: int, shard_count: int) -> pd.DataFrame:
-    "The one `runs` row of a run shard, from a dict with run_id, as_of and optional details."
+    "The one `runs` row of one attempt of a run shard, from a dict with run_id, as_of and optional details."
     if not isinstance(run, Mapping): raise DataError(f"run: pass a dict with run_id and as_of, got {type(run).__name__}.")
     _check_columns(run.keys(), RUN_FIELDS, "run")
     run_id = run.get("run_id")
@@ -303,11 +334,14 @@ def _runs_rows(run: Mapping, shard: int, shard_count: int) -> pd.DataFrame:
     sha = run.get("manifest_sha256")
     if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
         raise DataError(f"run {run_id}: manifest_sha256 must be 64 lowercase hex digits, got {sha!r}.")
-    row = {"run_id": run_id, "shard": shard, "shard_count": shard_count, "kind": run.get("kind"),
-           "as_of": _dates(pd.Series([run["as_of"]]), f"run {run_id}: as_of").iloc[0], "status": status,
+    row = {**{c: run.get(c) for c in RUN_FIELDS}, "run_id": run_id, "attempt": _attempt(run.get("attempt"), run_id),
+           "shard": shard, "shard_count": shard_count, "status": status,
+           "as_of": _dates(pd.Series([run["as_of"]]), f"run {run_id}: as_of").iloc[0],
            "started_at": _instant(run.get("started_at"), "started_at"), "ended_at": _instant(run.get("ended_at"), "ended_at"),
-           "manifest": _json_text(run.get("manifest"), f"run {run_id}: manifest"), "notebook_uri": run.get("notebook_uri"),
-           "manifest_sha256": sha}
+           "scheduled": bool(run.get("scheduled") or False),
+           "exit_code": EXIT_CODES[status] if run.get("exit_code") is None and status in EXIT_CODES else run.get("exit_code"),
+           "manifest": _json_text(run.get("manifest"), f"run {run_id}: manifest"),
+           "rows": _json_text(run.get("rows"), f"run {run_id}: rows")}
     return _conform(pd.DataFrame([row]), TABLES["runs"])
 
 def _bars_rows(bars: Bars) -> pd.DataFrame:
@@ -318,12 +352,13 @@ def _bars_rows(bars: Bars) -> pd.DataFrame:
     return _conform(long, TABLES["bars"])
 
 def _run_batches(run: Mapping, signals, performance, shard) -> tuple[dict[str, pd.DataFrame], dict[str, Any]]:
-    "The checked rows of every table a run shard writes, and its owner (run_id, shard)."
+    "The checked rows of every table one attempt of a run shard writes, and its owner (run_id, attempt, shard)."
     i, n = check_shard(shard)
     runs = _runs_rows(run, i, n)
-    run_id = str(runs["run_id"].iloc[0])
-    return ({"signals": _signals_rows(signals, run_id, i), "performance": _performance_rows(performance, run_id, i, n),
-             "runs": runs}, {"run_id": run_id, "shard": i})
+    run_id, attempt = str(runs["run_id"].iloc[0]), int(runs["attempt"].iloc[0])
+    return ({"signals": _signals_rows(signals, run_id, i, attempt),
+             "performance": _performance_rows(performance, run_id, i, n, attempt),
+             "runs": runs}, {"run_id": run_id, "attempt": attempt, "shard": i})
 
 # %% ../nbs/30_warehouse.ipynb #7e68d6a2
 class WarehouseError(StrategyEngineError, RuntimeError):
@@ -372,6 +407,33 @@ def select_sql(spec: TableSpec, table: str, filters: Sequence[Filter] = (), orde
         sql += f" LIMIT {int(limit)}"
     return sql, params
 
+KEEPS_ROWS = (RunStatus.SUCCEEDED, RunStatus.KILLED)   # statuses whose rows count (killed: the strategies not killed)
+
+def designated_sql(ref: Callable[[str], str], dialect: str = "duckdb", at: bool = False) -> str:
+    "SELECT (run_id, attempt, shard) of each (kind, as_of)'s designated run: scheduled first, then the newest, per shard its latest kept attempt."
+    q, p = (_bq, "@") if dialect == "bigquery" else (_dq, "$")
+    keep = ", ".join(f"'{s}'" for s in KEEPS_ROWS)
+    when = f" AND {q('ended_at')} <= {p}at" if at else ""
+    r, a, s, k, d = q("run_id"), q("attempt"), q("shard"), q("kind"), q("as_of")
+    return (f"SELECT {r}, {a}, {s} FROM (SELECT {r}, {a}, {s}, newest, FIRST_VALUE({r}) OVER (PARTITION BY {k}, {d} "
+            f"ORDER BY run_scheduled DESC, run_ended DESC, {r} DESC) AS chosen FROM (SELECT {r}, {a}, {s}, {k}, {d}, "
+            f"ROW_NUMBER() OVER (PARTITION BY {r}, {s} ORDER BY {a} DESC) AS newest, "
+            f"MAX(CASE WHEN {q('scheduled')} THEN 1 ELSE 0 END) OVER (PARTITION BY {r}) AS run_scheduled, "
+            f"MAX({q('ended_at')}) OVER (PARTITION BY {r}) AS run_ended FROM {ref('runs')} "
+            f"WHERE {q('status')} IN ({keep}){when}) AS kept) AS ranked WHERE newest = 1 AND {r} = chosen")
+
+def current_sql(name: str, ref: Callable[[str], str], dialect: str = "duckdb", at: bool = False) -> str:
+    "The rows of table `name` that belong to designated runs (the `<name>_current` view), as a FROM-able subquery."
+    q = _bq if dialect == "bigquery" else _dq
+    on = " AND ".join(f"t.{q(c)} = d.{q(c)}" for c in _RUN_OWNER)
+    return f"(SELECT t.* FROM {ref(name)} AS t JOIN ({designated_sql(ref, dialect, at)}) AS d ON {on})"
+
+def _instant_param(at) -> dt.datetime:
+    try: ts = pd.Timestamp(at)
+    except (TypeError, ValueError): ts = pd.NaT
+    if pd.isna(ts): raise ConfigError(f"at {at!r} is not a time (ISO 8601, e.g. 2024-11-22T12:00:00Z).")
+    return (ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")).to_pydatetime()
+
 class Warehouse(ABC):
     "One interface over the warehouse backends: idempotent, atomic run writes and filtered reads."
     uri: str = ""
@@ -388,21 +450,59 @@ class Warehouse(ABC):
         self._write({"bars": frame}, None)
         return len(frame)
 
+    def write_table(self, name: str, rows, owner: Mapping[str, Any] | None = None) -> int:
+        "Write rows into a registered table in one transaction: rows of `owner`, or with an incoming key, are replaced."
+        check_names([name], TABLES, "warehouse table")
+        spec = TABLES[name]
+        frame = _records(rows, name)
+        _check_columns(frame.columns, list(spec.columns), name)
+        if owner is not None: _check_columns(owner.keys(), spec.owner, f"{name} owner")
+        frame = _conform(frame, spec)
+        _unique_key(frame, list(spec.key), name)
+        self._write({name: frame}, dict(owner) if owner is not None else None)
+        return len(frame)
+
+    def read_table(self, name: str, filters: Sequence[Filter] = (), order: Sequence[str] | None = None,
+                   limit: int | None = None) -> pd.DataFrame:
+        "Rows of a registered table matching `filters` ((column, op, value) with op in >=, <=, =, in), by key."
+        check_names([name], TABLES, "warehouse table")
+        return self._read(name, list(filters), TABLES[name].key if order is None else order, limit)
+
     def read_signals(self, start=None, end=None, strategy: str | Sequence[str] | None = None,
-                     symbols: str | Sequence[str] | None = None, run_id: str | None = None) -> pd.DataFrame:
-        "Signals with `start <= date <= end`, optionally only some strategies, symbols or one run."
-        filters = _between("date", start, end) + _is("strategy", strategy) + _is("symbol", symbols) + _is("run_id", run_id)
-        return self._read("signals", filters, ("date", "strategy", "symbol"))
+                     symbols: str | Sequence[str] | None = None, run_id: str | None = None,
+                     attempt: int | None = None, at=None) -> pd.DataFrame:
+        "Signals with `start <= date <= end`: of the designated runs (as known `at` a time), or of run `run_id`."
+        filters = _between("date", start, end) + _is("strategy", strategy) + _is("symbol", symbols)
+        return self._run_rows("signals", filters, ("date", "strategy", "symbol", "shard"), run_id, attempt, at)
 
     def read_performance(self, strategy: str | Sequence[str] | None = None, start=None, end=None,
-                         run_id: str | None = None) -> pd.DataFrame:
-        "Performance rows (whole book: `shard_count == 1`; sub-books of sharded runs otherwise)."
-        filters = _is("strategy", strategy) + _between("date", start, end) + _is("run_id", run_id)
-        return self._read("performance", filters, ("date", "strategy", "period", "shard_count", "shard"))
+                         run_id: str | None = None, attempt: int | None = None, at=None) -> pd.DataFrame:
+        "Performance rows of the designated runs (or of `run_id`); whole book: `shard_count == 1`."
+        filters = _is("strategy", strategy) + _between("date", start, end)
+        return self._run_rows("performance", filters, ("date", "strategy", "period", "shard_count", "shard"),
+                              run_id, attempt, at)
 
-    def read_runs(self, limit: int | None = None, run_id: str | None = None) -> pd.DataFrame:
-        "Run records, newest `as_of` first, then by run_id and shard."
-        return self._read("runs", _is("run_id", run_id), ("-as_of", "run_id", "shard"), limit)
+    def _run_rows(self, name: str, filters: list[Filter], order: Sequence[str], run_id, attempt, at) -> pd.DataFrame:
+        if run_id is None:
+            if attempt is not None: raise ConfigError("attempt needs run_id: the attempt of which run?")
+            return _conform(self._select(TABLES[name], filters, order, current=True, at=at).to_pandas(), TABLES[name])
+        if at is not None: raise ConfigError("at reads what was current at a time; with run_id, pass attempt instead.")
+        rows = self._read(name, filters + _is("run_id", run_id), ("attempt", *order))
+        if attempt is not None: return rows[rows["attempt"] == int(attempt)].reset_index(drop=True)
+        newest = rows.groupby("shard")["attempt"].transform("max") if len(rows) else rows["attempt"]
+        return rows[rows["attempt"] == newest].sort_values(list(order), kind="stable").reset_index(drop=True)
+
+    def read_runs(self, limit: int | None = None, run_id: str | None = None, current: bool = False) -> pd.DataFrame:
+        "Run records (every attempt, or only designated ones), newest `as_of` first, then by run_id, attempt and shard."
+        order = ("-as_of", "run_id", "attempt", "shard")
+        if current: return _conform(self._select(TABLES["runs"], _is("run_id", run_id), order, limit, current=True).to_pandas(),
+                                    TABLES["runs"])
+        return self._read("runs", _is("run_id", run_id), order, limit)
+
+    def latest_run(self) -> dict | None:
+        "The runs row with the highest ledger sequence number (the newest archived run loaded here), or None."
+        got = self._read("runs", [], ("-ledger_seq",), 1)
+        return None if got.empty or pd.isna(got["ledger_seq"].iloc[0]) else got.iloc[0].to_dict()
 
     def read_bars(self, symbols: Sequence[str] | None = None, start=None, end=None) -> Bars:
         "Market bars from the `bars` table as a `Bars` panel (the same panel `write_bars` was given)."
@@ -447,8 +547,9 @@ class Warehouse(ABC):
 
     @abstractmethod
     def _select(self, spec: TableSpec, filters: Sequence[Filter], order: Sequence[str], limit: int | None = None,
-                columns: Sequence[str] | None = None, distinct: bool = False, count: bool = False) -> pa.Table:
-        "Run a filtered SELECT (or a COUNT(*)) and return Arrow."
+                columns: Sequence[str] | None = None, distinct: bool = False, count: bool = False,
+                current: bool = False, at=None) -> pa.Table:
+        "Run a filtered SELECT (or a COUNT(*)) of the table, or of its designated-run rows (`current`), as Arrow."
 
 # %% ../nbs/30_warehouse.ipynb #fd1c2075
 def shard_symbols(symbols: Iterable[str], shard: tuple[int, int]) -> list[str]:
@@ -618,10 +719,12 @@ def _duckdb_statements(spec: TableSpec, stage: str, owner: Mapping[str, Any] | N
     cond, params = f"EXISTS (SELECT 1 FROM {s} AS s WHERE {match})", {}
     if owner and spec.owner:
         params = {c: owner[c] for c in spec.owner}
-        if "shard" not in spec.key:                 # signals: another shard of this run must not own these keys
-            keys = ", ".join(f"t.{_dq(k)}" for k in spec.key)
-            out.append(("guard", f'SELECT t."shard", {keys} FROM {t} AS t JOIN {s} AS s ON {match} '
-                                 f'WHERE t."run_id" = $run_id AND t."shard" <> $shard LIMIT 1', params))
+        if spec.shard_unique:                       # signals: another shard of this run must not own these keys
+            on = " AND ".join(f"s.{_dq(k)} = t.{_dq(k)}" for k in spec.shard_unique)
+            keys = ", ".join(f"t.{_dq(k)}" for k in spec.shard_unique)
+            out.append(("guard", f'SELECT t."shard", {keys} FROM {t} AS t JOIN {s} AS s ON {on} '
+                                 f'WHERE t."run_id" = $run_id AND t."shard" <> $shard LIMIT 1',
+                        {"run_id": owner["run_id"], "shard": owner["shard"]}))
         cond = "(" + " AND ".join(f"t.{_dq(c)} = ${c}" for c in spec.owner) + f") OR {cond}"
     out.append(("delete", f"DELETE FROM {t} AS t WHERE {cond}", params))
     out.append(("insert", f"INSERT INTO {t} ({cols}) SELECT {cols} FROM {s}", {}))
@@ -641,6 +744,7 @@ class DuckDBWarehouse(Warehouse):
         self.lock_timeout = float(lock_timeout)
         if not self.memory: Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = self._connect() if self.memory else None
+        self._known: set[str] = set()
         self._transact(self._create_tables)
 
     def _connect(self):
@@ -651,8 +755,13 @@ class DuckDBWarehouse(Warehouse):
                 con = duckdb.connect(self.path)
                 break
             except duckdb.Error as e:
-                busy = "lock" in str(e).lower() or "unique file handle conflict" in str(e).lower()
-                if not busy: raise WarehouseError(f"{self.uri}: cannot open the DuckDB file: {e}") from None
+                text = str(e)
+                busy = bool(re.search(r"\block\b|unique file handle conflict", text, re.IGNORECASE))   # not "block"
+                if not busy:
+                    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+                    raise WarehouseError(f"{self.uri}: the DuckDB file cannot be opened: it is corrupted or not a DuckDB "
+                                         f"database ({first}). Restore it, or rebuild it from the archive: "
+                                         "strategy-engine warehouse rebuild --from-archive.") from None
                 if time.monotonic() + wait > deadline:
                     holder = re.search(r"PID \d+", str(e))
                     who = holder.group(0) if holder else "another connection of this process"
@@ -694,15 +803,23 @@ class DuckDBWarehouse(Warehouse):
             time.sleep(wait)
             wait = min(wait * 2, 0.25)
 
+    def _created(self) -> None:
+        "Create the tables registered since this object was opened (e.g. by a market-data module)."
+        if set(TABLES) - self._known: self._transact(self._create_tables)
+
     def _create_tables(self, con) -> None:
+        self._known = set(TABLES)
         for name, spec in TABLES.items():
             con.execute(duckdb_ddl(spec))
             have = [r[0] for r in con.execute(f"DESCRIBE {_dq(name)}").fetchall()]
             if have != list(spec.columns):
                 raise DataError(f"{self.uri}: table {name} has columns {have}, this version expects {list(spec.columns)}. "
                                 "It was created by another version: migrate it (ALTER TABLE ... ADD COLUMN) or use a new file.")
+        for name in RUN_TABLES:         # after the tables: each view reads `runs`
+            con.execute(f"CREATE VIEW IF NOT EXISTS {_dq(name + '_current')} AS SELECT * FROM {current_sql(name, _dq)}")
 
     def _write(self, batches: Mapping[str, pd.DataFrame], owner: Mapping[str, Any] | None) -> None:
+        self._created()
         def apply(con) -> None:
             for name, frame in batches.items():
                 spec, stage = TABLES[name], f"_stage_{name}"
@@ -717,8 +834,12 @@ class DuckDBWarehouse(Warehouse):
         self._transact(apply)
 
     def _select(self, spec: TableSpec, filters: Sequence[Filter], order: Sequence[str], limit: int | None = None,
-                columns: Sequence[str] | None = None, distinct: bool = False, count: bool = False) -> pa.Table:
-        sql, params = select_sql(spec, _dq(spec.name), filters, order, limit, "duckdb", columns, distinct, count)
+                columns: Sequence[str] | None = None, distinct: bool = False, count: bool = False,
+                current: bool = False, at=None) -> pa.Table:
+        source = f"{current_sql(spec.name, _dq, at=at is not None)} AS cur" if current else _dq(spec.name)
+        sql, params = select_sql(spec, source, filters, order, limit, "duckdb", columns, distinct, count)
+        if at is not None: params["at"] = _instant_param(at)
+        self._created()
         with self._connection() as con:
             return con.sql(sql, params=params or None).to_arrow_table()
 
@@ -742,10 +863,11 @@ def bigquery_write_script(project: str, dataset: str, stages: Mapping[str, str],
         on = " AND ".join(f"t.{_bq(k)} = s.{_bq(k)}" for k in spec.key)
         def value(c: str, spec: TableSpec = spec) -> str:
             return f"PARSE_JSON(s.{_bq(c)})" if spec.columns[c] == "JSON" else f"s.{_bq(c)}"
-        if owner and spec.owner and "shard" not in spec.key:     # same guard as DuckDB: shards must not overlap
-            keys = ", '/', ".join(f"CAST(t.{_bq(k)} AS STRING)" for k in spec.key)
+        if owner and spec.owner and spec.shard_unique:          # same guard as DuckDB: shards must not overlap
+            keys = ", '/', ".join(f"CAST(t.{_bq(k)} AS STRING)" for k in spec.shard_unique)
+            same = " AND ".join(f"t.{_bq(k)} = s.{_bq(k)}" for k in spec.shard_unique)
             lines.append(f"SELECT ERROR(CONCAT('{_OVERLAP}: shard ', CAST(t.`shard` AS STRING), "
-                         f"' of this run already wrote ', {keys}))\nFROM {target} AS t JOIN {source} AS s ON {on}\n"
+                         f"' of this run already wrote ', {keys}))\nFROM {target} AS t JOIN {source} AS s ON {same}\n"
                          "WHERE t.`run_id` = @run_id AND t.`shard` <> @shard\nLIMIT 1;")
         sets = ", ".join(f"{_bq(c)} = {value(c)}" for c in spec.columns if c not in spec.key)
         merge = (f"MERGE {target} AS t\nUSING {source} AS s\nON {on}\nWHEN MATCHED THEN UPDATE SET {sets}\n"
@@ -755,7 +877,8 @@ def bigquery_write_script(project: str, dataset: str, stages: Mapping[str, str],
             merge += "\nWHEN NOT MATCHED BY SOURCE AND " + " AND ".join(f"t.{_bq(c)} = @{c}" for c in spec.owner) + " THEN DELETE"
         lines.append(merge + ";")
     lines.append("COMMIT TRANSACTION;")
-    return "\n".join(lines), ({c: owner[c] for c in ("run_id", "shard")} if owner else {})
+    used = {c for name in stages for c in TABLES[name].owner}
+    return "\n".join(lines), ({c: v for c, v in owner.items() if c in used} if owner else {})
 
 def _bq_params(params: Mapping[str, Any]) -> list:
     "Typed BigQuery query parameters from Python values (str, int, float, bool, date, list of str)."
@@ -766,6 +889,7 @@ def _bq_params(params: Mapping[str, Any]) -> list:
         elif isinstance(v, bool): out.append(bigquery.ScalarQueryParameter(name, "BOOL", v))
         elif isinstance(v, (int, np.integer)): out.append(bigquery.ScalarQueryParameter(name, "INT64", int(v)))
         elif isinstance(v, float): out.append(bigquery.ScalarQueryParameter(name, "FLOAT64", v))
+        elif isinstance(v, dt.datetime): out.append(bigquery.ScalarQueryParameter(name, "TIMESTAMP", v))
         elif isinstance(v, dt.date): out.append(bigquery.ScalarQueryParameter(name, "DATE", v))
         else: out.append(bigquery.ScalarQueryParameter(name, "STRING", str(v)))
     return out
@@ -781,7 +905,7 @@ class BigQueryWarehouse(Warehouse):
         self.project, self.dataset, self.location = project, dataset, location
         self.uri = f"bigquery://{project}/{dataset}" + (f"?location={location}" if location else "")
         self.attempts, self.retry_wait = max(1, int(attempts)), float(retry_wait)
-        self._client, self._own_client, self._ready = client, client is None, False
+        self._client, self._own_client, self._ready = client, client is None, set()
 
     @property
     def client(self):
@@ -792,10 +916,21 @@ class BigQueryWarehouse(Warehouse):
         return self._client
 
     def _ensure(self) -> None:
-        "Create the tables that do not exist yet (once per object)."
-        if not self._ready:
-            for spec in TABLES.values(): self._create(spec)
-            self._ready = True
+        "Create the tables (and the `<table>_current` views) not created yet by this object, e.g. newly registered ones."
+        for name in [n for n in TABLES if n not in self._ready]:
+            self._create(TABLES[name])
+            self._ready.add(name)
+        for name in [n for n in RUN_TABLES if f"{n}_current" not in self._ready]:     # after the tables they read
+            self._create_view(f"{name}_current", f"SELECT * FROM {current_sql(name, self._ref, 'bigquery')}")
+            self._ready.add(f"{name}_current")
+
+    def _ref(self, name: str) -> str: return _bq_ref(self.project, self.dataset, name)
+
+    def _create_view(self, name: str, sql: str) -> None:
+        from google.cloud import bigquery
+        view = bigquery.Table(f"{self.project}.{self.dataset}.{name}")
+        view.view_query = sql
+        self.client.create_table(view, exists_ok=True)
 
     # The four calls that reach BigQuery; `BigQueryOnDuckDB` replaces exactly these.
     def _create(self, spec: TableSpec) -> None:
@@ -826,7 +961,7 @@ class BigQueryWarehouse(Warehouse):
 
     def _write(self, batches: Mapping[str, pd.DataFrame], owner: Mapping[str, Any] | None) -> None:
         self._ensure()
-        what = f"run {owner['run_id']!r} shard {owner['shard']}" if owner else " and ".join(batches)
+        what = ", ".join(f"{k} {v!r}" for k, v in owner.items()) if owner else " and ".join(batches)
         token = uuid.uuid4().hex[:16]
         stages = {name: f"stage_{name}_{token}" for name in batches}
         try:
@@ -857,10 +992,12 @@ class BigQueryWarehouse(Warehouse):
                                      "commits all tables or none; re-running the write is safe (it is idempotent).") from e
 
     def _select(self, spec: TableSpec, filters: Sequence[Filter], order: Sequence[str], limit: int | None = None,
-                columns: Sequence[str] | None = None, distinct: bool = False, count: bool = False) -> pa.Table:
+                columns: Sequence[str] | None = None, distinct: bool = False, count: bool = False,
+                current: bool = False, at=None) -> pa.Table:
         self._ensure()
-        sql, params = select_sql(spec, _bq_ref(self.project, self.dataset, spec.name), filters, order, limit,
-                                 "bigquery", columns, distinct, count)
+        source = f"{current_sql(spec.name, self._ref, 'bigquery', at is not None)} AS cur" if current else self._ref(spec.name)
+        sql, params = select_sql(spec, source, filters, order, limit, "bigquery", columns, distinct, count)
+        if at is not None: params["at"] = _instant_param(at)
         return self._query(sql, params)
 
     def counts(self) -> dict[str, int]:
@@ -914,6 +1051,9 @@ class BigQueryOnDuckDB(BigQueryWarehouse):
 
     def _create(self, spec: TableSpec) -> None:
         bigquery_on_duckdb(self.con, bigquery_ddl(spec, self.project, self.dataset))
+
+    def _create_view(self, name: str, sql: str) -> None:
+        bigquery_on_duckdb(self.con, f"CREATE VIEW IF NOT EXISTS {self._ref(name)} AS {sql}")
 
     def _stage(self, spec: TableSpec, stage: str, frame: pd.DataFrame) -> None:
         self.con.register("_load_file", _arrow(frame, spec))      # what the Parquet load file holds

@@ -8,6 +8,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TypeAlias
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -111,6 +112,97 @@ class _Panel:
         if self.is_series: return float(values[0])
         return pd.Series(values, index=self.columns, name=name, dtype="float64")
 
+# %% ../nbs/05_metrics.ipynb #d8f4ae08
+_STATS = ("days", "total_return", "cagr", "annual_volatility", "sharpe_ratio", "sortino_ratio", "max_drawdown",
+          "max_drawdown_duration", "calmar_ratio", "hit_rate", "profit_factor", "first", "last", "bad", "low", "mean")
+_AT = {k: i for i, k in enumerate(_STATS)}
+
+@numba.njit(cache=True, error_model="numpy")
+def _metrics_k(x, periods, risk_free, required):   # pragma: no cover - compiled
+    "Every metric of each column of `x` (dates × columns) in two passes down the column; one row per column."
+    T, B = x.shape
+    out = np.full((B, len(_STATS)), np.nan)
+    root = np.sqrt(periods)
+    for j in range(B):
+        n, low, high, total, bad, first, last = 0, np.inf, -np.inf, 0.0, -1, -1, -1
+        up, down, gains, losses = 0, 0, 0.0, 0.0
+        wealth, peak, mdd, count, top, dur = 1.0, 1.0, 0.0, 0, 0, 0
+        for t in range(T):
+            v = x[t, j]
+            if v != v: continue                       # a missing day changes no running state
+            if bad < 0 and not np.isfinite(v): bad = t
+            if first < 0: first = t
+            last = t
+            n += 1
+            total += v
+            low, high = min(low, v), max(high, v)
+            if v > 0:
+                up += 1
+                gains += v
+            elif v < 0:
+                down += 1
+                losses += v
+            wealth *= v + 1.0
+            peak = max(peak, wealth)
+            mdd = min(mdd, wealth / peak - 1.0)
+            count += 1
+            if not wealth < peak: top = count
+            dur = max(dur, count - top)
+        constant = n > 0 and low == high
+        mean = high if constant else total / n
+        dev2, below2 = 0.0, 0.0
+        for t in range(first if first >= 0 else T, last + 1):
+            v = x[t, j]
+            if v != v: continue
+            d = v - mean
+            dev2 += d * d
+            b = min(v - required, 0.0)
+            below2 += b * b
+        std = np.nan if n < 2 else (0.0 if constant else np.sqrt(dev2 / (n - 1)))
+        o = out[j]
+        o[0], o[11], o[12], o[13], o[14], o[15] = n, first, last, bad, low, mean
+        if n == 0: continue
+        o[1] = wealth - 1.0
+        o[2] = (1.0 + o[1]) ** (periods / n) - 1.0
+        o[3] = std * root
+        o[4] = (mean - risk_free) / std * root
+        o[5] = np.nan if n < 2 else (mean - required) * periods / (np.sqrt(below2 / n) * root)
+        o[6], o[7] = mdd, dur
+        ratio = o[2] / abs(mdd)
+        o[8] = ratio if mdd < 0 and np.isfinite(ratio) else np.nan
+        o[9] = up / (up + down)
+        o[10] = gains / abs(losses)
+    return out
+
+def _metrics(returns: Returns, periods: float = PERIODS_PER_YEAR, risk_free: float = 0.0,
+             required_return: float | None = None) -> tuple[np.ndarray, pd.DataFrame, bool]:
+    "The kernel's table (column × `_STATS`) of checked returns, the returns as a frame, and whether they were a Series."
+    frame, is_series = _as_frame(returns)
+    x = frame.to_numpy(dtype="float64", na_value=np.nan)
+    if not x.flags.f_contiguous: x = np.asfortranarray(x)                 # columns contiguous: one pass each
+    req = float(risk_free if required_return is None else required_return)
+    stats = _metrics_k(x, float(periods), float(risk_free), req)
+    bad = stats[:, _AT["bad"]]
+    if (bad >= 0).any():                               # the first infinite value in date order, then column order
+        i = int(np.where(bad >= 0, bad, np.inf).min())
+        j = int(np.flatnonzero(bad == i)[0])
+        raise DataError(f"Returns of {frame.columns[j]!r} are infinite on {_when(frame.index, i)} (a return from a "
+                        "zero price?); replace them with NaN or fix the prices.")
+    priced = (stats[:, _AT["low"]] > 0) & (stats[:, _AT["mean"]] > 1)
+    if priced.any():
+        j = int(np.flatnonzero(priced)[0])
+        raise DataError(f"Column {frame.columns[j]!r} looks like prices, not returns (all positive, mean "
+                        f"{stats[j, _AT['mean']]:.4g}); pass simple returns, e.g. close.pct_change().")
+    return stats, frame, is_series
+
+def _metric(returns: Returns, name: str, periods: float = PERIODS_PER_YEAR, risk_free: float = 0.0,
+            required_return: float | None = None) -> float | pd.Series:
+    "One metric by the kernel: a float for a Series, else a Series indexed by column."
+    stats, frame, is_series = _metrics(returns, periods, risk_free, required_return)
+    values = stats[:, _AT[name]]
+    if is_series: return float(values[0])
+    return pd.Series(values, index=frame.columns, name=name, dtype="float64")
+
 # %% ../nbs/05_metrics.ipynb #1262e8b6
 def _total_return(p: _Panel) -> np.ndarray:
     return np.where(p.n > 0, p.wealth[-1] - 1.0, np.nan) if len(p.x) else np.full(len(p.columns), np.nan)
@@ -121,13 +213,11 @@ def _cagr(p: _Panel, periods: float) -> np.ndarray:
 
 def total_return(returns: Returns) -> float | pd.Series:
     "Compounded return over the whole series: prod(1 + r) - 1."
-    p = _Panel(returns)
-    return p.out(_total_return(p), "total_return")
+    return _metric(returns, "total_return")
 
 def cagr(returns: Returns, periods: float = PERIODS_PER_YEAR) -> float | pd.Series:
     "Compound annual growth rate: (1 + total return) ** (periods / n) - 1, n = observed returns."
-    p = _Panel(returns)
-    return p.out(_cagr(p, _check_periods(periods)), "cagr")
+    return _metric(returns, "cagr", _check_periods(periods))
 
 # %% ../nbs/05_metrics.ipynb #61da70ac
 def _annual_volatility(p: _Panel, periods: float) -> np.ndarray: return p.std * np.sqrt(periods)
@@ -138,15 +228,13 @@ def _sharpe(p: _Panel, risk_free: float, periods: float) -> np.ndarray:
 
 def annual_volatility(returns: Returns, periods: float = PERIODS_PER_YEAR) -> float | pd.Series:
     "Annualized sample standard deviation of returns: std(r, ddof=1) * sqrt(periods)."
-    p = _Panel(returns)
-    return p.out(_annual_volatility(p, _check_periods(periods)), "annual_volatility")
+    return _metric(returns, "annual_volatility", _check_periods(periods))
 
 def sharpe_ratio(returns: Returns,
                  risk_free: float = 0.0,   # risk-free return PER PERIOD (annual rate / periods)
                  periods: float = PERIODS_PER_YEAR) -> float | pd.Series:
     "Annualized Sharpe ratio: mean(r - risk_free) / std(r - risk_free, ddof=1) * sqrt(periods)."
-    p = _Panel(returns)
-    return p.out(_sharpe(p, float(risk_free), _check_periods(periods)), "sharpe_ratio")
+    return _metric(returns, "sharpe_ratio", _check_periods(periods), float(risk_free))
 
 # %% ../nbs/05_metrics.ipynb #7ed49c97
 def _sortino(p: _Panel, required_return: float, periods: float) -> np.ndarray:
@@ -162,8 +250,7 @@ def sortino_ratio(returns: Returns,
                   required_return: float = 0.0,   # minimum acceptable return PER PERIOD
                   periods: float = PERIODS_PER_YEAR) -> float | pd.Series:
     "Annualized Sortino ratio: mean(r - T) * periods / downside deviation below T (empyrical's definition)."
-    p = _Panel(returns)
-    return p.out(_sortino(p, float(required_return), _check_periods(periods)), "sortino_ratio")
+    return _metric(returns, "sortino_ratio", _check_periods(periods), required_return=float(required_return))
 
 # %% ../nbs/05_metrics.ipynb #2abfbe36
 def _max_drawdown(p: _Panel) -> np.ndarray:
@@ -186,13 +273,11 @@ def drawdown_series(returns: Returns) -> pd.Series | pd.DataFrame:
 
 def max_drawdown(returns: Returns) -> float | pd.Series:
     "Largest fall from a running peak of wealth, as a negative fraction (empyrical's sign); 0 if none."
-    p = _Panel(returns)
-    return p.out(_max_drawdown(p), "max_drawdown")
+    return _metric(returns, "max_drawdown")
 
 def max_drawdown_duration(returns: Returns) -> float | pd.Series:
     "Longest run of periods strictly below a previous peak (recovery day excluded; unrecovered runs count to the end)."
-    p = _Panel(returns)
-    return p.out(_max_drawdown_duration(p), "max_drawdown_duration")
+    return _metric(returns, "max_drawdown_duration")
 
 # %% ../nbs/05_metrics.ipynb #265cf6c7
 def _calmar(p: _Panel, periods: float) -> np.ndarray:
@@ -203,8 +288,7 @@ def _calmar(p: _Panel, periods: float) -> np.ndarray:
 
 def calmar_ratio(returns: Returns, periods: float = PERIODS_PER_YEAR) -> float | pd.Series:
     "CAGR / |max drawdown| over the whole series; NaN when there is no drawdown."
-    p = _Panel(returns)
-    return p.out(_calmar(p, _check_periods(periods)), "calmar_ratio")
+    return _metric(returns, "calmar_ratio", _check_periods(periods))
 
 # %% ../nbs/05_metrics.ipynb #b9c9d549
 def _hit_rate(p: _Panel) -> np.ndarray:
@@ -221,32 +305,44 @@ def _profit_factor(p: _Panel) -> np.ndarray:
 
 def hit_rate(returns: Returns) -> float | pd.Series:
     "Share of non-zero returns that are positive (zero-return days are left out); NaN if none."
-    p = _Panel(returns)
-    return p.out(_hit_rate(p), "hit_rate")
+    return _metric(returns, "hit_rate")
 
 def profit_factor(returns: Returns) -> float | pd.Series:
     "Sum of positive returns / |sum of negative returns|; inf without losses."
-    p = _Panel(returns)
-    return p.out(_profit_factor(p), "profit_factor")
+    return _metric(returns, "profit_factor")
 
 # %% ../nbs/05_metrics.ipynb #f52f0555
 SUMMARY_COLUMNS = ("start", "end", "days", "total_return", "cagr", "annual_volatility", "sharpe_ratio",
                    "sortino_ratio", "max_drawdown", "max_drawdown_duration", "calmar_ratio", "hit_rate",
                    "profit_factor")
 
+def _table(index: pd.Index, columns: pd.Index, n: np.ndarray, first: np.ndarray, last: np.ndarray,
+           metrics: dict[str, np.ndarray]) -> pd.DataFrame:
+    "The summary table from per-column counts, first/last rows with a return, and the metric arrays."
+    has = n > 0
+    if len(index):
+        start = index.take(np.where(has, first, 0).astype(np.intp)).where(has)
+        end = index.take(np.where(has, last, 0).astype(np.intp)).where(has)
+    else: start = end = pd.Index([pd.NaT] * len(has))
+    table = pd.DataFrame({"start": start, "end": end, "days": n.astype("int64"), **metrics}, index=columns)
+    return table.rename_axis("strategy")[list(SUMMARY_COLUMNS)]
+
 def summary(returns: Returns, periods: float = PERIODS_PER_YEAR, risk_free: float = 0.0) -> pd.DataFrame:
     "All metrics in one table: a row per strategy, the columns of `SUMMARY_COLUMNS`."
+    periods, risk_free = _check_periods(periods), float(risk_free)
+    stats, frame, _ = _metrics(returns, periods, risk_free)
+    col = lambda k: stats[:, _AT[k]]
+    return _table(frame.index, frame.columns, col("days"), col("first"), col("last"),
+                  {k: col(k) for k in SUMMARY_COLUMNS[3:]})
+
+def _summary_reference(returns: Returns, periods: float = PERIODS_PER_YEAR, risk_free: float = 0.0) -> pd.DataFrame:
+    "`summary` by the numpy reference (`_Panel`): what the kernel is tested against."
     p, periods, risk_free = _Panel(returns), _check_periods(periods), float(risk_free)
-    has = p.n > 0
-    if len(p.x):                                       # first and last row with a return, per column
-        first, last = np.argmin(p.missing, axis=0), len(p.x) - 1 - np.argmin(p.missing[::-1], axis=0)
-        start, end = p.index.take(first).where(has), p.index.take(last).where(has)
-    else: start = end = pd.Index([pd.NaT] * len(has))
-    table = pd.DataFrame({
-        "start": start, "end": end, "days": p.n.astype("int64"),
+    missing = p.missing
+    first, last = (np.argmin(missing, axis=0), len(p.x) - 1 - np.argmin(missing[::-1], axis=0)) if len(p.x) else (p.n, p.n)
+    return _table(p.index, p.columns, p.n, first, last, {
         "total_return": _total_return(p), "cagr": _cagr(p, periods),
         "annual_volatility": _annual_volatility(p, periods), "sharpe_ratio": _sharpe(p, risk_free, periods),
         "sortino_ratio": _sortino(p, risk_free, periods), "max_drawdown": _max_drawdown(p),
         "max_drawdown_duration": _max_drawdown_duration(p), "calmar_ratio": _calmar(p, periods),
-        "hit_rate": _hit_rate(p), "profit_factor": _profit_factor(p)}, index=p.columns)
-    return table.rename_axis("strategy")[list(SUMMARY_COLUMNS)]
+        "hit_rate": _hit_rate(p), "profit_factor": _profit_factor(p)})

@@ -487,10 +487,11 @@ class Warehouse(ABC):
             if attempt is not None: raise ConfigError("attempt needs run_id: the attempt of which run?")
             return _conform(self._select(TABLES[name], filters, order, current=True, at=at).to_pandas(), TABLES[name])
         if at is not None: raise ConfigError("at reads what was current at a time; with run_id, pass attempt instead.")
-        rows = self._read(name, filters + _is("run_id", run_id), ("attempt", *order))
+        rows = self._read(name, filters + _is("run_id", run_id), order)
         if attempt is not None: return rows[rows["attempt"] == int(attempt)].reset_index(drop=True)
-        newest = rows.groupby("shard")["attempt"].transform("max") if len(rows) else rows["attempt"]
-        return rows[rows["attempt"] == newest].sort_values(list(order), kind="stable").reset_index(drop=True)
+        runs = self._read("runs", _is("run_id", run_id), ("shard", "attempt"))
+        newest = runs.groupby("shard")["attempt"].max()                 # each shard's latest attempt, rows or not
+        return rows[rows["attempt"].to_numpy() == rows["shard"].map(newest).to_numpy()].reset_index(drop=True)
 
     def read_runs(self, limit: int | None = None, run_id: str | None = None, current: bool = False) -> pd.DataFrame:
         "Run records (every attempt, or only designated ones), newest `as_of` first, then by run_id, attempt and shard."
@@ -625,27 +626,33 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
     before = _snapshot(wh)
     wh.write_run(run, sig, perf)
     _same_snapshot(_snapshot(wh), before, "rewrite of the same run")
-    # 3. a new execution of the day, sharded in two (shard 1 first): its union equals the unsharded run
-    run_y = {**run, "run_id": "Y", "manifest": {"shards": 2}}
+    # 3. a new execution of the day, sharded in two (shard 1 first): its union equals the unsharded run; X is kept
+    run_y = {**run, "run_id": "Y", "manifest": {"shards": 2}, "ended_at": f"{day:%Y-%m-%d}T11:00:00Z"}
     for k in (1, 0):
         _, _, perf_k = example_run(day, split[k], run_id="Y", seed=k + 1)
         wh.write_run(run_y, [r for r in sig if r["symbol"] in split[k]], perf_k, shard=(k, 2))
-    union = wh.read_signals()
-    data = [c for c in sig_cols if c not in ("run_id", "shard")]
-    _same(union[data], before["signals"][data], "union of shards vs the unsharded run")
-    _need((union["run_id"] == "Y").all(), "the new execution takes over the keys it wrote")
+    union = wh.read_signals(run_id="Y")
+    data = [c for c in sig_cols if c not in ("run_id", "attempt", "shard")]
+    by_data = lambda frame: frame[data].sort_values(["date", "strategy", "symbol"]).reset_index(drop=True)  # noqa: E731
+    _same(by_data(union), by_data(before["signals"]), "union of shards vs the unsharded run")
     _need(all(set(union.loc[union["shard"] == k, "symbol"]) == set(split[k]) for k in (0, 1)), "each shard owns its symbols")
-    _need(wh.counts() == {"signals": 36, "performance": 9, "runs": 3, "bars": 0}, f"counts after the sharded run: {wh.counts()}")
-    # 4. a retried shard replaces exactly its own rows (here it dropped a symbol and changed confidences)
-    keep = _snapshot(wh)["signals"]
+    _same(wh.read_signals(run_id="X"), by_key(before["signals"], "signals"), "run X's rows are kept, untouched")
+    _need((wh.read_signals()["run_id"] == "Y").all(), "the day's current signals are the newer run's, never a mixture")
+    _need((wh.read_signals(at=f"{day:%Y-%m-%d}T10:30:00Z")["run_id"] == "X").all(), "what was current at 10:30: X")
+    _need(wh.counts() == {**dict.fromkeys(TABLES, 0), "signals": 72, "performance": 9, "runs": 3},
+          f"counts after the sharded run: {wh.counts()}")
+    # 4. a retried shard is a new attempt: its rows become current for that shard, the first attempt's are kept
+    keep = wh.read_signals(run_id="Y")
     retry = [{**r, "confidence": round(1 - r["confidence"], 4)} for r in sig if r["symbol"] in split[1][1:]]
-    wh.write_run(run_y, retry, None, shard=(1, 2))
-    now = wh.read_signals()
+    wh.write_run({**run_y, "attempt": 2}, retry, None, shard=(1, 2))
+    now = wh.read_signals(run_id="Y")
     _same(now[now["shard"] == 0], keep[keep["shard"] == 0], "shard 0 is untouched by shard 1's retry")
-    _same(now[now["shard"] == 1], by_key(_signals_rows(retry, "Y", 1), "signals"), "shard 1 holds exactly its retry")
-    _need(split[1][0] not in set(now["symbol"]), "the symbol the retry dropped is gone")
+    _same(now[now["shard"] == 1].reset_index(drop=True), by_key(_signals_rows(retry, "Y", 1, 2), "signals"),
+          "shard 1 reads as its latest attempt")
+    _need(split[1][0] not in set(wh.read_signals()["symbol"]), "the symbol the retry dropped is not current")
+    _same(wh.read_signals(run_id="Y", attempt=1), keep, "attempt 1 is still there, whole")
     _need(wh.read_performance(run_id="Y")["shard"].tolist() == [0, 0, 0],
-          "shard 1's retry wrote no performance: its old rows are gone")
+          "shard 1's retry wrote no performance: its latest attempt has none")
     # 5. overlapping shards are refused, and the refusal writes nothing
     snap = _snapshot(wh)
     intruder = [r for r in sig if r["symbol"] in split[0] or r["symbol"] == split[1][1]]
@@ -670,26 +677,28 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
     _need(faults >= 3, f"a write should have at least one step per table, saw {faults}")
     got = wh.read_signals(run_id="Y")
     _need((got.loc[got["shard"] == 0, "confidence"] == 0.5).all()
-          and wh.read_runs(run_id="Y")["kind"].tolist() == ["rerun", "daily"], "the write without a fault applied")
+          and wh.read_runs(run_id="Y")["kind"].tolist() == ["rerun", "daily", "daily"], "the write without a fault applied")
     # 7. reads filter by date, strategy, symbols, run; runs come newest first
     run_z, sig_z, perf_z = example_run(prev, syms[:4], run_id="Z", seed=5)
     wh.write_run(run_z, sig_z, perf_z)
     everything = wh.read_signals()
-    _need(len(everything) == 36 - 3 + 12, f"signals after day Z: {len(everything)}")
-    _same(wh.read_signals(start=day), everything[everything["date"] == day], "start filter")
-    _same(wh.read_signals(end=prev), everything[everything["date"] == prev], "end filter")
-    pick = everything[(everything["strategy"] == "momentum") & everything["symbol"].isin(syms[:2])]
+    _need(len(everything) == 36 - 3 + 12, f"current signals after day Z: {len(everything)}")
+    _same(wh.read_signals(start=day), everything[everything["date"] == day].reset_index(drop=True), "start filter")
+    _same(wh.read_signals(end=prev), everything[everything["date"] == prev].reset_index(drop=True), "end filter")
+    pick = everything[(everything["strategy"] == "momentum") & everything["symbol"].isin(syms[:2])].reset_index(drop=True)
     _same(wh.read_signals(strategy="momentum", symbols=syms[:2]), pick, "strategy and symbols filter")
-    _same(wh.read_signals(run_id="Z"), everything[everything["run_id"] == "Z"], "run filter")
+    _same(wh.read_signals(run_id="Z"), everything[everything["run_id"] == "Z"].reset_index(drop=True), "run filter")
     _need(wh.read_signals(symbols=[]).empty and wh.read_signals(strategy="nope").empty, "empty selections")
     runs = wh.read_runs()
-    _need(runs["as_of"].is_monotonic_decreasing and runs["run_id"].tolist() == ["X", "Y", "Y", "Z"],
+    _need(runs["as_of"].is_monotonic_decreasing and runs["run_id"].tolist() == ["X", "Y", "Y", "Y", "Z"],
           f"read_runs order: {runs['run_id'].tolist()}")
     _same(wh.read_runs(limit=2), runs.head(2), "read_runs(limit=2)")
     p = wh.read_performance(strategy=["momentum"], start=day)
-    _need(p[["run_id", "shard", "shard_count"]].values.tolist() == [["X", 0, 1], ["Y", 0, 2]]
+    _need(p[["run_id", "shard", "shard_count"]].values.tolist() == [["Y", 0, 2]]
           and set(p["strategy"]) == {"momentum"} and (p["date"] == day).all(),
-          f"read_performance filters: X's whole book and Y's shard-0 sub-book, got {p}")
+          f"read_performance: the designated run Y's shard-0 sub-book, got {p}")
+    _need(wh.read_performance(run_id="X", strategy="momentum")[["run_id", "shard_count"]].values.tolist() == [["X", 1]],
+          "X's whole-book row is kept")
     # 8. market bars round-trip and upsert
     bars = synthetic_bars(5, n_days=30, seed=3)
     _need(wh.write_bars(bars) == 150 and wh.write_bars(bars) == 150 and wh.counts()["bars"] == 150, "bars written once")

@@ -5,8 +5,10 @@
 # %% ../nbs/20_backtest.ipynb #15affedf
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import overload
 
 import numba
 import numpy as np
@@ -18,7 +20,7 @@ from .metrics import summary as metrics_summary
 
 # %% auto #0
 __all__ = ['align_weights', 'BacktestResult', 'close_returns', 'portfolio_path', 'backtest', 'signals_to_weights',
-           'equal_weights', 'buy_and_hold_returns', 'equal_weight']
+           'equal_weights', 'BookResults', 'buy_and_hold_returns', 'equal_weight']
 
 # %% ../nbs/20_backtest.ipynb #bea7db3b
 def _close_frame(bars: Bars | pd.DataFrame) -> pd.DataFrame:
@@ -117,7 +119,7 @@ class BacktestResult:
     turnover: pd.Series         # sum_i |w_{i,t-1} - w_{i,t-2}|, charged on day t
     exposure: pd.DataFrame      # gross and net of the weights held over day t
     cost_bps: float             # cost per unit of turnover, in basis points
-    _price: np.ndarray = field(repr=False)    # gap-filled closes (T × N), for the trade list
+    _close: np.ndarray = field(repr=False)    # closes as given (T × N), for the trade list
     _r: np.ndarray = field(repr=False)        # close-to-close returns (T × N), for trade contributions
 
     @cached_property
@@ -126,7 +128,7 @@ class BacktestResult:
         w = self.weights.to_numpy()
         held = np.zeros_like(w)
         held[1:] = w[:-1]
-        return _trades(w, self._price, held * self._r, self.weights.index, self.weights.columns)
+        return _trades(w, _prices(self._close), held * self._r, self.weights.index, self.weights.columns)
 
     @cached_property
     def stats(self) -> pd.DataFrame:
@@ -154,34 +156,78 @@ class BacktestResult:
                 f"Sharpe {s['sharpe_ratio']:.2f}, max drawdown {s['max_drawdown']:.2%}, {len(self.trades)} trades, "
                 f"turnover {s['annual_turnover']:.1f}x a year)")
 
+@numba.njit(cache=True)
+def _returns_k(close):   # pragma: no cover  (numba)
+    "Close-to-close returns under the missing-bar rule in one pass per column: p_t / p_{t-1} - 1, 0 on day 0."
+    T, N = close.shape
+    r = np.empty((N, T)).T                                    # column-major, like the closes
+    for i in range(N):
+        prev = 1.0                                            # a symbol that never trades: price 1
+        for t in range(T):
+            if close[t, i] == close[t, i]:
+                prev = close[t, i]                            # before the first bar: flat at the first close
+                break
+        if T: r[0, i] = 0.0
+        for t in range(1, T):
+            x = close[t, i]
+            p = x if x == x else prev                         # no bar today: the last close stands
+            r[t, i] = p / prev - 1.0
+            prev = p
+    return r
+
 def close_returns(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Prices under the missing-bar rule and their close-to-close returns (0 on day 0 and on days without a bar)."
-    price = _prices(np.asarray(close, dtype="float64"))
-    r = np.zeros_like(price)
-    np.divide(price[1:], price[:-1], out=r[1:])
-    r[1:] -= 1.0
-    return price, r
+    close = np.asfortranarray(close, dtype="float64")
+    return _prices(close), _returns_k(close)
 
 @numba.njit(cache=True)
-def _path(w, r, cost_bps):   # pragma: no cover  (numba)
-    "K books (K × T × N) in one pass: gross_t = sum_i w_{i,t-1} r_{i,t}, turnover_t = sum_i |w_{i,t-1} - w_{i,t-2}|."
+def _books_k(w, r, codes, cost_bps, by_column, as_returns, growth, turnover, exposure, net, equity):   # pragma: no cover
+    "K weight sets × B books (symbol i in book codes[i], none if < 0) in one pass, into the zeroed K × B × T outputs."
     K, T, N = w.shape
-    gross, turnover = np.zeros((K, T)), np.zeros((K, T))
     for k in range(K):
-        for t in range(1, T):
-            g, to = 0.0, 0.0
+        if by_column:                                         # column-major weights: walk each symbol's column
             for i in range(N):
-                held = w[k, t - 1, i]
-                g += held * r[t, i]
-                to += abs(held - w[k, t - 2, i]) if t >= 2 else abs(held)    # day 1: from cash to w_0
-            gross[k, t], turnover[k, t] = g, to
-    return (1.0 - cost_bps / 10_000 * turnover) * (1.0 + gross), turnover
+                b = codes[i]
+                if b < 0: continue
+                for t in range(1, T):
+                    held = w[k, t - 1, i]
+                    growth[k, b, t] += held * r[t, i]         # the gross return, for now
+                    turnover[k, b, t] += abs(held - w[k, t - 2, i]) if t >= 2 else abs(held)   # day 1: from cash
+                    exposure[k, b, t] += abs(held)
+                    net[k, b, t] += held
+        else:                                                 # row-major: walk each day's row (same sums, same order)
+            for t in range(1, T):
+                for i in range(N):
+                    b = codes[i]
+                    if b < 0: continue
+                    held = w[k, t - 1, i]
+                    growth[k, b, t] += held * r[t, i]
+                    turnover[k, b, t] += abs(held - w[k, t - 2, i]) if t >= 2 else abs(held)
+                    exposure[k, b, t] += abs(held)
+                    net[k, b, t] += held
+        for b in range(growth.shape[1]):                      # growth factor net of costs, compounded
+            e = 1.0
+            for t in range(T):
+                f = (1.0 - cost_bps / 10_000 * turnover[k, b, t]) * (1.0 + growth[k, b, t])
+                e *= f
+                equity[k, b, t] = e
+                growth[k, b, t] = f - 1.0 if as_returns else f
+
+def _run_books(w: np.ndarray, r: np.ndarray, cost_bps: float, codes: np.ndarray | None = None, n_books: int = 1,
+               as_returns: bool = False) -> tuple[np.ndarray, ...]:
+    "`_books_k` on weights T × N or K × T × N (any layout, no copy): growth (or returns), turnover, exposure, net, equity."
+    w = np.asarray(w, dtype="float64")
+    books = w.reshape(-1, *w.shape[-2:])
+    if codes is None: codes = np.zeros(w.shape[-1], dtype=np.int64)
+    by_column = not books[0].flags.c_contiguous or books.shape[-1] == 1
+    out = tuple(np.zeros((books.shape[0], n_books, w.shape[-2])) for _ in range(5))   # numpy's memory: huge pages
+    _books_k(books, np.asarray(r, dtype="float64"), codes, float(cost_bps), by_column, as_returns, *out)
+    return out
 
 def portfolio_path(w: np.ndarray, r: np.ndarray, cost_bps: float) -> tuple[np.ndarray, np.ndarray]:
     "Daily growth factor and turnover of targets `w` (T × N, or K × T × N for K books at once) over returns `r`."
     w = np.asarray(w, dtype="float64")
-    books = np.ascontiguousarray(w.reshape(-1, *w.shape[-2:]))
-    factor, turnover = _path(books, np.ascontiguousarray(r, dtype="float64"), float(cost_bps))
+    factor, turnover = _run_books(w, r, cost_bps)[:2]
     return factor.reshape(w.shape[:-1]), turnover.reshape(w.shape[:-1])
 
 def _check_cost(cost_bps) -> float:
@@ -191,25 +237,33 @@ def _check_cost(cost_bps) -> float:
         raise ConfigError(f"cost_bps must be a finite number >= 0 (10 = 0.1 % of the value traded), got {cost_bps!r}.")
     return cost
 
+@overload
+def backtest(bars: Bars | pd.DataFrame, weights: pd.DataFrame, cost_bps: float = ..., name: str = ...,
+             books: None = None) -> BacktestResult: ...
+@overload
+def backtest(bars: Bars | pd.DataFrame, weights: pd.DataFrame, cost_bps: float = ..., name: str = ...,
+             books: str | Mapping | pd.Series = ...) -> BookResults: ...
 def backtest(bars: Bars | pd.DataFrame,        # `Bars`, or a date × symbol DataFrame of closes
              weights: pd.DataFrame,            # target weights: row t decided at the close of t, held over t+1
              cost_bps: float = 10.0,           # cost per unit of turnover (10 = 0.1 % of the value traded)
-             name: str = "backtest") -> BacktestResult:
+             name: str = "backtest",
+             books: str | Mapping | pd.Series | None = None,   # "symbol", or symbol -> book name: K books in one pass
+             ) -> BacktestResult | BookResults:
     "Daily-rebalanced backtest of target `weights` with costs on turnover, over the whole panel at once."
     cost = _check_cost(cost_bps)
     close = _close_frame(bars)
     target = align_weights(weights, close)
     dates, w = close.index, target.to_numpy()
-    price, r = close_returns(close.to_numpy(dtype="float64"))
-    factor, turnover = portfolio_path(w, r, cost)
-    held = np.zeros_like(w)
-    held[1:] = w[:-1]                                       # w_{t-1}: held over day t
-    returns = pd.Series(factor - 1.0, index=dates, name=name)
+    c = np.asfortranarray(close.to_numpy(dtype="float64"))
+    r = _returns_k(c)
+    if books is not None:
+        codes, names = _book_codes(books, close.columns, weights.columns)
+        return BookResults.from_paths(_run_books(w, r, cost, codes, len(names), True), names, codes, target, cost, c, r)
+    returns, turnover, gross, net, equity = (a[0, 0] for a in _run_books(w, r, cost, as_returns=True))
     return BacktestResult(
-        equity=pd.Series(np.cumprod(factor), index=dates, name="equity"), returns=returns, weights=target,
-        turnover=pd.Series(turnover, index=dates, name="turnover"),
-        exposure=pd.DataFrame({"gross": np.abs(held).sum(axis=1), "net": held.sum(axis=1)}, index=dates),
-        cost_bps=cost, _price=price, _r=r)
+        equity=pd.Series(equity, index=dates, name="equity"), returns=pd.Series(returns, index=dates, name=name),
+        weights=target, turnover=pd.Series(turnover, index=dates, name="turnover"),
+        exposure=pd.DataFrame({"gross": gross, "net": net}, index=dates), cost_bps=cost, _close=c, _r=r)
 
 # %% ../nbs/20_backtest.ipynb #22388b91
 def signals_to_weights(signal: pd.DataFrame,              # date × symbol, values in {-1, 0, 1} (NaN = 0)
@@ -238,6 +292,97 @@ def equal_weights(s: np.ndarray, cap: float, long_only: bool = False) -> np.ndar
     if long_only: s = np.maximum(s, 0.0)
     n = np.count_nonzero(s, axis=-1)[..., None]
     return s * np.minimum(1.0 / np.maximum(n, 1), cap) + 0.0
+
+# %% ../nbs/20_backtest.ipynb #feade03a
+def _book_codes(books: str | Mapping | pd.Series, symbols: pd.Index, held: pd.Index) -> tuple[np.ndarray, pd.Index]:
+    "Book number of each bars symbol (-1: in no book) and the books' names, from 'symbol' or symbol -> book name."
+    if isinstance(books, str):
+        if books != "symbol":
+            raise ConfigError(f"books must be 'symbol' (one book per symbol) or a mapping symbol -> book name, "
+                              f"e.g. risk.load_sectors(); got {books!r}.{did_you_mean(books, ['symbol'])}")
+        return np.arange(len(symbols), dtype=np.int64), pd.Index(symbols, name="book")
+    if not isinstance(books, Mapping | pd.Series):
+        raise ConfigError(f"books must be 'symbol' or a mapping (or Series) symbol -> book name, got {type(books).__name__}.")
+    mapping = books.to_dict() if isinstance(books, pd.Series) else dict(books)
+    missing = [s for s in held if mapping.get(s) is None]
+    if missing:
+        more = " ..." if len(missing) > 10 else ""
+        raise DataError(f"books: {len(missing)} symbol(s) with weights have no book: {', '.join(map(repr, missing[:10]))}"
+                        f"{more}. Map every symbol that holds a weight (e.g. a sector map with 'Unclassified' for the rest).")
+    labels = [mapping.get(s) for s in symbols]
+    names = pd.unique(pd.Series([label for label in labels if label is not None], dtype=object))
+    number = {n: i for i, n in enumerate(names)}
+    codes = np.array([-1 if label is None else number[label] for label in labels], dtype=np.int64)
+    return codes, pd.Index(names, name="book")
+
+@dataclass(frozen=True, eq=False, repr=False)
+class BookResults:
+    "K books backtested in one pass (`backtest(..., books=...)`): a column per book; `result[book]` is one book."
+    equity: pd.DataFrame        # date × book, 1.0 at the first date, net of costs
+    returns: pd.DataFrame       # date × book, net daily returns
+    turnover: pd.DataFrame      # date × book
+    gross: pd.DataFrame         # date × book: gross exposure held over day t
+    net: pd.DataFrame           # date × book: net exposure held over day t
+    weights: pd.DataFrame       # the aligned targets, date × symbol (every book's symbols)
+    members: dict               # book -> its symbols, in the bars' order
+    cost_bps: float
+    _close: np.ndarray = field(repr=False)
+    _r: np.ndarray = field(repr=False)
+
+    @classmethod
+    def from_paths(cls, paths: tuple[np.ndarray, ...], names: pd.Index, codes: np.ndarray, target: pd.DataFrame,
+                   cost: float, close: np.ndarray, r: np.ndarray) -> BookResults:
+        "Wrap `_books_k`'s K=1 outputs (1 × B × T, growth as returns) as date × book frames, without copying them."
+        returns, turnover, gross, net, equity = (a[0].T for a in paths)          # T × B, column-major
+        frame = lambda a: pd.DataFrame(a, index=target.index, columns=names, copy=False)
+        members: dict = {n: [] for n in names}
+        for symbol, code in zip(target.columns, codes, strict=True):
+            if code >= 0: members[names[code]].append(symbol)
+        return cls(frame(equity), frame(returns), frame(turnover), frame(gross), frame(net), target, members,
+                   cost, close, r)
+
+    @cached_property
+    def stats(self) -> pd.DataFrame:
+        "`strategy_engine.metrics.summary(returns)`: one row per book."
+        return metrics_summary(self.returns)
+
+    @cached_property
+    def trades(self) -> pd.DataFrame:
+        "Every symbol's trades (as `BacktestResult.trades`), with the book each belongs to."
+        w = self.weights.to_numpy()
+        held = np.zeros_like(w)
+        held[1:] = w[:-1]
+        trades = _trades(w, _prices(self._close), held * self._r, self.weights.index, self.weights.columns)
+        book = {s: b for b, symbols in self.members.items() for s in symbols}
+        trades.insert(0, "book", trades["symbol"].astype(object).map(book))
+        return trades[trades["book"].notna()].reset_index(drop=True)
+
+    def __len__(self) -> int: return self.returns.shape[1]
+    def __iter__(self): return iter(self.returns.columns)
+    def keys(self) -> list: return list(self.returns.columns)
+
+    def __getitem__(self, book) -> BacktestResult:
+        "Book `book` as the `BacktestResult` that a backtest of its symbols alone returns."
+        if book not in self.members:
+            some = ", ".join(map(repr, self.keys()[:10])) + (" ..." if len(self) > 10 else "")
+            raise UnknownNameError(f"No book {book!r}.{did_you_mean(str(book), map(str, self.members))} "
+                                   f"There are {len(self)}: {some}.")
+        j = self.returns.columns.get_loc(book)
+        cols = self.weights.columns.get_indexer(self.members[book])
+        dates = self.returns.index
+        col = lambda f: f.iloc[:, j].to_numpy()
+        return BacktestResult(
+            equity=pd.Series(col(self.equity), index=dates, name="equity"),
+            returns=pd.Series(col(self.returns), index=dates, name=str(book)),
+            weights=self.weights.iloc[:, cols], turnover=pd.Series(col(self.turnover), index=dates, name="turnover"),
+            exposure=pd.DataFrame({"gross": col(self.gross), "net": col(self.net)}, index=dates),
+            cost_bps=self.cost_bps, _close=self._close[:, cols], _r=self._r[:, cols])
+
+    def __repr__(self) -> str:
+        d, total = self.returns.index, self.equity.iloc[-1] - 1.0
+        return (f"BookResults({len(self)} books × {len(d)} dates, {d[0].date()} .. {d[-1].date()}, cost {self.cost_bps:g} "
+                f"bps: total return median {total.median():.2%}, best {total.max():.2%} ({total.idxmax()}), "
+                f"worst {total.min():.2%} ({total.idxmin()}))")
 
 # %% ../nbs/20_backtest.ipynb #452a6d2b
 def buy_and_hold_returns(bars: Bars | pd.DataFrame, name: str = "buy_and_hold") -> pd.Series:

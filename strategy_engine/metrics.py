@@ -136,12 +136,10 @@ def _metrics_k(x, periods, risk_free, required):   # pragma: no cover - compiled
             n += 1
             total += v
             low, high = min(low, v), max(high, v)
-            if v > 0:
-                up += 1
-                gains += v
-            elif v < 0:
-                down += 1
-                losses += v
+            up += v > 0                               # branch-free: the signs of returns are unpredictable
+            down += v < 0
+            gains += max(v, 0.0)
+            losses += min(v, 0.0)
             wealth *= v + 1.0
             peak = max(peak, wealth)
             mdd = min(mdd, wealth / peak - 1.0)

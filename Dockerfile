@@ -1,18 +1,30 @@
 # Strategy Engine image: the `strategy-engine` command with the python3 kernel papermill needs.
 # Multi-stage: wheels are built in `build`, the runtime stage has no compiler and runs as a non-root user.
-FROM python:3.11-slim AS build
+# BASE_IMAGE: the registry build uses python:3.11-slim; `make image-check` builds the same stages on a Debian
+# bookworm base made with mmdebstrap (Python 3.11 too), since base images cannot be pulled there.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE} AS build
+# torch: the CPU build explicitly (the default index resolves to a ~3 GB CUDA build); TORCH_INDEX_URL is where
+# "torch==V+cpu" is found (a local build passes a folder of wheels through PIP_FIND_LINKS instead).
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 WORKDIR /src
 COPY requirements.txt ./
-# torch: the CPU build explicitly (the default index resolves to a ~3 GB CUDA build).
-RUN pip wheel --wheel-dir /wheels --extra-index-url https://download.pytorch.org/whl/cpu \
+RUN pip wheel --no-cache-dir --wheel-dir /wheels --extra-index-url "${TORCH_INDEX_URL}" \
         "$(grep '^torch==' requirements.txt)+cpu" \
  && grep -v '^torch==' requirements.txt > requirements-notorch.txt \
- && pip wheel --wheel-dir /wheels -r requirements-notorch.txt
+ && pip wheel --no-cache-dir --wheel-dir /wheels -r requirements-notorch.txt
 
-FROM python:3.11-slim AS runtime
+FROM ${BASE_IMAGE} AS runtime
+# The commit the image was built from (CI passes --build-arg GIT_COMMIT=$GITHUB_SHA): the image has no .git, so
+# the run manifests take it from the environment (GIT_COMMIT: runs.archive.code_version; STRATEGY_ENGINE_GIT_COMMIT:
+# runs.launcher.image_identity, required on Cloud Run). The digest is known only after the push: Terraform sets
+# STRATEGY_ENGINE_IMAGE_DIGEST on the job and the service.
+ARG GIT_COMMIT=unknown
+LABEL org.opencontainers.image.revision="${GIT_COMMIT}" org.opencontainers.image.title="strategy-engine"
 # NUMBA_CPU_NAME=generic: the numba kernels compiled below are cached for any x86-64 CPU, not only the build machine's.
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 STRATEGY_ENGINE_HOME=/app MPLBACKEND=Agg NUMBA_CPU_NAME=generic
-RUN useradd --create-home --uid 10001 engine
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 STRATEGY_ENGINE_HOME=/app MPLBACKEND=Agg NUMBA_CPU_NAME=generic \
+    GIT_COMMIT=${GIT_COMMIT} STRATEGY_ENGINE_GIT_COMMIT=${GIT_COMMIT}
+RUN useradd --create-home --uid 10001 --user-group engine
 WORKDIR /app
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels /wheels/*.whl && rm -rf /wheels
@@ -23,7 +35,7 @@ COPY --chown=engine:engine config ./config
 RUN pip install --no-cache-dir --no-deps -e . \
  && python -m ipykernel install --name python3 --display-name "Python 3" \
  && mkdir -p /app/runs && chown engine:engine /app/runs
-USER engine
+USER 10001:10001
 # Warm-up: one daily run on the synthetic universe compiles every numba kernel of the daily job into the package's
 # __pycache__ and builds matplotlib's font cache, so a fresh container does not spend ~3.5 s compiling on each run.
 RUN strategy-engine run daily --as-of latest --data synthetic --archive /tmp/warm --warehouse duckdb:////tmp/warm/wh.duckdb \

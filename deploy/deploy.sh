@@ -1,33 +1,39 @@
 #!/usr/bin/env bash
-# Build the image and deploy the daily Cloud Run Job and its Cloud Scheduler trigger.
-# Usage: deploy/deploy.sh PROJECT_ID [REGION]      (needs gcloud, authenticated; nothing here runs it in CI)
+# Deploy one environment: Terraform (infra/) applies everything - bucket, dataset and tables, registry, secrets,
+# service accounts and IAM, the Cloud Run Job and Service, one Cloud Scheduler entry per stage
+# (deploy/scheduler-stages.yaml), monitoring - for environments/ENVIRONMENT.yaml, running IMAGE.
+# Usage: deploy/deploy.sh ENVIRONMENT [IMAGE@sha256:DIGEST]
+#   without IMAGE: builds the image with Cloud Build (commit as GIT_COMMIT), pushes it and deploys its digest.
+# Needs gcloud and terraform, authenticated as the deployer (infra/bootstrap); CI runs it from
+# .github/workflows/ci-cd.yml with Workload Identity Federation. The state lives in gs://PROJECT-tfstate.
 set -euo pipefail
-PROJECT_ID=${1:?usage: deploy/deploy.sh PROJECT_ID [REGION]}
-REGION=${2:-asia-south1}
-IMAGE="${REGION}-docker.pkg.dev/${PROJECT_ID}/strategy-engine/strategy-engine:$(git rev-parse --short HEAD)"
 cd "$(dirname "$0")/.."
+ENVIRONMENT=${1:?usage: deploy/deploy.sh staging|production [IMAGE@sha256:DIGEST]}
+IMAGE=${2:-}
+ENV_FILE="environments/$ENVIRONMENT.yaml"
+[ -f "$ENV_FILE" ] || { echo "deploy: no $ENV_FILE" >&2; exit 2; }
+PY=${PYTHON:-python3}
+read -r PROJECT REGION < <("$PY" -c 'import sys, yaml; e = yaml.safe_load(open(sys.argv[1])); print(e["project"], e["region"])' "$ENV_FILE")
 
-render() { sed -e "s|PROJECT_ID|${PROJECT_ID}|g" -e "s|REGION|${REGION}|g" -e "s|IMAGE|${IMAGE}|g" "$1"; }
+if [ -z "$IMAGE" ]; then
+  COMMIT=$(git rev-parse HEAD)
+  REF="$REGION-docker.pkg.dev/$PROJECT/strategy-engine/strategy-engine:$COMMIT"
+  cat > /tmp/strategy-engine-cloudbuild.yaml <<YAML
+steps:
+  - name: gcr.io/cloud-builders/docker
+    args: [build, --build-arg, GIT_COMMIT=$COMMIT, -t, $REF, .]
+images: [$REF]
+YAML
+  gcloud builds submit --project "$PROJECT" --region "$REGION" --config /tmp/strategy-engine-cloudbuild.yaml .
+  IMAGE="$REGION-docker.pkg.dev/$PROJECT/strategy-engine/strategy-engine@$(gcloud artifacts docker images describe "$REF" \
+          --project "$PROJECT" --format 'value(image_summary.digest)')"
+fi
+case "$IMAGE" in
+  *@sha256:*) ;;
+  *) echo "deploy: IMAGE must be pinned by digest (...@sha256:...), got '$IMAGE'" >&2; exit 2 ;;
+esac
 
-gcloud builds submit --project "$PROJECT_ID" --tag "$IMAGE" .
-render deploy/cloudrun-job.yaml > /tmp/strategy-engine-job.yaml
-gcloud run jobs replace /tmp/strategy-engine-job.yaml --project "$PROJECT_ID" --region "$REGION"
-
-# One Cloud Scheduler entry per stage of the day (deploy/scheduler-stages.yaml), each a jobs:run call with its
-# own container args; the YAML is read with the project's Python (PyYAML is a runtime requirement).
-PY=${PYTHON:-.venv/bin/python}
-render deploy/scheduler-stages.yaml > /tmp/strategy-engine-stages.yaml
-"$PY" - /tmp/strategy-engine-stages.yaml <<'PYEOF' > /tmp/strategy-engine-stages.tsv
-import json, sys, yaml
-for job in yaml.safe_load(open(sys.argv[1]))["jobs"]:
-    t = job["httpTarget"]
-    print("\t".join([job["name"], job["schedule"], job["timeZone"], t["uri"], t["oauthToken"]["serviceAccountEmail"],
-                     json.dumps(t["body"])]))
-PYEOF
-while IFS=$'\t' read -r name schedule tz uri sa body; do
-  verb=create; gcloud scheduler jobs describe "$name" --project "$PROJECT_ID" --location "$REGION" >/dev/null 2>&1 && verb=update
-  gcloud scheduler jobs "$verb" http "$name" --project "$PROJECT_ID" --location "$REGION" --schedule "$schedule" \
-    --time-zone "$tz" --http-method POST --uri "$uri" --oauth-service-account-email "$sa" \
-    --headers Content-Type=application/json --message-body "$body"
-done < /tmp/strategy-engine-stages.tsv
-echo "deployed $IMAGE"
+terraform -chdir=infra init -input=false -reconfigure \
+  -backend-config="bucket=$PROJECT-tfstate" -backend-config="prefix=strategy-engine/$ENVIRONMENT"
+terraform -chdir=infra apply -input=false -auto-approve -var "environment=$ENVIRONMENT" -var "image=$IMAGE"
+echo "deployed $IMAGE to $ENVIRONMENT ($PROJECT, $REGION)"

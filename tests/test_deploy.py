@@ -48,7 +48,8 @@ def test_deploy_script_is_valid_bash():
 def test_dockerfile_is_multistage_nonroot_cpu_torch():
     text = (ROOT / "Dockerfile").read_text()
     froms = [line for line in text.splitlines() if line.startswith("FROM ")]
-    assert len(froms) >= 2 and "USER engine" in text and 'ENTRYPOINT ["strategy-engine"]' in text
+    assert len(froms) >= 2 and 'ENTRYPOINT ["strategy-engine"]' in text
+    assert "USER 10001:10001" in text and "useradd --create-home --uid 10001" in text    # non-root, numeric
     assert "download.pytorch.org/whl/cpu" in text and "ipykernel install --name python3" in text
     for line in text.splitlines():
         if line.startswith("COPY") and "--from=" not in line:

@@ -116,7 +116,7 @@ def _table(name: str, text: bytes, fmt: str) -> pd.DataFrame:
             raise _fail(name, i + 1, f"{min(commas[i], commas[0]) + 2}",
                         f"{commas[i] + 1} fields, the header has {commas[0] + 1}")
     num = {src: "float64" for src, dst in cols.items() if dst in PRICES + ("volume", "traded_value", "trades")}
-    kw = dict(skipinitialspace=True, skip_blank_lines=False, float_precision="round_trip", keep_default_na=False,
+    kw = dict(skipinitialspace=True, skip_blank_lines=False, keep_default_na=False,
               na_values=[""], usecols=None if quoted else (lambda c: str(c).strip() in cols))
     try:
         try:

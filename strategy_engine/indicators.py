@@ -97,39 +97,44 @@ def _window_stats(anchor, s1, s2, w, run, last):
     return anchor + m, np.sqrt(max(s2 / w - m * m, 0.0))
 
 @numba.njit(cache=True)
+def _moments_col(x, w, prior, buf, mean, std):
+    "Mean and population std of one column's last `w` non-NaN values (the `w` before today if `prior`), into mean/std."
+    k, since, anchor, s1, s2, run, last = 0, 0, 0.0, 0.0, 0.0, 0, np.nan     # buf: the window, a ring buffer
+    for t in range(x.shape[0]):
+        v = x[t]
+        mean[t], std[t] = np.nan, np.nan
+        if v != v: continue
+        if prior and k >= w: mean[t], std[t] = _window_stats(anchor, s1, s2, w, run, last)
+        if k == 0: anchor = v
+        if k >= w:                                                # drop the value w bars back
+            d = buf[k % w] - anchor
+            s1 -= d
+            s2 -= d * d
+        buf[k % w] = v
+        d = v - anchor
+        s1 += d
+        s2 += d * d
+        run = run + 1 if v == last else 1                         # length of the run of equal values
+        last = v
+        k += 1
+        since += 1
+        if since >= w:                                            # re-anchor on the mean, recompute exactly
+            anchor = buf.sum() / w
+            s1, s2, since = 0.0, 0.0, 0
+            for i in range(w):
+                d = buf[i] - anchor
+                s1 += d
+                s2 += d * d
+        if not prior and k >= w: mean[t], std[t] = _window_stats(anchor, s1, s2, w, run, last)
+
+@numba.njit(cache=True)
 def _moments_k(a, w, prior):
     "Mean and population std of each column's last `w` non-NaN values (the `w` before today if `prior`)."
     T, N = a.shape
     mean, std = np.empty((N, T)).T, np.empty((N, T)).T
-    buf = np.empty(w)                                             # the window, a ring buffer
+    buf = np.empty(w)
     for j in range(N):
-        k, since, anchor, s1, s2, run, last = 0, 0, 0.0, 0.0, 0.0, 0, np.nan
-        for t in range(T):
-            x = a[t, j]
-            mean[t, j], std[t, j] = np.nan, np.nan
-            if x != x: continue
-            if prior and k >= w: mean[t, j], std[t, j] = _window_stats(anchor, s1, s2, w, run, last)
-            if k == 0: anchor = x
-            if k >= w:                                            # drop the value w bars back
-                d = buf[k % w] - anchor
-                s1 -= d
-                s2 -= d * d
-            buf[k % w] = x
-            d = x - anchor
-            s1 += d
-            s2 += d * d
-            run = run + 1 if x == last else 1                     # length of the run of equal values
-            last = x
-            k += 1
-            since += 1
-            if since >= w:                                        # re-anchor on the mean, recompute exactly
-                anchor = buf.sum() / w
-                s1, s2, since = 0.0, 0.0, 0
-                for i in range(w):
-                    d = buf[i] - anchor
-                    s1 += d
-                    s2 += d * d
-            if not prior and k >= w: mean[t, j], std[t, j] = _window_stats(anchor, s1, s2, w, run, last)
+        _moments_col(a[:, j], w, prior, buf, mean[:, j], std[:, j])
     return mean, std
 
 @numba.njit(cache=True)
@@ -158,6 +163,82 @@ def _minmax_k(a, w, is_max, prior):
             out[rows[i], j] = sign * max(tail[e - w + 1], head[e])
     return out
 
+@numba.njit(cache=True, error_model="numpy")
+def _rsi_k(c, period):
+    "Wilder's RSI of each column in one pass: changes, the two Wilder averages and the ratio, no temporaries."
+    T, N = c.shape
+    out = np.empty((N, T)).T
+    alpha = 1 / period
+    for j in range(N):
+        prev, k, sg, sl, g, lo = np.nan, 0, 0.0, 0.0, 0.0, 0.0
+        for t in range(T):
+            x = c[t, j]
+            out[t, j] = np.nan
+            if x != x: continue
+            change = x - prev                                     # NaN on the first bar: no change yet
+            prev = x
+            if change != change: continue
+            up, down = max(change, 0.0), max(-change, 0.0)
+            k += 1
+            if k <= period:                                       # seed: the mean of the first `period` changes
+                sg += up
+                sl += down
+                if k == period: g, lo = sg / period, sl / period
+            else:
+                g = (1.0 - alpha) * g + alpha * up
+                lo = (1.0 - alpha) * lo + alpha * down
+            if k >= period:
+                total = g + lo
+                out[t, j] = 100 * g / total if total > 0 else (np.nan if total != total else 50.0)
+    return out
+
+@numba.njit(cache=True, error_model="numpy")
+def _roc_k(c, n):
+    "Rate of change of each column over its last `n` non-NaN values, c_t / c_{t-n} - 1, in one pass."
+    T, N = c.shape
+    out = np.empty((N, T)).T
+    buf = np.empty(n)
+    for j in range(N):
+        k = 0
+        for t in range(T):
+            x = c[t, j]
+            out[t, j] = np.nan
+            if x != x: continue
+            if k >= n: out[t, j] = x / buf[k % n] - 1
+            buf[k % n] = x
+            k += 1
+    return out
+
+@numba.njit(cache=True, error_model="numpy")
+def _mean_ratio_k(v, w):
+    "Each value over the mean of the `w` values before it (its column's non-NaN values), NaN unless that mean is > 0."
+    T, N = v.shape
+    out = np.empty((N, T)).T
+    buf, mean, std = np.empty(w), np.empty(T), np.empty(T)       # one column's scratch, reused (stays in cache)
+    for j in range(N):
+        _moments_col(v[:, j], w, True, buf, mean, std)
+        for t in range(T):
+            out[t, j] = v[t, j] / mean[t] if mean[t] > 0 else np.nan
+    return out
+
+@numba.njit(cache=True, error_model="numpy")
+def _bollinger_k(c, w, n_std):
+    "Bollinger middle, upper, lower, %b and bandwidth of each column, from one pass of window moments."
+    T, N = c.shape
+    mid, upper, lower = np.empty((N, T)).T, np.empty((N, T)).T, np.empty((N, T)).T
+    pct_b, bandwidth = np.empty((N, T)).T, np.empty((N, T)).T
+    buf, std = np.empty(w), np.empty(T)
+    for j in range(N):
+        _moments_col(c[:, j], w, False, buf, mid[:, j], std)
+        for t in range(T):
+            m, sd = mid[t, j], std[t]
+            up, lo = m + n_std * sd, m - n_std * sd
+            width = up - lo
+            upper[t, j], lower[t, j] = up, lo
+            pct_b[t, j] = (c[t, j] - lo) / width if width > 0 else np.nan
+            bandwidth[t, j] = width / m if m != 0 else np.nan
+    return mid, upper, lower, pct_b, bandwidth
+
 # %% ../nbs/04_indicators.ipynb #85161817
 def sma(x: Frame, window: int) -> Frame:
     "Simple moving average of the last `window` bars."
@@ -180,12 +261,7 @@ def rsi(close: Frame, period: int = 14) -> Frame:
     "Wilder's Relative Strength Index (0..100) over `period` bars."
     period = _int_param("rsi", "period", period)
     (c,), wrap = _inputs("rsi", close=close)
-    change = c - _lag_k(c, 1)                     # NaN on a symbol's first bar: no change yet
-    gain, loss = _wilder(np.maximum(change, 0.0), period), _wilder(np.maximum(-change, 0.0), period)
-    total = gain + loss
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(total > 0, 100 * gain / total, np.where(np.isnan(total), np.nan, 50.0))
-    return wrap(out)
+    return wrap(_rsi_k(c, period))               # one pass: changes, both Wilder averages, the ratio
 
 # %% ../nbs/04_indicators.ipynb #e704d9f5
 class Bollinger(NamedTuple):
@@ -202,13 +278,7 @@ def bollinger(close: Frame, window: int = 20, n_std: float = 2.0) -> Bollinger:
     if isinstance(n_std, bool) or not isinstance(n_std, int | float | np.number) or not 0 < n_std < np.inf:
         raise ConfigError(f"bollinger: `n_std` must be a number > 0; got {n_std!r}.")
     (c,), wrap = _inputs("bollinger", close=close)
-    mid, sd = _moments_k(c, window, False)
-    upper, lower = mid + n_std * sd, mid - n_std * sd
-    width = upper - lower
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pct_b = np.where(width > 0, (c - lower) / width, np.nan)
-        bandwidth = np.where(mid != 0, width / mid, np.nan)
-    return Bollinger(*map(wrap, (mid, upper, lower, pct_b, bandwidth)))
+    return Bollinger(*map(wrap, _bollinger_k(c, window, float(n_std))))
 
 # %% ../nbs/04_indicators.ipynb #669f7c94
 def momentum(close: Frame, windows: int | Sequence[int] = 20) -> Frame | dict[int, Frame]:
@@ -219,7 +289,7 @@ def momentum(close: Frame, windows: int | Sequence[int] = 20) -> Frame | dict[in
         raise ConfigError(f"momentum: `windows` must be one integer >= 1 or a list of distinct ones; got {windows!r}.")
     ns = [_int_param("momentum", "windows", n) for n in ns]
     (c,), wrap = _inputs("momentum", close=close)
-    out = {n: wrap(c / _lag_k(c, n) - 1) for n in ns}
+    out = {n: wrap(_roc_k(c, n)) for n in ns}
     return out if many else out[ns[0]]
 
 # %% ../nbs/04_indicators.ipynb #ccceec76
@@ -243,9 +313,7 @@ def volume_ratio(volume: Frame, window: int = 20) -> Frame:
     "Volume over the mean volume of the previous `window` bars (today excluded)."
     window = _int_param("volume_ratio", "window", window)
     (v,), wrap = _inputs("volume_ratio", volume=volume)
-    base = _moments_k(v, window, True)[0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return wrap(np.where(base > 0, v / base, np.nan))
+    return wrap(_mean_ratio_k(v, window))
 
 # %% ../nbs/04_indicators.ipynb #0828c1b9
 class SupportResistance(NamedTuple):

@@ -118,7 +118,7 @@ def _as_of(text: str, data: str) -> str:
 
 def _boot_kernel(kind: str) -> None:
     "Start the kernel of run `kind` first, to boot (and import what its notebook imports) while the command gets ready."
-    from strategy_engine.launcher import template_path
+    from strategy_engine.runs.launcher import template_path
     from strategy_engine.notebooks import boot_kernel_early
     try: boot_kernel_early(template_path(kind))
     except Exception: pass    # only a head start: the run starts its own kernel and reports what stops it, in its record
@@ -142,9 +142,9 @@ def _print_alerts(deliveries) -> None:
     for key, how in seen.items(): print(f"  alert {'/'.join(map(str, key))}: {', '.join(how)}")
 
 def _run_stage(stage: str, params: dict, args) -> int:
-    "Run one stage of the day (`strategy_engine.schedule.run_stage`) and print how it ended."
+    "Run one stage of the day (`strategy_engine.runs.schedule.run_stage`) and print how it ended."
     import logging
-    from strategy_engine.schedule import run_stage
+    from strategy_engine.runs.schedule import run_stage
     if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
     if getattr(args, "run_id", None): params["run_id"] = args.run_id
     out = run_stage(stage, params, args.archive, scheduled=args.scheduled, key=args.idempotency_key,
@@ -164,21 +164,21 @@ def cmd_run_daily(args) -> int:
 
 def cmd_audit_verify(args) -> int:
     "Recompute every archived hash and the ledger chain; name the first broken run; 1 when broken."
-    from strategy_engine.archive import open_archive, verify
+    from strategy_engine.runs.archive import open_archive, verify
     report = verify(open_archive(args.archive), expected_head=args.expected_head)
     print(report.summary())
     return 0 if report.ok else 1
 
 def cmd_runs_list(args) -> int:
     "List archived runs, newest last."
-    from strategy_engine.archive import list_runs, open_archive
+    from strategy_engine.runs.archive import list_runs, open_archive
     runs = list_runs(open_archive(args.archive), limit=args.limit)
     print(runs.to_string(index=False) if len(runs) else "no runs archived yet")
     return 0
 
 def cmd_runs_show(args) -> int:
     "Show one run's manifest and its verification."
-    from strategy_engine.archive import open_archive, show_run
+    from strategy_engine.runs.archive import open_archive, show_run
     print(json.dumps(show_run(open_archive(args.archive), args.run_id), indent=1, default=str))
     return 0
 
@@ -199,7 +199,7 @@ def cmd_run_day(args) -> int:
     "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failed validation."
     import logging
     _boot_kernel("validate")                      # the first stage's
-    from strategy_engine.schedule import run_day
+    from strategy_engine.runs.schedule import run_day
     if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = _stage_params(args, "strategies", "symbols")
     def show(out) -> None:
@@ -215,13 +215,13 @@ def cmd_schedule_show(args) -> int:
     "Print the plan of the day (or of --days days) in IST and UTC, skipping non-sessions."
     import pandas as pd
 
-    from strategy_engine.schedule import show_plan
+    from strategy_engine.runs.schedule import show_plan
     print(show_plan(args.date or f"{pd.Timestamp.now(tz='Asia/Kolkata'):%Y-%m-%d}", args.days))
     return 0
 
 def cmd_schedule_check(args) -> int:
     "The 09:15 market-open check: each stage's archived outcome; non-zero when the day's validation failed or is missing."
-    from strategy_engine.schedule import check_day
+    from strategy_engine.runs.schedule import check_day
     check = check_day(_as_of(args.as_of, "auto"), args.archive, alerts=args.alerts)
     print(check.text())
     _print_alerts(check.deliveries)
@@ -253,7 +253,7 @@ def cmd_serve(args) -> int:
 def cmd_run_train(args) -> int:
     "Launch the model-training notebook; its artifacts go to the model store, their hashes into the manifest."
     _boot_kernel("train")
-    from strategy_engine.launcher import launch
+    from strategy_engine.runs.launcher import launch
     params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
     if args.strategies: params["strategies"] = args.strategies
     result = launch("train", params, archive=args.archive, timeout=args.timeout, progress_bar=sys.stderr.isatty())

@@ -14,15 +14,15 @@ from .backtest import BacktestResult, backtest
 from .calendar import nse_calendar
 from .core import ConfigError, check_names
 from .data import Bars, open_bars
-from .notebooks import publish_result
+from .runs.contract import publish_result
 from .strategies.base import (UNIVERSES, SignalFrame, StrategyConfig, get_strategy, load_config,
                                              universe_symbols)
 from .validation import ValidationReport, sessions_only, validate
-from .warehouse import check_shard, open_warehouse, shard_symbols
+from .warehouse import check_shard, shard_symbols, stage_rows
 
 # %% auto #0
 __all__ = ['RULE_STRATEGIES', 'CROSS_SECTIONAL', 'DailyRun', 'start_daily', 'load_data', 'compute', 'strategy_weights',
-           'todays_signals', 'signals_table', 'positions', 'performance', 'write', 'equity_figure', 'result', 'publish']
+           'todays_signals', 'signals_table', 'positions', 'performance', 'stage', 'equity_figure', 'result', 'publish']
 
 # %% ../nbs/32_daily.ipynb #d832bff1
 RULE_STRATEGIES = ("momentum", "mean_reversion", "breakout")
@@ -158,15 +158,12 @@ def performance(run: DailyRun) -> pd.DataFrame:
         out.append(row)
     return pd.DataFrame(out)
 
-def write(run: DailyRun) -> DailyRun:
-    "Write today's signals, performance and the run row to the warehouse in one transaction (the last step)."
+def stage(run: DailyRun, folder: str | None) -> DailyRun:
+    "Stage today's signals and performance as Parquet in `folder` (the launcher archives, then loads them): the last step."
     if run.status not in ("running", "killed"): return run
-    wh = open_warehouse(run.warehouse)
-    try:
-        row = {"run_id": run.run_id, "kind": "daily", "as_of": f"{run.as_of:%Y-%m-%d}",   # the status it has once written
-               "status": "killed" if run.killed else "succeeded"}
-        run.rows = wh.write_run(row, todays_signals(run), performance(run), shard=run.shard)
-    finally: wh.close()
+    rows = {"signals": todays_signals(run), "performance": performance(run)}
+    run.rows = stage_rows(folder, **rows, shard=run.shard) if folder else \
+        {name: len(v) for name, v in rows.items()}                  # no folder (research use): checked counts only
     if run.killed: run.status, run.reason = "killed", f"kill switch on for {', '.join(run.killed)}"
     elif run.running: run.status = "succeeded"
     return run
@@ -184,11 +181,12 @@ def equity_figure(run: DailyRun):
 
 # %% ../nbs/32_daily.ipynb #cf482d70
 def result(run: DailyRun) -> dict:
-    "The run's outcome: status, reason, rows written, input-data fingerprint, signal count."
+    "The run's outcome: status, reason, rows staged, input-data fingerprint, signal count, resolved configurations."
     return {"run_id": run.run_id, "status": "succeeded" if run.running else run.status, "reason": run.reason,
             "as_of": f"{run.as_of:%Y-%m-%d}", "shard": list(run.shard), "rows": run.rows,
             "data_sha256": run.bars.content_hash() if run.bars is not None else None,
             "signals": len(todays_signals(run)), "killed": run.killed,
+            "configs": {name: cfg.model_dump(mode="json") for name, cfg in run.configs.items()},
             "models": [{"kind": name, **{k: v for k, v in sf.parameters.items() if k.startswith("model")}}
                        for name, sf in run.signals.items() if "model_hash" in (sf.parameters or {})]}
 

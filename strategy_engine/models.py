@@ -17,7 +17,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from .archive import canonical_json, code_version, sha256_hex, utc_iso
+from .runs.archive import canonical_json, code_version, sha256_hex, utc_iso
 from .core import ConfigError, DataError, UnknownNameError, did_you_mean, runs_dir
 from .data import Bars
 

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,9 @@ sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 from .core import ConfigError, check_names, project_root  # noqa: E402
 
 # %% auto #0
-__all__ = ['KERNEL', 'RESULT_MIME', 'template_parameters', 'check_parameters', 'template_imports', 'preload', 'start_kernel',
+__all__ = ['KERNEL', 'template_parameters', 'check_parameters', 'template_imports', 'strict_shell', 'preload', 'start_kernel',
            'stop_kernel', 'boot_kernel_early', 'stop_unused_kernels', 'Execution', 'execute_notebook', 'notebook_error',
-           'publish_result', 'read_result']
+           'notebook_failure', 'add_summary']
 
 # %% ../nbs/06_notebooks.ipynb #4f2cae61
 def template_parameters(template: Path | str) -> dict[str, str]:
@@ -94,9 +94,25 @@ def template_imports(template: Path | str) -> list[str]:
                 mods += [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
     return list(dict.fromkeys(mods))
 
+def strict_shell() -> None:
+    "Make `!cmd` in this kernel raise `CalledProcessError` when the command fails (IPython only sets `_exit_code`)."
+    import subprocess
+
+    from IPython import get_ipython
+    ip = get_ipython()
+    if ip is None or getattr(ip.system, "strict", False): return
+    plain = ip.system
+    def system(cmd: str) -> None:
+        plain(cmd)
+        code = ip.user_ns.get("_exit_code", 0)
+        if code: raise subprocess.CalledProcessError(code, cmd)
+    system.strict = True          # type: ignore[attr-defined]
+    ip.system = system
+
 def preload(modules: Sequence[str]) -> None:
-    "Import `modules` in a booting kernel; a name that fails is left for its own cell to raise, into the record."
+    "Make the booting kernel strict about shell commands, then import `modules` (one that fails is left to its cell)."
     import importlib
+    strict_shell()
     for name in modules:
         try: importlib.import_module(name)
         except Exception: pass       # e.g. `pandas.DataFrame` from `from pandas import DataFrame`: not a module
@@ -237,17 +253,50 @@ def notebook_error(path: Path | str) -> str:
     return ""
 
 # %% ../nbs/06_notebooks.ipynb #fc6e832c
-RESULT_MIME = "application/vnd.strategy-engine.result+json"
+_TRACEBACK = "Traceback (most recent call last)"
 
-def publish_result(out: dict) -> dict:
-    "Display `out` as the notebook's machine-readable result (the launcher reads it) and return it."
-    from IPython.display import display
-    display({RESULT_MIME: out, "text/plain": json.dumps(out, indent=1)}, raw=True)
-    return out
+def _texts(out: dict) -> list[str]:
+    "The text of one output: a stream's text, or the text/plain and text/html of a display or result."
+    if out.get("output_type") == "stream": return [out.get("text", "") if isinstance(out.get("text"), str)
+                                                   else "".join(out.get("text", []))]
+    data = out.get("data", {})
+    return ["".join(v) if isinstance(v, list) else str(v) for k, v in data.items() if k in ("text/plain", "text/html")]
 
-def read_result(notebook: Path | str) -> dict | None:
-    "The result an executed notebook published last (None if it never got that far)."
-    for cell in reversed(_notebook_json(notebook)["cells"]):
-        for o in reversed(cell.get("outputs", [])):
-            if RESULT_MIME in o.get("data", {}): return dict(o["data"][RESULT_MIME])
+def notebook_failure(path: Path | str) -> dict | None:
+    "The first failed cell of an executed notebook: {'cell', 'ename', 'evalue'}, or None when every cell passed."
+    for i, cell in enumerate(_notebook_json(path)["cells"]):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                return {"cell": i, "ename": out.get("ename", "Error"), "evalue": out.get("evalue", "")}
+            for text in _texts(out):
+                if _TRACEBACK in text:
+                    last = [ln for ln in text.strip().splitlines() if ln.strip()][-1][:300]
+                    return {"cell": i, "ename": "TracebackShown", "evalue": f"a cell showed a traceback: {last}"}
     return None
+
+def _summary_markdown(summary: Mapping) -> str:
+    "The summary cell's text: the run's outcome and what it ran on, for people."
+    ident = summary.get("identity") or {}
+    data, config = ident.get("data") or {}, ident.get("config") or {}
+    rows = ", ".join(f"{k} {v}" for k, v in (summary.get("rows") or {}).items()) or "none"
+    lines = [f"## Run summary: **{summary.get('status')}**", "",
+             "| | |", "|---|---|",
+             f"| run | `{summary.get('run_id')}` |", f"| as of | {summary.get('as_of')} |",
+             f"| data | `{data.get('uri')}` (sha256 `{str(data.get('sha256'))[:12]}`) |",
+             f"| configuration | sha256 `{str(config.get('sha256'))[:12]}` of {', '.join(config.get('files') or []) or 'none'} |",
+             f"| strategies | {', '.join(ident.get('strategies') or []) or '-'} |",
+             f"| started by | {summary.get('started_by')}{' (scheduled)' if summary.get('scheduled') else ''} |",
+             f"| code | image `{summary.get('image_digest') or '-'}`, algo `{summary.get('algo_id')}` |",
+             f"| rows staged | {rows} |"]
+    if summary.get("error"): lines.append(f"| error | {summary['error']}"
+                                          f"{' (cell ' + str(summary['failed_cell']) + ')' if summary.get('failed_cell') is not None else ''} |")
+    return "\n".join(lines)
+
+def add_summary(path: Path | str, summary: Mapping) -> None:
+    "Insert the run's summary as the second cell of an executed notebook (after its title)."
+    import nbformat
+    nb = nbformat.read(str(path), as_version=4)
+    cell = nbformat.v4.new_markdown_cell(_summary_markdown(summary))
+    cell.metadata["tags"] = ["run-summary"]
+    nb.cells.insert(1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0, cell)
+    nbformat.write(nb, str(path))

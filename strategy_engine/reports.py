@@ -15,7 +15,7 @@ from .calendar import TradingCalendar, nse_calendar
 from .core import ConfigError, check_names
 from .daily import RULE_STRATEGIES, DailyRun, compute, load_data, performance, start_daily, todays_signals
 from .metrics import summary
-from .notebooks import publish_result
+from .runs.contract import publish_result
 from .warehouse import open_warehouse
 
 # %% auto #0

@@ -38,13 +38,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from starlette.exceptions import HTTPException
 
 import strategy_engine
-from .archive import (STATUSES, Archive, ArchiveConflict, ArchiveError, GCSArchive, LocalArchive,
+from .runs.archive import (STATUSES, Archive, ArchiveConflict, ArchiveError, GCSArchive, LocalArchive,
                                      canonical_json, list_runs, make_run_id, open_archive, run_folder,
                                      secrets_from_environment, sha256_hex, show_run)
 from .calendar import CalendarError, nse_calendar
 from .core import ConfigError, DataError, StrategyEngineError, UnknownNameError, check_names, did_you_mean
 from .data import open_bars
-from .schedule import StageOutcome, run_stage
+from .runs.schedule import StageOutcome, run_stage
 from .strategies.base import UNIVERSES, known_strategies
 from .validation import sessions_only
 from .warehouse import Warehouse, WarehouseError, default_warehouse_uri, open_warehouse

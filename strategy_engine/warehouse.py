@@ -38,7 +38,7 @@ from .runs.contract import EXIT_CODES, RunStatus
 # %% auto #0
 __all__ = ['TYPES', 'METRIC_COLUMNS', 'TABLES', 'RUN_TABLES', 'SIGNAL_FIELDS', 'PERFORMANCE_FIELDS', 'RUN_FIELDS', 'RUN_STATUSES',
            'NSE_TZ', 'Filter', 'KEEPS_ROWS', 'STAGE_TTL', 'WAREHOUSE_SCHEMES', 'TableSpec', 'register_table',
-           'duckdb_ddl', 'bigquery_ddl', 'bigquery_table', 'check_shard', 'WarehouseError', 'select_sql',
+           'duckdb_ddl', 'bigquery_ddl', 'bigquery_table', 'check_shard', 'stage_rows', 'WarehouseError', 'select_sql',
            'designated_sql', 'current_sql', 'Warehouse', 'shard_symbols', 'example_run', 'check_warehouse',
            'DuckDBWarehouse', 'bigquery_write_script', 'BigQueryWarehouse', 'bigquery_on_duckdb', 'BigQueryOnDuckDB',
            'default_warehouse_uri', 'open_warehouse']
@@ -359,6 +359,18 @@ def _run_batches(run: Mapping, signals, performance, shard) -> tuple[dict[str, p
     return ({"signals": _signals_rows(signals, run_id, i, attempt),
              "performance": _performance_rows(performance, run_id, i, n, attempt),
              "runs": runs}, {"run_id": run_id, "attempt": attempt, "shard": i})
+
+# %% ../nbs/30_warehouse.ipynb #27d1e78a
+def stage_rows(folder: Path | str, signals=None, performance=None, shard: tuple[int, int] = (0, 1)) -> dict[str, int]:
+    "Check a run's rows as the warehouse will and write them to `folder` as Parquet (the run's staged rows)."
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    i, n = check_shard(shard)
+    checked = {"signals": _signals_rows(signals, "staged", i), "performance": _performance_rows(performance, "staged", i, n)}
+    for name, frame in checked.items():
+        wire = frame.drop(columns=[c for c in (*_RUN_OWNER, "shard_count") if c in frame.columns])
+        pq.write_table(pa.Table.from_pandas(wire, preserve_index=False), folder / f"{name}.parquet")
+    return {name: len(frame) for name, frame in checked.items()}
 
 # %% ../nbs/30_warehouse.ipynb #7e68d6a2
 class WarehouseError(StrategyEngineError, RuntimeError):

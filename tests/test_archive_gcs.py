@@ -29,7 +29,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from strategy_engine.archive import (
+from strategy_engine.runs.archive import (
     ALREADY,
     CREATED,
     ArchiveConflict,

@@ -15,9 +15,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from strategy_engine.archive import open_archive, scan_for_secrets
+from strategy_engine.runs.archive import open_archive, scan_for_secrets
 from strategy_engine.core import UnknownNameError
-from strategy_engine.launcher import launch
+from strategy_engine.runs.launcher import launch
 
 from conftest import ROOT, run_cli
 

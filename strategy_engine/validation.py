@@ -16,12 +16,14 @@ from .core import DataError
 from .data import Bars, Finding
 
 # %% auto #0
-__all__ = ['DEFAULT_SEVERITY', 'ValidationReport', 'validate', 'sessions_only']
+__all__ = ['DEFAULT_SEVERITY', 'EVENING_DONE', 'ValidationReport', 'validate', 'complete_bars', 'failed_symbols',
+           'without_failed', 'sessions_only']
 
 # %% ../nbs/03_validation.ipynb #ad8f32f4
 DEFAULT_SEVERITY = {
     "duplicate_dates": "error", "unsorted_dates": "error", "bad_price": "error", "ohlc_inconsistent": "error",
-    "stale": "error", "flat_zero_volume": "warning", "zero_volume": "warning", "weekend_date": "warning",
+    "stale": "error", "bad_volume": "error", "unexplained_jump": "error", "incomplete_bar": "error",
+    "flat_zero_volume": "warning", "zero_volume": "warning", "weekend_date": "warning",
     "holiday_bar": "warning", "large_move": "warning", "missing_sessions": "warning", "calendar_coverage": "warning",
 }
 
@@ -42,9 +44,13 @@ def _checks(bars: Bars, cal: TradingCalendar, as_of, max_move: float, max_lag_se
     present = o.notna() | h.notna() | lo.notna() | c.notna() | v.notna()
     found: list[Finding] = list(f if f.severity == sev.get(f.check, f.severity) else
                                 Finding(f.check, sev[f.check], f.message, f.symbol, f.dates, f.value) for f in bars.issues)
-    nan_in_bar = present & (o.isna() | h.isna() | lo.isna() | c.isna())
+    finite = lambda f: pd.DataFrame(np.isfinite(f.to_numpy(np.float64)), f.index, f.columns)
+    not_finite = present & ~(finite(o) & finite(h) & finite(lo) & finite(c))
     nonpos = (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0)
-    found += _per_symbol("bad_price", nan_in_bar | nonpos, sev["bad_price"], "bar(s) with a NaN, zero or negative price")
+    found += _per_symbol("bad_price", not_finite | nonpos, sev["bad_price"],
+                         "bar(s) with a NaN, infinite, zero or negative price")
+    found += _per_symbol("bad_volume", present & (~finite(v) | (v < 0)), sev["bad_volume"],
+                         "bar(s) with a negative, infinite or missing volume")
     tol = 1e-9 * c.abs()
     bad_hl = (h < np.maximum(o, c) - tol) | (lo > np.minimum(o, c) + tol) | (h < lo - tol)
     found += _per_symbol("ohlc_inconsistent", bad_hl, sev["ohlc_inconsistent"],
@@ -85,6 +91,8 @@ def _checks(bars: Bars, cal: TradingCalendar, as_of, max_move: float, max_lag_se
     if as_of is not None:
         expected = cal.previous_session(as_of)
         for _ in range(max_lag_sessions): expected = cal.previous_session(expected, inclusive=False)
+        while cal.session_kind(expected) == "evening":       # Muhurat: no full-day bar to expect
+            expected = cal.previous_session(expected, inclusive=False)
         last = c.apply(lambda s: s.last_valid_index())
         for sym, d in last.items():
             if d is None or pd.isna(d) or d < expected:
@@ -160,19 +168,50 @@ class ValidationReport:
         return self
 
 # %% ../nbs/03_validation.ipynb #f2bc66e2
+EVENING_DONE = "20:00"      # local time by which an evening-only (Muhurat) session's bar is complete
+
+def _open_session(cal: TradingCalendar, now) -> pd.Timestamp | None:
+    "The session still trading (or not yet closed) at `now`, if any; naive `now` is exchange-local time."
+    t = pd.Timestamp(now)
+    local = t.tz_convert(cal.timezone) if t.tzinfo is not None else t.tz_localize(cal.timezone)
+    day = local.normalize().tz_localize(None)
+    if not (cal.coverage[0] <= day <= cal.coverage[1]) or not cal.is_session(day): return None
+    close = EVENING_DONE if cal.session_kind(day) == "evening" else cal.session_close
+    done = pd.Timestamp(f"{day.date()} {close}").tz_localize(cal.timezone)
+    return day if local < done else None
+
 def validate(bars: Bars, as_of=None, calendar: TradingCalendar | None = None, max_move: float = 0.20,
-             max_lag_sessions: int = 0, severity: dict | None = None) -> ValidationReport:
-    "Check `bars` for defects (see the table above) and return a `ValidationReport`."
+             max_lag_sessions: int = 0, severity: dict | None = None, now=None) -> ValidationReport:
+    "Check `bars` for defects (see the table above) and return a `ValidationReport`; `now` flags a still-open session's bar."
     sev = {**DEFAULT_SEVERITY, **(severity or {})}
     bad = {k: v for k, v in sev.items() if v not in ("error", "warning") or k not in DEFAULT_SEVERITY}
     if bad: raise DataError(f"validate(severity=...): {bad} not allowed; checks are {sorted(DEFAULT_SEVERITY)}, "
                             "severities 'error' or 'warning'.")
     cal = calendar or nse_calendar()
     findings = _checks(bars, cal, as_of, max_move, max_lag_sessions, sev) if len(bars.dates) else []
+    if now is not None and (day := _open_session(cal, now)) is not None and day in bars.dates:
+        close = EVENING_DONE if cal.session_kind(day) == "evening" else cal.session_close
+        findings.append(Finding("incomplete_bar", sev["incomplete_bar"], f"bars dated {day.date()} come from a session "
+                                f"still open at {pd.Timestamp(now)} ({cal.name} closes at {close} {cal.timezone}): drop "
+                                "them (validation.complete_bars) or run after the close", "", (day,)))
     d = bars.dates
     return ValidationReport(tuple(findings), bars.source, bars.synthetic, len(bars.symbols),
                             d[0] if len(d) else None, d[-1] if len(d) else None,
                             pd.Timestamp(as_of) if as_of is not None else None)
+
+def complete_bars(bars: Bars, now, calendar: TradingCalendar | None = None) -> Bars:
+    "`bars` without the bar of a session still open at `now` (a run before the close never trades on it)."
+    day = _open_session(calendar or nse_calendar(), now)
+    return bars.drop_dates([day]) if day is not None and day in bars.dates else bars
+
+def failed_symbols(report: ValidationReport) -> list[str]:
+    "The symbols with an error finding of their own (a finding without a symbol fails the whole data instead)."
+    return sorted({f.symbol for f in report.errors if f.symbol})
+
+def without_failed(bars: Bars, report: ValidationReport) -> Bars:
+    "Fail closed per symbol: `bars` without every symbol that has an error (unexplained jump, bad price...)."
+    bad = set(failed_symbols(report))
+    return bars.select([s for s in bars.symbols if s not in bad])
 
 # %% ../nbs/03_validation.ipynb #1888de37
 def sessions_only(bars: Bars, calendar: TradingCalendar | None = None) -> Bars:

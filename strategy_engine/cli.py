@@ -16,10 +16,10 @@ from pathlib import Path
 from .core import StrategyEngineError, did_you_mean, project_root, runs_dir
 
 # %% auto #0
-__all__ = ['cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data', 'cmd_report_research', 'cmd_run_daily',
-           'cmd_audit_verify', 'cmd_runs_list', 'cmd_runs_show', 'cmd_run_validate', 'cmd_run_report', 'cmd_run_day',
-           'cmd_schedule_show', 'cmd_schedule_check', 'cmd_evaluate', 'cmd_serve', 'cmd_run_train', 'build_parser',
-           'main']
+__all__ = ['cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data', 'cmd_report_research', 'UsageError',
+           'precheck', 'cmd_run_daily', 'cmd_audit_verify', 'cmd_audit_reconcile', 'cmd_warehouse_rebuild',
+           'cmd_runs_list', 'cmd_runs_show', 'cmd_run_validate', 'cmd_run_report', 'cmd_run_day', 'cmd_schedule_show',
+           'cmd_schedule_check', 'cmd_evaluate', 'cmd_serve', 'cmd_run_train', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #fb7c4fbf
 class _Parser(argparse.ArgumentParser):
@@ -135,6 +135,43 @@ def _stage_params(args, *names: str) -> dict:
         if name not in ("strategies", "symbols") and getattr(args, name, None) is not None: params[name] = getattr(args, name)
     return params
 
+class UsageError(StrategyEngineError):
+    "A command line that cannot run (unknown strategy, symbol, date or run id): exit 2 before anything starts."
+
+def _flag_error(e: Exception, flag: str) -> UsageError:
+    return UsageError(f"{flag}: {e}")
+
+def _data_symbols(data: str) -> list[str] | None:
+    "The symbols a data spec holds, cheaply (file names of a folder; the synthetic universe); None when unknown here."
+    from strategy_engine.runs.records import resolve_data
+    spec = resolve_data(data)
+    if spec == "synthetic":
+        from strategy_engine.data import synthetic_bars
+        return list(synthetic_bars(n_days=2).symbols)
+    path = Path(spec)
+    if "://" in spec or not path.is_dir(): return None
+    return sorted({p.name.split(".")[0] for p in path.iterdir() if p.suffix in (".csv", ".parquet", ".gz")})
+
+def precheck(params: dict, data: str | None = None) -> None:
+    "Check a run's strategies, symbols and run id the way the HTTP API does: UsageError (exit 2) naming the flag."
+    from strategy_engine.core import check_names
+    from strategy_engine.runs.contract import check_run_id
+    from strategy_engine.strategies.base import UNIVERSES, known_strategies
+    try: check_names(list(params.get("strategies") or []), known_strategies(), "strategy")
+    except StrategyEngineError as e: raise _flag_error(e, "--strategies") from None
+    symbols = params.get("symbols")
+    if isinstance(symbols, list):
+        known = _data_symbols(data or params.get("data") or "auto")
+        if known is not None:
+            try: check_names(symbols, known, "symbol", f"the data ({data or params.get('data') or 'auto'})")
+            except StrategyEngineError as e: raise _flag_error(e, "--symbols") from None
+    elif isinstance(symbols, str) and symbols not in UNIVERSES:
+        try: check_names([symbols], list(UNIVERSES), "universe")
+        except StrategyEngineError as e: raise _flag_error(e, "--symbols") from None
+    if params.get("run_id"):
+        try: check_run_id(params["run_id"])
+        except StrategyEngineError as e: raise _flag_error(e, "--run-id") from None
+
 def _print_alerts(deliveries) -> None:
     "One line per alert raised: the channels it went to, or why not."
     seen: dict[tuple, list[str]] = {}
@@ -147,6 +184,7 @@ def _run_stage(stage: str, params: dict, args) -> int:
     from strategy_engine.runs.schedule import run_stage
     if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
     if getattr(args, "run_id", None): params["run_id"] = args.run_id
+    precheck(params)
     out = run_stage(stage, params, args.archive, scheduled=args.scheduled, key=args.idempotency_key,
                     force=getattr(args, "force", False), alerts=args.alerts, timeout=args.timeout,
                     log_output=args.log_output, progress_bar=sys.stderr.isatty())
@@ -163,11 +201,41 @@ def cmd_run_daily(args) -> int:
     return _run_stage("daily", _stage_params(args, "strategies", "symbols", "warehouse", "cost_bps"), args)
 
 def cmd_audit_verify(args) -> int:
-    "Recompute every archived hash and the ledger chain; name the first broken run; 1 when broken."
+    "Recompute every archived hash and the ledger chain, and check the warehouse against it; 1 when anything is wrong."
     from strategy_engine.runs.archive import open_archive, verify
-    report = verify(open_archive(args.archive), expected_head=args.expected_head)
+    from strategy_engine.runs.records import verify_records
+    from strategy_engine.warehouse import open_warehouse
+    store = open_archive(args.archive)
+    report = verify(store, expected_head=args.expected_head, allow_empty=args.allow_empty)
     print(report.summary())
-    return 0 if report.ok else 1
+    problems = []
+    if not args.no_warehouse:
+        with open_warehouse(args.warehouse) as wh:
+            problems = verify_records(store, wh)
+            print(f"warehouse {wh.uri}: " + ("every loaded record is in the ledger with its row counts" if not problems
+                                              else f"{len(problems)} problem(s)"))
+        for p in problems[:20]: print(f"  {p}")
+    return 0 if report.ok and not problems else 1
+
+def cmd_audit_reconcile(args) -> int:
+    "Complete what crashed runs left half done: chain archived manifests, load archived rows the warehouse lacks."
+    from strategy_engine.runs.archive import open_archive
+    from strategy_engine.runs.records import reconcile
+    from strategy_engine.warehouse import open_warehouse
+    with open_warehouse(args.warehouse) as wh:
+        out = reconcile(open_archive(args.archive), wh)
+        print(f"{wh.uri}: {out}")
+    return 1 if out.problems else 0
+
+def cmd_warehouse_rebuild(args) -> int:
+    "Rebuild an empty warehouse from the archive: every archived record loaded in ledger order."
+    from strategy_engine.runs.archive import open_archive
+    from strategy_engine.runs.records import rebuild
+    from strategy_engine.warehouse import open_warehouse
+    with open_warehouse(args.warehouse) as wh:
+        out = rebuild(open_archive(args.archive), wh)
+        print(f"{wh.uri}: rebuilt from the archive: {out}; rows: {wh.counts()}")
+    return 1 if out.problems else 0
 
 def cmd_runs_list(args) -> int:
     "List archived runs, newest last."
@@ -202,6 +270,7 @@ def cmd_run_day(args) -> int:
     from strategy_engine.runs.schedule import run_day
     if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = _stage_params(args, "strategies", "symbols")
+    precheck(params)
     def show(out) -> None:
         print(out, flush=True)
         _print_alerts(out.deliveries)
@@ -256,6 +325,7 @@ def cmd_run_train(args) -> int:
     from strategy_engine.runs.launcher import launch
     params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
     if args.strategies: params["strategies"] = args.strategies
+    precheck(params)
     result = launch("train", params, archive=args.archive, timeout=args.timeout, progress_bar=sys.stderr.isatty())
     print(result)
     for m in (result.result or {}).get("models", []): print(f"  model {m['kind']}: {m['model_hash']}")
@@ -392,7 +462,23 @@ def build_parser() -> argparse.ArgumentParser:
     av = asub.add_parser("verify", help="recompute every hash and the ledger chain; exit 1 naming the first broken run")
     av.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
     av.add_argument("--expected-head", help="the ledger head hash recorded elsewhere (detects deleted newest entries)")
+    av.add_argument("--warehouse", help="the warehouse to check against the archive (default: $STRATEGY_ENGINE_WAREHOUSE "
+                                        "or runs/warehouse.duckdb)")
+    av.add_argument("--no-warehouse", action="store_true", help="check the archive alone")
+    av.add_argument("--allow-empty", action="store_true", help="an empty or missing archive is expected: exit 0")
     av.set_defaults(func=cmd_audit_verify)
+    ar = asub.add_parser("reconcile", help="complete crashed runs from the archive: chain manifests, load missing rows")
+    ar.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+    ar.add_argument("--warehouse", help="duckdb:///PATH or bigquery://PROJECT/DATASET (default: the embedded DuckDB)")
+    ar.set_defaults(func=cmd_audit_reconcile)
+
+    whp = sub.add_parser("warehouse", help="the warehouse as an index of the archive")
+    wsub = whp.add_subparsers(dest="warehouse_command", required=True, metavar="ACTION", parser_class=_Parser)
+    wr = wsub.add_parser("rebuild", help="load every archived record into an empty warehouse, row for row")
+    wr.add_argument("--from-archive", dest="archive", required=True, metavar="ARCHIVE",
+                    help="the archive to rebuild from: a folder or gs://bucket/prefix")
+    wr.add_argument("--warehouse", required=True, help="an empty warehouse: duckdb:///PATH or bigquery://PROJECT/DATASET")
+    wr.set_defaults(func=cmd_warehouse_rebuild)
 
     runs = sub.add_parser("runs", help="find archived runs")
     rsub2 = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION", parser_class=_Parser)
@@ -427,6 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try: return func(args)
+    except UsageError as e:                  # a wrong command line: nothing started, nothing archived, no alert
+        print(f"strategy-engine: error: {e}", file=sys.stderr)
+        return 2
     except StrategyEngineError as e:
         print(f"strategy-engine: error: {e}", file=sys.stderr)
         return 1

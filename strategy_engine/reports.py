@@ -16,12 +16,12 @@ from .core import ConfigError, check_names
 from .daily import RULE_STRATEGIES, DailyRun, compute, load_data, performance, start_daily, todays_signals
 from .metrics import summary
 from .runs.contract import publish_result
-from .warehouse import open_warehouse
+from .warehouse import open_warehouse, stage_rows
 
 # %% auto #0
 __all__ = ['PERIODS', 'BOOK', 'MIN_ANNUALISED', 'OUTCOME_COLUMNS', 'RECONCILED', 'period_window', 'book_returns', 'period_rows',
            'day_positions', 'day_pnl', 'signal_outcomes', 'reconcile', 'reconciled', 'PerformanceReport',
-           'start_report', 'compute_report', 'period_table', 'raise_alerts', 'alerts_table', 'write_report',
+           'start_report', 'compute_report', 'period_table', 'raise_alerts', 'alerts_table', 'stage_report',
            'report_result', 'publish_report', 'report_figure', 'exposure_figure']
 
 # %% ../nbs/35_reports.ipynb #ab5a636b
@@ -239,12 +239,10 @@ def alerts_table(rep: PerformanceReport) -> pd.DataFrame:
     return pd.DataFrame([{"rule": a.rule, "strategy": a.strategy, "title": a.title,
                           "deliveries": ", ".join(how.get(tuple(a.key), ["not sent"]))} for a in rep.alerts], columns=cols)
 
-def write_report(rep: PerformanceReport) -> PerformanceReport:
-    "Write the report's performance rows and its run row to the warehouse in one transaction (the last step)."
+def stage_report(rep: PerformanceReport, folder: str | None) -> PerformanceReport:
+    "Stage the report's performance rows as Parquet in `folder` (the launcher archives, then loads them): the last step."
     if not rep.run.running: return rep
-    with open_warehouse(rep.run.warehouse) as wh:
-        rep.run.rows = wh.write_run({"run_id": rep.run.run_id, "kind": "report", "as_of": f"{rep.run.as_of:%Y-%m-%d}",
-                                     "status": "succeeded"}, [], rep.rows)
+    rep.run.rows = stage_rows(folder, [], rep.rows) if folder else {"signals": 0, "performance": len(rep.rows)}
     if rep.run.killed: rep.run.reason = f"kill switch on for {', '.join(rep.run.killed)}: no rows for it"
     return rep
 

@@ -60,14 +60,15 @@ def _lag_k(a, n):
     out = np.empty((N, T)).T
     buf = np.empty(n)
     for j in range(N):
-        k = 0
+        k, pos = 0, 0                                             # pos = k % n, kept without a division
         for t in range(T):
             x = a[t, j]
             out[t, j] = np.nan
             if x != x: continue
-            if k >= n: out[t, j] = buf[k % n]
-            buf[k % n] = x
+            if k >= n: out[t, j] = buf[pos]
+            buf[pos] = x
             k += 1
+            pos = 0 if pos == n - 1 else pos + 1
     return out
 
 @numba.njit(cache=True)
@@ -97,23 +98,27 @@ def _window_stats(anchor, s1, s2, w, run, last):
     return anchor + m, np.sqrt(max(s2 / w - m * m, 0.0))
 
 @numba.njit(cache=True)
-def _moments_col(x, w, prior, buf, mean, std):
+def _moments_col(x, w, prior, buf, mean, std, with_std=True):
     "Mean and population std of one column's last `w` non-NaN values (the `w` before today if `prior`), into mean/std."
     k, since, anchor, s1, s2, run, last = 0, 0, 0.0, 0.0, 0.0, 0, np.nan     # buf: the window, a ring buffer
+    pos = 0                                                       # k % w, kept without a division
     for t in range(x.shape[0]):
         v = x[t]
         mean[t], std[t] = np.nan, np.nan
         if v != v: continue
-        if prior and k >= w: mean[t], std[t] = _window_stats(anchor, s1, s2, w, run, last)
+        if prior and k >= w:
+            if with_std: mean[t], std[t] = _window_stats(anchor, s1, s2, w, run, last)
+            else: mean[t] = last if run >= w else anchor + s1 / w
         if k == 0: anchor = v
         if k >= w:                                                # drop the value w bars back
-            d = buf[k % w] - anchor
+            d = buf[pos] - anchor
             s1 -= d
-            s2 -= d * d
-        buf[k % w] = v
+            if with_std: s2 -= d * d
+        buf[pos] = v
+        pos = 0 if pos == w - 1 else pos + 1
         d = v - anchor
         s1 += d
-        s2 += d * d
+        if with_std: s2 += d * d                                  # (the mean needs only s1: same bits without s2)
         run = run + 1 if v == last else 1                         # length of the run of equal values
         last = v
         k += 1
@@ -125,7 +130,9 @@ def _moments_col(x, w, prior, buf, mean, std):
                 d = buf[i] - anchor
                 s1 += d
                 s2 += d * d
-        if not prior and k >= w: mean[t], std[t] = _window_stats(anchor, s1, s2, w, run, last)
+        if not prior and k >= w:
+            if with_std: mean[t], std[t] = _window_stats(anchor, s1, s2, w, run, last)
+            else: mean[t] = last if run >= w else anchor + s1 / w
 
 @numba.njit(cache=True)
 def _moments_k(a, w, prior):
@@ -154,10 +161,14 @@ def _minmax_k(a, w, is_max, prior):
             if x == x:
                 v[n], rows[n] = sign * x, t
                 n += 1
+        r = 0                                                     # i % w, kept without a division
         for i in range(n):                                        # max from the block's start to i
-            head[i] = v[i] if i % w == 0 else max(head[i - 1], v[i])
+            head[i] = v[i] if r == 0 else max(head[i - 1], v[i])
+            r = 0 if r == w - 1 else r + 1
+        r = (n - 1) % w if n else 0
         for i in range(n - 1, -1, -1):                            # max from i to the block's end
-            tail[i] = v[i] if i % w == w - 1 or i == n - 1 else max(tail[i + 1], v[i])
+            tail[i] = v[i] if r == w - 1 or i == n - 1 else max(tail[i + 1], v[i])
+            r = w - 1 if r == 0 else r - 1
         for i in range(w - 1 + off, n):                           # window [e - w + 1, e] spans two blocks
             e = i - off
             out[rows[i], j] = sign * max(tail[e - w + 1], head[e])
@@ -199,14 +210,15 @@ def _roc_k(c, n):
     out = np.empty((N, T)).T
     buf = np.empty(n)
     for j in range(N):
-        k = 0
+        k, pos = 0, 0
         for t in range(T):
             x = c[t, j]
             out[t, j] = np.nan
             if x != x: continue
-            if k >= n: out[t, j] = x / buf[k % n] - 1
-            buf[k % n] = x
+            if k >= n: out[t, j] = x / buf[pos] - 1
+            buf[pos] = x
             k += 1
+            pos = 0 if pos == n - 1 else pos + 1
     return out
 
 @numba.njit(cache=True, error_model="numpy")
@@ -216,7 +228,7 @@ def _mean_ratio_k(v, w):
     out = np.empty((N, T)).T
     buf, mean, std = np.empty(w), np.empty(T), np.empty(T)       # one column's scratch, reused (stays in cache)
     for j in range(N):
-        _moments_col(v[:, j], w, True, buf, mean, std)
+        _moments_col(v[:, j], w, True, buf, mean, std, False)
         for t in range(T):
             out[t, j] = v[t, j] / mean[t] if mean[t] > 0 else np.nan
     return out

@@ -25,7 +25,7 @@ from ..warehouse import TableSpec, Warehouse, open_warehouse, register_table
 # %% auto #0
 __all__ = ['MARKET_BARS', 'MARKET_ACTIONS', 'MARKET_UNPARSED', 'INGEST_LOG', 'ADJUSTMENTS', 'ingest_log', 'last_ingested_session',
            'IngestResult', 'IngestReport', 'ingest_bhavcopies', 'ingest_files', 'ingest_actions', 'import_bars_dir',
-           'read_market_bars', 'open_market_bars']
+           'read_market_bars', 'read_market_field', 'open_market_bars']
 
 # %% ../../nbs/09a_market_store.ipynb #8e1d77d5
 MARKET_BARS = register_table(TableSpec(
@@ -346,6 +346,23 @@ def read_market_bars(warehouse=None, symbols: Sequence[str] | None = None, start
     basis = "vendor split-adjusted history + " if vendor.any() else ""
     source = f"{wh.uri} (market_bars, {basis}{adjustment} from the actions ledger)"
     return Bars(**frames, source=source, adjusted=adjustment != "raw", issues=issues, adjustment=adjustment)
+
+def read_market_field(warehouse=None, column: str = "series", start=None, end=None) -> pd.DataFrame:
+    "One stored column (series, traded_value, trades, isin...) as a date × symbol frame named like `read_market_bars`."
+    check_names([column], list(MARKET_BARS.columns), "column", "market_bars")
+    wh, close = _warehouse(warehouse)
+    try:
+        window = ([("date", ">=", pd.Timestamp(start).date())] if start is not None else []) + \
+                 ([("date", "<=", pd.Timestamp(end).date())] if end is not None else [])
+        long = wh.read_table("market_bars", filters=window, order=())
+    finally:
+        if close: wh.close()
+    names = _names(long)
+    dates, isins, di, si = _grid(long, names)
+    values = long[column].to_numpy()
+    a = np.full((len(dates), len(isins)), None if values.dtype == object else np.nan, dtype=values.dtype)
+    a[di, si] = values
+    return pd.DataFrame(a, index=dates, columns=pd.Index([names[i] for i in isins], name="symbol"))
 
 def open_market_bars(uri: str, symbols: Sequence[str] | None = None, start=None, end=None, adjusted: bool = True) -> Bars:
     "The data source for `duckdb://...` and `bigquery://...`: add `?adjust=total_return` (or `raw`) to choose prices."

@@ -9,8 +9,11 @@ DEV_STAMP := $(VENV)/.installed-dev
 SYSTEM_STAMP := $(VENV)/.system-deps
 SYSTEM_DEPS := faketime chromium
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
+# checkov lives in its own environment (its pins would downgrade packages of .venv): infra/requirements-checkov.txt
+CHECKOV_VENV := $(VENV)/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: run test lint sync-check nbtest pytest lab bench clean-venv help
+.PHONY: run test lint sync-check nbtest pytest lab bench clean-venv help infra-check image-check
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -28,6 +31,11 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	$(PIP) -r requirements.txt -r requirements-dev.txt
 	touch $@
 
+$(CHECKOV_STAMP): infra/requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --disable-pip-version-check -q -r infra/requirements-checkov.txt
+	touch $@
+
 # System packages some tests use (faketime fakes the clock for a process tree; chromium renders the run viewer); installed with
 # apt-get when running as root (CI, this machine), otherwise the tests that need them say so and skip.
 $(SYSTEM_STAMP): $(BIN)/python
@@ -42,7 +50,7 @@ $(SYSTEM_STAMP): $(BIN)/python
 run: $(RUNTIME_STAMP)  ## run the daily production job for the last date of the data (NSE sample when present, else synthetic)
 	$(BIN)/strategy-engine run daily --as-of latest
 
-test: $(DEV_STAMP) $(SYSTEM_STAMP)  ## sync check + lint + notebook tests + pytest
+test: $(DEV_STAMP) $(SYSTEM_STAMP) $(CHECKOV_STAMP)  ## sync check + lint + notebook tests + pytest (infra checks included)
 	$(MAKE) --no-print-directory sync-check
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory nbtest
@@ -56,7 +64,7 @@ sync-check: $(DEV_STAMP)  ## fail when nbdev_export + nbdev_clean would change a
 	@$(BIN)/python tools/orphan_modules.py
 
 lint: $(DEV_STAMP)  ## ruff + mypy over the package, tests and benchmarks
-	$(BIN)/ruff check strategy_engine tests bench tools
+	$(BIN)/ruff check strategy_engine tests bench tools scripts
 	$(BIN)/mypy strategy_engine
 
 nbtest: $(DEV_STAMP)  ## run the test cells of every library notebook
@@ -64,6 +72,12 @@ nbtest: $(DEV_STAMP)  ## run the test cells of every library notebook
 
 pytest: $(DEV_STAMP)  ## integration, CLI and service tests
 	$(BIN)/pytest -q tests
+
+infra-check: $(DEV_STAMP) $(CHECKOV_STAMP)  ## infra/ (python-hcl2 + checkov), workflow schema, hadolint, deploy and verify scripts (~25 s)
+	$(BIN)/pytest -q tests/test_infra.py tests/test_deploy.py
+
+image-check:  ## build the image with buildah (vfs, chroot) on an mmdebstrap base, run the daily job in it (~6 min; root)
+	bash scripts/image_check.sh
 
 lab: $(DEV_STAMP)  ## open JupyterLab on nbs/
 	$(BIN)/jupyter lab --notebook-dir=nbs

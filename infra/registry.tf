@@ -19,3 +19,13 @@ resource "google_artifact_registry_repository" "images" {
   }
   depends_on = [google_project_service.apis]
 }
+
+# Image promotion: production's deployer reads staging's registry (environments/staging.yaml registry_readers) to
+# copy the image that passed staging, digest unchanged.
+resource "google_artifact_registry_repository_iam_member" "readers" {
+  for_each   = toset(local.env.registry_readers)
+  location   = google_artifact_registry_repository.images.location
+  repository = google_artifact_registry_repository.images.name
+  role       = "roles/artifactregistry.reader"
+  member     = each.value
+}

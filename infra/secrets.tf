@@ -1,7 +1,7 @@
 # Secret Manager: the containers' secrets. Terraform creates the secrets, never their values (values in state
 # would be secrets in a file): add each value once with `gcloud secrets versions add NAME --data-file=-`.
 resource "google_secret_manager_secret" "secrets" {
-  #checkov:skip=CKV_GCP_128:Google-managed encryption; tokens are rotated by adding versions, a CMEK adds nothing here.
+  # Google-managed encryption: tokens are rotated by adding versions; a CMEK would add nothing here.
   for_each  = local.secrets
   secret_id = each.key
   labels    = { consumer = each.value.job ? "job" : "api" }

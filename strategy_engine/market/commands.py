@@ -60,10 +60,11 @@ def cmd_data_fetch(args) -> int:
     else:
         if args.date is not None: sessions = [args.date]
         else:
-            if args.to < args.start:
-                print(f"strategy-engine: error: --to {args.to.date()} is before --from {args.start.date()}", file=sys.stderr)
+            start, to = pd.Timestamp(args.start), pd.Timestamp(args.to)
+            if to < start:
+                print(f"strategy-engine: error: --to {to.date()} is before --from {start.date()}", file=sys.stderr)
                 return 2
-            sessions = list(nse_calendar().sessions(args.start, args.to))
+            sessions = list(nse_calendar().sessions(start, to))
         run = fetch_and_ingest(sessions, args.warehouse, args.base_url, **options)
     print(run.text())
     return 0 if run.ok else 1

@@ -62,7 +62,7 @@ def cmd_data_fetch(args) -> int:
         else:
             start, to = pd.Timestamp(args.start), pd.Timestamp(args.to)
             if to < start:
-                print(f"strategy-engine: error: --to {to.date()} is before --from {start.date()}", file=sys.stderr)
+                print(f"strategy-engine: error: --to {to:%Y-%m-%d} is before --from {start:%Y-%m-%d}", file=sys.stderr)
                 return 2
             sessions = list(nse_calendar().sessions(start, to))
         run = fetch_and_ingest(sessions, args.warehouse, args.base_url, **options)

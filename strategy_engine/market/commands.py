@@ -75,7 +75,7 @@ def cmd_data_import(args) -> int:
     report = import_bars_dir(args.dir, args.warehouse, symbols=args.symbols)
     skipped = [r for r in report.results if r.status == "not_a_session"]
     print(f"Import of {args.dir}: {report.count('ingested')} sessions written, {report.count('unchanged')} already held"
-          + (f", {len(skipped)} non-session dates skipped ({', '.join(str(r.session.date()) for r in skipped[:5])})"
+          + (f", {len(skipped)} non-session dates skipped ({', '.join(f'{r.session:%Y-%m-%d}' for r in skipped[:5])})"
              if skipped else "") + ".")
     return 0
 

@@ -9,7 +9,7 @@
 #      and, with --image, runs exactly that image.
 # Usage: scripts/verify_deployment.sh ENVIRONMENT [--max-age-hours N] [--image REF]
 # Settings from environments/ENVIRONMENT.yaml. ID_TOKEN (for the service) defaults to
-# `gcloud auth print-identity-token`; VERIFY_NOW (epoch seconds) overrides the clock (tests).
+# `gcloud auth print-identity-token --audiences=URL`; VERIFY_NOW (epoch seconds) overrides the clock (tests).
 # Exit 0 when every check passes; 1 with one "FAIL:" line per failed check; 2 on a usage error.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +46,11 @@ fail() { echo "FAIL: $*"; FAILED+=("${1%%:*}"); }
 G=(--project "$PROJECT" --format json)
 
 # A python check over a JSON file: prints "ok <detail>" or "fail <detail>".
-check() { "$PY" -c "$1" "${@:2}" 2>&1 || echo "fail the check crashed (unexpected JSON?)"; }
+check() {
+  local out
+  if out=$("$PY" -c "$1" "${@:2}" 2> "$TMP/py.err"); then echo "$out"
+  else echo "fail gcloud's answer could not be read ($(tail -1 "$TMP/py.err"))"; fi
+}
 report() { # NAME RESULT
   local name=$1 res=$2
   case "$res" in ok\ *) ok "$name: ${res#ok }" ;; fail\ *) fail "$name: ${res#fail }" ;; *) fail "$name: $res" ;; esac
@@ -57,7 +61,7 @@ if gcloud run services describe "$API" --region "$REGION" "${G[@]}" > "$TMP/serv
   URL=$("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d.get("uri") or d.get("status", {}).get("url") or "")' "$TMP/service.json")
   if [ -z "$URL" ]; then fail "service: $API has no URL (not ready?)"
   else
-    TOKEN=${ID_TOKEN:-$(gcloud auth print-identity-token 2>/dev/null)}
+    TOKEN=${ID_TOKEN:-$(gcloud auth print-identity-token --audiences="$URL" 2>/dev/null || gcloud auth print-identity-token 2>/dev/null)}
     code=$(curl -sS --max-time 60 -o "$TMP/health.json" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$URL/health" 2> "$TMP/err")
     if [ "$code" != 200 ]; then fail "service: GET $URL/health answered ${code:-nothing} ($(head -c 300 "$TMP/err" "$TMP/health.json" 2>/dev/null | tr '\n' ' '))"
     else report service "$(check '
@@ -133,7 +137,7 @@ print(f"ok runs as {sa}" + (f", image {image}" if image else ""))
 else fail "job identity: cannot describe $JOB: $(head -c 300 "$TMP/err")"; fi
 
 if [ ${#FAILED[@]} -gt 0 ]; then
-  echo "verify $ENVIRONMENT ($PROJECT): ${#FAILED[@]} check(s) failed: ${FAILED[*]}" >&2
+  echo "verify $ENVIRONMENT ($PROJECT): ${#FAILED[@]} check(s) failed: $(IFS=,; echo "${FAILED[*]}")" >&2
   exit 1
 fi
 echo "verify $ENVIRONMENT ($PROJECT): all checks passed"

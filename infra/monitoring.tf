@@ -60,7 +60,7 @@ resource "google_logging_metric" "alerts_sent" {
 }
 
 # The report's figures per strategy, for the dashboard: one JSON log line per strategy from the 18:00 report
-# (jsonPayload.event="performance"), which the job's structured logging must emit (see infra/README.md).
+# (jsonPayload.event="performance"), which the job's structured logging must emit (README.md, "## Deployment": not emitted yet).
 resource "google_logging_metric" "report" {
   for_each = toset(["total_return", "max_drawdown", "sharpe_ratio"])
   name     = "strategy_engine/report_${each.value}"

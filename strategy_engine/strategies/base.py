@@ -5,15 +5,20 @@
 # %% ../../nbs/10_strategy_base.ipynb #056072c6
 from __future__ import annotations
 
+import datetime
 import importlib
+import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import numba
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -286,9 +291,205 @@ def run_strategy(name: str, bars: Bars, config: StrategyConfig | Mapping | str |
 
 # %% ../../nbs/10_strategy_base.ipynb #5aa7e95f
 def _json_number(x: float, digits: int = 6) -> float | None:
-    "A finite float rounded to `digits` significant digits, or None for NaN/inf."
+    "A finite float rounded to `digits` significant digits, or None for NaN/inf (the reference for `_decimal6_k`)."
     x = float(x)
     return float(f"{x:.{digits}g}") if np.isfinite(x) else None
+
+@numba.njit(cache=True)
+def _signal_faults_k(s, c):   # pragma: no cover - compiled
+    "Bits of the SignalFrame rules broken: 1 a signal outside -1..1, 2 a confidence outside [0, 1] or NaN, 4 one on a 0."
+    bad = 0
+    for i in range(s.shape[1]):
+        for t in range(s.shape[0]):
+            x, y = s[t, i], c[t, i]
+            if x < -1 or x > 1: bad |= 1
+            if not (y >= 0 and y <= 1): bad |= 2
+            if x == 0 and y != 0: bad |= 4
+    return bad
+
+_POW10 = np.array([10.0 ** k for k in range(23)])   # the powers of ten a double holds exactly
+
+@numba.njit(cache=True)
+def _decimal6_k(x):   # pragma: no cover - compiled
+    "Each finite x to 6 significant digits as m × 10^(e-5), m in [1e5, 1e6) (0 for zero); ok False where too close to call."
+    n = x.shape[0]
+    m, e, ok = np.zeros(n, np.int64), np.zeros(n, np.int64), np.ones(n, np.bool_)
+    for i in range(n):
+        v = abs(x[i])
+        if v == 0 or not np.isfinite(v): continue
+        if v < 2.2250738585072014e-308:                       # subnormal: fewer digits than six survive
+            ok[i] = False
+            continue
+        ex = int(np.floor((math.frexp(v)[1] - 1) * 0.3010299956639812))   # floor(log10 v), or one less
+        ok[i] = False                                         # until a digit string is found
+        for _ in range(4):                                    # the estimate is corrected by a step
+            k = 5 - ex
+            if k > 22 or k < -22: break                       # 10^k not exact: leave it to Python
+            y = v * _POW10[k] if k >= 0 else v / _POW10[-k]   # one rounding: within an ulp of the exact product
+            if y >= 1e6: ex += 1
+            elif y < 1e5: ex -= 1
+            else:
+                f = y - np.floor(y)
+                ok[i] = abs(f - 0.5) >= 1e-7                  # a near-tie: the exact decimal decides, Python does
+                r = int(np.floor(y + 0.5))
+                if r == 1_000_000: r, ex = 100_000, ex + 1
+                m[i], e[i] = r, ex
+                break
+    return m, e, ok
+
+@numba.njit(cache=True, inline="always")
+def _put_number(m, e, neg, buf, p, d):   # pragma: no cover - compiled
+    "Write repr(float) of the 6-digit decimal m × 10^(e-5) into buf at p (Python's shortest repr); the new end. d: scratch."
+    if neg:
+        buf[p] = 45                                           # '-'
+        p += 1
+    if m == 0:
+        buf[p], buf[p + 1], buf[p + 2] = 48, 46, 48           # '0.0'
+        return p + 3
+    for i in range(5, -1, -1):
+        d[i] = 48 + m % 10
+        m //= 10
+    nd = 6
+    while nd > 1 and d[nd - 1] == 48: nd -= 1                 # no trailing zeros: the shortest round-trip form
+    if -4 <= e < 16:                                          # positional, as repr does in this range
+        if e >= 0:
+            for i in range(e + 1):
+                buf[p] = d[i] if i < nd else 48
+                p += 1
+            buf[p] = 46
+            p += 1
+            if nd > e + 1:
+                for i in range(e + 1, nd):
+                    buf[p] = d[i]
+                    p += 1
+            else:
+                buf[p] = 48
+                p += 1
+        else:
+            buf[p], buf[p + 1] = 48, 46                       # '0.' then -e-1 zeros
+            p += 2
+            for _ in range(-e - 1):
+                buf[p] = 48
+                p += 1
+            for i in range(nd):
+                buf[p] = d[i]
+                p += 1
+    else:                                                     # scientific: d.ddd e±XX (two digits at least)
+        buf[p] = d[0]
+        p += 1
+        if nd > 1:
+            buf[p] = 46
+            p += 1
+            for i in range(1, nd):
+                buf[p] = d[i]
+                p += 1
+        buf[p], buf[p + 1] = 101, 45 if e < 0 else 43
+        p += 2
+        a = abs(e)
+        if a >= 100:
+            buf[p] = 48 + a // 100
+            p += 1
+        buf[p], buf[p + 1] = 48 + (a // 10) % 10, 48 + a % 10
+        p += 2
+    return p
+
+@numba.njit(cache=True)
+def _json_objects_k(keys, key_ends, x, m, e, buf, offsets):   # pragma: no cover - compiled
+    "One compact JSON object per record from K value rows x (K × n; NaN/inf omitted) into buf/offsets; the bytes used."
+    K, n = x.shape
+    digits = np.empty(6, np.uint8)
+    p = 0
+    offsets[0] = 0
+    for r in range(n):
+        buf[p] = 123                                          # '{'
+        p += 1
+        first = True
+        for k in range(K):
+            v = x[k, r]
+            if not np.isfinite(v): continue
+            if not first:
+                buf[p] = 44                                   # ','
+                p += 1
+            first = False
+            for b in range(key_ends[k - 1] if k else 0, key_ends[k]):   # '"key":'
+                buf[p] = keys[b]
+                p += 1
+            p = _put_number(m[k, r], e[k, r], math.copysign(1.0, v) < 0, buf, p, digits)
+        buf[p] = 125                                          # '}'
+        p += 1
+        offsets[r + 1] = p
+    return p
+
+def _digits6(x: float) -> tuple[int, int]:
+    "repr(abs(float(f'{x:.6g}'))) as (m, e): its digits padded to six, and the exponent of the first one."
+    _, digits, exp = Decimal(repr(abs(float(f"{x:.6g}")))).normalize().as_tuple()
+    return int("".join(map(str, digits)).ljust(6, "0")), int(exp) + len(digits) - 1
+
+def _string_array(data: np.ndarray, offsets: np.ndarray) -> pa.Array:
+    "Arrow strings from UTF-8 bytes and n + 1 offsets, without copying the bytes."
+    kind = pa.string() if len(data) < 2**31 else pa.large_string()
+    offsets = offsets.astype(np.int32 if kind == pa.string() else np.int64, copy=False)
+    return pa.Array.from_buffers(kind, len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+def _metadata_json(names: list[str], values: list[np.ndarray]) -> pa.Array:
+    "Canonical JSON text per record (sorted keys, no spaces, NaN/inf omitted, 6 significant digits) as Arrow strings."
+    order = sorted(range(len(names)), key=lambda k: names[k])
+    n = len(values[0]) if values else 0
+    x = np.empty((len(order), n))
+    for row, k in enumerate(order): x[row] = values[k]
+    m, e, ok = (a.reshape(x.shape) for a in _decimal6_k(x.ravel()))
+    for k, r in zip(*np.nonzero(~ok & np.isfinite(x)), strict=True):   # near-ties, extreme exponents, subnormals
+        m[k, r], e[k, r] = _digits6(x[k, r])
+    keys = [json.dumps(names[k]).encode() + b":" for k in order]
+    key_ends = np.cumsum([len(b) for b in keys], dtype=np.int64)
+    buf = np.empty(n * (2 + int(key_ends[-1] if len(keys) else 0) + len(keys) * 26) + 1, np.uint8)   # an upper bound
+    offsets = np.empty(n + 1, np.int64)                       # (numpy's memory: huge pages, few page faults)
+    used = _json_objects_k(np.frombuffer(b"".join(keys) or b"\0", np.uint8), key_ends, x, m, e, buf, offsets)
+    return _string_array(buf[:used], offsets)
+
+@numba.njit(cache=True)
+def _join_k(parts, ends, index, sep, buf, offsets):   # pragma: no cover - compiled
+    "Per row r, the strings parts[index[c, r]] of each column c (C × n) joined by byte `sep`, into buf and offsets."
+    C, n = index.shape
+    p = 0
+    offsets[0] = 0
+    for r in range(n):
+        for c in range(C):
+            if c:
+                buf[p] = sep
+                p += 1
+            i = index[c, r]
+            for b in range(ends[i - 1] if i else 0, ends[i]):
+                buf[p] = parts[b]
+                p += 1
+        offsets[r + 1] = p
+
+def _joined(strings: list[str], index: np.ndarray, sep: str = "_") -> pa.Array:
+    "Arrow strings: row r is strings[index[0, r]] + sep + strings[index[1, r]] + ... (one column of index: a take)."
+    raw = [s.encode() for s in strings]
+    ends = np.cumsum([len(b) for b in raw], dtype=np.int64)
+    parts = np.frombuffer(b"".join(raw) or b"\0", np.uint8)
+    index = np.atleast_2d(np.asarray(index, dtype=np.int64))
+    sizes = np.diff(ends, prepend=0) + 1
+    buf, offsets = np.empty(max(int(sizes[index].sum()), 1), np.uint8), np.empty(index.shape[1] + 1, np.int64)
+    _join_k(parts, ends, index, ord(sep), buf, offsets)
+    return _string_array(buf[:offsets[-1]], offsets)
+
+@numba.njit(cache=True)
+def _round4_k(x):   # pragma: no cover - compiled
+    "round(x, 4) of each value as Python rounds (the decimal nearest); ok False at a near-tie, for Python to settle."
+    out, ok = np.empty_like(x), np.ones(x.shape[0], np.bool_)
+    for i in range(x.shape[0]):
+        y = x[i] * 1e4
+        f = y - np.floor(y)
+        if abs(f - 0.5) < 1e-6: ok[i] = False
+        out[i] = np.floor(y + 0.5) / 1e4
+    return out, ok
+
+def _round4(x: np.ndarray) -> np.ndarray:
+    out, ok = _round4_k(np.ascontiguousarray(x, dtype=np.float64))
+    for i in np.flatnonzero(~ok): out[i] = round(float(x[i]), 4)
+    return out
 
 @dataclass(frozen=True)
 class SignalFrame:
@@ -306,10 +507,10 @@ class SignalFrame:
         for what, fr in [("confidence", c), *((f"metadata[{k!r}]", m) for k, m in self.metadata.items())]:
             if not (fr.index.equals(s.index) and fr.columns.equals(s.columns)):
                 raise DataError(f"{who}: {what} is not aligned with signal (same dates and symbols required).")
-        sv, cv = s.to_numpy(), c.to_numpy(dtype=np.float64)
-        if ((sv < -1) | (sv > 1)).any(): raise DataError(f"{who}: signal values must be -1, 0 or 1.")
-        if not ((cv >= 0) & (cv <= 1)).all(): raise DataError(f"{who}: confidence must lie in [0, 1] with no NaN.")
-        if ((sv == 0) & (cv != 0)).any(): raise DataError(f"{who}: confidence must be 0 where the signal is 0.")
+        bad = _signal_faults_k(s.to_numpy(), c.to_numpy(dtype=np.float64)) if s.size else 0   # one compiled pass
+        if bad & 1: raise DataError(f"{who}: signal values must be -1, 0 or 1.")
+        if bad & 2: raise DataError(f"{who}: confidence must lie in [0, 1] with no NaN.")
+        if bad & 4: raise DataError(f"{who}: confidence must be 0 where the signal is 0.")
 
     @classmethod
     def from_arrays(cls, strategy: str, like: pd.DataFrame, signal: np.ndarray, confidence: np.ndarray,
@@ -336,23 +537,48 @@ class SignalFrame:
                             f"{self.dates[-1].date()} (trading dates only).{hint}")
         return int(self.dates.get_indexer([d])[0])
 
+    def _rows(self, dates: Any) -> np.ndarray:
+        "Row positions of `dates`: None the last date, 'all' every date, one date, or a list of dates."
+        if isinstance(dates, str) and dates == "all": return np.arange(len(self.dates))
+        if dates is None or isinstance(dates, str | pd.Timestamp | datetime.date | np.datetime64):
+            return np.array([self._row(dates)])
+        return np.array([self._row(d) for d in dates], dtype=np.intp)
+
+    def records(self, dates: Any = None, include_zero: bool = False) -> pa.Table:
+        "The wire-format records of `dates` (None: the last date; 'all'; a date; a list) as one Arrow table, column-wise."
+        from strategy_engine.calendar import nse_calendar
+        rows = self._rows(dates)
+        sig = np.ascontiguousarray(self.signal.to_numpy()[rows])             # dates × symbols, row-major
+        flat = np.arange(sig.size) if include_zero else np.flatnonzero(sig)   # date-major, then the symbols' order
+        at, col = np.divmod(flat, sig.shape[1])
+        row = rows[at]
+        days = self.dates[rows]
+        cal = nse_calendar()
+        close = (days.normalize() + pd.Timedelta(f"{cal.session_close}:00")).tz_localize(cal.timezone).tz_convert("UTC")
+        symbols, n_sym = [str(s) for s in self.symbols], len(self.symbols)
+        strings = symbols + list(days.strftime("%Y%m%d")) + [self.strategy.upper()]   # what the ids are made of
+        ids = np.stack([col, n_sym + at, np.full(len(flat), len(strings) - 1)])
+        meta = list(self.metadata)
+        return pa.table({
+            "signal_id": _joined(strings, ids),                                # SYMBOL_YYYYMMDD_STRATEGY
+            "symbol": _joined(symbols, col),
+            "strategy": pa.repeat(pa.scalar(self.strategy, pa.string()), len(flat)),
+            "signal": pa.array(sig.ravel()[flat].astype(np.int8)),
+            "confidence": pa.array(_round4(self.confidence.to_numpy(dtype=np.float64)[row, col])),
+            "timestamp": _joined(list(close.strftime("%Y-%m-%dT%H:%M:%SZ")), at),
+            "metadata": _metadata_json(meta, [self.metadata[k].to_numpy(dtype=np.float64)[row, col] for k in meta])})
+
     def to_records(self, date: Any = None, include_zero: bool = False) -> list[dict]:
         "JSON-ready signal records for one date (default: the last date), non-zero signals only unless `include_zero`."
-        from strategy_engine.calendar import nse_calendar
-        i = self._row(date)
-        d = self.dates[i]
-        stamp = nse_calendar().session_close_utc(d).strftime("%Y-%m-%dT%H:%M:%SZ")
-        sig, conf = self.signal.iloc[i].to_numpy(), self.confidence.iloc[i].to_numpy()
-        meta = {k: m.iloc[i].to_numpy(dtype=np.float64) for k, m in self.metadata.items()}
-        cols = np.arange(len(sig)) if include_zero else np.flatnonzero(sig)
-        records = []
-        for j in cols:
-            sym = str(self.symbols[j])
-            md = {k: v for k, v in ((k, _json_number(a[j])) for k, a in meta.items()) if v is not None}
-            records.append({"signal_id": f"{sym}_{d:%Y%m%d}_{self.strategy.upper()}", "symbol": sym,
-                            "strategy": self.strategy, "signal": int(sig[j]), "confidence": round(float(conf[j]), 4),
-                            "timestamp": stamp, "metadata": md})
-        return records
+        table = self.records(self.dates[self._row(date)], include_zero).to_pydict()
+        order = list(self.metadata)
+        out = []
+        for i, text in enumerate(table["metadata"]):
+            md = json.loads(text)
+            out.append({"signal_id": table["signal_id"][i], "symbol": table["symbol"][i], "strategy": self.strategy,
+                        "signal": table["signal"][i], "confidence": table["confidence"][i],
+                        "timestamp": table["timestamp"][i], "metadata": {k: md[k] for k in order if k in md}})
+        return out
 
     def table(self, date: Any = None, include_zero: bool = False) -> pd.DataFrame:
         "The records of one date as a table (one row per symbol, metadata as columns), strongest first."

@@ -31,7 +31,7 @@ from ..data import Bars
 __all__ = ['NIFTY50_SAMPLE', 'NSE_LARGE_CAPS', 'UNIVERSES', 'StrategyParams', 'RiskLimits', 'StrategyConfig', 'parameter_table',
            'config_from_dict', 'strategy_config_path', 'load_config', 'StrategySpec', 'register_strategy',
            'available_strategies', 'known_strategies', 'get_strategy', 'universe_symbols', 'run_strategy',
-           'SignalFrame', 'hold_positions', 'as_matrix', 'ramp', 'Violation', 'lookahead_violations']
+           'SignalFrame', 'hold_positions', 'signal_buffers', 'as_matrix', 'ramp', 'Violation', 'lookahead_violations']
 
 # %% ../../nbs/10_strategy_base.ipynb #2c24900e
 from typing import Literal
@@ -626,6 +626,11 @@ def hold_positions(enter_long: np.ndarray, enter_short: np.ndarray, exit_long: n
         raise DataError(f"hold_positions: all rule matrices must have the same 2-D shape, got {[a.shape for a in rules]}.")
     el, es, xl, xs, ok = rules
     return _hold_kernel(el, es, xl, xs, np.asfortranarray(score, dtype=np.float64), ok)   # one layout: one compile
+
+def signal_buffers(like: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    "Empty column-major signal (int8) and confidence (float64) arrays shaped like `like`, for a rule kernel to fill."
+    t, n = like.shape
+    return np.empty((n, t), np.int8).T, np.empty((n, t)).T    # numpy's memory (huge pages), not the kernel's
 
 def as_matrix(x: Any) -> np.ndarray:
     "A date × symbol frame's values as a float64 column-major array, the layout the compiled kernels expect."

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from .. import indicators as ind
 from ..data import Bars
-from .base import SignalFrame, StrategyParams, as_matrix, register_strategy
+from .base import SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers
 
 # %% auto #0
 __all__ = ['BreakoutParams', 'breakout_signals']
@@ -27,30 +27,28 @@ class BreakoutParams(StrategyParams):
 
 # %% ../../nbs/13_breakout.ipynb #416ae524
 @numba.njit(cache=True)
-def _breakout_kernel(c, sup, res, v, vol_threshold, breakout_scale, allow_short):   # pragma: no cover
+def _breakout_kernel(c, sup, res, v, vol_threshold, breakout_scale, allow_short, sig, conf):   # pragma: no cover
     n, m = c.shape
-    sig, conf = np.zeros((m, n), np.int8).T, np.zeros((m, n), np.float64).T
     for j in range(m):
         state, cf = 0, 0.0
         for t in range(n):
             cc, s_, r_, vv = c[t, j], sup[t, j], res[t, j], v[t, j]
-            if not (np.isfinite(cc) and np.isfinite(s_) and np.isfinite(r_) and np.isfinite(vv)):
+            valid = np.isfinite(cc) & np.isfinite(s_) & np.isfinite(r_) & np.isfinite(vv)
+            heavy = vv >= vol_threshold                       # & not `and`: no branches on unpredictable conditions
+            up = (cc > r_) & heavy
+            down = allow_short & (cc < s_) & heavy
+            if not valid:
                 state = 0
-            else:
-                heavy = vv >= vol_threshold
-                up = cc > r_ and heavy
-                down = allow_short and cc < s_ and heavy
-                if up != down:
-                    state = 1 if up else -1
-                    depth = cc / r_ - 1.0 if up else -(cc / s_ - 1.0)
-                    s_brk = min(max(depth / breakout_scale, 0.0), 1.0)
-                    s_vol = min(max((vv - vol_threshold) / (2.0 * vol_threshold - vol_threshold), 0.0), 1.0)
-                    cf = (s_brk + s_vol) / 2.0
-                elif (state == 1 and cc < 0.5 * (s_ + r_)) or (state == -1 and cc > 0.5 * (s_ + r_)):
-                    state = 0
-            if state != 0:
-                sig[t, j], conf[t, j] = state, cf
-    return sig, conf
+            elif up != down:
+                state = 1 if up else -1
+                depth = cc / r_ - 1.0 if up else -(cc / s_ - 1.0)
+                s_brk = min(max(depth / breakout_scale, 0.0), 1.0)
+                s_vol = min(max((vv - vol_threshold) / (2.0 * vol_threshold - vol_threshold), 0.0), 1.0)
+                cf = (s_brk + s_vol) / 2.0
+            elif ((state == 1) & (cc < 0.5 * (s_ + r_))) | ((state == -1) & (cc > 0.5 * (s_ + r_))):
+                state = 0
+            sig[t, j] = state                                 # every cell written: outputs need no zeroing
+            conf[t, j] = cf if state != 0 else 0.0
 
 @register_strategy("breakout", BreakoutParams)
 def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> SignalFrame:
@@ -60,8 +58,8 @@ def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> Signal
     sup, res = map(as_matrix, ind.support_resistance(bars.high, bars.low, p.window))
     v = as_matrix(ind.volume_ratio(bars.volume, p.volume_window))
     c = as_matrix(close)
-    signal, confidence = _breakout_kernel(c, sup, res, v, float(p.volume_threshold), float(p.breakout_scale),
-                                          bool(p.allow_short))
+    signal, confidence = signal_buffers(close)
+    _breakout_kernel(c, sup, res, v, float(p.volume_threshold), float(p.breakout_scale), bool(p.allow_short), signal, confidence)
     with np.errstate(divide="ignore", invalid="ignore"):
         meta = {"resistance": res, "support": sup, "to_resistance": c / res - 1.0, "to_support": c / sup - 1.0,
                 "volume_ratio": v}

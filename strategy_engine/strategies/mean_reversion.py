@@ -11,7 +11,7 @@ from pydantic import Field
 
 from .. import indicators as ind
 from ..data import Bars
-from .base import SignalFrame, StrategyParams, as_matrix, register_strategy
+from .base import SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers
 
 # %% auto #0
 __all__ = ['MeanReversionParams', 'mean_reversion_signals']
@@ -29,30 +29,28 @@ class MeanReversionParams(StrategyParams):
 
 # %% ../../nbs/12_mean_reversion.ipynb #703ab749
 @numba.njit(cache=True)
-def _mean_reversion_kernel(c, b, v, vol_threshold, exit_pct_b, depth_scale, allow_short):   # pragma: no cover
+def _mean_reversion_kernel(c, b, v, vol_threshold, exit_pct_b, depth_scale, allow_short, sig, conf):   # pragma: no cover
     n, m = c.shape
-    sig, conf = np.zeros((m, n), np.int8).T, np.zeros((m, n), np.float64).T
     for j in range(m):
         state, cf = 0, 0.0
         for t in range(n):
             bb, vv = b[t, j], v[t, j]
-            if not (np.isfinite(c[t, j]) and np.isfinite(bb) and np.isfinite(vv)):
+            valid = np.isfinite(c[t, j]) & np.isfinite(bb) & np.isfinite(vv)
+            heavy = vv >= vol_threshold                       # & not `and`: no branches on unpredictable conditions
+            up = (bb < 0) & heavy
+            down = allow_short & (bb > 1) & heavy
+            if not valid:
                 state = 0
-            else:
-                heavy = vv >= vol_threshold
-                up = bb < 0 and heavy
-                down = allow_short and bb > 1 and heavy
-                if up != down:
-                    state = 1 if up else -1
-                    depth = -bb if up else bb - 1.0
-                    s_dev = min(max(depth / depth_scale, 0.0), 1.0)
-                    s_vol = min(max((vv - vol_threshold) / (2.0 * vol_threshold - vol_threshold), 0.0), 1.0)
-                    cf = (s_dev + s_vol) / 2.0
-                elif (state == 1 and bb >= exit_pct_b) or (state == -1 and bb <= 1.0 - exit_pct_b):
-                    state = 0
-            if state != 0:
-                sig[t, j], conf[t, j] = state, cf
-    return sig, conf
+            elif up != down:
+                state = 1 if up else -1
+                depth = -bb if up else bb - 1.0
+                s_dev = min(max(depth / depth_scale, 0.0), 1.0)
+                s_vol = min(max((vv - vol_threshold) / (2.0 * vol_threshold - vol_threshold), 0.0), 1.0)
+                cf = (s_dev + s_vol) / 2.0
+            elif ((state == 1) & (bb >= exit_pct_b)) | ((state == -1) & (bb <= 1.0 - exit_pct_b)):
+                state = 0
+            sig[t, j] = state                                 # every cell written: outputs need no zeroing
+            conf[t, j] = cf if state != 0 else 0.0
 
 @register_strategy("mean_reversion", MeanReversionParams)
 def mean_reversion_signals(bars: Bars, params: MeanReversionParams | None = None) -> SignalFrame:
@@ -62,7 +60,8 @@ def mean_reversion_signals(bars: Bars, params: MeanReversionParams | None = None
     bands = ind.bollinger(close, p.bb_window, p.n_std)
     b = as_matrix(bands.pct_b)
     v = as_matrix(ind.volume_ratio(bars.volume, p.volume_window))
-    signal, confidence = _mean_reversion_kernel(as_matrix(close), b, v, float(p.volume_threshold), float(p.exit_pct_b),
-                                                float(p.depth_scale), bool(p.allow_short))
+    signal, confidence = signal_buffers(close)
+    _mean_reversion_kernel(as_matrix(close), b, v, float(p.volume_threshold), float(p.exit_pct_b), float(p.depth_scale),
+                           bool(p.allow_short), signal, confidence)
     meta = {"pct_b": b, "bandwidth": as_matrix(bands.bandwidth), "volume_ratio": v}
     return SignalFrame.from_arrays("mean_reversion", close, signal, confidence, meta, p.model_dump())

@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from .. import indicators as ind
 from ..data import Bars
-from .base import SignalFrame, StrategyParams, as_matrix, register_strategy
+from .base import SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers
 
 # %% auto #0
 __all__ = ['MomentumParams', 'momentum_signals']
@@ -40,30 +40,28 @@ class MomentumParams(StrategyParams):
 
 # %% ../../nbs/11_momentum.ipynb #93a91e75
 @numba.njit(cache=True)
-def _momentum_kernel(c, m_s, m_l, r, v, rsi_entry, vol_threshold, momentum_scale, allow_short):   # pragma: no cover
+def _momentum_kernel(c, m_s, m_l, r, v, rsi_entry, vol_threshold, momentum_scale, allow_short, sig, conf):   # pragma: no cover
     n, m = c.shape
-    sig, conf = np.zeros((m, n), np.int8).T, np.zeros((m, n), np.float64).T
     for j in range(m):
         state, cf = 0, 0.0
         for t in range(n):
             ms, ml, rr, vv = m_s[t, j], m_l[t, j], r[t, j], v[t, j]
-            if not (np.isfinite(c[t, j]) and np.isfinite(ms) and np.isfinite(ml) and np.isfinite(rr) and np.isfinite(vv)):
+            valid = np.isfinite(c[t, j]) & np.isfinite(ms) & np.isfinite(ml) & np.isfinite(rr) & np.isfinite(vv)
+            heavy = vv >= vol_threshold                       # & not `and`: no branches on unpredictable conditions
+            up = (ms > 0) & (ml > 0) & (rr >= rsi_entry) & heavy
+            down = allow_short & (ms < 0) & (ml < 0) & (rr <= 100.0 - rsi_entry) & heavy
+            if not valid:
                 state = 0
-            else:
-                heavy = vv >= vol_threshold
-                up = ms > 0 and ml > 0 and rr >= rsi_entry and heavy
-                down = allow_short and ms < 0 and ml < 0 and rr <= 100.0 - rsi_entry and heavy
-                if up != down:
-                    state = 1 if up else -1
-                    s_mom = min(max(abs(ms) / momentum_scale, 0.0), 1.0)
-                    s_rsi = min(max((abs(rr - 50.0) - (rsi_entry - 50.0)) / (50.0 - (rsi_entry - 50.0)), 0.0), 1.0)
-                    s_vol = min(max((vv - vol_threshold) / (2.0 * vol_threshold - vol_threshold), 0.0), 1.0)
-                    cf = (s_mom + s_rsi + s_vol) / 3.0
-                elif (state == 1 and ms <= 0) or (state == -1 and ms >= 0):
-                    state = 0
-            if state != 0:
-                sig[t, j], conf[t, j] = state, cf
-    return sig, conf
+            elif up != down:
+                state = 1 if up else -1
+                s_mom = min(max(abs(ms) / momentum_scale, 0.0), 1.0)
+                s_rsi = min(max((abs(rr - 50.0) - (rsi_entry - 50.0)) / (50.0 - (rsi_entry - 50.0)), 0.0), 1.0)
+                s_vol = min(max((vv - vol_threshold) / (2.0 * vol_threshold - vol_threshold), 0.0), 1.0)
+                cf = (s_mom + s_rsi + s_vol) / 3.0
+            elif ((state == 1) & (ms <= 0)) | ((state == -1) & (ms >= 0)):
+                state = 0
+            sig[t, j] = state                                 # every cell written: outputs need no zeroing
+            conf[t, j] = cf if state != 0 else 0.0
 
 @register_strategy("momentum", MomentumParams)
 def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> SignalFrame:
@@ -74,7 +72,8 @@ def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> Signal
     m_s, m_l = (as_matrix(moms[n]) for n in (p.momentum_period, p.long_momentum_period))
     r = as_matrix(ind.rsi(close, p.rsi_period))
     v = as_matrix(ind.volume_ratio(bars.volume, p.volume_window))
-    signal, confidence = _momentum_kernel(as_matrix(close), m_s, m_l, r, v, float(p.rsi_entry), float(p.volume_threshold),
-                                          float(p.momentum_scale), bool(p.allow_short))
+    signal, confidence = signal_buffers(close)
+    _momentum_kernel(as_matrix(close), m_s, m_l, r, v, float(p.rsi_entry), float(p.volume_threshold),
+                     float(p.momentum_scale), bool(p.allow_short), signal, confidence)
     meta = {"rsi": r, "volume_ratio": v, "price_momentum": m_s, "trend_momentum": m_l}
     return SignalFrame.from_arrays("momentum", close, signal, confidence, meta, p.model_dump())

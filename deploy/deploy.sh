@@ -14,6 +14,7 @@ ENV_FILE="environments/$ENVIRONMENT.yaml"
 [ -f "$ENV_FILE" ] || { echo "deploy: no $ENV_FILE" >&2; exit 2; }
 PY=${PYTHON:-python3}
 read -r PROJECT REGION < <("$PY" -c 'import sys, yaml; e = yaml.safe_load(open(sys.argv[1])); print(e["project"], e["region"])' "$ENV_FILE")
+[ -n "${PROJECT:-}" ] && [ -n "${REGION:-}" ] || { echo "deploy: cannot read project and region from $ENV_FILE" >&2; exit 2; }
 
 if [ -z "$IMAGE" ]; then
   COMMIT=$(git rev-parse HEAD)

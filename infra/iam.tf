@@ -6,16 +6,19 @@
 resource "google_service_account" "job" {
   account_id   = "strategy-engine" # deploy/cloudrun-job.yaml serviceAccountName
   display_name = "Strategy Engine daily job"
+  depends_on   = [google_project_service.apis]
 }
 
 resource "google_service_account" "api" {
   account_id   = "strategy-engine-api"
   display_name = "Strategy Engine API service"
+  depends_on   = [google_project_service.apis]
 }
 
 resource "google_service_account" "scheduler" {
   account_id   = "strategy-engine-scheduler" # deploy/scheduler-stages.yaml oauthToken.serviceAccountEmail
   display_name = "Strategy Engine scheduler (starts the job)"
+  depends_on   = [google_project_service.apis]
 }
 
 # The archive is create-only for the job: create, read and list, and NO storage.objects.delete. Without delete,
@@ -26,6 +29,7 @@ resource "google_project_iam_custom_role" "archive_writer" {
   title       = "Strategy Engine archive writer (create-only)"
   description = "Create, read and list archive objects; never delete or overwrite."
   permissions = ["storage.objects.create", "storage.objects.get", "storage.objects.list"]
+  depends_on  = [google_project_service.apis]
 }
 
 resource "google_project_iam_custom_role" "archive_reader" {
@@ -33,6 +37,7 @@ resource "google_project_iam_custom_role" "archive_reader" {
   title       = "Strategy Engine archive reader"
   description = "Read and list archive objects."
   permissions = ["storage.objects.get", "storage.objects.list"]
+  depends_on  = [google_project_service.apis]
 }
 
 resource "google_storage_bucket_iam_member" "job_archive" {

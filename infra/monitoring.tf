@@ -36,6 +36,7 @@ resource "google_logging_metric" "run_status" {
       value_type = "STRING"
     }
   }
+  depends_on = [google_project_service.apis]
   label_extractors = {
     status = "REGEXP_EXTRACT(textPayload, \"^([a-z_]+): \")"
     stage  = "REGEXP_EXTRACT(textPayload, \"/(daily|validate|report|train)-[0-9]{4}-\")"
@@ -54,6 +55,7 @@ resource "google_logging_metric" "alerts_sent" {
       value_type = "STRING"
     }
   }
+  depends_on = [google_project_service.apis]
   label_extractors = {
     rule = "REGEXP_EXTRACT(textPayload, \"(Sharpe|drawdown|failed|timeout|data_stale|killed)\")"
   }
@@ -73,6 +75,7 @@ resource "google_logging_metric" "report" {
       value_type = "STRING"
     }
   }
+  depends_on      = [google_project_service.apis]
   value_extractor = "EXTRACT(jsonPayload.${each.value})"
   label_extractors = {
     strategy = "EXTRACT(jsonPayload.strategy)"

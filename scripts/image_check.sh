@@ -53,7 +53,8 @@ say "built in $(( $(date +%s) - t0 )) s"
 
 # 3. Run it.
 ctr=$("${B[@]}" from "$TAG")
-trap '"${B[@]}" rm "$ctr" >/dev/null 2>&1 || true' EXIT
+# On exit: the container goes, and so do images no tag names any more (each build leaves the previous one behind).
+trap '"${B[@]}" rm "$ctr" >/dev/null 2>&1; "${B[@]}" rmi --prune >/dev/null 2>&1 || true' EXIT
 run() { "${B[@]}" run --isolation chroot "$ctr" -- "$@"; }
 uid=$(run id -u); user=$(run id -un)
 [ "$uid" = 10001 ] && [ "$user" = engine ] || fail "the image runs as uid $uid ($user), expected 10001 (engine)"

@@ -189,7 +189,8 @@ def test_verify_deployment_staging_is_unlocked_by_design(tmp_path):
     r, _ = verify(tmp_path, answers, env_name="staging")
     assert r.returncode == 0, r.stdout + r.stderr
     locked = healthy("strategy-engine-staging", years=5, locked=True)          # drift from lock_retention: false
-    r, _ = verify(tmp_path / "b", locked, env_name="staging") if (tmp_path / "b").mkdir() is None else (None, None)
+    (tmp_path / "b").mkdir()
+    r, _ = verify(tmp_path / "b", locked, env_name="staging")
     assert r.returncode == 1 and "retention policy is locked but lock_retention is false" in r.stdout
 
 

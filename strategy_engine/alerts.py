@@ -28,6 +28,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .runs.contract import STATUSES
 from .core import (ConfigError, DataError, check_names, config_dir, did_you_mean, explain_validation_error,
                                   runs_dir)
 
@@ -39,7 +40,7 @@ __all__ = ['RUN_STATUSES', 'CHANNELS', 'PERFORMANCE_COLUMNS', 'SECRET_ENV', 'TEL
            'redact', 'RedactingFilter', 'channel_problems', 'Delivery', 'alert_state_dir', 'send_alerts', 'notify_run']
 
 # %% ../nbs/40_alerts.ipynb #9bb619a7
-RUN_STATUSES = ("succeeded", "failed", "timeout", "data_stale", "killed")  # a run manifest's `status`
+RUN_STATUSES = STATUSES             # a run manifest's `status` (strategy_engine.runs.contract)
 CHANNELS = ("telegram", "email")
 
 def _known(values: tuple[str, ...], allowed: Sequence[str], what: str) -> tuple[str, ...]:

@@ -204,13 +204,17 @@ def cmd_audit_verify(args) -> int:
     "Recompute every archived hash and the ledger chain, and check the warehouse against it; 1 when anything is wrong."
     from strategy_engine.runs.archive import open_archive, verify
     from strategy_engine.runs.records import verify_records
-    from strategy_engine.warehouse import open_warehouse
+    from strategy_engine.warehouse import default_warehouse_uri, open_warehouse
     store = open_archive(args.archive)
     report = verify(store, expected_head=args.expected_head, allow_empty=args.allow_empty)
     print(report.summary())
-    problems = []
-    if not args.no_warehouse:
-        with open_warehouse(args.warehouse) as wh:
+    problems: list[str] = []
+    uri = args.warehouse or default_warehouse_uri()
+    if args.no_warehouse: pass
+    elif args.warehouse is None and uri.startswith("duckdb:///") and not Path(uri[len("duckdb:///"):]).exists():
+        print(f"warehouse {uri}: not there; only the archive was checked (--warehouse names another)")
+    else:
+        with open_warehouse(uri) as wh:
             problems = verify_records(store, wh)
             print(f"warehouse {wh.uri}: " + ("every loaded record is in the ledger with its row counts" if not problems
                                               else f"{len(problems)} problem(s)"))
@@ -233,7 +237,7 @@ def cmd_warehouse_rebuild(args) -> int:
     from strategy_engine.runs.records import rebuild
     from strategy_engine.warehouse import open_warehouse
     with open_warehouse(args.warehouse) as wh:
-        out = rebuild(open_archive(args.archive), wh)
+        out = rebuild(open_archive(args.archive), wh, args.source_warehouse or "*")
         print(f"{wh.uri}: rebuilt from the archive: {out}; rows: {wh.counts()}")
     return 1 if out.problems else 0
 
@@ -478,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     wr.add_argument("--from-archive", dest="archive", required=True, metavar="ARCHIVE",
                     help="the archive to rebuild from: a folder or gs://bucket/prefix")
     wr.add_argument("--warehouse", required=True, help="an empty warehouse: duckdb:///PATH or bigquery://PROJECT/DATASET")
+    wr.add_argument("--source-warehouse", help="load only the records meant for this warehouse URI (default: every record)")
     wr.set_defaults(func=cmd_warehouse_rebuild)
 
     runs = sub.add_parser("runs", help="find archived runs")

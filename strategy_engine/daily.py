@@ -21,8 +21,9 @@ from .validation import ValidationReport, sessions_only, validate
 from .warehouse import check_shard, shard_symbols, stage_rows
 
 # %% auto #0
-__all__ = ['RULE_STRATEGIES', 'CROSS_SECTIONAL', 'DailyRun', 'start_daily', 'load_data', 'compute', 'strategy_weights',
-           'todays_signals', 'signals_table', 'positions', 'performance', 'stage', 'equity_figure', 'result', 'publish']
+__all__ = ['RULE_STRATEGIES', 'CROSS_SECTIONAL', 'DailyRun', 'start_daily', 'load_data', 'compute', 'risked_weights',
+           'strategy_weights', 'risk_table', 'todays_signals', 'signals_table', 'positions', 'performance', 'stage',
+           'equity_figure', 'result', 'publish']
 
 # %% ../nbs/32_daily.ipynb #d832bff1
 RULE_STRATEGIES = ("momentum", "mean_reversion", "breakout")
@@ -50,6 +51,7 @@ class DailyRun:
     results: dict[str, BacktestResult] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     killed: list[str] = field(default_factory=list)
+    risked: dict = field(default_factory=dict)                      # each strategy's RiskedWeights (before/after)
 
     @property
     def running(self) -> bool: return self.status == "running"
@@ -113,16 +115,41 @@ def compute(run: DailyRun) -> DailyRun:
             run.killed.append(name); continue
         if not run.universes[name]: continue
         bars = run.bars.select(run.universes[name])
-        run.weights[name], run.signals[name] = strategy_weights(name, bars, cfg, run.cost_bps)
+        rw = risked_weights(name, bars, cfg, run.cost_bps)
+        run.risked[name], run.weights[name], run.signals[name] = rw, rw.weights, rw.signal_frame()
         run.results[name] = backtest(bars, run.weights[name], run.cost_bps, name=name)
     return run
 
 # %% ../nbs/32_daily.ipynb #452e78de
+def risked_weights(name: str, bars: Bars, config: StrategyConfig, cost_bps: float = 10.0):
+    "The risk layer's output for strategy `name` on `bars`: its raw signals, what was traded, the target weights."
+    from strategy_engine.risk import strategy_weights as risked
+    return risked(name, bars, config, cost_bps, restrict_universe=False)
+
 def strategy_weights(name: str, bars: Bars, config: StrategyConfig, cost_bps: float = 10.0) -> tuple[pd.DataFrame, SignalFrame]:
     "Target weights after the risk layer, and the signals actually traded, of strategy `name` on `bars`."
-    from strategy_engine.risk import strategy_weights as risked
-    rw = risked(name, bars, config, cost_bps, restrict_universe=False)
+    rw = risked_weights(name, bars, config, cost_bps)
     return rw.weights, rw.signal_frame()
+
+def risk_table(run: DailyRun) -> pd.DataFrame:
+    "Every signal of `as_of` before and after the risk layer: raw, traded, target weight and why a signal was dropped."
+    cols = ["strategy", "symbol", "raw_signal", "confidence", "traded_signal", "weight", "dropped_because"]
+    out = []
+    for name, rw in run.risked.items():
+        if run.as_of not in rw.weights.index: continue
+        raw = rw.signals.signal.loc[run.as_of] if rw.signals is not None else rw.held.loc[run.as_of] * 0
+        conf = rw.signals.confidence.loc[run.as_of] if rw.signals is not None else raw * 0.0
+        held, w = rw.held.loc[run.as_of], rw.weights.loc[run.as_of]
+        fired = rw.stops.loc[:run.as_of]
+        for sym in raw.index[(raw != 0) | (held != 0) | (w != 0)]:
+            why = ""
+            if rw.killed: why = "kill switch on"
+            elif raw[sym] != 0 and held[sym] == 0:
+                when = fired.index[fired[sym].to_numpy()]
+                why = f"stop-loss fired at the close of {when[-1]:%Y-%m-%d}" if len(when) else "stopped by the risk layer"
+            out.append({"strategy": name, "symbol": sym, "raw_signal": int(raw[sym]), "confidence": float(conf[sym]),
+                        "traded_signal": int(held[sym]), "weight": float(w[sym]), "dropped_because": why})
+    return pd.DataFrame(out, columns=cols).sort_values(["strategy", "symbol"], ignore_index=True)
 
 # %% ../nbs/32_daily.ipynb #00272a0e
 def todays_signals(run: DailyRun) -> list[dict]:
@@ -170,12 +197,15 @@ def stage(run: DailyRun, folder: str | None) -> DailyRun:
 
 # %% ../nbs/32_daily.ipynb #cb239bd8
 def equity_figure(run: DailyRun):
-    "Equity and drawdown to date of every strategy of the run (None when nothing was computed)."
+    "Equity and drawdown to date of every strategy of the run and of its universe (None when nothing was computed)."
     if not run.results:
         print(f"No backtest to show: {run.status}{' - ' + run.reason if run.reason else ''}")
         return None
     from strategy_engine.plots import plot_equity
     rets = pd.DataFrame({name: r.returns for name, r in run.results.items()})
+    if run.bars is not None:              # the benchmark: the run's universe, equal weight, rebalanced daily
+        bench = run.bars.close.pct_change(fill_method=None).mean(axis=1).reindex(rets.index)
+        rets["universe (equal weight)"] = bench.fillna(0.0)
     synthetic = bool(run.bars is not None and run.bars.synthetic)
     return plot_equity(rets, f"Backtest to {run.as_of:%Y-%m-%d}, {run.cost_bps:g} bps", synthetic=synthetic)
 

@@ -279,6 +279,7 @@ def _summary_markdown(summary: Mapping) -> str:
     ident = summary.get("identity") or {}
     data, config = ident.get("data") or {}, ident.get("config") or {}
     rows = ", ".join(f"{k} {v}" for k, v in (summary.get("rows") or {}).items()) or "none"
+    dirty = " (with uncommitted changes)" if summary.get("git_dirty") else ""
     lines = [f"## Run summary: **{summary.get('status')}**", "",
              "| | |", "|---|---|",
              f"| run | `{summary.get('run_id')}` |", f"| as of | {summary.get('as_of')} |",
@@ -286,10 +287,12 @@ def _summary_markdown(summary: Mapping) -> str:
              f"| configuration | sha256 `{str(config.get('sha256'))[:12]}` of {', '.join(config.get('files') or []) or 'none'} |",
              f"| strategies | {', '.join(ident.get('strategies') or []) or '-'} |",
              f"| started by | {summary.get('started_by')}{' (scheduled)' if summary.get('scheduled') else ''} |",
-             f"| code | image `{summary.get('image_digest') or '-'}`, algo `{summary.get('algo_id')}` |",
+             f"| code | commit `{str(summary.get('git_commit'))[:12]}`{dirty}, "
+             f"image `{summary.get('image_digest') or '-'}`, algo `{summary.get('algo_id')}` |",
              f"| rows staged | {rows} |"]
-    if summary.get("error"): lines.append(f"| error | {summary['error']}"
-                                          f"{' (cell ' + str(summary['failed_cell']) + ')' if summary.get('failed_cell') is not None else ''} |")
+    if summary.get("error"):
+        cell = summary.get("failed_cell")
+        lines.append(f"| error | {summary['error']}{f' (cell {cell})' if cell is not None else ''} |")
     return "\n".join(lines)
 
 def add_summary(path: Path | str, summary: Mapping) -> None:

@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
@@ -38,7 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from starlette.exceptions import HTTPException
 
 import strategy_engine
-from .runs.archive import (STATUSES, Archive, ArchiveConflict, ArchiveError, GCSArchive, LocalArchive,
+from .runs.contract import STATUSES
+from .runs.archive import (Archive, ArchiveConflict, ArchiveError, GCSArchive, LocalArchive,
                                      canonical_json, list_runs, make_run_id, open_archive, run_folder,
                                      secrets_from_environment, sha256_hex, show_run)
 from .calendar import CalendarError, nse_calendar
@@ -86,6 +88,9 @@ class Settings(BaseModel):
     run_timeout_s: float = Field(default=600, gt=0, le=3_600, description="per-cell timeout of a launched run")
     replay_wait_s: float = Field(default=900, gt=0, le=7_200, description="how long a repeated request waits for the first")
     max_concurrent_runs: int = Field(default=2, ge=1, le=32, description="runs executing at once in this process")
+    rate_limit_per_minute: int = Field(default=30, ge=1, le=100_000, description="requests per minute per execute token "
+                                                                               "(more: 429)")
+    max_range_days: int = Field(default=3_700, ge=1, le=40_000, description="the longest /performance date range")
     catalog_ttl_s: float = Field(default=300, ge=0, le=86_400, description="how long the data's symbols and last date are reused")
     health_ttl_s: float = Field(default=10, ge=0, le=3_600, description="how long one health check is reused")
     performance_ttl_s: float = Field(default=5, ge=0, le=3_600, description="how long a read of the performance table "
@@ -290,8 +295,8 @@ def plan_run(request: ExecuteRequest, catalog: Catalog, settings: Settings, toda
     params: dict[str, Any] = {"as_of": day.isoformat(), "strategies": list(request.strategies), "data": settings.data,
                               "warehouse": settings.warehouse_uri, "shard_index": 0, "shard_count": 1}
     if symbols is not None: params["symbols"] = symbols if isinstance(symbols, str) else list(symbols)
-    run_id = make_run_id("daily", day, {"strategies": sorted(request.strategies),
-                                        "symbols": sorted(symbols) if isinstance(symbols, list) else symbols, "shard_count": 1})
+    from strategy_engine.runs.launcher import run_identity, template_defaults, template_path
+    run_id = make_run_id("daily", day, run_identity("daily", params, template_defaults(template_path("daily")), 1))
     return RunPlan(request.mode, params, run_id, sha256_hex(canonical_json(request.model_dump())))
 
 # %% ../nbs/41_service.ipynb #608dbe6a
@@ -605,6 +610,8 @@ class _Service:
         self.health = _Cached(lambda: check_health(settings, self.catalog.peek(), self.guard), settings.health_ttl_s)
         self._warehouse: Warehouse | None = None
         self._lock = threading.Lock()
+        self.requests: dict[str, list[float]] = {}      # execute token fingerprint -> request times (rate limit)
+        self.flights: dict[str, dict] = {}              # body hash -> the run identical concurrent requests wait for
         self._performance: dict[tuple, tuple[float, pd.DataFrame, dict]] = {}
         self.pages: OrderedDict[str, str] = OrderedDict()
         self.limiter: anyio.CapacityLimiter | None = None
@@ -652,12 +659,23 @@ class _Service:
                                     f"needs an execute token ({TOKEN_ENV['execute']}).", _challenge("insufficient_scope"))
         return have
 
-    def run(self, plan: RunPlan, key: str | None, force: bool = False) -> StageOutcome:
+    def run(self, plan: RunPlan, key: str | None, force: bool = False, by: str = "api") -> StageOutcome:
         "The daily stage as the scheduler runs it: gated on the day's validation, once per key (alerts are the CLI's)."
         s = self.settings
         wait: dict[str, Any] = {"wait": s.replay_wait_s} if key else {}      # how long a replay waits for the first run
         return run_stage("daily", plan.parameters, s.archive, key=key, force=force, alerts=False, timeout=s.run_timeout_s,
-                         **wait)
+                         by=by, **wait)
+
+    def rate_limit(self, token_id: str) -> None:
+        "Count one request of `token_id`; a 429 past `rate_limit_per_minute` in the last 60 s."
+        now, limit = time.monotonic(), self.settings.rate_limit_per_minute
+        with self._lock:
+            seen = [t for t in self.requests.get(token_id, []) if now - t < 60]
+            if len(seen) >= limit:
+                self.requests[token_id] = seen
+                raise ServiceError(429, f"Too many requests: at most {limit} per minute per token; retry in "
+                                        f"{60 - (now - seen[0]):.0f} s.", {"Retry-After": str(max(1, int(61 - (now - seen[0]))))})
+            self.requests[token_id] = [*seen, now]
 
     def page(self, run_id: str, attempt: int) -> str:
         "The notebook page of one attempt (0: the latest) with its verification banner."
@@ -688,8 +706,13 @@ async def require_read(request: Request, creds: Credentials) -> str:
     return request.app.state.service.authorize(creds, "read")
 
 async def require_execute(request: Request, creds: Credentials) -> str:
-    "Dependency: the caller's scope, which must be execute (401 without a valid token, 403 for a read token)."
-    return request.app.state.service.authorize(creds, "execute")
+    "Dependency: the caller's scope, which must be execute (401/403), within the token's rate limit (429)."
+    svc = request.app.state.service
+    scope = svc.authorize(creds, "execute")
+    token_id = sha256_hex(creds.credentials.encode())[:12] if creds is not None else "none"
+    request.state.token_id = token_id                 # who started a run: a fingerprint, never the token
+    svc.rate_limit(token_id)
+    return scope
 
 ReadScope = Annotated[str, Depends(require_read)]
 ExecuteScope = Annotated[str, Depends(require_execute)]
@@ -751,7 +774,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/execute-strategies", tags=["runs"], response_model=ExecuteResponse,
               summary="Validate a request and run the daily template for it (execute scope)")
     async def execute_strategies(
-            body: ExecuteRequest, scope: ExecuteScope,
+            request: Request, body: ExecuteRequest, scope: ExecuteScope,
             idempotency: Annotated[str | None, Header(alias="Idempotency-Key", description="a retry with the same key "
                                                       "and body returns the first run")] = None,
             schedule_time: Annotated[str | None, Header(alias="X-CloudScheduler-ScheduleTime")] = None,
@@ -769,7 +792,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                                          "none")})
         if svc.limiter is None: svc.limiter = anyio.CapacityLimiter(settings.max_concurrent_runs)
         t0 = time.perf_counter()
-        stage = await anyio.to_thread.run_sync(partial(svc.run, plan, key, body.force), limiter=svc.limiter)
+        by = f"api:{getattr(request.state, 'token_id', 'unknown')}"
+        run = partial(svc.run, plan, key, body.force, by)
+        if key is None:                  # identical concurrent bodies start one run: the others wait for it (single flight)
+            body_key = sha256_hex(canonical_json({"parameters": plan.parameters, "force": body.force}))
+            flight = svc.flights.get(body_key)
+            if flight is None:
+                flight = svc.flights[body_key] = {"done": anyio.Event(), "stage": None}
+                try: flight["stage"] = await anyio.to_thread.run_sync(run, limiter=svc.limiter)
+                finally:
+                    flight["done"].set()
+                    svc.flights.pop(body_key, None)
+                stage = flight["stage"]
+            else:
+                await flight["done"].wait()
+                if flight["stage"] is None: return _error(500, "The identical request this one waited for failed.")
+                first = flight["stage"]
+                stage = dataclasses.replace(first, launch=dataclasses.replace(first.launch, replayed=True)) \
+                    if first.launch is not None else first
+        else:
+            stage = await anyio.to_thread.run_sync(run, limiter=svc.limiter)
         svc.ran()
         if stage.launch is None:                                  # the day's archived validation failed: not started
             _log.warning(f"run {plan.run_id} refused: {stage.gate}", extra={"run_id": plan.run_id, "strategy": strategy,
@@ -809,6 +851,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     end: Annotated[date | None, Query(description="last date YYYY-MM-DD")] = None,
                     latest: Annotated[bool, Query(description="only the newest row per strategy, period and shard")] = True,
                     ) -> dict:
+        if start is not None and end is not None and (end - start).days > settings.max_range_days:
+            raise ServiceError(422, f"The date range {start}..{end} is {(end - start).days} days; at most "
+                                    f"{settings.max_range_days} days per request (page through longer histories).")
         rows = svc.performance(start, end, strategy, period, latest)
         return {"strategy": strategy, "period": period, "latest": latest, "count": len(rows), "rows": rows}
 

@@ -272,7 +272,8 @@ def _signals_rows(signals, run_id: str, shard: int, attempt: int = 1) -> pd.Data
     date = _dates(df["date"], "signals: date") if "date" in df.columns else \
         ts.dt.tz_convert(NSE_TZ).dt.tz_localize(None).dt.normalize()
     meta = [_json_text(m, f"signals: {i}: metadata") for i, m in zip(ids, df["metadata"], strict=True)]
-    out = _conform(pd.DataFrame({"run_id": run_id, "attempt": attempt, "shard": shard, "date": date, "strategy": df["strategy"].astype("str"),
+    out = _conform(pd.DataFrame({"run_id": run_id, "attempt": attempt, "shard": shard, "date": date,
+                                 "strategy": df["strategy"].astype("str"),
                                  "symbol": df["symbol"].astype("str"), "signal": sig.astype("int64"), "confidence": conf,
                                  "signal_id": ids, "timestamp": ts, "metadata": meta}), spec)
     _unique_key(out, ["date", "strategy", "symbol"], "signals")
@@ -422,7 +423,7 @@ def select_sql(spec: TableSpec, table: str, filters: Sequence[Filter] = (), orde
 KEEPS_ROWS = (RunStatus.SUCCEEDED, RunStatus.KILLED)   # statuses whose rows count (killed: the strategies not killed)
 
 def designated_sql(ref: Callable[[str], str], dialect: str = "duckdb", at: bool = False) -> str:
-    "SELECT (run_id, attempt, shard) of each (kind, as_of)'s designated run: scheduled first, then the newest, per shard its latest kept attempt."
+    "SELECT (run_id, attempt, shard) of each (kind, as_of)'s designated run: scheduled first, then newest; latest kept attempt."
     q, p = (_bq, "@") if dialect == "bigquery" else (_dq, "$")
     keep = ", ".join(f"'{s}'" for s in KEEPS_ROWS)
     when = f" AND {q('ended_at')} <= {p}at" if at else ""
@@ -926,7 +927,8 @@ class BigQueryWarehouse(Warehouse):
         self.project, self.dataset, self.location = project, dataset, location
         self.uri = f"bigquery://{project}/{dataset}" + (f"?location={location}" if location else "")
         self.attempts, self.retry_wait = max(1, int(attempts)), float(retry_wait)
-        self._client, self._own_client, self._ready = client, client is None, set()
+        self._client, self._own_client = client, client is None
+        self._ready: set[str] = set()          # tables and views this object has created
 
     @property
     def client(self):

@@ -266,6 +266,7 @@ def test_a_token_quoted_in_a_run_error_is_not_sent(telegram, smtp, tmp_path):
     ((429, None, {"Retry-After": "2"}), 2.0),
 ])
 def test_telegram_429_honours_retry_after(telegram, tmp_path, answer, expected_wait):
+    """RELIABILITY 24: Telegram 429 retry_after is honoured; the run's status is unaffected."""
     telegram.script = [answer]
     waits = []
     [d] = send_alerts(evaluate_rules(FAILED_RUN, None, TELEGRAM_ONLY), TELEGRAM_ONLY, state_dir=tmp_path, sleep=waits.append)
@@ -319,6 +320,7 @@ def test_unconfigured_channel_is_skipped_the_other_still_sends(smtp, tmp_path, c
 
 # ================================================================= at most one alert per key
 def test_same_alert_twice_is_delivered_once_also_from_a_second_process(telegram, tmp_path):
+    """RELIABILITY 24: at most one alert per (run, status), across processes."""
     alerts = evaluate_rules(FAILED_RUN, None, TELEGRAM_ONLY)
     [first] = send_alerts(alerts, TELEGRAM_ONLY, state_dir=tmp_path)
     [again] = send_alerts(evaluate_rules({**FAILED_RUN, "error": "a retry failed differently"}, None, TELEGRAM_ONLY),

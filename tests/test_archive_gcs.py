@@ -187,6 +187,7 @@ def uploads(gcs: FakeGCS) -> list[dict]:
 
 
 def test_put_is_create_only(gcs):
+    """RELIABILITY 4: a second upload to an existing object path fails 412; same bytes read as already archived."""
     arc = open_archive(f"gs://{BUCKET}/prod/runs", client=gcs.client)
     assert isinstance(arc, GCSArchive)
     key = "2024/11/22/daily-2024-11-22-abcd1234/attempt-1/manifest.json"

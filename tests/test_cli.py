@@ -45,6 +45,7 @@ def test_validate_bad_input_is_a_clear_error(tmp_path, nse_dir):
 
 
 def test_validate_fails_closed_on_duplicates(tmp_path, nse_dir):
+    """RELIABILITY 14: duplicate (symbol, date) rows are rejected before anything runs."""
     lines = (nse_dir / "TCS.csv").read_text().splitlines()
     (tmp_path / "TCS.csv").write_text("\n".join(lines[:100] + lines[99:]) + "\n")
     r = run_cli("data", "validate", tmp_path)

@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from strategy_engine.runs.archive import open_archive, scan_for_secrets
 from strategy_engine.core import UnknownNameError
+from strategy_engine.runs.archive import open_archive, scan_for_secrets
 from strategy_engine.runs.launcher import launch
 
 from conftest import ROOT, run_cli
@@ -44,15 +44,18 @@ def manifests(where):
     return [json.loads(p.read_text()) for p in sorted(Path(where["archive"]).rglob("manifest.json"))]
 
 
-def test_rerun_replaces_rows_and_both_runs_are_archived(where, nse_dir):
+def test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept(where, nse_dir):
+    """RELIABILITY 1: re-running the same run id gives one current set of rows, identical content; every attempt is kept."""
     first = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
     assert first.returncode == 0, first.stdout + first.stderr
-    before = rows(where, "select strategy, symbol, signal, confidence from signals order by all")
-    assert before and rows(where, "select count(*) from performance")[0][0] == 3
+    before = rows(where, "select strategy, symbol, signal, confidence from signals_current order by all")
+    assert before and rows(where, "select count(*) from performance_current")[0][0] == 3
     second = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
     assert second.returncode == 0
-    assert rows(where, "select strategy, symbol, signal, confidence from signals order by all") == before
-    assert rows(where, "select count(*) from runs")[0][0] == 1
+    assert rows(where, "select strategy, symbol, signal, confidence from signals_current order by all") == before
+    assert rows(where, "select attempt, count(*) from signals group by attempt order by attempt") == [(1, len(before)),
+                                                                                                      (2, len(before))]
+    assert rows(where, "select attempt, status from runs order by attempt") == [(1, "succeeded"), (2, "succeeded")]
     ms = manifests(where)
     assert len(ms) == 2 and {m["status"] for m in ms} == {"succeeded"} and ms[0]["run_id"] == ms[1]["run_id"]
     assert ms[0]["data_sha256"] == ms[1]["data_sha256"] and len(ms[0]["git_commit"]) >= 7
@@ -65,6 +68,7 @@ def test_rerun_replaces_rows_and_both_runs_are_archived(where, nse_dir):
 
 
 def test_failing_cell_is_archived_as_failed(where, nse_dir):
+    """RELIABILITY 7: a raising cell gives exit 1; the notebook is archived with status failed, the cell and ename."""
     bad = where["tmp"] / "bad"
     bad.mkdir()
     (bad / "TCS.csv").write_text("Date,Adj Close,Close,High,Low,Open,Volume\n2024-11-22,1,1,1,1,oops,1\n")
@@ -89,6 +93,7 @@ def test_timeout_is_recorded(where):
 
 
 def test_non_session_and_stale_days(where, nse_dir):
+    """RELIABILITY 12 and 13: a holiday ends no_session with no rows; stale data ends data_stale, no signals."""
     r = daily(where, "--as-of", "2024-11-15")            # Guru Nanak Jayanti: an exchange holiday
     assert r.returncode == 0 and r.stdout.startswith("no_session"), r.stdout + r.stderr
     r = daily(where, "--as-of", "2024-11-25")            # a session after the sample ends: stale data
@@ -98,6 +103,7 @@ def test_non_session_and_stale_days(where, nse_dir):
 
 
 def test_parameter_values_arrive_unchanged_and_unknown_names_are_refused(where, nse_dir):
+    """RELIABILITY 10: hostile parameter values arrive unchanged; unknown names are refused before papermill."""
     odd = where["tmp"] / 'it\'s "odd"\\ dir\nwith newline'
     odd.mkdir()
     for s in ("TCS", "INFY"): shutil.copy(nse_dir / f"{s}.csv", odd / f"{s}.csv")
@@ -117,6 +123,7 @@ def test_parameter_values_arrive_unchanged_and_unknown_names_are_refused(where, 
 
 @pytest.mark.parametrize("target", ["daily_signals.ipynb", "manifest.json"])
 def test_one_changed_byte_fails_audit_and_names_the_run(where, nse_dir, target):
+    """RELIABILITY 5: one changed byte of a notebook or manifest fails `audit verify`, naming the run."""
     assert daily(where, "--as-of", DAY, "--symbols", "TCS", "INFY").returncode == 0
     assert daily(where, "--as-of", DAY, "--symbols", "TCS").returncode == 0
     [victim] = [p for p in Path(where["archive"]).rglob(target) if "TCS" in json.dumps(manifests(where)[0])][:1]
@@ -132,15 +139,16 @@ def test_one_changed_byte_fails_audit_and_names_the_run(where, nse_dir, target):
 
 @pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime not installed (make test installs it as root)")
 def test_same_as_of_on_another_day_gives_the_same_signals(where, nse_dir):
+    """RELIABILITY 20: with the clock faked (libfaketime), as_of=D gives the same output."""
     env = dict(os.environ)
     a = subprocess.run(["faketime", "2031-03-03 08:00:00", str(Path(sys.executable).parent / "strategy-engine"), "run", "daily",
                         "--as-of", DAY, "--symbols", *SYMBOLS, "--warehouse", where["warehouse"], "--archive", where["archive"],
                         "--no-log-output"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert a.returncode == 0, a.stdout + a.stderr
-    first = rows(where, "select signal_id, signal, confidence, metadata from signals order by all")
+    first = rows(where, "select signal_id, signal, confidence, metadata from signals_current order by all")
     b = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
     assert b.returncode == 0
-    assert rows(where, "select signal_id, signal, confidence, metadata from signals order by all") == first
+    assert rows(where, "select signal_id, signal, confidence, metadata from signals_current order by all") == first
     starts = sorted(m["started_at"] for m in manifests(where))
     assert starts[-1].startswith("2031-03-03"), starts          # the clock really was faked for the first run
 
@@ -158,7 +166,7 @@ def test_shards_union_equals_the_unsharded_run(where, nse_dir):
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, out + err
-    q = "select date, strategy, symbol, signal, confidence, signal_id, timestamp, metadata from signals order by all"
+    q = "select date, strategy, symbol, signal, confidence, signal_id, timestamp, metadata from signals_current order by all"
     assert rows(where, q) == rows(whole, q)
     assert sorted(r[0] for r in rows(where, "select shard from runs")) == [0, 1, 2]
     ms = manifests(where)
@@ -166,6 +174,7 @@ def test_shards_union_equals_the_unsharded_run(where, nse_dir):
 
 
 def test_archive_holds_no_secrets(where, nse_dir):
+    """RELIABILITY 11: a scan of every archived object finds no secret value."""
     secrets = {"TELEGRAM_BOT_TOKEN": "123456:very-secret-token-value", "STRATEGY_ENGINE_API_TOKEN": "api-token-0123456789"}
     r = daily(where, "--as-of", DAY, "--symbols", "TCS", env={**os.environ, **secrets})
     assert r.returncode == 0, r.stdout + r.stderr
@@ -202,7 +211,7 @@ def test_make_run_on_a_bare_clone_runs_the_synthetic_universe_twice_the_same(whe
     assert first.returncode == 0 and first.stdout.startswith("succeeded:"), first.stdout + first.stderr
     [nb] = Path(where["archive"]).rglob("daily_signals.ipynb")
     assert "SYNTHETIC demo data" in nb.read_text()
-    table = "select run_id, symbol, strategy, signal, confidence from signals order by all"
+    table = "select run_id, symbol, strategy, signal, confidence from signals_current order by all"
     before = rows(where, table)
     assert before and all(s.startswith("SYN") for _, s, *_ in before)
     again = daily(where, "--as-of", "latest", "--no-log-output", "--no-alerts", env=env)
@@ -210,7 +219,8 @@ def test_make_run_on_a_bare_clone_runs_the_synthetic_universe_twice_the_same(whe
 
 
 def test_sigterm_mid_run_is_archived_as_killed(where, nse_dir):
-    """Cloud Run's task timeout sends SIGTERM: the run is archived `killed` (exit 5), chained, and verifies."""
+    """Cloud Run's task timeout sends SIGTERM: the run is archived `killed` (exit 5), chained, and verifies.
+    RELIABILITY 8: SIGTERM mid-run (a Cloud Run task timeout) is archived as killed, in bounded time."""
     tmp = where["tmp"] / "tmp"; tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp)}                                    # where the launcher's output notebook appears
     proc = subprocess.Popen([str(Path(sys.executable).parent / "strategy-engine"), "run", "daily", "--as-of", DAY,

@@ -17,6 +17,7 @@ from conftest import ROOT, make_template, processes_with_env
 
 
 def test_parameter_values_arrive_unchanged(tmp_path):
+    """RELIABILITY 10: quotes, backslashes, newlines and injection attempts arrive as the same string."""
     tpl = make_template(tmp_path / "t.ipynb", 'text = "default"\nitems = []\nout = ""',
                         "import json\nopen(out, 'w').write(json.dumps({'text': text, 'items': items}))")
     nasty = 'quote " single \' backslash \\ newline \n tab \t unicode ₹ }} {{ $x'
@@ -43,6 +44,7 @@ def test_failing_cell_is_recorded_and_output_written(tmp_path):
 
 
 def test_timeout_is_its_own_status(tmp_path):
+    """RELIABILITY 8: a cell past the timeout is its own status; the notebook is kept."""
     tpl = make_template(tmp_path / "t.ipynb", "x = 1", "import time\ntime.sleep(30)")
     ex = execute_notebook(tpl, tmp_path / "o.ipynb", timeout=3)
     assert ex.status == "timeout" and ex.output.exists() and ex.seconds < 25
@@ -77,6 +79,7 @@ def test_a_kernel_booted_early_runs_the_notebook_preloaded_and_is_killed_after(t
 
 
 def test_a_kernel_that_dies_is_a_failed_run_with_its_notebook_kept(tmp_path):
+    """RELIABILITY 8: a dead kernel ends the run failed, notebook kept."""
     tpl = make_template(tmp_path / "t.ipynb", "x = 1", "print('before the crash')", "import os\nos._exit(3)", "print('never')")
     ex = execute_notebook(tpl, tmp_path / "o.ipynb")                    # no exception out of the launcher's call
     assert ex.status == "failed" and ex.error.startswith("DeadKernelError"), ex

@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, **settings: str):
         self.tmp, self.port = tmp, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.warehouse = tmp / "wh.duckdb"
@@ -47,7 +47,7 @@ class Server:
         self.stderr = tmp / "server.stderr"
         env = {**os.environ, "STRATEGY_ENGINE_API_TOKEN": EXEC, "STRATEGY_ENGINE_READ_TOKEN": READ,
                "TELEGRAM_BOT_TOKEN": OTHER_SECRET, "STRATEGY_ENGINE_WAREHOUSE": f"duckdb:///{self.warehouse}",
-               "STRATEGY_ENGINE_ARCHIVE": str(self.archive), "LOG_LEVEL": "INFO"}
+               "STRATEGY_ENGINE_ARCHIVE": str(self.archive), "LOG_LEVEL": "INFO", **settings}
         env.pop("STRATEGY_ENGINE_MARKET_DATA", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-c", f"from strategy_engine.service import serve; serve(port={self.port})"],
@@ -128,6 +128,7 @@ def test_health_is_open_and_reports_readiness(server):
 
 
 def test_scope_matrix(server):
+    """RELIABILITY 22: no token, a wrong token, a read token on execute: 401/403 on every endpoint."""
     dry = {**SEED, "mode": "dry_run", "as_of": DAY}
     expected = {  # token -> (GET /runs, GET /performance, POST /execute-strategies)
         None: (401, 401, 401), "not-a-valid-token-0000000000": (401, 401, 401), READ: (200, 200, 403), EXEC: (200, 200, 200)}
@@ -157,6 +158,7 @@ def test_scope_matrix(server):
     ({"symbols": ["TCS", "TCS"]}, 422, ["'TCS' is listed twice"]),
 ])
 def test_invalid_requests_say_what_is_allowed_and_run_nothing(server, change, status, needles):
+    """RELIABILITY 23: unknown fields, unknown strategies, non-session dates: 4xx, nothing runs."""
     body = {**SEED, **change}
     if body.get("as_of") == "FUTURE":                                   # the next session after today in India
         today = pd.Timestamp.now(tz="Asia/Kolkata").normalize().tz_localize(None)
@@ -237,6 +239,7 @@ def test_retry_with_the_same_key_returns_the_first_run(server, seed_run):
 
 
 def test_concurrent_scheduler_retries_start_exactly_one_run(server, seed_run):
+    """RELIABILITY 3: concurrent calls with the same scheduler time start one execution."""
     body = {"strategies": ["momentum"], "symbols": ["INFY"], "mode": "production", "as_of": DAY}
     headers = {"X-CloudScheduler-ScheduleTime": "2024-11-22T10:00:00Z", "X-CloudScheduler-JobName": "daily-signals"}
     out: list = [None] * 4
@@ -418,3 +421,39 @@ def test_a_failed_validation_of_the_day_gates_production_requests(server, seed_r
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "data_stale" and r.json()["exit_code"] == 4    # ran, and its own check failed closed
     assert len(server.manifests()) == before + 1
+
+
+def test_identical_concurrent_bodies_without_a_key_start_one_run(server, seed_run):
+    """Issue 12 / RELIABILITY 3: identical bodies with no idempotency header, sent at once, start one run."""
+    body = {"strategies": ["breakout"], "symbols": ["ITC", "LT"], "mode": "production", "as_of": DAY}
+    before = len(server.manifests())
+    out: list = [None] * 5
+
+    def call(i):
+        with httpx.Client(base_url=server.url, timeout=120) as c:
+            out[i] = c.post("/execute-strategies", json=body, headers={"Authorization": f"Bearer {EXEC}"})
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(5)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    assert all(r.status_code == 200 for r in out), [r.text for r in out]
+    answers = [r.json() for r in out]
+    assert len({a["run_id"] for a in answers}) == 1 and sorted(a["replayed"] for a in answers) == [False, *[True] * 4]
+    assert len(server.manifests()) == before + 1
+    assert server.sql("select started_by from runs where run_id = ?", answers[0]["run_id"])[0][0].startswith("api:")
+
+
+def test_rate_limit_and_range_cap(tmp_path):
+    """RELIABILITY 23: a burst above the per-token rate limit gets 429; a /performance range above the cap gets 422."""
+    srv = Server(tmp_path, STRATEGY_ENGINE_SERVICE_RATE_LIMIT_PER_MINUTE="3", STRATEGY_ENGINE_SERVICE_MAX_RANGE_DAYS="30")
+    try:
+        body = {"strategies": ["momentum"], "mode": "dry_run", "as_of": DAY}
+        codes = [srv.post(body).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429], codes
+        assert srv.post(body, token=READ).status_code == 403           # a read token is refused before it is counted
+        r = srv.get("/performance", params={"start": "2024-01-01", "end": "2024-11-22"})
+        assert r.status_code == 422 and "at most 30 days" in r.text
+        assert srv.get("/performance", params={"start": "2024-11-01", "end": "2024-11-22"}).status_code == 200
+        assert not srv.manifests()
+    finally:
+        srv.stop()

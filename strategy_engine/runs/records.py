@@ -19,7 +19,7 @@ from .contract import failpoint
 from ..warehouse import Warehouse
 
 # %% auto #0
-__all__ = ['DATA_SUFFIXES', 'STAGED_TABLES', 'resolve_data', 'data_identity', 'config_identity', 'runs_row', 'load_record',
+__all__ = ['DATA_SUFFIXES', 'STAGED_TABLES', 'ANY', 'resolve_data', 'data_identity', 'config_identity', 'runs_row', 'load_record',
            'Reconciled', 'reconcile', 'rebuild', 'verify_records']
 
 # %% ../../nbs/36_run_records.ipynb #fc42527a
@@ -119,9 +119,11 @@ def _key(entry: Mapping) -> tuple[str, int, int]:
     "(run_id, attempt, shard) of a ledger entry: what its record is keyed by in the warehouse."
     return (str(entry.get("warehouse_run_id") or entry.get("run_id")), int(entry.get("attempt", 0)), int(entry.get("shard", 0)))
 
-def _for(entry: Mapping, warehouse: Warehouse) -> bool:
-    "Whether a ledger entry's record belongs in `warehouse` (entries without a warehouse field: any)."
-    return entry.get("warehouse") in (None, warehouse.uri)
+ANY = "*"          # `reconcile(..., meant_for=ANY)`: records meant for any warehouse (a rebuild into a new one)
+
+def _for(entry: Mapping, meant_for: str) -> bool:
+    "Whether a ledger entry's record was meant for warehouse `meant_for` (ANY: every record; entries naming none: any)."
+    return meant_for == ANY or entry.get("warehouse") in (None, meant_for)
 
 def _unchained(archive: Archive, entries) -> list[str]:
     import re
@@ -129,10 +131,10 @@ def _unchained(archive: Archive, entries) -> list[str]:
     return [k for k in archive.list() if re.fullmatch(r"\d{4}/\d{2}/\d{2}/[^/]+/attempt-\d+/manifest\.json", k)
             and k not in ledgered]
 
-def reconcile(archive: Archive, warehouse: Warehouse, since: int | None = None,
-              runs: Sequence[str] = ()) -> Reconciled:
+def reconcile(archive: Archive, warehouse: Warehouse, since: int | None = None, runs: Sequence[str] = (),
+              meant_for: str | None = None) -> Reconciled:
     "Chain archived manifests the ledger lacks and load ledgered records the warehouse lacks (after `since`, or all)."
-    out = Reconciled()
+    out, meant_for = Reconciled(), meant_for or warehouse.uri
     entries, _, _ = _read_chain(archive)
     for key in _unchained(archive, entries) if since is None or runs else []:
         if runs and not any(f"/{r}/" in key for r in runs): continue
@@ -155,28 +157,29 @@ def reconcile(archive: Archive, warehouse: Warehouse, since: int | None = None,
     have = warehouse.read_runs()
     loaded = {(r.run_id, int(r.attempt), int(r.shard)): r.manifest_sha256 for r in have.itertuples()}
     for _, entry in entries:
-        if not _for(entry, warehouse): continue
+        if not _for(entry, meant_for): continue
         if since is not None and int(entry["seq"]) <= since and entry.get("run_id") not in runs: continue
         if loaded.get(_key(entry)) == entry.get("manifest_sha256"): continue
         try: out.loaded[str(entry["manifest_key"])] = load_record(archive, warehouse, entry)
         except (ArchiveError, ValueError, KeyError) as e: out.problems.append(f"{entry['manifest_key']}: cannot load it: {e}")
     return out
 
-def rebuild(archive: Archive, warehouse: Warehouse) -> Reconciled:
-    "Load every archived record meant for an empty `warehouse`, in ledger order: the tables, row for row."
+def rebuild(archive: Archive, warehouse: Warehouse, source: str = ANY) -> Reconciled:
+    "Load every archived record (or those meant for warehouse `source`) into an empty `warehouse`, in ledger order."
     counts = warehouse.counts()
     if any(counts.get(t) for t in ("signals", "performance", "runs")):
         raise ConfigError(f"warehouse rebuild needs an empty warehouse; {warehouse.uri} holds {counts}. Rebuild into a new "
                           "file or dataset, then switch to it.")
-    return reconcile(archive, warehouse)
+    return reconcile(archive, warehouse, meant_for=source)
 
 # %% ../../nbs/36_run_records.ipynb #c4354659
 def verify_records(archive: Archive, warehouse: Warehouse) -> list[str]:
     "Problems between archive and warehouse: a loaded record missing from the ledger, row counts, records not loaded."
     entries, _, _ = _read_chain(archive)
-    by_key = {_key(e): e for _, e in entries if _for(e, warehouse)}
+    by_key = {_key(e): e for _, e in entries if _for(e, warehouse.uri)}
     problems = []
     runs = warehouse.read_runs()
+    runs = runs[runs["manifest_uri"].fillna("").str.startswith(archive.uri("") + "/")]   # loaded from this archive
     for r in runs.itertuples():
         key = (r.run_id, int(r.attempt), int(r.shard))
         e = by_key.get(key)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .archive import EXIT_CODES, ArchiveError, open_archive
+from .archive import ArchiveError, open_archive
+from .contract import EXIT_CODES, shard_of
 from ..calendar import TradingCalendar, nse_calendar
 from ..core import ConfigError, check_names
 from ..daily import RULE_STRATEGIES, start_daily
@@ -232,7 +233,8 @@ def validation_result(v: DayValidation) -> dict:
             "data_sha256": v.bars.content_hash() if v.bars is not None else None}
 
 # %% ../../nbs/34_schedule.ipynb #1f18debb
-RECORD_COLUMNS = ["kind", "run_id", "attempt", "status", "exit_code", "started_at", "ended_at", "error", "manifest_key"]
+RECORD_COLUMNS = ["kind", "run_id", "attempt", "status", "exit_code", "started_at", "ended_at", "error", "manifest_key",
+                  "data_uri"]
 
 def day_records(as_of, archive: str | None = None) -> pd.DataFrame:
     "Every run archived for `as_of` (all kinds and attempts), oldest first by end time."
@@ -245,7 +247,8 @@ def day_records(as_of, archive: str | None = None) -> pd.DataFrame:
         except (ArchiveError, ValueError): continue
         rows.append({"kind": m.get("kind"), "run_id": m.get("run_id"), "attempt": int(key.split("/attempt-")[1].split("/")[0]),
                      "status": m.get("status"), "exit_code": m.get("exit_code"), "started_at": m.get("started_at"),
-                     "ended_at": m.get("ended_at"), "error": m.get("error", ""), "manifest_key": key})
+                     "ended_at": m.get("ended_at"), "error": m.get("error", ""), "manifest_key": key,
+                     "data_uri": ((m.get("identity") or {}).get("data") or {}).get("uri")})
     out = pd.DataFrame(rows, columns=RECORD_COLUMNS)
     return out.sort_values(["ended_at", "started_at", "attempt"], kind="stable", ignore_index=True)
 
@@ -262,11 +265,14 @@ class Gate:
         run = f" (run {self.run_id})" if self.run_id else ""
         return f"validation of {self.as_of}: {self.status}{run}{' - ' + self.reason if self.reason else ''}"
 
-def validation_gate(as_of, archive: str | None = None) -> Gate:
-    "The gate of `as_of`: the latest archived `validate` run decides; none archived lets the day go ahead."
+def validation_gate(as_of, archive: str | None = None, data: str | None = None) -> Gate:
+    "The gate of `as_of` on `data`: the latest archived `validate` run of that data decides; none lets the day go ahead."
+    from strategy_engine.runs.records import resolve_data
     day = f"{_day(as_of):%Y-%m-%d}"
     recs = day_records(day, archive)
     recs = recs[recs["kind"] == "validate"]
+    if data is not None:                 # a validation of other data neither blocks nor clears this run
+        recs = recs[recs["data_uri"].isna() | (recs["data_uri"] == resolve_data(data))]
     if recs.empty:
         return Gate(True, day, "missing", "", "no validation run archived for this day; the daily run validates its own "
                                               "bars and fails closed")
@@ -295,11 +301,6 @@ class StageOutcome:
         again = " (replayed: this scheduled run already ran)" if self.launch.replayed else ""
         return f"{self.stage} {self.as_of}{again}: {self.launch}"
 
-def _shard_of(parameters: Mapping, env: Mapping[str, str]) -> tuple[int, int]:
-    try: return (int(parameters.get("shard_index", env.get("CLOUD_RUN_TASK_INDEX", 0))),
-                 int(parameters.get("shard_count", env.get("CLOUD_RUN_TASK_COUNT", 1))))
-    except (TypeError, ValueError): raise ConfigError("shard index/count must be integers.") from None
-
 def _alert(launched: Launch, stage: str, as_of: str, env: Mapping[str, str]) -> tuple:
     "Raise the alert of a stage that ended badly (never raises itself)."
     from strategy_engine.alerts import notify_run
@@ -318,13 +319,15 @@ def run_stage(stage: str, parameters: Mapping, archive: str | None = None, *, sc
     as_of = f"{_day(parameters['as_of']):%Y-%m-%d}"
     gate = None
     if s.gated and not force:
-        gate = validation_gate(as_of, archive)
+        gate = validation_gate(as_of, archive, parameters.get("data", "auto"))
         if not gate.ok:
             status = "data_stale" if gate.status == "data_stale" else "failed"
             return StageOutcome(stage, as_of, status, EXIT_CODES[status], None, gate, (),
                                 f"not started: the {gate}. Fix the data and run `strategy-engine run validate --as-of "
                                 f"{as_of}` again, or pass --force to run anyway.")
-    if key is None and scheduled is not None: key = idempotency_key(stage, as_of, scheduled, _shard_of(parameters, env))
+    if key is None and scheduled is not None: key = idempotency_key(stage, as_of, scheduled, shard_of(parameters, env))
+    if scheduled is not None:             # who started it: the scheduler, with its time (designates the day's run)
+        launch_kwargs = {"by": f"scheduler:{as_of}T{scheduled}+05:30", "scheduled": True, **launch_kwargs}
     if key: launched = launch_once(s.kind, parameters, key, archive=archive, env=env, **launch_kwargs)
     else: launched = launch(s.kind, parameters, archive=archive, env=env, **launch_kwargs)
     sent = ()

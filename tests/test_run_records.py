@@ -1,0 +1,181 @@
+"""Run records: the archive is the truth and the warehouse its index (issue 12), through the real CLI and launcher."""
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from strategy_engine.runs.archive import open_archive, verify
+from strategy_engine.runs.contract import FAILPOINT_ENV, RUN_STEPS
+from strategy_engine.runs.records import reconcile, verify_records
+from strategy_engine.warehouse import open_warehouse
+
+from conftest import run_cli
+
+DAY = "2024-11-22"
+
+
+@pytest.fixture
+def where(tmp_path):
+    return {"warehouse": f"duckdb:///{tmp_path}/wh.duckdb", "archive": str(tmp_path / "archive"), "tmp": tmp_path}
+
+
+def daily(where, *extra, env=None):
+    return run_cli("run", "daily", "--as-of", DAY, "--warehouse", where["warehouse"], "--archive", where["archive"],
+                   "--no-alerts", *extra, env=env)
+
+
+def manifests(where):
+    "The archived manifests, oldest first."
+    found = [json.loads(p.read_text()) for p in Path(where["archive"]).rglob("manifest.json")]
+    return sorted(found, key=lambda m: m["started_at"])
+
+
+def current(where) -> pd.DataFrame:
+    with open_warehouse(where["warehouse"]) as wh: return wh.read_signals(start=DAY, end=DAY)
+
+
+def consistent(where) -> list[str]:
+    "Every problem between archive and warehouse (empty: consistent)."
+    store = open_archive(where["archive"])
+    with open_warehouse(where["warehouse"]) as wh:
+        return [str(p) for p in verify(store, allow_empty=True).problems] + verify_records(store, wh)
+
+
+@pytest.mark.parametrize("step,how", [(s, "kill") for s in RUN_STEPS] + [("executed", "term"), ("ledgered", "term")])
+def test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete(where, step, how):
+    """RELIABILITY 2: kill -9 / SIGTERM after each step of a run; then reconcile, and a retry, converge to one clean run."""
+    crashed = daily(where, "--data", "synthetic", env={**os.environ, FAILPOINT_ENV: f"{step}:{how}"})
+    assert crashed.returncode in (-9, -15), crashed.stdout + crashed.stderr
+    problems = consistent(where)
+    allowed = ("not_in_ledger", "not loaded into the warehouse")
+    assert all(any(a in p for a in allowed) for p in problems), problems        # never a contradiction, only unfinished
+    store = open_archive(where["archive"])
+    with open_warehouse(where["warehouse"]) as wh:
+        done = reconcile(store, wh)
+    assert not done.problems and consistent(where) == []
+    archived = manifests(where)
+    if step in ("executed", "archived_files"):
+        assert archived == [] and current(where).empty                            # nothing of the run exists
+    else:
+        assert len(archived) == 1 and len(current(where)) == archived[0]["warehouse_rows"]["signals"] > 0
+    retry = daily(where, "--data", "synthetic")
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+    assert consistent(where) == []
+    ms = manifests(where)
+    assert len({m["run_id"] for m in ms}) == 1 and len(current(where)) == ms[-1]["warehouse_rows"]["signals"]
+
+
+def test_history_is_kept_and_the_day_is_never_a_mixture(where, nse_dir):
+    """Issue 12: a narrower second run of the day becomes current as a whole; the first run's rows stay, whole."""
+    first = daily(where)
+    assert first.returncode == 0, first.stdout + first.stderr
+    before = current(where)
+    second = daily(where, "--strategies", "momentum", "--symbols", "RELIANCE", "TCS")
+    assert second.returncode == 0, second.stdout + second.stderr
+    m1, m2 = (m for m in manifests(where))
+    assert m1["run_id"] != m2["run_id"]
+    now = current(where)
+    assert set(now["run_id"]) == {m2["identity"]["run_id"]} and set(now["symbol"]) <= {"RELIANCE", "TCS"}
+    with open_warehouse(where["warehouse"]) as wh:
+        kept = wh.read_signals(run_id=m1["identity"]["run_id"])
+        assert len(kept) == m1["warehouse_rows"]["signals"] == len(before)      # the first manifest's count stays true
+        perf = wh.read_performance(start=DAY, end=DAY)
+        assert set(perf["run_id"]) == {m2["identity"]["run_id"]} and set(perf["strategy"]) == {"momentum"}
+        then = wh.read_signals(start=DAY, end=DAY, at=m1["ended_at"])           # what was current after the first run
+        assert set(then["run_id"]) == {m1["identity"]["run_id"]} and len(then) == len(before)
+        runs = wh.read_runs()
+    assert runs["started_at"].notna().all() and runs["notebook_uri"].notna().all() and runs["manifest_sha256"].notna().all()
+    assert (runs["data_uri"] == str(nse_dir)).all() and runs["started_by"].str.startswith("cli:").all()
+    assert consistent(where) == []
+
+
+def test_other_data_is_another_run_that_replaces_nothing(where, nse_dir):
+    """Issue 12: --data synthetic for the same day gets its own run id; the NSE run's rows and manifest stay true."""
+    nse = daily(where)
+    syn = daily(where, "--data", "synthetic")
+    assert nse.returncode == 0 and syn.returncode == 0, syn.stderr
+    a, b = manifests(where)
+    assert a["run_id"] != b["run_id"] and a["identity"]["data"]["uri"] == str(nse_dir)
+    assert b["identity"]["data"]["uri"] == "synthetic" and a["identity"]["config"]["sha256"] == b["identity"]["config"]["sha256"]
+    with open_warehouse(where["warehouse"]) as wh:
+        assert len(wh.read_signals(run_id=a["identity"]["run_id"])) == a["warehouse_rows"]["signals"] > 0
+
+
+def test_manifest_and_runs_row_are_complete(where, nse_dir):
+    """RELIABILITY 25 / issue 12: identity, who, code, data, configuration, files and row counts that match."""
+    out = daily(where)
+    assert out.returncode == 0, out.stderr
+    (m,) = manifests(where)
+    for field in ("run_id", "kind", "as_of", "status", "exit_code", "started_at", "ended_at", "git_commit", "algo_id",
+                  "started_by", "data_sha256", "parameters_sha256", "notebook_sha256", "warehouse_rows", "files", "configs"):
+        assert m.get(field) is not None, field
+    assert m["algo_id"] == "generic" and m["failed_cell"] is None and "image_digest" in m
+    assert set(m["files"]) == {"rows/signals.parquet", "rows/performance.parquet"}
+    assert m["configs"]["momentum"]["parameters"]["rsi_period"] == 14
+    assert len(m["identity"]["config"]["files"]) == 3 and len(m["identity"]["data"]["sha256"]) == 64
+    with open_warehouse(where["warehouse"]) as wh:
+        (row,) = wh.read_runs().to_dict("records")
+        assert row["manifest_sha256"] and json.loads(row["rows"]) == m["warehouse_rows"]
+        assert len(wh.read_signals(run_id=row["run_id"])) == m["warehouse_rows"]["signals"]
+
+
+def test_a_changed_config_is_another_identity(where, tmp_path):
+    """Issue 12: a changed strategy YAML changes the run id (whatever git says)."""
+    cfg = tmp_path / "config"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "config", cfg)
+    a = daily(where, "--data", "synthetic", "--strategies", "momentum", env={**os.environ, "STRATEGY_ENGINE_CONFIG": str(cfg)})
+    y = cfg / "strategies" / "momentum.yaml"
+    y.write_text(y.read_text().replace("rsi_period: 14", "rsi_period: 15"))
+    b = daily(where, "--data", "synthetic", "--strategies", "momentum", env={**os.environ, "STRATEGY_ENGINE_CONFIG": str(cfg)})
+    assert a.returncode == 0 and b.returncode == 0, b.stderr
+    m1, m2 = manifests(where)
+    assert m1["run_id"] != m2["run_id"] and m2["configs"]["momentum"]["parameters"]["rsi_period"] == 15
+
+
+def test_rebuild_from_the_archive_reproduces_the_tables_row_for_row(where, nse_dir):
+    """Issue 12: `warehouse rebuild --from-archive` into an empty warehouse equals the warehouse the runs built."""
+    assert daily(where).returncode == 0
+    assert daily(where, "--data", "synthetic").returncode == 0
+    assert daily(where, "--strategies", "momentum").returncode == 0
+    fresh = f"duckdb:///{where['tmp']}/rebuilt.duckdb"
+    out = run_cli("warehouse", "rebuild", "--from-archive", where["archive"], "--warehouse", fresh)
+    assert out.returncode == 0, out.stdout + out.stderr
+    with open_warehouse(where["warehouse"]) as a, open_warehouse(fresh) as b:
+        for name in ("signals", "performance", "runs"):
+            x, y = a.read_table(name), b.read_table(name)
+            assert len(x) > 0
+            pd.testing.assert_frame_equal(x, y, check_exact=True)
+    again = run_cli("warehouse", "rebuild", "--from-archive", where["archive"], "--warehouse", fresh)
+    assert again.returncode == 1 and "needs an empty warehouse" in again.stderr
+
+
+def test_audit_verify_fails_on_a_missing_archive_and_on_a_deleted_newest_run(where, nse_dir):
+    """Issue 12: an absent archive is not OK; deleting the newest run (folder and ledger tail) is caught via the warehouse."""
+    missing = run_cli("audit", "verify", "--archive", str(where["tmp"] / "no-such-path"), "--warehouse", where["warehouse"])
+    assert missing.returncode == 1 and "does not exist" in missing.stdout
+    ok = run_cli("audit", "verify", "--archive", str(where["tmp"] / "no-such-path"), "--allow-empty", "--no-warehouse")
+    assert ok.returncode == 0, ok.stdout
+    assert daily(where).returncode == 0 and daily(where, "--data", "synthetic").returncode == 0
+    good = run_cli("audit", "verify", "--archive", where["archive"], "--warehouse", where["warehouse"])
+    assert good.returncode == 0, good.stdout
+    newest = manifests(where)[-1]
+    root = Path(where["archive"])
+    for p in sorted(root.rglob("*"), reverse=True):
+        if p.is_file(): p.chmod(0o644)
+    shutil.rmtree(next(root.rglob(newest["run_id"])))
+    sorted((root / "ledger").iterdir())[-1].unlink()
+    bad = run_cli("audit", "verify", "--archive", where["archive"], "--warehouse", where["warehouse"])
+    assert bad.returncode == 1 and newest["identity"]["run_id"] in bad.stdout and "absent from the archive" in bad.stdout
+
+
+@pytest.mark.parametrize("flags,flag,hint", [(["--strategies", "momentom"], "--strategies", "Did you mean 'momentum'?"),
+                                             (["--symbols", "RELIANC", "TCS"], "--symbols", "Did you mean 'RELIANCE'?"),
+                                             (["--run-id", "../x"], "--run-id", "must be 1-128")])
+def test_a_typo_fails_before_anything_starts(where, nse_dir, flags, flag, hint):
+    """Issue 12: exit 2 with a did-you-mean naming the flag; nothing archived, no warehouse row, no alert."""
+    out = daily(where, *flags)
+    assert out.returncode == 2 and flag in out.stderr and hint in out.stderr, out.stderr
+    assert not Path(where["archive"]).exists() and not (where["tmp"] / "wh.duckdb").exists()

@@ -19,13 +19,14 @@ read -r PROJECT REGION < <("$PY" -c 'import sys, yaml; e = yaml.safe_load(open(s
 if [ -z "$IMAGE" ]; then
   COMMIT=$(git rev-parse HEAD)
   REF="$REGION-docker.pkg.dev/$PROJECT/strategy-engine/strategy-engine:$COMMIT"
-  cat > /tmp/strategy-engine-cloudbuild.yaml <<YAML
+  CONFIG=$(mktemp --suffix .yaml); trap 'rm -f "$CONFIG"' EXIT
+  cat > "$CONFIG" <<YAML
 steps:
   - name: gcr.io/cloud-builders/docker
     args: [build, --build-arg, GIT_COMMIT=$COMMIT, -t, $REF, .]
 images: [$REF]
 YAML
-  gcloud builds submit --project "$PROJECT" --region "$REGION" --config /tmp/strategy-engine-cloudbuild.yaml .
+  gcloud builds submit --project "$PROJECT" --region "$REGION" --config "$CONFIG" .
   IMAGE="$REGION-docker.pkg.dev/$PROJECT/strategy-engine/strategy-engine@$(gcloud artifacts docker images describe "$REF" \
           --project "$PROJECT" --format 'value(image_summary.digest)')"
 fi

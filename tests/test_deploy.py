@@ -2,10 +2,14 @@
 
 Not tested here (no Docker engine, no GCP project): building the image, running it, deploying, IAM.
 """
+import json
 import os
 import shlex
 import subprocess
+import sys
+from datetime import UTC, datetime
 
+import pytest
 import yaml
 
 from strategy_engine.cli import build_parser
@@ -75,12 +79,6 @@ def test_dockerfile_warm_up_compiles_the_numba_kernels(tmp_path):
 # ------------------------------------------------------------------ deploy.sh and verify_deployment.sh with stubs
 # Stub `gcloud`, `curl` and `terraform` executables on PATH record their arguments and answer canned output, so the
 # scripts' own logic (what they call, how they judge the answers, how they fail) runs for real.
-import json  # noqa: E402
-import sys  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-
-import pytest  # noqa: E402
-
 NOW = int(datetime(2026, 12, 3, 12, 0, tzinfo=UTC).timestamp())
 DIGEST = "sha256:" + "ab" * 32
 PROD = "strategy-engine-prod"
@@ -89,6 +87,7 @@ URL = "https://strategy-engine-api-xyz-el.a.run.app"
 
 GCLOUD = r"""#!/usr/bin/env bash
 printf '%s\n' "$*" >> "$STUB_DIR/gcloud.log"
+prev=""; for a in "$@"; do [ "$prev" = --config ] && cp "$a" "$STUB_DIR/config.yaml"; prev=$a; done
 for key in "$1_$2_$3_$4" "$1_$2_$3" "$1_$2"; do
   if [ -f "$STUB_DIR/gcloud_$key.out" ]; then
     cat "$STUB_DIR/gcloud_$key.out"
@@ -288,3 +287,19 @@ def test_deploy_applies_terraform_for_the_environment(tmp_path):
     r = subprocess.run(["bash", deploy, "qa", IMAGE], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2 and "no environments/qa.yaml" in r.stderr
     assert len((tmp_path / "stub" / "terraform.log").read_text().splitlines()) == 2   # neither refusal ran terraform
+
+
+def test_deploy_without_an_image_builds_the_commit_and_deploys_its_digest(tmp_path):
+    env = _stubs(tmp_path, {"gcloud_builds_submit.out": "DONE", "gcloud_artifacts_docker_images_describe.out": DIGEST})
+    r = subprocess.run(["bash", str(ROOT / "deploy" / "deploy.sh"), "production"], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    build, describe = (tmp_path / "stub" / "gcloud.log").read_text().splitlines()
+    assert build.startswith(f"builds submit --project {PROD} --region asia-south1 --config")
+    tag = f"asia-south1-docker.pkg.dev/{PROD}/strategy-engine/strategy-engine:{commit}"
+    assert describe.startswith(f"artifacts docker images describe {tag}")
+    config = (tmp_path / "stub" / "config.yaml").read_text()
+    assert f"GIT_COMMIT={commit}" in config and tag in config                 # the commit is baked into the image
+    apply = (tmp_path / "stub" / "terraform.log").read_text().splitlines()[1]
+    assert f"-var environment=production -var image={IMAGE}" in apply          # deployed by digest, not by tag

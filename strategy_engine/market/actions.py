@@ -116,71 +116,95 @@ def normalize_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
     return agg[list(LEDGER_COLUMNS)]
 
 # %% ../../nbs/08_actions.ipynb #d033dcd6
-def _events(close: pd.DataFrame, ledger: pd.DataFrame, column: str, total_return: bool) -> tuple[np.ndarray, np.ndarray]:
-    "Event matrices (all actions, split/bonus only) of per-ex-date factors on the panel's grid."
-    t, n = close.shape
-    every, splits = np.ones((t, n)), np.ones((t, n))
-    if ledger.empty: return every, splits
+def _events(close: pd.DataFrame, ledger: pd.DataFrame, column: str, total_return: bool):
+    "Each action as (row of its first bar on or after the ex-date, column, price factor, split factor)."
+    t = len(close)
+    none = np.array([], dtype=np.int64), np.array([], dtype=np.int64), np.array([]), np.array([])
+    if ledger.empty: return none
     j = close.columns.get_indexer(ledger[column])
     i = close.index.searchsorted(pd.DatetimeIndex(ledger["ex_date"]))     # first bar on or after the ex-date
     inside = (j >= 0) & (i > 0) & (i < t)                                  # an action before the first bar changes nothing
     led, i, j = ledger[inside], i[inside], j[inside]
     kind = led["kind"].to_numpy()
-    price = np.isin(kind, ["split", "bonus"]) & np.isfinite(led["factor"].to_numpy(dtype=float))
-    np.multiply.at(every, (i[price], j[price]), led["factor"].to_numpy(dtype=float)[price])
-    np.multiply.at(splits, (i[price], j[price]), led["factor"].to_numpy(dtype=float)[price])
+    factor = led["factor"].to_numpy(dtype=float)
+    price = np.isin(kind, ["split", "bonus"]) & np.isfinite(factor)
+    rows, cols, every, split = [i[price]], [j[price]], [factor[price]], [factor[price]]
     if total_return:
         div = (kind == "dividend") & np.isfinite(led["dividend"].to_numpy(dtype=float))
-        prev_close = close.ffill().to_numpy()[i[div] - 1, j[div]]
-        f = 1 - led["dividend"].to_numpy(dtype=float)[div] / prev_close
-        ok = np.isfinite(f) & (f > 0)
-        np.multiply.at(every, (i[div][ok], j[div][ok]), f[ok])
-    return every, splits
+        ci, cj = i[div], j[div]
+        if len(cj):
+            used = np.unique(cj)
+            prev = close.iloc[:, used].ffill().to_numpy()[ci - 1, np.searchsorted(used, cj)]
+            f = 1 - led["dividend"].to_numpy(dtype=float)[div] / prev
+            ok = np.isfinite(f) & (f > 0)
+            rows.append(ci[ok]); cols.append(cj[ok]); every.append(f[ok]); split.append(np.ones(int(ok.sum())))
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(every), np.concatenate(split)
 
-def _before(events: np.ndarray) -> np.ndarray:
-    "A_t = product of the event factors strictly after t (a reverse cumulative product, shifted one row)."
+def _before(t: int, rows: np.ndarray, pos: np.ndarray, width: int, factors: np.ndarray) -> np.ndarray:
+    "A_t = product of the event factors strictly after t: a reverse cumulative product, shifted one row."
+    events = np.ones((t, width))
+    np.multiply.at(events, (rows, pos), factors)
     after = np.cumprod(events[::-1], axis=0)[::-1]
-    return np.vstack([after[1:], np.ones((1, events.shape[1]))])
+    return np.vstack([after[1:], np.ones((1, width))])
 
 def adjustment_factors(close: pd.DataFrame, ledger: pd.DataFrame, total_return: bool = False,
                        column: str = "symbol") -> tuple[pd.DataFrame, pd.DataFrame]:
     "(price factors, split-only factors) on `close`'s date × symbol grid; `ledger[column]` names the panel's columns."
-    every, splits = _events(close, ledger, column, total_return)
-    mk = lambda a: pd.DataFrame(a, index=close.index, columns=close.columns)
-    return mk(_before(every)), mk(_before(splits))
+    rows, cols, every, split = _events(close, ledger, column, total_return)
+    t, n = close.shape
+    price, volume = np.ones((t, n)), np.ones((t, n))
+    touched = np.unique(cols)
+    if len(touched):                                   # only the columns with an action: the rest stay 1
+        pos = np.searchsorted(touched, cols)
+        price[:, touched] = _before(t, rows, pos, len(touched), every)
+        volume[:, touched] = _before(t, rows, pos, len(touched), split)
+    mk = lambda a: pd.DataFrame(a, index=close.index, columns=close.columns, copy=False)
+    return mk(price), mk(volume)
 
 def adjust_panel(frames: dict[str, pd.DataFrame], ledger: pd.DataFrame, total_return: bool = False,
                  column: str = "symbol") -> dict[str, pd.DataFrame]:
     "Raw open/high/low/close/volume frames adjusted from the ledger (prices × A, volume ÷ split factor)."
-    price, split = adjustment_factors(frames["close"], ledger, total_return, column)
-    out = {f: frames[f] * price for f in ("open", "high", "low", "close")}
-    out["volume"] = frames["volume"] / split
+    close = frames["close"]
+    rows, cols, every, split = _events(close, ledger, column, total_return)
+    touched = np.unique(cols)
+    if not len(touched): return {f: frames[f] for f in ("open", "high", "low", "close", "volume")}
+    t = len(close)
+    pos = np.searchsorted(touched, cols)
+    price = _before(t, rows, pos, len(touched), every)
+    vol = _before(t, rows, pos, len(touched), split)
+    out = {}
+    for f in ("open", "high", "low", "close", "volume"):
+        a = frames[f].to_numpy(dtype=np.float64, copy=True)
+        a[:, touched] = a[:, touched] / vol if f == "volume" else a[:, touched] * price
+        out[f] = pd.DataFrame(a, index=frames[f].index, columns=frames[f].columns, copy=False)
     return out
 
 # %% ../../nbs/08_actions.ipynb #ac0e0210
 def unexplained_jumps(close: pd.DataFrame, prev_close: pd.DataFrame | None, ledger: pd.DataFrame,
                       column: str = "symbol", tolerance: float = 0.03) -> list[Finding]:
     "Error findings for exchange-side adjustments (or split-sized moves) with no ledger action that day."
-    last = close.ffill().shift(1)
+    c = close.to_numpy(dtype=np.float64)
+    last = np.full_like(c, np.nan)
+    last[1:] = close.ffill().to_numpy(dtype=np.float64)[:-1]          # each symbol's previous close
     with np.errstate(invalid="ignore", divide="ignore"):
-        move = close / last
+        move = c / last
         jump = (move < 0.55) | (move > 1.9)
         if prev_close is not None:
-            gap = (last / prev_close).to_numpy()
+            gap = last / prev_close.to_numpy(dtype=np.float64)
             known = np.isfinite(gap)
-            jump = pd.DataFrame(np.where(known, np.abs(gap - 1) > tolerance, jump.to_numpy()), close.index, close.columns)
-    jump &= close.notna() & last.notna()
-    explained = np.zeros(close.shape, dtype=bool)
+            jump = np.where(known, np.abs(gap - 1) > tolerance, jump)
+    jump &= np.isfinite(move)
+    if not jump.any(): return []
     if not ledger.empty:
         j = close.columns.get_indexer(ledger[column])
         i = close.index.searchsorted(pd.DatetimeIndex(ledger["ex_date"]))
         ok = (j >= 0) & (i < len(close))
-        explained[i[ok], j[ok]] = True
-    hits = jump.to_numpy() & ~explained
+        jump[i[ok], j[ok]] = False                                    # explained by an action that day
     out = []
-    for j in np.flatnonzero(hits.any(axis=0)):
-        sym, dates = str(close.columns[j]), close.index[hits[:, j]]
-        r = float(move.iat[hits[:, j].argmax(), j]) - 1
+    for j in np.flatnonzero(jump.any(axis=0)):
+        sym, rows = str(close.columns[j]), np.flatnonzero(jump[:, j])
+        dates = close.index[rows]
+        r = float(move[rows[0], j]) - 1
         out.append(Finding("unexplained_jump", "error",
                            f"{sym}: {len(dates)} price jump(s) no corporate action explains ({dates[0].date()}: {r:+.1%}"
                            f"{' ...' if len(dates) > 1 else ''}); add the action to the ledger (strategy-engine data "

@@ -13,6 +13,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..calendar import TradingCalendar, nse_calendar
 from ..core import ConfigError, DataError, check_names
@@ -263,86 +265,134 @@ def import_bars_dir(path, warehouse=None, symbols: Sequence[str] | None = None,
 # %% ../../nbs/09a_market_store.ipynb #d8b343a4
 _READ = ("date", "isin", "symbol", "open", "high", "low", "close", "prev_close", "volume", "basis")
 
-def _grid(long: pd.DataFrame, names: dict[str, str]) -> tuple[pd.DatetimeIndex, list[str], np.ndarray, np.ndarray]:
-    dates, di = np.unique(long["date"].to_numpy(dtype="datetime64[ns]"), return_inverse=True)
-    isins, ii = np.unique(long["isin"].to_numpy(dtype=object), return_inverse=True)
-    order = sorted(range(len(isins)), key=lambda k: names[str(isins[k])])
-    rank = np.empty(len(isins), dtype=np.int64)
-    rank[order] = np.arange(len(isins))
-    return pd.DatetimeIndex(dates, name="date"), [str(isins[k]) for k in order], di, rank[ii]
+def _arrow_rows(wh: Warehouse, filters: list, columns: Sequence[str]) -> pa.Table:
+    "Some columns of market_bars as Arrow, unsorted (a whole market is millions of rows: no pandas on the way)."
+    if hasattr(wh, "read_arrow"): return wh.read_arrow("market_bars", filters, columns=columns)
+    return wh._select(MARKET_BARS, filters, (), columns=list(columns))
 
-def _names(long: pd.DataFrame) -> dict[str, str]:
+@dataclass
+class _Long:
+    "Long rows as numpy: day numbers, ISIN and symbol codes (with their dictionaries) and numeric columns."
+    days: np.ndarray
+    isin: np.ndarray
+    isins: list[str]
+    symbol: np.ndarray
+    symbols: list[str]
+    values: dict[str, np.ndarray]
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    enc = pc.dictionary_encode(column).combine_chunks()
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
+
+def _long(table: pa.Table) -> _Long:
+    days = table["date"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
+    isin, isins = _codes(table["isin"])
+    symbol, symbols = _codes(table["symbol"])
+    values = {c: (pc.equal(table[c], "vendor_splits").to_numpy() if c == "basis" else table[c].to_numpy())
+              for c in table.column_names if c not in ("date", "isin", "symbol")}
+    return _Long(days, isin, isins, symbol, symbols, values)
+
+def _names(rows: _Long) -> dict[str, str]:
     "ISIN -> its latest symbol in the rows; an older company that shares a name is shown as NAME~ISIN."
-    last = long.sort_values("date", kind="stable").drop_duplicates("isin", keep="last")
-    last = last.sort_values("date", ascending=False, kind="stable")
-    taken = last["symbol"].duplicated()
-    return {i: (f"{s}~{i}" if t else s) for i, s, t in zip(last["isin"], last["symbol"], taken)}
+    days, di = np.unique(rows.days, return_inverse=True)
+    k = len(rows.isins)
+    grid = np.full((len(days), k), -1, dtype=np.int32)                # symbol code by date × ISIN code
+    grid[di, rows.isin] = rows.symbol
+    last_row = len(days) - 1 - np.argmax(grid[::-1] >= 0, axis=0)     # each ISIN's latest bar
+    last_symbol = grid[last_row, np.arange(k)]
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for code in np.argsort(-last_row, kind="stable").tolist():
+        isin, sym = rows.isins[code], rows.symbols[int(last_symbol[code])]
+        names[isin] = sym if sym not in taken else f"{sym}~{isin}"
+        taken.add(sym)
+    return names
 
-def _ledger_isins(ledger: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
+def _grid(rows: _Long, names: dict[str, str]) -> tuple[pd.DatetimeIndex, list[str], np.ndarray, np.ndarray]:
+    "The sorted dates, the ISINs in name order, and each row's (date, column) position."
+    days, di = np.unique(rows.days, return_inverse=True)
+    order = sorted(range(len(rows.isins)), key=lambda k: names[rows.isins[k]])
+    rank = np.empty(len(rows.isins), dtype=np.int64)
+    rank[order] = np.arange(len(rows.isins))
+    dates = pd.DatetimeIndex(days.astype("datetime64[D]").astype("datetime64[ns]"), name="date")
+    return dates, [rows.isins[k] for k in order], di, rank[rows.isin]
+
+def _ledger_isins(ledger: pd.DataFrame, rows: _Long) -> pd.DataFrame:
     "The ledger with each entry's ISIN: given, or the ISIN its symbol had on the last bar before the ex-date."
     if ledger.empty: return ledger.assign(isin=pd.Series(dtype=object))
-    led = ledger.assign(ex_date=pd.to_datetime(ledger["ex_date"]).astype("datetime64[ns]")).sort_values("ex_date")
-    seen = long[["date", "symbol", "isin"]].assign(date=long["date"].astype("datetime64[ns]")).sort_values("date")
-    hit = pd.merge_asof(led.drop(columns="isin"), seen.rename(columns={"date": "ex_date", "isin": "found"}),
-                        on="ex_date", by="symbol", direction="backward", allow_exact_matches=False)
+    led = ledger.assign(ex_date=pd.to_datetime(ledger["ex_date"]).astype("datetime64[ns]"))
+    named = np.isin(np.array(rows.symbols, dtype=object), led["symbol"].unique())
+    keep = named[rows.symbol]                                   # only the rows of symbols the ledger names
+    seen = pd.DataFrame({"ex_date": rows.days[keep].astype("datetime64[D]").astype("datetime64[ns]"),
+                         "symbol": np.array(rows.symbols, dtype=object)[rows.symbol[keep]],
+                         "found": np.array(rows.isins, dtype=object)[rows.isin[keep]]}).sort_values("ex_date")
+    led = led.sort_values("ex_date")
+    hit = pd.merge_asof(led.drop(columns="isin"), seen, on="ex_date", by="symbol", direction="backward",
+                        allow_exact_matches=False)
     given = led["isin"].where(led["isin"].notna() & led["isin"].astype(str).ne("") & led["isin"].astype(str).ne("None"))
     return hit.assign(isin=given.to_numpy()).assign(isin=lambda d: d["isin"].fillna(d["found"])).drop(columns="found")
+
+def _window(start, end) -> list:
+    return ([("date", ">=", pd.Timestamp(start).date())] if start is not None else []) + \
+           ([("date", "<=", pd.Timestamp(end).date())] if end is not None else [])
 
 def read_market_bars(warehouse=None, symbols: Sequence[str] | None = None, start=None, end=None,
                      adjustment: str = "splits") -> Bars:
     "The stored bars as a `Bars` panel adjusted from the ledger ('splits', 'total_return' or 'raw')."
     check_names([adjustment], ADJUSTMENTS, "adjustment", "read_market_bars")
     wh, close = _warehouse(warehouse)
+    syms = None if symbols is None else ([symbols] if isinstance(symbols, str) else list(symbols))
     try:
-        window = ([("date", ">=", pd.Timestamp(start).date())] if start is not None else []) + \
-                 ([("date", "<=", pd.Timestamp(end).date())] if end is not None else [])
-        if symbols is not None:
-            syms = [symbols] if isinstance(symbols, str) else list(symbols)
-            named = wh.read_table("market_bars", filters=window + [("symbol", "in", syms)], order=())
-            if len(named) == 0 or set(syms) - set(named["symbol"]):
-                everyone = wh.read_table("market_bars", filters=window, order=())
-                check_names(syms, sorted(_names(everyone).values()) if len(everyone) else [], "symbol",
-                            f"{wh.uri} (table market_bars)")
-            isins = sorted(set(named["isin"]))
-            long = wh.read_table("market_bars", filters=window + [("isin", "in", isins)], order=())
+        window = _window(start, end)
+        if syms is not None:
+            named = _long(_arrow_rows(wh, window + [("symbol", "in", syms)], ("date", "isin", "symbol")))
+            wanted = sorted({named.isins[i] for i in np.unique(named.isin)}) if len(named.isin) else []
+            table = _arrow_rows(wh, window + [("isin", "in", wanted)], _READ) if wanted else None
         else:
-            long = wh.read_table("market_bars", filters=window, order=())
-        if long.empty:
+            table = _arrow_rows(wh, window, _READ)
+        if table is None or table.num_rows == 0:
+            if syms is not None:
+                known = _arrow_rows(wh, window, ("date", "isin", "symbol"))
+                check_names(syms, sorted(set(_names(_long(known)).values())) if known.num_rows else [], "symbol",
+                            f"{wh.uri} (table market_bars)")
             raise DataError(f"{wh.uri}: no bars in market_bars between {start} and {end}; ingest bhavcopies "
                             "(strategy-engine data ingest PATH) or import a folder (strategy-engine data import DIR) first.")
         ledger = wh.read_table("market_actions", order=())      # also what explains a jump in raw prices
     finally:
         if close: wh.close()
-    names = _names(long)
-    if symbols is not None:                                   # the asked names, in the asked order
-        wanted = {n: i for i, n in names.items()}
-        missing = [s for s in syms if s not in wanted]
-        if missing: raise DataError(f"{wh.uri}: no bars for {', '.join(missing)} between {start} and {end}.")
-    dates, isins, di, si = _grid(long, names)
+    rows = _long(table)
+    names = _names(rows)
+    if syms is not None:
+        missing = [s for s in syms if s not in set(names.values())]
+        if missing:
+            check_names(missing, sorted(names.values()), "symbol", f"{wh.uri} (table market_bars)")
+            raise DataError(f"{wh.uri}: no bars for {', '.join(missing)} between {start} and {end}.")
+    dates, isins, di, si = _grid(rows, names)
     shape = (len(dates), len(isins))
     frames = {}
     for f in ("open", "high", "low", "close", "volume", "prev_close"):
         a = np.full(shape, np.nan)
-        a[di, si] = long[f].to_numpy(dtype=np.float64)
-        frames[f] = pd.DataFrame(a, index=dates, columns=pd.Index(isins, name="symbol"))
+        a[di, si] = rows.values[f]
+        frames[f] = pd.DataFrame(a, index=dates, columns=pd.Index(isins, name="symbol"), copy=False)
     vendor = np.zeros(shape, dtype=bool)
-    vendor[di, si] = long["basis"].to_numpy() == "vendor_splits"
-    led = _ledger_isins(ledger, long)
+    vendor[di, si] = rows.values["basis"]
+    led = _ledger_isins(ledger, rows)
     if len(led) and vendor.any():            # a vendor's split-adjusted history already holds its splits and bonuses
-        last_vendor = pd.Series(np.where(vendor.any(axis=0), dates.values[(vendor * np.arange(1, shape[0] + 1)[:, None])
-                                                                          .argmax(axis=0)], np.datetime64("NaT")),
-                                index=isins)
+        last_row = np.where(vendor.any(axis=0), shape[0] - 1 - np.argmax(vendor[::-1], axis=0), -1)
+        last_vendor = pd.Series(np.where(last_row >= 0, dates.values[last_row], np.datetime64("NaT")), index=isins)
         cutoff = led["isin"].map(last_vendor)
         led = led[~(led["kind"].isin(["split", "bonus"]) & cutoff.notna() & (led["ex_date"] <= cutoff))]
-    prev_close = frames.pop("prev_close").where(~vendor, frames["close"].ffill().shift(1))
+    prev_close = frames.pop("prev_close")
+    if vendor.any(): prev_close = prev_close.where(~vendor, frames["close"].ffill().shift(1))
     issues = tuple(unexplained_jumps(frames["close"], prev_close, led, column="isin"))
     if adjustment != "raw":
         frames = adjust_panel(frames, led, total_return=adjustment == "total_return", column="isin")
-    label = {i: names[i] for i in isins}
-    frames = {f: frames[f].rename(columns=label).rename_axis(index="date", columns="symbol") for f in FIELDS}
-    issues = tuple(type(x)(x.check, x.severity, x.message.replace(x.symbol, label.get(x.symbol, x.symbol), 1),
-                           label.get(x.symbol, x.symbol), x.dates, x.value) for x in issues)
-    if symbols is not None: frames = {f: fr[syms] for f, fr in frames.items()}
+    label = pd.Index([names[i] for i in isins], name="symbol")
+    frames = {f: frames[f].set_axis(label, axis=1).rename_axis(index="date") for f in FIELDS}
+    by_isin = dict(zip(isins, label))
+    issues = tuple(type(x)(x.check, x.severity, x.message.replace(x.symbol, by_isin.get(x.symbol, x.symbol), 1),
+                           by_isin.get(x.symbol, x.symbol), x.dates, x.value) for x in issues)
+    if syms is not None: frames = {f: fr[syms] for f, fr in frames.items()}
     basis = "vendor split-adjusted history + " if vendor.any() else ""
     source = f"{wh.uri} (market_bars, {basis}{adjustment} from the actions ledger)"
     return Bars(**frames, source=source, adjusted=adjustment != "raw", issues=issues, adjustment=adjustment)
@@ -351,15 +401,14 @@ def read_market_field(warehouse=None, column: str = "series", start=None, end=No
     "One stored column (series, traded_value, trades, isin...) as a date × symbol frame named like `read_market_bars`."
     check_names([column], list(MARKET_BARS.columns), "column", "market_bars")
     wh, close = _warehouse(warehouse)
-    try:
-        window = ([("date", ">=", pd.Timestamp(start).date())] if start is not None else []) + \
-                 ([("date", "<=", pd.Timestamp(end).date())] if end is not None else [])
-        long = wh.read_table("market_bars", filters=window, order=())
+    try: table = _arrow_rows(wh, _window(start, end), tuple(dict.fromkeys(("date", "isin", "symbol", column))))
     finally:
         if close: wh.close()
-    names = _names(long)
-    dates, isins, di, si = _grid(long, names)
-    values = long[column].to_numpy()
+    rows = _long(table)
+    names = _names(rows)
+    dates, isins, di, si = _grid(rows, names)
+    values = table[column].to_numpy() if column not in ("isin", "symbol") else \
+        np.array(rows.isins if column == "isin" else rows.symbols, dtype=object)[rows.isin if column == "isin" else rows.symbol]
     a = np.full((len(dates), len(isins)), None if values.dtype == object else np.nan, dtype=values.dtype)
     a[di, si] = values
     return pd.DataFrame(a, index=dates, columns=pd.Index([names[i] for i in isins], name="symbol"))

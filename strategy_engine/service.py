@@ -39,9 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from starlette.exceptions import HTTPException
 
 import strategy_engine
-from .runs.contract import STATUSES
+from .runs.contract import STATUSES, make_run_id
 from .runs.archive import (Archive, ArchiveConflict, ArchiveError, GCSArchive, LocalArchive,
-                                     canonical_json, list_runs, make_run_id, open_archive, run_folder,
+                                     canonical_json, list_runs, open_archive, run_folder,
                                      secrets_from_environment, sha256_hex, show_run)
 from .calendar import CalendarError, nse_calendar
 from .core import ConfigError, DataError, StrategyEngineError, UnknownNameError, check_names, did_you_mean

@@ -38,12 +38,12 @@ from strategy_engine.runs.archive import (
     archive_run,
     build_manifest,
     list_runs,
-    make_run_id,
     open_archive,
     scan_for_secrets,
     show_run,
     verify,
 )
+from strategy_engine.runs.contract import make_run_id
 
 BUCKET = "audit-bucket"
 

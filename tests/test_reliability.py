@@ -46,7 +46,8 @@ def test_case_09_a_failing_shell_command_and_a_shown_traceback_fail_the_run(tmp_
     shell = make_template(tmp_path / "shell.ipynb", "x = 1", "!exit 3", "print('never reached')")
     ex = execute_notebook(shell, tmp_path / "out1.ipynb", {})
     failure = notebook_failure(ex.output)
-    assert ex.status == "failed" and failure["ename"] == "CalledProcessError" and failure["cell"] == 2, (ex, failure)
+    assert ex.status == "failed" and failure["ename"] == "CalledProcessError" and failure["cell"] == 3, (ex, failure)  # 3: after
+    # the parameters cell and the one papermill injects
     shown = make_template(tmp_path / "shown.ipynb", "x = 1",
                           "from IPython.display import display\n"
                           "display({'text/plain': 'Traceback (most recent call last):\\n  File x\\nValueError: bad'}, raw=True)")
@@ -75,7 +76,7 @@ def test_case_17_and_18_no_lookahead_and_a_stable_warm_up(nse_bars, name):
 
 
 def _staged_signals(where: Path, seed: str) -> bytes:
-    code = ("import sys; from strategy_engine import daily; "
+    code = ("import sys; from strategy_engine.stages import daily; "
             f"r = daily.stage(daily.compute(daily.load_data(daily.start_daily({DAY!r}))), sys.argv[1]); print(r.status)")
     out = subprocess.run([sys.executable, "-c", code, str(where)], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONHASHSEED": seed}, cwd=ROOT)
@@ -88,7 +89,7 @@ def test_case_19_golden_master_and_byte_identical_replay(tmp_path, nse_dir):
     processes with other hash seeds stage byte-identical rows."""
     a, b = _staged_signals(tmp_path / "a", "1"), _staged_signals(tmp_path / "b", "4242")
     assert a == b
-    from strategy_engine import daily
+    from strategy_engine.stages import daily
     run = daily.compute(daily.load_data(daily.start_daily(DAY)))
     listing = sorted(f"{r['signal_id']}:{r['signal']}:{r['confidence']:.6f}" for r in daily.todays_signals(run))
     digest = hashlib.sha256("\n".join(listing).encode()).hexdigest()

@@ -18,9 +18,9 @@ import yaml
 from strategy_engine import notebooks
 from strategy_engine.calendar import nse_calendar
 from strategy_engine.cli import build_parser
-from strategy_engine.daily import compute, load_data, start_daily
 from strategy_engine.runs.contract import read_result
 from strategy_engine.runs.schedule import STAGES, get_stage, run_day, stage_args
+from strategy_engine.stages.daily import compute, load_data, start_daily
 
 from conftest import CLI, ROOT, processes_with_env, run_cli
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-import hashlib
 import json
 import os
 import re
@@ -16,14 +15,14 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import strategy_engine
 from ..core import ConfigError, StrategyEngineError, check_names, project_root, runs_dir
-from .contract import (EXIT_CODES, RUN_ID_PATTERN, STATUSES, as_date, canonical_json, check_kind,
-                                          check_status, exit_code, failpoint, make_run_id, sha256_hex)
+from .contract import (EXIT_CODES, RUN_ID_PATTERN, as_date, canonical_json, check_status, failpoint,
+                                          sha256_hex)
 
 if TYPE_CHECKING: import pandas as pd    # imported where used: `run daily` starts without pandas
 

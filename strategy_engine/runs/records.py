@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import ConfigError, config_dir, project_root, sample_data_dir
-from .archive import (MANIFEST, Archive, ArchiveError, _read_chain, archive_run, find_secrets,
-                                          sha256_hex)
+from .archive import Archive, ArchiveError, _read_chain, archive_run, sha256_hex
 from .contract import failpoint
 from ..warehouse import Warehouse
 

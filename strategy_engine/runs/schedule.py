@@ -9,26 +9,20 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from .archive import ArchiveError, open_archive
 from .contract import EXIT_CODES, shard_of
 from ..calendar import TradingCalendar, nse_calendar
 from ..core import ConfigError, check_names
-from ..daily import RULE_STRATEGIES, start_daily
-from ..data import Bars, open_bars
 from .launcher import Launch, launch, launch_once, template_path
 from ..notebooks import boot_kernel_early, stop_unused_kernels
-from ..strategies.base import universe_symbols
-from ..validation import ValidationReport, validate
 
 # %% auto #0
-__all__ = ['STAGES', 'REPORT_PERIOD', 'PLAN_COLUMNS', 'THROUGH', 'RECORD_COLUMNS', 'Stage', 'get_stage', 'stage_args',
-           'scheduled_time', 'idempotency_key', 'plan', 'show_plan', 'DayValidation', 'validate_day', 'freshness',
-           'coverage_figure', 'validation_result', 'day_records', 'Gate', 'validation_gate', 'StageOutcome',
+__all__ = ['STAGES', 'REPORT_PERIOD', 'PLAN_COLUMNS', 'RECORD_COLUMNS', 'Stage', 'get_stage', 'stage_args', 'scheduled_time',
+           'idempotency_key', 'plan', 'show_plan', 'day_records', 'Gate', 'validation_gate', 'StageOutcome',
            'run_stage', 'DayOutcome', 'run_day', 'DayCheck', 'check_day']
 
 # %% ../../nbs/34_schedule.ipynb #1d5f4138
@@ -135,102 +129,6 @@ def show_plan(start, days: int = 1, calendar: TradingCalendar | None = None) -> 
         for r in p.itertuples():
             lines.append(f"  {r.ist:%H:%M} IST  {r.utc:%H:%M} UTC  {r.stage:<8}  {r.command}")
     return "\n".join(lines)
-
-# %% ../../nbs/34_schedule.ipynb #35edc898
-THROUGH = ("previous_session", "as_of")
-
-@dataclass
-class DayValidation:
-    "The 09:00 validation of one day: the cut-off, the universe, the report, and whether the day may go ahead."
-    as_of: pd.Timestamp
-    through: str
-    run_id: str
-    cutoff: pd.Timestamp | None = None      # the last session the bars must reach (None on a non-session day)
-    status: str = "running"
-    reason: str = ""
-    universe: list[str] = field(default_factory=list)
-    bars: Bars | None = None
-    report: ValidationReport | None = None
-
-    def __repr__(self) -> str:
-        cut = f" through {self.cutoff.date()}" if self.cutoff is not None else ""
-        return f"DayValidation({self.run_id}, as of {self.as_of.date()}{cut}: {self.status} - {self.reason})"
-
-def _listing(findings, limit: int = 3) -> str:
-    shown = "; ".join(f"[{f.check}] {f.message}" for f in findings[:limit])
-    return shown + (f"; and {len(findings) - limit} more" if len(findings) > limit else "")
-
-def validate_day(as_of: str, strategies: Sequence[str] = RULE_STRATEGIES, symbols: Sequence[str] | str | None = None,
-                 data: str = "auto", through: str = "previous_session", max_move: float = 0.20, max_lag: int = 0,
-                 run_id: str = "") -> DayValidation:
-    "Validate the bars the day's run will trade, cut at the previous session (or `as_of`); status says if the day may go ahead."
-    check_names([through], THROUGH, "through")
-    run = start_daily(as_of, strategies, symbols, data, None, run_id or f"validate-{as_of}")   # parameters, no_session
-    v = DayValidation(run.as_of, through, run.run_id)
-    if not run.running:
-        v.status, v.reason = run.status, run.reason
-        return v
-    cal = nse_calendar()
-    v.cutoff = cal.previous_session(run.as_of, inclusive=False) if through == "previous_session" else run.as_of
-    bars = open_bars(data, end=v.cutoff)
-    if run.symbols is not None: check_names(run.symbols, bars.symbols, "symbol", bars.source)
-    v.universe = sorted({s for cfg in run.configs.values()
-                         for s in (run.symbols if run.symbols is not None else universe_symbols(cfg, bars))})
-    v.bars = bars.select(v.universe)
-    v.report = validate(v.bars, as_of=v.cutoff, max_move=max_move, max_lag_sessions=max_lag)
-    stale = [f for f in v.report.errors if f.check == "stale"]
-    n = len(v.universe)
-    if stale:
-        v.status, v.reason = "data_stale", (f"{len(stale)} of {n} symbol(s) stale: the bars must reach {v.cutoff.date()}: "
-                                            + _listing(stale))
-    elif v.report.errors:
-        v.status, v.reason = "failed", f"{len(v.report.errors)} validation error(s): " + _listing(v.report.errors)
-    else:
-        v.status, v.reason = "succeeded", (f"{n} symbol(s) pass through {v.cutoff.date()} "
-                                           f"({len(v.report.warnings)} warning(s))")
-    return v
-
-# %% ../../nbs/34_schedule.ipynb #93ecff32
-def freshness(v: DayValidation) -> pd.DataFrame:
-    "Per symbol: its last bar and how many sessions it lags the cut-off (0 = fresh), stalest first."
-    if v.bars is None or v.cutoff is None: return pd.DataFrame(columns=["last_bar", "sessions_behind"])
-    close = v.bars.close
-    has = close.notna().to_numpy()
-    idx = np.where(has.any(axis=0), len(has) - 1 - np.argmax(has[::-1], axis=0), -1)
-    last = pd.Series(pd.DatetimeIndex([close.index[i] if i >= 0 else pd.NaT for i in idx]), index=close.columns)
-    cal = nse_calendar()
-    sessions = cal.sessions(max(cal.coverage[0], close.index[0]) if len(close.index) else v.cutoff, v.cutoff)
-    behind = len(sessions) - np.searchsorted(sessions, last.fillna(sessions[0] - pd.Timedelta(days=1)), side="right")
-    out = pd.DataFrame({"last_bar": last, "sessions_behind": behind.astype("int64")}).rename_axis("symbol")
-    return out.sort_values(["sessions_behind", "last_bar"], ascending=[False, True], kind="stable")
-
-def coverage_figure(v: DayValidation, sessions: int = 60):
-    "Bars per session over the last `sessions` sessions up to the cut-off (a thin session shows as a dip)."
-    import matplotlib.pyplot as plt
-    if v.bars is None or v.cutoff is None:
-        print(f"Nothing to plot: {v.status} - {v.reason}")
-        return None
-    cal = nse_calendar()
-    days = cal.sessions(max(cal.coverage[0], v.cutoff - pd.Timedelta(days=3 * sessions)), v.cutoff)[-sessions:]
-    counts = v.bars.close.reindex(days).notna().sum(axis=1)
-    fig, ax = plt.subplots(figsize=(11, 2.4))
-    ax.bar(counts.index, counts.to_numpy(), width=0.8, color=np.where(counts < len(v.universe), "tab:red", "tab:blue"))
-    ax.axhline(len(v.universe), c="k", lw=0.6)
-    ax.set_ylabel("symbols with a bar")
-    ax.set_title(f"Bars per {cal.name} session up to {v.cutoff.date()} ({len(v.universe)} symbols; red: some missing)"
-                 + (" — SYNTHETIC DATA" if v.bars.synthetic else ""))
-    fig.tight_layout()
-    return fig
-
-# %% ../../nbs/34_schedule.ipynb #8d300b3c
-def validation_result(v: DayValidation) -> dict:
-    "The validation run's outcome: status, reason, cut-off, counts, input-data fingerprint."
-    rep = v.report
-    return {"run_id": v.run_id, "status": "succeeded" if v.status == "running" else v.status, "reason": v.reason,
-            "as_of": f"{v.as_of:%Y-%m-%d}", "through": v.through,
-            "cutoff": f"{v.cutoff:%Y-%m-%d}" if v.cutoff is not None else None, "symbols": len(v.universe),
-            "errors": len(rep.errors) if rep else 0, "warnings": len(rep.warnings) if rep else 0, "rows": {},
-            "data_sha256": v.bars.content_hash() if v.bars is not None else None}
 
 # %% ../../nbs/34_schedule.ipynb #1f18debb
 RECORD_COLUMNS = ["kind", "run_id", "attempt", "status", "exit_code", "started_at", "ended_at", "error", "manifest_key",

@@ -233,3 +233,20 @@ def test_a_holiday_file_is_refused(tmp_path):
     write_bhavcopy(rows, tmp_path / "in")
     rep = ingest_files([tmp_path / "in"], uri_of(tmp_path / "w.duckdb"))
     assert not rep.ok and rep.results[0].status == "not_a_session" and "holiday" in rep.results[0].message
+
+
+def test_imported_history_continues_under_the_exchange_isin_for_a_day_the_sample_lacks(tmp_path):
+    uri = uri_of(tmp_path / "w.duckdb")
+    import_bars_dir(nse_dir(), uri, symbols=["RELIANCE", "TCS"])
+    day = pd.Timestamp("2024-11-25")                                 # the first session after the sample ends
+    rows = market_rows([day], {"RELIANCE": [1290.0], "TCS": [4200.0]},
+                       isins={"RELIANCE": "INE002A01018", "TCS": "INE467B01029"})[0]
+    rows["prev_close"] = sample_bars(["RELIANCE", "TCS"], "2024-11-22", "2024-11-22").close.iloc[0].to_numpy()
+    write_bhavcopy(rows, tmp_path / "in")
+    assert ingest_files([tmp_path / "in"], uri).ok
+    bars = open_bars(uri)
+    want = sample_bars(["RELIANCE", "TCS"], None, None)
+    assert bars.symbols == ["RELIANCE", "TCS"] and bars.dates[-1] == day
+    assert_same_bars(bars.select(end="2024-11-22"), want)
+    assert list(bars.close.loc[day]) == [1290.0, 4200.0] and not bars.issues
+    assert list(store.read_market_field(uri, "isin").iloc[-1]) == ["INE002A01018", "INE467B01029"]

@@ -25,9 +25,9 @@ from .bhavcopy import read_bhavcopy
 from ..warehouse import TableSpec, Warehouse, open_warehouse, register_table
 
 # %% auto #0
-__all__ = ['MARKET_BARS', 'MARKET_ACTIONS', 'MARKET_UNPARSED', 'INGEST_LOG', 'ADJUSTMENTS', 'ingest_log', 'last_ingested_session',
-           'IngestResult', 'IngestReport', 'ingest_bhavcopies', 'ingest_files', 'ingest_actions', 'import_bars_dir',
-           'read_market_bars', 'read_market_field', 'open_market_bars']
+__all__ = ['MARKET_BARS', 'MARKET_ACTIONS', 'MARKET_UNPARSED', 'INGEST_LOG', 'ADJUSTMENTS', 'PLACEHOLDER', 'ingest_log',
+           'last_ingested_session', 'IngestResult', 'IngestReport', 'ingest_bhavcopies', 'ingest_files',
+           'ingest_actions', 'import_bars_dir', 'read_market_bars', 'read_market_field', 'open_market_bars']
 
 # %% ../../nbs/09a_market_store.ipynb #8e1d77d5
 MARKET_BARS = register_table(TableSpec(
@@ -292,6 +292,30 @@ def _long(table: pa.Table) -> _Long:
               for c in table.column_names if c not in ("date", "isin", "symbol")}
     return _Long(days, isin, isins, symbol, symbols, values)
 
+PLACEHOLDER = "SYM:"        # the ISIN of an imported symbol whose real ISIN was not known at import
+
+def _merge_placeholders(rows: _Long) -> _Long:
+    "Imported `SYM:<name>` rows continue the series of the real ISIN that name has in exchange files (raw wins a tie)."
+    fake = np.array([i.startswith(PLACEHOLDER) for i in rows.isins], dtype=bool)
+    if not fake.any(): return rows
+    real_rows = ~fake[rows.isin]
+    pairs = np.unique(np.stack([rows.symbol[real_rows], rows.isin[real_rows]]), axis=1) if real_rows.any() else \
+        np.empty((2, 0), dtype=np.int64)
+    by_name = {rows.symbols[int(sc)]: int(ic) for sc, ic in zip(*pairs)}
+    target = np.arange(len(rows.isins))
+    for code in np.flatnonzero(fake):
+        real = by_name.get(rows.isins[code][len(PLACEHOLDER):])
+        if real is not None: target[code] = real
+    isin = target[rows.isin]
+    key = rows.days.astype(np.int64) * len(rows.isins) + isin
+    order = np.lexsort((~real_rows, key))                     # per (date, ISIN): the exchange's row first
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    keep = np.sort(order[first])
+    used, compact = np.unique(isin[keep], return_inverse=True)       # the placeholders no row uses any more go
+    return _Long(rows.days[keep], compact.astype(np.int64), [rows.isins[u] for u in used], rows.symbol[keep],
+                 rows.symbols, {c: v[keep] for c, v in rows.values.items()})
+
 def _names(rows: _Long) -> dict[str, str]:
     "ISIN -> its latest symbol in the rows; an older company that shares a name is shown as NAME~ISIN."
     days, di = np.unique(rows.days, return_inverse=True)
@@ -360,7 +384,7 @@ def read_market_bars(warehouse=None, symbols: Sequence[str] | None = None, start
         ledger = wh.read_table("market_actions", order=())      # also what explains a jump in raw prices
     finally:
         if close: wh.close()
-    rows = _long(table)
+    rows = _merge_placeholders(_long(table))
     names = _names(rows)
     if syms is not None:
         missing = [s for s in syms if s not in set(names.values())]
@@ -399,17 +423,20 @@ def read_market_bars(warehouse=None, symbols: Sequence[str] | None = None, start
 
 def read_market_field(warehouse=None, column: str = "series", start=None, end=None) -> pd.DataFrame:
     "One stored column (series, traded_value, trades, isin...) as a date × symbol frame named like `read_market_bars`."
-    check_names([column], list(MARKET_BARS.columns), "column", "market_bars")
+    check_names([column], [c for c in MARKET_BARS.columns if c != "date"], "column", "market_bars")
     wh, close = _warehouse(warehouse)
-    try: table = _arrow_rows(wh, _window(start, end), tuple(dict.fromkeys(("date", "isin", "symbol", column))))
+    try: table = _arrow_rows(wh, _window(start, end), tuple(dict.fromkeys(("date", "isin", "symbol", "basis", column))))
     finally:
         if close: wh.close()
-    rows = _long(table)
+    if column in ("isin", "symbol"): table = table.append_column("_value", table[column])
+    rows = _merge_placeholders(_long(table))
     names = _names(rows)
     dates, isins, di, si = _grid(rows, names)
-    values = table[column].to_numpy() if column not in ("isin", "symbol") else \
-        np.array(rows.isins if column == "isin" else rows.symbols, dtype=object)[rows.isin if column == "isin" else rows.symbol]
-    a = np.full((len(dates), len(isins)), None if values.dtype == object else np.nan, dtype=values.dtype)
+    values = rows.values["_value" if column in ("isin", "symbol") else column]
+    if values.dtype == object or column == "basis":
+        a = np.full((len(dates), len(isins)), None, dtype=object)
+    else:
+        a = np.full((len(dates), len(isins)), np.nan)
     a[di, si] = values
     return pd.DataFrame(a, index=dates, columns=pd.Index([names[i] for i in isins], name="symbol"))
 

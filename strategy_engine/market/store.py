@@ -133,7 +133,7 @@ def _now(after: pd.Timestamp | None) -> pd.Timestamp:
     return now if after is None or now > after else after + pd.Timedelta(microseconds=1)
 
 def ingest_bhavcopies(copies: Iterable[Bhavcopy | IngestResult], warehouse=None, calendar: TradingCalendar | None = None,
-                      batch_sessions: int = 64) -> IngestReport:
+                      batch_sessions: int = 128) -> IngestReport:
     "Write parsed bhavcopies into the store: new sessions in batches, corrections one session at a time."
     cal = calendar or nse_calendar()
     wh, close = _warehouse(warehouse)
@@ -193,7 +193,7 @@ def _read_one(args) -> Bhavcopy | IngestResult:
     except BhavcopyError as e: return IngestResult(Path(path).name, None, "refused", message=str(e))
 
 def ingest_files(paths: Sequence, warehouse=None, series: Sequence[str] = DEFAULT_SERIES,
-                 calendar: TradingCalendar | None = None, workers: int = 1, batch_sessions: int = 64) -> IngestReport:
+                 calendar: TradingCalendar | None = None, workers: int = 1, batch_sessions: int = 128) -> IngestReport:
     "Ingest bhavcopy files (csv, zip, or folders of them) into the store; see `ingest_bhavcopies`."
     files = bhavcopy_files(paths)
     jobs = [(str(f), tuple(series)) for f in files]

@@ -198,11 +198,12 @@ def vectorbt_sweep(bars: Bars, cfg: StrategyConfig, vbt) -> pd.Series:
 
 
 def fused_sweep(bars: Bars, cfg: StrategyConfig):
-    a = arrays(bars)
+    close = np.asfortranarray(bars.close.ffill().bfill().to_numpy(dtype=float))      # the kernel assumes no gaps
+    volume = np.asfortranarray(bars.volume.fillna(0).to_numpy(dtype=float))
     combos = [(n, e, t) for n in GRID["momentum_period"] for e in GRID["rsi_entry"] for t in GRID["volume_threshold"]]
     n_s, e, thr = (np.array(x) for x in zip(*combos, strict=True))
     p = cfg.parameters
-    return fused_sweep_momentum(np.nan_to_num(a["close"], nan=1.0), np.nan_to_num(a["volume"]), n_s.astype(np.int64),
+    return fused_sweep_momentum(close, volume, n_s.astype(np.int64),
                                 e.astype(float), thr.astype(float), p.long_momentum_period, p.rsi_period,
                                 p.volume_window, p.allow_short, cfg.risk_limits.max_position_size, 10.0)
 

@@ -152,14 +152,44 @@ def fused_breakout(c, h, lo, v, w, vol_n, vol_thr, allow_short, cap, cost_bps):
 
 @numba.njit(cache=True)
 def fused_sweep_momentum(c, v, n_s, rsi_entry, vol_thr, n_l, rsi_n, vol_n, allow_short, cap, cost_bps):
-    "K momentum combinations (n_s, rsi_entry, vol_thr: arrays of K), each fused as above: K × (total, Sharpe, max dd)."
+    "K momentum combinations (n_s, rsi_entry, vol_thr: arrays of K): RSI and volume ratio once, then each rule + book."
     T, N = c.shape
     K = n_s.shape[0]
+    rsi, vr = np.full((N, T), np.nan).T, np.full((N, T), np.nan).T   # the parameters the grid does not sweep
+    for j in range(N):
+        g, lo, vsum = 0.0, 0.0, 0.0
+        for t in range(1, T):
+            ch = c[t, j] - c[t - 1, j]
+            up, down = max(ch, 0.0), max(-ch, 0.0)
+            if t <= rsi_n:
+                g += up
+                lo += down
+                if t == rsi_n: g, lo = g / rsi_n, lo / rsi_n
+            else:
+                g = (1.0 - 1.0 / rsi_n) * g + up / rsi_n
+                lo = (1.0 - 1.0 / rsi_n) * lo + down / rsi_n
+            if t >= rsi_n: rsi[t, j] = 100.0 * g / (g + lo) if g + lo > 0 else 50.0
+            vsum += v[t - 1, j]
+            if t > vol_n: vsum -= v[t - 1 - vol_n, j]
+            if t >= vol_n: vr[t, j] = v[t, j] / (vsum / vol_n)
     out = np.empty((K, 3))
     sig = np.empty((N, T), np.int8).T
+    start = max(n_l, rsi_n, vol_n)
     for k in range(K):
         for j in range(N):
-            _momentum_column(c, v, j, n_s[k], n_l, rsi_n, vol_n, rsi_entry[k], vol_thr[k], allow_short, sig)
+            state = 0
+            for t in range(T):
+                if t < start:
+                    sig[t, j] = 0
+                    continue
+                x = c[t, j]
+                ms, ml, rr = x / c[t - n_s[k], j] - 1.0, x / c[t - n_l, j] - 1.0, rsi[t, j]
+                heavy = vr[t, j] >= vol_thr[k]
+                up = (ms > 0) & (ml > 0) & (rr >= rsi_entry[k]) & heavy
+                down = allow_short & (ms < 0) & (ml < 0) & (rr <= 100.0 - rsi_entry[k]) & heavy
+                if up != down: state = 1 if up else -1
+                elif ((state == 1) & (ms <= 0)) | ((state == -1) & (ms >= 0)): state = 0
+                sig[t, j] = state
         out[k, 0], out[k, 1], out[k, 2] = _book(c, sig, cap, cost_bps)
     return out
 

@@ -157,10 +157,9 @@ class BacktestResult:
                 f"turnover {s['annual_turnover']:.1f}x a year)")
 
 @numba.njit(cache=True)
-def _returns_k(close):   # pragma: no cover  (numba)
+def _returns_into(close, r):   # pragma: no cover  (numba)
     "Close-to-close returns under the missing-bar rule in one pass per column: p_t / p_{t-1} - 1, 0 on day 0."
     T, N = close.shape
-    r = np.empty((N, T)).T                                    # column-major, like the closes
     for i in range(N):
         prev = 1.0                                            # a symbol that never trades: price 1
         for t in range(T):
@@ -173,6 +172,11 @@ def _returns_k(close):   # pragma: no cover  (numba)
             p = x if x == x else prev                         # no bar today: the last close stands
             r[t, i] = p / prev - 1.0
             prev = p
+
+def _returns_k(close: np.ndarray) -> np.ndarray:
+    "`_returns_into` a fresh column-major array (numpy's memory: huge pages, few page faults)."
+    r = np.empty((close.shape[1], close.shape[0])).T
+    _returns_into(close, r)
     return r
 
 def close_returns(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -277,15 +281,37 @@ def signals_to_weights(signal: pd.DataFrame,              # date × symbol, valu
                           f"got {max_position_size!r}.")
     if not isinstance(signal, pd.DataFrame):
         raise DataError(f"signal must be a date × symbol DataFrame of -1/0/1, got {type(signal).__name__}.")
-    try: s = signal.to_numpy(dtype="float64", na_value=np.nan)
-    except (TypeError, ValueError) as e: raise DataError(f"signal must be numbers in {{-1, 0, 1}}: {e}") from None
-    s = np.nan_to_num(s, nan=0.0)
-    bad = (s != -1.0) & (s != 0.0) & (s != 1.0)
-    if bad.any():
-        i, j = np.argwhere(bad)[0]
+    s = signal.to_numpy()
+    if s.dtype.kind not in "iuf" or (s.dtype.kind == "f" and s.dtype != np.float64):
+        try: s = signal.to_numpy(dtype="float64", na_value=np.nan)
+        except (TypeError, ValueError) as e: raise DataError(f"signal must be numbers in {{-1, 0, 1}}: {e}") from None
+    w = np.empty((s.shape[1], s.shape[0])).T                  # column-major, like the frames
+    bad = _equal_weights_k(s, cap, long_only, w) if s.size else -1
+    if bad >= 0:
+        i, j = divmod(bad, s.shape[1])
         raise DataError(f"signal must be -1, 0 or 1 (NaN counts as 0): {signal.columns[j]!r} on {signal.index[i]} "
                         f"is {s[i, j]:g}. Turn scores into signals first, e.g. np.sign(score).")
-    return pd.DataFrame(equal_weights(s, cap, long_only), index=signal.index, columns=signal.columns)
+    return pd.DataFrame(w, index=signal.index, columns=signal.columns, copy=False)
+
+@numba.njit(cache=True)
+def _equal_weights_k(s, cap, long_only, w):   # pragma: no cover  (numba)
+    "`equal_weights` of one T × N signal matrix (any number type, NaN = 0) into `w`; the flat index of a bad value, or -1."
+    T, N = s.shape
+    n = np.zeros(T, np.int64)
+    for i in range(N):                                        # count the day's positions, column by column
+        for t in range(T):
+            x = s[t, i]
+            if x != x or x == 0: continue
+            if x != 1 and x != -1: return t * N + i
+            if x > 0 or not long_only: n[t] += 1
+    size = np.empty(T)
+    for t in range(T): size[t] = min(1.0 / max(n[t], 1), cap)
+    for i in range(N):
+        for t in range(T):
+            x = s[t, i]
+            x = 0.0 if x != x or (long_only and x < 0) else float(x)
+            w[t, i] = x * size[t] + 0.0
+    return -1
 
 def equal_weights(s: np.ndarray, cap: float, long_only: bool = False) -> np.ndarray:
     "Array core of `signals_to_weights`: s (..., T, N) in {-1, 0, 1} -> sign × min(1/n_t, cap)."

@@ -54,10 +54,9 @@ def _inputs(fn: str, **frames: Any) -> tuple[list[np.ndarray], Callable[[np.ndar
 
 # %% ../nbs/04_indicators.ipynb #47969e35
 @numba.njit(cache=True)
-def _lag_k(a, n):
+def _lag_into(a, n, out):
     "Each column's value `n` non-NaN entries back (NaN where `a` is NaN or fewer than `n` precede)."
     T, N = a.shape
-    out = np.empty((N, T)).T
     buf = np.empty(n)
     for j in range(N):
         k, pos = 0, 0                                             # pos = k % n, kept without a division
@@ -69,13 +68,18 @@ def _lag_k(a, n):
             buf[pos] = x
             k += 1
             pos = 0 if pos == n - 1 else pos + 1
+
+
+def _lag_k(a, n):
+    "`_lag_into` into a fresh column-major array (numpy's memory: huge pages, not the kernel's allocator)."
+    out = _empty_like(a)
+    _lag_into(a, n, out)
     return out
 
 @numba.njit(cache=True)
-def _ewm_k(a, alpha, n_seed, n_min):
+def _ewm_into(a, alpha, n_seed, n_min, out):
     "Exponential average of each column's non-NaN values, seeded with the mean of the first `n_seed`."
     T, N = a.shape
-    out = np.empty((N, T)).T
     for j in range(N):
         k, y, s = 0, 0.0, 0.0
         for t in range(T):
@@ -88,6 +92,12 @@ def _ewm_k(a, alpha, n_seed, n_min):
                 if k == n_seed: y = s / n_seed
             else: y = (1.0 - alpha) * y + alpha * x
             if k >= n_min: out[t, j] = y
+
+
+def _ewm_k(a, alpha, n_seed, n_min):
+    "`_ewm_into` into a fresh column-major array (numpy's memory: huge pages, not the kernel's allocator)."
+    out = _empty_like(a)
+    _ewm_into(a, alpha, n_seed, n_min, out)
     return out
 
 @numba.njit(cache=True)
@@ -135,20 +145,24 @@ def _moments_col(x, w, prior, buf, mean, std, with_std=True):
             else: mean[t] = last if run >= w else anchor + s1 / w
 
 @numba.njit(cache=True)
-def _moments_k(a, w, prior):
+def _moments_into(a, w, prior, mean, std):
     "Mean and population std of each column's last `w` non-NaN values (the `w` before today if `prior`)."
     T, N = a.shape
-    mean, std = np.empty((N, T)).T, np.empty((N, T)).T
     buf = np.empty(w)
     for j in range(N):
         _moments_col(a[:, j], w, prior, buf, mean[:, j], std[:, j])
+
+
+def _moments_k(a, w, prior):
+    "`_moments_into` into fresh column-major arrays: (mean, std)."
+    mean, std = _empty_like(a), _empty_like(a)
+    _moments_into(a, w, prior, mean, std)
     return mean, std
 
 @numba.njit(cache=True)
-def _minmax_k(a, w, is_max, prior):
+def _minmax_into(a, w, is_max, prior, out):
     "Rolling max (or min) of each column's last `w` non-NaN values (the `w` before today if `prior`)."
     T, N = a.shape
-    out = np.empty((N, T)).T
     sign = 1.0 if is_max else -1.0                               # min(x) = -max(-x)
     v, rows = np.empty(T), np.empty(T, np.int64)
     head, tail = np.empty(T), np.empty(T)
@@ -172,13 +186,18 @@ def _minmax_k(a, w, is_max, prior):
         for i in range(w - 1 + off, n):                           # window [e - w + 1, e] spans two blocks
             e = i - off
             out[rows[i], j] = sign * max(tail[e - w + 1], head[e])
+
+
+def _minmax_k(a, w, is_max, prior):
+    "`_minmax_into` into a fresh column-major array (numpy's memory: huge pages, not the kernel's allocator)."
+    out = _empty_like(a)
+    _minmax_into(a, w, is_max, prior, out)
     return out
 
 @numba.njit(cache=True, error_model="numpy")
-def _rsi_k(c, period):
+def _rsi_into(c, period, out):
     "Wilder's RSI of each column in one pass: changes, the two Wilder averages and the ratio, no temporaries."
     T, N = c.shape
-    out = np.empty((N, T)).T
     alpha = 1 / period
     for j in range(N):
         prev, k, sg, sl, g, lo = np.nan, 0, 0.0, 0.0, 0.0, 0.0
@@ -201,13 +220,18 @@ def _rsi_k(c, period):
             if k >= period:
                 total = g + lo
                 out[t, j] = 100 * g / total if total > 0 else (np.nan if total != total else 50.0)
+
+
+def _rsi_k(c, period):
+    "`_rsi_into` into a fresh column-major array (numpy's memory: huge pages, not the kernel's allocator)."
+    out = _empty_like(c)
+    _rsi_into(c, period, out)
     return out
 
 @numba.njit(cache=True, error_model="numpy")
-def _roc_k(c, n):
+def _roc_into(c, n, out):
     "Rate of change of each column over its last `n` non-NaN values, c_t / c_{t-n} - 1, in one pass."
     T, N = c.shape
-    out = np.empty((N, T)).T
     buf = np.empty(n)
     for j in range(N):
         k, pos = 0, 0
@@ -219,26 +243,35 @@ def _roc_k(c, n):
             buf[pos] = x
             k += 1
             pos = 0 if pos == n - 1 else pos + 1
+
+
+def _roc_k(c, n):
+    "`_roc_into` into a fresh column-major array (numpy's memory: huge pages, not the kernel's allocator)."
+    out = _empty_like(c)
+    _roc_into(c, n, out)
     return out
 
 @numba.njit(cache=True, error_model="numpy")
-def _mean_ratio_k(v, w):
+def _mean_ratio_into(v, w, out):
     "Each value over the mean of the `w` values before it (its column's non-NaN values), NaN unless that mean is > 0."
     T, N = v.shape
-    out = np.empty((N, T)).T
     buf, mean, std = np.empty(w), np.empty(T), np.empty(T)       # one column's scratch, reused (stays in cache)
     for j in range(N):
         _moments_col(v[:, j], w, True, buf, mean, std, False)
         for t in range(T):
             out[t, j] = v[t, j] / mean[t] if mean[t] > 0 else np.nan
+
+
+def _mean_ratio_k(v, w):
+    "`_mean_ratio_into` into a fresh column-major array (numpy's memory: huge pages, not the kernel's allocator)."
+    out = _empty_like(v)
+    _mean_ratio_into(v, w, out)
     return out
 
 @numba.njit(cache=True, error_model="numpy")
-def _bollinger_k(c, w, n_std):
+def _bollinger_into(c, w, n_std, mid, upper, lower, pct_b, bandwidth):
     "Bollinger middle, upper, lower, %b and bandwidth of each column, from one pass of window moments."
     T, N = c.shape
-    mid, upper, lower = np.empty((N, T)).T, np.empty((N, T)).T, np.empty((N, T)).T
-    pct_b, bandwidth = np.empty((N, T)).T, np.empty((N, T)).T
     buf, std = np.empty(w), np.empty(T)
     for j in range(N):
         _moments_col(c[:, j], w, False, buf, mid[:, j], std)
@@ -249,7 +282,16 @@ def _bollinger_k(c, w, n_std):
             upper[t, j], lower[t, j] = up, lo
             pct_b[t, j] = (c[t, j] - lo) / width if width > 0 else np.nan
             bandwidth[t, j] = width / m if m != 0 else np.nan
-    return mid, upper, lower, pct_b, bandwidth
+
+def _bollinger_k(c, w, n_std):
+    "`_bollinger_into` into fresh column-major arrays: mid, upper, lower, %b, bandwidth."
+    out = tuple(_empty_like(c) for _ in range(5))
+    _bollinger_into(c, w, n_std, *out)
+    return out
+
+def _empty_like(a: np.ndarray) -> np.ndarray:
+    "An uninitialised column-major float64 array shaped like `a`."
+    return np.empty((a.shape[1], a.shape[0])).T
 
 # %% ../nbs/04_indicators.ipynb #85161817
 def sma(x: Frame, window: int) -> Frame:

@@ -1,0 +1,86 @@
+"""Benchmark (issue #14): cost against the size of the universe, peak memory, and cold start.
+
+Each universe size runs in a fresh process: 500, 2,000 and 5,000 synthetic symbols × 5,040 days, the public path
+(signals + weights + backtest + metrics) of each rule strategy, best of 3 after one warm-up call, with the user and
+system CPU time of the timed calls (getrusage) and the peak RSS of the process (bars included). Targets: 2,000 symbols
+at most 4.5× the 500-symbol time, system time under 20 % of user time, peak memory under 0.5 GB at 500 symbols.
+Cold start: a fresh interpreter that imports `strategy_engine.backtest` and makes its first call (numba cache warm),
+target under 1 s. Not part of the tests. Run: `.venv/bin/python bench/scaling_bench.py [SIZES...]`.
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+WORKER = r"""
+import json, resource, sys, time
+from strategy_engine.backtest import backtest, signals_to_weights
+from strategy_engine.data import synthetic_bars
+from strategy_engine.strategies.base import load_config, run_strategy
+n = int(sys.argv[1])
+bars = synthetic_bars(n, n_days=5040, seed=11)
+out = {"symbols": n}
+for name in ("momentum", "mean_reversion", "breakout"):
+    cfg = load_config(name)
+    def run():
+        sf = run_strategy(name, bars, cfg, restrict_universe=False)
+        return backtest(bars, signals_to_weights(sf.signal, cfg.risk_limits.max_position_size)).stats
+    run()
+    best = None
+    for _ in range(3):
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        run()
+        wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+        cut = (wall, r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime)
+        best = cut if best is None or cut[0] < best[0] else best
+    out[name] = {"wall_ms": best[0] * 1e3, "user_ms": best[1] * 1e3, "sys_ms": best[2] * 1e3}
+out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+COLD = r"""
+import time
+t0 = time.perf_counter()
+import numpy as np, pandas as pd
+from strategy_engine.backtest import backtest
+dates = pd.bdate_range("2015-01-01", periods=2520)
+close = pd.DataFrame({"A": 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 2520)))}, index=dates)
+res = backtest(close, pd.DataFrame({"A": 1.0}, index=dates))
+res.stats
+print(time.perf_counter() - t0)
+"""
+
+
+def run(code: str, *args: str) -> str:
+    return subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True).stdout
+
+
+def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [500, 2000, 5000]
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; each size in a fresh process, best of 3")
+    rows = [json.loads(run(WORKER, str(n))) for n in sizes]
+    base = rows[0]
+    for name in ("momentum", "mean_reversion", "breakout"):
+        print(f"\n{name}: signals + weights + backtest + metrics, × 5,040 days")
+        for row in rows:
+            r = row[name]
+            print(f"  {row['symbols']:>5} symbols: wall {r['wall_ms']:7.0f} ms ({r['wall_ms'] / base[name]['wall_ms']:4.1f}× "
+                  f"for {row['symbols'] / base['symbols']:.0f}× the symbols), user {r['user_ms']:6.0f} ms, "
+                  f"sys {r['sys_ms']:5.0f} ms (sys/user {r['sys_ms'] / max(r['user_ms'], 1e-9):.0%})")
+    for row in rows:
+        print(f"peak memory, {row['symbols']} symbols (bars + three strategies): {row['peak_mb']:.0f} MB")
+    cold = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        inner = float(run(COLD))
+        cold.append((time.perf_counter() - t0, inner))
+    wall, inner = min(cold)
+    print(f"\ncold start, fresh interpreter: import strategy_engine.backtest + first backtest + stats {inner * 1e3:.0f} ms "
+          f"({wall * 1e3:.0f} ms with the interpreter's own start)")
+    print(f"this process's peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -179,3 +179,32 @@ def test_a_typo_fails_before_anything_starts(where, nse_dir, flags, flag, hint):
     out = daily(where, *flags)
     assert out.returncode == 2 and flag in out.stderr and hint in out.stderr, out.stderr
     assert not Path(where["archive"]).exists() and not (where["tmp"] / "wh.duckdb").exists()
+
+
+def test_on_cloud_run_a_run_without_its_image_identity_does_not_start(where):
+    """Issue 12: in the container the commit and image digest are passed at build/deploy and checked at start."""
+    env = {**os.environ, "CLOUD_RUN_JOB": "strategy-engine-daily", "STRATEGY_ENGINE_GIT_COMMIT": "unknown"}
+    env.pop("STRATEGY_ENGINE_IMAGE_DIGEST", None)
+    out = daily(where, "--data", "synthetic", env=env)
+    assert out.returncode == 1 and "STRATEGY_ENGINE_IMAGE_DIGEST" in out.stderr and not manifests(where), out.stderr
+    env.update(STRATEGY_ENGINE_GIT_COMMIT="a" * 40, STRATEGY_ENGINE_IMAGE_DIGEST="sha256:" + "b" * 64)
+    ok = daily(where, "--data", "synthetic", env=env)
+    assert ok.returncode == 0, ok.stderr
+    (m,) = manifests(where)
+    assert m["image_digest"] == "sha256:" + "b" * 64 and m["cloud_run"]["job"] == "strategy-engine-daily"
+
+
+def test_a_failed_validation_of_other_data_does_not_block_this_data(where, nse_dir, tmp_path):
+    """Issue 12: the 09:00 gate is per data location: a stale folder blocks its own runs, not the production data's."""
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    for sym in ("RELIANCE", "TCS"):
+        lines = (nse_dir / f"{sym}.csv").read_text().splitlines()
+        (stale / f"{sym}.csv").write_text("\n".join(lines[:-30]) + "\n")          # a month short of the day
+    common = ["--as-of", DAY, "--archive", where["archive"], "--no-alerts", "--symbols", "RELIANCE", "TCS"]
+    v = run_cli("run", "validate", *common, "--data", stale)
+    assert v.returncode == 4, v.stdout + v.stderr
+    blocked = run_cli("run", "daily", *common, "--data", stale, "--warehouse", where["warehouse"])
+    assert blocked.returncode == 4 and "not started" in blocked.stdout, blocked.stdout
+    ok = run_cli("run", "daily", *common, "--warehouse", where["warehouse"])
+    assert ok.returncode == 0, ok.stdout + ok.stderr

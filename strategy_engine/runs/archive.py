@@ -239,7 +239,7 @@ def find_secrets(data: bytes, secrets: Mapping[str, str]) -> list[str]:
 
 # %% ../../nbs/31_archive.ipynb #7590ee2a
 def code_version(root: Path | None = None, env: Mapping[str, str] | None = None) -> dict:
-    "Package version, git commit (`git rev-parse HEAD`, else `$GIT_COMMIT`, else 'unknown') and dirtiness."
+    "Package version, git commit (`git rev-parse HEAD`, else `$STRATEGY_ENGINE_GIT_COMMIT` or `$GIT_COMMIT`, else 'unknown'), dirtiness."
     env = os.environ if env is None else env
     root = root or project_root()
     commit, dirty = None, None
@@ -252,7 +252,8 @@ def code_version(root: Path | None = None, env: Mapping[str, str] | None = None)
             dirty = bool(st.stdout.strip()) if st.returncode == 0 else None
     except (OSError, subprocess.SubprocessError): pass
     return {"package_version": strategy_engine.__version__,
-            "git_commit": commit or env.get("GIT_COMMIT") or "unknown", "git_dirty": dirty}
+            "git_commit": commit or env.get("STRATEGY_ENGINE_GIT_COMMIT") or env.get("GIT_COMMIT") or "unknown",
+            "git_dirty": dirty}
 
 def cloud_run_info(env: Mapping[str, str] | None = None) -> dict | None:
     "The Cloud Run job, execution, task index/count and attempt from the environment, or None outside Cloud Run."

@@ -24,9 +24,9 @@ from ..notebooks import (add_summary, check_parameters, execute_notebook, notebo
                                        template_parameters)
 from .archive import (ArchiveConflict, ArchiveError, archive_run, build_manifest, code_version,
                                           open_archive, sha256_hex)
-from .contract import (OK_STATUSES, exit_code, failpoint, make_run_id, read_result, record_id,
+from .contract import (OK_STATUSES, as_date, exit_code, failpoint, make_run_id, read_result, record_id,
                                            shard_of)
-from .records import config_identity, data_identity, load_record, reconcile
+from .records import config_identity, data_identity, ledger_fields, load_record, reconcile
 from ..warehouse import KEEPS_ROWS, default_warehouse_uri, open_warehouse
 
 # %% auto #0
@@ -88,7 +88,7 @@ def image_identity(env: Mapping[str, str] | None = None) -> dict:
     out = {"image_digest": env.get("STRATEGY_ENGINE_IMAGE_DIGEST") or None,
            "algo_id": env.get("STRATEGY_ENGINE_ALGO_ID") or "generic"}
     if env.get("CLOUD_RUN_JOB") or env.get("K_SERVICE"):
-        missing = [n for n in ("STRATEGY_ENGINE_IMAGE_DIGEST", "STRATEGY_ENGINE_GIT_COMMIT") if not env.get(n)]
+        missing = [n for n in ("STRATEGY_ENGINE_IMAGE_DIGEST", "STRATEGY_ENGINE_GIT_COMMIT") if env.get(n) in (None, "", "unknown")]
         if missing: raise ConfigError(f"running on Cloud Run without {', '.join(missing)}: the deploy step must set them "
                                       "(the image's digest and git commit), or the run's record could not name its code.")
     return out
@@ -104,10 +104,10 @@ def run_identity(kind: str, params: Mapping, defaults: Mapping, shard_count: int
             "data": data_identity(params.get("data", defaults.get("data", "auto"))), "config": config_identity(names),
             **{k: params[k] for k in _IDENTITY if k in params}}
 
-def _pending(store, wh, record: str) -> None:
+def _pending(store, wh, record: str, as_of) -> None:
     "Complete what an earlier run left half done (archived but not loaded, or not chained) before this one starts."
     latest = wh.latest_run()
-    reconcile(store, wh, since=int(latest["ledger_seq"]) if latest else -1, runs=[record])
+    reconcile(store, wh, since=int(latest["ledger_seq"]) if latest else -1, folders=[f"{as_date(as_of):%Y/%m/%d}/{record}/"])
 
 def _staged_files(folder: Path) -> tuple[dict[str, bytes], dict[str, int]]:
     "The Parquet files a notebook staged (rows/<table>.parquet) and their row counts."
@@ -139,7 +139,7 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
     wh_uri = params.get("warehouse") or warehouse or default_warehouse_uri()
     store = open_archive(archive)
     with open_warehouse(wh_uri) as wh:
-        _pending(store, wh, record)
+        _pending(store, wh, record, params["as_of"])
         started = _now()
         with tempfile.TemporaryDirectory(prefix="strategy-engine-") as tmp:
             out = Path(tmp) / Path(TEMPLATES[kind]).name
@@ -176,7 +176,7 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
                                       data_sha256=(result or {}).get("data_sha256"), warehouse_rows=counts,
                                       shard=(i, n), error=error, env=env, extra=details)
             archived = archive_run(store, manifest, out if out.exists() else None, files=files,
-                                   ledger={"warehouse": wh.uri, "warehouse_run_id": run_id, "shard": i})
+                                   ledger=ledger_fields(manifest))
         entry = json.loads(store.get(f"ledger/{archived['seq']:08d}.json"))
         loaded = load_record(store, wh, entry)
     return Launch(run_id, record, status, exit_code(status), manifest, archived, result, error, loaded=loaded)

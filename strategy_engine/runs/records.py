@@ -18,7 +18,7 @@ from ..warehouse import Warehouse
 
 # %% auto #0
 __all__ = ['DATA_SUFFIXES', 'STAGED_TABLES', 'ANY', 'resolve_data', 'data_identity', 'config_identity', 'runs_row', 'load_record',
-           'Reconciled', 'reconcile', 'rebuild', 'verify_records']
+           'Reconciled', 'ledger_fields', 'reconcile', 'rebuild', 'verify_records']
 
 # %% ../../nbs/36_run_records.ipynb #fc42527a
 DATA_SUFFIXES = (".csv", ".parquet", ".csv.gz")
@@ -129,35 +129,52 @@ def _unchained(archive: Archive, entries) -> list[str]:
     return [k for k in archive.list() if re.fullmatch(r"\d{4}/\d{2}/\d{2}/[^/]+/attempt-\d+/manifest\.json", k)
             and k not in ledgered]
 
-def reconcile(archive: Archive, warehouse: Warehouse, since: int | None = None, runs: Sequence[str] = (),
+def ledger_fields(manifest: Mapping) -> dict:
+    "What a ledger entry says beyond the hashes: the warehouse the record is meant for, its run id and shard."
+    return {"warehouse": manifest.get("warehouse"), "warehouse_run_id": (manifest.get("identity") or {}).get("run_id"),
+            "shard": int((manifest.get("shard") or {}).get("index", 0))}
+
+def _chain(archive: Archive, key: str) -> None:
+    "Chain an archived manifest into the ledger with the bytes stored beside it (`archive_run` completes, never rewrites)."
+    import tempfile
+    folder = key.rsplit("/", 1)[0]
+    manifest = json.loads(archive.get(key))
+    files = {rel: archive.get(f"{folder}/{rel}") for rel in (manifest.get("files") or {})}
+    with tempfile.TemporaryDirectory(prefix="strategy-engine-reconcile-") as tmp:
+        nb = None
+        if manifest.get("notebook"):
+            nb = Path(tmp) / manifest["notebook"]
+            nb.write_bytes(archive.get(f"{folder}/{manifest['notebook']}"))
+        archive_run(archive, manifest, nb, files=files, ledger=ledger_fields(manifest), secrets={})
+
+def _entries_after(archive: Archive, since: int) -> list[tuple[str, dict]]:
+    "The ledger entries with a sequence number above `since` (read one by one; the chain itself is `verify`'s)."
+    import re
+    keys = [k for k in archive.list("ledger/") if (m := re.fullmatch(r"ledger/(\d{8})\.json", k)) and int(m[1]) > since]
+    return [(k, json.loads(archive.get(k))) for k in keys]
+
+def reconcile(archive: Archive, warehouse: Warehouse, since: int | None = None, folders: Sequence[str] = (),
               meant_for: str | None = None) -> Reconciled:
-    "Chain archived manifests the ledger lacks and load ledgered records the warehouse lacks (after `since`, or all)."
+    "Chain archived manifests the ledger lacks and load ledgered records the warehouse lacks (all, or after `since`)."
     out, meant_for = Reconciled(), meant_for or warehouse.uri
-    entries, _, _ = _read_chain(archive)
-    for key in _unchained(archive, entries) if since is None or runs else []:
-        if runs and not any(f"/{r}/" in key for r in runs): continue
-        folder = key.rsplit("/", 1)[0]
+    if since is None:                                   # everything: the whole chain and every archived manifest
+        entries, _, _ = _read_chain(archive)
+        unchained = _unchained(archive, entries)
+    else:                                               # a launch: entries after `since`, manifests in `folders`
+        entries = _entries_after(archive, since)
+        ledgered = {e.get("manifest_key") for _, e in entries}
+        unchained = [k for f in folders for k in archive.list(f) if k.endswith("/manifest.json") and k not in ledgered]
+    for key in unchained:
         try:
-            manifest = json.loads(archive.get(key))
-            files = {rel: archive.get(f"{folder}/{rel}") for rel in (manifest.get("files") or {})}
-            nb = manifest.get("notebook")
-            with_nb = None
-            if nb:
-                import tempfile
-                tmp = Path(tempfile.mkdtemp(prefix="strategy-engine-reconcile-")) / nb
-                tmp.write_bytes(archive.get(f"{folder}/{nb}"))
-                with_nb = tmp
-            archive_run(archive, manifest, with_nb, files=files, ledger=manifest.get("ledger") or {}, secrets={})
+            _chain(archive, key)
             out.chained.append(key)
         except (ArchiveError, ValueError, KeyError) as e:
             out.problems.append(f"{key}: cannot chain it: {e}")
-    if out.chained: entries, _, _ = _read_chain(archive)
+    if out.chained: entries = _read_chain(archive)[0] if since is None else _entries_after(archive, since)
     have = warehouse.read_runs()
     loaded = {(r.run_id, int(r.attempt), int(r.shard)): r.manifest_sha256 for r in have.itertuples()}
     for _, entry in entries:
-        if not _for(entry, meant_for): continue
-        if since is not None and int(entry["seq"]) <= since and entry.get("run_id") not in runs: continue
-        if loaded.get(_key(entry)) == entry.get("manifest_sha256"): continue
+        if not _for(entry, meant_for) or loaded.get(_key(entry)) == entry.get("manifest_sha256"): continue
         try: out.loaded[str(entry["manifest_key"])] = load_record(archive, warehouse, entry)
         except (ArchiveError, ValueError, KeyError) as e: out.problems.append(f"{entry['manifest_key']}: cannot load it: {e}")
     return out

@@ -13,7 +13,7 @@ from fixtures.bhavcopy_fixtures import build_sample_bhavcopies, market_rows, nse
 from strategy_engine.calendar import nse_calendar
 from strategy_engine.data import DATA_SOURCES, FIELDS, check_data_source, open_bars
 from strategy_engine.market import store
-from strategy_engine.market.bhavcopy import bhavcopy_text
+from strategy_engine.market.bhavcopy import bhavcopy_text, read_bhavcopy
 from strategy_engine.market.store import import_bars_dir, ingest_actions, ingest_files, ingest_log, read_market_bars
 from strategy_engine.validation import validate
 from strategy_engine.warehouse import DuckDBWarehouse
@@ -57,7 +57,7 @@ def test_same_file_twice_changes_nothing_and_a_correction_replaces_its_session(t
     assert len(ingest_log(uri)) == len(files)
     # a corrected file for 2024-07-05: one close changed, one symbol (NESTLEIND) removed
     day = pd.Timestamp("2024-07-05")
-    rows = next(r for r in map(lambda f: store.read_bhavcopy(f).rows, files) if r["date"].iloc[0] == day)
+    rows = next(r for r in map(lambda f: read_bhavcopy(f).rows, files) if r["date"].iloc[0] == day)
     fixed = rows[rows["symbol"] != "NESTLEIND"].copy()
     fixed.loc[fixed["symbol"] == "TCS", ["close", "high"]] = 9999.0
     corrected = write_bhavcopy(fixed, tmp_path / "fix")
@@ -65,7 +65,7 @@ def test_same_file_twice_changes_nothing_and_a_correction_replaces_its_session(t
     assert [r.status for r in rep.results] == ["replaced"]
     log = ingest_log(uri)
     last = log[log["replaced"]].iloc[-1]
-    assert bool(last["replaced"]) and last["previous_sha256"] == store.read_bhavcopy(
+    assert bool(last["replaced"]) and last["previous_sha256"] == read_bhavcopy(
         next(f for f in files if "05JUL2024" in f.name)).sha256
     got = read_market_bars(uri)
     assert got.close.loc[day, "TCS"] == 9999.0 and np.isnan(got.close.loc[day, "NESTLEIND"])

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+import hashlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from ..core import ConfigError, DataError, check_names
 from ..data import FIELDS, Bars, load_bars
 from .actions import adjust_panel, read_actions, unexplained_jumps
 from .bhavcopy import DEFAULT_SERIES, Bhavcopy, BhavcopyError, bhavcopy_files
-from .bhavcopy import read_bhavcopy
+from .bhavcopy import parse_bhavcopy, session_of_name
 from ..warehouse import TableSpec, Warehouse, open_warehouse, register_table
 
 # %% auto #0
@@ -188,19 +189,30 @@ def ingest_bhavcopies(copies: Iterable[Bhavcopy | IngestResult], warehouse=None,
     return IngestReport(tuple(results), q)
 
 def _read_one(args) -> Bhavcopy | IngestResult:
-    path, series = args
-    try: return read_bhavcopy(path, series)
+    path, series, holder = args                                      # holder: sha256 of the file holding its session
+    try:
+        data = Path(path).read_bytes()
+        session = session_of_name(Path(path).name)
+        if holder is not None and hashlib.sha256(data).hexdigest() == holder:   # this very file: skip parsing
+            return IngestResult(Path(path).name, session, "unchanged", message="this file is already ingested")
+        return parse_bhavcopy(Path(path).name, data, series)
+    except OSError as e: return IngestResult(Path(path).name, None, "refused", message=f"{path}: {e.strerror}")
     except BhavcopyError as e: return IngestResult(Path(path).name, None, "refused", message=str(e))
 
 def ingest_files(paths: Sequence, warehouse=None, series: Sequence[str] = DEFAULT_SERIES,
                  calendar: TradingCalendar | None = None, workers: int = 1, batch_sessions: int = 128) -> IngestReport:
     "Ingest bhavcopy files (csv, zip, or folders of them) into the store; see `ingest_bhavcopies`."
     files = bhavcopy_files(paths)
-    jobs = [(str(f), tuple(series)) for f in files]
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            return ingest_bhavcopies(pool.map(_read_one, jobs, chunksize=8), warehouse, calendar, batch_sessions)
-    return ingest_bhavcopies(map(_read_one, jobs), warehouse, calendar, batch_sessions)
+    wh, close = _warehouse(warehouse)
+    try:
+        held = _latest(wh.read_table("market_ingest_log"))
+        jobs = [(str(f), tuple(series), held.get(session_of_name(f.name))) for f in files]
+        if workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                return ingest_bhavcopies(pool.map(_read_one, jobs, chunksize=8), wh, calendar, batch_sessions)
+        return ingest_bhavcopies(map(_read_one, jobs), wh, calendar, batch_sessions)
+    finally:
+        if close: wh.close()
 
 # %% ../../nbs/09a_market_store.ipynb #ca71bf9f
 def ingest_actions(path, warehouse=None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -120,7 +120,7 @@ class BacktestResult:
     exposure: pd.DataFrame      # gross and net of the weights held over day t
     cost_bps: float             # cost per unit of turnover, in basis points
     _close: np.ndarray = field(repr=False)    # closes as given (T × N), for the trade list
-    _r: np.ndarray = field(repr=False)        # close-to-close returns (T × N), for trade contributions
+    _r: np.ndarray | None = field(repr=False)  # close-to-close returns (T × N) if at hand; else from _close
 
     @cached_property
     def trades(self) -> pd.DataFrame:
@@ -128,7 +128,8 @@ class BacktestResult:
         w = self.weights.to_numpy()
         held = np.zeros_like(w)
         held[1:] = w[:-1]
-        return _trades(w, _prices(self._close), held * self._r, self.weights.index, self.weights.columns)
+        r = self._r if self._r is not None else _returns_k(self._close)
+        return _trades(w, _prices(self._close), held * r, self.weights.index, self.weights.columns)
 
     @cached_property
     def stats(self) -> pd.DataFrame:
@@ -185,17 +186,30 @@ def close_returns(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _prices(close), _returns_k(close)
 
 @numba.njit(cache=True)
-def _books_k(w, r, codes, cost_bps, by_column, as_returns, growth, turnover, exposure, net, equity):   # pragma: no cover
+def _books_k(w, r, close, codes, cost_bps, by_column, as_returns, growth, turnover, exposure, net, equity):   # pragma: no cover
     "K weight sets × B books (symbol i in book codes[i], none if < 0) in one pass, into the zeroed K × B × T outputs."
     K, T, N = w.shape
+    from_close = close.shape[0] == T and T > 0                # returns computed on the way, as `_returns_into` does
     for k in range(K):
         if by_column:                                         # column-major weights: walk each symbol's column
             for i in range(N):
                 b = codes[i]
                 if b < 0: continue
+                prev = 1.0
+                if from_close:
+                    for t in range(T):
+                        if close[t, i] == close[t, i]:
+                            prev = close[t, i]
+                            break
                 for t in range(1, T):
+                    if from_close:
+                        x = close[t, i]
+                        p = x if x == x else prev
+                        rt = p / prev - 1.0
+                        prev = p
+                    else: rt = r[t, i]
                     held = w[k, t - 1, i]
-                    growth[k, b, t] += held * r[t, i]         # the gross return, for now
+                    growth[k, b, t] += held * rt              # the gross return, for now
                     turnover[k, b, t] += abs(held - w[k, t - 2, i]) if t >= 2 else abs(held)   # day 1: from cash
                     exposure[k, b, t] += abs(held)
                     net[k, b, t] += held
@@ -217,15 +231,19 @@ def _books_k(w, r, codes, cost_bps, by_column, as_returns, growth, turnover, exp
                 equity[k, b, t] = e
                 growth[k, b, t] = f - 1.0 if as_returns else f
 
-def _run_books(w: np.ndarray, r: np.ndarray, cost_bps: float, codes: np.ndarray | None = None, n_books: int = 1,
-               as_returns: bool = False) -> tuple[np.ndarray, ...]:
-    "`_books_k` on weights T × N or K × T × N (any layout, no copy): growth (or returns), turnover, exposure, net, equity."
+def _run_books(w: np.ndarray, r: np.ndarray | None, cost_bps: float, codes: np.ndarray | None = None, n_books: int = 1,
+               as_returns: bool = False, close: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    "`_books_k` on weights T × N or K × T × N (any layout, no copy) and returns r (or closes, column-major weights only)."
     w = np.asarray(w, dtype="float64")
     books = w.reshape(-1, *w.shape[-2:])
     if codes is None: codes = np.zeros(w.shape[-1], dtype=np.int64)
     by_column = not books[0].flags.c_contiguous or books.shape[-1] == 1
+    if r is None and close is None: raise ValueError("_run_books needs the returns r or the closes.")
+    if r is None and not by_column: r = _returns_k(np.asfortranarray(close))   # row-major weights: the returns first
+    if r is None: r, close = np.empty((0, 0)), np.asarray(close, dtype="float64")   # returns inside the kernel
+    else: r, close = np.asarray(r, dtype="float64"), np.empty((0, 0))
     out = tuple(np.zeros((books.shape[0], n_books, w.shape[-2])) for _ in range(5))   # numpy's memory: huge pages
-    _books_k(books, np.asarray(r, dtype="float64"), codes, float(cost_bps), by_column, as_returns, *out)
+    _books_k(books, r, close, codes, float(cost_bps), by_column, as_returns, *out)
     return out
 
 def portfolio_path(w: np.ndarray, r: np.ndarray, cost_bps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -259,15 +277,15 @@ def backtest(bars: Bars | pd.DataFrame,        # `Bars`, or a date × symbol Dat
     target = align_weights(weights, close)
     dates, w = close.index, target.to_numpy()
     c = np.asfortranarray(close.to_numpy(dtype="float64"))
-    r = _returns_k(c)
     if books is not None:
         codes, names = _book_codes(books, close.columns, weights.columns)
-        return BookResults.from_paths(_run_books(w, r, cost, codes, len(names), True), names, codes, target, cost, c, r)
-    returns, turnover, gross, net, equity = (a[0, 0] for a in _run_books(w, r, cost, as_returns=True))
+        paths = _run_books(w, None, cost, codes, len(names), True, close=c)
+        return BookResults.from_paths(paths, names, codes, target, cost, c, None)
+    returns, turnover, gross, net, equity = (a[0, 0] for a in _run_books(w, None, cost, as_returns=True, close=c))
     return BacktestResult(
         equity=pd.Series(equity, index=dates, name="equity"), returns=pd.Series(returns, index=dates, name=name),
         weights=target, turnover=pd.Series(turnover, index=dates, name="turnover"),
-        exposure=pd.DataFrame({"gross": gross, "net": net}, index=dates), cost_bps=cost, _close=c, _r=r)
+        exposure=pd.DataFrame({"gross": gross, "net": net}, index=dates), cost_bps=cost, _close=c, _r=None)
 
 # %% ../nbs/20_backtest.ipynb #22388b91
 def signals_to_weights(signal: pd.DataFrame,              # date × symbol, values in {-1, 0, 1} (NaN = 0)
@@ -353,11 +371,11 @@ class BookResults:
     members: dict               # book -> its symbols, in the bars' order
     cost_bps: float
     _close: np.ndarray = field(repr=False)
-    _r: np.ndarray = field(repr=False)
+    _r: np.ndarray | None = field(repr=False)
 
     @classmethod
     def from_paths(cls, paths: tuple[np.ndarray, ...], names: pd.Index, codes: np.ndarray, target: pd.DataFrame,
-                   cost: float, close: np.ndarray, r: np.ndarray) -> BookResults:
+                   cost: float, close: np.ndarray, r: np.ndarray | None) -> BookResults:
         "Wrap `_books_k`'s K=1 outputs (1 × B × T, growth as returns) as date × book frames, without copying them."
         returns, turnover, gross, net, equity = (a[0].T for a in paths)          # T × B, column-major
         frame = lambda a: pd.DataFrame(a, index=target.index, columns=names, copy=False)
@@ -378,7 +396,8 @@ class BookResults:
         w = self.weights.to_numpy()
         held = np.zeros_like(w)
         held[1:] = w[:-1]
-        trades = _trades(w, _prices(self._close), held * self._r, self.weights.index, self.weights.columns)
+        r = self._r if self._r is not None else _returns_k(self._close)
+        trades = _trades(w, _prices(self._close), held * r, self.weights.index, self.weights.columns)
         book = {s: b for b, symbols in self.members.items() for s in symbols}
         trades.insert(0, "book", trades["symbol"].astype(object).map(book))
         return trades[trades["book"].notna()].reset_index(drop=True)
@@ -402,7 +421,7 @@ class BookResults:
             returns=pd.Series(col(self.returns), index=dates, name=str(book)),
             weights=self.weights.iloc[:, cols], turnover=pd.Series(col(self.turnover), index=dates, name="turnover"),
             exposure=pd.DataFrame({"gross": col(self.gross), "net": col(self.net)}, index=dates),
-            cost_bps=self.cost_bps, _close=self._close[:, cols], _r=self._r[:, cols])
+            cost_bps=self.cost_bps, _close=self._close[:, cols], _r=None if self._r is None else self._r[:, cols])
 
     def __repr__(self) -> str:
         d, total = self.returns.index, self.equity.iloc[-1] - 1.0

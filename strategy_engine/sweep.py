@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import indicators
-from .backtest import _check_cost, close_returns, equal_weights, portfolio_path
+from .backtest import _check_cost, _equal_weights_k, _returns_k, portfolio_path
 from .core import ConfigError
 from .data import Bars
 from .metrics import summary
@@ -94,10 +94,13 @@ def sweep(name: str, bars: Bars, grid: Mapping[str, Sequence], config: StrategyC
     if restrict_universe:
         symbols = universe_symbols(cfg, bars)
         if symbols != bars.symbols: bars = bars.select(symbols)
+    T, N = bars.close.shape
+    w = np.empty((len(configs), N, T)).transpose(0, 2, 1)    # K books, each column-major like the frames
     with memoized_indicators():
-        signals = np.stack([spec.fn(bars, c.parameters).signal.to_numpy(dtype="float64") for c in configs])
-    w = equal_weights(signals, cfg.risk_limits.max_position_size, long_only)
-    _, r = close_returns(bars.close.to_numpy(dtype="float64"))
+        for k, c in enumerate(configs):                      # weights straight from each signal: no K × T × N stack
+            _equal_weights_k(spec.fn(bars, c.parameters).signal.to_numpy(), cfg.risk_limits.max_position_size,
+                             long_only, w[k])
+    r = _returns_k(np.asfortranarray(bars.close.to_numpy(dtype="float64")))
     factor, turnover = portfolio_path(w, r, cost)
     combos = pd.RangeIndex(len(configs), name="combination")
     returns = pd.DataFrame((factor - 1.0).T, index=bars.dates, columns=combos)

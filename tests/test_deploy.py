@@ -1,6 +1,8 @@
-"""What can be checked of the deployment without Docker or Google Cloud: specs parse, commands are valid CLI calls.
+"""What can be checked of the deployment without Docker or Google Cloud: specs parse, commands are valid CLI calls,
+and deploy/deploy.sh and scripts/verify_deployment.sh run against stub gcloud/curl/terraform executables.
 
-Not tested here (no Docker engine, no GCP project): building the image, running it, deploying, IAM.
+Not tested here (no Docker engine, no GCP project): deploying, IAM's real effect. Building and running the image:
+`make image-check` (buildah); infra/ itself: tests/test_infra.py.
 """
 import json
 import os

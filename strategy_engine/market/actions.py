@@ -184,16 +184,21 @@ def unexplained_jumps(close: pd.DataFrame, prev_close: pd.DataFrame | None, ledg
                       column: str = "symbol", tolerance: float = 0.03) -> list[Finding]:
     "Error findings for exchange-side adjustments (or split-sized moves) with no ledger action that day."
     c = close.to_numpy(dtype=np.float64)
-    last = np.full_like(c, np.nan)
+    last = np.empty_like(c)
+    last[0] = np.nan
     last[1:] = close.ffill().to_numpy(dtype=np.float64)[:-1]          # each symbol's previous close
     with np.errstate(invalid="ignore", divide="ignore"):
-        move = c / last
-        jump = (move < 0.55) | (move > 1.9)
-        if prev_close is not None:
+        if prev_close is not None:                                      # the exchange's own word, where it gave one
             gap = last / prev_close.to_numpy(dtype=np.float64)
-            known = np.isfinite(gap)
-            jump = np.where(known, np.abs(gap - 1) > tolerance, jump)
-    jump &= np.isfinite(move)
+            jump = np.abs(gap - 1) > tolerance
+            unknown = np.isnan(gap) & ~np.isnan(c) & ~np.isnan(last)
+        else:
+            jump = np.zeros(c.shape, dtype=bool)
+            unknown = ~np.isnan(c) & ~np.isnan(last)
+        if unknown.any():                                               # no previous close given: split-sized moves
+            move = c[unknown] / last[unknown]
+            jump[unknown] = (move < 0.55) | (move > 1.9)
+    jump &= ~np.isnan(c)
     if not jump.any(): return []
     if not ledger.empty:
         j = close.columns.get_indexer(ledger[column])
@@ -204,7 +209,7 @@ def unexplained_jumps(close: pd.DataFrame, prev_close: pd.DataFrame | None, ledg
     for j in np.flatnonzero(jump.any(axis=0)):
         sym, rows = str(close.columns[j]), np.flatnonzero(jump[:, j])
         dates = close.index[rows]
-        r = float(move[rows[0], j]) - 1
+        r = float(c[rows[0], j] / last[rows[0], j]) - 1
         out.append(Finding("unexplained_jump", "error",
                            f"{sym}: {len(dates)} price jump(s) no corporate action explains ({dates[0].date()}: {r:+.1%}"
                            f"{' ...' if len(dates) > 1 else ''}); add the action to the ledger (strategy-engine data "

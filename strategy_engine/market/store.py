@@ -328,9 +328,18 @@ def _merge_placeholders(rows: _Long) -> _Long:
     return _Long(rows.days[keep], compact.astype(np.int64), [rows.isins[u] for u in used], rows.symbol[keep],
                  rows.symbols, {c: v[keep] for c, v in rows.values.items()})
 
-def _names(rows: _Long) -> dict[str, str]:
+def _day_index(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "(the distinct day numbers in order, each row's position among them): a lookup table, no sort of the rows."
+    if not len(days): return np.array([], dtype=np.int64), np.array([], dtype=np.int64)
+    lo = int(days.min())
+    present = np.zeros(int(days.max()) - lo + 1, dtype=bool)
+    present[days - lo] = True
+    position = np.cumsum(present) - 1
+    return np.flatnonzero(present) + lo, position[days - lo]
+
+def _names(rows: _Long, day_index: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, str]:
     "ISIN -> its latest symbol in the rows; an older company that shares a name is shown as NAME~ISIN."
-    days, di = np.unique(rows.days, return_inverse=True)
+    days, di = day_index if day_index is not None else _day_index(rows.days)
     k = len(rows.isins)
     grid = np.full((len(days), k), -1, dtype=np.int32)                # symbol code by date × ISIN code
     grid[di, rows.isin] = rows.symbol
@@ -344,9 +353,10 @@ def _names(rows: _Long) -> dict[str, str]:
         taken.add(sym)
     return names
 
-def _grid(rows: _Long, names: dict[str, str]) -> tuple[pd.DatetimeIndex, list[str], np.ndarray, np.ndarray]:
+def _grid(rows: _Long, names: dict[str, str], day_index: tuple[np.ndarray, np.ndarray] | None = None
+          ) -> tuple[pd.DatetimeIndex, list[str], np.ndarray, np.ndarray]:
     "The sorted dates, the ISINs in name order, and each row's (date, column) position."
-    days, di = np.unique(rows.days, return_inverse=True)
+    days, di = day_index if day_index is not None else _day_index(rows.days)
     order = sorted(range(len(rows.isins)), key=lambda k: names[rows.isins[k]])
     rank = np.empty(len(rows.isins), dtype=np.int64)
     rank[order] = np.arange(len(rows.isins))
@@ -397,13 +407,14 @@ def read_market_bars(warehouse=None, symbols: Sequence[str] | None = None, start
     finally:
         if close: wh.close()
     rows = _merge_placeholders(_long(table))
-    names = _names(rows)
+    day_index = _day_index(rows.days)
+    names = _names(rows, day_index)
     if syms is not None:
         missing = [s for s in syms if s not in set(names.values())]
         if missing:
             check_names(missing, sorted(names.values()), "symbol", f"{wh.uri} (table market_bars)")
             raise DataError(f"{wh.uri}: no bars for {', '.join(missing)} between {start} and {end}.")
-    dates, isins, di, si = _grid(rows, names)
+    dates, isins, di, si = _grid(rows, names, day_index)
     shape = (len(dates), len(isins))
     frames = {}
     for f in ("open", "high", "low", "close", "volume", "prev_close"):

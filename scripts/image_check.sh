@@ -69,6 +69,8 @@ recorded=$(run python -c 'import glob, json
 print(json.load(open(m))["git_commit"])') || fail "no single manifest.json archived by the run"
 [ "$recorded" = "$COMMIT" ] || fail "the manifest records commit '$recorded', expected $COMMIT"
 say "the run's manifest records git commit $recorded"
+env_commit=$(run printenv STRATEGY_ENGINE_GIT_COMMIT) || true
+[ "$env_commit" = "$COMMIT" ] || fail "STRATEGY_ENGINE_GIT_COMMIT in the image is '$env_commit', expected $COMMIT"
 size=$("${B[@]}" images --format '{{.Size}}' "$TAG" | head -1)
 say "image $TAG: $size"
 echo "image-check: ok (non-root uid $uid, daily run succeeded, commit recorded, size $size)"

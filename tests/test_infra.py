@@ -393,6 +393,10 @@ def test_job_and_service_are_sized_by_the_environment():
     assert sc["command"] == ["strategy-engine"] and build_parser().parse_args(sc["args"]).command == "serve"
     assert sc["startup_probe"][0]["http_get"][0]["path"] == "/health"
     assert "@sha256:" in Path(INFRA / "variables.tf").read_text()       # the image is pinned by digest
+    # the run manifests' image identity (runs.launcher.image_identity requires it on Cloud Run): job and service
+    assert tf_locals()["image_digest"] == '${split("@", var.image)[1]}'
+    digests = re.findall(r"STRATEGY_ENGINE_IMAGE_DIGEST\W+(?:value\s*=\s*)?local\.image_digest", (INFRA / "run.tf").read_text())
+    assert len(digests) == 2
 
 
 def test_monitoring_covers_the_seed_rules():

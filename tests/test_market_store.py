@@ -250,3 +250,23 @@ def test_imported_history_continues_under_the_exchange_isin_for_a_day_the_sample
     assert_same_bars(bars.select(end="2024-11-22"), want)
     assert list(bars.close.loc[day]) == [1290.0, 4200.0] and not bars.issues
     assert list(store.read_market_field(uri, "isin").iloc[-1]) == ["INE002A01018", "INE467B01029"]
+
+
+def test_run_daily_from_the_warehouse_on_a_day_the_sample_lacks(tmp_path):
+    "Import the sample once, ingest an exchange file for 2024-11-25, then `run daily` on that day reads it."
+    from conftest import run_cli
+    uri = uri_of(tmp_path / "market.duckdb")
+    symbols = ["RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK"]
+    import_bars_dir(nse_dir(), uri, symbols=symbols)
+    last = sample_bars(symbols, "2024-11-22", "2024-11-22").close.iloc[0]
+    day = pd.Timestamp("2024-11-25")
+    rows = market_rows([day], {s: [float(last[s]) * 1.01] for s in symbols})[0]
+    rows["prev_close"] = last[rows["symbol"]].to_numpy()
+    write_bhavcopy(rows, tmp_path / "in")
+    assert ingest_files([tmp_path / "in"], uri).ok
+    r = run_cli("run", "daily", "--as-of", "2024-11-25", "--data", uri, "--symbols", *symbols,
+                "--warehouse", uri_of(tmp_path / "out.duckdb"), "--archive", tmp_path / "archive", "--no-log-output")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "succeeded" in r.stdout
+    manifests = list((tmp_path / "archive").rglob("manifest.json"))
+    assert len(manifests) == 1 and "2024/11/25" in manifests[0].as_posix()

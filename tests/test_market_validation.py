@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
+
 from conftest import run_cli
 
 HEAD = "Date,Adj Close,Close,High,Low,Open,Volume\n"

@@ -837,7 +837,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                                                               plan.parameters["as_of"]))
         answer = ExecuteResponse(**{**common, "run_id": done.run_id}, record_id=done.record_id, status=done.status,
                                  exit_code=done.exit_code, replayed=done.replayed, reason=(done.result or {}).get("reason", ""),
-                                 error=done.error, rows=(done.result or {}).get("rows") or {},
+                                 error=done.error, rows=done.loaded or {},
                                  signals=[SignalRecord.model_validate(r) for r in signals],
                                  notebook_url=f"/runs/{done.record_id}/notebook",
                                  manifest_uri=done.archived.get("manifest_uri"))

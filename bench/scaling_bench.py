@@ -7,7 +7,9 @@ at most 4.5× the 500-symbol time, system time under 20 % of user time, peak mem
 (measured from a reset of the peak RSS after the bars are built: the synthetic generator's own peak is not the
 pipeline's).
 Cold start: a fresh interpreter that imports `strategy_engine.backtest` and makes its first call (numba cache warm),
-target under 1 s. Not part of the tests. Run: `.venv/bin/python bench/scaling_bench.py [SIZES...]`.
+target under 1 s. Each size runs twice: with the default allocator, and with `core.reuse_freed_memory()`
+(STRATEGY_ENGINE_REUSE_MEMORY=1), which keeps freed pages for the next call. Not part of the tests.
+Run: `.venv/bin/python bench/scaling_bench.py [SIZES...]`.
 """
 import json
 import os
@@ -62,26 +64,34 @@ print(time.perf_counter() - t0)
 """
 
 
-def run(code: str, *args: str) -> str:
-    return subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True).stdout
+def run(code: str, *args: str, reuse: bool = False) -> str:
+    env = os.environ | {"STRATEGY_ENGINE_REUSE_MEMORY": "1" if reuse else "0"}
+    return subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, env=env).stdout
+
+
+def report(rows: list[dict], title: str) -> None:
+    base = rows[0]
+    print(f"\n== {title}")
+    for name in ("momentum", "mean_reversion", "breakout"):
+        print(f"{name}: signals + weights + backtest + metrics, × 5,040 days")
+        for row in rows:
+            r = row[name]
+            cpu, cpu0 = r["user_ms"] + r["sys_ms"], base[name]["user_ms"] + base[name]["sys_ms"]
+            print(f"  {row['symbols']:>5} symbols: wall {r['wall_ms']:6.0f} ms ({r['wall_ms'] / base[name]['wall_ms']:4.1f}×), "
+                  f"CPU {cpu:6.0f} ms ({cpu / cpu0:4.1f}× for {row['symbols'] / base['symbols']:.0f}× the symbols): "
+                  f"user {r['user_ms']:5.0f}, sys {r['sys_ms']:4.0f} (sys/user {r['sys_ms'] / max(r['user_ms'], 1e-9):.0%})")
+    for row in rows:
+        print(f"peak memory, {row['symbols']} symbols: {row['peak_mb']:.0f} MB during the three pipelines (process "
+              f"with the bars loaded: {row['bars_rss_mb']:.0f} MB; generating the synthetic bars peaked at "
+              f"{row['generation_peak_mb']:.0f} MB)")
 
 
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [500, 2000, 5000]
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; each size in a fresh process, best of 3")
-    rows = [json.loads(run(WORKER, str(n))) for n in sizes]
-    base = rows[0]
-    for name in ("momentum", "mean_reversion", "breakout"):
-        print(f"\n{name}: signals + weights + backtest + metrics, × 5,040 days")
-        for row in rows:
-            r = row[name]
-            print(f"  {row['symbols']:>5} symbols: wall {r['wall_ms']:7.0f} ms ({r['wall_ms'] / base[name]['wall_ms']:4.1f}× "
-                  f"for {row['symbols'] / base['symbols']:.0f}× the symbols), user {r['user_ms']:6.0f} ms, "
-                  f"sys {r['sys_ms']:5.0f} ms (sys/user {r['sys_ms'] / max(r['user_ms'], 1e-9):.0%})")
-    for row in rows:
-        print(f"peak memory, {row['symbols']} symbols: {row['peak_mb']:.0f} MB during the three pipelines (process "
-              f"with the bars loaded: {row['bars_rss_mb']:.0f} MB; generating the synthetic bars peaked at "
-              f"{row['generation_peak_mb']:.0f} MB)")
+    report([json.loads(run(WORKER, str(n))) for n in sizes], "default allocator settings")
+    report([json.loads(run(WORKER, str(n), reuse=True)) for n in sizes],
+           "STRATEGY_ENGINE_REUSE_MEMORY=1 (core.reuse_freed_memory: freed pages reused, no page faults)")
     cold = []
     for _ in range(5):
         r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()

@@ -5,6 +5,8 @@
 # %% ../nbs/00_core.ipynb #c3271439
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import difflib
 import os
 import sys
@@ -19,9 +21,9 @@ from pydantic.fields import FieldInfo
 import strategy_engine
 
 # %% auto #0
-__all__ = ['project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'numba_cache_dir', 'StrategyEngineError', 'DataError',
-           'ConfigError', 'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error', 'allowed_values',
-           'explain_validation_error']
+__all__ = ['project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'numba_cache_dir', 'reuse_freed_memory',
+           'StrategyEngineError', 'DataError', 'ConfigError', 'UnknownNameError', 'did_you_mean', 'check_names',
+           'expect_error', 'allowed_values', 'explain_validation_error']
 
 # %% ../nbs/00_core.ipynb #4b3cddee
 def project_root() -> Path:
@@ -63,6 +65,18 @@ def _use_user_numba_cache() -> None:
     if numba is not None: numba.config.CACHE_DIR = str(path)
 
 _use_user_numba_cache()
+
+# %% ../nbs/00_core.ipynb #1a76bd05
+def reuse_freed_memory(enable: bool = True) -> bool:
+    "Keep freed memory in the process for reuse (glibc: big blocks from the heap, never trimmed); False without glibc."
+    try: mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError): return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4                      # glibc's mallopt parameter numbers
+    settings = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1)) if enable else ((M_MMAP_MAX, 65536),
+                                                                                  (M_TRIM_THRESHOLD, 128 * 1024))
+    return all(mallopt(key, value) == 1 for key, value in settings)
+
+if os.environ.get("STRATEGY_ENGINE_REUSE_MEMORY") == "1": reuse_freed_memory()
 
 # %% ../nbs/00_core.ipynb #d08acafe
 class StrategyEngineError(Exception):

@@ -116,8 +116,9 @@ def _as_of(text: str, data: str) -> str:
     from strategy_engine.data import open_bars
     return f"{open_bars(data).dates[-1]:%Y-%m-%d}"
 
-def _boot_kernel(kind: str) -> None:
-    "Start the kernel of run `kind` first, to boot (and import what its notebook imports) while the command gets ready."
+def _boot_kernel(kind: str, args) -> None:
+    "Check the command line, then start the kernel of run `kind`, to boot while the command gets ready."
+    precheck(args)
     from strategy_engine.runs.launcher import template_path
     from strategy_engine.notebooks import boot_kernel_early
     try: boot_kernel_early(template_path(kind))
@@ -152,25 +153,29 @@ def _data_symbols(data: str) -> list[str] | None:
     if "://" in spec or not path.is_dir(): return None
     return sorted({p.name.split(".")[0] for p in path.iterdir() if p.suffix in (".csv", ".parquet", ".gz")})
 
-def precheck(params: dict, data: str | None = None) -> None:
-    "Check a run's strategies, symbols and run id the way the HTTP API does: UsageError (exit 2) naming the flag."
-    from strategy_engine.core import check_names
+def precheck(args) -> None:
+    "Check a run command's --strategies, --symbols and --run-id as the HTTP API does, before anything starts (exit 2)."
+    from strategy_engine.core import check_names, config_dir
     from strategy_engine.runs.contract import check_run_id
-    from strategy_engine.strategies.base import UNIVERSES, known_strategies
-    try: check_names(list(params.get("strategies") or []), known_strategies(), "strategy")
+    configured = sorted(p.stem for p in (config_dir() / "strategies").glob("*.yaml"))   # what a run can load
+    try: check_names(list(getattr(args, "strategies", None) or []), configured, "strategy")
     except StrategyEngineError as e: raise _flag_error(e, "--strategies") from None
-    symbols = params.get("symbols")
-    if isinstance(symbols, list):
-        known = _data_symbols(data or params.get("data") or "auto")
-        if known is not None:
-            try: check_names(symbols, known, "symbol", f"the data ({data or params.get('data') or 'auto'})")
-            except StrategyEngineError as e: raise _flag_error(e, "--symbols") from None
-    elif isinstance(symbols, str) and symbols not in UNIVERSES:
-        try: check_names([symbols], list(UNIVERSES), "universe")
+    symbols, data = getattr(args, "symbols", None) or [], getattr(args, "data", None) or "auto"
+    known = _data_symbols(data) if symbols else None
+    universes = _universes() if known is not None and len(symbols) == 1 and symbols[0] not in known else {}
+    if known is not None and not (symbols[0] in universes and universes[symbols[0]] is None):   # 'all': every symbol
+        named = universes.get(symbols[0])
+        try: check_names(list(named or symbols), known, "symbol", f"the data ({data})" +
+                         (f", in universe {symbols[0]}" if named else ""))
         except StrategyEngineError as e: raise _flag_error(e, "--symbols") from None
-    if params.get("run_id"):
-        try: check_run_id(params["run_id"])
+    if getattr(args, "run_id", None):
+        try: check_run_id(args.run_id)
         except StrategyEngineError as e: raise _flag_error(e, "--run-id") from None
+
+def _universes() -> dict:
+    "The universe names one --symbols value may give, with their symbols (None: every symbol of the data)."
+    from strategy_engine.strategies.base import UNIVERSES
+    return dict(UNIVERSES)
 
 def _print_alerts(deliveries) -> None:
     "One line per alert raised: the channels it went to, or why not."
@@ -184,7 +189,6 @@ def _run_stage(stage: str, params: dict, args) -> int:
     from strategy_engine.runs.schedule import run_stage
     if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
     if getattr(args, "run_id", None): params["run_id"] = args.run_id
-    precheck(params)
     out = run_stage(stage, params, args.archive, scheduled=args.scheduled, key=args.idempotency_key,
                     force=getattr(args, "force", False), alerts=args.alerts, timeout=args.timeout,
                     log_output=args.log_output, progress_bar=sys.stderr.isatty())
@@ -197,7 +201,7 @@ def _run_stage(stage: str, params: dict, args) -> int:
 
 def cmd_run_daily(args) -> int:
     "Launch the daily production notebook (gated on the day's validation) and print where its record is."
-    _boot_kernel("daily")
+    _boot_kernel("daily", args)
     return _run_stage("daily", _stage_params(args, "strategies", "symbols", "warehouse", "cost_bps"), args)
 
 def cmd_audit_verify(args) -> int:
@@ -257,12 +261,12 @@ def cmd_runs_show(args) -> int:
 # %% ../nbs/90_cli.ipynb #1603ba5f
 def cmd_run_validate(args) -> int:
     "Launch the data validation notebook of a day (09:00) and print where its record is."
-    _boot_kernel("validate")
+    _boot_kernel("validate", args)
     return _run_stage("validate", _stage_params(args, "strategies", "symbols", "through", "max_move", "max_lag"), args)
 
 def cmd_run_report(args) -> int:
     "Launch the performance report notebook of a day (18:00, gated on the day's validation) and print where its record is."
-    _boot_kernel("report")
+    _boot_kernel("report", args)
     params = _stage_params(args, "strategies", "symbols", "warehouse", "cost_bps", "period")
     if not args.alerts: params["send_alerts"] = False
     return _run_stage("report", params, args)
@@ -270,11 +274,10 @@ def cmd_run_report(args) -> int:
 def cmd_run_day(args) -> int:
     "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failed validation."
     import logging
-    _boot_kernel("validate")                      # the first stage's
+    _boot_kernel("validate", args)                      # the first stage's
     from strategy_engine.runs.schedule import run_day
     if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = _stage_params(args, "strategies", "symbols")
-    precheck(params)
     def show(out) -> None:
         print(out, flush=True)
         _print_alerts(out.deliveries)
@@ -325,11 +328,10 @@ def cmd_serve(args) -> int:
 
 def cmd_run_train(args) -> int:
     "Launch the model-training notebook; its artifacts go to the model store, their hashes into the manifest."
-    _boot_kernel("train")
+    _boot_kernel("train", args)
     from strategy_engine.runs.launcher import launch
     params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
     if args.strategies: params["strategies"] = args.strategies
-    precheck(params)
     result = launch("train", params, archive=args.archive, timeout=args.timeout, progress_bar=sys.stderr.isatty())
     print(result)
     for m in (result.result or {}).get("models", []): print(f"  model {m['kind']}: {m['model_hash']}")

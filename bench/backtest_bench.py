@@ -165,7 +165,7 @@ def vectorbt_path(name: str, bars: Bars, cfg: StrategyConfig, vbt) -> tuple:
         entries, short_entries = (close > res) & heavy, (close < sup) & heavy
         exits, short_exits = close < 0.5 * (sup + res), close > 0.5 * (sup + res)
     pf = vbt.Portfolio.from_signals(close, entries, exits, short_entries=short_entries, short_exits=short_exits,
-                                    size=cfg.risk_limits.max_position_size, size_type="percent", fees=0.001,
+                                    size=cfg.risk_limits.max_position_size * 1e10, size_type="value", fees=0.001,
                                     init_cash=1e10, group_by=True, cash_sharing=True, call_seq="auto", freq="1D")
     return pf.total_return(), pf.sharpe_ratio(), pf.max_drawdown()
 
@@ -191,7 +191,7 @@ def vectorbt_sweep(bars: Bars, cfg: StrategyConfig, vbt) -> pd.Series:
     stack = lambda frames: pd.concat(frames, axis=1, keys=names)
     wide = stack([close] * len(keys))
     pf = vbt.Portfolio.from_signals(wide, stack(ent), stack(ext), short_entries=stack(sent), short_exits=stack(sext),
-                                    size=cfg.risk_limits.max_position_size, size_type="percent", fees=0.001,
+                                    size=cfg.risk_limits.max_position_size * 1e10, size_type="value", fees=0.001,
                                     init_cash=1e10, group_by=list(names.names), cash_sharing=True, call_seq="auto",
                                     freq="1D")
     return pf.sharpe_ratio()

@@ -58,14 +58,36 @@ def align_weights(weights: pd.DataFrame, bars: Bars | pd.DataFrame) -> pd.DataFr
                         "a non-trading day cannot be traded; build the weights on the bars' own dates.")
     try: values = weights.to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError) as e: raise DataError(f"weights must be numbers: {e}") from None
-    if np.isinf(values).any():
-        i, j = np.argwhere(np.isinf(values))[0]
+    first_inf, has_nan = _nonfinite(values)
+    if first_inf >= 0:
+        i, j = divmod(first_inf, values.shape[1])
         raise DataError(f"weights hold an infinite value: {weights.columns[j]!r} on {idx[i].date()}.")
     if idx.equals(dates) and weights.columns.equals(close.columns):   # already aligned: no reindex, no copy
-        if np.isnan(values).any(): values = np.nan_to_num(values, nan=0.0)
+        if has_nan: values = np.nan_to_num(values, nan=0.0)
         return pd.DataFrame(values, index=dates, columns=close.columns, copy=False)
     frame = pd.DataFrame(values, index=idx, columns=weights.columns, copy=False)
     return frame.reindex(index=dates, columns=close.columns, fill_value=0.0).fillna(0.0)
+
+@numba.njit(cache=True)
+def _nonfinite_k(a, transposed):   # pragma: no cover  (numba)
+    "Row-major position of the first ±inf (-1: none) and whether there is a NaN, in one pass down the columns of `a`."
+    R, C = a.shape
+    first, nan = -1, False
+    for c in range(C):
+        for r in range(R):
+            x = a[r, c]
+            if x != x: nan = True
+            elif x - x != 0:                                  # ±inf
+                key = c * R + r if transposed else r * C + c  # row-major position in the weights
+                if first < 0 or key < first: first = key
+    return first, nan
+
+def _nonfinite(values: np.ndarray) -> tuple[int, bool]:
+    "`_nonfinite_k` in the array's own memory order (column-major frames, or row-major arrays transposed)."
+    if values.size == 0: return -1, False
+    row_major = values.flags.c_contiguous and not values.flags.f_contiguous
+    first, nan = _nonfinite_k(values.T if row_major else values, row_major)
+    return int(first), bool(nan)
 
 # %% ../nbs/20_backtest.ipynb #89f88658
 def _prices(close: np.ndarray) -> np.ndarray:

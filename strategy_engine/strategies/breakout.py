@@ -61,6 +61,8 @@ def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> Signal
     signal, confidence = signal_buffers(close)
     _breakout_kernel(c, sup, res, v, float(p.volume_threshold), float(p.breakout_scale), bool(p.allow_short), signal, confidence)
     with np.errstate(divide="ignore", invalid="ignore"):
-        meta = {"resistance": res, "support": sup, "to_resistance": c / res - 1.0, "to_support": c / sup - 1.0,
-                "volume_ratio": v}
+        to_res, to_sup = np.divide(c, res), np.divide(c, sup)
+        to_res -= 1.0                                         # in place: one array each, not two
+        to_sup -= 1.0
+    meta = {"resistance": res, "support": sup, "to_resistance": to_res, "to_support": to_sup, "volume_ratio": v}
     return SignalFrame.from_arrays("breakout", close, signal, confidence, meta, p.model_dump())

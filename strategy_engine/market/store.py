@@ -26,9 +26,10 @@ from .bhavcopy import parse_bhavcopy, session_of_name
 from ..warehouse import TableSpec, Warehouse, open_warehouse, register_table
 
 # %% auto #0
-__all__ = ['MARKET_BARS', 'MARKET_ACTIONS', 'MARKET_UNPARSED', 'INGEST_LOG', 'ADJUSTMENTS', 'PLACEHOLDER', 'ingest_log',
-           'last_ingested_session', 'IngestResult', 'IngestReport', 'ingest_bhavcopies', 'ingest_files',
-           'ingest_actions', 'import_bars_dir', 'read_market_bars', 'read_market_field', 'open_market_bars']
+__all__ = ['MARKET_BARS', 'MARKET_ACTIONS', 'MARKET_UNPARSED', 'INGEST_LOG', 'MARKET_SYMBOLS', 'ADJUSTMENTS', 'PLACEHOLDER',
+           'ingest_log', 'last_ingested_session', 'IngestResult', 'IngestReport', 'ingest_bhavcopies', 'ingest_files',
+           'ingest_actions', 'import_bars_dir', 'read_market_bars', 'read_market_field', 'rebuild_market_symbols',
+           'open_market_bars']
 
 # %% ../../nbs/09a_market_store.ipynb #8e1d77d5
 MARKET_BARS = register_table(TableSpec(
@@ -52,6 +53,10 @@ INGEST_LOG = register_table(TableSpec(
                           "format": "STRING", "rows": "INT64", "quarantined": "INT64", "dropped_series": "INT64",
                           "replaced": "BOOL", "previous_sha256": "STRING"},
     key=("session", "ingested_at"), partition="session", cluster=("file",), required=("file", "sha256", "rows")))
+MARKET_SYMBOLS = register_table(TableSpec(
+    "market_symbols", {"isin": "STRING", "symbol": "STRING", "first_date": "DATE", "last_date": "DATE",
+                       "vendor_last": "DATE"},
+    key=("isin", "symbol"), cluster=("isin", "symbol"), required=("first_date", "last_date")))
 ADJUSTMENTS = ("splits", "total_return", "raw")
 
 # %% ../../nbs/09a_market_store.ipynb #d18716b7
@@ -60,8 +65,21 @@ def _warehouse(warehouse) -> tuple[Warehouse, bool]:
     if isinstance(warehouse, Warehouse): return warehouse, False
     return open_warehouse(warehouse), True
 
+def _symbol_rows(wh: Warehouse, bars: pd.DataFrame) -> pd.DataFrame:
+    "market_symbols after writing `bars`: every (ISIN, symbol) with its first, last and last vendor date (merged)."
+    vendor = bars["date"].where(bars["basis"].eq("vendor_splits"))
+    new = bars.assign(vendor_last=vendor).groupby(["isin", "symbol"], as_index=False, sort=False).agg(
+        first_date=("date", "min"), last_date=("date", "max"), vendor_last=("vendor_last", "max"))
+    old = wh.read_table("market_symbols", filters=[("isin", "in", sorted(new["isin"].unique()))], order=())
+    both = pd.concat([old, new], ignore_index=True) if len(old) else new
+    for c in ("first_date", "last_date", "vendor_last"): both[c] = pd.to_datetime(both[c]).astype("datetime64[ns]")
+    return both.groupby(["isin", "symbol"], as_index=False, sort=False).agg(
+        first_date=("first_date", "min"), last_date=("last_date", "max"), vendor_last=("vendor_last", "max"))
+
 def _write_together(wh: Warehouse, batches: dict[str, pd.DataFrame], owner: dict | None) -> None:
     "Write several tables in ONE transaction (`Warehouse.write_tables` when the warehouse has it)."
+    if "market_bars" in batches and len(batches["market_bars"]):      # the symbol history travels with the bars
+        batches = {**batches, "market_symbols": _symbol_rows(wh, batches["market_bars"])}
     if hasattr(wh, "write_tables"):
         wh.write_tables(batches, owner)
         return
@@ -236,9 +254,10 @@ def import_bars_dir(path, warehouse=None, symbols: Sequence[str] | None = None,
     wh, close = _warehouse(warehouse)
     results = []
     try:
-        known = wh.read_table("market_bars", filters=[("basis", "=", "raw")], order=())
-        names = dict(zip(known["symbol"], known["isin"])) if len(known) else {}
-        long["isin"] = [names.get(s) or f"SYM:{s}" for s in long["symbol"]]
+        known = wh.read_table("market_symbols", order=("last_date",))
+        known = known[~known["isin"].str.startswith(PLACEHOLDER)]
+        names = dict(zip(known["symbol"], known["isin"]))                # the latest ISIN of each name wins
+        long["isin"] = [names.get(s) or f"{PLACEHOLDER}{s}" for s in long["symbol"]]
         prev = bars.close.ffill().shift(1).stack(future_stack=True)
         long["prev_close"] = prev.reindex(pd.MultiIndex.from_frame(long[["date", "symbol"]])).to_numpy()
         long = long.assign(series="EQ", last=np.nan, traded_value=np.nan, trades=np.nan, basis="vendor_splits",
@@ -275,7 +294,8 @@ def import_bars_dir(path, warehouse=None, symbols: Sequence[str] | None = None,
     return IngestReport(tuple(results))
 
 # %% ../../nbs/09a_market_store.ipynb #d8b343a4
-_READ = ("date", "isin", "symbol", "open", "high", "low", "close", "prev_close", "volume", "basis")
+_READ = ("date", "isin", "open", "high", "low", "close", "prev_close", "volume")
+PLACEHOLDER = "SYM:"        # the ISIN of an imported symbol whose real ISIN was not known at import
 
 def _arrow_rows(wh: Warehouse, filters: list, columns: Sequence[str]) -> pa.Table:
     "Some columns of market_bars as Arrow, unsorted (a whole market is millions of rows: no pandas on the way)."
@@ -284,49 +304,63 @@ def _arrow_rows(wh: Warehouse, filters: list, columns: Sequence[str]) -> pa.Tabl
 
 @dataclass
 class _Long:
-    "Long rows as numpy: day numbers, ISIN and symbol codes (with their dictionaries) and numeric columns."
+    "Long rows as numpy: day numbers, ISIN codes (with their dictionary) and the other columns."
     days: np.ndarray
     isin: np.ndarray
     isins: list[str]
-    symbol: np.ndarray
-    symbols: list[str]
     values: dict[str, np.ndarray]
-
-def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
-    enc = pc.dictionary_encode(column).combine_chunks()
-    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()
 
 def _long(table: pa.Table) -> _Long:
     days = table["date"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
-    isin, isins = _codes(table["isin"])
-    symbol, symbols = _codes(table["symbol"])
-    values = {c: (pc.equal(table[c], "vendor_splits").to_numpy() if c == "basis" else table[c].to_numpy())
-              for c in table.column_names if c not in ("date", "isin", "symbol")}
-    return _Long(days, isin, isins, symbol, symbols, values)
+    enc = pc.dictionary_encode(table["isin"]).combine_chunks()
+    values = {c: table[c].to_numpy() for c in table.column_names if c not in ("date", "isin")}
+    return _Long(days, enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist(), values)
 
-PLACEHOLDER = "SYM:"        # the ISIN of an imported symbol whose real ISIN was not known at import
+@dataclass(frozen=True)
+class _Symbols:
+    "Who is who in a window, from market_symbols: each series' shown name, placeholders resolved, vendor history."
+    names: dict[str, str]              # series ISIN -> shown name (its latest symbol; NAME~ISIN for an older namesake)
+    series_of: dict[str, str]          # stored ISIN (placeholders too) -> series ISIN
+    vendor_last: dict[str, pd.Timestamp]   # series ISIN -> last day of vendor (imported) history
+    table: pd.DataFrame                # the (isin -> series ISIN, symbol, first_date, last_date) rows
 
-def _merge_placeholders(rows: _Long) -> _Long:
-    "Imported `SYM:<name>` rows continue the series of the real ISIN that name has in exchange files (raw wins a tie)."
+def _symbols(wh: Warehouse, start=None, end=None) -> _Symbols:
+    "Resolve names for a window: placeholders `SYM:<name>` join the exchange ISIN their name has; latest name shown."
+    t = wh.read_table("market_symbols", order=())
+    for c in ("first_date", "last_date", "vendor_last"): t[c] = pd.to_datetime(t[c]).astype("datetime64[ns]")
+    if start is not None: t = t[t["last_date"] >= pd.Timestamp(start)]
+    if end is not None: t = t[t["first_date"] <= pd.Timestamp(end)]
+    fake = t["isin"].str.startswith(PLACEHOLDER)
+    real = t[~fake].sort_values("last_date").drop_duplicates("symbol", keep="last")
+    by_name = dict(zip(real["symbol"], real["isin"]))
+    series = np.where(fake, [by_name.get(i[len(PLACEHOLDER):], i) for i in t["isin"]], t["isin"])
+    t = t.assign(series=series)
+    seen_to = t["last_date"].clip(upper=pd.Timestamp(end)) if end is not None else t["last_date"]
+    latest = t.assign(seen_to=seen_to, fake=fake).sort_values(["seen_to", "fake"], ascending=[False, True])
+    latest = latest.drop_duplicates("series")
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    for isin, sym in zip(latest["series"], latest["symbol"]):
+        names[isin] = sym if sym not in taken else f"{sym}~{isin}"
+        taken.add(sym)
+    vendor = t.dropna(subset=["vendor_last"]).groupby("series")["vendor_last"].max()
+    return _Symbols(names, dict(zip(t["isin"], t["series"])), dict(vendor.items()), t)
+
+def _merge_placeholders(rows: _Long, who: _Symbols) -> _Long:
+    "Rows of a placeholder ISIN continue their series' ISIN; on a day both have a row, the exchange's row wins."
+    series = [who.series_of.get(i, i) for i in rows.isins]
+    if series == rows.isins: return rows
+    isins = sorted(set(series))
+    target = np.array([isins.index(x) for x in series], dtype=np.int64) if len(isins) < 50 else \
+        pd.Index(isins).get_indexer(series)
     fake = np.array([i.startswith(PLACEHOLDER) for i in rows.isins], dtype=bool)
-    if not fake.any(): return rows
-    real_rows = ~fake[rows.isin]
-    pairs = np.unique(np.stack([rows.symbol[real_rows], rows.isin[real_rows]]), axis=1) if real_rows.any() else \
-        np.empty((2, 0), dtype=np.int64)
-    by_name = {rows.symbols[int(sc)]: int(ic) for sc, ic in zip(*pairs)}
-    target = np.arange(len(rows.isins))
-    for code in np.flatnonzero(fake):
-        real = by_name.get(rows.isins[code][len(PLACEHOLDER):])
-        if real is not None: target[code] = real
     isin = target[rows.isin]
-    key = rows.days.astype(np.int64) * len(rows.isins) + isin
-    order = np.lexsort((~real_rows, key))                     # per (date, ISIN): the exchange's row first
+    key = rows.days.astype(np.int64) * len(isins) + isin
+    order = np.lexsort((fake[rows.isin], key))                  # per (date, series): the exchange's row first
     first = np.ones(len(key), dtype=bool)
     first[1:] = key[order][1:] != key[order][:-1]
     keep = np.sort(order[first])
-    used, compact = np.unique(isin[keep], return_inverse=True)       # the placeholders no row uses any more go
-    return _Long(rows.days[keep], compact.astype(np.int64), [rows.isins[u] for u in used], rows.symbol[keep],
-                 rows.symbols, {c: v[keep] for c, v in rows.values.items()})
+    return _Long(rows.days[keep], isin[keep], isins, {c: v[keep] for c, v in rows.values.items()})
 
 def _day_index(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "(the distinct day numbers in order, each row's position among them): a lookup table, no sort of the rows."
@@ -337,50 +371,37 @@ def _day_index(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     position = np.cumsum(present) - 1
     return np.flatnonzero(present) + lo, position[days - lo]
 
-def _names(rows: _Long, day_index: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, str]:
-    "ISIN -> its latest symbol in the rows; an older company that shares a name is shown as NAME~ISIN."
-    days, di = day_index if day_index is not None else _day_index(rows.days)
-    k = len(rows.isins)
-    grid = np.full((len(days), k), -1, dtype=np.int32)                # symbol code by date × ISIN code
-    grid[di, rows.isin] = rows.symbol
-    last_row = len(days) - 1 - np.argmax(grid[::-1] >= 0, axis=0)     # each ISIN's latest bar
-    last_symbol = grid[last_row, np.arange(k)]
-    names: dict[str, str] = {}
-    taken: set[str] = set()
-    for code in np.argsort(-last_row, kind="stable").tolist():
-        isin, sym = rows.isins[code], rows.symbols[int(last_symbol[code])]
-        names[isin] = sym if sym not in taken else f"{sym}~{isin}"
-        taken.add(sym)
-    return names
-
-def _grid(rows: _Long, names: dict[str, str], day_index: tuple[np.ndarray, np.ndarray] | None = None
-          ) -> tuple[pd.DatetimeIndex, list[str], np.ndarray, np.ndarray]:
+def _grid(rows: _Long, names: dict[str, str]) -> tuple[pd.DatetimeIndex, list[str], np.ndarray, np.ndarray]:
     "The sorted dates, the ISINs in name order, and each row's (date, column) position."
-    days, di = day_index if day_index is not None else _day_index(rows.days)
-    order = sorted(range(len(rows.isins)), key=lambda k: names[rows.isins[k]])
+    days, di = _day_index(rows.days)
+    shown = [names.get(i, i) for i in rows.isins]                 # an ISIN missing from market_symbols shows as itself
+    order = sorted(range(len(rows.isins)), key=lambda k: shown[k])
     rank = np.empty(len(rows.isins), dtype=np.int64)
     rank[order] = np.arange(len(rows.isins))
     dates = pd.DatetimeIndex(days.astype("datetime64[D]").astype("datetime64[ns]"), name="date")
     return dates, [rows.isins[k] for k in order], di, rank[rows.isin]
 
-def _ledger_isins(ledger: pd.DataFrame, rows: _Long) -> pd.DataFrame:
-    "The ledger with each entry's ISIN: given, or the ISIN its symbol had on the last bar before the ex-date."
+def _ledger_isins(ledger: pd.DataFrame, who: _Symbols) -> pd.DataFrame:
+    "The ledger with each entry's series ISIN: given, or the one whose symbol was the entry's before the ex-date."
     if ledger.empty: return ledger.assign(isin=pd.Series(dtype=object))
-    led = ledger.assign(ex_date=pd.to_datetime(ledger["ex_date"]).astype("datetime64[ns]"))
-    named = np.isin(np.array(rows.symbols, dtype=object), led["symbol"].unique())
-    keep = named[rows.symbol]                                   # only the rows of symbols the ledger names
-    seen = pd.DataFrame({"ex_date": rows.days[keep].astype("datetime64[D]").astype("datetime64[ns]"),
-                         "symbol": np.array(rows.symbols, dtype=object)[rows.symbol[keep]],
-                         "found": np.array(rows.isins, dtype=object)[rows.isin[keep]]}).sort_values("ex_date")
-    led = led.sort_values("ex_date")
-    hit = pd.merge_asof(led.drop(columns="isin"), seen, on="ex_date", by="symbol", direction="backward",
-                        allow_exact_matches=False)
+    led = ledger.assign(ex_date=pd.to_datetime(ledger["ex_date"]).astype("datetime64[ns]")).reset_index(drop=True)
+    cand = led[["symbol", "ex_date"]].reset_index().merge(who.table[["symbol", "series", "first_date", "last_date"]],
+                                                          on="symbol")
+    cand = cand[cand["first_date"] < cand["ex_date"]].sort_values("last_date").drop_duplicates("index", keep="last")
+    found = cand.set_index("index")["series"].reindex(led.index)
     given = led["isin"].where(led["isin"].notna() & led["isin"].astype(str).ne("") & led["isin"].astype(str).ne("None"))
-    return hit.assign(isin=given.to_numpy()).assign(isin=lambda d: d["isin"].fillna(d["found"])).drop(columns="found")
+    mapped = given.map(lambda i: who.series_of.get(i, i) if isinstance(i, str) else None).astype(object)
+    return led.assign(isin=mapped.where(mapped.notna(), found.astype(object)))
 
 def _window(start, end) -> list:
     return ([("date", ">=", pd.Timestamp(start).date())] if start is not None else []) + \
            ([("date", "<=", pd.Timestamp(end).date())] if end is not None else [])
+
+def _pivot(rows: _Long, di: np.ndarray, si: np.ndarray, shape: tuple[int, int], column: str) -> np.ndarray:
+    values = rows.values[column]
+    a = np.full(shape, None if values.dtype == object else np.nan, dtype=object if values.dtype == object else np.float64)
+    a[di, si] = values
+    return a
 
 def read_market_bars(warehouse=None, symbols: Sequence[str] | None = None, start=None, end=None,
                      adjustment: str = "splits") -> Bars:
@@ -390,78 +411,70 @@ def read_market_bars(warehouse=None, symbols: Sequence[str] | None = None, start
     syms = None if symbols is None else ([symbols] if isinstance(symbols, str) else list(symbols))
     try:
         window = _window(start, end)
+        who = _symbols(wh, start, end)
         if syms is not None:
-            named = _long(_arrow_rows(wh, window + [("symbol", "in", syms)], ("date", "isin", "symbol")))
-            wanted = sorted({named.isins[i] for i in np.unique(named.isin)}) if len(named.isin) else []
-            table = _arrow_rows(wh, window + [("isin", "in", wanted)], _READ) if wanted else None
+            check_names(syms, sorted(who.names.values()), "symbol", f"{wh.uri} (table market_bars)")
+            wanted = {i for i, n in who.names.items() if n in syms}
+            stored = sorted(i for i, s in who.series_of.items() if s in wanted)
+            table = _arrow_rows(wh, window + [("isin", "in", stored)], _READ)
         else:
             table = _arrow_rows(wh, window, _READ)
-        if table is None or table.num_rows == 0:
-            if syms is not None:
-                known = _arrow_rows(wh, window, ("date", "isin", "symbol"))
-                check_names(syms, sorted(set(_names(_long(known)).values())) if known.num_rows else [], "symbol",
-                            f"{wh.uri} (table market_bars)")
+        if table.num_rows == 0:
             raise DataError(f"{wh.uri}: no bars in market_bars between {start} and {end}; ingest bhavcopies "
                             "(strategy-engine data ingest PATH) or import a folder (strategy-engine data import DIR) first.")
         ledger = wh.read_table("market_actions", order=())      # also what explains a jump in raw prices
     finally:
         if close: wh.close()
-    rows = _merge_placeholders(_long(table))
-    day_index = _day_index(rows.days)
-    names = _names(rows, day_index)
-    if syms is not None:
-        missing = [s for s in syms if s not in set(names.values())]
-        if missing:
-            check_names(missing, sorted(names.values()), "symbol", f"{wh.uri} (table market_bars)")
-            raise DataError(f"{wh.uri}: no bars for {', '.join(missing)} between {start} and {end}.")
-    dates, isins, di, si = _grid(rows, names, day_index)
+    rows = _merge_placeholders(_long(table), who)
+    dates, isins, di, si = _grid(rows, who.names)
     shape = (len(dates), len(isins))
-    frames = {}
-    for f in ("open", "high", "low", "close", "volume", "prev_close"):
-        a = np.full(shape, np.nan)
-        a[di, si] = rows.values[f]
-        frames[f] = pd.DataFrame(a, index=dates, columns=pd.Index(isins, name="symbol"), copy=False)
-    vendor = np.zeros(shape, dtype=bool)
-    vendor[di, si] = rows.values["basis"]
-    led = _ledger_isins(ledger, rows)
-    if len(led) and vendor.any():            # a vendor's split-adjusted history already holds its splits and bonuses
-        last_row = np.where(vendor.any(axis=0), shape[0] - 1 - np.argmax(vendor[::-1], axis=0), -1)
-        last_vendor = pd.Series(np.where(last_row >= 0, dates.values[last_row], np.datetime64("NaT")), index=isins)
+    frames = {f: pd.DataFrame(_pivot(rows, di, si, shape, f), index=dates, columns=pd.Index(isins, name="symbol"),
+                              copy=False) for f in ("open", "high", "low", "close", "volume", "prev_close")}
+    led = _ledger_isins(ledger, who)
+    last_vendor = pd.Series([who.vendor_last.get(i, pd.NaT) for i in isins], index=isins, dtype="datetime64[ns]")
+    prev_close = frames.pop("prev_close")
+    if last_vendor.notna().any():        # a vendor's split-adjusted history already holds its splits and bonuses
         cutoff = led["isin"].map(last_vendor)
         led = led[~(led["kind"].isin(["split", "bonus"]) & cutoff.notna() & (led["ex_date"] <= cutoff))]
-    prev_close = frames.pop("prev_close")
-    if vendor.any(): prev_close = prev_close.where(~vendor, frames["close"].ffill().shift(1))
+        vendor = dates.values[:, None] <= last_vendor.to_numpy()[None, :]
+        prev_close = prev_close.where(~vendor, frames["close"].ffill().shift(1))
     issues = tuple(unexplained_jumps(frames["close"], prev_close, led, column="isin"))
     if adjustment != "raw":
         frames = adjust_panel(frames, led, total_return=adjustment == "total_return", column="isin")
-    label = pd.Index([names[i] for i in isins], name="symbol")
+    label = pd.Index([who.names.get(i, i) for i in isins], name="symbol")
     frames = {f: frames[f].set_axis(label, axis=1).rename_axis(index="date") for f in FIELDS}
     by_isin = dict(zip(isins, label))
     issues = tuple(type(x)(x.check, x.severity, x.message.replace(x.symbol, by_isin.get(x.symbol, x.symbol), 1),
                            by_isin.get(x.symbol, x.symbol), x.dates, x.value) for x in issues)
     if syms is not None: frames = {f: fr[syms] for f, fr in frames.items()}
-    basis = "vendor split-adjusted history + " if vendor.any() else ""
+    basis = "vendor split-adjusted history + " if last_vendor.notna().any() else ""
     source = f"{wh.uri} (market_bars, {basis}{adjustment} from the actions ledger)"
     return Bars(**frames, source=source, adjusted=adjustment != "raw", issues=issues, adjustment=adjustment)
 
 def read_market_field(warehouse=None, column: str = "series", start=None, end=None) -> pd.DataFrame:
-    "One stored column (series, traded_value, trades, isin...) as a date × symbol frame named like `read_market_bars`."
+    "One stored column (series, traded_value, trades, symbol...) as a date × symbol frame named like `read_market_bars`."
     check_names([column], [c for c in MARKET_BARS.columns if c != "date"], "column", "market_bars")
     wh, close = _warehouse(warehouse)
-    try: table = _arrow_rows(wh, _window(start, end), tuple(dict.fromkeys(("date", "isin", "symbol", "basis", column))))
+    try:
+        who = _symbols(wh, start, end)
+        table = _arrow_rows(wh, _window(start, end), ("date", "isin") if column == "isin" else ("date", "isin", column))
     finally:
         if close: wh.close()
-    if column in ("isin", "symbol"): table = table.append_column("_value", table[column])
-    rows = _merge_placeholders(_long(table))
-    names = _names(rows)
-    dates, isins, di, si = _grid(rows, names)
-    values = rows.values["_value" if column in ("isin", "symbol") else column]
-    if values.dtype == object or column == "basis":
-        a = np.full((len(dates), len(isins)), None, dtype=object)
-    else:
-        a = np.full((len(dates), len(isins)), np.nan)
-    a[di, si] = values
-    return pd.DataFrame(a, index=dates, columns=pd.Index([names[i] for i in isins], name="symbol"))
+    rows = _merge_placeholders(_long(table), who)
+    if column == "isin": rows.values["isin"] = np.array(rows.isins, dtype=object)[rows.isin]     # the series' ISIN
+    dates, isins, di, si = _grid(rows, who.names)
+    a = _pivot(rows, di, si, (len(dates), len(isins)), column)
+    return pd.DataFrame(a, index=dates, columns=pd.Index([who.names.get(i, i) for i in isins], name="symbol"))
+
+def rebuild_market_symbols(warehouse=None) -> int:
+    "Recompute market_symbols from every stored bar (for a store written before the table existed); returns its rows."
+    wh, close = _warehouse(warehouse)
+    try:
+        bars = wh.read_table("market_bars", order=())[["date", "isin", "symbol", "basis"]]
+        if bars.empty: return 0
+        return wh.write_table("market_symbols", _symbol_rows(wh, bars))
+    finally:
+        if close: wh.close()
 
 def open_market_bars(uri: str, symbols: Sequence[str] | None = None, start=None, end=None, adjusted: bool = True) -> Bars:
     "The data source for `duckdb://...` and `bigquery://...`: add `?adjust=total_return` (or `raw`) to choose prices."

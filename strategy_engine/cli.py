@@ -189,7 +189,7 @@ def _run_stage(stage: str, params: dict, args) -> int:
     from strategy_engine.runs.schedule import run_stage
     if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
     if getattr(args, "run_id", None): params["run_id"] = args.run_id
-    out = run_stage(stage, params, args.archive, scheduled=args.scheduled, key=args.idempotency_key,
+    out = run_stage(stage, params, args.archive, scheduled=args.scheduled, key=args.idempotency_key, warehouse=args.warehouse,
                     force=getattr(args, "force", False), alerts=args.alerts, timeout=args.timeout,
                     log_output=args.log_output, progress_bar=sys.stderr.isatty())
     if out.launch is None: print(f"{out.status}: {stage} of {out.as_of} {out.message}")
@@ -332,7 +332,8 @@ def cmd_run_train(args) -> int:
     from strategy_engine.runs.launcher import launch
     params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
     if args.strategies: params["strategies"] = args.strategies
-    result = launch("train", params, archive=args.archive, timeout=args.timeout, progress_bar=sys.stderr.isatty())
+    result = launch("train", params, archive=args.archive, warehouse=args.warehouse, timeout=args.timeout,
+                    progress_bar=sys.stderr.isatty())
     print(result)
     for m in (result.result or {}).get("models", []): print(f"  model {m['kind']}: {m['model_hash']}")
     return result.exit_code
@@ -347,9 +348,9 @@ def _stage_options(p: argparse.ArgumentParser, stored: bool, gated: bool, run_id
     p.add_argument("--symbols", nargs="+", help="symbols, or one universe name such as nifty50_sample (default: each "
                                                 "strategy's universe)")
     p.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
+    p.add_argument("--warehouse", help="where the run's records are indexed: duckdb:///PATH or bigquery://PROJECT/DATASET "
+                                       "(default: $STRATEGY_ENGINE_WAREHOUSE or runs/warehouse.duckdb)")
     if stored:
-        p.add_argument("--warehouse", help="duckdb:///PATH or bigquery://PROJECT/DATASET (default: $STRATEGY_ENGINE_WAREHOUSE "
-                                           "or runs/warehouse.duckdb)")
         p.add_argument("--cost-bps", type=float, default=10.0, help="cost per unit of turnover in bps (default 10)")
     p.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
     if run_id_help: p.add_argument("--run-id", help=f"override the run id (default: {run_id_help})")
@@ -422,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     rtrain.add_argument("--strategies", nargs="+", help="models to train (default: lstm regime)")
     rtrain.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
     rtrain.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+    rtrain.add_argument("--warehouse", help="where the run's record is indexed (default: $STRATEGY_ENGINE_WAREHOUSE or "
+                                            "runs/warehouse.duckdb)")
     rtrain.add_argument("--timeout", type=float, default=900, help="per-cell execution timeout in seconds (default 900)")
     rtrain.set_defaults(func=cmd_run_train)
     rval = runsub.add_parser("validate", help="the data validation of one NSE session (09:00 IST); exit 4 stale, 1 bad bars",

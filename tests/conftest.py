@@ -12,6 +12,15 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).parent / "strategy-engine"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_warehouse(tmp_path_factory):
+    """Runs a test does not point elsewhere index their records in a throwaway warehouse, never the checkout's runs/."""
+    import os
+    if "STRATEGY_ENGINE_WAREHOUSE" not in os.environ:
+        os.environ["STRATEGY_ENGINE_WAREHOUSE"] = f"duckdb:///{tmp_path_factory.mktemp('default-warehouse')}/wh.duckdb"
+    yield os.environ["STRATEGY_ENGINE_WAREHOUSE"]
+
+
 @pytest.fixture(scope="session")
 def nse_dir() -> Path:
     path = sample_data_dir()

@@ -104,13 +104,15 @@ def test_a_holiday_skips_every_stage(where):
     assert day.returncode == 0 and "every stage skipped" in day.stdout, day.stdout + day.stderr
     assert manifests(where) == []                                          # run day executes and archives nothing
     # the Mon-Fri scheduler still fires on a weekday holiday: each stage finds no session and writes nothing
-    for stage, store in (("validate", False), ("daily", True), ("report", True)):
+    for stage, store in (("validate", True), ("daily", True), ("report", True)):
         r = cli(where, *stage_args(stage, HOLIDAY), "--no-log-output", store=store)
         assert r.returncode == 0 and r.stdout.startswith("no_session"), (stage, r.stdout, r.stderr)
     ms = manifests(where)
     assert [m["kind"] for m in ms] == ["validate", "daily", "report"]
     assert all(m["status"] == "no_session" and not m["warehouse_rows"] for m in ms)
-    assert not Path(where["warehouse"].removeprefix("duckdb:///")).exists()
+    assert rows(where, "select count(*) as n from signals")["n"][0] == 0           # no rows; the runs are indexed
+    assert rows(where, "select kind, status from runs order by kind")[["kind", "status"]].values.tolist() == \
+        [["daily", "no_session"], ["report", "no_session"], ["validate", "no_session"]]
     check = cli(where, "schedule", "check", "--as-of", HOLIDAY, store=False)
     assert check.returncode == 0 and "not a session" in check.stdout
 
@@ -146,7 +148,7 @@ def test_the_report_of_a_day_matches_the_warehouse_rows_of_that_days_run(where, 
     report_nb = Path(where["archive"], "2024/11/22", ms[2]["run_id"], "attempt-1", "performance_report.ipynb")
     result = read_result(report_nb)
     assert result["reconciled"] is True and result["period"] == "1d" and result["data_sha256"] == ms[1]["data_sha256"]
-    assert ms[2]["warehouse_rows"] == {"signals": 0, "performance": 4, "runs": 1}
+    assert ms[2]["warehouse_rows"] == {"signals": 0, "performance": 4}                  # staged, archived, then loaded
     perf = rows(where, "select * from performance where date = ?", DAY)
     daily = perf[(perf["period"] == "to_date")].set_index("strategy")
     rep = perf[(perf["period"] == "1d")].set_index("strategy")

@@ -267,7 +267,7 @@ def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequen
             if i + 1 < len(steps):           # the next stage's kernel boots on the other core while this one runs
                 try: boot_kernel_early(template_path(get_stage(steps[i + 1][0]).kind or ""))
                 except Exception: pass       # only a head start: that stage starts its own kernel otherwise
-            out = run_stage(stage, params, archive, alerts=alerts, env=env, **launch_kwargs)
+            out = run_stage(stage, params, archive, alerts=alerts, env=env, warehouse=warehouse, **launch_kwargs)
             done.append(out)
             if on_stage is not None: on_stage(out)
             if out.status in ("succeeded", "killed"): continue

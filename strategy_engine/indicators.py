@@ -27,8 +27,8 @@ def _int_param(fn: str, name: str, value: Any, lo: int = 1) -> int:
         raise ConfigError(f"{fn}: `{name}` must be an integer >= {lo}; got {value!r}.")
     return int(value)
 
-def _inputs(fn: str, **frames: Any) -> tuple[list[np.ndarray], Callable[[np.ndarray], Any]]:
-    "Check `fn`'s inputs; return them as float64 arrays (NaN where any input is NaN) and a wrapper for outputs."
+def _inputs(fn: str, mask: bool = True, **frames: Any) -> tuple[list[np.ndarray], Callable[[np.ndarray], Any]]:
+    "Check `fn`'s inputs; return them as float64 arrays (NaN where any input is NaN, unless not `mask`) and a wrapper."
     first, ref = next(iter(frames.items()))
     arrays = []
     for name, x in frames.items():
@@ -45,7 +45,7 @@ def _inputs(fn: str, **frames: Any) -> tuple[list[np.ndarray], Callable[[np.ndar
         try: a = x.to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError): raise DataError(f"{fn}: `{name}` must hold numbers.") from None
         arrays.append(np.asfortranarray(a.reshape(-1, 1) if a.ndim == 1 else a))
-    if len(arrays) > 1:                      # a bar exists where every input has a value
+    if mask and len(arrays) > 1:             # a bar exists where every input has a value (or the kernel checks)
         missing = np.logical_or.reduce([np.isnan(a) for a in arrays])
         if missing.any(): arrays = [np.where(missing, np.nan, a) for a in arrays]
     if isinstance(ref, pd.Series): wrap = lambda a: pd.Series(a[:, 0], index=ref.index, name=ref.name, copy=False)
@@ -293,6 +293,35 @@ def _empty_like(a: np.ndarray) -> np.ndarray:
     "An uninitialised column-major float64 array shaped like `a`."
     return np.empty((a.shape[1], a.shape[0])).T
 
+@numba.njit(cache=True)
+def _channel_into(h, lo, w, sup, res):
+    "Lowest low and highest high of the `w` bars before today, per column, in one pass (a bar: both h and lo there)."
+    T, N = h.shape
+    vh, vl, rows = np.empty(T), np.empty(T), np.empty(T, np.int64)
+    hh, ht, lh, lt = np.empty(T), np.empty(T), np.empty(T), np.empty(T)
+    for j in range(N):
+        n = 0
+        for t in range(T):                                        # the column's bars, packed
+            sup[t, j], res[t, j] = np.nan, np.nan
+            a, b = h[t, j], lo[t, j]
+            if a == a and b == b:
+                vh[n], vl[n], rows[n] = a, b, t
+                n += 1
+        r = 0                                                     # i % w, kept without a division
+        for i in range(n):                                        # extremes from the block's start to i
+            if r == 0: hh[i], lh[i] = vh[i], vl[i]
+            else: hh[i], lh[i] = max(hh[i - 1], vh[i]), min(lh[i - 1], vl[i])
+            r = 0 if r == w - 1 else r + 1
+        r = (n - 1) % w if n else 0
+        for i in range(n - 1, -1, -1):                            # ... and from i to the block's end
+            if r == w - 1 or i == n - 1: ht[i], lt[i] = vh[i], vl[i]
+            else: ht[i], lt[i] = max(ht[i + 1], vh[i]), min(lt[i + 1], vl[i])
+            r = w - 1 if r == 0 else r - 1
+        for i in range(w, n):                                     # the window [i - w, i - 1] spans two blocks
+            e = i - 1
+            res[rows[i], j] = max(ht[e - w + 1], hh[e])
+            sup[rows[i], j] = min(lt[e - w + 1], lh[e])
+
 # %% ../nbs/04_indicators.ipynb #85161817
 def sma(x: Frame, window: int) -> Frame:
     "Simple moving average of the last `window` bars."
@@ -378,8 +407,10 @@ class SupportResistance(NamedTuple):
 def support_resistance(high: Frame, low: Frame, window: int = 20) -> SupportResistance:
     "Support (lowest low) and resistance (highest high) of the previous `window` bars, excluding today."
     window = _int_param("support_resistance", "window", window)
-    (h, lo), wrap = _inputs("support_resistance", high=high, low=low)
-    return SupportResistance(wrap(_minmax_k(lo, window, False, True)), wrap(_minmax_k(h, window, True, True)))
+    (h, lo), wrap = _inputs("support_resistance", mask=False, high=high, low=low)   # the kernel skips a bar missing either
+    sup, res = _empty_like(h), _empty_like(h)
+    _channel_into(h, lo, window, sup, res)                  # both channels from one pass over the bars
+    return SupportResistance(wrap(sup), wrap(res))
 
 # %% ../nbs/04_indicators.ipynb #b4d516e9
 def zscore(x: Frame, window: int = 20) -> Frame:

@@ -5,8 +5,8 @@
 # %% ../../nbs/09a_market_store.ipynb #ff7131fd
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 import hashlib
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path

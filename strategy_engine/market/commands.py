@@ -6,28 +6,28 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
-
-from ..calendar import CalendarError
 from ..core import StrategyEngineError, runs_dir
-from .bhavcopy import DEFAULT_SERIES
+
+SERIES = ("EQ", "BE", "BZ")      # = market.bhavcopy.DEFAULT_SERIES, written here so `--help` needs no pandas
 
 # %% auto #0
-__all__ = ['cmd_data_ingest', 'cmd_data_fetch', 'cmd_data_import', 'cmd_data_actions', 'add_data_commands']
+__all__ = ['SERIES', 'cmd_data_ingest', 'cmd_data_fetch', 'cmd_data_import', 'cmd_data_actions', 'add_data_commands']
 
 # %% ../../nbs/09c_commands.ipynb #e6cfa089
-def _day(text: str) -> pd.Timestamp:
-    try: return pd.Timestamp(pd.to_datetime(text, format="%Y-%m-%d"))
-    except (ValueError, TypeError): raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+def _day(text: str) -> dt.date:
+    try: return dt.datetime.strptime(text, "%Y-%m-%d").date()
+    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     "A handler whose engine errors print one line (never a traceback) and exit 1; calendar refusals exit 2."
     def run(args: argparse.Namespace) -> int:
+        from strategy_engine.calendar import CalendarError      # imported when a command runs, not for --help
         try: return handler(args)
         except CalendarError as e:
             print(f"strategy-engine: error: {e}", file=sys.stderr)
@@ -60,11 +60,10 @@ def cmd_data_fetch(args) -> int:
     else:
         if args.date is not None: sessions = [args.date]
         else:
-            start, to = pd.Timestamp(args.start), pd.Timestamp(args.to)
-            if to < start:
-                print(f"strategy-engine: error: --to {to:%Y-%m-%d} is before --from {start:%Y-%m-%d}", file=sys.stderr)
+            if args.to < args.start:
+                print(f"strategy-engine: error: --to {args.to} is before --from {args.start}", file=sys.stderr)
                 return 2
-            sessions = list(nse_calendar().sessions(start, to))
+            sessions = list(nse_calendar().sessions(args.start, args.to))
         run = fetch_and_ingest(sessions, args.warehouse, args.base_url, **options)
     print(run.text())
     return 0 if run.ok else 1
@@ -81,6 +80,8 @@ def cmd_data_import(args) -> int:
 
 def cmd_data_actions(args) -> int:
     "Read the exchange's corporate-actions file into the ledger; lists the purposes that could not be read."
+    import pandas as pd
+
     from strategy_engine.market.store import ingest_actions
     ledger, unparsed = ingest_actions(args.file, args.warehouse)
     print(f"Actions ledger: {len(ledger)} entries from {args.file} "
@@ -101,8 +102,8 @@ def add_data_commands(data_subparsers) -> None:
                                      "again changes nothing; another file for a session replaces it and is logged.")
     ing.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="bhavcopy .csv/.zip files or folders of them")
     ing.add_argument("--warehouse", help=wh_help)
-    ing.add_argument("--series", nargs="+", default=list(DEFAULT_SERIES),
-                     help=f"equity series to keep (default: {' '.join(DEFAULT_SERIES)})")
+    ing.add_argument("--series", nargs="+", default=list(SERIES),
+                     help=f"equity series to keep (default: {' '.join(SERIES)})")
     ing.add_argument("--workers", type=int, default=1, help="processes parsing files (default 1)")
     ing.set_defaults(func=_guarded(cmd_data_ingest))
     fe = data_subparsers.add_parser("fetch", help="download bhavcopies from the exchange archive and ingest them",

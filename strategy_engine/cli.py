@@ -17,9 +17,10 @@ from .core import StrategyEngineError, did_you_mean, project_root, runs_dir
 
 # %% auto #0
 __all__ = ['cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data', 'cmd_report_research', 'UsageError',
-           'precheck', 'cmd_run_daily', 'cmd_audit_verify', 'cmd_audit_reconcile', 'cmd_warehouse_rebuild',
-           'cmd_runs_list', 'cmd_runs_show', 'cmd_run_validate', 'cmd_run_report', 'cmd_run_day', 'cmd_schedule_show',
-           'cmd_schedule_check', 'cmd_evaluate', 'cmd_serve', 'cmd_run_train', 'build_parser', 'main']
+           'precheck', 'cmd_run_daily', 'cmd_audit_verify', 'cmd_signals', 'cmd_audit_reconcile',
+           'cmd_warehouse_rebuild', 'cmd_runs_list', 'cmd_runs_show', 'cmd_run_validate', 'cmd_run_report',
+           'cmd_run_day', 'cmd_schedule_show', 'cmd_schedule_check', 'cmd_evaluate', 'cmd_serve', 'cmd_run_train',
+           'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #fb7c4fbf
 class _Parser(argparse.ArgumentParser):
@@ -224,6 +225,25 @@ def cmd_audit_verify(args) -> int:
                                               else f"{len(problems)} problem(s)"))
         for p in problems[:20]: print(f"  {p}")
     return 0 if report.ok and not problems else 1
+
+def cmd_signals(args) -> int:
+    "Print the signals of a day: the designated run's (as current now, or at --at), or what run --run-id emitted."
+    import pandas as pd
+
+    from strategy_engine.warehouse import open_warehouse
+    if args.attempt is not None and not args.run_id: raise UsageError("--attempt needs --run-id: the attempt of which run?")
+    if args.at and args.run_id: raise UsageError("--at reads what was current at a time; with --run-id, use --attempt.")
+    with open_warehouse(args.warehouse) as wh:
+        rows = wh.read_signals(start=args.date, end=args.date, run_id=args.run_id, attempt=args.attempt, at=args.at)
+        where = wh.uri
+    if rows.empty:
+        print(f"no signals for {args.date} in {where}" + (f" from run {args.run_id}" if args.run_id else "")
+              + (f" as known at {args.at}" if args.at else ""))
+        return 0
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        print(rows[["run_id", "attempt", "shard", "strategy", "symbol", "signal", "confidence", "signal_id"]]
+              .to_string(index=False))
+    return 0
 
 def cmd_audit_reconcile(args) -> int:
     "Complete what crashed runs left half done: chain archived manifests, load archived rows the warehouse lacks."
@@ -480,6 +500,14 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
     ar.add_argument("--warehouse", help="duckdb:///PATH or bigquery://PROJECT/DATASET (default: the embedded DuckDB)")
     ar.set_defaults(func=cmd_audit_reconcile)
+
+    sg = sub.add_parser("signals", help="the signals of a day: the designated run's, as current now or at a time, or a run's")
+    sg.add_argument("--date", required=True, type=_date, help="the trading date YYYY-MM-DD")
+    sg.add_argument("--run-id", help="what this run emitted that day (default: the day's designated run)")
+    sg.add_argument("--attempt", type=int, help="with --run-id: that attempt (default: each shard's latest)")
+    sg.add_argument("--at", help="what was current at this time (ISO 8601, UTC unless it has an offset)")
+    sg.add_argument("--warehouse", help="duckdb:///PATH or bigquery://PROJECT/DATASET (default: the embedded DuckDB)")
+    sg.set_defaults(func=cmd_signals)
 
     whp = sub.add_parser("warehouse", help="the warehouse as an index of the archive")
     wsub = whp.add_subparsers(dest="warehouse_command", required=True, metavar="ACTION", parser_class=_Parser)

@@ -87,6 +87,10 @@ def test_history_is_kept_and_the_day_is_never_a_mixture(where, nse_dir):
         then = wh.read_signals(start=DAY, end=DAY, at=m1["ended_at"])           # what was current after the first run
         assert set(then["run_id"]) == {m1["identity"]["run_id"]} and len(then) == len(before)
         runs = wh.read_runs()
+    shown = run_cli("signals", "--date", DAY, "--warehouse", where["warehouse"], "--at", m1["ended_at"])
+    assert shown.returncode == 0 and m1["identity"]["run_id"] in shown.stdout and m2["identity"]["run_id"] not in shown.stdout
+    usage = run_cli("signals", "--date", DAY, "--warehouse", where["warehouse"], "--attempt", "1")
+    assert usage.returncode == 2 and "--attempt needs --run-id" in usage.stderr
     assert runs["started_at"].notna().all() and runs["notebook_uri"].notna().all() and runs["manifest_sha256"].notna().all()
     assert (runs["data_uri"] == str(nse_dir)).all() and runs["started_by"].str.startswith("cli:").all()
     assert consistent(where) == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,7 +22,7 @@ import pandas as pd
 
 from strategy_engine.calendar import nse_calendar
 from strategy_engine.market.bhavcopy import synthetic_market, write_bhavcopy
-from strategy_engine.market.store import _write_together, ingest_files, read_market_bars
+from strategy_engine.market.store import _write_together, ingest_files
 from strategy_engine.warehouse import DuckDBWarehouse
 
 
@@ -75,14 +76,13 @@ def bench_panel(root: Path, n_symbols: int, years: int) -> None:
             batch = []
     print(f"panel store: {len(days)} sessions x {n_symbols} symbols written in {time.perf_counter() - t:.1f} s")
     uri = f"duckdb:///{root / 'panel.duckdb'}"
-    for attempt in (1, 2):
-        t = time.perf_counter()
-        bars = read_market_bars(uri)
-        took = time.perf_counter() - t
-        print(f"load panel (attempt {attempt}): {bars.close.shape[0]} dates x {bars.close.shape[1]} symbols, "
-              f"{int(bars.close.notna().sum().sum()):,} bars, split-adjusted, in {took:.2f} s (target 2 s)")
-    own, _ = peak_mib()
-    print(f"peak RSS: {own:.0f} MiB")
+    code = ("import resource, sys, time; from strategy_engine.market.store import read_market_bars\n"
+            "for attempt in (1, 2):\n"
+            "    t = time.perf_counter(); bars = read_market_bars(sys.argv[1]); took = time.perf_counter() - t\n"
+            "    print(f'load panel (attempt {attempt}): {bars.close.shape[0]} dates x {bars.close.shape[1]} symbols, '\n"
+            "          f'{int(bars.close.notna().sum().sum()):,} bars, split-adjusted, in {took:.2f} s (target 2 s)')\n"
+            "print(f'peak RSS of the loading process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB')")
+    subprocess.run([sys.executable, "-c", code, uri], check=True)       # a fresh process: its own time and memory
 
 
 def main() -> None:

@@ -255,11 +255,29 @@ def _roc_k(c, n):
 def _mean_ratio_into(v, w, out):
     "Each value over the mean of the `w` values before it (its column's non-NaN values), NaN unless that mean is > 0."
     T, N = v.shape
-    buf, mean, std = np.empty(w), np.empty(T), np.empty(T)       # one column's scratch, reused (stays in cache)
-    for j in range(N):
-        _moments_col(v[:, j], w, True, buf, mean, std, False)
+    buf = np.empty(w)                                             # the window, a ring buffer
+    for j in range(N):                                            # `_moments_col` (prior, mean only), inlined:
+        k, since, anchor, s1, run, last, pos = 0, 0, 0.0, 0.0, 0, np.nan, 0   # the same operations, the same bits
         for t in range(T):
-            out[t, j] = v[t, j] / mean[t] if mean[t] > 0 else np.nan
+            x = v[t, j]
+            out[t, j] = np.nan
+            if x != x: continue
+            if k >= w:
+                m = last if run >= w else anchor + s1 / w
+                if m > 0: out[t, j] = x / m
+            if k == 0: anchor = x
+            if k >= w: s1 -= buf[pos] - anchor                    # drop the value w bars back
+            buf[pos] = x
+            pos = 0 if pos == w - 1 else pos + 1
+            s1 += x - anchor
+            run = run + 1 if x == last else 1
+            last = x
+            k += 1
+            since += 1
+            if since >= w:                                        # re-anchor on the mean, recompute exactly
+                anchor = buf.sum() / w
+                s1, since = 0.0, 0
+                for i in range(w): s1 += buf[i] - anchor
 
 
 def _mean_ratio_k(v, w):

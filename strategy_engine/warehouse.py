@@ -984,7 +984,8 @@ class BigQueryWarehouse(Warehouse):
 
     def _write(self, batches: Mapping[str, pd.DataFrame], owner: Mapping[str, Any] | None) -> None:
         self._ensure()
-        what = ", ".join(f"{k} {v!r}" for k, v in owner.items()) if owner else " and ".join(batches)
+        what = (f"run {owner['run_id']!r} attempt {owner.get('attempt', 1)} shard {owner['shard']}" if owner and "run_id" in owner
+                else ", ".join(f"{k} {v!r}" for k, v in owner.items()) if owner else " and ".join(batches))
         token = uuid.uuid4().hex[:16]
         stages = {name: f"stage_{name}_{token}" for name in batches}
         try:

@@ -185,6 +185,12 @@ class FakeBigQuery:
         key = (dataset, ref["tableId"])
         if key in self.tables: return self.error(409, "duplicate", f"Already Exists: Table {PROJECT}:{dataset}.{ref['tableId']}")
         self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.project}"."{dataset}"')
+        if "view" in resource:                       # a view: its standard-SQL query, run as BigQuery would (transpiled)
+            name = f"`{self.project}.{dataset}.{ref['tableId']}`"
+            bigquery_on_duckdb(self.con, f"CREATE VIEW {name} AS {resource['view']['query']}")
+            self.tables[key] = {**resource, "kind": "bigquery#table", "type": "VIEW",
+                                "id": f"{PROJECT}:{dataset}.{ref['tableId']}"}
+            return 200, self.tables[key], {}
         cols = ", ".join(f'"{f["name"]}" {_DUCK[f["type"]]}{" NOT NULL" if f.get("mode") == "REQUIRED" else ""}'
                          for f in resource["schema"]["fields"])
         self.con.execute(f'CREATE TABLE "{self.project}"."{dataset}"."{ref["tableId"]}" ({cols})')
@@ -271,13 +277,16 @@ def _warehouse(fake: FakeBigQuery, **kw) -> BigQueryWarehouse:
 def test_tables_are_created_partitioned_and_clustered(fake):
     wh = _warehouse(fake)
     assert wh.counts() == dict.fromkeys(TABLES, 0)
-    created = {r["json"]["tableReference"]["tableId"]: r["json"] for r in fake.calls("POST", r"/datasets/[^/]+/tables$")}
-    assert set(created) == set(TABLES)
+    posted = {r["json"]["tableReference"]["tableId"]: r["json"] for r in fake.calls("POST", r"/datasets/[^/]+/tables$")}
+    views = {name: body for name, body in posted.items() if "view" in body}
+    created = {name: body for name, body in posted.items() if "view" not in body}
+    assert set(created) == set(TABLES) and set(views) == {"signals_current", "performance_current", "runs_current"}
+    assert all(not v["view"].get("useLegacySql", False) and "ROW_NUMBER()" in v["view"]["query"] for v in views.values())
     assert created["signals"]["timePartitioning"] == {"type": "MONTH", "field": "date"}
-    assert created["signals"]["clustering"] == {"fields": ["strategy", "symbol"]}
+    assert created["signals"]["clustering"] == {"fields": ["strategy", "symbol", "run_id"]}
     assert created["performance"]["timePartitioning"]["field"] == "date"
     assert created["runs"]["timePartitioning"] == {"type": "MONTH", "field": "as_of"}
-    assert created["runs"]["clustering"] == {"fields": ["kind", "status"]}
+    assert created["runs"]["clustering"] == {"fields": ["kind", "status", "run_id"]}
     assert created["bars"]["clustering"] == {"fields": ["symbol"]}
     for name, spec in TABLES.items():
         fields = created[name]["schema"]["fields"]
@@ -286,7 +295,7 @@ def test_tables_are_created_partitioned_and_clustered(fake):
     # a second process finds the tables there: 409 on insert, then the client reads them back
     again = _warehouse(fake)
     assert again.counts() == dict.fromkeys(TABLES, 0)
-    assert len(fake.calls("GET", r"/datasets/[^/]+/tables/[^/]+$")) == len(TABLES)
+    assert len(fake.calls("GET", r"/datasets/[^/]+/tables/[^/]+$")) == len(TABLES) + 3         # and the three views
     count_sql = fake.calls("POST", r"/queries$")[-1]["json"]["query"]
     assert count_sql.count("UNION ALL") == len(TABLES) - 1                        # counts() is one query
 
@@ -330,6 +339,7 @@ def test_write_run_requests(fake):
     assert body["query"] == bigquery_write_script(PROJECT, DATASET, stages, owner)[0]
     assert body["useLegacySql"] is False and body["parameterMode"] == "NAMED"
     assert sorted(body["queryParameters"], key=lambda p: p["name"]) == [
+        {"name": "attempt", "parameterType": {"type": "INT64"}, "parameterValue": {"value": "1"}},
         {"name": "run_id", "parameterType": {"type": "STRING"}, "parameterValue": {"value": "2024-11-22_daily"}},
         {"name": "shard", "parameterType": {"type": "INT64"}, "parameterValue": {"value": "1"}}]
     assert "2024-11-22_daily" not in body["query"]
@@ -362,8 +372,9 @@ def test_failed_script_writes_nothing_and_cleans_up(fake):
     fake.requests.clear()
     fake.fail_queries_matching = "BEGIN TRANSACTION"
     changed = [{**r, "confidence": 0.5} for r in sig]
-    msg = expect_error(lambda: wh.write_run({**run, "status": "failed"}, changed, perf), "writing run 'R' shard 0 failed",
-                       "injected failure", "re-running the write is safe", exc=WarehouseError)
+    msg = expect_error(lambda: wh.write_run({**run, "status": "failed"}, changed, perf),
+                       "writing run 'R' attempt 1 shard 0 failed", "injected failure", "re-running the write is safe",
+                       exc=WarehouseError)
     print(msg)
     assert len([r for r in fake.calls("POST", r"/queries$")]) == 1             # not a concurrency abort: no retry
     created = {r["json"]["tableReference"]["tableId"] for r in fake.calls("POST", r"/tables$")}
@@ -405,6 +416,12 @@ def test_reads_send_typed_parameters(fake):
     runs = wh.read_runs(limit=1)
     assert runs["run_id"].tolist() == ["2024-11-22_daily"]
     assert fake.calls("POST", r"/queries$")[-1]["json"]["query"].endswith("LIMIT 1")
+    fake.requests.clear()
+    then = wh.read_signals(at="2024-11-22T10:30:00Z")                 # what was current then: a TIMESTAMP parameter
+    assert len(then) == 9
+    body = fake.calls("POST", r"/queries$")[0]["json"]
+    assert {"name": "at", "parameterType": {"type": "TIMESTAMP"}, "parameterValue": {"value": "2024-11-22 10:30:00+00:00"}} \
+        in body["queryParameters"] and "FIRST_VALUE(`run_id`)" in body["query"]
 
 
 def test_contract_through_the_client(fake):

@@ -240,7 +240,12 @@ def bhavcopy_files(paths: Iterable) -> list[Path]:
     "The bhavcopy files among `paths` (files, zips or folders, searched recursively), in session order."
     found: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir(): found += [f for f in p.rglob("*") if f.is_file() and session_of_name(f.name) is not None]
+        if p.is_dir():
+            inside = [f for f in p.rglob("*") if f.is_file() and session_of_name(f.name) is not None]
+            if not inside:
+                raise BhavcopyError(f"{p}: no bhavcopy files in this folder (names like cm05JUL2024bhav.csv[.zip] or "
+                                    "BhavCopy_NSE_CM_0_0_0_20240708_F_0000.csv[.zip]); pass other files by name.")
+            found += inside
         elif p.exists(): found.append(p)
         else: raise BhavcopyError(f"{p}: no such file or directory.")
     key = lambda f: (session_of_name(f.name) or pd.Timestamp.max, f.name)

@@ -405,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = dsub.add_parser("info", help="describe the bars a data spec resolves to")
     i.add_argument("data", nargs="?", default="auto", help="'auto' (default), 'synthetic', or a path")
     i.set_defaults(func=cmd_data_info)
+    from strategy_engine.market.commands import add_data_commands
+    add_data_commands(dsub)                 # ingest, fetch, import, actions: exchange files into the warehouse
 
     c = sub.add_parser("calendar", help="NSE sessions: is DATE a session, or list sessions up to --until")
     c.add_argument("date", nargs="?", type=_date, help="YYYY-MM-DD (default: today in IST)")

@@ -112,13 +112,13 @@ def session_dates(values: pd.Series, timezone: str = "Asia/Kolkata") -> pd.Serie
         return pd.to_datetime(values, errors="coerce").dt.normalize()
     text = values.astype(str).str.strip()
     aware = text.str.contains(_OFFSET, regex=True)
-    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
     if (~aware).any():
         out[~aware] = pd.to_datetime(text[~aware], format="ISO8601", errors="coerce")
     if aware.any():
         utc = pd.to_datetime(text[aware], format="ISO8601", errors="coerce", utc=True)
         out[aware] = utc.dt.tz_convert(timezone).dt.tz_localize(None)
-    return out.astype("datetime64[ns]").dt.normalize()
+    return out.astype("datetime64[us]").dt.normalize()     # one resolution for every source of Bars
 
 def _float(text) -> float:
     try: return float(text)

@@ -162,6 +162,7 @@ def test_a_split_without_its_action_fails_closed_for_that_symbol_only(tmp_path):
 
 
 def test_a_split_with_its_action_gives_a_continuous_series_and_a_late_action_changes_only_its_symbol(tmp_path):
+    """RELIABILITY 15: a 10:1 split with its action is continuous; a late action re-adjusts only its symbol."""
     uri = split_market(tmp_path)
     before = read_market_bars(uri)
     (tmp_path / "CA.csv").write_bytes(SPLIT_ACTIONS)

@@ -26,6 +26,7 @@ def test_inf_high_and_negative_volume_fail_data_validate(tmp_path):
 
 
 def test_the_loader_never_shows_a_pandas_traceback(tmp_path):
+    """RELIABILITY 16: 18:30 UTC and 00:00 IST the next day are the same session; no raw pandas traceback."""
     write(tmp_path / "big", "AAA.csv", "2024-03-04,10,10,10.5,9.5,10,1000\n2024-03-05,10,10,10.5,9.5,10," + "9" * 400 + "\n")
     r = run_cli("data", "validate", tmp_path / "big")
     assert r.returncode == 1 and "Traceback" not in r.stderr

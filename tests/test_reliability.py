@@ -12,7 +12,7 @@ import pytest
 
 from strategy_engine.notebooks import execute_notebook, notebook_failure
 
-from conftest import ROOT, make_template, run_cli
+from conftest import CLI, ROOT, make_template, run_cli
 
 DAY = "2024-11-22"
 # Cases that cannot be checked here, and why (the rest must each be named by at least one test).
@@ -137,3 +137,18 @@ def test_case_21_kill_switch_stops_a_strategy_before_it_emits(tmp_path, nse_dir)
     with open_warehouse(wh) as w:
         got = w.read_signals(start=DAY, end=DAY)
     assert len(got) and "momentum" not in set(got["strategy"]) and {"mean_reversion", "breakout"} & set(got["strategy"])
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime not installed (make test installs it as root)")
+def test_case_16_a_run_before_the_close_refuses_the_days_bar(tmp_path, nse_dir):
+    """RELIABILITY 16: triggered at 10:00 IST (a UTC/IST cron mix-up) the run refuses the incomplete same-day bar and
+    fails closed; triggered at 16:00 IST it uses that day's bar."""
+    def at(utc: str, tag: str):
+        return subprocess.run(["faketime", utc, str(CLI), "run", "daily", "--as-of", DAY,
+                               "--symbols", "RELIANCE", "TCS", "--warehouse", f"duckdb:///{tmp_path}/{tag}.duckdb",
+                               "--archive", str(tmp_path / tag), "--no-alerts", "--no-log-output"],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT, env={**os.environ, "TZ": "UTC"})
+    early = at("2024-11-22 04:30:00", "early")                        # 10:00 IST
+    assert early.returncode == 4 and early.stdout.startswith("data_stale"), early.stdout + early.stderr
+    late = at("2024-11-22 10:30:00", "late")                          # 16:00 IST, after the 15:30 close
+    assert late.returncode == 0 and late.stdout.startswith("succeeded"), late.stdout + late.stderr

@@ -23,7 +23,7 @@ from ..core import ConfigError, check_names, project_root
 from ..notebooks import (add_summary, check_parameters, execute_notebook, notebook_failure,
                                        template_parameters)
 from .archive import (ArchiveConflict, ArchiveError, archive_run, build_manifest, code_version,
-                                          open_archive, sha256_hex)
+                                          open_archive, sha256_hex, utc_iso)
 from .contract import (OK_STATUSES, as_date, exit_code, failpoint, make_run_id, read_result, record_id,
                                            shard_of)
 from .records import config_identity, data_identity, ledger_fields, load_record, reconcile
@@ -144,7 +144,7 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
         with tempfile.TemporaryDirectory(prefix="strategy-engine-") as tmp:
             out = Path(tmp) / Path(TEMPLATES[kind]).name
             artifacts, rows = Path(tmp) / "artifacts", Path(tmp) / "rows"   # files a run makes for its record
-            extra = {"artifacts_dir": str(artifacts), "stage_dir": str(rows)}
+            extra = {"artifacts_dir": str(artifacts), "stage_dir": str(rows), "triggered_at": utc_iso(started)}
             run_params = {**params, **{k: v for k, v in extra.items() if k in declared}}
             ex = execute_notebook(template, out, run_params, timeout=timeout, cwd=project_root(), log_output=log_output,
                                   progress_bar=progress_bar)

@@ -40,6 +40,7 @@ class DailyRun:
     run_id: str
     shard: tuple[int, int] = (0, 1)
     cost_bps: float = 10.0
+    triggered_at: str = ""          # when the run was started (ISO, from the launcher): a bar of a session still open is refused
     status: str = "running"
     reason: str = ""
     configs: dict[str, StrategyConfig] = field(default_factory=dict)
@@ -67,7 +68,7 @@ class DailyRun:
 # %% ../../nbs/32_daily.ipynb #62e99c23
 def start_daily(as_of: str, strategies: Sequence[str] = RULE_STRATEGIES, symbols: Sequence[str] | str | None = None,
                 data: str = "auto", warehouse: str | None = None, run_id: str = "", shard_index: int = 0,
-                shard_count: int = 1, cost_bps: float = 10.0) -> DailyRun:
+                shard_count: int = 1, cost_bps: float = 10.0, triggered_at: str = "") -> DailyRun:
     "Check the parameters, load each strategy's configuration, and end `no_session` on a non-session day."
     try: day = pd.Timestamp(as_of)
     except (ValueError, TypeError): raise ConfigError(f"as_of {as_of!r} is not a date (expected YYYY-MM-DD).") from None
@@ -83,7 +84,8 @@ def start_daily(as_of: str, strategies: Sequence[str] = RULE_STRATEGIES, symbols
         raise ConfigError(f"{', '.join(cross)} rank symbols against each other (and read a market-wide feature), so a shard "
                           "of symbols would change their signals: run them with shard_count = 1.")
     run = DailyRun(day, tuple(strategies), tuple(symbols) if symbols else None, str(data), warehouse,
-                   run_id or f"daily-{day:%Y-%m-%d}", check_shard((shard_index, shard_count)), float(cost_bps))
+                   run_id or f"daily-{day:%Y-%m-%d}", check_shard((shard_index, shard_count)), float(cost_bps),
+                   triggered_at=str(triggered_at or ""))
     run.configs = {name: load_config(name) for name in strategies}
     cal = nse_calendar()
     if not cal.is_session(day): run.end("no_session", cal.describe(day))
@@ -100,7 +102,7 @@ def load_data(run: DailyRun) -> DailyRun:
     run.universes = {name: [s for s in u if s in mine] for name, u in full.items()}
     run.bars = bars.select(mine)
     if not mine: run.end("succeeded", f"shard {run.shard[0]}/{run.shard[1]} has no symbols"); return run
-    run.report = validate(run.bars, as_of=run.as_of)
+    run.report = validate(run.bars, as_of=run.as_of, now=run.triggered_at or None)   # no clock read here: the launcher's
     if not run.report.ok:
         stale = [f for f in run.report.errors if f.check == "stale"]
         run.end("data_stale", f"{len(run.report.errors)} validation error(s)" +

@@ -378,7 +378,7 @@ def _grid(rows: _Long, names: dict[str, str]) -> tuple[pd.DatetimeIndex, list[st
     order = sorted(range(len(rows.isins)), key=lambda k: shown[k])
     rank = np.empty(len(rows.isins), dtype=np.int64)
     rank[order] = np.arange(len(rows.isins))
-    dates = pd.DatetimeIndex(days.astype("datetime64[D]").astype("datetime64[ns]"), name="date")
+    dates = pd.DatetimeIndex(days.astype("datetime64[D]").astype("datetime64[us]"), name="date")
     return dates, [rows.isins[k] for k in order], di, rank[rows.isin]
 
 def _ledger_isins(ledger: pd.DataFrame, who: _Symbols) -> pd.DataFrame:

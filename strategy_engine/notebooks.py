@@ -37,8 +37,14 @@ __all__ = ['KERNEL', 'template_parameters', 'check_parameters', 'template_import
 # %% ../nbs/06_notebooks.ipynb #4f2cae61
 def template_parameters(template: Path | str) -> dict[str, str]:
     "The parameters a template declares in its cell tagged `parameters`: name -> default (source text)."
+    path = Path(template)
+    return dict(_declared(str(path), path.stat().st_mtime_ns))
+
+@functools.lru_cache(maxsize=32)
+def _declared(template: str, mtime_ns: int) -> dict[str, str]:
+    "`template_parameters`, read once per version of the file."
     import nbformat
-    nb = nbformat.read(str(template), as_version=4)
+    nb = nbformat.read(template, as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
         raise ConfigError(f"{template}: expected exactly one cell tagged 'parameters', found {len(cells)}.")

@@ -27,7 +27,6 @@ from .archive import (ArchiveConflict, ArchiveError, archive_run, build_manifest
 from .contract import (OK_STATUSES, as_date, exit_code, failpoint, make_run_id, read_result, record_id,
                                            shard_of)
 from .records import config_identity, data_identity, ledger_fields, load_record, reconcile
-from ..warehouse import KEEPS_ROWS, default_warehouse_uri, open_warehouse
 
 # %% auto #0
 __all__ = ['TEMPLATES', 'template_path', 'Launch', 'template_defaults', 'started_by', 'image_identity', 'run_identity', 'launch',
@@ -122,7 +121,8 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
            log_output: bool = False, progress_bar: bool = False, env: Mapping[str, str] | None = None,
            warehouse: str | None = None, by: str | None = None, scheduled: bool = False) -> Launch:
     "Run production notebook `kind`, archive notebook + staged rows + manifest, then load the rows (archive first)."
-    template = template_path(kind)
+    from strategy_engine.warehouse import KEEPS_ROWS, default_warehouse_uri, open_warehouse  # here: importing the
+    template = template_path(kind)                              # launcher (to boot a kernel early) loads no pandas
     env = os.environ if env is None else env
     params = dict(check_parameters(template, dict(parameters)))
     if "as_of" not in params: raise ConfigError(f"run {kind}: as_of (YYYY-MM-DD) is required.")

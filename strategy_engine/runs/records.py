@@ -10,11 +10,13 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core import ConfigError, config_dir, project_root, sample_data_dir
 from .archive import Archive, ArchiveError, _read_chain, archive_run, sha256_hex
 from .contract import failpoint
-from ..warehouse import Warehouse
+if TYPE_CHECKING: from strategy_engine.warehouse import Warehouse    # no import at run time: the CLI checks a
+                                                                      # command line with this module before a kernel boots
 
 # %% auto #0
 __all__ = ['DATA_SUFFIXES', 'STAGED_TABLES', 'ANY', 'resolve_data', 'data_identity', 'config_identity', 'runs_row', 'load_record',

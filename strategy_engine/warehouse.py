@@ -513,6 +513,14 @@ class Warehouse(ABC):
                                     TABLES["runs"])
         return self._read("runs", _is("run_id", run_id), order, limit)
 
+    def row_counts(self, name: str) -> dict[tuple[str, int, int], int]:
+        "Rows of a run table per (run_id, attempt, shard): one scan of three columns, for checks against manifests."
+        check_names([name], RUN_TABLES, "run table")
+        own = self._select(TABLES[name], [], (), columns=list(_RUN_OWNER)).to_pandas()
+        if own.empty: return {}
+        sizes = own.groupby(list(_RUN_OWNER)).size()
+        return {(str(r), int(a), int(s)): int(n) for (r, a, s), n in sizes.items()}
+
     def latest_run(self) -> dict | None:
         "The runs row with the highest ledger sequence number (the newest archived run loaded here), or None."
         got = self._read("runs", [], ("-ledger_seq",), 1)
@@ -757,6 +765,8 @@ def _overlap(owner: Mapping[str, Any], row: Sequence) -> DataError:
                      f"wrote {'/'.join(map(str, row[1:]))}: the shards of one run must split the symbols "
                      "(use warehouse.shard_symbols).")
 
+_CREATED: dict[str, set[str]] = {}     # DuckDB file -> the tables this process has created (or found) in it
+
 class DuckDBWarehouse(Warehouse):
     "The embedded warehouse: a DuckDB file (or memory); one writing process at a time, the others wait."
     def __init__(self, path: str | Path = ":memory:", lock_timeout: float = 30.0):
@@ -767,7 +777,10 @@ class DuckDBWarehouse(Warehouse):
         if not self.memory: Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = self._connect() if self.memory else None
         self._known: set[str] = set()
-        self._transact(self._create_tables)
+        if not self.memory and Path(self.path).exists() and _CREATED.get(self.path, set()) >= set(TABLES):
+            self._known = set(TABLES)        # this process made them already: no write transaction just to open the file
+        else:
+            self._transact(self._create_tables)
 
     def _connect(self):
         "Open the database, waiting up to `lock_timeout` seconds while another process (or thread) holds the file."
@@ -839,6 +852,7 @@ class DuckDBWarehouse(Warehouse):
                                 "It was created by another version: migrate it (ALTER TABLE ... ADD COLUMN) or use a new file.")
         for name in RUN_TABLES:         # after the tables: each view reads `runs`
             con.execute(f"CREATE VIEW IF NOT EXISTS {_dq(name + '_current')} AS SELECT * FROM {current_sql(name, _dq)}")
+        if not self.memory: _CREATED[self.path] = set(TABLES)
 
     def _write(self, batches: Mapping[str, pd.DataFrame], owner: Mapping[str, Any] | None) -> None:
         self._created()

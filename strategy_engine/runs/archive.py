@@ -289,7 +289,7 @@ def build_manifest(run_id: str, kind: str, status: str, as_of, started_at, ended
                    warehouse_rows: Mapping[str, int] | None = None,  # rows written per warehouse table
                    shard: tuple[int, int] | None = None,     # (index, count); default from CLOUD_RUN_TASK_*, else (0, 1)
                    error: str = "", env: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None,
-                   extra: Mapping | None = None) -> dict:
+                   extra: Mapping | None = None, code: Mapping | None = None) -> dict:
     "The manifest of one run: who, what, when, with which code, data and parameters, and how it ended."
     env = os.environ if env is None else env
     secrets = secrets_from_environment(env) if secrets is None else secrets
@@ -317,7 +317,7 @@ def build_manifest(run_id: str, kind: str, status: str, as_of, started_at, ended
         "status": status, "exit_code": EXIT_CODES[status], "started_at": start, "ended_at": end,
         "duration_s": round(seconds, 3), "parameters": parameters,
         "parameters_sha256": sha256_hex(_check_plain(parameters, secrets)),
-        **code_version(env=env), "python": sys.version.split()[0], "data_sha256": data_sha256,
+        **(code if code is not None else code_version(env=env)), "python": sys.version.split()[0], "data_sha256": data_sha256,
         "notebook": nb.name if nb else None, "notebook_sha256": sha256_hex(nb.read_bytes()) if nb else None,
         "warehouse_rows": rows, "shard": {"index": index, "count": count},
         "cloud_run": cloud_run_info(env), "error": str(error or ""),

@@ -168,13 +168,14 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
             if models: details["models"] = models               # the model hashes a run trained or loaded
             if made: details["artifacts"] = {k[len("artifacts/"):]: v for k, v in details["files"].items()
                                              if k.startswith("artifacts/")}
+            code = code_version(env=env)                        # once: the summary and the manifest say the same
             summary = {"status": status, "as_of": params["as_of"], "run_id": record, "error": error, "rows": counts,
-                       **details, **code_version(env=env)}
+                       **details, **code}
             if out.exists(): add_summary(out, summary)
             manifest = build_manifest(record, kind, status, params["as_of"], started, _now(), params,
                                       notebook=out if out.exists() else None,
                                       data_sha256=(result or {}).get("data_sha256"), warehouse_rows=counts,
-                                      shard=(i, n), error=error, env=env, extra=details)
+                                      shard=(i, n), error=error, env=env, extra=details, code=code)
             archived = archive_run(store, manifest, out if out.exists() else None, files=files,
                                    ledger=ledger_fields(manifest))
         entry = json.loads(store.get(f"ledger/{archived['seq']:08d}.json"))

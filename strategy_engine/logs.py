@@ -17,8 +17,9 @@ from typing import Any, TextIO, TypeVar
 from .core import check_names
 
 # %% auto #0
-__all__ = ['SEVERITY', 'LOG_LEVELS', 'LOG_FORMATS', 'TRACE_KEY', 'TRACE_ENV', 'JOB_LOGGER', 'log', 'T', 'JsonFormatter',
-           'trace_of', 'job_trace', 'log_format', 'configure_job_logging', 'say', 'Progress', 'progress']
+__all__ = ['SEVERITY', 'LOG_LEVELS', 'LOG_FORMATS', 'TRACE_KEY', 'TRACE_ENV', 'JOB_LOGGER', 'PROGRESS_LOGGER', 'log', 'T',
+           'JsonFormatter', 'trace_of', 'job_trace', 'log_format', 'configure_job_logging', 'say', 'Progress',
+           'progress']
 
 # %% ../nbs/00b_logs.ipynb #aa91816d
 SEVERITY = {logging.DEBUG: "DEBUG", logging.INFO: "INFO", logging.WARNING: "WARNING", logging.ERROR: "ERROR",
@@ -29,7 +30,7 @@ TRACE_KEY = "logging.googleapis.com/trace"
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 
 class JsonFormatter(logging.Formatter):
-    "One JSON object per line in Cloud Logging's fields (severity, message, time, trace, every extra); secrets -> ***."
+    "One JSON object per line in Cloud Logging's fields (severity, message, time, trace, extras); secrets: ***."
     def __init__(self, secrets: Iterable[str] = ()):
         super().__init__()
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
@@ -43,8 +44,8 @@ class JsonFormatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info: message += "\n" + self.formatException(record.exc_info)
         stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-        entry: dict[str, Any] = {"severity": SEVERITY.get(record.levelno, record.levelname), "message": message,
-                                 "time": stamp.replace("+00:00", "Z"), "logger": record.name}
+        entry: dict[str, Any] = {"severity": SEVERITY.get(record.levelno, record.levelname),
+                                 "message": message, "time": stamp.replace("+00:00", "Z"), "logger": record.name}
         for k, v in record.__dict__.items():
             if k not in _STANDARD and not k.startswith("_") and v is not None and k != "trace": entry[k] = v
         trace = record.__dict__.get("trace")
@@ -55,17 +56,17 @@ class JsonFormatter(logging.Formatter):
 TRACE_ENV = "X_CLOUD_TRACE_CONTEXT"
 
 def trace_of(header: str | None, project: str | None) -> str | None:
-    "Cloud Logging's trace name from an `X-Cloud-Trace-Context` value ('TRACE/SPAN;o=1'); None without both parts."
+    "Cloud Logging's trace name from an `X-Cloud-Trace-Context` value ('TRACE/SPAN;o=1'), or None."
     trace = (header or "").split("/")[0].strip()
     return f"projects/{project}/traces/{trace}" if trace and project else None
 
 def job_trace(env: Mapping[str, str] | None = None) -> str | None:
-    "The trace a job's log lines carry: `$X_CLOUD_TRACE_CONTEXT` in project `$GOOGLE_CLOUD_PROJECT`, if both are set."
+    "The trace of a job's log lines: `$X_CLOUD_TRACE_CONTEXT` in project `$GOOGLE_CLOUD_PROJECT` (both set)."
     env = os.environ if env is None else env
     return trace_of(env.get(TRACE_ENV), env.get("GOOGLE_CLOUD_PROJECT"))
 
 # %% ../nbs/00b_logs.ipynb #dfef3b8f
-JOB_LOGGER = "strategy_engine.job"
+JOB_LOGGER, PROGRESS_LOGGER = "strategy_engine.job", "strategy_engine.progress"
 log = logging.getLogger(JOB_LOGGER)
 
 def log_format(requested: str | None = None, env: Mapping[str, str] | None = None) -> str:
@@ -77,7 +78,7 @@ def log_format(requested: str | None = None, env: Mapping[str, str] | None = Non
     return "json" if env.get("CLOUD_RUN_JOB") else "human"
 
 class _Context(logging.Filter):
-    "Adds the fields every line of this job carries (trace, and run id/stage once known) to records that lack them."
+    "Adds the fields every line of this job carries (the trace) to records that lack them."
     def __init__(self, fields: dict):
         super().__init__()
         self.fields = fields
@@ -88,8 +89,9 @@ class _Context(logging.Filter):
         return True
 
 def configure_job_logging(fmt: str = "human", level: str = "INFO", stream: TextIO | None = None,
-                          secrets: Iterable[str] = (), env: Mapping[str, str] | None = None) -> logging.Handler:
-    "Send every log record to one handler on stdout: plain messages, or JSON lines with the trace; return it."
+                          secrets: Iterable[str] = (), env: Mapping[str, str] | None = None,
+                          progress_stream: TextIO | None = None) -> logging.Handler:
+    "Send every log record to one handler on stdout: plain messages (progress: stderr), or JSON lines."
     level = level.upper()
     check_names([level], LOG_LEVELS, "log level", "$LOG_LEVEL")
     handler = logging.StreamHandler(stream or sys.stdout)
@@ -101,6 +103,13 @@ def configure_job_logging(fmt: str = "human", level: str = "INFO", stream: TextI
     for h in list(root.handlers): root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level)
+    prog = logging.getLogger(PROGRESS_LOGGER)        # progress stays out of the lines a script reads
+    for h in list(prog.handlers): prog.removeHandler(h)
+    prog.propagate = fmt == "json"
+    if fmt != "json":
+        side = logging.StreamHandler(progress_stream or sys.stderr)
+        side.setFormatter(logging.Formatter("%(message)s"))
+        prog.addHandler(side)
     logging.captureWarnings(True)
     return handler
 
@@ -112,9 +121,9 @@ def say(message: str, level: int = logging.INFO, **fields: Any) -> None:
 T = TypeVar("T")
 
 class Progress:
-    "Progress of long work: an updating line on a terminal, a log line every `every` seconds otherwise, one at the end."
-    def __init__(self, label: str, total: int | None = None, every: float = 10.0, stream: TextIO | None = None,
-                 tty: bool | None = None, clock=time.monotonic):
+    "Progress of long work: an updating line on a terminal, else a log line every `every` seconds and at the end."
+    def __init__(self, label: str, total: int | None = None, every: float = 10.0,
+                 stream: TextIO | None = None, tty: bool | None = None, clock=time.monotonic):
         self.label, self.total, self.every, self.clock = label, total, every, clock
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
@@ -139,12 +148,13 @@ class Progress:
             self._line()
 
     def _line(self) -> None:
-        log.info(self.text(), extra={"event": "progress", "label": self.label, "done": self.done, "total": self.total})
+        fields = {"event": "progress", "label": self.label, "done": self.done, "total": self.total}
+        logging.getLogger(PROGRESS_LOGGER).info(self.text(), extra=fields)
         self.lines += 1
         self.last = self.clock()
 
     def close(self) -> None:
-        "End the progress: a terminal's line is cleared; a log gets the final count when it had progress lines."
+        "End: a terminal's line is cleared; a log gets the final count when it had progress lines."
         if self.tty:
             self.stream.write("\r\033[K")
             self.stream.flush()

@@ -18,8 +18,9 @@ import pandas as pd
 from .core import DataError, check_names, did_you_mean, sample_data_dir
 
 # %% auto #0
-__all__ = ['FIELDS', 'DataLoader', 'DATA_SOURCES', 'Finding', 'Bars', 'session_dates', 'to_numbers', 'bars_from_long',
-           'load_bars', 'synthetic_bars', 'register_data_source', 'data_source', 'open_bars', 'check_data_source']
+__all__ = ['FIELDS', 'ADJUSTMENTS', 'DEFAULT_ADJUSTMENT', 'FILE_ADJUSTMENTS', 'DataLoader', 'DATA_SOURCES', 'Finding', 'Bars',
+           'session_dates', 'to_numbers', 'bars_from_long', 'adjustment_of', 'load_bars', 'synthetic_bars',
+           'register_data_source', 'data_source', 'open_bars', 'check_data_source']
 
 # %% ../nbs/02_data.ipynb #dbe7223c
 FIELDS = ("open", "high", "low", "close", "volume")
@@ -153,7 +154,8 @@ def _read_table(file: Path, adjusted: bool) -> pd.DataFrame:
     if adjusted and "adj_close" not in raw.columns and file.suffix != ".parquet": missing.append("adj_close")
     if missing:
         hints = "".join(did_you_mean(m, raw.columns) for m in missing)
-        extra = " (adjusted=True needs Adj Close; pass adjusted=False to use Close as it is)" if "adj_close" in missing else ""
+        extra = (" (the vendor's total return needs Adj Close; the default, adjusted='splits', uses Close as it is)"
+                 if "adj_close" in missing else "")
         raise DataError(f"{file}: missing column(s) {', '.join(missing)}{extra}; found {', '.join(raw.columns)}.{hints}")
     if raw.empty: raise DataError(f"{file}: has a header but no rows.")
     out = pd.DataFrame({"symbol": raw["symbol"].astype(str)})
@@ -209,15 +211,32 @@ def bars_from_long(long: pd.DataFrame, source: str = "", adjusted: bool = True, 
     return Bars(**frames, source=source, adjusted=adjusted, synthetic=synthetic, issues=issues, adjustment=adjustment)
 
 # %% ../nbs/02_data.ipynb #7cb410e1
-def load_bars(path, symbols: Sequence[str] | None = None, start=None, end=None, adjusted: bool = True) -> Bars:
+ADJUSTMENTS = ("splits", "total_return", "raw", "vendor_total_return")
+DEFAULT_ADJUSTMENT = "splits"        # the one default: split/bonus-adjusted prices, the same in every reader
+FILE_ADJUSTMENTS = ("splits", "vendor_total_return")     # what a folder of vendor files can honestly give
+
+def adjustment_of(adjusted: bool | str) -> str:
+    "The adjustment asked for: a name in `ADJUSTMENTS`, or a bool (False: 'splits'; True: the vendor's Adj Close)."
+    if isinstance(adjusted, bool | np.bool_): return "vendor_total_return" if adjusted else DEFAULT_ADJUSTMENT
+    check_names([adjusted], ADJUSTMENTS, "adjustment")
+    return str(adjusted)
+
+def load_bars(path, symbols: Sequence[str] | None = None, start=None, end=None,
+              adjusted: bool | str = DEFAULT_ADJUSTMENT) -> Bars:
     "Load per-symbol CSV files or long Parquet/CSV rows from `path` (a directory or a file) into `Bars`."
+    adjustment = adjustment_of(adjusted)
+    if adjustment not in FILE_ADJUSTMENTS:
+        raise DataError(f"{path}: adjusted={adjustment!r} needs the corporate-actions ledger, which a folder of files "
+                        f"does not carry; allowed here: {', '.join(FILE_ADJUSTMENTS)}. Import the folder into the "
+                        f"warehouse (strategy-engine data import DIR) and read duckdb:///...?adjust={adjustment}.")
+    vendor = adjustment == "vendor_total_return"
     path = Path(path)
     files = _files(path)
     per_symbol = all(f.suffix == ".csv" for f in files) and path.is_dir()
     if symbols is not None and per_symbol:   # read only the files asked for
         check_names(symbols, [f.stem for f in files], "symbol", str(path))
         files = [path / f"{s}.csv" for s in symbols]
-    long = pd.concat([_read_table(f, adjusted) for f in files], ignore_index=True)
+    long = pd.concat([_read_table(f, vendor) for f in files], ignore_index=True)
     if symbols is not None:
         check_names(symbols, sorted(long["symbol"].unique()), "symbol", str(path))
         long = long[long["symbol"].isin(list(symbols))]
@@ -226,8 +245,8 @@ def load_bars(path, symbols: Sequence[str] | None = None, start=None, end=None, 
     if end is not None: long = long[long["date"] <= pd.Timestamp(end)]
     if long.empty:
         raise DataError(f"{path}: no bars between {start} and {end}; the data covers {lo.date()} .. {hi.date()}.")
-    return bars_from_long(long, source=str(path), adjusted=adjusted, symbols=symbols,
-                          adjustment="vendor_total_return" if adjusted else "vendor_splits")
+    return bars_from_long(long, source=str(path), adjusted=vendor, symbols=symbols,
+                          adjustment="vendor_total_return" if vendor else "vendor_splits")
 
 # %% ../nbs/02_data.ipynb #88ff9d0d
 def synthetic_bars(n_symbols: int = 20, start="2015-01-01", end="2024-11-22", seed: int = 7,
@@ -259,7 +278,7 @@ def synthetic_bars(n_symbols: int = 20, start="2015-01-01", end="2024-11-22", se
                 synthetic=True, adjusted=True, adjustment="synthetic")
 
 # %% ../nbs/02_data.ipynb #c1acc559
-DataLoader = Callable[..., Bars]      # loader(uri, symbols=None, start=None, end=None, adjusted=True) -> Bars
+DataLoader = Callable[..., Bars]      # loader(uri, symbols=None, start=None, end=None, adjusted='splits')
 DATA_SOURCES: dict[str, str | DataLoader] = {
     "duckdb": "strategy_engine.market.store:open_market_bars",      # the warehouse's raw bars + actions ledger
     "bigquery": "strategy_engine.market.store:open_market_bars",
@@ -289,7 +308,7 @@ def _scheme(spec: str) -> str | None:
     return m.group(1).lower() if m else None
 
 def open_bars(data: str | Path | None = None, symbols: Sequence[str] | None = None, start=None, end=None,
-              adjusted: bool = True) -> Bars:
+              adjusted: bool | str = DEFAULT_ADJUSTMENT) -> Bars:
     "Bars from a data spec: None/'auto' (NSE sample, else synthetic), 'synthetic', a data-source URI, or a path."
     spec = str(data) if data is not None else "auto"
     scheme = _scheme(spec)

@@ -16,8 +16,8 @@ from .core import DataError
 from .data import Bars, Finding
 
 # %% auto #0
-__all__ = ['DEFAULT_SEVERITY', 'EVENING_DONE', 'ValidationReport', 'validate', 'complete_bars', 'failed_symbols',
-           'without_failed', 'sessions_only']
+__all__ = ['DEFAULT_SEVERITY', 'EVENING_DONE', 'WHOLE_RUN_CHECKS', 'ValidationReport', 'validate', 'complete_bars',
+           'failed_symbols', 'without_failed', 'blocking_errors', 'quarantined_symbols', 'sessions_only']
 
 # %% ../nbs/03_validation.ipynb #ad8f32f4
 DEFAULT_SEVERITY = {
@@ -212,6 +212,16 @@ def without_failed(bars: Bars, report: ValidationReport) -> Bars:
     "Fail closed per symbol: `bars` without every symbol that has an error (unexplained jump, bad price...)."
     bad = set(failed_symbols(report))
     return bars.select([s for s in bars.symbols if s not in bad])
+
+WHOLE_RUN_CHECKS = ("stale",)      # RELIABILITY 13: one stale symbol stops the run, never silently dropped
+
+def blocking_errors(report: ValidationReport) -> list[Finding]:
+    "The errors that stop a whole run: stale data and findings about the data as a whole (no symbol)."
+    return [f for f in report.errors if not f.symbol or f.check in WHOLE_RUN_CHECKS]
+
+def quarantined_symbols(report: ValidationReport) -> list[str]:
+    "The symbols a run leaves out and goes on without: those with an error of their own other than `stale`."
+    return sorted({f.symbol for f in report.errors if f.symbol and f.check not in WHOLE_RUN_CHECKS})
 
 # %% ../nbs/03_validation.ipynb #1888de37
 def sessions_only(bars: Bars, calendar: TradingCalendar | None = None) -> Bars:

@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 
 from ..calendar import TradingCalendar, nse_calendar
 from ..core import ConfigError, DataError, check_names
-from ..data import FIELDS, Bars, load_bars
+from ..data import ADJUSTMENTS as DATA_ADJUSTMENTS
+from ..data import DEFAULT_ADJUSTMENT, FIELDS, Bars, adjustment_of, load_bars
 from .actions import adjust_panel, read_actions, unexplained_jumps
 from .bhavcopy import DEFAULT_SERIES, Bhavcopy, BhavcopyError, bhavcopy_files
 from .bhavcopy import parse_bhavcopy, session_of_name
@@ -57,7 +58,7 @@ MARKET_SYMBOLS = register_table(TableSpec(
     "market_symbols", {"isin": "STRING", "symbol": "STRING", "first_date": "DATE", "last_date": "DATE",
                        "vendor_last": "DATE"},
     key=("isin", "symbol"), cluster=("isin", "symbol"), required=("first_date", "last_date")))
-ADJUSTMENTS = ("splits", "total_return", "raw")
+ADJUSTMENTS = tuple(a for a in DATA_ADJUSTMENTS if not a.startswith("vendor"))    # the engine's, from the ledger
 
 # %% ../../nbs/09a_market_store.ipynb #420e04e2
 def _warehouse(warehouse) -> tuple[Warehouse, bool]:
@@ -404,7 +405,7 @@ def _pivot(rows: _Long, di: np.ndarray, si: np.ndarray, shape: tuple[int, int], 
     return a
 
 def read_market_bars(warehouse=None, symbols: Sequence[str] | None = None, start=None, end=None,
-                     adjustment: str = "splits") -> Bars:
+                     adjustment: str = DEFAULT_ADJUSTMENT) -> Bars:
     "The stored bars as a `Bars` panel adjusted from the ledger ('splits', 'total_return' or 'raw')."
     check_names([adjustment], ADJUSTMENTS, "adjustment", "read_market_bars")
     wh, close = _warehouse(warehouse)
@@ -476,12 +477,18 @@ def rebuild_market_symbols(warehouse=None) -> int:
     finally:
         if close: wh.close()
 
-def open_market_bars(uri: str, symbols: Sequence[str] | None = None, start=None, end=None, adjusted: bool = True) -> Bars:
-    "The data source for `duckdb://...` and `bigquery://...`: add `?adjust=total_return` (or `raw`) to choose prices."
+def open_market_bars(uri: str, symbols: Sequence[str] | None = None, start=None, end=None,
+                     adjusted: bool | str = DEFAULT_ADJUSTMENT) -> Bars:
+    "The data source for `duckdb://...` and `bigquery://...`: `?adjust=total_return` (or `raw`) in the URI wins."
     parts = urlsplit(uri)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    adjustment = query.pop("adjust", "splits")
+    asked = adjustment_of(adjusted)
+    if asked.startswith("vendor"):
+        raise ConfigError(f"{uri}: the market store keeps no vendor Adj Close ({asked!r}); choose one of "
+                          f"{', '.join(ADJUSTMENTS)} (total_return: dividends from the actions ledger).")
+    adjustment = query.pop("adjust", asked)
     if adjustment not in ADJUSTMENTS:
         raise ConfigError(f"data URI: adjust={adjustment!r} is not one of {', '.join(ADJUSTMENTS)}.")
     plain = uri.split("?", 1)[0] + (f"?{urlencode(query)}" if query else "")
     return read_market_bars(plain, symbols=symbols, start=start, end=end, adjustment=adjustment)
+

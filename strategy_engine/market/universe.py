@@ -5,23 +5,33 @@
 # %% ../../nbs/09b_universe.ipynb #a87ba85f
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
-from ..core import ConfigError
+from ..core import ConfigError, check_names
 from ..data import Bars
 
 # %% auto #0
-__all__ = ['top_by_traded_value', 'series_eligible', 'store_universe', 'check_point_in_time']
+__all__ = ['UNIVERSE_MEASURES', 'UNIVERSE_SPEC', 'top_by_traded_value', 'series_eligible', 'store_universe',
+           'check_point_in_time', 'UniverseRule', 'is_universe_spec', 'parse_universe', 'universe_mask',
+           'check_universe_measures']
 
 # %% ../../nbs/09b_universe.ipynb #d568dab1
+UNIVERSE_MEASURES: dict[str, Callable[[Bars], pd.DataFrame]] = {      # what a universe rule ranks by, by name
+    "traded_value": lambda b: b.close * b.volume,     # the same for raw and split-adjusted bars
+    "volume": lambda b: b.volume,
+}
+
 def top_by_traded_value(bars: Bars, n: int = 100, window: int = 60, min_sessions: int | None = None,
-                        eligible: pd.DataFrame | None = None) -> pd.DataFrame:
-    "Membership mask (date × symbol, bool): the top `n` by median traded value over the last `window` sessions."
+                        eligible: pd.DataFrame | None = None, measure: str = "traded_value") -> pd.DataFrame:
+    "Membership mask (date × symbol, bool): the top `n` by median `measure` over the last `window` sessions."
     if n < 1 or window < 1: raise ConfigError(f"top_by_traded_value: n and window must be at least 1, got {n}, {window}.")
+    check_names([measure], UNIVERSE_MEASURES, "universe measure")
     need = window // 2 if min_sessions is None else min_sessions
-    value = bars.close * bars.volume
+    value = UNIVERSE_MEASURES[measure](bars)
     median = value.rolling(window, min_periods=max(1, need)).median()
     ok = bars.close.notna() & median.notna()
     if eligible is not None: ok &= eligible.reindex(index=value.index, columns=value.columns, fill_value=False).astype(bool)
@@ -50,3 +60,70 @@ def check_point_in_time(rule: Callable[[Bars], pd.DataFrame], bars: Bars, dates:
             moved = list(full.columns[(cut.loc[d] != full.loc[d]).to_numpy()])[:5]
             raise AssertionError(f"universe rule looks ahead: on {pd.Timestamp(d).date()} membership of {moved} "
                                  "changes when later data is added.")
+
+# %% ../../nbs/09b_universe.ipynb #3f985bf3
+_SPEC = re.compile(r"top:(?P<n>[^:]*):(?P<measure>[^:]*):(?P<window>[^:]*)(?::(?P<series>[^:]*))?")
+UNIVERSE_SPEC = "top:N:MEASURE:WINDOW[:SERIES+SERIES]"
+
+@dataclass(frozen=True)
+class UniverseRule:
+    "A point-in-time universe: the top `n` symbols by median `measure` over `window` sessions, `series` only."
+    n: int
+    measure: str = "traded_value"
+    window: int = 60
+    series: tuple[str, ...] = ("EQ",)
+
+    @property
+    def spec(self) -> str: return f"top:{self.n}:{self.measure}:{self.window}:{'+'.join(self.series)}"
+
+    def mask(self, bars: Bars, series: pd.DataFrame | None = None) -> pd.DataFrame:
+        "The membership mask on `bars` (series: each day's series code per symbol, when known)."
+        eligible = None if series is None else series_eligible(series, self.series)
+        return top_by_traded_value(bars, self.n, self.window, eligible=eligible, measure=self.measure)
+
+    def __str__(self) -> str:
+        return (f"point-in-time universe {self.spec}: each day the top {self.n} symbols by their median "
+                f"{self.measure.replace('_', ' ')} over the last {self.window} sessions, series {'/'.join(self.series)}")
+
+def is_universe_spec(value) -> bool:
+    "Whether `value` is a universe spec string (starts with 'top:'), not a symbol or a universe name."
+    return isinstance(value, str) and value.startswith("top:")
+
+def parse_universe(spec: str, where: str = "universe") -> UniverseRule:
+    "The rule of a universe spec such as 'top:100:traded_value:60'; an error naming `where` and the form otherwise."
+    how = (f"write {UNIVERSE_SPEC}, e.g. top:100:traded_value:60 (measures: {', '.join(UNIVERSE_MEASURES)})")
+    m = _SPEC.fullmatch(str(spec).strip())
+    if m is None:
+        raise ConfigError(f"{where} {spec!r} is not a universe spec: {how}.")
+    for part in ("n", "window"):
+        if not m[part].isdigit() or int(m[part]) < 1:
+            raise ConfigError(f"{where} {spec!r}: {part.upper()} must be a whole number of at least 1, "
+                              f"got {m[part]!r}; {how}.")
+    if m["measure"] not in UNIVERSE_MEASURES:
+        check_names([m["measure"]], UNIVERSE_MEASURES, "universe measure", f"{where} {spec!r}")
+    series = tuple(s for s in (m["series"] or "EQ").upper().split("+") if s)
+    if not series: raise ConfigError(f"{where} {spec!r}: name at least one series after the last ':'; {how}.")
+    return UniverseRule(int(m["n"]), m["measure"], int(m["window"]), series)
+
+def _store_uri(data) -> str | None:
+    text = str(data or "")
+    return text.split("?", 1)[0] if re.match(r"(duckdb|bigquery)://", text) else None
+
+def universe_mask(spec: str | UniverseRule, bars: Bars, data: str | None = None) -> pd.DataFrame:
+    "The date × symbol membership mask of `spec` on `bars`; series from the market store when `data` is one."
+    rule = parse_universe(spec) if isinstance(spec, str) else spec
+    series = None
+    if (uri := _store_uri(data)) is not None:
+        from strategy_engine.market.store import read_market_field
+        field = read_market_field(uri, "series", start=bars.dates[0], end=bars.dates[-1])
+        series = field.reindex(index=bars.dates, columns=bars.close.columns)
+    return rule.mask(bars, series)
+
+def check_universe_measures(bars: Bars) -> None:
+    "The contract of every registered measure: a rule on it is point in time and full once its window is known."
+    for measure in UNIVERSE_MEASURES:
+        rule = UniverseRule(min(5, len(bars.symbols)), measure, 20)
+        check_point_in_time(rule.mask, bars)
+        counts = rule.mask(bars).sum(axis=1)
+        if not counts.iloc[20:].eq(rule.n).all():
+            raise AssertionError(f"universe measure {measure!r}: not {rule.n} members a day once 20 sessions are known")

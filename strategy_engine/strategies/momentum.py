@@ -63,7 +63,9 @@ def _momentum_kernel(c, m_s, m_l, r, v, rsi_entry, vol_threshold, momentum_scale
             sig[t, j] = state                                 # every cell written: outputs need no zeroing
             conf[t, j] = cf if state != 0 else 0.0
 
-@register_strategy("momentum", MomentumParams)
+@register_strategy("momentum", MomentumParams, default=True, regimes=["trending"],
+                   grid={"momentum_period": [5, 10, 20, 30, 40], "long_momentum_period": [60, 120],
+                         "rsi_entry": [50.0, 55.0, 60.0, 65.0, 70.0], "volume_threshold": [1.0, 1.5]})
 def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> SignalFrame:
     "Momentum signals for every symbol of `bars`: entries on agreeing momentum, RSI and volume; exit on reversal."
     p = params or MomentumParams()

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import re
 import sys
+from contextlib import contextmanager
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .core import StrategyEngineError, did_you_mean, project_root, runs_dir
+from .logs import Progress, say
 
 # %% auto #0
 __all__ = ['cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data', 'cmd_report_research', 'UsageError',
@@ -182,21 +186,81 @@ def _print_alerts(deliveries) -> None:
     "One line per alert raised: the channels it went to, or why not."
     seen: dict[tuple, list[str]] = {}
     for d in deliveries: seen.setdefault(tuple(d.key), []).append(f"{d.channel} {d.status}")
-    for key, how in seen.items(): print(f"  alert {'/'.join(map(str, key))}: {', '.join(how)}")
+    for key, how in seen.items(): say(f"  alert {'/'.join(map(str, key))}: {', '.join(how)}", event="alert")
+
+class _CellLog(logging.Filter):
+    "papermill's log: all of it with --verbose; else 'Executing Cell N' only moves a progress line (periodic off a TTY)."
+    def __init__(self, verbose: bool):
+        super().__init__()
+        self.verbose = verbose
+        self.bar: Progress | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.verbose: return True
+        text = record.getMessage()
+        if text.startswith("Input Notebook:") and not sys.stderr.isatty():   # a terminal has papermill's own bar
+            self.close()
+            template = Path(text.split(":", 1)[1].strip())
+            cells = sum(c["cell_type"] == "code" for c in json.loads(template.read_text())["cells"])
+            self.bar = Progress(template.stem, total=cells + 1)             # + the injected parameters cell
+        elif text.startswith("Executing Cell") and self.bar is not None: self.bar.update()
+        return False
+
+    def close(self) -> None:
+        if self.bar is not None: self.bar.close()
+        self.bar = None
+
+@contextmanager
+def _papermill_log(args):
+    "Quiet papermill for the length of a command: its cell log only with --verbose, progress otherwise."
+    logger, cells = logging.getLogger("papermill"), _CellLog(getattr(args, "verbose", False))
+    logger.addFilter(cells)
+    try: yield {"log_output": True, "progress_bar": sys.stderr.isatty()}
+    finally:
+        logger.removeFilter(cells)
+        cells.close()
+
+def _say_launch(launch, stage: str, archive: str | None) -> None:
+    "How a launched run ended: its status line, where its record is, the warehouse, how to open it."
+    where = {"run_id": launch.record_id, "stage": stage, "status": launch.status, "exit_code": launch.exit_code,
+             "rows": launch.loaded, "notebook": launch.archived.get("notebook_uri"),
+             "manifest": launch.archived.get("manifest_uri")}
+    say(str(launch), **where)
+    if launch.replayed: say(f"  replayed: this scheduled {stage} run already ran; nothing was run again")
+    wh = launch.manifest.get("warehouse")
+    if wh and not launch.replayed: say(f"  warehouse: {wh}", warehouse=wh)
+    if launch.record_id:
+        say(f"  open it: strategy-engine serve, then http://127.0.0.1:8080/runs/{launch.record_id}")
+    if stage == "report" and launch.status == "succeeded" and not launch.replayed: _say_performance(launch, archive)
+
+def _say_performance(launch, archive: str | None) -> None:
+    "One `event: performance` line per strategy of a report (the monitoring's log-based metrics read them)."
+    import io
+
+    import pandas as pd
+
+    from strategy_engine.runs.archive import open_archive
+    uri, store = launch.archived.get("manifest_uri") or "", open_archive(archive)
+    key = uri[len(store.uri()):].lstrip("/").rsplit("/", 1)[0] + "/rows/performance.parquet"
+    if not uri.startswith(store.uri()) or not store.exists(key): return
+    rows = pd.read_parquet(io.BytesIO(store.get(key)))
+    period = (launch.result or {}).get("period")
+    for r in rows[rows["period"] == period].itertuples():
+        say(f"  {r.strategy} {period}: return {r.total_return:+.2%}, Sharpe {r.sharpe_ratio:.2f}, "
+            f"max drawdown {r.max_drawdown:.2%}", event="performance", run_id=launch.record_id, stage="report",
+            strategy=r.strategy, period=period, total_return=float(r.total_return),
+            sharpe_ratio=float(r.sharpe_ratio), max_drawdown=float(r.max_drawdown))
 
 def _run_stage(stage: str, params: dict, args) -> int:
-    "Run one stage of the day (`strategy_engine.runs.schedule.run_stage`) and print how it ended."
-    import logging
+    "Run one stage of the day (`strategy_engine.runs.schedule.run_stage`) and say how it ended."
     from strategy_engine.runs.schedule import run_stage
-    if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
     if getattr(args, "run_id", None): params["run_id"] = args.run_id
-    out = run_stage(stage, params, args.archive, scheduled=args.scheduled, key=args.idempotency_key, warehouse=args.warehouse,
-                    force=getattr(args, "force", False), alerts=args.alerts, timeout=args.timeout,
-                    log_output=args.log_output, progress_bar=sys.stderr.isatty())
-    if out.launch is None: print(f"{out.status}: {stage} of {out.as_of} {out.message}")
-    else:
-        print(out.launch)
-        if out.launch.replayed: print(f"  replayed: this scheduled {stage} run already ran; nothing was run again")
+    with _papermill_log(args) as shown:
+        out = run_stage(stage, params, args.archive, scheduled=args.scheduled, key=args.idempotency_key,
+                        warehouse=args.warehouse, force=getattr(args, "force", False), alerts=args.alerts,
+                        timeout=args.timeout, **shown)
+    if out.launch is None: say(f"{out.status}: {stage} of {out.as_of} {out.message}", stage=stage, status=out.status)
+    else: _say_launch(out.launch, stage, args.archive)
     _print_alerts(out.deliveries)
     return out.exit_code
 
@@ -293,18 +357,20 @@ def cmd_run_report(args) -> int:
 
 def cmd_run_day(args) -> int:
     "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failed validation."
-    import logging
     _boot_kernel("validate", args)                      # the first stage's
     from strategy_engine.runs.schedule import run_day
-    if args.log_output: logging.basicConfig(level=logging.INFO, format="%(message)s")
     params = _stage_params(args, "strategies", "symbols")
     def show(out) -> None:
-        print(out, flush=True)
+        if out.launch is None: say(f"{out.stage} {out.as_of}: {out.status} {out.message}", stage=out.stage)
+        else:
+            say(f"{out.stage} {out.as_of}:", stage=out.stage)
+            _say_launch(out.launch, out.stage, args.archive)
         _print_alerts(out.deliveries)
-    day = run_day(params["as_of"], params.get("strategies"), params.get("symbols"), args.data, args.warehouse, args.period,
-                  args.cost_bps, args.archive, alerts=args.alerts, on_stage=show, timeout=args.timeout,
-                  log_output=args.log_output, progress_bar=sys.stderr.isatty())
-    if day.note: print(day.note)
+    with _papermill_log(args) as shown:
+        day = run_day(params["as_of"], params.get("strategies"), params.get("symbols"), args.data, args.warehouse,
+                      args.period, args.cost_bps, args.archive, alerts=args.alerts, on_stage=show,
+                      timeout=args.timeout, **shown)
+    if day.note: say(day.note)
     return day.exit_code
 
 def cmd_schedule_show(args) -> int:
@@ -352,10 +418,12 @@ def cmd_run_train(args) -> int:
     from strategy_engine.runs.launcher import launch
     params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
     if args.strategies: params["strategies"] = args.strategies
-    result = launch("train", params, archive=args.archive, warehouse=args.warehouse, timeout=args.timeout,
-                    progress_bar=sys.stderr.isatty())
-    print(result)
-    for m in (result.result or {}).get("models", []): print(f"  model {m['kind']}: {m['model_hash']}")
+    with _papermill_log(args) as shown:
+        result = launch("train", params, archive=args.archive, warehouse=args.warehouse, timeout=args.timeout,
+                        **shown)
+    _say_launch(result, "train", args.archive)
+    for m in (result.result or {}).get("models", []):
+        say(f"  model {m['kind']}: {m['model_hash']}", model=m["kind"], model_hash=m["model_hash"])
     return result.exit_code
 
 # %% ../nbs/90_cli.ipynb #bd93b303
@@ -381,7 +449,13 @@ def _stage_options(p: argparse.ArgumentParser, stored: bool, gated: bool, run_id
         p.add_argument("--idempotency-key", help="run at most once per this key (default with --scheduled: stage + time)")
     p.add_argument("--no-alerts", dest="alerts", action="store_false", help="raise no alert when the run ends badly")
     p.add_argument("--timeout", type=float, default=600, help="per-cell execution timeout in seconds (default 600)")
-    p.add_argument("--no-log-output", dest="log_output", action="store_false", help="do not stream cell output to the log")
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    "How a command reports: quiet lines (default) or papermill's cell log, human or JSON lines."
+    p.add_argument("--verbose", action="store_true", help="also print papermill's cell log and the cells' output")
+    p.add_argument("--log-format", choices=("human", "json"), help="plain lines, or one JSON object per line "
+                   "(Cloud Logging; the default on Cloud Run, where $CLOUD_RUN_JOB is set)")
+    p.add_argument("--no-log-output", dest="verbose", action="store_false", help=argparse.SUPPRESS)  # quiet: default
 
 def build_parser() -> argparse.ArgumentParser:
     "The `strategy-engine` argument parser with every sub-command."
@@ -474,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     _stage_options(rday, stored=True, gated=False, scheduled=False)
     rday.add_argument("--period", choices=("1d", "1w", "1m", "ytd"), default="1m", help="the report's period (default 1m)")
     rday.set_defaults(func=cmd_run_day)
+    for job in (rdaily, rtrain, rval, rrep, rday): _output_options(job)
 
     sched = sub.add_parser("schedule", help="the trading day's plan and the market-open check")
     ssub = sched.add_subparsers(dest="schedule_command", required=True, metavar="ACTION", parser_class=_Parser)
@@ -552,10 +627,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     "Entry point of the `strategy-engine` command."
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    try: return func(args)
+    fmt = "human"
+    try:
+        fmt = _configure_output(args)
+        return func(args)
     except UsageError as e:                  # a wrong command line: nothing started, nothing archived, no alert
-        print(f"strategy-engine: error: {e}", file=sys.stderr)
+        _error(e, fmt)
         return 2
     except StrategyEngineError as e:
-        print(f"strategy-engine: error: {e}", file=sys.stderr)
+        _error(e, fmt)
         return 1
+
+def _configure_output(args) -> str:
+    "Route the command's lines: plain on stdout, or JSON lines (`--log-format json`, or on Cloud Run); the format."
+    from strategy_engine.logs import configure_job_logging, log_format
+    fmt = log_format(getattr(args, "log_format", None))
+    secrets: list[str] = []
+    if fmt == "json":
+        from strategy_engine.runs.archive import secrets_from_environment
+        secrets = list(secrets_from_environment().values())
+    configure_job_logging(fmt, os.environ.get("LOG_LEVEL") or "INFO", secrets=secrets,
+                          verbose=getattr(args, "verbose", False))
+    return fmt
+
+def _error(e: Exception, fmt: str) -> None:
+    "A command's error: on stderr for a person, a JSON line of severity ERROR in a job's log."
+    if fmt == "json": say(f"strategy-engine: error: {e}", level=logging.ERROR)
+    else: print(f"strategy-engine: error: {e}", file=sys.stderr)

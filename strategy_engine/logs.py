@@ -30,7 +30,7 @@ TRACE_KEY = "logging.googleapis.com/trace"
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 
 class JsonFormatter(logging.Formatter):
-    "One JSON object per line in Cloud Logging's fields (severity, message, time, trace, extras); secrets: ***."
+    "One JSON object a line in Cloud Logging's fields (severity, message, time, trace, extras); secrets ***."
     def __init__(self, secrets: Iterable[str] = ()):
         super().__init__()
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
@@ -45,7 +45,8 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info: message += "\n" + self.formatException(record.exc_info)
         stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
         entry: dict[str, Any] = {"severity": SEVERITY.get(record.levelno, record.levelname),
-                                 "message": message, "time": stamp.replace("+00:00", "Z"), "logger": record.name}
+                                 "message": message, "time": stamp.replace("+00:00", "Z"),
+                                 "logger": record.name}
         for k, v in record.__dict__.items():
             if k not in _STANDARD and not k.startswith("_") and v is not None and k != "trace": entry[k] = v
         trace = record.__dict__.get("trace")
@@ -90,26 +91,30 @@ class _Context(logging.Filter):
 
 def configure_job_logging(fmt: str = "human", level: str = "INFO", stream: TextIO | None = None,
                           secrets: Iterable[str] = (), env: Mapping[str, str] | None = None,
-                          progress_stream: TextIO | None = None) -> logging.Handler:
-    "Send every log record to one handler on stdout: plain messages (progress: stderr), or JSON lines."
+                          side: TextIO | None = None, verbose: bool = False) -> logging.Handler:
+    "JSON: every record a JSON line on stdout. Human: `say` lines on stdout; progress, warnings on stderr."
     level = level.upper()
     check_names([level], LOG_LEVELS, "log level", "$LOG_LEVEL")
+    root, job, prog = (logging.getLogger(n) for n in ("", JOB_LOGGER, PROGRESS_LOGGER))
+    for lg in (root, job, prog):
+        for h in list(lg.handlers): lg.removeHandler(h)
+        lg.propagate = fmt == "json"
+    root.setLevel(level)
     handler = logging.StreamHandler(stream or sys.stdout)
     if fmt == "json":
         handler.setFormatter(JsonFormatter(secrets))
         handler.addFilter(_Context({"trace": job_trace(env)}))
-    else: handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger()
-    for h in list(root.handlers): root.removeHandler(h)
-    root.addHandler(handler)
-    root.setLevel(level)
-    prog = logging.getLogger(PROGRESS_LOGGER)        # progress stays out of the lines a script reads
-    for h in list(prog.handlers): prog.removeHandler(h)
-    prog.propagate = fmt == "json"
-    if fmt != "json":
-        side = logging.StreamHandler(progress_stream or sys.stderr)
-        side.setFormatter(logging.Formatter("%(message)s"))
-        prog.addHandler(side)
+        root.addHandler(handler)
+    else:                                 # stdout holds what the command reports, nothing a library logs
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        job.addHandler(handler)
+        other = logging.StreamHandler(side or sys.stderr)
+        other.setFormatter(logging.Formatter("%(message)s"))
+        prog.addHandler(other)
+        warn = logging.StreamHandler(side or sys.stderr)
+        warn.setLevel(logging.INFO if verbose else logging.WARNING)     # verbose: every library's detail too
+        warn.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+        root.addHandler(warn)
     logging.captureWarnings(True)
     return handler
 
@@ -121,7 +126,7 @@ def say(message: str, level: int = logging.INFO, **fields: Any) -> None:
 T = TypeVar("T")
 
 class Progress:
-    "Progress of long work: an updating line on a terminal, else a log line every `every` seconds and at the end."
+    "Progress of long work: an updating line on a terminal, else a log line every `every` s and at the end."
     def __init__(self, label: str, total: int | None = None, every: float = 10.0,
                  stream: TextIO | None = None, tty: bool | None = None, clock=time.monotonic):
         self.label, self.total, self.every, self.clock = label, total, every, clock

@@ -9,7 +9,7 @@ import time
 
 from strategy_engine.core import sample_data_dir
 from strategy_engine.data import load_bars, synthetic_bars
-from strategy_engine.evaluation import DEFAULT_GRIDS, deflated_sharpe, evaluate, pbo, walk_forward
+from strategy_engine.evaluation import default_grid, deflated_sharpe, evaluate, pbo, walk_forward
 from strategy_engine.sweep import parameter_grid
 from strategy_engine.validation import sessions_only
 
@@ -27,7 +27,7 @@ def main() -> None:
     strategies = ["momentum", "mean_reversion", "breakout"]
     t0 = time.perf_counter()
     warm = synthetic_bars(5, n_days=300)
-    for n in strategies: walk_forward(n, warm, {k: v[:1] for k, v in DEFAULT_GRIDS[n].items()}, train_days=100, test_days=50,
+    for n in strategies: walk_forward(n, warm, {k: v[:1] for k, v in default_grid(n).items()}, train_days=100, test_days=50,
                                       restrict_universe=False)
     print(f"first calls (numba: load from cache or compile): {time.perf_counter() - t0:.2f} s")
 
@@ -36,7 +36,7 @@ def main() -> None:
     print(f"\n{bars}")
     years = len(bars.dates) / 252
     for n in strategies:
-        k = len(parameter_grid(DEFAULT_GRIDS[n]))
+        k = len(parameter_grid(default_grid(n)))
         first_s = best_s(lambda n=n: walk_forward(n, bars, restrict_universe=False), repeat=1)
         wf_s = best_s(lambda n=n: walk_forward(n, bars, restrict_universe=False))
         res = walk_forward(n, bars, restrict_universe=False)

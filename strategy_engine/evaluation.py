@@ -19,12 +19,13 @@ from .backtest import _check_cost, align_weights, close_returns, equal_weights, 
 from .core import ConfigError, DataError, UnknownNameError, did_you_mean
 from .data import Bars
 from .metrics import PERIODS_PER_YEAR, summary
-from .strategies.base import StrategyConfig, get_strategy, load_config, universe_symbols
+from .strategies.base import (StrategyConfig, get_strategy, load_config, registered_strategies,
+                                             universe_symbols)
 from .sweep import memoized_indicators, parameter_grid
 
 # %% auto #0
-__all__ = ['EULER_GAMMA', 'DEFAULT_GRIDS', 'probabilistic_sharpe_ratio', 'expected_max_sharpe', 'deflated_sharpe_ratio',
-           'DeflatedSharpe', 'deflated_sharpe', 'PBOResult', 'pbo', 'default_grid', 'walk_forward_windows',
+__all__ = ['EULER_GAMMA', 'probabilistic_sharpe_ratio', 'expected_max_sharpe', 'deflated_sharpe_ratio', 'DeflatedSharpe',
+           'deflated_sharpe', 'PBOResult', 'pbo', 'default_grid', 'strategy_names_with_grid', 'walk_forward_windows',
            'WalkForwardResult', 'walk_forward', 'walk_forward_weights', 'evaluate', 'format_report']
 
 # %% ../nbs/24_evaluation.ipynb #c6a34813
@@ -252,21 +253,18 @@ def pbo(returns: pd.DataFrame | Any,    # date × trial returns, or a SweepResul
                      n_blocks=s, n_trials=n_trials, block_days=block, dropped_days=dropped)
 
 # %% ../nbs/24_evaluation.ipynb #c903160d
-DEFAULT_GRIDS: dict[str, dict[str, list]] = {    # strategy -> parameter -> values; about 100 combinations each
-    "momentum": {"momentum_period": [5, 10, 20, 30, 40], "long_momentum_period": [60, 120],
-                 "rsi_entry": [50.0, 55.0, 60.0, 65.0, 70.0], "volume_threshold": [1.0, 1.5]},
-    "mean_reversion": {"bb_window": [10, 15, 20, 30, 40], "n_std": [1.5, 2.0, 2.5, 3.0],
-                       "volume_threshold": [0.8, 1.0, 1.2, 1.5, 2.0]},
-    "breakout": {"window": [10, 15, 20, 30, 40, 55, 75, 100, 150, 200], "volume_threshold": [1.0, 1.25, 1.5, 2.0, 2.5],
-                 "volume_window": [10, 20]},
-}
-
 def default_grid(name: str) -> dict[str, list]:
-    "The default parameter grid of strategy `name` (a copy)."
-    if name not in DEFAULT_GRIDS:
-        raise UnknownNameError(f"No default parameter grid for strategy {name!r}.{did_you_mean(name, DEFAULT_GRIDS)} "
-                               f"Pass grid={{parameter: [values, ...]}}; default grids exist for {', '.join(DEFAULT_GRIDS)}.")
-    return {k: list(v) for k, v in DEFAULT_GRIDS[name].items()}
+    "The parameter grid strategy `name` declares for evaluation (`register_strategy(..., grid=...)`), as lists."
+    grid = get_strategy(name).grid
+    if not grid:
+        have = strategy_names_with_grid()
+        raise UnknownNameError(f"Strategy {name!r} declares no parameter grid (register_strategy(..., grid=...)). "
+                               f"Pass grid={{parameter: [values, ...]}}; strategies with one: {', '.join(have) or 'none'}.")
+    return {k: list(v) for k, v in grid.items()}
+
+def strategy_names_with_grid() -> list[str]:
+    "The configured strategies that declare an evaluation grid."
+    return [n for n, spec in registered_strategies().items() if spec.grid]
 
 @dataclass(frozen=True, eq=False)
 class _Books:
@@ -431,7 +429,7 @@ def _walk_forward(books: _Books, windows: pd.DataFrame, periods: float, expandin
         cost_bps=books.cost, expanding=expanding, periods=float(periods))
 
 def walk_forward(name: str, bars: Bars,
-                 grid: Mapping[str, Sequence] | None = None,   # parameter -> values; None: DEFAULT_GRIDS[name]
+                 grid: Mapping[str, Sequence] | None = None,   # parameter -> values; None: default_grid(name)
                  train_days: int = 756,                        # rows per train window (3 years)
                  test_days: int = 252,                         # rows per test window (1 year)
                  expanding: bool = False,                      # True: train windows grow from the first date
@@ -468,7 +466,7 @@ def _metrics(returns: pd.Series, periods: float) -> dict:
 
 def evaluate(name: str, bars: Bars,
              walk_forward: bool = True,                   # False: in-sample sweep, DSR and PBO only
-             grid: Mapping[str, Sequence] | None = None,  # parameter -> values; None: DEFAULT_GRIDS[name]
+             grid: Mapping[str, Sequence] | None = None,  # parameter -> values; None: default_grid(name)
              config: StrategyConfig | None = None,
              cost_bps: float = 10.0,
              train_days: int = 756, test_days: int = 252, expanding: bool = False,

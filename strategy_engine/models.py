@@ -22,8 +22,8 @@ from .core import ConfigError, DataError, UnknownNameError, did_you_mean, runs_d
 from .data import Bars
 
 # %% auto #0
-__all__ = ['FORMAT_VERSION', 'MODEL_FILE', 'ARRAYS_FILE', 'Trainer', 'ML_STRATEGIES', 'ModelArtifact', 'model_store',
-           'save_artifact', 'load_artifact', 'list_artifacts', 'resolve_model', 'register_trainer', 'get_trainer',
+__all__ = ['FORMAT_VERSION', 'MODEL_FILE', 'ARRAYS_FILE', 'Trainer', 'ModelArtifact', 'model_store', 'save_artifact',
+           'load_artifact', 'list_artifacts', 'resolve_model', 'register_trainer', 'get_trainer',
            'requires_trained_model', 'train_models']
 
 # %% ../nbs/15_models.ipynb #bce5d89b
@@ -181,7 +181,6 @@ def resolve_model(kind: str, ref: str = "latest", store: str | Path | None = Non
 # %% ../nbs/15_models.ipynb #b390e957
 Trainer = Callable[[Bars, Any], ModelArtifact]     # (bars cut at as_of, the strategy's parameters) -> artifact
 _TRAINERS: dict[str, Trainer] = {}
-ML_STRATEGIES = ("lstm", "regime")
 
 def register_trainer(name: str) -> Callable[[Trainer], Trainer]:
     "Decorator registering `fn(bars, params) -> ModelArtifact` as the trainer of strategy `name`'s model."
@@ -202,31 +201,28 @@ def get_trainer(name: str) -> Trainer:
 
 def requires_trained_model(name: str, config: Any = None) -> bool:
     "True when running strategy `name` (with `config`, default its YAML) loads a model from the store."
-    from strategy_engine.strategies.base import config_from_dict, load_config
-    if name not in ML_STRATEGIES: return False
-    cfg = load_config(name) if config is None else config_from_dict(config) if isinstance(config, Mapping) else config
+    from strategy_engine.strategies.base import as_config, get_strategy
+    if not get_strategy(name).needs_training: return False
+    cfg = as_config(name, config, "requires_trained_model")
     return getattr(cfg.parameters, "model", "walk_forward") != "walk_forward"
 
 def train_models(bars: Bars,                                     # the panel to train on (cut at `as_of`)
                  as_of: Any = None,                              # last date training may see (default: the last date)
-                 strategies: Iterable[str] = ML_STRATEGIES,      # which models to train
+                 strategies: Iterable[str] | None = None,        # which models (None: every needs_training strategy)
                  out_dir: str | Path | None = None,              # the training run's folder: artifacts are written here
                  store: str | Path | None | bool = None,         # publish to this store (None: model_store(); False: don't)
                  configs: Mapping[str, Any] | None = None        # name -> StrategyConfig/dict/path; default: the YAML
                  ) -> list[ModelArtifact]:
     "Train the models of `strategies` on `bars` up to `as_of`; save them to `out_dir` and the model store."
-    from strategy_engine.strategies.base import StrategyConfig, config_from_dict, load_config, universe_symbols
+    from strategy_engine.strategies.base import as_config, strategy_names, universe_symbols
     end = pd.Timestamp(as_of) if as_of is not None else bars.dates[-1]
     if not len(bars.dates) or end < bars.dates[0]:
         raise DataError(f"train_models: no bars on or before as_of={end.date()} in {bars}.")
     cut = bars.select(end=end) if end < bars.dates[-1] else bars
     out: list[ModelArtifact] = []
-    for name in strategies:
+    for name in strategy_names(needs_training=True) if strategies is None else strategies:
         trainer = get_trainer(name)
-        given = (configs or {}).get(name)
-        cfg = given if isinstance(given, StrategyConfig) else config_from_dict(given) if isinstance(given, Mapping) \
-            else load_config(given if given is not None else name)
-        if cfg.name != name: raise ConfigError(f"train_models: the configuration given for {name!r} is {cfg.name!r}'s.")
+        cfg = as_config(name, (configs or {}).get(name), "train_models")
         symbols = universe_symbols(cfg, cut)
         panel = cut.select(symbols) if symbols != cut.symbols else cut
         art = trainer(panel, cfg.parameters)

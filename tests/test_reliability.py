@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from strategy_engine.notebooks import execute_notebook, notebook_failure
+from strategy_engine.strategies.base import strategy_names
 
 from conftest import CLI, ROOT, make_template, run_cli
 
@@ -62,7 +63,7 @@ def nse_bars(nse_dir):
     return load_bars(nse_dir)
 
 
-@pytest.mark.parametrize("name", ["momentum", "mean_reversion", "breakout"])
+@pytest.mark.parametrize("name", strategy_names(needs_training=False))   # every rule strategy in the registry
 def test_case_17_and_18_no_lookahead_and_a_stable_warm_up(nse_bars, name):
     """RELIABILITY 17 and 18: signals on data cut at D equal the full-history signals up to D; the last date's signals
     agree when the history starts N and 2N bars earlier."""

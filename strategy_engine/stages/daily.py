@@ -14,21 +14,20 @@ from ..backtest import BacktestResult, backtest
 from ..calendar import nse_calendar
 from ..core import ConfigError, check_names
 from ..data import Bars, open_bars
+from ..market.universe import parse_universe, universe_mask
 from ..runs.contract import publish_result
-from ..strategies.base import (UNIVERSES, SignalFrame, StrategyConfig, get_strategy, load_config,
+from ..strategies.base import (UNIVERSES, SignalFrame, StrategyConfig, default_strategies, get_strategy,
+                                             load_config,
                                              universe_symbols)
-from ..validation import ValidationReport, sessions_only, validate
+from ..validation import (ValidationReport, blocking_errors, quarantined_symbols, sessions_only,
+                                        validate)
 from ..warehouse import check_shard, shard_symbols, stage_rows
 
 # %% auto #0
-__all__ = ['RULE_STRATEGIES', 'CROSS_SECTIONAL', 'DailyRun', 'start_daily', 'load_data', 'compute', 'risked_weights',
-           'strategy_weights', 'risk_table', 'todays_signals', 'signals_table', 'positions', 'performance', 'stage',
-           'equity_figure', 'result', 'publish']
+__all__ = ['DailyRun', 'start_daily', 'load_data', 'compute', 'risked_weights', 'strategy_weights', 'risk_table',
+           'todays_signals', 'signals_table', 'positions', 'performance', 'stage', 'equity_figure', 'result', 'publish']
 
 # %% ../../nbs/32_daily.ipynb #d832bff1
-RULE_STRATEGIES = ("momentum", "mean_reversion", "breakout")
-CROSS_SECTIONAL = ("lstm", "regime")   # signals depend on the whole universe: never sharded
-
 @dataclass
 class DailyRun:
     "State of one daily run: parameters, status and what each step produced."
@@ -41,6 +40,9 @@ class DailyRun:
     shard: tuple[int, int] = (0, 1)
     cost_bps: float = 10.0
     triggered_at: str = ""          # when the run was started (ISO, from the launcher): a bar of a session still open is refused
+    universe: str = ""              # a point-in-time universe spec (top:N:MEASURE:WINDOW): only members trade each day
+    membership: pd.DataFrame | None = None                          # its date × symbol mask, from data up to each date
+    quarantined: list[str] = field(default_factory=list)            # symbols left out: they failed validation alone
     status: str = "running"
     reason: str = ""
     configs: dict[str, StrategyConfig] = field(default_factory=dict)
@@ -66,47 +68,69 @@ class DailyRun:
                 f"{self.shard[1]}: {self.status}{' - ' + self.reason if self.reason else ''})")
 
 # %% ../../nbs/32_daily.ipynb #62e99c23
-def start_daily(as_of: str, strategies: Sequence[str] = RULE_STRATEGIES, symbols: Sequence[str] | str | None = None,
+def start_daily(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequence[str] | str | None = None,
                 data: str = "auto", warehouse: str | None = None, run_id: str = "", shard_index: int = 0,
-                shard_count: int = 1, cost_bps: float = 10.0, triggered_at: str = "") -> DailyRun:
+                shard_count: int = 1, cost_bps: float = 10.0, triggered_at: str = "",
+                universe: str | None = None) -> DailyRun:
     "Check the parameters, load each strategy's configuration, and end `no_session` on a non-session day."
     try: day = pd.Timestamp(as_of)
     except (ValueError, TypeError): raise ConfigError(f"as_of {as_of!r} is not a date (expected YYYY-MM-DD).") from None
     if day != day.normalize(): raise ConfigError(f"as_of {as_of!r} must be a date without a time.")
+    if strategies is None: strategies = default_strategies()   # register_strategy(..., default=True)
     if isinstance(strategies, str): strategies = [strategies]
     if isinstance(symbols, str):                                # a universe name, e.g. "nifty50_sample" or "all"
         check_names([symbols], UNIVERSES, "universe")
         symbols = UNIVERSES[symbols]
     if not strategies: raise ConfigError("strategies: name at least one strategy.")
+    if universe: parse_universe(universe, "universe")             # a bad spec: an error naming the form
     for name in strategies: get_strategy(name)                  # unknown names: a did-you-mean error
-    cross = [n for n in strategies if n in CROSS_SECTIONAL]
+    cross = [n for n in strategies if get_strategy(n).cross_sectional]
     if shard_count > 1 and cross:
         raise ConfigError(f"{', '.join(cross)} rank symbols against each other (and read a market-wide feature), so a shard "
                           "of symbols would change their signals: run them with shard_count = 1.")
     run = DailyRun(day, tuple(strategies), tuple(symbols) if symbols else None, str(data), warehouse,
                    run_id or f"daily-{day:%Y-%m-%d}", check_shard((shard_index, shard_count)), float(cost_bps),
-                   triggered_at=str(triggered_at or ""))
+                   triggered_at=str(triggered_at or ""), universe=str(universe or ""))
     run.configs = {name: load_config(name) for name in strategies}
     cal = nse_calendar()
     if not cal.is_session(day): run.end("no_session", cal.describe(day))
     return run
 
+def _scope(run: DailyRun, bars: Bars) -> dict[str, list[str]]:
+    "Each strategy's symbols: the members of the run's universe rule on any day, else the symbols or its configuration's."
+    if run.universe:
+        scope = bars.select(list(run.symbols)) if run.symbols is not None else bars
+        run.membership = universe_mask(run.universe, scope, run.data)
+        ever = list(run.membership.columns[run.membership.to_numpy().any(axis=0)])
+        return {name: ever for name in run.configs}
+    return {name: list(run.symbols) if run.symbols is not None else universe_symbols(cfg, bars)
+            for name, cfg in run.configs.items()}
+
 def load_data(run: DailyRun) -> DailyRun:
-    "Load the bars up to `as_of`, keep this shard's symbols, validate them, and end `data_stale` if they fail."
+    "Load and validate the bars up to `as_of`: a symbol failing alone is left out; stale data ends `data_stale`."
     if not run.running: return run
     bars = sessions_only(open_bars(run.data, end=run.as_of))
     if run.symbols is not None: check_names(run.symbols, bars.symbols, "symbol", bars.source)
-    full = {name: list(run.symbols) if run.symbols is not None else universe_symbols(cfg, bars)
-            for name, cfg in run.configs.items()}
+    full = _scope(run, bars)
     mine = shard_symbols(sorted({s for u in full.values() for s in u}), run.shard)
     run.universes = {name: [s for s in u if s in mine] for name, u in full.items()}
     run.bars = bars.select(mine)
-    if not mine: run.end("succeeded", f"shard {run.shard[0]}/{run.shard[1]} has no symbols"); return run
+    if not mine:
+        run.end("succeeded", f"shard {run.shard[0]}/{run.shard[1]} has no symbols")
+        return run
     run.report = validate(run.bars, as_of=run.as_of, now=run.triggered_at or None)   # no clock read here: the launcher's
-    if not run.report.ok:
-        stale = [f for f in run.report.errors if f.check == "stale"]
-        run.end("data_stale", f"{len(run.report.errors)} validation error(s)" +
+    blocking = blocking_errors(run.report)
+    if blocking:
+        stale = [f for f in blocking if f.check == "stale"]
+        run.end("data_stale", f"{len(blocking)} validation error(s)" +
                 (f", {len(stale)} symbol(s) stale" if stale else "") + ": no signals today (fails closed)")
+        return run
+    run.quarantined = quarantined_symbols(run.report)         # e.g. an unexplained jump: that symbol only fails closed
+    if run.quarantined:
+        keep = [s for s in run.bars.symbols if s not in set(run.quarantined)]
+        run.bars = run.bars.select(keep)
+        run.universes = {name: [s for s in u if s in keep] for name, u in run.universes.items()}
+        if not keep: run.end("data_stale", f"every symbol failed validation ({', '.join(run.quarantined[:5])}...)")
     return run
 
 def compute(run: DailyRun) -> DailyRun:
@@ -117,16 +141,17 @@ def compute(run: DailyRun) -> DailyRun:
             run.killed.append(name); continue
         if not run.universes[name]: continue
         bars = run.bars.select(run.universes[name])
-        rw = risked_weights(name, bars, cfg, run.cost_bps)
+        rw = risked_weights(name, bars, cfg, run.cost_bps, run.membership)
         run.risked[name], run.weights[name], run.signals[name] = rw, rw.weights, rw.signal_frame()
         run.results[name] = backtest(bars, run.weights[name], run.cost_bps, name=name)
     return run
 
 # %% ../../nbs/32_daily.ipynb #452e78de
-def risked_weights(name: str, bars: Bars, config: StrategyConfig, cost_bps: float = 10.0):
-    "The risk layer's output for strategy `name` on `bars`: its raw signals, what was traded, the target weights."
+def risked_weights(name: str, bars: Bars, config: StrategyConfig, cost_bps: float = 10.0,
+                   membership: pd.DataFrame | None = None):
+    "The risk layer's output for strategy `name` on `bars` (flat off `membership`): raw signals, traded, weights."
     from strategy_engine.risk import strategy_weights as risked
-    return risked(name, bars, config, cost_bps, restrict_universe=False)
+    return risked(name, bars, config, cost_bps, restrict_universe=False, membership=membership)
 
 def strategy_weights(name: str, bars: Bars, config: StrategyConfig, cost_bps: float = 10.0) -> tuple[pd.DataFrame, SignalFrame]:
     "Target weights after the risk layer, and the signals actually traded, of strategy `name` on `bars`."
@@ -217,7 +242,8 @@ def result(run: DailyRun) -> dict:
     return {"run_id": run.run_id, "status": "succeeded" if run.running else run.status, "reason": run.reason,
             "as_of": f"{run.as_of:%Y-%m-%d}", "shard": list(run.shard), "rows": run.rows,
             "data_sha256": run.bars.content_hash() if run.bars is not None else None,
-            "signals": len(todays_signals(run)), "killed": run.killed,
+            "signals": len(todays_signals(run)), "killed": run.killed, "quarantined": run.quarantined,
+            "universe": run.universe or None, "adjustment": run.bars.adjustment if run.bars is not None else None,
             "configs": {name: cfg.model_dump(mode="json") for name, cfg in run.configs.items()},
             "models": [{"kind": name, **{k: v for k, v in sf.parameters.items() if k.startswith("model")}}
                        for name, sf in run.signals.items() if "model_hash" in (sf.parameters or {})]}

@@ -13,7 +13,7 @@ import pandas as pd
 from ..backtest import close_returns
 from ..calendar import TradingCalendar, nse_calendar
 from ..core import ConfigError, check_names
-from .daily import RULE_STRATEGIES, DailyRun, compute, load_data, performance, start_daily, todays_signals
+from .daily import DailyRun, compute, load_data, performance, start_daily, todays_signals
 from ..metrics import summary
 from ..runs.contract import publish_result
 from ..warehouse import open_warehouse, stage_rows
@@ -192,7 +192,7 @@ class PerformanceReport:
         why = f" - {self.run.reason}" if self.run.reason else ""
         return f"PerformanceReport({self.run.run_id}, {self.period}{span}, {', '.join(self.run.strategies)}: {self.status}{why})"
 
-def start_report(as_of: str, period: str = "1m", strategies=RULE_STRATEGIES, symbols=None, data: str = "auto",
+def start_report(as_of: str, period: str = "1m", strategies=None, symbols=None, data: str = "auto",
                  warehouse: str | None = None, run_id: str = "", cost_bps: float = 10.0) -> PerformanceReport:
     "Check the parameters (as the daily run does) and the period; end `no_session` on a non-session day."
     check_names([period], PERIODS, "period")

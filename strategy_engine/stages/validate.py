@@ -14,7 +14,7 @@ import pandas as pd
 from ..calendar import nse_calendar
 from ..core import check_names
 from ..data import Bars, open_bars
-from .daily import RULE_STRATEGIES, start_daily
+from .daily import start_daily
 from ..strategies.base import universe_symbols
 from ..validation import ValidationReport, validate
 
@@ -45,7 +45,7 @@ def _listing(findings, limit: int = 3) -> str:
     shown = "; ".join(f"[{f.check}] {f.message}" for f in findings[:limit])
     return shown + (f"; and {len(findings) - limit} more" if len(findings) > limit else "")
 
-def validate_day(as_of: str, strategies: Sequence[str] = RULE_STRATEGIES, symbols: Sequence[str] | str | None = None,
+def validate_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequence[str] | str | None = None,
                  data: str = "auto", through: str = "previous_session", max_move: float = 0.20, max_lag: int = 0,
                  run_id: str = "") -> DayValidation:
     "Validate the bars the day's run will trade, cut at the previous session (or `as_of`); status says if the day may go ahead."

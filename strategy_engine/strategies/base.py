@@ -9,6 +9,7 @@ import datetime
 import importlib
 import json
 import math
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -28,10 +29,12 @@ from ..core import (ConfigError, DataError, UnknownNameError, allowed_values, co
 from ..data import Bars
 
 # %% auto #0
-__all__ = ['NIFTY50_SAMPLE', 'NSE_LARGE_CAPS', 'UNIVERSES', 'StrategyParams', 'RiskLimits', 'StrategyConfig', 'parameter_table',
-           'config_from_dict', 'strategy_config_path', 'load_config', 'StrategySpec', 'register_strategy',
-           'available_strategies', 'known_strategies', 'get_strategy', 'universe_symbols', 'run_strategy',
-           'SignalFrame', 'hold_positions', 'signal_buffers', 'as_matrix', 'ramp', 'Violation', 'lookahead_violations']
+__all__ = ['NIFTY50_SAMPLE', 'NSE_LARGE_CAPS', 'UNIVERSES', 'FACTS', 'STRATEGIES_ENV', 'StrategyParams', 'RiskLimits',
+           'StrategyConfig', 'parameter_table', 'config_from_dict', 'strategy_config_path', 'load_config',
+           'StrategySpec', 'register_strategy', 'available_strategies', 'known_strategies', 'strategy_folders',
+           'get_strategy', 'registered_strategies', 'strategy_names', 'default_strategies', 'universe_symbols',
+           'as_config', 'run_strategy', 'SignalFrame', 'hold_positions', 'signal_buffers', 'as_matrix', 'ramp',
+           'Violation', 'lookahead_violations']
 
 # %% ../../nbs/10_strategy_base.ipynb #2c24900e
 from typing import Literal
@@ -209,25 +212,58 @@ def load_config(name_or_path: str | Path) -> StrategyConfig:
 # %% ../../nbs/10_strategy_base.ipynb #ea2dbe55
 @dataclass(frozen=True)
 class StrategySpec:
-    "A registered strategy: its name, signal function and parameters model."
+    "A registered strategy: its name, signal function, parameters model and the facts it declares."
     name: str
     fn: Callable[..., SignalFrame]     # fn(bars, params) -> SignalFrame
     params: type[StrategyParams]
     doc: str = ""
+    grid: Mapping[str, tuple] = field(default_factory=dict)   # parameter -> values of `evaluate`'s default sweep
+    cross_sectional: bool = False      # signals depend on the whole universe: never run on a shard of symbols
+    needs_training: bool = False       # has a model that `strategy-engine run train` trains
+    regimes: tuple[str, ...] = ()      # the market regimes this style trades in (`regime.regime_gate`)
+    default: bool = False              # in the default set of the daily run, validation and reports
+
+    def facts(self) -> dict[str, Any]:
+        "The declared facts as a plain mapping (what `strategy-engine strategies list` prints)."
+        return {"default": self.default, "cross_sectional": self.cross_sectional,
+                "needs_training": self.needs_training, "regimes": list(self.regimes),
+                "grid": {k: list(v) for k, v in self.grid.items()}}
 
 _REGISTRY: dict[str, StrategySpec] = {}
+FACTS = ("default", "cross_sectional", "needs_training", "regimes", "grid")   # what strategy_names() can filter on
 
-def register_strategy(name: str, params: type[StrategyParams]) -> Callable:
-    "Decorator registering `fn(bars, params) -> SignalFrame` as strategy `name` with its parameters model."
-    if not name.isidentifier(): raise ConfigError(f"Strategy name {name!r} must be a Python identifier (it names a module).")
+def _check_grid(name: str, params: type[StrategyParams], grid: Mapping[str, Iterable] | None) -> dict[str, tuple]:
+    "The declared grid as parameter -> tuple of values; an unknown parameter or an empty list is an error."
+    out: dict[str, tuple] = {}
+    for key, values in (grid or {}).items():
+        if key not in params.model_fields:
+            raise ConfigError(f"Strategy {name!r}: grid parameter {key!r} is not a field of {params.__name__}."
+                              f"{did_you_mean(key, params.model_fields)} "
+                              f"Allowed: {', '.join(params.model_fields) or 'none'}.")
+        out[key] = tuple(values)
+        if not out[key]:
+            raise ConfigError(f"Strategy {name!r}: grid parameter {key!r} lists no values.")
+    return out
+
+def register_strategy(name: str, params: type[StrategyParams], *,
+                      grid: Mapping[str, Iterable] | None = None,   # parameter -> values for `evaluate`
+                      cross_sectional: bool = False,                # ranks symbols against each other
+                      needs_training: bool = False,                 # has a trained model (`run train`)
+                      regimes: Iterable[str] = (),                  # regimes this style trades in
+                      default: bool = False) -> Callable:           # in the default set of the daily run
+    "Decorator registering `fn(bars, params) -> SignalFrame` as strategy `name` with its parameters and facts."
+    if not name.isidentifier():
+        raise ConfigError(f"Strategy name {name!r} must be a Python identifier (it names a module).")
     if not (isinstance(params, type) and issubclass(params, StrategyParams)):
         raise ConfigError(f"Strategy {name!r}: its parameters model must subclass StrategyParams, got {params!r}.")
+    checked = _check_grid(name, params, grid)
     def decorate(fn: Callable) -> Callable:
         old = _REGISTRY.get(name)
         if old is not None and old.fn.__qualname__ != fn.__qualname__:
             raise ConfigError(f"Strategy {name!r} is already registered by {old.fn.__module__}.{old.fn.__qualname__}; "
                               f"choose another name for {fn.__module__}.{fn.__qualname__}.")
-        _REGISTRY[name] = StrategySpec(name, fn, params, (fn.__doc__ or "").strip())
+        _REGISTRY[name] = StrategySpec(name, fn, params, (fn.__doc__ or "").strip(), checked, bool(cross_sectional),
+                                       bool(needs_training), tuple(regimes), bool(default))
         return fn
     return decorate
 
@@ -240,13 +276,30 @@ def known_strategies() -> list[str]:
     "Every strategy name that can be run: configured files plus strategies registered in this process."
     return sorted(set(available_strategies()) | set(_REGISTRY))
 
+STRATEGIES_ENV = "STRATEGY_ENGINE_STRATEGIES"   # extra folders of strategy modules (os.pathsep-separated)
+
+def strategy_folders() -> list[Path]:
+    "Where strategy modules are found: the package's `strategies/` folder, then each folder in $STRATEGY_ENGINE_STRATEGIES."
+    import strategy_engine.strategies as package
+    extra = [Path(p).resolve() for p in os.environ.get(STRATEGIES_ENV, "").split(os.pathsep) if p]
+    for folder in extra:
+        if not folder.is_dir():
+            raise ConfigError(f"${STRATEGIES_ENV}: {folder} is not a folder (it lists folders of strategy modules).")
+        if str(folder) not in package.__path__:
+            package.__path__.append(str(folder))     # strategy_engine.strategies.<name> resolves there too
+            importlib.invalidate_caches()
+    return [Path(p) for p in package.__path__]
+
 def get_strategy(name: str) -> StrategySpec:
     "The registered strategy `name`, importing `strategy_engine.strategies.<name>` on first use."
     if name not in _REGISTRY and name.isidentifier():
+        strategy_folders()
         module = f"strategy_engine.strategies.{name}"
-        try: importlib.import_module(module)
+        try:
+            importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name != module: raise
+            if e.name != module:
+                raise
     if name not in _REGISTRY:
         known = known_strategies()
         if name in known:
@@ -255,6 +308,22 @@ def get_strategy(name: str) -> StrategySpec:
                                    f"(run nbdev_export after adding its notebook).")
         raise UnknownNameError(f"Unknown strategy {name!r}.{did_you_mean(name, known)} Available: {', '.join(known)}.")
     return _REGISTRY[name]
+
+def registered_strategies() -> dict[str, StrategySpec]:
+    "Every configured strategy (a YAML in `config/strategies/`), its module imported, by name."
+    return {name: get_strategy(name) for name in available_strategies()}
+
+def strategy_names(**facts: Any) -> tuple[str, ...]:
+    "Names of the configured strategies whose declared facts equal `facts`, e.g. `strategy_names(default=True)`."
+    unknown = [k for k in facts if k not in FACTS]
+    if unknown:
+        raise ConfigError(f"strategy_names: unknown fact {unknown[0]!r}.{did_you_mean(unknown[0], FACTS)} "
+                          f"Allowed: {', '.join(FACTS)}.")
+    return tuple(n for n, s in registered_strategies().items() if all(s.facts()[k] == v for k, v in facts.items()))
+
+def default_strategies() -> tuple[str, ...]:
+    "The default set: strategies registered with `default=True` (the daily run, validation and reports)."
+    return strategy_names(default=True)
 
 def universe_symbols(config: StrategyConfig, bars: Bars) -> list[str]:
     "The symbols of `config.universe` in `bars`; an error naming every one missing (see the prose for synthetic bars)."
@@ -270,15 +339,22 @@ def universe_symbols(config: StrategyConfig, bars: Bars) -> list[str]:
             f"{hints}. Fix `universe` in {config.name}.yaml, or pass restrict_universe=False to run on every symbol.")
     return list(named)
 
-def run_strategy(name: str, bars: Bars, config: StrategyConfig | Mapping | str | Path | None = None,
-                 restrict_universe: bool = True) -> SignalFrame:
-    "Run registered strategy `name` on `bars` with `config` (None: its YAML file; a dict, a path or a StrategyConfig)."
-    spec = get_strategy(name)
+def as_config(name: str, config: StrategyConfig | Mapping | str | Path | None,
+              caller: str = "run_strategy") -> StrategyConfig:
+    "Strategy `name`'s configuration from None (its YAML), a mapping, a path or a `StrategyConfig`; it must be `name`'s."
     if config is None: cfg = load_config(name)
     elif isinstance(config, StrategyConfig): cfg = config
     elif isinstance(config, Mapping): cfg = config_from_dict(config)
     else: cfg = load_config(config)
-    if cfg.name != name: raise ConfigError(f"run_strategy({name!r}) was given the configuration of strategy {cfg.name!r}.")
+    if cfg.name != name:
+        raise ConfigError(f"{caller}({name!r}) was given the configuration of strategy {cfg.name!r}.")
+    return cfg
+
+def run_strategy(name: str, bars: Bars, config: StrategyConfig | Mapping | str | Path | None = None,
+                 restrict_universe: bool = True) -> SignalFrame:
+    "Run registered strategy `name` on `bars` with `config` (None: its YAML file; a dict, a path or a StrategyConfig)."
+    spec = get_strategy(name)
+    cfg = as_config(name, config)
     if not isinstance(cfg.parameters, spec.params):
         raise ConfigError(f"Strategy {name!r} needs parameters of type {spec.params.__name__}, "
                           f"got {type(cfg.parameters).__name__}.")
@@ -286,7 +362,8 @@ def run_strategy(name: str, bars: Bars, config: StrategyConfig | Mapping | str |
         symbols = universe_symbols(cfg, bars)
         if symbols != bars.symbols: bars = bars.select(symbols)
     out = spec.fn(bars, cfg.parameters)
-    if not isinstance(out, SignalFrame): raise DataError(f"Strategy {name!r} returned {type(out).__name__}, not a SignalFrame.")
+    if not isinstance(out, SignalFrame):
+        raise DataError(f"Strategy {name!r} returned {type(out).__name__}, not a SignalFrame.")
     return out
 
 # %% ../../nbs/10_strategy_base.ipynb #5aa7e95f

@@ -26,43 +26,53 @@ class BreakoutParams(StrategyParams):
     allow_short: bool = Field(default=True, description="emit short signals (-1); NSE cash shorts need futures")
 
 # %% ../../nbs/13_breakout.ipynb #416ae524
-@numba.njit(cache=True)
-def _breakout_kernel(c, sup, res, v, vol_threshold, breakout_scale, allow_short, sig, conf):   # pragma: no cover
-    n, m = c.shape
-    for j in range(m):
-        state, cf = 0, 0.0
-        for t in range(n):
-            cc, s_, r_, vv = c[t, j], sup[t, j], res[t, j], v[t, j]
-            valid = np.isfinite(cc) & np.isfinite(s_) & np.isfinite(r_) & np.isfinite(vv)
-            heavy = vv >= vol_threshold                       # & not `and`: no branches on unpredictable conditions
-            up = (cc > r_) & heavy
-            down = allow_short & (cc < s_) & heavy
-            if not valid:
-                state = 0
-            elif up != down:
-                state = 1 if up else -1
-                depth = cc / r_ - 1.0 if up else -(cc / s_ - 1.0)
-                s_brk = min(max(depth / breakout_scale, 0.0), 1.0)
-                s_vol = min(max((vv - vol_threshold) / (2.0 * vol_threshold - vol_threshold), 0.0), 1.0)
-                cf = (s_brk + s_vol) / 2.0
-            elif ((state == 1) & (cc < 0.5 * (s_ + r_))) | ((state == -1) & (cc > 0.5 * (s_ + r_))):
-                state = 0
-            sig[t, j] = state                                 # every cell written: outputs need no zeroing
-            conf[t, j] = cf if state != 0 else 0.0
+@numba.njit(cache=True, error_model="numpy")
+def _breakout_rule(c, sup, res, v, vol_thr, scale, allow_short, sig, conf, to_r, to_s):   # pragma: no cover
+    "The rule on one symbol's column from its channel and volume ratio; also the distance to each level."
+    state, cf = 0, 0.0
+    for t in range(c.shape[0]):
+        cc, s_, r_, vv = c[t], sup[t], res[t], v[t]
+        to_r[t], to_s[t] = cc / r_ - 1.0, cc / s_ - 1.0
+        valid = np.isfinite(cc) & np.isfinite(s_) & np.isfinite(r_) & np.isfinite(vv)
+        heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
+        up = (cc > r_) & heavy
+        down = allow_short & (cc < s_) & heavy
+        if not valid:
+            state = 0
+        elif up != down:
+            state = 1 if up else -1
+            depth = cc / r_ - 1.0 if up else -(cc / s_ - 1.0)
+            s_brk = min(max(depth / scale, 0.0), 1.0)
+            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+            cf = (s_brk + s_vol) / 2.0
+        elif ((state == 1) & (cc < 0.5 * (s_ + r_))) | ((state == -1) & (cc > 0.5 * (s_ + r_))):
+            state = 0
+        sig[t] = state                                        # every cell written: outputs need no zeroing
+        conf[t] = cf if state != 0 else 0.0
 
-@register_strategy("breakout", BreakoutParams)
+@numba.njit(cache=True)
+def _breakout_kernel(c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, allow_short,
+                     sup, res, to_res, to_sup, v, sig, conf):   # pragma: no cover
+    "Channel, volume ratio and rule fused, symbol by symbol: the rule reads its columns in cache."
+    scratch, rows, b_v = np.empty((6, c.shape[0])), np.empty(c.shape[0], np.int64), np.empty(vol_n)
+    for j in range(c.shape[1]):
+        ind._channel_col(h[:, j], lo[:, j], w, scratch, rows, sup[:, j], res[:, j])   # the indicators' code
+        ind._mean_ratio_col(vol[:, j], vol_n, b_v, v[:, j])
+        _breakout_rule(c[:, j], sup[:, j], res[:, j], v[:, j], vol_thr, breakout_scale, allow_short,
+                       sig[:, j], conf[:, j], to_res[:, j], to_sup[:, j])
+
+@register_strategy("breakout", BreakoutParams, default=True, regimes=["trending"],
+                   grid={"window": [10, 15, 20, 30, 40, 55, 75, 100, 150, 200],
+                         "volume_threshold": [1.0, 1.25, 1.5, 2.0, 2.5], "volume_window": [10, 20]})
 def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> SignalFrame:
     "Breakout signals for every symbol of `bars`: enter on a volume-confirmed channel break, exit at the midline."
     p = params or BreakoutParams()
     close = bars.close
-    sup, res = map(as_matrix, ind.support_resistance(bars.high, bars.low, p.window))
-    v = as_matrix(ind.volume_ratio(bars.volume, p.volume_window))
     c = as_matrix(close)
+    sup, res, to_res, to_sup, v = (np.empty((c.shape[1], c.shape[0])).T for _ in range(5))   # column-major
     signal, confidence = signal_buffers(close)
-    _breakout_kernel(c, sup, res, v, float(p.volume_threshold), float(p.breakout_scale), bool(p.allow_short), signal, confidence)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        to_res, to_sup = np.divide(c, res), np.divide(c, sup)
-        to_res -= 1.0                                         # in place: one array each, not two
-        to_sup -= 1.0
+    _breakout_kernel(c, as_matrix(bars.high), as_matrix(bars.low), as_matrix(bars.volume), p.window,
+                     p.volume_window, float(p.volume_threshold), float(p.breakout_scale), bool(p.allow_short),
+                     sup, res, to_res, to_sup, v, signal, confidence)
     meta = {"resistance": res, "support": sup, "to_resistance": to_res, "to_support": to_sup, "volume_ratio": v}
     return SignalFrame.from_arrays("breakout", close, signal, confidence, meta, p.model_dump())

@@ -240,7 +240,7 @@ def signals_from_predictions(strategy: str, like: pd.DataFrame, pred: np.ndarray
     confidence = np.where(signal != 0, score, 0.0)
     return SignalFrame.from_arrays(strategy, like, signal, confidence, metadata, parameters)
 
-@register_strategy("lstm", LSTMParams)
+@register_strategy("lstm", LSTMParams, cross_sectional=True, needs_training=True)
 def lstm_signals(bars: Bars, params: LSTMParams | None = None) -> SignalFrame:
     "LSTM signals: the model named by `params.model` (from the model store) predicts, the ranking decides."
     p = params or LSTMParams()

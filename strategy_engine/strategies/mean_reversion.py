@@ -29,39 +29,54 @@ class MeanReversionParams(StrategyParams):
 
 # %% ../../nbs/12_mean_reversion.ipynb #703ab749
 @numba.njit(cache=True)
-def _mean_reversion_kernel(c, b, v, vol_threshold, exit_pct_b, depth_scale, allow_short, sig, conf):   # pragma: no cover
-    n, m = c.shape
-    for j in range(m):
-        state, cf = 0, 0.0
-        for t in range(n):
-            bb, vv = b[t, j], v[t, j]
-            valid = np.isfinite(c[t, j]) & np.isfinite(bb) & np.isfinite(vv)
-            heavy = vv >= vol_threshold                       # & not `and`: no branches on unpredictable conditions
-            up = (bb < 0) & heavy
-            down = allow_short & (bb > 1) & heavy
-            if not valid:
-                state = 0
-            elif up != down:
-                state = 1 if up else -1
-                depth = -bb if up else bb - 1.0
-                s_dev = min(max(depth / depth_scale, 0.0), 1.0)
-                s_vol = min(max((vv - vol_threshold) / (2.0 * vol_threshold - vol_threshold), 0.0), 1.0)
-                cf = (s_dev + s_vol) / 2.0
-            elif ((state == 1) & (bb >= exit_pct_b)) | ((state == -1) & (bb <= 1.0 - exit_pct_b)):
-                state = 0
-            sig[t, j] = state                                 # every cell written: outputs need no zeroing
-            conf[t, j] = cf if state != 0 else 0.0
+def _mean_reversion_rule(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig, conf):   # pragma: no cover
+    "The rule on one symbol's column: entries, exits, score and held position, from its %b and volume ratio."
+    state, cf = 0, 0.0
+    for t in range(c.shape[0]):
+        bb, vv = b[t], v[t]
+        valid = np.isfinite(c[t]) & np.isfinite(bb) & np.isfinite(vv)
+        heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
+        up = (bb < 0) & heavy
+        down = allow_short & (bb > 1) & heavy
+        if not valid:
+            state = 0
+        elif up != down:
+            state = 1 if up else -1
+            depth = -bb if up else bb - 1.0
+            s_dev = min(max(depth / depth_scale, 0.0), 1.0)
+            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+            cf = (s_dev + s_vol) / 2.0
+        elif ((state == 1) & (bb >= exit_b)) | ((state == -1) & (bb <= 1.0 - exit_b)):
+            state = 0
+        sig[t] = state                                        # every cell written: outputs need no zeroing
+        conf[t] = cf if state != 0 else 0.0
 
-@register_strategy("mean_reversion", MeanReversionParams)
+@numba.njit(cache=True)
+def _mean_reversion_kernel(c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, depth_scale, allow_short,
+                           pct_b, bandwidth, v, sig, conf):   # pragma: no cover
+    "Bands, volume ratio and rule fused, symbol by symbol: the rule reads a column's bands still in cache."
+    T = c.shape[0]
+    buf, b_v = np.empty(w), np.empty(vol_n)
+    std, mid, upper, lower = np.empty(T), np.empty(T), np.empty(T), np.empty(T)   # one column's scratch
+    for j in range(c.shape[1]):
+        x = c[:, j]
+        ind._bollinger_col(x, w, n_std, buf, std, mid, upper, lower, pct_b[:, j], bandwidth[:, j])
+        ind._mean_ratio_col(vol[:, j], vol_n, b_v, v[:, j])
+        _mean_reversion_rule(x, pct_b[:, j], v[:, j], vol_thr, exit_pct_b, depth_scale, allow_short,
+                             sig[:, j], conf[:, j])
+
+@register_strategy("mean_reversion", MeanReversionParams, default=True, regimes=["ranging"],
+                   grid={"bb_window": [10, 15, 20, 30, 40], "n_std": [1.5, 2.0, 2.5, 3.0],
+                         "volume_threshold": [0.8, 1.0, 1.2, 1.5, 2.0]})
 def mean_reversion_signals(bars: Bars, params: MeanReversionParams | None = None) -> SignalFrame:
     "Bollinger mean-reversion signals for every symbol of `bars`: fade band breaks on heavy volume, exit at the mean."
     p = params or MeanReversionParams()
     close = bars.close
-    bands = ind.bollinger(close, p.bb_window, p.n_std)
-    b = as_matrix(bands.pct_b)
-    v = as_matrix(ind.volume_ratio(bars.volume, p.volume_window))
+    c = as_matrix(close)
+    b, width, v = (np.empty((c.shape[1], c.shape[0])).T for _ in range(3))   # column-major
     signal, confidence = signal_buffers(close)
-    _mean_reversion_kernel(as_matrix(close), b, v, float(p.volume_threshold), float(p.exit_pct_b), float(p.depth_scale),
-                           bool(p.allow_short), signal, confidence)
-    meta = {"pct_b": b, "bandwidth": as_matrix(bands.bandwidth), "volume_ratio": v}
+    _mean_reversion_kernel(c, as_matrix(bars.volume), p.bb_window, float(p.n_std), p.volume_window,
+                           float(p.volume_threshold), float(p.exit_pct_b), float(p.depth_scale),
+                           bool(p.allow_short), b, width, v, signal, confidence)
+    meta = {"pct_b": b, "bandwidth": width, "volume_ratio": v}
     return SignalFrame.from_arrays("mean_reversion", close, signal, confidence, meta, p.model_dump())

@@ -19,11 +19,12 @@ from .. import indicators as ind
 from ..core import DataError, check_names
 from ..data import Bars
 from ..models import ModelArtifact, register_trainer, resolve_model
-from .base import SignalFrame, StrategyParams, as_matrix, ramp, register_strategy
+from .base import (SignalFrame, StrategyParams, as_matrix, ramp, register_strategy,
+                                             registered_strategies)
 
 # %% auto #0
-__all__ = ['REGIMES', 'MARKET_FEATURES', 'STYLE_REGIMES', 'RegimeFitParams', 'market_features', 'fit_mixture',
-           'mixture_posteriors', 'walk_forward_posteriors', 'RegimeParams', 'regime_probabilities', 'regime_series',
+__all__ = ['REGIMES', 'MARKET_FEATURES', 'RegimeFitParams', 'market_features', 'fit_mixture', 'mixture_posteriors',
+           'walk_forward_posteriors', 'style_regimes', 'RegimeParams', 'regime_probabilities', 'regime_series',
            'regime_gate', 'regime_signals', 'train_regime']
 
 # %% ../../nbs/17_regime.ipynb #5bdf8736
@@ -131,7 +132,9 @@ def _smooth(post: np.ndarray, k: int) -> np.ndarray:
     return np.where(np.isfinite(post), out, np.nan)
 
 # %% ../../nbs/17_regime.ipynb #e2857584
-STYLE_REGIMES = {"momentum": ("trending",), "breakout": ("trending",), "mean_reversion": ("ranging",)}
+def style_regimes() -> dict[str, tuple[str, ...]]:
+    "Strategy style -> the regimes it trades in, as each strategy declares (`register_strategy(..., regimes=...)`)."
+    return {name: spec.regimes for name, spec in registered_strategies().items() if spec.regimes}
 
 class RegimeParams(StrategyParams):
     "Parameters of the regime strategy: where the mixture comes from and how each regime trades."
@@ -173,8 +176,9 @@ def regime_gate(bars: Bars, style: str = "momentum", params: RegimeParams | None
                 regimes: Iterable[str] | None = None, artifact: ModelArtifact | None = None) -> pd.DataFrame:
     "Date × symbol int8 frame: 1 where the date's regime suits `style` (or is in `regimes`), else 0."
     if regimes is None:
-        check_names([style], STYLE_REGIMES, "strategy style", "regime_gate")
-        allowed = list(STYLE_REGIMES[style])
+        styles = style_regimes()
+        check_names([style], styles, "strategy style", "regime_gate")
+        allowed = list(styles[style])
     else:
         allowed = list(regimes)
         check_names(allowed, REGIMES, "regime", "regime_gate")
@@ -184,7 +188,7 @@ def regime_gate(bars: Bars, style: str = "momentum", params: RegimeParams | None
                         columns=close.columns)
 
 # %% ../../nbs/17_regime.ipynb #9acde8f8
-@register_strategy("regime", RegimeParams)
+@register_strategy("regime", RegimeParams, cross_sectional=True, needs_training=True)
 def regime_signals(bars: Bars, params: RegimeParams | None = None) -> SignalFrame:
     "Momentum in trending regimes, mean reversion in ranging ones, flat when volatile; confidence from the posterior."
     p = params or RegimeParams()

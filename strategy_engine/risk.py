@@ -25,7 +25,7 @@ from .strategies.base import (RiskLimits, SignalFrame, StrategyConfig, _explain,
 # %% auto #0
 __all__ = ['UNCLASSIFIED', 'ANNUALIZATION', 'SLACK', 'STEPS', 'sectors_path', 'load_sectors', 'sector_codes', 'apply_stops',
            'volatility', 'raw_sizes', 'cap_positions', 'cap_groups', 'cap_top_n', 'cap_exposure', 'paper_drawdown',
-           'guard_scale', 'RiskedWeights', 'apply_risk', 'strategy_weights']
+           'guard_scale', 'RiskedWeights', 'apply_risk', 'strategy_weights', 'members_only']
 
 # %% ../nbs/23_risk.ipynb #71071c09
 UNCLASSIFIED = "Unclassified"
@@ -381,11 +381,19 @@ def _config(name: str, config: StrategyConfig | Mapping | str | Path | None) -> 
 
 def strategy_weights(name: str, bars: Bars, config: StrategyConfig | Mapping | str | Path | None = None,
                      cost_bps: float = 10.0, restrict_universe: bool = True,
-                     sectors: pd.Series | Mapping | None = None) -> RiskedWeights:
-    "Strategy `name`'s target weights: its signals through its risk limits (a killed strategy is not run)."
+                     sectors: pd.Series | Mapping | None = None,
+                     membership: pd.DataFrame | None = None) -> RiskedWeights:
+    "Strategy `name`'s target weights: its signals (flat off `membership`) through its risk limits; killed: not run."
     cfg = _config(name, config)
     if cfg.risk_limits.kill_switch:
         symbols = universe_symbols(cfg, bars) if restrict_universe else bars.symbols
         return _killed(name, bars.dates, symbols, cfg.risk_limits)
     sf = run_strategy(name, bars, cfg, restrict_universe)
+    if membership is not None: sf = members_only(sf, membership)
     return apply_risk(sf, bars, cfg.risk_limits, cost_bps, sectors)
+
+def members_only(sf: SignalFrame, membership: pd.DataFrame) -> SignalFrame:
+    "`sf` flat wherever its symbol is not a member that day (a point-in-time universe mask, date × symbol bool)."
+    m = membership.reindex(index=sf.signal.index, columns=sf.signal.columns, fill_value=False).to_numpy(dtype=bool)
+    return SignalFrame.from_arrays(sf.strategy, sf.signal, sf.signal.to_numpy() * m, sf.confidence.to_numpy() * m,
+                                   sf.metadata, sf.parameters)

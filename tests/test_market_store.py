@@ -159,6 +159,10 @@ def test_a_split_without_its_action_fails_closed_for_that_symbol_only(tmp_path):
     jumps = [f for f in report.errors if f.check == "unexplained_jump"]
     assert [f.symbol for f in jumps] == ["AAA"] and jumps[0].dates == (pd.Timestamp("2024-08-06"),)
     assert not report.ok and {f.symbol for f in report.errors} == {"AAA"}
+    from strategy_engine.stages.daily import compute, load_data, result, start_daily
+    run = compute(load_data(start_daily("2024-08-08", symbols=["AAA", "BBB"], data=uri)))    # the daily stage
+    assert run.status == "running" and run.quarantined == ["AAA"] and run.bars.symbols == ["BBB"]
+    assert set(run.results) == {"momentum", "mean_reversion", "breakout"} and result(run)["quarantined"] == ["AAA"]
 
 
 def test_a_split_with_its_action_gives_a_continuous_series_and_a_late_action_changes_only_its_symbol(tmp_path):
@@ -172,6 +176,9 @@ def test_a_split_with_its_action_gives_a_continuous_series_and_a_late_action_cha
     assert not [f for f in validate(after).errors if f.check == "unexplained_jump"]
     r = after.close["AAA"].pct_change().dropna()
     assert r.min() > -0.05 and np.isclose(after.close["AAA"].iloc[0], 100.0)
+    from strategy_engine.stages.daily import load_data, start_daily
+    run = load_data(start_daily("2024-08-08", symbols=["AAA", "BBB"], data=uri))            # what the run sees
+    assert not run.quarantined and run.bars.close["AAA"].pct_change().min() > -0.05
     assert after.volume["AAA"].iloc[0] == 10000.0
     assert after.close["BBB"].equals(before.close["BBB"])                 # the late action touched only AAA
     ingest_actions(tmp_path / "CA.csv", uri)                                # the ledger applied twice: no change

@@ -432,7 +432,7 @@ def _stage_options(p: argparse.ArgumentParser, stored: bool, gated: bool, run_id
     "The options every `run` command of a trading-day stage shares."
     p.add_argument("--as-of", required=True, type=lambda s: s if s in ("latest", "today") else _date(s),
                    help="the trading date YYYY-MM-DD, 'today' (IST, for the scheduler) or 'latest' (last date of the data)")
-    p.add_argument("--strategies", nargs="+", help="strategy names (default: momentum mean_reversion breakout)")
+    p.add_argument("--strategies", nargs="+", help="names (default: the default set, see `strategies list`)")
     p.add_argument("--symbols", nargs="+", help="symbols, or one universe name such as nifty50_sample (default: each "
                                                 "strategy's universe)")
     p.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
@@ -481,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_data_info)
     from strategy_engine.market.commands import add_data_commands
     add_data_commands(dsub)                 # ingest, fetch, import, actions: exchange files into the warehouse
+    from strategy_engine.strategies.commands import add_strategies_commands
+    add_strategies_commands(sub)            # strategies list, show NAME, new NAME: the registry
 
     c = sub.add_parser("calendar", help="NSE sessions: is DATE a session, or list sessions up to --until")
     c.add_argument("date", nargs="?", type=_date, help="YYYY-MM-DD (default: today in IST)")

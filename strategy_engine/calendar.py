@@ -6,16 +6,18 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from .core import ConfigError, StrategyEngineError, config_dir
+from .core import ConfigError, StrategyEngineError, UnknownNameError, config_dir, did_you_mean
 
 # %% auto #0
-__all__ = ['CalendarError', 'TradingCalendar', 'load_calendar', 'nse_calendar']
+__all__ = ['CALENDARS', 'CalendarError', 'TradingCalendar', 'load_calendar', 'nse_calendar', 'register_calendar',
+           'weekdays_calendar', 'get_calendar', 'infer_calendar']
 
 # %% ../nbs/01_calendar.ipynb #a3229c00
 class CalendarError(StrategyEngineError, ValueError):
@@ -136,3 +138,41 @@ def load_calendar(path: Path | str) -> TradingCalendar:
 def nse_calendar() -> TradingCalendar:
     "The NSE calendar from `config/calendar/nse.yaml` (loaded once)."
     return load_calendar(config_dir() / "calendar" / "nse.yaml")
+
+# %% ../nbs/01_calendar.ipynb #95beed4d
+CALENDARS: dict[str, Callable[[], TradingCalendar]] = {}
+
+def register_calendar(name: str, factory: Callable[[], TradingCalendar]) -> None:
+    "Make a calendar available by `name` (`get_calendar`, `--calendar NAME`)."
+    CALENDARS[name] = factory
+
+@functools.cache
+def weekdays_calendar() -> TradingCalendar:
+    "Every Monday to Friday is a session, no holidays: for bars of an exchange with no calendar here."
+    none = pd.DatetimeIndex([])
+    return TradingCalendar(name="WEEKDAYS", timezone="UTC", session_close="23:59",
+                           coverage=(pd.Timestamp("1900-01-01"), pd.Timestamp("2199-12-31")),
+                           holidays=none, special_sessions=none)
+
+register_calendar("nse", nse_calendar)
+register_calendar("weekdays", weekdays_calendar)
+
+def get_calendar(spec: str) -> TradingCalendar:
+    "A calendar by registered name ('nse', 'weekdays') or from a calendar YAML file (the format of nse.yaml)."
+    if spec in CALENDARS: return CALENDARS[spec]()
+    if spec.endswith((".yaml", ".yml")) or "/" in spec:
+        if not Path(spec).is_file(): raise ConfigError(f"calendar file {spec}: no such file.")
+        return load_calendar(spec)
+    raise UnknownNameError(f"unknown calendar {spec!r}.{did_you_mean(spec, CALENDARS)} Allowed: "
+                           f"{', '.join(CALENDARS)}, or a calendar YAML file (see config/calendar/nse.yaml).")
+
+def infer_calendar(dates, min_holidays: int = 3) -> tuple[str, str]:
+    "The calendar bar dates follow: 'nse', or 'weekdays' when bars fall on NSE holidays; and why, in words."
+    nse = nse_calendar()
+    lo, hi = nse.coverage
+    idx = pd.DatetimeIndex(dates).normalize().unique()
+    inside = idx[(idx >= lo) & (idx <= hi)]
+    on_holidays = inside.intersection(nse.holidays)
+    if len(on_holidays) >= min_holidays:
+        return "weekdays", f"{len(on_holidays)} bar dates are NSE holidays (e.g. {on_holidays[0].date()})"
+    return "nse", f"the bar dates follow the NSE calendar ({len(on_holidays)} on NSE holidays)"

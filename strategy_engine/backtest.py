@@ -41,7 +41,8 @@ def align_weights(weights: pd.DataFrame, bars: Bars | pd.DataFrame) -> pd.DataFr
         raise DataError(f"weights must be a date × symbol DataFrame, got {type(weights).__name__}.")
     if weights.columns.has_duplicates:
         raise DataError(f"weights name a symbol twice: {sorted(set(weights.columns[weights.columns.duplicated()]))}.")
-    unknown = list(weights.columns[~weights.columns.isin(close.columns)])
+    same_symbols = weights.columns.equals(close.columns)        # the usual case: no set lookups (str `isin`: 12 ms)
+    unknown = [] if same_symbols else list(weights.columns[~weights.columns.isin(close.columns)])
     if unknown:
         hints = "".join(f" For {s!r}:{h}" for s in unknown[:5] if (h := did_you_mean(s, close.columns)))
         more = " ..." if len(unknown) > 20 else ""
@@ -52,7 +53,8 @@ def align_weights(weights: pd.DataFrame, bars: Bars | pd.DataFrame) -> pd.DataFr
     except (TypeError, ValueError) as e: raise DataError(f"weights' index must hold dates: {e}") from None
     if idx.has_duplicates: raise DataError(f"weights hold the date {idx[idx.duplicated()][0].date()} twice.")
     dates = close.index
-    stray = idx[(idx >= dates[0]) & (idx <= dates[-1]) & ~idx.isin(dates)]
+    same_dates = idx.equals(dates)
+    stray = idx[:0] if same_dates else idx[(idx >= dates[0]) & (idx <= dates[-1]) & ~idx.isin(dates)]
     if len(stray):
         raise DataError(f"weights hold {len(stray)} date(s) that are not bar dates, e.g. {stray[0].date()}: a target on "
                         "a non-trading day cannot be traded; build the weights on the bars' own dates.")
@@ -62,7 +64,7 @@ def align_weights(weights: pd.DataFrame, bars: Bars | pd.DataFrame) -> pd.DataFr
     if first_inf >= 0:
         i, j = divmod(first_inf, values.shape[1])
         raise DataError(f"weights hold an infinite value: {weights.columns[j]!r} on {idx[i].date()}.")
-    if idx.equals(dates) and weights.columns.equals(close.columns):   # already aligned: no reindex, no copy
+    if same_dates and same_symbols:                            # already aligned: no reindex, no copy
         if has_nan: values = np.nan_to_num(values, nan=0.0)
         return pd.DataFrame(values, index=dates, columns=close.columns, copy=False)
     frame = pd.DataFrame(values, index=idx, columns=weights.columns, copy=False)

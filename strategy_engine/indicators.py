@@ -195,31 +195,34 @@ def _minmax_k(a, w, is_max, prior):
     return out
 
 @numba.njit(cache=True, error_model="numpy")
-def _rsi_into(c, period, out):
-    "Wilder's RSI of each column in one pass: changes, the two Wilder averages and the ratio, no temporaries."
-    T, N = c.shape
+def _rsi_col(x, period, out):
+    "Wilder's RSI of one column in one pass: changes, the two Wilder averages and the ratio, no temporaries."
     alpha = 1 / period
-    for j in range(N):
-        prev, k, sg, sl, g, lo = np.nan, 0, 0.0, 0.0, 0.0, 0.0
-        for t in range(T):
-            x = c[t, j]
-            out[t, j] = np.nan
-            if x != x: continue
-            change = x - prev                                     # NaN on the first bar: no change yet
-            prev = x
-            if change != change: continue
-            up, down = max(change, 0.0), max(-change, 0.0)
-            k += 1
-            if k <= period:                                       # seed: the mean of the first `period` changes
-                sg += up
-                sl += down
-                if k == period: g, lo = sg / period, sl / period
-            else:
-                g = (1.0 - alpha) * g + alpha * up
-                lo = (1.0 - alpha) * lo + alpha * down
-            if k >= period:
-                total = g + lo
-                out[t, j] = 100 * g / total if total > 0 else (np.nan if total != total else 50.0)
+    prev, k, sg, sl, g, lo = np.nan, 0, 0.0, 0.0, 0.0, 0.0
+    for t in range(x.shape[0]):
+        v = x[t]
+        out[t] = np.nan
+        if v != v: continue
+        change = v - prev                                         # NaN on the first bar: no change yet
+        prev = v
+        if change != change: continue
+        up, down = max(change, 0.0), max(-change, 0.0)
+        k += 1
+        if k <= period:                                           # seed: the mean of the first `period`
+            sg += up
+            sl += down
+            if k == period: g, lo = sg / period, sl / period
+        else:
+            g = (1.0 - alpha) * g + alpha * up
+            lo = (1.0 - alpha) * lo + alpha * down
+        if k >= period:
+            total = g + lo
+            out[t] = 100 * g / total if total > 0 else (np.nan if total != total else 50.0)
+
+@numba.njit(cache=True)
+def _rsi_into(c, period, out):
+    "Wilder's RSI of each column (`_rsi_col`)."
+    for j in range(c.shape[1]): _rsi_col(c[:, j], period, out[:, j])
 
 
 def _rsi_k(c, period):
@@ -229,20 +232,23 @@ def _rsi_k(c, period):
     return out
 
 @numba.njit(cache=True, error_model="numpy")
+def _roc_col(x, n, buf, out):
+    "Rate of change of one column over its last `n` non-NaN values, x_t / x_{t-n} - 1; buf: n scratch values."
+    k, pos = 0, 0
+    for t in range(x.shape[0]):
+        v = x[t]
+        out[t] = np.nan
+        if v != v: continue
+        if k >= n: out[t] = v / buf[pos] - 1
+        buf[pos] = v
+        k += 1
+        pos = 0 if pos == n - 1 else pos + 1
+
+@numba.njit(cache=True)
 def _roc_into(c, n, out):
-    "Rate of change of each column over its last `n` non-NaN values, c_t / c_{t-n} - 1, in one pass."
-    T, N = c.shape
+    "Rate of change of each column (`_roc_col`)."
     buf = np.empty(n)
-    for j in range(N):
-        k, pos = 0, 0
-        for t in range(T):
-            x = c[t, j]
-            out[t, j] = np.nan
-            if x != x: continue
-            if k >= n: out[t, j] = x / buf[pos] - 1
-            buf[pos] = x
-            k += 1
-            pos = 0 if pos == n - 1 else pos + 1
+    for j in range(c.shape[1]): _roc_col(c[:, j], n, buf, out[:, j])
 
 
 def _roc_k(c, n):
@@ -252,32 +258,35 @@ def _roc_k(c, n):
     return out
 
 @numba.njit(cache=True, error_model="numpy")
+def _mean_ratio_col(v, w, buf, out):
+    "One column's values over the mean of the `w` non-NaN values before each (NaN unless > 0); buf: w scratch."
+    k, since, anchor, s1, run, last, pos = 0, 0, 0.0, 0.0, 0, np.nan, 0   # `_moments_col` (prior, mean only),
+    for t in range(v.shape[0]):                                   # inlined: same operations, same bits
+        x = v[t]
+        out[t] = np.nan
+        if x != x: continue
+        if k >= w:
+            m = last if run >= w else anchor + s1 / w
+            if m > 0: out[t] = x / m
+        if k == 0: anchor = x
+        if k >= w: s1 -= buf[pos] - anchor                        # drop the value w bars back
+        buf[pos] = x
+        pos = 0 if pos == w - 1 else pos + 1
+        s1 += x - anchor
+        run = run + 1 if x == last else 1
+        last = x
+        k += 1
+        since += 1
+        if since >= w:                                            # re-anchor on the mean, recompute exactly
+            anchor = buf.sum() / w
+            s1, since = 0.0, 0
+            for i in range(w): s1 += buf[i] - anchor
+
+@numba.njit(cache=True)
 def _mean_ratio_into(v, w, out):
-    "Each value over the mean of the `w` values before it (its column's non-NaN values), NaN unless that mean is > 0."
-    T, N = v.shape
+    "Each value over the mean of the `w` values before it, per column (`_mean_ratio_col`)."
     buf = np.empty(w)                                             # the window, a ring buffer
-    for j in range(N):                                            # `_moments_col` (prior, mean only), inlined:
-        k, since, anchor, s1, run, last, pos = 0, 0, 0.0, 0.0, 0, np.nan, 0   # the same operations, the same bits
-        for t in range(T):
-            x = v[t, j]
-            out[t, j] = np.nan
-            if x != x: continue
-            if k >= w:
-                m = last if run >= w else anchor + s1 / w
-                if m > 0: out[t, j] = x / m
-            if k == 0: anchor = x
-            if k >= w: s1 -= buf[pos] - anchor                    # drop the value w bars back
-            buf[pos] = x
-            pos = 0 if pos == w - 1 else pos + 1
-            s1 += x - anchor
-            run = run + 1 if x == last else 1
-            last = x
-            k += 1
-            since += 1
-            if since >= w:                                        # re-anchor on the mean, recompute exactly
-                anchor = buf.sum() / w
-                s1, since = 0.0, 0
-                for i in range(w): s1 += buf[i] - anchor
+    for j in range(v.shape[1]): _mean_ratio_col(v[:, j], w, buf, out[:, j])
 
 
 def _mean_ratio_k(v, w):
@@ -287,19 +296,24 @@ def _mean_ratio_k(v, w):
     return out
 
 @numba.njit(cache=True, error_model="numpy")
+def _bollinger_col(x, w, n_std, buf, std, mid, upper, lower, pct_b, bandwidth):
+    "Bollinger middle, upper, lower, %b and bandwidth of one column from one pass of moments; buf, std: scratch."
+    _moments_col(x, w, False, buf, mid, std)
+    for t in range(x.shape[0]):
+        m, sd = mid[t], std[t]
+        up, lo = m + n_std * sd, m - n_std * sd
+        width = up - lo
+        upper[t], lower[t] = up, lo
+        pct_b[t] = (x[t] - lo) / width if width > 0 else np.nan
+        bandwidth[t] = width / m if m != 0 else np.nan
+
+@numba.njit(cache=True)
 def _bollinger_into(c, w, n_std, mid, upper, lower, pct_b, bandwidth):
-    "Bollinger middle, upper, lower, %b and bandwidth of each column, from one pass of window moments."
-    T, N = c.shape
-    buf, std = np.empty(w), np.empty(T)
-    for j in range(N):
-        _moments_col(c[:, j], w, False, buf, mid[:, j], std)
-        for t in range(T):
-            m, sd = mid[t, j], std[t]
-            up, lo = m + n_std * sd, m - n_std * sd
-            width = up - lo
-            upper[t, j], lower[t, j] = up, lo
-            pct_b[t, j] = (c[t, j] - lo) / width if width > 0 else np.nan
-            bandwidth[t, j] = width / m if m != 0 else np.nan
+    "Bollinger middle, upper, lower, %b and bandwidth of each column (`_bollinger_col`)."
+    buf, std = np.empty(w), np.empty(c.shape[0])
+    for j in range(c.shape[1]):
+        _bollinger_col(c[:, j], w, n_std, buf, std, mid[:, j], upper[:, j], lower[:, j], pct_b[:, j],
+                       bandwidth[:, j])
 
 def _bollinger_k(c, w, n_std):
     "`_bollinger_into` into fresh column-major arrays: mid, upper, lower, %b, bandwidth."
@@ -312,33 +326,36 @@ def _empty_like(a: np.ndarray) -> np.ndarray:
     return np.empty((a.shape[1], a.shape[0])).T
 
 @numba.njit(cache=True)
+def _channel_col(h, lo, w, scratch, rows, sup, res):
+    "Lowest low and highest high of one column's `w` bars before each (a bar: h and lo); scratch 6 × T."
+    vh, vl, hh, ht, lh, lt = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5]
+    n = 0
+    for t in range(h.shape[0]):                               # the column's bars, packed
+        sup[t], res[t] = np.nan, np.nan
+        a, b = h[t], lo[t]
+        if a == a and b == b:
+            vh[n], vl[n], rows[n] = a, b, t
+            n += 1
+    r = 0                                                     # i % w, kept without a division
+    for i in range(n):                                        # extremes from the block's start to i
+        if r == 0: hh[i], lh[i] = vh[i], vl[i]
+        else: hh[i], lh[i] = max(hh[i - 1], vh[i]), min(lh[i - 1], vl[i])
+        r = 0 if r == w - 1 else r + 1
+    r = (n - 1) % w if n else 0
+    for i in range(n - 1, -1, -1):                            # ... and from i to the block's end
+        if r == w - 1 or i == n - 1: ht[i], lt[i] = vh[i], vl[i]
+        else: ht[i], lt[i] = max(ht[i + 1], vh[i]), min(lt[i + 1], vl[i])
+        r = w - 1 if r == 0 else r - 1
+    for i in range(w, n):                                     # the window [i - w, i - 1] spans two blocks
+        e = i - 1
+        res[rows[i]] = max(ht[e - w + 1], hh[e])
+        sup[rows[i]] = min(lt[e - w + 1], lh[e])
+
+@numba.njit(cache=True)
 def _channel_into(h, lo, w, sup, res):
-    "Lowest low and highest high of the `w` bars before today, per column, in one pass (a bar: both h and lo there)."
-    T, N = h.shape
-    vh, vl, rows = np.empty(T), np.empty(T), np.empty(T, np.int64)
-    hh, ht, lh, lt = np.empty(T), np.empty(T), np.empty(T), np.empty(T)
-    for j in range(N):
-        n = 0
-        for t in range(T):                                        # the column's bars, packed
-            sup[t, j], res[t, j] = np.nan, np.nan
-            a, b = h[t, j], lo[t, j]
-            if a == a and b == b:
-                vh[n], vl[n], rows[n] = a, b, t
-                n += 1
-        r = 0                                                     # i % w, kept without a division
-        for i in range(n):                                        # extremes from the block's start to i
-            if r == 0: hh[i], lh[i] = vh[i], vl[i]
-            else: hh[i], lh[i] = max(hh[i - 1], vh[i]), min(lh[i - 1], vl[i])
-            r = 0 if r == w - 1 else r + 1
-        r = (n - 1) % w if n else 0
-        for i in range(n - 1, -1, -1):                            # ... and from i to the block's end
-            if r == w - 1 or i == n - 1: ht[i], lt[i] = vh[i], vl[i]
-            else: ht[i], lt[i] = max(ht[i + 1], vh[i]), min(lt[i + 1], vl[i])
-            r = w - 1 if r == 0 else r - 1
-        for i in range(w, n):                                     # the window [i - w, i - 1] spans two blocks
-            e = i - 1
-            res[rows[i], j] = max(ht[e - w + 1], hh[e])
-            sup[rows[i], j] = min(lt[e - w + 1], lh[e])
+    "Lowest low and highest high of the `w` bars before today, per column, in one pass (`_channel_col`)."
+    scratch, rows = np.empty((6, h.shape[0])), np.empty(h.shape[0], np.int64)
+    for j in range(h.shape[1]): _channel_col(h[:, j], lo[:, j], w, scratch, rows, sup[:, j], res[:, j])
 
 # %% ../nbs/04_indicators.ipynb #85161817
 def sma(x: Frame, window: int) -> Frame:

@@ -5,11 +5,8 @@
 # %% ../../nbs/11_momentum.ipynb #40296bdb
 from __future__ import annotations
 
-from typing import cast
-
 import numba
 import numpy as np
-import pandas as pd
 from pydantic import Field, model_validator
 
 from .. import indicators as ind
@@ -40,28 +37,41 @@ class MomentumParams(StrategyParams):
 
 # %% ../../nbs/11_momentum.ipynb #93a91e75
 @numba.njit(cache=True)
-def _momentum_kernel(c, m_s, m_l, r, v, rsi_entry, vol_threshold, momentum_scale, allow_short, sig, conf):   # pragma: no cover
-    n, m = c.shape
-    for j in range(m):
-        state, cf = 0, 0.0
-        for t in range(n):
-            ms, ml, rr, vv = m_s[t, j], m_l[t, j], r[t, j], v[t, j]
-            valid = np.isfinite(c[t, j]) & np.isfinite(ms) & np.isfinite(ml) & np.isfinite(rr) & np.isfinite(vv)
-            heavy = vv >= vol_threshold                       # & not `and`: no branches on unpredictable conditions
-            up = (ms > 0) & (ml > 0) & (rr >= rsi_entry) & heavy
-            down = allow_short & (ms < 0) & (ml < 0) & (rr <= 100.0 - rsi_entry) & heavy
-            if not valid:
-                state = 0
-            elif up != down:
-                state = 1 if up else -1
-                s_mom = min(max(abs(ms) / momentum_scale, 0.0), 1.0)
-                s_rsi = min(max((abs(rr - 50.0) - (rsi_entry - 50.0)) / (50.0 - (rsi_entry - 50.0)), 0.0), 1.0)
-                s_vol = min(max((vv - vol_threshold) / (2.0 * vol_threshold - vol_threshold), 0.0), 1.0)
-                cf = (s_mom + s_rsi + s_vol) / 3.0
-            elif ((state == 1) & (ms <= 0)) | ((state == -1) & (ms >= 0)):
-                state = 0
-            sig[t, j] = state                                 # every cell written: outputs need no zeroing
-            conf[t, j] = cf if state != 0 else 0.0
+def _momentum_rule(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_short, sig, conf):   # pragma: no cover
+    "The rule on one symbol's column: entries, exits, score and the held position, from its indicators."
+    state, cf = 0, 0.0
+    for t in range(c.shape[0]):
+        ms, ml, rr, vv = ms_[t], ml_[t], r[t], v[t]
+        valid = np.isfinite(c[t]) & np.isfinite(ms) & np.isfinite(ml) & np.isfinite(rr) & np.isfinite(vv)
+        heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
+        up = (ms > 0) & (ml > 0) & (rr >= rsi_entry) & heavy
+        down = allow_short & (ms < 0) & (ml < 0) & (rr <= 100.0 - rsi_entry) & heavy
+        if not valid:
+            state = 0
+        elif up != down:
+            state = 1 if up else -1
+            s_mom = min(max(abs(ms) / scale, 0.0), 1.0)
+            s_rsi = min(max((abs(rr - 50.0) - (rsi_entry - 50.0)) / (50.0 - (rsi_entry - 50.0)), 0.0), 1.0)
+            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+            cf = (s_mom + s_rsi + s_vol) / 3.0
+        elif ((state == 1) & (ms <= 0)) | ((state == -1) & (ms >= 0)):
+            state = 0
+        sig[t] = state                                        # every cell written: outputs need no zeroing
+        conf[t] = cf if state != 0 else 0.0
+
+@numba.njit(cache=True)
+def _momentum_kernel(c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale, allow_short,
+                     m_s, m_l, r, v, sig, conf):   # pragma: no cover
+    "Indicators and rule fused, symbol by symbol: the rule reads a column's indicators while still in cache."
+    b_s, b_l, b_v = np.empty(n_s), np.empty(n_l), np.empty(vol_n)
+    for j in range(c.shape[1]):
+        x = c[:, j]
+        ind._roc_col(x, n_s, b_s, m_s[:, j])                  # the indicators' own column code: same bits
+        ind._roc_col(x, n_l, b_l, m_l[:, j])
+        ind._rsi_col(x, rsi_n, r[:, j])
+        ind._mean_ratio_col(vol[:, j], vol_n, b_v, v[:, j])
+        _momentum_rule(x, m_s[:, j], m_l[:, j], r[:, j], v[:, j], rsi_entry, vol_threshold,
+                       momentum_scale, allow_short, sig[:, j], conf[:, j])
 
 @register_strategy("momentum", MomentumParams, default=True, regimes=["trending"],
                    grid={"momentum_period": [5, 10, 20, 30, 40], "long_momentum_period": [60, 120],
@@ -70,12 +80,11 @@ def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> Signal
     "Momentum signals for every symbol of `bars`: entries on agreeing momentum, RSI and volume; exit on reversal."
     p = params or MomentumParams()
     close = bars.close
-    moms = cast(dict[int, pd.DataFrame], ind.momentum(close, [p.momentum_period, p.long_momentum_period]))
-    m_s, m_l = (as_matrix(moms[n]) for n in (p.momentum_period, p.long_momentum_period))
-    r = as_matrix(ind.rsi(close, p.rsi_period))
-    v = as_matrix(ind.volume_ratio(bars.volume, p.volume_window))
+    c = as_matrix(close)
+    m_s, m_l, r, v = (np.empty((c.shape[1], c.shape[0])).T for _ in range(4))   # column-major
     signal, confidence = signal_buffers(close)
-    _momentum_kernel(as_matrix(close), m_s, m_l, r, v, float(p.rsi_entry), float(p.volume_threshold),
-                     float(p.momentum_scale), bool(p.allow_short), signal, confidence)
+    _momentum_kernel(c, as_matrix(bars.volume), p.momentum_period, p.long_momentum_period, p.rsi_period,
+                     p.volume_window, float(p.rsi_entry), float(p.volume_threshold), float(p.momentum_scale),
+                     bool(p.allow_short), m_s, m_l, r, v, signal, confidence)
     meta = {"rsi": r, "volume_ratio": v, "price_momentum": m_s, "trend_momentum": m_l}
     return SignalFrame.from_arrays("momentum", close, signal, confidence, meta, p.model_dump())

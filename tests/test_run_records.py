@@ -191,7 +191,8 @@ def test_on_cloud_run_a_run_without_its_image_identity_does_not_start(where):
     env = {**os.environ, "CLOUD_RUN_JOB": "strategy-engine-daily", "STRATEGY_ENGINE_GIT_COMMIT": "unknown"}
     env.pop("STRATEGY_ENGINE_IMAGE_DIGEST", None)
     out = daily(where, "--data", "synthetic", env=env)
-    assert out.returncode == 1 and "STRATEGY_ENGINE_IMAGE_DIGEST" in out.stderr and not manifests(where), out.stderr
+    said = out.stdout + out.stderr                              # on Cloud Run the job logs JSON lines on stdout
+    assert out.returncode == 1 and "STRATEGY_ENGINE_IMAGE_DIGEST" in said and not manifests(where), said
     env.update(STRATEGY_ENGINE_GIT_COMMIT="a" * 40, STRATEGY_ENGINE_IMAGE_DIGEST="sha256:" + "b" * 64)
     ok = daily(where, "--data", "synthetic", env=env)
     assert ok.returncode == 0, ok.stderr

@@ -50,13 +50,15 @@ def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 def describe_strategy(name: str) -> str:
     "Strategy `name` in words: facts, configuration file and a table of its parameters and ranges."
-    from strategy_engine.strategies.base import get_strategy, load_config, parameter_table, strategy_config_path
+    from strategy_engine.strategies.base import (get_strategy, load_config, parameter_table,
+                                                 strategy_config_path)
     spec = get_strategy(name)
     cfg = load_config(name)
     table = parameter_table(spec.params)
     configured = cfg.parameters.model_dump(mode="json")
-    rows = [{"parameter": k, "default": json.dumps(r["default"], default=str), "configured": json.dumps(configured.get(k)),
-             "allowed": r["allowed"], "description": r["description"]} for k, r in table.iterrows()]
+    rows = [{"parameter": k, "default": json.dumps(r["default"], default=str),
+             "configured": json.dumps(configured.get(k)), "allowed": r["allowed"],
+             "description": r["description"]} for k, r in table.iterrows()]
     facts = spec.facts()
     grid = ", ".join(f"{k}={v}" for k, v in facts.pop("grid").items()) or "none"
     head = [f"{name}: {_summary(spec.doc)}", f"config: {strategy_config_path(name)}",
@@ -93,10 +95,11 @@ from strategy_engine.strategies.base import SignalFrame, StrategyParams, ramp, r
 class {camel}Params(StrategyParams):
     "Parameters of the {name} strategy (config/strategies/{name}.yaml)."
     window: int = Field(default=20, ge=2, le=250, description="bars in the moving average of the close")
-    scale: float = Field(default=0.05, gt=0, le=1, description="distance from the average that scores full confidence")
+    scale: float = Field(default=0.05, gt=0, le=1, description="distance from the mean at full confidence")
     allow_short: bool = Field(default=True, description="emit short signals (-1) below the average")
 
-@register_strategy("{name}", {camel}Params, default={default}, grid={{"window": [10, 20, 40, 60], "scale": [0.02, 0.05]}})
+@register_strategy("{name}", {camel}Params, default={default},
+                   grid={{"window": [10, 20, 40, 60], "scale": [0.02, 0.05]}})
 def {name}_signals(bars: Bars, params: {camel}Params | None = None) -> SignalFrame:
     "Long above the moving average of the close, short below it; confidence grows with the distance."
     p = params or {camel}Params()
@@ -120,10 +123,13 @@ parameter_table({camel}Params)
 '''
 
 _YAML = '''# {title}: the close against its moving average (long above, short below).
-# Every key, its allowed range and its meaning: {notebook} ({camel}Params), or `strategy-engine strategies show {name}`.
-# risk_limits: every key, its default and range: RiskLimits (nbs/10_strategy_base.ipynb), applied by nbs/23_risk.ipynb;
+# Every key, its allowed range and its meaning: {notebook} ({camel}Params),
+# or `strategy-engine strategies show {name}`.
+# risk_limits: every key, its default and range: RiskLimits (nbs/10_strategy_base.ipynb),
+# applied by nbs/23_risk.ipynb;
 # kill_switch: true stops the strategy (no signals, all weights 0, its run ends killed).
-# universe: a list of symbols, or a name: "all" (every symbol in the data), "nifty50_sample", "nse_large_caps".
+# universe: a list of symbols, or a name: "all" (every symbol in the data), "nifty50_sample",
+# "nse_large_caps".
 strategy:
   name: "{name}"
   parameters: {{window: 20, scale: 0.05, allow_short: true}}
@@ -134,8 +140,10 @@ strategy:
 class NameTaken(StrategyEngineError):
     "A strategy name that cannot be used for a new strategy (not an identifier, or taken): a usage error."
 
-def new_strategy(name: str, notebooks: Path | None = None,   # folder of the notebook (default: the project's nbs/)
-                 default: bool = False) -> tuple[Path, Path]:   # True: in the default set of the daily run
+def new_strategy(name: str,
+                 notebooks: Path | None = None,      # folder of the notebook (default: the project's nbs/)
+                 default: bool = False,              # True: in the default set of the daily run
+                 ) -> tuple[Path, Path]:
     "Write strategy `name`'s notebook (`18_<name>.ipynb`) and YAML from the template; never overwrite a file."
     import nbformat
     import yaml
@@ -147,11 +155,12 @@ def new_strategy(name: str, notebooks: Path | None = None,   # folder of the not
     folder = Path(notebooks) if notebooks is not None else project_root() / "nbs"
     nb_path, yaml_path = folder / f"18_{name}.ipynb", strategy_config_path(name)
     if name in known_strategies() or name in ("base", "commands"):
-        raise NameTaken(f"strategy name {name!r} is taken (a registered strategy, a configuration or a module); "
-                        "choose another.")
+        raise NameTaken(f"strategy name {name!r} is taken (a registered strategy, a configuration or a "
+                        "module); choose another.")
     existing = [str(p) for p in (nb_path, yaml_path) if p.exists()]
     if existing:
-        raise NameTaken(f"{' and '.join(existing)} already exist(s): new never overwrites; choose another name.")
+        raise NameTaken(f"{' and '.join(existing)} already exist(s): new never overwrites; "
+                        "choose another name.")
     fields = {"name": name, "title": name.replace("_", " ").capitalize(),
               "camel": "".join(part.title() for part in name.split("_")), "default": bool(default),
               "notebook": f"nbs/{nb_path.name}"}
@@ -161,10 +170,12 @@ def new_strategy(name: str, notebooks: Path | None = None,   # folder of the not
     for chunk in _TEMPLATE.format(**fields).split("#>> ")[1:]:      # cells: '#>> markdown' or '#>> code'
         head, _, body = chunk.partition("\n")
         if head.strip() == "markdown":
-            text = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in body.strip().splitlines())
+            lines = body.strip().splitlines()
+            text = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines)
             nb.cells.append(nbformat.v4.new_markdown_cell(text))
         else:
-            nb.cells.append(nbformat.v4.new_code_cell(body.strip().replace("#@ ", "#| ")))   # nbdev directives
+            source = body.strip().replace("#@ ", "#| ")           # the nbdev directives
+            nb.cells.append(nbformat.v4.new_code_cell(source))
     folder.mkdir(parents=True, exist_ok=True)
     yaml_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, str(nb_path))
@@ -193,7 +204,8 @@ def cmd_strategies_list(args: argparse.Namespace) -> int:
     if args.json:
         for r in rows: print(json.dumps(r))
     else:
-        print(format_table(rows, ["name", "default", "cross_sectional", "needs_training", "regimes", "grid", "summary"]))
+        columns = ["name", "default", "cross_sectional", "needs_training", "regimes", "grid", "summary"]
+        print(format_table(rows, columns))
     return 0
 
 def cmd_strategies_show(args: argparse.Namespace) -> int:
@@ -218,7 +230,7 @@ def add_strategies_commands(subparsers) -> None:
     sh = ssub.add_parser("show", help="a strategy's facts, configuration and parameters (defaults, ranges)")
     sh.add_argument("name", metavar="NAME", help="a configured strategy")
     sh.set_defaults(func=_guarded(cmd_strategies_show))
-    nw = ssub.add_parser("new", help="write a strategy notebook and YAML from a template that passes the tests")
+    nw = ssub.add_parser("new", help="a strategy notebook and YAML from a template that passes the tests")
     nw.add_argument("name", metavar="NAME", help="the new strategy's name: a lower-case Python identifier")
     nw.add_argument("--notebooks", type=Path, help="folder for the notebook (default: the project's nbs/)")
     nw.add_argument("--default", action="store_true", help="declare it in the default set of the daily run")

@@ -163,6 +163,9 @@ def test_a_split_without_its_action_fails_closed_for_that_symbol_only(tmp_path):
     run = compute(load_data(start_daily("2024-08-08", symbols=["AAA", "BBB"], data=uri)))    # the daily stage
     assert run.status == "running" and run.quarantined == ["AAA"] and run.bars.symbols == ["BBB"]
     assert set(run.results) == {"momentum", "mean_reversion", "breakout"} and result(run)["quarantined"] == ["AAA"]
+    from strategy_engine.stages.validate import validate_day
+    day = validate_day("2024-08-08", symbols=["AAA", "BBB"], data=uri, through="as_of")         # the 09:00 stage agrees
+    assert day.status == "succeeded" and "1 quarantined" in day.reason and "[unexplained_jump] AAA" in day.reason
 
 
 def test_a_split_with_its_action_gives_a_continuous_series_and_a_late_action_changes_only_its_symbol(tmp_path):
@@ -207,7 +210,7 @@ def test_every_registered_data_source_returns_valid_bars(tmp_path, monkeypatch):
     build_sample_bhavcopies(tmp_path / "in", SYMBOLS, "2024-07-01", "2024-07-31")
     db = tmp_path / "w.duckdb"
     ingest_files([tmp_path / "in"], uri_of(db))
-    from strategy_engine.warehouse import BigQueryOnDuckDB
+    from bigquery_emulator import BigQueryOnDuckDB
     bq = BigQueryOnDuckDB()
     ingest_files([tmp_path / "in"], bq)                   # the BigQuery SQL, run on a local DuckDB
     real = store._warehouse

@@ -24,7 +24,7 @@ from ..validation import (ValidationReport, blocking_errors, quarantined_symbols
 from ..warehouse import check_shard, shard_symbols, stage_rows
 
 # %% auto #0
-__all__ = ['DailyRun', 'start_daily', 'load_data', 'compute', 'risked_weights', 'strategy_weights', 'risk_table',
+__all__ = ['DailyRun', 'start_daily', 'scope_symbols', 'load_data', 'compute', 'risked_weights', 'strategy_weights', 'risk_table',
            'todays_signals', 'signals_table', 'positions', 'performance', 'stage', 'equity_figure', 'result', 'publish']
 
 # %% ../../nbs/32_daily.ipynb #d832bff1
@@ -96,7 +96,7 @@ def start_daily(as_of: str, strategies: Sequence[str] | None = None, symbols: Se
     if not cal.is_session(day): run.end("no_session", cal.describe(day))
     return run
 
-def _scope(run: DailyRun, bars: Bars) -> dict[str, list[str]]:
+def scope_symbols(run: DailyRun, bars: Bars) -> dict[str, list[str]]:
     "Each strategy's symbols: the members of the run's universe rule on any day, else the symbols or its configuration's."
     if run.universe:
         scope = bars.select(list(run.symbols)) if run.symbols is not None else bars
@@ -111,7 +111,7 @@ def load_data(run: DailyRun) -> DailyRun:
     if not run.running: return run
     bars = sessions_only(open_bars(run.data, end=run.as_of))
     if run.symbols is not None: check_names(run.symbols, bars.symbols, "symbol", bars.source)
-    full = _scope(run, bars)
+    full = scope_symbols(run, bars)
     mine = shard_symbols(sorted({s for u in full.values() for s in u}), run.shard)
     run.universes = {name: [s for s in u if s in mine] for name, u in full.items()}
     run.bars = bars.select(mine)

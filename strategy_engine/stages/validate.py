@@ -14,9 +14,8 @@ import pandas as pd
 from ..calendar import nse_calendar
 from ..core import check_names
 from ..data import Bars, open_bars
-from .daily import start_daily
-from ..strategies.base import universe_symbols
-from ..validation import ValidationReport, validate
+from .daily import scope_symbols, start_daily
+from ..validation import ValidationReport, blocking_errors, quarantined_symbols, validate
 
 # %% auto #0
 __all__ = ['THROUGH', 'DayValidation', 'validate_day', 'freshness', 'coverage_figure', 'validation_result']
@@ -47,10 +46,11 @@ def _listing(findings, limit: int = 3) -> str:
 
 def validate_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequence[str] | str | None = None,
                  data: str = "auto", through: str = "previous_session", max_move: float = 0.20, max_lag: int = 0,
-                 run_id: str = "") -> DayValidation:
-    "Validate the bars the day's run will trade, cut at the previous session (or `as_of`); status says if the day may go ahead."
+                 run_id: str = "", universe: str | None = None) -> DayValidation:
+    "Validate the bars the day's run will trade, cut at the previous session (or `as_of`): may the day go ahead?"
     check_names([through], THROUGH, "through")
-    run = start_daily(as_of, strategies, symbols, data, None, run_id or f"validate-{as_of}")   # parameters, no_session
+    run = start_daily(as_of, strategies, symbols, data, None, run_id or f"validate-{as_of}",   # parameters, no_session
+                      universe=universe)
     v = DayValidation(run.as_of, through, run.run_id)
     if not run.running:
         v.status, v.reason = run.status, run.reason
@@ -59,20 +59,22 @@ def validate_day(as_of: str, strategies: Sequence[str] | None = None, symbols: S
     v.cutoff = cal.previous_session(run.as_of, inclusive=False) if through == "previous_session" else run.as_of
     bars = open_bars(data, end=v.cutoff)
     if run.symbols is not None: check_names(run.symbols, bars.symbols, "symbol", bars.source)
-    v.universe = sorted({s for cfg in run.configs.values()
-                         for s in (run.symbols if run.symbols is not None else universe_symbols(cfg, bars))})
+    v.universe = sorted({s for u in scope_symbols(run, bars).values() for s in u})     # what the 15:30 run loads
     v.bars = bars.select(v.universe)
     v.report = validate(v.bars, as_of=v.cutoff, max_move=max_move, max_lag_sessions=max_lag)
     stale = [f for f in v.report.errors if f.check == "stale"]
+    blocking, left_out = blocking_errors(v.report), quarantined_symbols(v.report)
     n = len(v.universe)
     if stale:
-        v.status, v.reason = "data_stale", (f"{len(stale)} of {n} symbol(s) stale: the bars must reach {v.cutoff.date()}: "
-                                            + _listing(stale))
-    elif v.report.errors:
+        v.status, v.reason = "data_stale", (f"{len(stale)} of {n} symbol(s) stale: the bars must reach "
+                                            f"{v.cutoff.date()}: " + _listing(stale))
+    elif blocking or len(left_out) == n:
         v.status, v.reason = "failed", f"{len(v.report.errors)} validation error(s): " + _listing(v.report.errors)
     else:
-        v.status, v.reason = "succeeded", (f"{n} symbol(s) pass through {v.cutoff.date()} "
-                                           f"({len(v.report.warnings)} warning(s))")
+        out = (f"; {len(left_out)} quarantined (the 15:30 run leaves them out): "
+               + _listing([f for f in v.report.errors if f.symbol in left_out]) if left_out else "")
+        v.status, v.reason = "succeeded", (f"{n - len(left_out)} symbol(s) pass through {v.cutoff.date()} "
+                                           f"({len(v.report.warnings)} warning(s)){out}")
     return v
 
 # %% ../../nbs/32b_validate.ipynb #93ecff32

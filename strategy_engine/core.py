@@ -8,12 +8,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import difflib
+import math
 import os
+import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import UnionType
 from typing import Union, get_args, get_origin
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
@@ -21,9 +24,10 @@ from pydantic.fields import FieldInfo
 import strategy_engine
 
 # %% auto #0
-__all__ = ['project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'numba_cache_dir', 'reuse_freed_memory',
-           'StrategyEngineError', 'DataError', 'ConfigError', 'UnknownNameError', 'did_you_mean', 'check_names',
-           'expect_error', 'allowed_values', 'explain_validation_error']
+__all__ = ['DEFAULT_COST_BPS', 'SECRET_WORDS', 'project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'numba_cache_dir',
+           'reuse_freed_memory', 'StrategyEngineError', 'DataError', 'ConfigError', 'UnknownNameError', 'did_you_mean',
+           'check_names', 'expect_error', 'allowed_values', 'explain_validation_error', 'check_cost', 'is_secret_name',
+           'secrets_from_environment', 'redact', 'redact_query', 'redact_url']
 
 # %% ../nbs/00_core.ipynb #4b3cddee
 def project_root() -> Path:
@@ -179,3 +183,51 @@ def explain_validation_error(err: ValidationError, model: type[BaseModel], prefi
                          f"allowed: {allowed_values(name, info, doc)}.")
     if len(lines) == 1: return ConfigError(f"{source}: {lines[0]}")
     return ConfigError(f"{source}: {len(lines)} problems:\n" + "\n".join(f"  - {x}" for x in lines))
+
+# %% ../nbs/00_core.ipynb #7da34887
+DEFAULT_COST_BPS = 10.0      # cost per unit of turnover in basis points (10 = 0.1 % of the value traded)
+
+def check_cost(cost_bps: float | None) -> float:
+    "A cost in basis points, checked: None is `DEFAULT_COST_BPS`; a finite number >= 0, else a `ConfigError`."
+    if cost_bps is None: return DEFAULT_COST_BPS
+    try:
+        cost = float(cost_bps)
+    except (TypeError, ValueError):
+        cost = float("nan")
+    if not math.isfinite(cost) or cost < 0:
+        raise ConfigError(f"cost_bps must be a finite number >= 0 (10 = 0.1 % of the value traded), "
+                          f"got {cost_bps!r}.")
+    return cost
+
+SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "KEY", "APIKEY", "CREDENTIAL",
+                          "CREDENTIALS", "PRIVATE", "SIG", "SIGNATURE", "CSRF"})
+_NOT_SECRET = re.compile(r".*_(FILE|PATH|DIR)|GOOGLE_APPLICATION_CREDENTIALS")
+
+def is_secret_name(name: str) -> bool:
+    "Whether a name (environment variable, query or config key) says it holds a secret: *_TOKEN, password, sig..."
+    upper = name.upper()
+    return not _NOT_SECRET.fullmatch(upper) and bool(SECRET_WORDS & set(re.split(r"[_\-.]", upper)))
+
+def secrets_from_environment(env: Mapping[str, str] | None = None, min_length: int = 8) -> dict[str, str]:
+    "The secret variables of `env` (default `os.environ`) with values of at least `min_length` characters."
+    env = os.environ if env is None else env
+    return {k: v for k, v in env.items() if is_secret_name(k) and len(v) >= min_length}
+
+def redact(text: object, secrets: Iterable[str | None] = ()) -> str:
+    "`text` with every value in `secrets` replaced by `***` (longest first, so no part of one survives)."
+    out = str(text)
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True): out = out.replace(secret, "***")
+    return out
+
+def redact_query(query: str) -> str:
+    "A URL query string with the value of every secret-named key replaced by `***`."
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return "&".join(f"{k}={'***' if is_secret_name(k) else v}" for k, v in pairs)
+
+def redact_url(url: str) -> str:
+    "A URL with its user:password and its secret query values hidden: safe in a log or an error message."
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    query = redact_query(parts.query)
+    user = "***@" if "@" in parts.netloc else ""
+    return f"{parts.scheme}://{user}{host}{parts.path}" + (f"?{query}" if query else "")

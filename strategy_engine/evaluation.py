@@ -289,7 +289,8 @@ class _Books:
                             columns=pd.RangeIndex(len(self.combos), name="combination"))
 
 def _strategy_books(name: str, bars: Bars, grid: Mapping[str, Sequence], config: StrategyConfig | None,
-                    cost_bps: float, restrict_universe: bool, long_only: bool) -> _Books:
+                    cost_bps: float, restrict_universe: bool, long_only: bool,
+                    membership: pd.DataFrame | None = None) -> _Books:
     "Signals, equal weights and net returns of every combination of `grid`, kept as stacks (the sweep's arithmetic)."
     cost = _check_cost(cost_bps)
     spec = get_strategy(name)
@@ -301,6 +302,8 @@ def _strategy_books(name: str, bars: Bars, grid: Mapping[str, Sequence], config:
         if symbols != bars.symbols: bars = bars.select(symbols)
     with memoized_indicators():
         signals = np.stack([spec.fn(bars, c.parameters).signal.to_numpy(dtype=np.int8) for c in configs])
+    if membership is not None:        # a point-in-time universe: flat on the days a symbol is not a member
+        signals *= membership.reindex(index=bars.dates, columns=bars.close.columns, fill_value=False).to_numpy(bool)
     w = equal_weights(signals, cfg.risk_limits.max_position_size, long_only)
     _, r = close_returns(bars.close.to_numpy(dtype="float64"))
     factor, turnover = portfolio_path(w, r, cost)
@@ -472,10 +475,11 @@ def evaluate(name: str, bars: Bars,
              train_days: int = 756, test_days: int = 252, expanding: bool = False,
              n_blocks: int = 16,                          # CSCV blocks for the PBO
              restrict_universe: bool = True, long_only: bool = False,
-             periods: float = PERIODS_PER_YEAR) -> dict:
+             periods: float = PERIODS_PER_YEAR,
+             membership: pd.DataFrame | None = None) -> dict:      # date × symbol: a point-in-time universe
     "A JSON-ready evaluation of strategy `name`: in-sample best, deflated Sharpe, PBO and walk-forward results."
     g = default_grid(name) if grid is None else {k: list(v) for k, v in grid.items()}
-    books = _strategy_books(name, bars, g, config, cost_bps, restrict_universe, long_only)
+    books = _strategy_books(name, bars, g, config, cost_bps, restrict_universe, long_only, membership)
     rets = books.returns
     ds = deflated_sharpe(rets, periods=periods)
     best = int(ds.selected)

@@ -44,7 +44,7 @@ def test_scheduler_stages_are_valid_commands_at_their_times():
         if hasattr(args, "scheduled") and args.scheduled:
             assert args.scheduled == f"{int(hour):02d}:{int(minute):02d}", job["name"]   # the idempotency key's time
         times[job["stage"]] = f"{int(hour):02d}:{int(minute):02d}"
-    assert times == {"validate": "09:00", "monitor": "09:15", "daily": "15:30", "report": "18:00"}
+    assert times == {"validate": "09:00", "monitor": "09:15", "ingest": "19:00", "daily": "19:30", "report": "20:00"}
 
 
 def test_deploy_script_is_valid_bash():

@@ -222,7 +222,9 @@ def test_scheduler_entries_are_the_plan():
         args = [str(a) for a in container["args"]]
         assert args[: len(stage_args(stage.name))] == stage_args(stage.name, "today"), e["name"]
         parsed = build_parser().parse_args(args)                            # a valid command line
-        assert parsed.archive.startswith("gs://")
+        if stage.name == "ingest":                                          # its record: market_ingest_log
+            assert parsed.warehouse.startswith("bigquery://") and parsed.missing and parsed.as_of is not None
+        else: assert parsed.archive.startswith("gs://")
         if stage.kind is not None:                                          # the scheduled time is the idempotency key
             assert parsed.scheduled == stage.at and parsed.as_of == "today"
         assert overrides.get("taskCount", job["spec"]["template"]["spec"]["taskCount"]) == (
@@ -235,7 +237,8 @@ def test_schedule_show_prints_ist_and_utc():
     assert r.returncode == 0, r.stderr
     lines = [line.split() for line in r.stdout.splitlines() if " IST " in line]
     assert [(w[0], w[2], w[4]) for w in lines] == [("09:00", "03:30", "validate"), ("09:15", "03:45", "monitor"),
-                                                   ("15:30", "10:00", "daily"), ("18:00", "12:30", "report")]
+                                                   ("19:00", "13:30", "ingest"), ("19:30", "14:00", "daily"),
+                                                   ("20:00", "14:30", "report")]
 
 
 def test_a_day_that_stops_early_leaves_no_kernel_behind(where, nse_dir, monkeypatch):

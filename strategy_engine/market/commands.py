@@ -21,8 +21,11 @@ __all__ = ['SERIES', 'cmd_data_ingest', 'cmd_data_fetch', 'cmd_data_import', 'cm
 
 # %% ../../nbs/09c_commands.ipynb #e6cfa089
 def _day(text: str) -> dt.date:
+    if text == "today":                  # the scheduler's ingest stage: today in the exchange's time zone
+        from zoneinfo import ZoneInfo
+        return dt.datetime.now(ZoneInfo("Asia/Kolkata")).date()
     try: return dt.datetime.strptime(text, "%Y-%m-%d").date()
-    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD (or today)") from None
 
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     "A handler whose engine errors print one line (never a traceback) and exit 1; calendar refusals exit 2."
@@ -113,7 +116,7 @@ def add_data_commands(data_subparsers) -> None:
     which.add_argument("--from", dest="start", type=_day, help="first day of a range (with --to)")
     which.add_argument("--missing", action="store_true", help="every session after the store's last, up to --as-of")
     fe.add_argument("--to", type=_day, help="last day of the range")
-    fe.add_argument("--as-of", type=_day, help="with --missing: the last session to fetch")
+    fe.add_argument("--as-of", type=_day, help="with --missing: the last session to fetch (YYYY-MM-DD or today, IST)")
     fe.add_argument("--warehouse", help=wh_help)
     fe.add_argument("--base-url", help="archive base URL (default: $STRATEGY_ENGINE_NSE_ARCHIVE or NSE's)")
     fe.add_argument("--save", type=Path, help="keep the downloaded files here (default runs/market/bhavcopy)")

@@ -21,7 +21,7 @@ from .logs import Progress, say
 
 # %% auto #0
 __all__ = ['cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data', 'cmd_report_research', 'UsageError',
-           'precheck', 'cmd_run_daily', 'cmd_audit_verify', 'cmd_signals', 'cmd_audit_reconcile',
+           'precheck', 'cli_words', 'cmd_run_daily', 'cmd_audit_verify', 'cmd_signals', 'cmd_audit_reconcile',
            'cmd_warehouse_rebuild', 'cmd_runs_list', 'cmd_runs_show', 'cmd_run_validate', 'cmd_run_report',
            'cmd_run_day', 'cmd_schedule_show', 'cmd_schedule_check', 'cmd_evaluate', 'cmd_serve', 'cmd_run_train',
            'build_parser', 'main']
@@ -59,7 +59,7 @@ def cmd_data_validate(args) -> int:
     "Validate a data directory and print the report; 1 when it fails."
     from strategy_engine.data import load_bars
     from strategy_engine.validation import validate
-    bars = load_bars(args.path, symbols=args.symbols, adjusted=not args.unadjusted)
+    bars = load_bars(args.path, symbols=args.symbols)        # split-adjusted Close: what the runs read (issue 13)
     report = validate(bars, as_of=args.as_of, max_move=args.max_move, max_lag_sessions=args.max_lag)
     print(report.to_json() if args.json else report.text(limit=args.limit))
     return 0 if report.ok else 1
@@ -137,9 +137,17 @@ def _stage_params(args, *names: str) -> dict:
         from strategy_engine.strategies.base import UNIVERSES
         one = len(args.symbols) == 1 and args.symbols[0] in UNIVERSES           # a universe name
         params["symbols"] = args.symbols[0] if one else args.symbols
+        if args.symbols == ["all"]: params["symbols"] = _every_symbol(args.data)
+    if "universe" in names and getattr(args, "universe", None): _check_universe(args.universe)
     for name in names:
         if name not in ("strategies", "symbols") and getattr(args, name, None) is not None: params[name] = getattr(args, name)
     return params
+
+def _check_universe(spec: str):
+    "The rule of a --universe spec (top:N:MEASURE:WINDOW[:SERIES]); a usage error naming the flag otherwise."
+    from strategy_engine.market.universe import parse_universe
+    try: return parse_universe(spec, "--universe")
+    except StrategyEngineError as e: raise UsageError(cli_words(str(e))) from None
 
 class UsageError(StrategyEngineError):
     "A command line that cannot run (unknown strategy, symbol, date or run id): exit 2 before anything starts."
@@ -177,6 +185,25 @@ def precheck(args) -> None:
         try: check_run_id(args.run_id)
         except StrategyEngineError as e: raise _flag_error(e, "--run-id") from None
 
+def _every_symbol(data: str) -> list[str]:
+    "`--symbols all`: every symbol the data holds (not each strategy's configured universe)."
+    known = _data_symbols(data)
+    if known is None:
+        from strategy_engine.data import open_bars
+        known = list(open_bars(data).symbols)
+    return known
+
+_PYTHON_WORDS = ((re.compile(r"pass restrict_universe=False to run on every symbol"),
+                  "pass --symbols all to run on every symbol of the data"),
+                 (re.compile(r"restrict_universe=False"), "--symbols all"),
+                 (re.compile(r"\badjusted=(['\"]?)(\w+)\1"), r"--adjustment \2"),
+                 (re.compile(r"\bas_of=(\S+)"), r"--as-of \1"))
+
+def cli_words(text: str) -> str:
+    "An error's text for a command-line user: Python arguments named as the CLI flags that set them."
+    for pattern, words in _PYTHON_WORDS: text = pattern.sub(words, text)
+    return text
+
 def _universes() -> dict:
     "The universe names one --symbols value may give, with their symbols (None: every symbol of the data)."
     from strategy_engine.strategies.base import UNIVERSES
@@ -189,7 +216,7 @@ def _print_alerts(deliveries) -> None:
     for key, how in seen.items(): say(f"  alert {'/'.join(map(str, key))}: {', '.join(how)}", event="alert")
 
 class _CellLog(logging.Filter):
-    "papermill's log: all of it with --verbose; else 'Executing Cell N' only moves a progress line (periodic off a TTY)."
+    "papermill's log: all of it with --verbose; else 'Executing Cell N' only moves a progress line."
     def __init__(self, verbose: bool):
         super().__init__()
         self.verbose = verbose
@@ -198,7 +225,7 @@ class _CellLog(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self.verbose: return True
         text = record.getMessage()
-        if text.startswith("Input Notebook:") and not sys.stderr.isatty():   # a terminal has papermill's own bar
+        if text.startswith("Input Notebook:") and not sys.stderr.isatty():   # a terminal: papermill's bar
             self.close()
             template = Path(text.split(":", 1)[1].strip())
             cells = sum(c["cell_type"] == "code" for c in json.loads(template.read_text())["cells"])
@@ -222,16 +249,20 @@ def _papermill_log(args):
 
 def _say_launch(launch, stage: str, archive: str | None) -> None:
     "How a launched run ended: its status line, where its record is, the warehouse, how to open it."
-    where = {"run_id": launch.record_id, "stage": stage, "status": launch.status, "exit_code": launch.exit_code,
-             "rows": launch.loaded, "notebook": launch.archived.get("notebook_uri"),
+    where = {"run_id": launch.record_id, "stage": stage, "status": launch.status,
+             "exit_code": launch.exit_code, "rows": launch.loaded,
+             "notebook": launch.archived.get("notebook_uri"),
              "manifest": launch.archived.get("manifest_uri")}
-    say(str(launch), **where)
-    if launch.replayed: say(f"  replayed: this scheduled {stage} run already ran; nothing was run again")
+    say(str(launch), level=logging.ERROR if launch.exit_code else logging.INFO, **where)
+    ids: dict = {"run_id": launch.record_id or None, "stage": stage}
+    if launch.replayed:
+        say(f"  replayed: this scheduled {stage} run already ran; nothing was run again", **ids)
     wh = launch.manifest.get("warehouse")
-    if wh and not launch.replayed: say(f"  warehouse: {wh}", warehouse=wh)
+    if wh and not launch.replayed: say(f"  warehouse: {wh}", warehouse=wh, **ids)
     if launch.record_id:
-        say(f"  open it: strategy-engine serve, then http://127.0.0.1:8080/runs/{launch.record_id}")
-    if stage == "report" and launch.status == "succeeded" and not launch.replayed: _say_performance(launch, archive)
+        say(f"  open it: strategy-engine serve, then http://127.0.0.1:8080/runs/{launch.record_id}", **ids)
+    if stage == "report" and launch.status == "succeeded" and not launch.replayed:
+        _say_performance(launch, archive)
 
 def _say_performance(launch, archive: str | None) -> None:
     "One `event: performance` line per strategy of a report (the monitoring's log-based metrics read them)."
@@ -247,7 +278,8 @@ def _say_performance(launch, archive: str | None) -> None:
     period = (launch.result or {}).get("period")
     for r in rows[rows["period"] == period].itertuples():
         say(f"  {r.strategy} {period}: return {r.total_return:+.2%}, Sharpe {r.sharpe_ratio:.2f}, "
-            f"max drawdown {r.max_drawdown:.2%}", event="performance", run_id=launch.record_id, stage="report",
+            f"max drawdown {r.max_drawdown:.2%}", event="performance", run_id=launch.record_id,
+            stage="report",
             strategy=r.strategy, period=period, total_return=float(r.total_return),
             sharpe_ratio=float(r.sharpe_ratio), max_drawdown=float(r.max_drawdown))
 
@@ -259,7 +291,8 @@ def _run_stage(stage: str, params: dict, args) -> int:
         out = run_stage(stage, params, args.archive, scheduled=args.scheduled, key=args.idempotency_key,
                         warehouse=args.warehouse, force=getattr(args, "force", False), alerts=args.alerts,
                         timeout=args.timeout, **shown)
-    if out.launch is None: say(f"{out.status}: {stage} of {out.as_of} {out.message}", stage=stage, status=out.status)
+    if out.launch is None:
+        say(f"{out.status}: {stage} of {out.as_of} {out.message}", stage=stage, status=out.status)
     else: _say_launch(out.launch, stage, args.archive)
     _print_alerts(out.deliveries)
     return out.exit_code
@@ -267,7 +300,7 @@ def _run_stage(stage: str, params: dict, args) -> int:
 def cmd_run_daily(args) -> int:
     "Launch the daily production notebook (gated on the day's validation) and print where its record is."
     _boot_kernel("daily", args)
-    return _run_stage("daily", _stage_params(args, "strategies", "symbols", "warehouse", "cost_bps"), args)
+    return _run_stage("daily", _stage_params(args, "strategies", "symbols", "warehouse", "cost_bps", "universe"), args)
 
 def cmd_audit_verify(args) -> int:
     "Recompute every archived hash and the ledger chain, and check the warehouse against it; 1 when anything is wrong."
@@ -346,7 +379,8 @@ def cmd_runs_show(args) -> int:
 def cmd_run_validate(args) -> int:
     "Launch the data validation notebook of a day (09:00) and print where its record is."
     _boot_kernel("validate", args)
-    return _run_stage("validate", _stage_params(args, "strategies", "symbols", "through", "max_move", "max_lag"), args)
+    params = _stage_params(args, "strategies", "symbols", "through", "max_move", "max_lag", "universe")
+    return _run_stage("validate", params, args)
 
 def cmd_run_report(args) -> int:
     "Launch the performance report notebook of a day (18:00, gated on the day's validation) and print where its record is."
@@ -359,7 +393,7 @@ def cmd_run_day(args) -> int:
     "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failed validation."
     _boot_kernel("validate", args)                      # the first stage's
     from strategy_engine.runs.schedule import run_day
-    params = _stage_params(args, "strategies", "symbols")
+    params = _stage_params(args, "strategies", "symbols", "universe")
     def show(out) -> None:
         if out.launch is None: say(f"{out.stage} {out.as_of}: {out.status} {out.message}", stage=out.stage)
         else:
@@ -367,8 +401,9 @@ def cmd_run_day(args) -> int:
             _say_launch(out.launch, out.stage, args.archive)
         _print_alerts(out.deliveries)
     with _papermill_log(args) as shown:
-        day = run_day(params["as_of"], params.get("strategies"), params.get("symbols"), args.data, args.warehouse,
-                      args.period, args.cost_bps, args.archive, alerts=args.alerts, on_stage=show,
+        day = run_day(params["as_of"], params.get("strategies"), params.get("symbols"), args.data,
+                      args.warehouse, args.period, args.cost_bps, args.archive, alerts=args.alerts,
+                      on_stage=show, universe=args.universe, ingest=args.ingest, base_url=args.base_url,
                       timeout=args.timeout, **shown)
     if day.note: say(day.note)
     return day.exit_code
@@ -392,18 +427,69 @@ def cmd_schedule_check(args) -> int:
 # %% ../nbs/90_cli.ipynb #862571fe
 def cmd_evaluate(args) -> int:
     "Evaluate a strategy (in-sample sweep, optional walk-forward, deflated Sharpe, PBO); print and write the JSON report."
-    from strategy_engine.data import open_bars
     from strategy_engine.evaluation import evaluate, format_report
-    from strategy_engine.validation import sessions_only
-    bars = sessions_only(open_bars(args.data, start=args.start, end=args.end, adjusted=False))
+    config = _config_with(args.strategy, args.param or [])
+    bars, cal, words = _research_bars(args)
+    chosen = bool(args.symbols) or bool(args.universe)   # symbols or a rule the user named: not the YAML universe
+    rule = _check_universe(args.universe) if args.universe else None
+    membership = None
+    if rule is not None:
+        from strategy_engine.market.universe import universe_mask
+        membership = universe_mask(rule, bars, args.data)
     report = evaluate(args.strategy, bars, walk_forward=args.walk_forward, cost_bps=args.cost_bps,
-                      restrict_universe=not bars.synthetic, long_only=args.long_only)
+                      config=config, restrict_universe=not (bars.synthetic or chosen),
+                      long_only=args.long_only, membership=membership)
+    report["data"]["universe"] = str(rule) if rule else ("the symbols given" if args.symbols else
+                                                         "the strategy's symbol list: today's names, survivorship-biased")
+    report["data"].update(calendar=cal.name, calendar_chosen=words, adjustment=bars.adjustment,
+                          parameters_overridden=dict(p.split("=", 1) for p in args.param or []))
     print(format_report(report))
     out = args.out or runs_dir() / "evaluations" / f"{args.strategy}_{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, allow_nan=False), encoding="utf-8")
     print(f"report: {out}")
     return 0
+
+def _research_bars(args):
+    "A research command's bars: --data, --symbols, --start/--end, --adjustment; on --calendar's sessions."
+    from strategy_engine.calendar import get_calendar, infer_calendar
+    from strategy_engine.data import open_bars
+    from strategy_engine.validation import sessions_only
+    symbols = None if not args.symbols or args.symbols == ["all"] else args.symbols
+    prices = {"adjusted": args.adjustment} if args.adjustment else {}
+    try: bars = open_bars(args.data, symbols=symbols, start=args.start, end=args.end, **prices)
+    except StrategyEngineError as e:
+        text = str(e)
+        flag = "--data"
+        if "adjust" in text: flag = "--adjustment"
+        elif symbols and "symbol" in text: flag = "--symbols"
+        raise UsageError(f"{flag}: {cli_words(str(e))}") from None
+    if args.calendar: name, why = args.calendar, "given by --calendar"
+    else: name, why = infer_calendar(bars.dates)
+    try: cal = get_calendar(name)
+    except StrategyEngineError as e: raise UsageError(f"--calendar: {e}") from None
+    words = f"calendar {name}: {why}" + ("" if args.calendar else " (--calendar nse|weekdays|FILE to choose)")
+    prices_used = bars.adjustment or "as loaded"
+    print(f"data: {bars.source}, {len(bars.symbols)} symbols, prices {prices_used}; {words}")
+    return sessions_only(bars, calendar=cal), cal, words
+
+def _config_with(name: str, pairs: Sequence[str]):
+    "Strategy `name`'s configuration with --param KEY=VALUE overrides (`risk_limits.KEY` too), validated."
+    import yaml
+
+    from strategy_engine.strategies.base import config_from_dict, load_config, strategy_config_path
+    try: base = load_config(name)
+    except StrategyEngineError as e: raise UsageError(f"--strategy: {e}") from None
+    if not pairs: return base
+    raw = base.to_dict()
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--param {pair!r}: expected KEY=VALUE (e.g. --param rsi_period=10).")
+        section, _, field = key.rpartition(".")
+        raw["strategy"].setdefault(section or "parameters", {})[field] = yaml.safe_load(value)
+    try: return config_from_dict(raw, source=f"{strategy_config_path(name)} with --param {' '.join(pairs)}")
+    except StrategyEngineError as e: raise UsageError(f"--param: {e}") from None
 
 def cmd_serve(args) -> int:
     "Serve the HTTP API with uvicorn until interrupted."
@@ -452,10 +538,25 @@ def _stage_options(p: argparse.ArgumentParser, stored: bool, gated: bool, run_id
 
 def _output_options(p: argparse.ArgumentParser) -> None:
     "How a command reports: quiet lines (default) or papermill's cell log, human or JSON lines."
-    p.add_argument("--verbose", action="store_true", help="also print papermill's cell log and the cells' output")
+    p.add_argument("--verbose", action="store_true", help="also print papermill's cell log and cell output")
     p.add_argument("--log-format", choices=("human", "json"), help="plain lines, or one JSON object per line "
                    "(Cloud Logging; the default on Cloud Run, where $CLOUD_RUN_JOB is set)")
-    p.add_argument("--no-log-output", dest="verbose", action="store_false", help=argparse.SUPPRESS)  # quiet: default
+    p.add_argument("--no-log-output", dest="verbose", action="store_false", help=argparse.SUPPRESS)  # default
+
+def _research_options(p: argparse.ArgumentParser) -> None:
+    "Your own data: the calendar, the price adjustment and parameter overrides."
+    p.add_argument("--calendar", help="nse, weekdays (every Mon-Fri) or a calendar YAML file "
+                                      "(default: inferred from the bar dates, and said)")
+    prices = p.add_mutually_exclusive_group()
+    prices.add_argument("--adjustment", help="splits (default), vendor_total_return (a folder's Adj Close), "
+                                             "total_return or raw (warehouse data with its actions ledger)")
+    prices.add_argument("--adjusted", dest="adjustment", action="store_const", const="vendor_total_return",
+                        help="total-return prices: the vendor's Adj Close (--adjustment vendor_total_return)")
+    prices.add_argument("--raw", dest="adjustment", action="store_const", const="raw",
+                        help="prices as traded, no split adjustment (same as --adjustment raw)")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="override a strategy parameter (risk_limits.KEY for a risk limit), validated as the "
+                        "YAML is; repeat for more")
 
 def build_parser() -> argparse.ArgumentParser:
     "The `strategy-engine` argument parser with every sub-command."
@@ -472,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-lag", type=int, default=0, help="sessions the data may lag --as-of (default 0)")
     v.add_argument("--max-move", type=float, default=0.20, help="flag |daily return| above this (default 0.20)")
     v.add_argument("--symbols", nargs="+", help="validate only these symbols")
-    v.add_argument("--unadjusted", action="store_true", help="use Close as it is instead of scaling OHLC by Adj Close / Close")
+    v.add_argument("--unadjusted", action="store_true", help="Close as it is (the default now; kept for old scripts)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     v.add_argument("--limit", type=int, default=30, help="findings shown per severity (default 30)")
     v.set_defaults(func=cmd_data_validate)
@@ -509,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr.set_defaults(func=cmd_report_research)
     run = sub.add_parser("run", help="launch a production notebook (papermill), archive it with its manifest")
     runsub = run.add_subparsers(dest="run_command", required=True, metavar="JOB", parser_class=_Parser)
-    rdaily = runsub.add_parser("daily", help="the daily signals run for one NSE session (15:30 IST)",
+    rdaily = runsub.add_parser("daily", help="the daily signals run for one NSE session (19:30 IST, after the ingest)",
                                description="Execute nbs/production/daily_signals.ipynb for --as-of, write signals and "
                                            "performance to the warehouse, archive the notebook, manifest and ledger entry. "
                                            "Refused when the day's archived validation failed, unless --force.")
@@ -536,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     rval.add_argument("--max-move", type=float, help="flag |daily return| above this (default 0.20)")
     rval.add_argument("--max-lag", type=int, help="sessions the data may lag the cut-off (default 0)")
     rval.set_defaults(func=cmd_run_validate)
-    rrep = runsub.add_parser("report", help="the performance report of one NSE session (18:00 IST)",
+    rrep = runsub.add_parser("report", help="the performance report of one NSE session (20:00 IST)",
                              description="Execute nbs/production/performance_report.ipynb for --as-of: per strategy and "
                                          "for the book, P&L, Sharpe, drawdown, exposure, turnover over --period, the day's "
                                          "signals against the market, alerts; write it to the warehouse's performance table.")
@@ -544,10 +645,19 @@ def build_parser() -> argparse.ArgumentParser:
     rrep.add_argument("--period", choices=("1d", "1w", "1m", "ytd"), default="1m",
                       help="window of the figures and of the alert rules (default 1m)")
     rrep.set_defaults(func=cmd_run_report)
-    rday = runsub.add_parser("day", help="run the day's stages in order: validate, daily, report (stops at a failed validation)",
-                             description="Run validate, daily and report for --as-of, in order, each archived as its own "
-                                         "run. Nothing runs on a day that is not a session; a failed validation stops the day.")
+    rday = runsub.add_parser("day", help="run the day's stages in order: ingest, validate, daily, report (stops at a failure)",
+                             description="Run ingest (when --data is a market store), validate, daily and report for "
+                                         "--as-of, in order, each run archived as its own. Nothing runs on a day that is "
+                                         "not a session; the first stage that fails stops the day.")
     _stage_options(rday, stored=True, gated=False, scheduled=False)
+    rday.add_argument("--no-ingest", dest="ingest", action="store_const", const=False, default=None,
+                      help="skip the ingest stage (default: ingest when --data is duckdb:///... or bigquery://...)")
+    rday.add_argument("--base-url", help="the exchange archive to fetch from (default: $STRATEGY_ENGINE_NSE_ARCHIVE "
+                                         "or NSE's)")
+    for job in (rdaily, rval, rday):
+        job.add_argument("--universe", metavar="SPEC", help="a point-in-time universe: top:N:MEASURE:WINDOW[:SERIES], "
+                                                            "e.g. top:100:traded_value:60 (members each day, from data "
+                                                            "up to that day)")
     rday.add_argument("--period", choices=("1d", "1w", "1m", "ytd"), default="1m", help="the report's period (default 1m)")
     rday.set_defaults(func=cmd_run_day)
     for job in (rdaily, rtrain, rval, rrep, rday): _output_options(job)
@@ -615,6 +725,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--end", type=_date, help="last date")
     ev.add_argument("--cost-bps", type=float, default=10.0, help="cost per unit of turnover in bps (default 10)")
     ev.add_argument("--long-only", action="store_true", help="drop the short side of the signals")
+    ev.add_argument("--symbols", nargs="+", help="symbols to evaluate, or 'all': every symbol of the data "
+                                                 "(default: the strategy's universe)")
+    _research_options(ev)
+    ev.add_argument("--universe", metavar="SPEC", help="a point-in-time universe, e.g. top:20:traded_value:60: a "
+                                                       "symbol is traded only on the days it is a member")
     ev.add_argument("--out", type=Path, help="JSON report path (default runs/evaluations/<strategy>_<UTC time>.json)")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -641,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 def _configure_output(args) -> str:
-    "Route the command's lines: plain on stdout, or JSON lines (`--log-format json`, or on Cloud Run); the format."
+    "Route the command's lines: plain on stdout, or JSON lines (--log-format json, Cloud Run); the format."
     from strategy_engine.logs import configure_job_logging, log_format
     fmt = log_format(getattr(args, "log_format", None))
     secrets: list[str] = []
@@ -654,5 +769,6 @@ def _configure_output(args) -> str:
 
 def _error(e: Exception, fmt: str) -> None:
     "A command's error: on stderr for a person, a JSON line of severity ERROR in a job's log."
-    if fmt == "json": say(f"strategy-engine: error: {e}", level=logging.ERROR)
-    else: print(f"strategy-engine: error: {e}", file=sys.stderr)
+    text = f"strategy-engine: error: {cli_words(str(e))}"
+    if fmt == "json": say(text, level=logging.ERROR)
+    else: print(text, file=sys.stderr)

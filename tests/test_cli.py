@@ -1,8 +1,12 @@
 """The `strategy-engine` command as a user runs it: exit codes, messages, outputs."""
 import json
+import os
 import shutil
+from pathlib import Path
 
 import nbformat
+import pandas as pd
+import pytest
 
 from conftest import run_cli
 
@@ -86,3 +90,65 @@ def test_evaluate_writes_a_json_report(tmp_path, nse_dir):
     report = json.loads(out.read_text())
     text = json.dumps(report)
     assert "deflated" in text and "pbo" in text.lower() and "out_of_sample" in text.replace("oos", "out_of_sample")
+
+
+US_TICKERS = ["AAPL", "MSFT", "AMZN", "JPM", "XOM", "KO"]
+
+
+@pytest.fixture(scope="module")
+def us_dir(tmp_path_factory) -> Path:
+    """A folder of US-style per-symbol CSVs: the seeded synthetic generator's bars on every weekday (US sessions
+    include most NSE holidays), named as US tickers."""
+    from strategy_engine.data import synthetic_bars
+    bars = synthetic_bars(n_symbols=len(US_TICKERS), start="2019-01-01", n_days=1500, seed=11)
+    out = tmp_path_factory.mktemp("us")
+    for sym, ticker in zip(bars.symbols, US_TICKERS):
+        pd.DataFrame({"Date": bars.dates.strftime("%Y-%m-%d"), "Open": bars.open[sym].values,
+                      "High": bars.high[sym].values, "Low": bars.low[sym].values, "Close": bars.close[sym].values,
+                      "Adj Close": bars.close[sym].values, "Volume": bars.volume[sym].values.astype("int64")},
+                     ).to_csv(out / f"{ticker}.csv", index=False)
+    return out
+
+
+def test_evaluate_runs_on_us_data_every_symbol_a_parameter_and_the_inferred_calendar(us_dir, tmp_path):
+    out = tmp_path / "ev.json"
+    r = run_cli("evaluate", "--strategy", "momentum", "--data", us_dir, "--symbols", "all", "--param",
+                "rsi_period=10", "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "6 symbols" in r.stdout and "calendar weekdays: inferred:" in r.stdout, r.stdout
+    data = json.loads(out.read_text())["data"]
+    assert data["calendar"] == "WEEKDAYS" and data["days"] == 1500       # no US session dropped as an NSE holiday
+    assert data["parameters_overridden"] == {"rsi_period": "10"} and data["symbols"] == 6
+
+
+def test_errors_name_cli_flags_not_python_arguments(us_dir):
+    r = run_cli("evaluate", "--strategy", "momentum", "--data", us_dir)   # the YAML's NSE universe is not there
+    assert r.returncode == 1 and "pass --symbols all to run on every symbol" in r.stderr, r.stderr
+    r = run_cli("evaluate", "--strategy", "momentum", "--data", us_dir, "--symbols", "all", "--raw")
+    assert r.returncode == 2 and "--adjustment raw needs the corporate-actions ledger" in r.stderr, r.stderr
+    r = run_cli("evaluate", "--strategy", "momentum", "--data", us_dir, "--symbols", "AAPL", "--param", "rsi_perod=9")
+    assert r.returncode == 2 and "--param" in r.stderr and "Did you mean 'rsi_period'" in r.stderr, r.stderr
+    r = run_cli("evaluate", "--strategy", "momentum", "--data", us_dir, "--symbols", "AAPL", "--calendar", "nsee")
+    assert r.returncode == 2 and "--calendar" in r.stderr and "Did you mean 'nse'" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_report_logs_json_lines_with_run_id_stage_trace_and_performance_events(tmp_path, nse_dir):
+    """issue 16: job logs as JSON lines on stdout; one event=performance line per strategy for the log metrics."""
+    env = {**os.environ, "X_CLOUD_TRACE_CONTEXT": "4bf92f3577b34da6a3ce929d0e0e4736/1;o=1",
+           "GOOGLE_CLOUD_PROJECT": "acme-trading", "STRATEGY_ENGINE_WAREHOUSE": f"duckdb:///{tmp_path}/wh.duckdb"}
+    r = run_cli("run", "report", "--as-of", "2024-11-22", "--force", "--strategies", "momentum", "breakout",
+                "--symbols", "TCS", "INFY", "RELIANCE", "--archive", tmp_path / "archive", "--no-alerts",
+                "--log-format", "json", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]               # every line is one JSON object
+    status = next(x for x in lines if x["logger"] == "strategy_engine.job")    # the run's status line comes first
+    assert status["status"] == "succeeded" and status["stage"] == "report" and status["severity"] == "INFO"
+    assert status["run_id"].startswith("report-2024-11-22-") and status["manifest"].endswith("manifest.json")
+    assert all(x["logging.googleapis.com/trace"] == "projects/acme-trading/traces/4bf92f3577b34da6a3ce929d0e0e4736"
+               for x in lines)
+    perf = {x["strategy"]: x for x in lines if x.get("event") == "performance"}
+    assert set(perf) == {"momentum", "breakout", "book"}, lines
+    assert all(isinstance(x["sharpe_ratio"], float) and x["max_drawdown"] <= 0 and x["run_id"] == status["run_id"]
+               for x in perf.values())
+    assert "Executing Cell" not in r.stdout + r.stderr

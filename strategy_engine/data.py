@@ -19,7 +19,7 @@ from .core import DataError, check_names, did_you_mean, sample_data_dir
 
 # %% auto #0
 __all__ = ['FIELDS', 'ADJUSTMENTS', 'DEFAULT_ADJUSTMENT', 'FILE_ADJUSTMENTS', 'DataLoader', 'DATA_SOURCES', 'Finding', 'Bars',
-           'session_dates', 'to_numbers', 'bars_from_long', 'adjustment_of', 'load_bars', 'synthetic_bars',
+           'session_dates', 'to_numbers', 'bars_from_long', 'adjustment_of', 'load_bars', 'synthetic_bars', 'with_gaps',
            'register_data_source', 'data_source', 'open_bars', 'check_data_source']
 
 # %% ../nbs/02_data.ipynb #dbe7223c
@@ -276,6 +276,18 @@ def synthetic_bars(n_symbols: int = 20, start="2015-01-01", end="2024-11-22", se
     mk = lambda a: pd.DataFrame(a, index=dates, columns=cols, dtype="float64")
     return Bars(mk(open_), mk(high), mk(low), mk(close), mk(volume), source=f"synthetic(seed={seed})",
                 synthetic=True, adjusted=True, adjustment="synthetic")
+
+def with_gaps(bars: Bars, seed: int = 0, rate: float = 0.03) -> Bars:
+    "`bars` with random missing bars (every field NaN) and lone NaN fields, the gaps real data has (for tests)."
+    rng = np.random.default_rng(seed)
+    gone = rng.random(bars.close.shape) < rate
+    holed = {}
+    for f in FIELDS:
+        x = getattr(bars, f).to_numpy(dtype="float64", copy=True)
+        x[gone | (rng.random(x.shape) < rate / 3)] = np.nan
+        holed[f] = pd.DataFrame(x, index=bars.dates, columns=bars.close.columns)
+    return Bars(**holed, source=f"{bars.source} with gaps(seed={seed})", synthetic=bars.synthetic,
+                adjusted=bars.adjusted, adjustment=bars.adjustment)
 
 # %% ../nbs/02_data.ipynb #c1acc559
 DataLoader = Callable[..., Bars]      # loader(uri, symbols=None, start=None, end=None, adjusted='splits')

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,7 @@ from .metrics import summary
 from .strategies.base import StrategyConfig, get_strategy, load_config, universe_symbols
 
 # %% auto #0
-__all__ = ['memoized_indicators', 'parameter_grid', 'SweepResult', 'sweep']
+__all__ = ['memoized_indicators', 'parameter_grid', 'SweepResult', 'register_signal_sets', 'signal_sets', 'distinct', 'sweep']
 
 # %% ../nbs/21_sweep.ipynb #fb498edd
 _MEMOIZABLE = ("sma", "ema", "rsi", "bollinger", "momentum", "true_range", "atr", "volume_ratio",
@@ -83,12 +83,39 @@ class SweepResult:
         return (f"SweepResult({self.strategy}: {len(self.params)} combinations × {len(self.returns)} days; best Sharpe "
                 f"{b['sharpe_ratio']:.2f} at {dict(self.params.loc[b.name])})")
 
+# %% ../nbs/21_sweep.ipynb #d3b71d31
+_SIGNAL_SETS: dict[str, Callable[..., np.ndarray]] = {}
+
+def register_signal_sets(name: str) -> Callable:
+    "Register `fn(bars, params_list) -> K × T × N int8 signals` as strategy `name`'s compiled sweep path."
+    def deco(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+        _SIGNAL_SETS[name] = fn
+        return fn
+    return deco
+
+def signal_sets(name: str, bars: Bars, params: Sequence) -> np.ndarray:
+    "The signal of each parameter set as one K × T × N int8 array (each set's T × N column-major)."
+    spec = get_strategy(name)                                 # imports the module: its registration too
+    fn = _SIGNAL_SETS.get(name)
+    if fn is not None: return fn(bars, list(params))
+    T, N = bars.close.shape
+    out = np.empty((len(params), N, T), np.int8).transpose(0, 2, 1)
+    with memoized_indicators():                               # each indicator once per distinct parameter
+        for k, p in enumerate(params): out[k] = spec.fn(bars, p).signal.to_numpy()
+    return out
+
+def distinct(params: Sequence, *keys: str) -> tuple[np.ndarray, np.ndarray]:
+    "The distinct values of `keys` among parameter sets (U × len(keys) floats, sorted) and each set's row in them."
+    values = np.array([[float(getattr(p, k)) for k in keys] for p in params]).reshape(len(params), len(keys))
+    unique, row = np.unique(values, axis=0, return_inverse=True)
+    return unique, row.reshape(-1).astype(np.int64)
+
 # %% ../nbs/21_sweep.ipynb #d14bfc54
 def sweep(name: str, bars: Bars, grid: Mapping[str, Sequence], config: StrategyConfig | None = None,
           cost_bps: float = 10.0, restrict_universe: bool = True, long_only: bool = False) -> SweepResult:
     "Backtest every combination of `grid` (strategy parameters) of strategy `name` on `bars` at once."
     cost = _check_cost(cost_bps)
-    spec = get_strategy(name)
+    get_strategy(name)                                       # an unknown name: the error names the choices
     cfg = config or load_config(name)
     configs = [cfg.with_parameters(**combo) for combo in parameter_grid(grid)]   # validated like the YAML file
     if restrict_universe:
@@ -96,10 +123,9 @@ def sweep(name: str, bars: Bars, grid: Mapping[str, Sequence], config: StrategyC
         if symbols != bars.symbols: bars = bars.select(symbols)
     T, N = bars.close.shape
     w = np.empty((len(configs), N, T)).transpose(0, 2, 1)    # K books, each column-major like the frames
-    with memoized_indicators():
-        for k, c in enumerate(configs):                      # weights straight from each signal: no K × T × N stack
-            _equal_weights_k(spec.fn(bars, c.parameters).signal.to_numpy(), cfg.risk_limits.max_position_size,
-                             long_only, w[k])
+    signals = signal_sets(name, bars, [c.parameters for c in configs])   # int8: an eighth of the weights
+    for k in range(len(configs)):
+        _equal_weights_k(signals[k], cfg.risk_limits.max_position_size, long_only, w[k])
     r = _returns_k(np.asfortranarray(bars.close.to_numpy(dtype="float64")))
     factor, turnover = portfolio_path(w, r, cost)
     combos = pd.RangeIndex(len(configs), name="combination")

@@ -5,6 +5,8 @@
 # %% ../../nbs/13_breakout.ipynb #87847379
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numba
 import numpy as np
 from pydantic import Field
@@ -12,9 +14,10 @@ from pydantic import Field
 from .. import indicators as ind
 from ..data import Bars
 from .base import SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers
+from ..sweep import distinct, register_signal_sets
 
 # %% auto #0
-__all__ = ['BreakoutParams', 'breakout_signals']
+__all__ = ['BreakoutParams', 'breakout_signals', 'breakout_signal_sets']
 
 # %% ../../nbs/13_breakout.ipynb #e47b6c32
 class BreakoutParams(StrategyParams):
@@ -76,3 +79,33 @@ def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> Signal
                      sup, res, to_res, to_sup, v, signal, confidence)
     meta = {"resistance": res, "support": sup, "to_resistance": to_res, "to_support": to_sup, "volume_ratio": v}
     return SignalFrame.from_arrays("breakout", close, signal, confidence, meta, p.model_dump())
+
+# %% ../../nbs/13_breakout.ipynb #d8e83a9f
+@numba.njit(cache=True)
+def _breakout_sets_kernel(c, h, lo, vol, win, i_w, vol_n, i_v, vol_thr, scale, allow_short,
+                          sig):   # pragma: no cover
+    "K sets' signals (K × T × N), each distinct channel and volume ratio once per symbol."
+    T, N = c.shape
+    sup, res, v = np.empty((len(win), T)), np.empty((len(win), T)), np.empty((len(vol_n), T))
+    scratch, rows, buf = np.empty((6, T)), np.empty(T, np.int64), np.empty(vol_n.max())
+    conf, to_r, to_s = np.empty(T), np.empty(T), np.empty(T)
+    for j in range(N):
+        for a in range(len(win)): ind._channel_col(h[:, j], lo[:, j], win[a], scratch, rows, sup[a], res[a])
+        for a in range(len(vol_n)): ind._mean_ratio_col(vol[:, j], vol_n[a], buf[:vol_n[a]], v[a])
+        for k in range(sig.shape[0]):
+            _breakout_rule(c[:, j], sup[i_w[k]], res[i_w[k]], v[i_v[k]], vol_thr[k], scale[k], allow_short[k],
+                           sig[k, :, j], conf, to_r, to_s)
+
+@register_signal_sets("breakout")
+def breakout_signal_sets(bars: Bars, params: Sequence[BreakoutParams]) -> np.ndarray:
+    "The signal of each parameter set (K × T × N int8) in one compiled pass, each distinct indicator once."
+    c = as_matrix(bars.close)
+    sig = np.empty((len(params), c.shape[1], c.shape[0]), np.int8).transpose(0, 2, 1)   # column-major sets
+    if not params: return sig
+    (win, i_w), (vol_n, i_v) = distinct(params, "window"), distinct(params, "volume_window")
+    column = lambda key, dtype: np.array([getattr(p, key) for p in params], dtype=dtype)
+    _breakout_sets_kernel(c, as_matrix(bars.high), as_matrix(bars.low), as_matrix(bars.volume),
+                          win[:, 0].astype(np.int64), i_w, vol_n[:, 0].astype(np.int64), i_v,
+                          column("volume_threshold", float), column("breakout_scale", float),
+                          column("allow_short", np.bool_), sig)
+    return sig

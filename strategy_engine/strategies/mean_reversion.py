@@ -5,6 +5,8 @@
 # %% ../../nbs/12_mean_reversion.ipynb #e0166a46
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numba
 import numpy as np
 from pydantic import Field
@@ -12,9 +14,10 @@ from pydantic import Field
 from .. import indicators as ind
 from ..data import Bars
 from .base import SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers
+from ..sweep import distinct, register_signal_sets
 
 # %% auto #0
-__all__ = ['MeanReversionParams', 'mean_reversion_signals']
+__all__ = ['MeanReversionParams', 'mean_reversion_signals', 'mean_reversion_signal_sets']
 
 # %% ../../nbs/12_mean_reversion.ipynb #1a1ec8a5
 class MeanReversionParams(StrategyParams):
@@ -80,3 +83,37 @@ def mean_reversion_signals(bars: Bars, params: MeanReversionParams | None = None
                            bool(p.allow_short), b, width, v, signal, confidence)
     meta = {"pct_b": b, "bandwidth": width, "volume_ratio": v}
     return SignalFrame.from_arrays("mean_reversion", close, signal, confidence, meta, p.model_dump())
+
+# %% ../../nbs/12_mean_reversion.ipynb #5bb032ee
+@numba.njit(cache=True)
+def _mean_reversion_sets_kernel(c, vol, bands, i_b, vol_n, i_v, vol_thr, exit_b, depth_scale, allow_short,
+                                sig):   # pragma: no cover
+    "K sets' signals (K × T × N), each distinct band (window, width) and volume ratio once per symbol."
+    T, N = c.shape
+    pct_b, v = np.empty((len(bands), T)), np.empty((len(vol_n), T))   # one symbol's indicators
+    buf = np.empty(max(int(bands[:, 0].max()), vol_n.max()))
+    std, mid, upper, lower = np.empty(T), np.empty(T), np.empty(T), np.empty(T)
+    width, conf = np.empty(T), np.empty(T)
+    for j in range(N):
+        x = c[:, j]
+        for a in range(len(bands)):
+            w = int(bands[a, 0])
+            ind._bollinger_col(x, w, bands[a, 1], buf[:w], std, mid, upper, lower, pct_b[a], width)
+        for a in range(len(vol_n)): ind._mean_ratio_col(vol[:, j], vol_n[a], buf[:vol_n[a]], v[a])
+        for k in range(sig.shape[0]):
+            _mean_reversion_rule(x, pct_b[i_b[k]], v[i_v[k]], vol_thr[k], exit_b[k], depth_scale[k],
+                                 allow_short[k], sig[k, :, j], conf)
+
+@register_signal_sets("mean_reversion")
+def mean_reversion_signal_sets(bars: Bars, params: Sequence[MeanReversionParams]) -> np.ndarray:
+    "The signal of each parameter set (K × T × N int8) in one compiled pass, each distinct indicator once."
+    c = as_matrix(bars.close)
+    sig = np.empty((len(params), c.shape[1], c.shape[0]), np.int8).transpose(0, 2, 1)   # column-major sets
+    if not params: return sig
+    bands, i_b = distinct(params, "bb_window", "n_std")
+    vol_n, i_v = distinct(params, "volume_window")
+    column = lambda key, dtype: np.array([getattr(p, key) for p in params], dtype=dtype)
+    _mean_reversion_sets_kernel(c, as_matrix(bars.volume), bands, i_b, vol_n[:, 0].astype(np.int64), i_v,
+                                column("volume_threshold", float), column("exit_pct_b", float),
+                                column("depth_scale", float), column("allow_short", np.bool_), sig)
+    return sig

@@ -5,6 +5,8 @@
 # %% ../../nbs/11_momentum.ipynb #40296bdb
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numba
 import numpy as np
 from pydantic import Field, model_validator
@@ -12,9 +14,10 @@ from pydantic import Field, model_validator
 from .. import indicators as ind
 from ..data import Bars
 from .base import SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers
+from ..sweep import distinct, register_signal_sets
 
 # %% auto #0
-__all__ = ['MomentumParams', 'momentum_signals']
+__all__ = ['MomentumParams', 'momentum_signals', 'momentum_signal_sets']
 
 # %% ../../nbs/11_momentum.ipynb #8c4134ef
 class MomentumParams(StrategyParams):
@@ -88,3 +91,37 @@ def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> Signal
                      bool(p.allow_short), m_s, m_l, r, v, signal, confidence)
     meta = {"rsi": r, "volume_ratio": v, "price_momentum": m_s, "trend_momentum": m_l}
     return SignalFrame.from_arrays("momentum", close, signal, confidence, meta, p.model_dump())
+
+# %% ../../nbs/11_momentum.ipynb #e78e2cb2
+@numba.njit(cache=True)
+def _momentum_sets_kernel(c, vol, n_s, i_s, n_l, i_l, rsi_n, i_r, vol_n, i_v, rsi_entry, vol_thr, scale,
+                          allow_short, sig):   # pragma: no cover
+    "K sets' signals (K × T × N), each distinct indicator once per symbol (n_*: values, i_*: each set's)."
+    T, N = c.shape
+    m_s, m_l = np.empty((len(n_s), T)), np.empty((len(n_l), T))               # one symbol's indicators
+    r, v = np.empty((len(rsi_n), T)), np.empty((len(vol_n), T))
+    buf, conf = np.empty(max(n_s.max(), n_l.max(), vol_n.max())), np.empty(T)
+    for j in range(N):
+        x = c[:, j]
+        for a in range(len(n_s)): ind._roc_col(x, n_s[a], buf, m_s[a])
+        for a in range(len(n_l)): ind._roc_col(x, n_l[a], buf, m_l[a])
+        for a in range(len(rsi_n)): ind._rsi_col(x, rsi_n[a], r[a])
+        for a in range(len(vol_n)): ind._mean_ratio_col(vol[:, j], vol_n[a], buf[:vol_n[a]], v[a])
+        for k in range(sig.shape[0]):
+            _momentum_rule(x, m_s[i_s[k]], m_l[i_l[k]], r[i_r[k]], v[i_v[k]], rsi_entry[k], vol_thr[k],
+                           scale[k], allow_short[k], sig[k, :, j], conf)
+
+@register_signal_sets("momentum")
+def momentum_signal_sets(bars: Bars, params: Sequence[MomentumParams]) -> np.ndarray:
+    "The signal of each parameter set (K × T × N int8) in one compiled pass, each distinct indicator once."
+    c = as_matrix(bars.close)
+    sig = np.empty((len(params), c.shape[1], c.shape[0]), np.int8).transpose(0, 2, 1)   # column-major sets
+    if not params: return sig
+    keys = ("momentum_period", "long_momentum_period", "rsi_period", "volume_window")
+    (n_s, i_s), (n_l, i_l), (n_r, i_r), (n_v, i_v) = (distinct(params, key) for key in keys)
+    whole = lambda a: a[:, 0].astype(np.int64)
+    column = lambda key, dtype: np.array([getattr(p, key) for p in params], dtype=dtype)
+    _momentum_sets_kernel(c, as_matrix(bars.volume), whole(n_s), i_s, whole(n_l), i_l, whole(n_r), i_r, whole(n_v),
+                          i_v, column("rsi_entry", float), column("volume_threshold", float),
+                          column("momentum_scale", float), column("allow_short", np.bool_), sig)
+    return sig

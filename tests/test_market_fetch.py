@@ -129,3 +129,37 @@ def test_a_week_of_sessions_end_to_end_with_a_holiday_a_late_file_and_a_correcti
     bars = read_market_bars(uri, adjustment="raw")
     assert bars.volume.loc["2024-08-13", fixed.loc[0, "symbol"]] == fixed.loc[0, "volume"]
     assert list(bars.dates) == list(days) and validate(bars, as_of="2024-08-20").ok
+
+
+def test_run_day_ingests_from_the_exchange_then_trades_and_stops_on_a_late_file(archive, tmp_path):
+    """`run day` on a market store: ingest (catching up), validate, daily, report; a late file stops it at ingest."""
+    import json
+
+    from conftest import run_cli
+
+    from strategy_engine.market.bhavcopy import write_bhavcopy
+    from strategy_engine.market.store import ingest_files
+    history = nse_calendar().sessions("2024-05-20", "2024-08-12")
+    week = nse_calendar().sessions("2024-08-13", "2024-08-16")          # 2024-08-15: Independence Day
+    rows = market(history.append(week), n=8, seed=9)
+    for d in history: write_bhavcopy(rows[d], tmp_path / "history")
+    uri = f"duckdb:///{tmp_path / 'market.duckdb'}"
+    assert ingest_files([tmp_path / "history"], uri).ok
+    for d in week: archive.put(rows[d])
+    archive.script[archive.path("2024-08-14")] = [404]                # the exchange publishes it late
+    symbols = sorted(rows[history[0]].query("series == 'EQ'")["symbol"])
+    args = ["--data", uri, "--symbols", *symbols, "--universe", "top:5:traded_value:20", "--no-alerts",
+            "--warehouse", f"duckdb:///{tmp_path / 'runs.duckdb'}", "--archive", tmp_path / "archive",
+            "--base-url", archive.base]
+    late = run_cli("run", "day", "--as-of", "2024-08-14", *args)
+    assert late.returncode == 1 and "stopped: the ingest of 2024-08-14 failed" in late.stdout, late.stdout + late.stderr
+    assert not list((tmp_path / "archive").rglob("manifest.json"))      # nothing ran on yesterday's bars
+    day = run_cli("run", "day", "--as-of", "2024-08-14", *args)         # the file is there now
+    assert day.returncode == 0, day.stdout[-3000:] + day.stderr[-3000:]
+    manifests = [json.loads(p.read_text()) for p in (tmp_path / "archive").rglob("manifest.json")]
+    assert sorted(m["kind"] for m in manifests) == ["daily", "report", "validate"]
+    assert all(m["status"] == "succeeded" for m in manifests)
+    assert [pd.Timestamp(s) for s in sorted(ingest_log(uri)["session"])][-2:] == list(week[:2])   # caught up
+    holiday = run_cli("run", "day", "--as-of", "2024-08-15", *args)
+    assert holiday.returncode == 0 and "not a session" in holiday.stdout
+    assert not any(p == archive.path("2024-08-15") for p, _ in archive.requests)

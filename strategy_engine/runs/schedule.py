@@ -287,7 +287,7 @@ def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequen
                                 "data": data}.items() if v is not None}
     ruled = {**common, **({"universe": universe} if universe else {})}
     stored = {k: v for k, v in {"warehouse": warehouse, "cost_bps": float(cost_bps)}.items() if v is not None}
-    report = {**common, **stored, "period": period, **({} if alerts else {"send_alerts": False})}
+    report = {**ruled, **stored, "period": period, **({} if alerts else {"send_alerts": False})}
     steps: tuple[tuple[str, dict], ...] = (("validate", ruled), ("daily", {**ruled, **stored}), ("report", report))
     done: list[StageOutcome] = []
     if ingest:

@@ -193,12 +193,14 @@ class PerformanceReport:
         return f"PerformanceReport({self.run.run_id}, {self.period}{span}, {', '.join(self.run.strategies)}: {self.status}{why})"
 
 def start_report(as_of: str, period: str = "1m", strategies=None, symbols=None, data: str = "auto",
-                 warehouse: str | None = None, run_id: str = "", cost_bps: float = 10.0) -> PerformanceReport:
+                 warehouse: str | None = None, run_id: str = "", cost_bps: float = 10.0,
+                 universe: str | None = None) -> PerformanceReport:
     "Check the parameters (as the daily run does) and the period; end `no_session` on a non-session day."
     check_names([period], PERIODS, "period")
-    if BOOK in ([strategies] if isinstance(strategies, str) else list(strategies)):
+    if BOOK in ([strategies] if isinstance(strategies, str) else list(strategies or [])):
         raise ConfigError(f"a strategy may not be called {BOOK!r}: the report uses it for the whole book.")
-    run = start_daily(as_of, strategies, symbols, data, warehouse, run_id or f"report-{as_of}", cost_bps=cost_bps)
+    run = start_daily(as_of, strategies, symbols, data, warehouse, run_id or f"report-{as_of}", cost_bps=cost_bps,
+                      universe=universe)
     return PerformanceReport(run, period)
 
 def compute_report(rep: PerformanceReport) -> PerformanceReport:

@@ -314,7 +314,7 @@ def test_tables_match_the_warehouse():
     committed = json.loads((INFRA / "tables.json").read_text())
     assert committed == infra_tables.tables(), "infra/tables.json is stale: run scripts/infra_tables.py"
     specs = infra_tables.load_all_tables()
-    assert set(committed) == set(specs) >= {"signals", "performance", "runs", "bars"}
+    assert set(committed) == set(specs) >= {"signals", "performance", "runs", "market_bars"}
     for name, spec in specs.items():
         want = bigquery_table(spec, "p", "d").to_api_repr()
         got = committed[name]

@@ -2,7 +2,7 @@
 
 The endpoint (`FakeBigQuery`) records every request and keeps its tables in DuckDB: table resources
 become DuckDB tables, Parquet load jobs are inserted, and query jobs run through
-`warehouse.bigquery_on_duckdb` (sqlglot, BigQuery -> DuckDB). So these tests prove what the client
+`bigquery_emulator.bigquery_on_duckdb` (sqlglot, BigQuery -> DuckDB). So these tests prove what the client
 sends (paths, table resources with partitioning and clustering, load files, the SQL and its typed
 parameters), that our code handles BigQuery's replies (rows, errors, 409s, retries), and that the
 whole warehouse contract holds through the client. They do not prove BigQuery's own semantics,
@@ -28,20 +28,23 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from bigquery_emulator import bigquery_on_duckdb
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from strategy_engine.core import DataError, expect_error
 from strategy_engine.data import load_bars
+from strategy_engine.strategies.base import load_config, run_strategy
 from strategy_engine.warehouse import (
     TABLES,
     BigQueryWarehouse,
     DuckDBWarehouse,
     WarehouseError,
     _arrow,
+    _conform,
     _run_batches,
+    _same,
     _same_snapshot,
-    bigquery_on_duckdb,
     bigquery_write_script,
     check_warehouse,
     example_run,
@@ -287,7 +290,7 @@ def test_tables_are_created_partitioned_and_clustered(fake):
     assert created["performance"]["timePartitioning"]["field"] == "date"
     assert created["runs"]["timePartitioning"] == {"type": "MONTH", "field": "as_of"}
     assert created["runs"]["clustering"] == {"fields": ["kind", "status", "run_id"]}
-    assert created["bars"]["clustering"] == {"fields": ["symbol"]}
+    assert "bars" not in created                                  # market data: the market store's market_bars
     for name, spec in TABLES.items():
         fields = created[name]["schema"]["fields"]
         assert [(f["name"], f["type"]) for f in fields] == list(spec.columns.items())
@@ -432,13 +435,24 @@ def test_contract_through_the_client(fake):
     assert facts["counts"] == duck["counts"]
 
 
-def test_large_stage_files_use_resumable_upload(fake, nse_dir):
+def test_bulk_signals_go_in_as_one_parquet_load_job(fake, nse_dir):
+    """A backfill-sized write (every record of the three rule strategies over the NSE sample, Arrow from
+    SignalFrame.records) is one Parquet file, uploaded resumably (over the client's 5 MB multipart limit), and
+    reads back exactly."""
     wh = _warehouse(fake)
     bars = load_bars(nse_dir)
-    assert wh.write_bars(bars) == len(bars.to_long())
+    records = pa.concat_tables([run_strategy(name, bars, load_config(name), restrict_universe=False).records("all")
+                                for name in ("momentum", "mean_reversion", "breakout")])
+    run = {"run_id": "bulk", "kind": "backfill", "as_of": "2024-11-22", "ended_at": "2024-11-22T12:00:00Z"}
+    assert wh.write_run(run, records)["signals"] == records.num_rows > 200_000
     uploads = fake.calls("POST", r"^/upload/")
-    assert [r["query"]["uploadType"] for r in uploads] == ["resumable"]           # over the client's 5 MB multipart limit
-    assert sum(len(r["body"]) for r in fake.calls("PUT", r"^/upload/")) > 5 * 1024 * 1024
-    back = wh.read_bars(["TCS", "INFY"], "2020-01-01", "2020-12-31")
-    pd.testing.assert_frame_equal(back.close, bars.select(["TCS", "INFY"], "2020-01-01", "2020-12-31").close, check_exact=True)
-    assert not back.synthetic and str(nse_dir) in back.source
+    assert [r["query"]["uploadType"] for r in uploads] == ["resumable", "multipart"]    # signals, runs (no performance)
+    sent = b"".join(r["body"] for r in fake.calls("PUT", r"^/upload/"))
+    assert len(sent) > 5 * 1024 * 1024
+    batches, _ = _run_batches(run, records, None, (0, 1))
+    assert pq.read_table(io.BytesIO(sent)).equals(_arrow(batches["signals"], TABLES["signals"]))
+    back = wh.read_signals(run_id="bulk", start="2020-01-01", end="2020-12-31", symbols=["TCS", "INFY"])
+    want = _conform(batches["signals"], TABLES["signals"])
+    want = want[(want["date"].dt.year == 2020) & want["symbol"].isin(["TCS", "INFY"])]
+    _same(back, want.sort_values(["date", "strategy", "symbol"]).reset_index(drop=True), "bulk signals, read back")
+    assert wh.read_signals().empty                                      # a backfill is never current

@@ -30,18 +30,80 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .runs.contract import STATUSES
 from .core import (ConfigError, DataError, check_names, config_dir, did_you_mean, explain_validation_error,
-                                  runs_dir)
+                                  runs_dir, secrets_from_environment)
+from .core import redact as redact_values
 
 _log = logging.getLogger("strategy_engine.alerts")
 
 # %% auto #0
-__all__ = ['RUN_STATUSES', 'CHANNELS', 'PERFORMANCE_COLUMNS', 'SECRET_ENV', 'TELEGRAM_MAX_CHARS', 'RetryPolicy', 'AlertRules',
-           'rules_from_dict', 'alerts_config_path', 'load_alert_rules', 'Alert', 'evaluate_rules', 'backoff_delay',
-           'redact', 'RedactingFilter', 'channel_problems', 'Delivery', 'alert_state_dir', 'send_alerts', 'notify_run']
+__all__ = ['RUN_STATUSES', 'PERFORMANCE_COLUMNS', 'TELEGRAM_MAX_CHARS', 'Channel', 'register_channel', 'channel_names',
+           'get_channel', 'Telegram', 'Email', 'RetryPolicy', 'AlertRules', 'rules_from_dict', 'alerts_config_path',
+           'load_alert_rules', 'Alert', 'evaluate_rules', 'backoff_delay', 'redact', 'RedactingFilter',
+           'channel_problems', 'TransientError', 'PermanentError', 'Delivery', 'alert_state_dir', 'send_alerts',
+           'notify_run']
 
 # %% ../nbs/40_alerts.ipynb #9bb619a7
 RUN_STATUSES = STATUSES             # a run manifest's `status` (strategy_engine.runs.contract)
-CHANNELS = ("telegram", "email")
+
+class Channel:
+    "An alert channel: its `name`, the environment it needs, which of that is secret, and `send` (one try)."
+    name: str = ""
+    required_env: tuple[str, ...] = ()    # variables that must be set, or the channel is skipped
+    secret_env: tuple[str, ...] = ()      # variables whose values never reach a log, a message or a Delivery
+
+    def problem(self, env: Mapping[str, str]) -> str:
+        "'' when every required variable is set, else which are missing (names only, never values)."
+        missing = [n for n in self.required_env if not str(env.get(n, "")).strip()]
+        return f"{', '.join(missing)} not set" if missing else ""
+
+    def send(self, alert: Alert, env: Mapping[str, str], timeout: float, http: Callable[[], httpx.Client]) -> None:
+        "Deliver `alert` once: return when done, raise `TransientError` to be retried, anything else to give up."
+        raise NotImplementedError(f"channel {self.name!r} does not implement send")
+
+_CHANNELS: dict[str, Channel] = {}
+
+def register_channel(cls: type[Channel]) -> type[Channel]:
+    "Class decorator registering an instance of a `Channel` subclass under its `name`."
+    if not (isinstance(cls, type) and issubclass(cls, Channel)) or not cls.name.isidentifier():
+        raise ConfigError(f"register_channel: {cls!r} must subclass Channel and set `name` to an identifier.")
+    old = _CHANNELS.get(cls.name)
+    if old is not None and type(old).__qualname__ != cls.__qualname__:
+        raise ConfigError(f"alert channel {cls.name!r} is already registered by {type(old).__qualname__}.")
+    _CHANNELS[cls.name] = cls()
+    return cls
+
+def channel_names() -> tuple[str, ...]:
+    "The registered alert channels, in registration order (the default of `AlertRules.channels`)."
+    return tuple(_CHANNELS)
+
+def get_channel(name: str) -> Channel:
+    "The registered channel `name`, or an error listing the registered ones."
+    check_names([name], _CHANNELS, "alert channel")
+    return _CHANNELS[name]
+
+@register_channel
+class Telegram(Channel):
+    "Telegram: the Bot API's sendMessage (`TELEGRAM_API_BASE` points it elsewhere, e.g. at a test server)."
+    name = "telegram"
+    required_env = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID")
+    secret_env = ("TELEGRAM_BOT_TOKEN",)
+
+    def send(self, alert: Alert, env: Mapping[str, str], timeout: float, http: Callable[[], httpx.Client]) -> None:
+        "One sendMessage call through the shared HTTP client."
+        token, chat_id = env["TELEGRAM_BOT_TOKEN"].strip(), env["TELEGRAM_CHAT_ID"].strip()
+        _telegram_once(http(), token, chat_id, _telegram_text(alert))
+
+@register_channel
+class Email(Channel):
+    "Email over SMTP (STARTTLS unless `SMTP_STARTTLS=false`), to the comma-separated `ALERT_EMAIL_TO`."
+    name = "email"
+    required_env = ("SMTP_HOST", "SMTP_FROM", "ALERT_EMAIL_TO")
+    secret_env = ("SMTP_PASSWORD",)
+
+    def send(self, alert: Alert, env: Mapping[str, str], timeout: float, http: Callable[[], httpx.Client]) -> None:
+        "One SMTP session with the settings of `env` (checked first: a bad one is a ConfigError, not retried)."
+        smtp = _smtp_settings(env)
+        _email_once(smtp, _email_message(alert, smtp), timeout)
 
 def _known(values: tuple[str, ...], allowed: Sequence[str], what: str) -> tuple[str, ...]:
     "Check a list of names: each one allowed (with a did-you-mean), none twice."
@@ -74,8 +136,8 @@ class AlertRules(BaseModel):
     alert_statuses: tuple[str, ...] = Field(default=("failed", "timeout", "data_stale", "killed"),
                                             json_schema_extra={"allowed": f"a list of run statuses: {', '.join(RUN_STATUSES)}"},
                                             description="run statuses that raise an alert")
-    channels: tuple[str, ...] = Field(default=CHANNELS,
-                                      json_schema_extra={"allowed": f"a list of channels: {', '.join(CHANNELS)}"},
+    channels: tuple[str, ...] = Field(default_factory=channel_names,
+                                      json_schema_extra={"allowed": "a list of registered channels (channel_names())"},
                                       description="where alerts go (each still needs its environment variables)")
     retry: RetryPolicy = Field(default=RetryPolicy(), description="retry policy of every channel")
 
@@ -89,7 +151,7 @@ class AlertRules(BaseModel):
 
     @field_validator("channels")
     @classmethod
-    def _channels(cls, value: tuple[str, ...]) -> tuple[str, ...]: return _known(value, CHANNELS, "channel")
+    def _channels(cls, value: tuple[str, ...]) -> tuple[str, ...]: return _known(value, channel_names(), "channel")
 
 # %% ../nbs/40_alerts.ipynb #0cf1c94e
 def rules_from_dict(raw: Any, source: str = "<dict>") -> AlertRules:
@@ -217,17 +279,16 @@ def _retry_after(response: httpx.Response) -> float | None:
     return value if math.isfinite(value) else None
 
 # %% ../nbs/40_alerts.ipynb #2372f4b6
-SECRET_ENV = ("TELEGRAM_BOT_TOKEN", "SMTP_PASSWORD")
 _BOT_PATH = re.compile(r"/bot[^/\s'\"]+/")
 
 def redact(text: Any, secrets: Iterable[str | None] = ()) -> str:
     "`text` with every Telegram `/bot<token>/` path segment and every value in `secrets` replaced by `***`."
-    out = _BOT_PATH.sub("/bot***/", str(text))
-    for secret in secrets:
-        if secret: out = out.replace(secret, "***")
-    return out
+    return redact_values(_BOT_PATH.sub("/bot***/", str(text)), secrets)
 
-def _secrets(env: Mapping[str, str]) -> list[str]: return [env.get(k, "") for k in SECRET_ENV]
+def _secrets(env: Mapping[str, str]) -> list[str]:
+    "What to hide: every registered channel's secret variables (any length) and the environment's secrets."
+    declared = [env.get(k, "") for channel in _CHANNELS.values() for k in channel.secret_env]
+    return declared + list(secrets_from_environment(env).values())
 
 class RedactingFilter(logging.Filter):
     "A logging filter that passes each record's message through `redact` (bot paths and secret environment values)."
@@ -248,24 +309,19 @@ _install_redaction("httpx", "strategy_engine.alerts")
 
 # %% ../nbs/40_alerts.ipynb #908c7163
 TELEGRAM_MAX_CHARS = 4096
-_REQUIRED_ENV = {"telegram": ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID"), "email": ("SMTP_HOST", "SMTP_FROM", "ALERT_EMAIL_TO")}
-
 def channel_problems(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    "Per channel: '' when its environment variables are set, else which are missing (names only, never values)."
+    "Per registered channel: '' when its environment variables are set, else which are missing (names only)."
     env = os.environ if env is None else env
-    out = {}
-    for channel, names in _REQUIRED_ENV.items():
-        missing = [n for n in names if not str(env.get(n, "")).strip()]
-        out[channel] = f"{', '.join(missing)} not set" if missing else ""
-    return out
+    return {name: channel.problem(env) for name, channel in _CHANNELS.items()}
 
-class _Retry(Exception):
-    "A transient failure: try again after the backoff (or the server's retry_after)."
+class TransientError(Exception):
+    "A transient failure of a channel's `send`: tried again after the backoff (or the server's retry_after)."
     def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message); self.retry_after = retry_after
+        super().__init__(message)
+        self.retry_after = retry_after
 
-class _GiveUp(Exception):
-    "A permanent failure: retrying cannot help."
+class PermanentError(Exception):
+    "A permanent failure of a channel's `send`: retrying cannot help."
 
 class _Failed(Exception):
     "Delivery failed for good after `attempts` tries."
@@ -279,8 +335,8 @@ def _with_retries(attempt_once: Callable[[], None], retry: RetryPolicy, sleep: C
         try:
             attempt_once()
             return attempt
-        except _GiveUp as e: raise _Failed(str(e), attempt) from None
-        except _Retry as e:
+        except PermanentError as e: raise _Failed(str(e), attempt) from None
+        except TransientError as e:
             if attempt == retry.attempts: raise _Failed(f"{e} (gave up after {attempt} tries)", attempt) from None
             wait = backoff_delay(attempt, retry, e.retry_after)
             _log.warning("alert for run %s (%s) via %s: try %d of %d failed (%s); retrying in %.2f s",
@@ -294,17 +350,17 @@ def _telegram_text(alert: Alert) -> str:
     return text if len(text) <= TELEGRAM_MAX_CHARS else text[: TELEGRAM_MAX_CHARS - 1] + "…"
 
 def _telegram_once(client: httpx.Client, token: str, chat_id: str, text: str) -> None:
-    "One sendMessage call: return on success, `_Retry` on 429/5xx/connection trouble, `_GiveUp` otherwise."
+    "One sendMessage call: return on success, `TransientError` on 429/5xx/connection trouble, `PermanentError` otherwise."
     try: response = client.post(f"/bot{token}/sendMessage", json={"chat_id": chat_id, "text": text})
-    except httpx.TransportError as e: raise _Retry(f"{type(e).__name__}: {e}") from None
+    except httpx.TransportError as e: raise TransientError(f"{type(e).__name__}: {e}") from None
     try: body = response.json()
     except ValueError: body = {}
     body = body if isinstance(body, dict) else {}
     if response.status_code == 200 and body.get("ok") is True: return
     detail = f"HTTP {response.status_code} {body.get('description') or response.reason_phrase}".strip()
-    if response.status_code == 429: raise _Retry(detail, _retry_after(response))
-    if response.status_code >= 500: raise _Retry(detail)
-    raise _GiveUp(detail if response.status_code != 200 else f"{detail}: the reply is not {{'ok': true}}")
+    if response.status_code == 429: raise TransientError(detail, _retry_after(response))
+    if response.status_code >= 500: raise TransientError(detail)
+    raise PermanentError(detail if response.status_code != 200 else f"{detail}: the reply is not {{'ok': true}}")
 
 @dataclass(frozen=True)
 class _Smtp:
@@ -354,27 +410,27 @@ def _email_message(alert: Alert, smtp: _Smtp) -> EmailMessage:
     return msg
 
 def _email_once(smtp: _Smtp, msg: EmailMessage, timeout: float) -> None:
-    "One SMTP session: return on success, `_Retry` on 4xx or connection trouble, `_GiveUp` otherwise."
+    "One SMTP session: return on success, `TransientError` on 4xx or connection trouble, `PermanentError` otherwise."
     try:
         with smtplib.SMTP(smtp.host, smtp.port, timeout=timeout) as session:
             if smtp.starttls: session.starttls(context=ssl.create_default_context())
             if smtp.user: session.login(smtp.user, smtp.password)
             refused = session.send_message(msg)
         if refused: _log.warning("email alert: some recipients were refused: %s", sorted(refused))
-    except ssl.SSLCertVerificationError as e: raise _GiveUp(f"TLS certificate of {smtp.host} rejected: {e}") from None
+    except ssl.SSLCertVerificationError as e: raise PermanentError(f"TLS certificate of {smtp.host} rejected: {e}") from None
     except smtplib.SMTPRecipientsRefused as e:
         codes = [code for code, _ in e.recipients.values()]
         error = f"all recipients refused: {e.recipients}"
-        if all(400 <= c < 500 for c in codes): raise _Retry(error) from None
-        raise _GiveUp(error) from None
+        if all(400 <= c < 500 for c in codes): raise TransientError(error) from None
+        raise PermanentError(error) from None
     except smtplib.SMTPResponseException as e:
         text = e.smtp_error.decode(errors="replace") if isinstance(e.smtp_error, bytes) else str(e.smtp_error)
         error = f"SMTP {e.smtp_code} {text}"
-        if 400 <= e.smtp_code < 500: raise _Retry(error) from None
-        raise _GiveUp(error) from None
-    except smtplib.SMTPServerDisconnected as e: raise _Retry(f"SMTPServerDisconnected: {e}") from None
-    except smtplib.SMTPException as e: raise _GiveUp(f"{type(e).__name__}: {e}") from None
-    except OSError as e: raise _Retry(f"{type(e).__name__}: {e}") from None
+        if 400 <= e.smtp_code < 500: raise TransientError(error) from None
+        raise PermanentError(error) from None
+    except smtplib.SMTPServerDisconnected as e: raise TransientError(f"SMTPServerDisconnected: {e}") from None
+    except smtplib.SMTPException as e: raise PermanentError(f"{type(e).__name__}: {e}") from None
+    except OSError as e: raise TransientError(f"{type(e).__name__}: {e}") from None
 
 # %% ../nbs/40_alerts.ipynb #55b04a9d
 @dataclass(frozen=True)
@@ -427,19 +483,12 @@ def _deliver(alert: Alert, channel: str, env: Mapping[str, str], rules: AlertRul
                    extra={**extra, "delivery": status, "attempts": attempts, "error": error})
         return Delivery(alert.key, alert.run_id, channel, status, attempts, error)
 
-    problem = channel_problems(env)[channel]
+    sender = _CHANNELS[channel]
+    problem = sender.problem(env)
     if problem: return done("skipped", error=f"{channel} is not configured: {problem}")
     claimed: Path | None = None
-    send: Callable[[], None]
+    send = lambda: sender.send(alert, env, rules.retry.timeout_s, clients)
     try:
-        if channel == "email":
-            smtp = _smtp_settings(env)
-            message = _email_message(alert, smtp)
-            send = lambda: _email_once(smtp, message, rules.retry.timeout_s)
-        else:
-            token, chat_id, text = env["TELEGRAM_BOT_TOKEN"].strip(), env["TELEGRAM_CHAT_ID"].strip(), _telegram_text(alert)
-            client = clients()
-            send = lambda: _telegram_once(client, token, chat_id, text)
         store.mkdir(parents=True, exist_ok=True)
         path = store / f"{alert.digest}-{channel}.json"
         if not _claim(path, alert, channel): return done("duplicate")
@@ -476,8 +525,9 @@ def send_alerts(alerts: Sequence[Alert], rules: AlertRules | None = None, channe
             return client[0]
         for alert in alerts:
             for channel in chosen:
-                if channel not in CHANNELS:
-                    error = f"unknown channel {channel!r}.{did_you_mean(channel, CHANNELS)} Allowed: {', '.join(CHANNELS)}."
+                if channel not in _CHANNELS:
+                    error = (f"unknown channel {channel!r}.{did_you_mean(channel, _CHANNELS)} "
+                             f"Registered: {', '.join(_CHANNELS)}.")
                     _log.error("alert for run %s: %s", alert.run_id, error,
                                  extra={"run_id": alert.run_id, "status": alert.status, "channel": channel, "delivery": "failed"})
                     out.append(Delivery(alert.key, alert.run_id, channel, "failed", 0, error))

@@ -3,6 +3,7 @@ import email
 import email.policy
 import json
 import logging
+import os
 import shutil
 import socket
 import ssl
@@ -18,7 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from strategy_engine.alerts import AlertRules, RetryPolicy, evaluate_rules, notify_run, send_alerts
+from strategy_engine.alerts import AlertRules, RetryPolicy, channel_names, evaluate_rules, get_channel, notify_run, send_alerts
 
 TOKEN = "7654321:AAH-test-token-never-logged_Zq9xY"
 PASSWORD = "smtp-pw-never-logged-4411"
@@ -386,3 +387,66 @@ def test_notify_run_end_to_end_on_both_channels(telegram, smtp, tmp_path):
         "[strategy-engine] [WARNING] breakout: drawdown 9.0% beyond 5.0%"]
     again = notify_run(run, perf, rules, state_dir=tmp_path, sleep=pytest.fail)
     assert {d.status for d in again} == {"duplicate"} and len(telegram.requests) == 2 and len(smtp.envelopes) == 2
+
+
+# ================================================================= the channel contract: every registered channel
+def _telegram_double(monkeypatch):
+    """The local Bot API; what it received, as text."""
+    fake = FakeTelegram()
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", TOKEN)
+    monkeypatch.setenv("TELEGRAM_CHAT_ID", "-1001234567890")
+    monkeypatch.setenv("TELEGRAM_API_BASE", fake.url)
+    return fake.close, lambda: [r["path"] + json.dumps(r["json"]) for r in fake.requests]
+
+
+def _email_double(monkeypatch):
+    """A local SMTP server that takes a login on loopback; what it received, headers and body."""
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port(), authenticator=box.authenticate,
+                            auth_require_tls=False)
+    controller.start()
+    smtp_env(monkeypatch, controller.port)
+    monkeypatch.setenv("SMTP_USER", "alerts")
+    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
+    return controller.stop, lambda: [str(m) for m in box.messages()]
+
+
+LOCAL_DOUBLES = {"telegram": _telegram_double, "email": _email_double}   # channel -> a real server on loopback
+
+
+@pytest.mark.parametrize("name", channel_names())
+def test_channel_contract(name, monkeypatch, tmp_path, caplog):
+    """Every registered channel: it declares its environment and secrets, is skipped without them (naming the
+    variables), delivers once through a real local server, and never lets a secret it declares out."""
+    channel = get_channel(name)
+    assert channel.name == name and channel.required_env
+    assert all(isinstance(v, str) and v.isupper() for v in channel.required_env + channel.secret_env)
+    rules = AlertRules(channels=(name,), retry=RETRY)
+    [alert] = evaluate_rules(FAILED_RUN, None, rules)
+    [skipped] = send_alerts([alert], rules, state_dir=tmp_path / "skipped", env={}, sleep=pytest.fail)
+    assert skipped.status == "skipped" and all(v in skipped.error for v in channel.required_env), skipped
+    if name not in LOCAL_DOUBLES:
+        pytest.fail(f"channel {name!r} has no local server in LOCAL_DOUBLES: add one (tests/test_alerts.py)")
+    stop, received = LOCAL_DOUBLES[name](monkeypatch)
+    try:
+        secrets = [os.environ[k] for k in channel.secret_env]
+        leaky = {**FAILED_RUN, "error": "the run quoted " + " and ".join(secrets or ["nothing"])}
+        [alert] = evaluate_rules(leaky, None, rules)
+        caplog.set_level(logging.DEBUG)
+        [sent] = send_alerts([alert], rules, state_dir=tmp_path / "store", sleep=pytest.fail)
+        assert (sent.status, sent.attempts) == ("sent", 1), sent
+        [text] = received()
+        assert "the run quoted" in text and not any(s in text.replace(f"/bot{TOKEN}/", "") for s in secrets)
+        no_secrets(caplog, [sent], *secrets)
+        [again] = send_alerts([alert], rules, state_dir=tmp_path / "store", sleep=pytest.fail)
+        assert again.status == "duplicate" and len(received()) == 1
+    finally:
+        stop()
+
+
+def test_an_unknown_channel_fails_validation_listing_the_registered_ones():
+    from strategy_engine.alerts import rules_from_dict
+    from strategy_engine.core import ConfigError
+    with pytest.raises(ConfigError) as e:
+        rules_from_dict({"alerts": {"channels": ["telegram", "sms"]}}, "alerts.yaml")
+    assert "'sms' is not a channel" in str(e.value) and f"Allowed: {', '.join(channel_names())}." in str(e.value)

@@ -3,10 +3,11 @@
 # a test checks that).
 locals {
   job_logs = "resource.type=\"cloud_run_job\" AND resource.labels.job_name=\"${local.job_name}\""
-  # The CLI's closing line "<status>: <notebook> (<s> s)" and the alert log line, as the job logs them today
-  # (plain text). When the job's logs become JSON lines, textPayload becomes jsonPayload.message here.
-  status_line = "textPayload=~\"^(succeeded|no_session|failed|timeout|kernel_died|killed|data_stale): \""
-  alert_line  = "textPayload=~\"^alert '.*' for run \""
+  # The job logs JSON lines on Cloud Run (strategy_engine.logs; CLOUD_RUN_JOB is set there): the CLI's status line of
+  # a run carries jsonPayload.status and jsonPayload.stage; each alert raised (a run's status alert, or a report's
+  # Sharpe/drawdown rule, sent from its kernel) is a line with jsonPayload.event="alert".
+  status_line = "jsonPayload.logger=\"strategy_engine.job\" AND jsonPayload.stage:* AND jsonPayload.status=~\"^(succeeded|no_session|failed|timeout|kernel_died|killed|data_stale)$\""
+  alert_line  = "jsonPayload.logger=\"strategy_engine.job\" AND jsonPayload.event=\"alert\""
   channels    = [for c in google_monitoring_notification_channel.email : c.id]
 }
 
@@ -38,8 +39,8 @@ resource "google_logging_metric" "run_status" {
   }
   depends_on = [google_project_service.apis]
   label_extractors = {
-    status = "REGEXP_EXTRACT(textPayload, \"^([a-z_]+): \")"
-    stage  = "REGEXP_EXTRACT(textPayload, \"/(daily|validate|report|train)-[0-9]{4}-\")"
+    status = "EXTRACT(jsonPayload.status)"
+    stage  = "EXTRACT(jsonPayload.stage)"
   }
 }
 
@@ -57,12 +58,12 @@ resource "google_logging_metric" "alerts_sent" {
   }
   depends_on = [google_project_service.apis]
   label_extractors = {
-    rule = "REGEXP_EXTRACT(textPayload, \"(Sharpe|drawdown|failed|timeout|data_stale|killed)\")"
+    rule = "REGEXP_EXTRACT(jsonPayload.message, \"(Sharpe|drawdown|failed|timeout|data_stale|killed)\")"
   }
 }
 
-# The report's figures per strategy, for the dashboard: one JSON log line per strategy from the 18:00 report
-# (jsonPayload.event="performance"), which the job's structured logging must emit (README.md, "## Deployment": not emitted yet).
+# The report's figures per strategy, for the dashboard: the 18:00 report's one JSON log line per strategy
+# (jsonPayload.event="performance", with strategy, period, total_return, sharpe_ratio, max_drawdown; cli._say_performance).
 resource "google_logging_metric" "report" {
   for_each = toset(["total_return", "max_drawdown", "sharpe_ratio"])
   name     = "strategy_engine/report_${each.value}"

@@ -265,7 +265,7 @@ def _say_launch(launch, stage: str, archive: str | None) -> None:
         _say_performance(launch, archive)
 
 def _say_performance(launch, archive: str | None) -> None:
-    "One `event: performance` line per strategy of a report (the monitoring's log-based metrics read them)."
+    "One `event: performance` line per strategy of a report, one `event: alert` per alert (log-based metrics)."
     import io
 
     import pandas as pd
@@ -282,6 +282,9 @@ def _say_performance(launch, archive: str | None) -> None:
             stage="report",
             strategy=r.strategy, period=period, total_return=float(r.total_return),
             sharpe_ratio=float(r.sharpe_ratio), max_drawdown=float(r.max_drawdown))
+    for title in (launch.result or {}).get("alerts", []):   # the report's rule alerts, sent from its kernel
+        say(f"  alert '{title}' for run {launch.record_id}", event="alert", run_id=launch.record_id,
+            stage="report")
 
 def _run_stage(stage: str, params: dict, args) -> int:
     "Run one stage of the day (`strategy_engine.runs.schedule.run_stage`) and say how it ended."

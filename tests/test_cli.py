@@ -151,4 +151,7 @@ def test_report_logs_json_lines_with_run_id_stage_trace_and_performance_events(t
     assert set(perf) == {"momentum", "breakout", "book"}, lines
     assert all(isinstance(x["sharpe_ratio"], float) and x["max_drawdown"] <= 0 and x["run_id"] == status["run_id"]
                for x in perf.values())
+    alerts = [x["message"] for x in lines if x.get("event") == "alert"]    # infra/monitoring.tf's alerts_sent
+    assert all("Sharpe" in a or "drawdown" in a for a in alerts), alerts
+    assert len(alerts) == sum((x["sharpe_ratio"] < 1.0) + (x["max_drawdown"] < -0.05) for x in perf.values()), alerts
     assert "Executing Cell" not in r.stdout + r.stderr

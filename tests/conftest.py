@@ -34,6 +34,18 @@ def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subpro
     return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
+def run_cli_many(calls: list[tuple[tuple, dict | None]], timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    """Run independent `strategy-engine` commands at once (each `(args, env)`), results in order: the suite's fast path
+    for cases that share nothing (their own archive and warehouse each)."""
+    procs = [subprocess.Popen([str(CLI), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=ROOT, env=env) for args, env in calls]
+    done = []
+    for (args, _), proc in zip(calls, procs):
+        out, err = proc.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess([str(CLI), *map(str, args)], proc.returncode, out, err))
+    return done
+
+
 def make_template(path: Path, parameters: str, *cells: str) -> Path:
     """Write a notebook with a cell tagged `parameters` followed by code cells."""
     nb = nbformat.v4.new_notebook()

@@ -12,7 +12,7 @@ from strategy_engine.runs.contract import FAILPOINT_ENV, RUN_STEPS
 from strategy_engine.runs.records import reconcile, verify_records
 from strategy_engine.warehouse import open_warehouse
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_many
 
 DAY = "2024-11-22"
 
@@ -44,85 +44,135 @@ def consistent(where) -> list[str]:
         return [str(p) for p in verify(store, allow_empty=True).problems] + verify_records(store, wh)
 
 
-@pytest.mark.parametrize("step,how", [(s, h) for s in RUN_STEPS for h in ("kill", "term")])
-def test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete(where, step, how):
+CASES = [(s, h) for s in RUN_STEPS for h in ("kill", "term")]
+
+
+def daily_args(where, *extra):
+    return ("run", "daily", "--as-of", DAY, "--warehouse", where["warehouse"], "--archive", where["archive"], "--no-alerts",
+            *extra)
+
+
+def snapshot(where) -> dict:
+    return {"problems": consistent(where), "manifests": manifests(where), "current": len(current(where))}
+
+
+@pytest.fixture(scope="module")
+def crash_loop(tmp_path_factory):
+    """Every crash case at once (each its own archive and warehouse, nothing shared): crash, reconcile, retry.
+
+    The cases are independent, so their runs go in parallel (`run_cli_many`); the test per case reads its states."""
+    places = {c: {"warehouse": f"duckdb:///{(t := tmp_path_factory.mktemp('crash'))}/wh.duckdb",
+                  "archive": str(t / "archive"), "tmp": t} for c in CASES}
+    crashed = run_cli_many([(daily_args(places[c], "--data", "synthetic"), {**os.environ, FAILPOINT_ENV: ":".join(c)})
+                            for c in CASES])
+    states = {}
+    for c, out in zip(CASES, crashed):
+        where = places[c]
+        states[c] = {"crashed": out, "after_crash": snapshot(where)}
+        with open_warehouse(where["warehouse"]) as wh:
+            states[c]["reconciled"] = reconcile(open_archive(where["archive"]), wh)
+        states[c]["after_reconcile"] = snapshot(where)
+    retried = [c for c in CASES if c[1] == "kill"]                  # SIGTERM ends the same way: one retry per step
+    for c, out in zip(retried, run_cli_many([(daily_args(places[c], "--data", "synthetic"), None) for c in retried])):
+        states[c]["retry"] = out
+        states[c]["after_retry"] = snapshot(places[c])
+    return states
+
+
+@pytest.mark.parametrize("step,how", CASES)
+def test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete(crash_loop, step, how):
     """RELIABILITY 2: kill -9 / SIGTERM after each step of a run; then reconcile, and a retry, converge to one clean run."""
-    crashed = daily(where, "--data", "synthetic", env={**os.environ, FAILPOINT_ENV: f"{step}:{how}"})
+    state = crash_loop[(step, how)]
+    crashed = state["crashed"]
     assert crashed.returncode in (-9, -15), crashed.stdout + crashed.stderr
-    problems = consistent(where)
     allowed = ("not_in_ledger", "not loaded into the warehouse")
+    problems = state["after_crash"]["problems"]
     assert all(any(a in p for a in allowed) for p in problems), problems        # never a contradiction, only unfinished
-    store = open_archive(where["archive"])
-    with open_warehouse(where["warehouse"]) as wh:
-        done = reconcile(store, wh)
-    assert not done.problems and consistent(where) == []
-    archived = manifests(where)
+    done, after = state["reconciled"], state["after_reconcile"]
+    assert not done.problems and after["problems"] == []
+    archived = after["manifests"]
     if step in ("executed", "archived_files"):
-        assert archived == [] and current(where).empty                            # nothing of the run exists
+        assert archived == [] and after["current"] == 0                           # nothing of the run exists
     else:
-        assert len(archived) == 1 and len(current(where)) == archived[0]["warehouse_rows"]["signals"] > 0
-    if how == "term": return                                                  # SIGTERM ends the same way; one retry per step
-    retry = daily(where, "--data", "synthetic")
+        assert len(archived) == 1 and after["current"] == archived[0]["warehouse_rows"]["signals"] > 0
+    if how == "term":
+        return
+    retry, final = state["retry"], state["after_retry"]
     assert retry.returncode == 0, retry.stdout + retry.stderr
-    assert consistent(where) == []
-    ms = manifests(where)
-    assert len({m["run_id"] for m in ms}) == 1 and len(current(where)) == ms[-1]["warehouse_rows"]["signals"]
+    assert final["problems"] == []
+    ms = final["manifests"]
+    assert len({m["run_id"] for m in ms}) == 1 and final["current"] == ms[-1]["warehouse_rows"]["signals"]
 
 
-def test_history_is_kept_and_the_day_is_never_a_mixture(where, nse_dir):
-    """Issue 12: a narrower second run of the day becomes current as a whole; the first run's rows stay, whole."""
-    first = daily(where)
-    assert first.returncode == 0, first.stdout + first.stderr
-    before = current(where)
-    second = daily(where, "--strategies", "momentum", "--symbols", "RELIANCE", "TCS")
-    assert second.returncode == 0, second.stdout + second.stderr
-    m1, m2 = (m for m in manifests(where))
+@pytest.fixture(scope="module")
+def history(tmp_path_factory, nse_dir):
+    """One archive and warehouse with a day's history, shared by the tests that only read it (a test that changes
+    anything copies it first): the NSE run, a run of other data, then a narrower NSE run that becomes current."""
+    t = tmp_path_factory.mktemp("history")
+    where = {"warehouse": f"duckdb:///{t}/wh.duckdb", "archive": str(t / "archive"), "tmp": t}
+    for extra in ((), ("--data", "synthetic"), ("--strategies", "momentum", "--symbols", "RELIANCE", "TCS")):
+        out = daily(where, *extra)
+        assert out.returncode == 0, out.stdout + out.stderr
+    nse, syn, narrow = manifests(where)
+    return {"where": where, "nse": nse, "synthetic": syn, "narrow": narrow}
+
+
+def copy_of(history, tmp_path) -> dict:
+    "A private copy of the shared history's archive and warehouse, for a test that changes them."
+    src = history["where"]
+    shutil.copytree(src["archive"], tmp_path / "archive")
+    for f in src["tmp"].glob("wh.duckdb*"):                                   # the database and its write-ahead log
+        shutil.copy(f, tmp_path / f.name)
+    return {"warehouse": f"duckdb:///{tmp_path}/wh.duckdb", "archive": str(tmp_path / "archive"), "tmp": tmp_path}
+
+
+def test_history_is_kept_and_the_day_is_never_a_mixture(history, nse_dir):
+    """Issue 12: a narrower later run of the day becomes current as a whole; the earlier runs' rows stay, whole."""
+    where, m1, m2 = history["where"], history["nse"], history["narrow"]
     assert m1["run_id"] != m2["run_id"]
     now = current(where)
     assert set(now["run_id"]) == {m2["identity"]["run_id"]} and set(now["symbol"]) <= {"RELIANCE", "TCS"}
     with open_warehouse(where["warehouse"]) as wh:
         kept = wh.read_signals(run_id=m1["identity"]["run_id"])
-        assert len(kept) == m1["warehouse_rows"]["signals"] == len(before)      # the first manifest's count stays true
+        assert len(kept) == m1["warehouse_rows"]["signals"] > len(now)          # the first manifest's count stays true
         perf = wh.read_performance(start=DAY, end=DAY)
         assert set(perf["run_id"]) == {m2["identity"]["run_id"]} and set(perf["strategy"]) == {"momentum"}
         then = wh.read_signals(start=DAY, end=DAY, at=m1["ended_at"])           # what was current after the first run
-        assert set(then["run_id"]) == {m1["identity"]["run_id"]} and len(then) == len(before)
+        assert set(then["run_id"]) == {m1["identity"]["run_id"]} and len(then) == len(kept)
         runs = wh.read_runs()
     shown = run_cli("signals", "--date", DAY, "--warehouse", where["warehouse"], "--at", m1["ended_at"])
     assert shown.returncode == 0 and m1["identity"]["run_id"] in shown.stdout and m2["identity"]["run_id"] not in shown.stdout
     usage = run_cli("signals", "--date", DAY, "--warehouse", where["warehouse"], "--attempt", "1")
     assert usage.returncode == 2 and "--attempt needs --run-id" in usage.stderr
     assert runs["started_at"].notna().all() and runs["notebook_uri"].notna().all() and runs["manifest_sha256"].notna().all()
-    assert (runs["data_uri"] == str(nse_dir)).all() and runs["started_by"].str.startswith("cli:").all()
+    nse_runs = runs[runs["run_id"] != history["synthetic"]["identity"]["run_id"]]
+    assert (nse_runs["data_uri"] == str(nse_dir)).all() and runs["started_by"].str.startswith("cli:").all()
     assert consistent(where) == []
 
 
-def test_other_data_is_another_run_that_replaces_nothing(where, nse_dir):
+def test_other_data_is_another_run_that_replaces_nothing(history, nse_dir):
     """Issue 12: --data synthetic for the same day gets its own run id; the NSE run's rows and manifest stay true."""
-    nse = daily(where)
-    syn = daily(where, "--data", "synthetic")
-    assert nse.returncode == 0 and syn.returncode == 0, syn.stderr
-    a, b = manifests(where)
+    where, a, b = history["where"], history["nse"], history["synthetic"]
     assert a["run_id"] != b["run_id"] and a["identity"]["data"]["uri"] == str(nse_dir)
     assert b["identity"]["data"]["uri"] == "synthetic" and a["identity"]["config"]["sha256"] == b["identity"]["config"]["sha256"]
     with open_warehouse(where["warehouse"]) as wh:
         assert len(wh.read_signals(run_id=a["identity"]["run_id"])) == a["warehouse_rows"]["signals"] > 0
+        assert len(wh.read_signals(run_id=b["identity"]["run_id"])) == b["warehouse_rows"]["signals"] > 0
 
 
-def test_manifest_and_runs_row_are_complete(where, nse_dir):
+def test_manifest_and_runs_row_are_complete(history):
     """RELIABILITY 25 / issue 12: identity, who, code, data, configuration, files and row counts that match."""
-    out = daily(where)
-    assert out.returncode == 0, out.stderr
-    (m,) = manifests(where)
+    where, m = history["where"], history["nse"]
     for field in ("run_id", "kind", "as_of", "status", "exit_code", "started_at", "ended_at", "git_commit", "algo_id",
                   "started_by", "data_sha256", "parameters_sha256", "notebook_sha256", "warehouse_rows", "files", "configs"):
         assert m.get(field) is not None, field
     assert m["algo_id"] == "generic" and m["failed_cell"] is None and "image_digest" in m
     assert set(m["files"]) == {"rows/signals.parquet", "rows/performance.parquet"}
     assert m["configs"]["momentum"]["parameters"]["rsi_period"] == 14
-    assert len(m["identity"]["config"]["files"]) == 3 and len(m["identity"]["data"]["sha256"]) == 64
+    yamls = {p.stem for p in (Path(__file__).resolve().parent.parent / "config" / "strategies").glob("*.yaml")}
+    assert set(m["identity"]["config"]["files"]) == yamls and len(m["identity"]["data"]["sha256"]) == 64
     with open_warehouse(where["warehouse"]) as wh:
-        (row,) = wh.read_runs().to_dict("records")
+        (row,) = wh.read_runs(run_id=m["identity"]["run_id"]).to_dict("records")
         assert row["manifest_sha256"] and json.loads(row["rows"]) == m["warehouse_rows"]
         assert len(wh.read_signals(run_id=row["run_id"])) == m["warehouse_rows"]["signals"]
 
@@ -140,12 +190,10 @@ def test_a_changed_config_is_another_identity(where, tmp_path):
     assert m1["run_id"] != m2["run_id"] and m2["configs"]["momentum"]["parameters"]["rsi_period"] == 15
 
 
-def test_rebuild_from_the_archive_reproduces_the_tables_row_for_row(where, nse_dir):
+def test_rebuild_from_the_archive_reproduces_the_tables_row_for_row(history, tmp_path):
     """Issue 12: `warehouse rebuild --from-archive` into an empty warehouse equals the warehouse the runs built."""
-    assert daily(where).returncode == 0
-    assert daily(where, "--data", "synthetic").returncode == 0
-    assert daily(where, "--strategies", "momentum").returncode == 0
-    fresh = f"duckdb:///{where['tmp']}/rebuilt.duckdb"
+    where = history["where"]
+    fresh = f"duckdb:///{tmp_path}/rebuilt.duckdb"
     out = run_cli("warehouse", "rebuild", "--from-archive", where["archive"], "--warehouse", fresh)
     assert out.returncode == 0, out.stdout + out.stderr
     with open_warehouse(where["warehouse"]) as a, open_warehouse(fresh) as b:
@@ -157,19 +205,20 @@ def test_rebuild_from_the_archive_reproduces_the_tables_row_for_row(where, nse_d
     assert again.returncode == 1 and "needs an empty warehouse" in again.stderr
 
 
-def test_audit_verify_fails_on_a_missing_archive_and_on_a_deleted_newest_run(where, nse_dir):
+def test_audit_verify_fails_on_a_missing_archive_and_on_a_deleted_newest_run(history, tmp_path):
     """Issue 12: an absent archive is not OK; deleting the newest run (folder and ledger tail) is caught via the warehouse."""
-    missing = run_cli("audit", "verify", "--archive", str(where["tmp"] / "no-such-path"), "--warehouse", where["warehouse"])
+    where = copy_of(history, tmp_path)
+    missing = run_cli("audit", "verify", "--archive", str(tmp_path / "no-such-path"), "--warehouse", where["warehouse"])
     assert missing.returncode == 1 and "does not exist" in missing.stdout
-    ok = run_cli("audit", "verify", "--archive", str(where["tmp"] / "no-such-path"), "--allow-empty", "--no-warehouse")
+    ok = run_cli("audit", "verify", "--archive", str(tmp_path / "no-such-path"), "--allow-empty", "--no-warehouse")
     assert ok.returncode == 0, ok.stdout
-    assert daily(where).returncode == 0 and daily(where, "--data", "synthetic").returncode == 0
     good = run_cli("audit", "verify", "--archive", where["archive"], "--warehouse", where["warehouse"])
     assert good.returncode == 0, good.stdout
     newest = manifests(where)[-1]
     root = Path(where["archive"])
     for p in sorted(root.rglob("*"), reverse=True):
-        if p.is_file(): p.chmod(0o644)
+        if p.is_file():
+            p.chmod(0o644)
     shutil.rmtree(next(root.rglob(newest["run_id"])))
     sorted((root / "ledger").iterdir())[-1].unlink()
     bad = run_cli("audit", "verify", "--archive", where["archive"], "--warehouse", where["warehouse"])

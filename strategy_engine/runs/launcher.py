@@ -87,7 +87,8 @@ def image_identity(env: Mapping[str, str] | None = None) -> dict:
     out = {"image_digest": env.get("STRATEGY_ENGINE_IMAGE_DIGEST") or None,
            "algo_id": env.get("STRATEGY_ENGINE_ALGO_ID") or "generic"}
     if env.get("CLOUD_RUN_JOB") or env.get("K_SERVICE"):
-        missing = [n for n in ("STRATEGY_ENGINE_IMAGE_DIGEST", "STRATEGY_ENGINE_GIT_COMMIT") if env.get(n) in (None, "", "unknown")]
+        needed = ("STRATEGY_ENGINE_IMAGE_DIGEST", "STRATEGY_ENGINE_GIT_COMMIT")
+        missing = [n for n in needed if env.get(n) in (None, "", "unknown")]
         if missing: raise ConfigError(f"running on Cloud Run without {', '.join(missing)}: the deploy step must set them "
                                       "(the image's digest and git commit), or the run's record could not name its code.")
     return out
@@ -100,7 +101,8 @@ def run_identity(kind: str, params: Mapping, defaults: Mapping, shard_count: int
     names = [strategies] if isinstance(strategies, str) else list(strategies or [])
     return {"strategies": sorted(names) if strategies is not None else None,
             "symbols": sorted(symbols) if isinstance(symbols, list) else symbols, "shard_count": shard_count,
-            "data": data_identity(params.get("data", defaults.get("data", "auto"))), "config": config_identity(names),
+            "data": data_identity(params.get("data", defaults.get("data", "auto"))),
+            "config": config_identity(None if strategies is None else names),
             **{k: params[k] for k in _IDENTITY if k in params}}
 
 def _pending(store, wh, record: str, as_of) -> None:

@@ -46,10 +46,14 @@ def data_identity(spec: str | None) -> dict:
 
 def config_identity(strategies: Sequence[str] | None) -> dict:
     "{'files': {strategy: sha256 of its YAML}, 'sha256': of them all}: the configuration a run starts from."
-    names = sorted(set(strategies or []))
+    folder = config_dir() / "strategies"
+    if strategies is None:                               # the default set is resolved in the kernel: every YAML counts
+        names = sorted(p.stem for p in folder.glob("*.yaml"))
+    else:
+        names = sorted(set(strategies))
     files = {}
     for name in names:
-        path = config_dir() / "strategies" / f"{name}.yaml"
+        path = folder / f"{name}.yaml"
         files[name] = sha256_hex(path.read_bytes()) if path.is_file() else None
     return {"files": files, "sha256": sha256_hex(json.dumps(files, sort_keys=True).encode())}
 

@@ -13,7 +13,7 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: run test lint sync-check nbtest pytest lab bench clean-venv help infra-check image-check
+.PHONY: run test lint sync-check nbtest pytest lab docs bench clean-venv help infra-check image-check
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -79,8 +79,11 @@ infra-check: $(DEV_STAMP) $(CHECKOV_STAMP)  ## infra/ (python-hcl2 + checkov), w
 image-check:  ## build the image with buildah (vfs, chroot) on an mmdebstrap base, run the daily job in it (~6 min; root)
 	bash scripts/image_check.sh
 
-lab: $(DEV_STAMP)  ## open JupyterLab on nbs/
-	$(BIN)/jupyter lab --notebook-dir=nbs
+lab: $(DEV_STAMP)  ## open JupyterLab on nbs/ (--allow-root when run as root)
+	$(BIN)/jupyter lab --notebook-dir=nbs $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+docs: $(DEV_STAMP)  ## execute every library and research notebook into a static HTML site in _docs/, links and images checked
+	$(BIN)/python tools/build_docs.py --out _docs
 
 bench: $(DEV_STAMP)  ## print the benchmark figures
 	@for b in bench/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -174,5 +174,6 @@ def infer_calendar(dates, min_holidays: int = 3) -> tuple[str, str]:
     inside = idx[(idx >= lo) & (idx <= hi)]
     on_holidays = inside.intersection(nse.holidays)
     if len(on_holidays) >= min_holidays:
-        return "weekdays", f"{len(on_holidays)} bar dates are NSE holidays (e.g. {on_holidays[0].date()})"
-    return "nse", f"the bar dates follow the NSE calendar ({len(on_holidays)} on NSE holidays)"
+        first = on_holidays[0].date()
+        return "weekdays", f"inferred: {len(on_holidays)} bar dates are NSE holidays, e.g. {first}"
+    return "nse", f"inferred: the bar dates follow the NSE calendar ({len(on_holidays)} on NSE holidays)"

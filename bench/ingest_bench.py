@@ -63,17 +63,24 @@ def bench_ingest(root: Path, n_sessions: int, n_symbols: int, workers: int) -> N
     print(f"peak RSS so far: {own:.0f} MiB (this process), {kids:.0f} MiB (largest worker)")
 
 
-def bench_panel(root: Path, n_symbols: int, years: int) -> None:
-    days = sessions(int(years * 250))
-    wh = DuckDBWarehouse(root / "panel.duckdb")
-    t = time.perf_counter()
-    batch = []
+def write_panel_store(path: Path, days: pd.DatetimeIndex, n_symbols: int) -> list[str]:
+    "A market store of generated sessions written straight into market_bars (no files); returns its symbols."
+    wh = DuckDBWarehouse(path)
+    batch, names = [], set()
     for k, rows in enumerate(synthetic_market(days, n_symbols=n_symbols, other_series=0)):
         batch.append(rows)
+        names.update(rows["symbol"])
         if len(batch) == 250 or k == len(days) - 1:
             frame = pd.concat(batch, ignore_index=True).assign(basis="raw", source="bench")
             _write_together(wh, {"market_bars": frame}, None)
             batch = []
+    return sorted(names)
+
+
+def bench_panel(root: Path, n_symbols: int, years: int) -> None:
+    days = sessions(int(years * 250))
+    t = time.perf_counter()
+    write_panel_store(root / "panel.duckdb", days, n_symbols)
     print(f"panel store: {len(days)} sessions x {n_symbols} symbols written in {time.perf_counter() - t:.1f} s")
     uri = f"duckdb:///{root / 'panel.duckdb'}"
     code = ("import resource, sys, time; from strategy_engine.market.store import read_market_bars\n"

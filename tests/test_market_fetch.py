@@ -135,10 +135,10 @@ def test_run_day_ingests_from_the_exchange_then_trades_and_stops_on_a_late_file(
     """`run day` on a market store: ingest (catching up), validate, daily, report; a late file stops it at ingest."""
     import json
 
-    from conftest import run_cli
-
     from strategy_engine.market.bhavcopy import write_bhavcopy
     from strategy_engine.market.store import ingest_files
+
+    from conftest import run_cli
     history = nse_calendar().sessions("2024-05-20", "2024-08-12")
     week = nse_calendar().sessions("2024-08-13", "2024-08-16")          # 2024-08-15: Independence Day
     rows = market(history.append(week), n=8, seed=9)

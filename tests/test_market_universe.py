@@ -42,3 +42,19 @@ def test_a_delisted_symbol_belongs_to_the_past_universe(store):
     assert mask["SYM00007"].iloc[20:80].all() and not mask["SYM00007"].iloc[80:].any()
     assert np.isnan(bars.close["SYM00007"].iloc[80:]).all() and value["SYM00007"].iloc[79] > 0
     assert pd.Series(mask.index).is_monotonic_increasing
+
+
+def test_evaluate_trades_only_the_members_of_a_point_in_time_universe():
+    from strategy_engine.core import DataError
+    from strategy_engine.data import synthetic_bars
+    from strategy_engine.evaluation import evaluate
+    from strategy_engine.market.universe import universe_mask
+    bars = synthetic_bars(12, n_days=300)
+    grid = {"momentum_period": [10, 20]}
+    kw = dict(walk_forward=False, grid=grid, restrict_universe=False)
+    nobody = universe_mask("top:3:traded_value:20", bars) & False
+    with pytest.raises(DataError, match="every column is flat"):                  # no member, no trade
+        evaluate("momentum", bars, membership=nobody, **kw)
+    full = evaluate("momentum", bars, **kw)
+    some = evaluate("momentum", bars, membership=universe_mask("top:3:traded_value:20", bars), **kw)
+    assert some["in_sample"]["metrics"]["total_return"] != full["in_sample"]["metrics"]["total_return"]

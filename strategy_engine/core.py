@@ -12,10 +12,10 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import UnionType
-from typing import Union, get_args, get_origin
+from typing import Any, Union, get_args, get_origin
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ValidationError
@@ -27,7 +27,7 @@ import strategy_engine
 __all__ = ['DEFAULT_COST_BPS', 'SECRET_WORDS', 'project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'numba_cache_dir',
            'reuse_freed_memory', 'StrategyEngineError', 'DataError', 'ConfigError', 'UnknownNameError', 'did_you_mean',
            'check_names', 'expect_error', 'allowed_values', 'explain_validation_error', 'check_cost', 'is_secret_name',
-           'secrets_from_environment', 'redact', 'redact_query', 'redact_url']
+           'secrets_from_environment', 'redact', 'redact_query', 'redact_url', 'guarded']
 
 # %% ../nbs/00_core.ipynb #4b3cddee
 def project_root() -> Path:
@@ -231,3 +231,16 @@ def redact_url(url: str) -> str:
     query = redact_query(parts.query)
     user = "***@" if "@" in parts.netloc else ""
     return f"{parts.scheme}://{user}{host}{parts.path}" + (f"?{query}" if query else "")
+
+# %% ../nbs/00_core.ipynb #5913ebdc
+def guarded(handler: Callable[[Any], int]) -> Callable[[Any], int]:
+    "A CLI handler whose `StrategyEngineError` prints one line and returns the error's `exit_code` (default 1)."
+    def run(args: Any) -> int:
+        try:
+            return handler(args)
+        except StrategyEngineError as e:
+            print(f"strategy-engine: error: {e}", file=sys.stderr)
+            return int(getattr(e, "exit_code", 1))
+    run.__name__ = run.__qualname__ = handler.__name__
+    run.__doc__ = handler.__doc__
+    return run

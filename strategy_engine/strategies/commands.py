@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..core import StrategyEngineError, project_root
+from ..core import StrategyEngineError, guarded, project_root
 
 # %% auto #0
 __all__ = ['strategy_rows', 'format_table', 'describe_strategy', 'NameTaken', 'new_strategy', 'cmd_strategies_list',
@@ -139,6 +137,7 @@ strategy:
 
 class NameTaken(StrategyEngineError):
     "A strategy name that cannot be used for a new strategy (not an identifier, or taken): a usage error."
+    exit_code = 2                       # the command line cannot run: nothing was written
 
 def new_strategy(name: str,
                  notebooks: Path | None = None,      # folder of the notebook (default: the project's nbs/)
@@ -183,21 +182,6 @@ def new_strategy(name: str,
     return nb_path, yaml_path
 
 # %% ../../nbs/10a_strategy_commands.ipynb #926fa321
-def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    "A handler whose engine errors print one line and exit 1; a name `new` cannot use exits 2."
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except NameTaken as e:
-            print(f"strategy-engine: error: NAME: {e}", file=sys.stderr)
-            return 2
-        except StrategyEngineError as e:
-            print(f"strategy-engine: error: {e}", file=sys.stderr)
-            return 1
-    run.__name__ = run.__qualname__ = handler.__name__
-    run.__doc__ = handler.__doc__
-    return run
-
 def cmd_strategies_list(args: argparse.Namespace) -> int:
     "Print every configured strategy and its declared facts (a table, or JSON lines with --json)."
     rows = strategy_rows()
@@ -226,12 +210,12 @@ def add_strategies_commands(subparsers) -> None:
     ssub = st.add_subparsers(dest="strategies_command", required=True, metavar="ACTION")
     ls = ssub.add_parser("list", help="every configured strategy and the facts it declares")
     ls.add_argument("--json", action="store_true", help="one JSON object per line")
-    ls.set_defaults(func=_guarded(cmd_strategies_list))
+    ls.set_defaults(func=guarded(cmd_strategies_list))
     sh = ssub.add_parser("show", help="a strategy's facts, configuration and parameters (defaults, ranges)")
     sh.add_argument("name", metavar="NAME", help="a configured strategy")
-    sh.set_defaults(func=_guarded(cmd_strategies_show))
+    sh.set_defaults(func=guarded(cmd_strategies_show))
     nw = ssub.add_parser("new", help="a strategy notebook and YAML from a template that passes the tests")
     nw.add_argument("name", metavar="NAME", help="the new strategy's name: a lower-case Python identifier")
     nw.add_argument("--notebooks", type=Path, help="folder for the notebook (default: the project's nbs/)")
     nw.add_argument("--default", action="store_true", help="declare it in the default set of the daily run")
-    nw.set_defaults(func=_guarded(cmd_strategies_new))
+    nw.set_defaults(func=guarded(cmd_strategies_new))

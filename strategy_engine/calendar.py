@@ -17,7 +17,7 @@ from .core import ConfigError, StrategyEngineError, UnknownNameError, config_dir
 
 # %% auto #0
 __all__ = ['CALENDARS', 'CalendarError', 'TradingCalendar', 'load_calendar', 'nse_calendar', 'register_calendar',
-           'weekdays_calendar', 'get_calendar', 'infer_calendar']
+           'weekdays_calendar', 'get_calendar', 'infer_calendar', 'resolve_calendar']
 
 # %% ../nbs/01_calendar.ipynb #a3229c00
 class CalendarError(StrategyEngineError, ValueError):
@@ -177,3 +177,8 @@ def infer_calendar(dates, min_holidays: int = 3) -> tuple[str, str]:
         first = on_holidays[0].date()
         return "weekdays", f"inferred: {len(on_holidays)} bar dates are NSE holidays, e.g. {first}"
     return "nse", f"inferred: the bar dates follow the NSE calendar ({len(on_holidays)} on NSE holidays)"
+
+def resolve_calendar(spec: str | None, dates) -> tuple[TradingCalendar, str]:
+    "The calendar `spec` names, else the one `dates` follow (`infer_calendar`); and how it was chosen, in words."
+    name, why = (spec, "given") if spec else infer_calendar(dates)
+    return get_calendar(name), f"calendar {name}: {why}"

@@ -103,6 +103,8 @@ def cmd_report_data(args) -> int:
     params: dict = {"data": args.data}
     if args.symbols: params["symbols"] = args.symbols
     if args.as_of: params["as_of"] = args.as_of
+    if args.calendar: params["calendar"] = args.calendar
+    if args.adjustment: params["adjustment"] = args.adjustment
     return _execute_report("production/data_report.ipynb", params, args)
 
 def cmd_report_research(args) -> int:
@@ -455,7 +457,7 @@ def cmd_evaluate(args) -> int:
 
 def _research_bars(args):
     "A research command's bars: --data, --symbols, --start/--end, --adjustment; on --calendar's sessions."
-    from strategy_engine.calendar import get_calendar, infer_calendar
+    from strategy_engine.calendar import resolve_calendar
     from strategy_engine.data import open_bars
     from strategy_engine.validation import sessions_only
     symbols = None if not args.symbols or args.symbols == ["all"] else args.symbols
@@ -467,11 +469,9 @@ def _research_bars(args):
         if "adjust" in text: flag = "--adjustment"
         elif symbols and "symbol" in text: flag = "--symbols"
         raise UsageError(f"{flag}: {cli_words(str(e))}") from None
-    if args.calendar: name, why = args.calendar, "given by --calendar"
-    else: name, why = infer_calendar(bars.dates)
-    try: cal = get_calendar(name)
+    try: cal, words = resolve_calendar(args.calendar, bars.dates)
     except StrategyEngineError as e: raise UsageError(f"--calendar: {e}") from None
-    words = f"calendar {name}: {why}" + ("" if args.calendar else " (--calendar nse|weekdays|FILE to choose)")
+    if not args.calendar: words += " (--calendar nse|weekdays|FILE to choose)"
     prices_used = bars.adjustment or "as loaded"
     print(f"data: {bars.source}, {len(bars.symbols)} symbols, prices {prices_used}; {words}")
     return sessions_only(bars, calendar=cal), cal, words
@@ -546,7 +546,7 @@ def _output_options(p: argparse.ArgumentParser) -> None:
                    "(Cloud Logging; the default on Cloud Run, where $CLOUD_RUN_JOB is set)")
     p.add_argument("--no-log-output", dest="verbose", action="store_false", help=argparse.SUPPRESS)  # default
 
-def _research_options(p: argparse.ArgumentParser) -> None:
+def _research_options(p: argparse.ArgumentParser, params: bool = True) -> None:
     "Your own data: the calendar, the price adjustment and parameter overrides."
     p.add_argument("--calendar", help="nse, weekdays (every Mon-Fri) or a calendar YAML file "
                                       "(default: inferred from the bar dates, and said)")
@@ -557,6 +557,7 @@ def _research_options(p: argparse.ArgumentParser) -> None:
                         help="total-return prices: the vendor's Adj Close (--adjustment vendor_total_return)")
     prices.add_argument("--raw", dest="adjustment", action="store_const", const="raw",
                         help="prices as traded, no split adjustment (same as --adjustment raw)")
+    if not params: return
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="override a strategy parameter (risk_limits.KEY for a risk limit), validated as the "
                         "YAML is; repeat for more")
@@ -601,6 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     rd.add_argument("--as-of", type=_date, help="also check freshness against this date")
     rd.add_argument("--out", type=Path, help="folder for the executed notebook (default runs/reports)")
     rd.add_argument("--timeout", type=float, default=600, help="per-cell execution timeout in seconds")
+    _research_options(rd, params=False)
     rd.set_defaults(func=cmd_report_data)
     rr = rsub.add_parser("research", help="the strategy research report: three strategies vs buy-and-hold")
     rr.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")

@@ -61,14 +61,18 @@ def test_misspelled_option_suggests(nse_dir):
     assert r.returncode == 2 and "Did you mean '--as-of'" in r.stderr
 
 
-def test_report_data_executes_and_archives(tmp_path):
-    r = run_cli("report", "data", "--data", "synthetic", "--out", tmp_path)
+def test_report_data_on_us_data_says_its_data_and_calendar_and_finds_no_holiday_bars(tmp_path, us_dir):
+    r = run_cli("report", "data", "--data", us_dir, "--out", tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     [out] = tmp_path.glob("data_report_*.ipynb")
     nb = nbformat.read(out, as_version=4)
-    text = "\n".join(str(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
-    assert "SYNTHETIC" in text and "Result: PASS" in text
-    images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    heading = next(o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
+    assert heading.startswith(f"## Data: {us_dir}") and "6 symbols" in heading, heading
+    assert "calendar weekdays: inferred: 83 bar dates are NSE holidays" in heading, heading
+    text = "\n".join(str(o.get("text", "")) for o in outputs)
+    assert "Result: PASS" in text and "holiday" not in text and "missing_sessions" not in text, text
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert images, "the indicator plot was not rendered"
 
 

@@ -117,15 +117,6 @@ def history(tmp_path_factory, nse_dir):
     return {"where": where, "nse": nse, "synthetic": syn, "narrow": narrow}
 
 
-def copy_of(history, tmp_path) -> dict:
-    "A private copy of the shared history's archive and warehouse, for a test that changes them."
-    src = history["where"]
-    shutil.copytree(src["archive"], tmp_path / "archive")
-    for f in src["tmp"].glob("wh.duckdb*"):                                   # the database and its write-ahead log
-        shutil.copy(f, tmp_path / f.name)
-    return {"warehouse": f"duckdb:///{tmp_path}/wh.duckdb", "archive": str(tmp_path / "archive"), "tmp": tmp_path}
-
-
 def test_history_is_kept_and_the_day_is_never_a_mixture(history, nse_dir):
     """Issue 12: a narrower later run of the day becomes current as a whole; the earlier runs' rows stay, whole."""
     where, m1, m2 = history["where"], history["nse"], history["narrow"]
@@ -205,13 +196,13 @@ def test_rebuild_from_the_archive_reproduces_the_tables_row_for_row(history, tmp
     assert again.returncode == 1 and "needs an empty warehouse" in again.stderr
 
 
-def test_audit_verify_fails_on_a_missing_archive_and_on_a_deleted_newest_run(history, tmp_path):
+def test_audit_verify_fails_on_a_missing_archive_and_on_a_deleted_newest_run(where, tmp_path):
     """Issue 12: an absent archive is not OK; deleting the newest run (folder and ledger tail) is caught via the warehouse."""
-    where = copy_of(history, tmp_path)
     missing = run_cli("audit", "verify", "--archive", str(tmp_path / "no-such-path"), "--warehouse", where["warehouse"])
     assert missing.returncode == 1 and "does not exist" in missing.stdout
     ok = run_cli("audit", "verify", "--archive", str(tmp_path / "no-such-path"), "--allow-empty", "--no-warehouse")
     assert ok.returncode == 0, ok.stdout
+    assert daily(where, "--data", "synthetic").returncode == 0
     good = run_cli("audit", "verify", "--archive", where["archive"], "--warehouse", where["warehouse"])
     assert good.returncode == 0, good.stdout
     newest = manifests(where)[-1]

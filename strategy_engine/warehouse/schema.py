@@ -242,17 +242,35 @@ def _at(values, mask) -> Any:
 def _unique_key(frame: pd.DataFrame | pa.Table, key: list[str], what: str) -> None:
     "A `DataError` if two rows of one write share a natural key (a MERGE needs one source row per key)."
     if isinstance(frame, pa.Table):
-        counts = frame.select(key).group_by(key).aggregate([([], "count_all")])
-        dup = counts.filter(pc.greater(counts["count_all"], 1))
-        if not dup.num_rows: return
-        ex = ["/".join(str(dup[k][i].as_py()) for k in key) for i in range(min(3, dup.num_rows))]
-        n = int(pc.sum(dup["count_all"]).as_py())
+        codes = _key_codes(frame, key)
+        if len(codes) < 2 or (np.diff(codes) > 0).all(): return    # records come in key order: one pass
+        order = np.argsort(codes, kind="stable")
+        same = np.diff(codes[order]) == 0
+        if not same.any(): return
+        rows = np.unique(np.concatenate([order[1:][same], order[:-1][same]]))
+        ex = ["/".join(str(frame[k][int(i)].as_py()) for k in key) for i in rows[:3]]
+        n = len(rows)
     else:
         mask = frame.duplicated(key, keep=False)
         if not mask.any(): return
         ex, n = frame.loc[mask, key].head(3).astype(str).agg("/".join, axis=1).tolist(), int(mask.sum())
     raise DataError(f"{what}: {n} rows share a ({', '.join(key)}) with another row, e.g. {', '.join(ex)}; "
                     "the warehouse keeps one row per key, so a write must not repeat one.")
+
+def _key_codes(table: pa.Table, key: list[str]) -> np.ndarray:
+    "One int64 per row, equal for two rows exactly when their key columns are equal (each column coded densely)."
+    codes = np.zeros(table.num_rows, np.int64)
+    for k in key:
+        col = table[k]
+        if pa.types.is_date(col.type) or pa.types.is_integer(col.type):
+            values = col.cast(pa.int32() if pa.types.is_date(col.type) else pa.int64()).to_numpy(zero_copy_only=False)
+            values = values.astype(np.int64)
+            code, size = values - values.min(), int(values.max() - values.min()) + 1
+        else:
+            enc = pc.dictionary_encode(col).combine_chunks()
+            code, size = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(enc.dictionary)
+        codes = codes * size + code                      # a few thousand dates x strategies x symbols: fits int64
+    return codes
 
 def _dates(values: pd.Series, what: str, allow_missing: bool = False) -> pd.Series:
     out = pd.to_datetime(values, errors="coerce", format="mixed")
@@ -281,37 +299,44 @@ def _numbers(col: pa.ChunkedArray) -> np.ndarray:
         return col.cast(pa.float64()).to_numpy(zero_copy_only=False)
     return pd.to_numeric(col.to_pandas(), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
-def _utc_times(col: pa.ChunkedArray, ids: pa.ChunkedArray) -> pa.Array:
-    "The timestamps as UTC instants (Arrow, microseconds): the wire format fast, any ISO 8601 text otherwise."
+def _instants(col: pa.ChunkedArray, ids: pa.Array) -> tuple[pa.Array, pa.Array]:
+    "The timestamps as UTC instants and their NSE trading dates, parsed once per distinct value (a close a session)."
     if pa.types.is_timestamp(col.type):
-        ts = col if col.type.tz else pc.assume_timezone(col, "UTC")
-        return ts.cast(pa.timestamp("us", tz="UTC")).combine_chunks()
-    if not pa.types.is_string(col.type) and not pa.types.is_large_string(col.type):
+        col = col if col.type.tz else pc.assume_timezone(col, "UTC")
+    elif not pa.types.is_string(col.type):
         col = col.cast(pa.string())
-    fast = pc.strptime(col, format=_ISO_Z, unit="us", error_is_null=True).combine_chunks()
-    slow = pc.and_(fast.is_null(), col.is_valid()).to_numpy(zero_copy_only=False)
-    if slow.any():                                  # other ISO forms (offsets, fractions): pandas, on those only
-        rest = pd.to_datetime(col.to_pandas()[slow], utc=True, errors="coerce", format="ISO8601")
-        values = fast.cast(pa.int64()).to_numpy(zero_copy_only=False).copy()
-        values[slow] = rest.astype("datetime64[us, UTC]").to_numpy(dtype="datetime64[us]").view(np.int64)
-        missing = ~fast.is_valid().to_numpy(zero_copy_only=False) & ~slow
-        missing[slow] = rest.isna().to_numpy()
-        fast = pa.array(values, pa.int64(), mask=missing).cast(pa.timestamp("us"))
-    bad = fast.is_null()
+    enc = pc.dictionary_encode(col).combine_chunks()
+    text = enc.dictionary
+    if pa.types.is_timestamp(text.type):
+        values = text.cast(pa.timestamp("us", tz="UTC"))
+    else:
+        fast = pc.strptime(text, format=_ISO_Z, unit="us", error_is_null=True)
+        slow = fast.is_null().to_numpy(zero_copy_only=False)
+        micros = fast.cast(pa.int64()).to_numpy(zero_copy_only=False).copy()
+        if slow.any():                              # other ISO forms (offsets, fractions): pandas, on those only
+            rest = pd.to_datetime(text.to_pandas()[slow], utc=True, errors="coerce", format="ISO8601")
+            micros[slow] = rest.astype("datetime64[us, UTC]").to_numpy(dtype="datetime64[us]").view(np.int64)
+            slow[slow] = rest.isna().to_numpy()
+        values = pa.array(micros, pa.int64(), mask=slow).cast(pa.timestamp("us", tz="UTC"))
+    ts = values.take(enc.indices)
+    bad = ts.is_null()
     if pc.any(bad).as_py():
         raise DataError(f"signals: {_at(ids, bad)}: timestamp {_at(col, bad)!r} is not an ISO time "
                         "such as 2025-07-18T10:00:00Z.")
-    return fast.cast(pa.timestamp("us", tz="UTC"))
+    days = pc.cast(pc.local_timestamp(values.cast(pa.timestamp("us", tz=NSE_TZ))), pa.date32())
+    return ts, days.take(enc.indices)
+
 
 def _json_objects(col: pa.ChunkedArray, ids: pa.ChunkedArray) -> pa.Array:
     "Text metadata checked to be JSON objects (or null) in one DuckDB pass over the column."
     import duckdb
     col = col.cast(pa.string()).combine_chunks()
+    objects = pc.starts_with(pc.utf8_ltrim_whitespace(col), "{").fill_null(True)
     con = duckdb.connect()
     try:
-        con.register("col_t", pa.table({"m": col}))
-        row = con.execute("SELECT min(i) FROM (SELECT row_number() OVER () - 1 AS i, m FROM col_t) "
-                          "WHERE m IS NOT NULL AND (NOT json_valid(m) OR json_type(m) <> 'OBJECT')").fetchone()
+        con.register("col_t", pa.table({"i": np.arange(len(col)), "m": col, "object": objects}))
+        bad = "m IS NOT NULL AND NOT (json_valid(m) AND object)"
+        row = con.execute(f"SELECT min(i) FROM col_t WHERE {bad}").fetchone()
     finally:
         con.close()
     if row and row[0] is not None:
@@ -334,7 +359,8 @@ def _signals_rows(signals, run_id: str, shard: int, attempt: int = 1) -> pa.Tabl
     text = {}
     for c in ("signal_id", "symbol", "strategy"):
         col = t[c] if pa.types.is_string(t[c].type) else t[c].cast(pa.string())
-        bad = pc.or_kleene(col.is_null(), pc.equal(pc.utf8_trim_whitespace(col), ""))
+        blank = pc.or_kleene(pc.equal(pc.binary_length(col), 0), pc.utf8_is_space(col))   # no copy of the text
+        bad = pc.or_kleene(col.is_null(), blank)
         if pc.any(bad).as_py(): raise DataError(f"signals: record {_first(bad.fill_null(True))} has no {c}.")
         text[c] = col.combine_chunks()
     ids = text["signal_id"]
@@ -348,11 +374,9 @@ def _signals_rows(signals, run_id: str, shard: int, attempt: int = 1) -> pa.Tabl
     if bad.any():
         raise DataError(f"signals: {ids[_first(bad)].as_py()}: confidence {t['confidence'][_first(bad)].as_py()!r} "
                         "is not a number in [0, 1].")
-    ts = _utc_times(t["timestamp"], ids)
-    if "date" in t.column_names:
+    ts, date = _instants(t["timestamp"], ids)        # date: the NSE trading date of the bar's close ...
+    if "date" in t.column_names:                    # ... unless given
         date = pa.array(_dates(t["date"].to_pandas(), "signals: date").to_numpy(dtype="datetime64[D]"))
-    else:                                           # the NSE trading date of the bar's close
-        date = pc.cast(pc.local_timestamp(ts.cast(pa.timestamp("us", tz=NSE_TZ))), pa.date32())
     meta = t["metadata"]
     meta = _json_objects(meta, ids) if not pa.types.is_null(meta.type) else meta.cast(pa.string())
     out = pa.table({"run_id": pa.repeat(pa.scalar(run_id, pa.string()), n),

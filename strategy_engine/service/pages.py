@@ -42,12 +42,12 @@ NOTEBOOK_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; f
                 "form-action 'none'; frame-ancestors 'none'")
 
 def render_notebook(data: bytes) -> str:
-    "An archived notebook as one self-contained HTML page (nbconvert's lab template, plots as data: images)."
+    "An archived notebook as one self-contained HTML page (nbconvert's lab template, plots as data: images), no script."
     import nbformat
     from nbconvert import HTMLExporter
     node = nbformat.reads(data.decode("utf-8"), as_version=4)
     page, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
-    return page
+    return re.sub(r"<script\b[^>]*>.*?</script>", "", page, flags=re.S | re.I)   # CDN loaders (require.js, MathJax)
 
 def _banner(shown: dict, attempt: dict, served_sha: str) -> str:
     man = attempt["manifest"] or {}
@@ -372,7 +372,7 @@ def render_dashboard(view: dict, scope: str, csrf: str = "", nonce: str = "", me
     return _page("Strategy Engine", body, header)
 
 # %% ../../nbs/41c_service_pages.ipynb #be47a532
-SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")
+SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")
 
 def _session(request: Request) -> tuple[str | None, str]:
     "The scope of the request's session cookie (None: not signed in) and the cookie value."
@@ -402,7 +402,8 @@ def add_page_routes(app: FastAPI) -> None:
     "The pages: /, /sign-in, /sign-out, /dashboard/run, /runs/{id}/notebook, /docs and their static files."
     svc: ServiceState = app.state.service
     settings = svc.settings
-    from swagger_ui_bundle import swagger_ui_path
+    from importlib.resources import files
+    swagger = Path(str(files("fastapi_offline") / "static"))
 
     async def dashboard_for(request: Request, scope: str, value: str, message: str = "", status: int = 200):
         view = await anyio.to_thread.run_sync(dashboard_view, svc)
@@ -475,14 +476,14 @@ def add_page_routes(app: FastAPI) -> None:
     @app.get("/static/swagger/{name}", include_in_schema=False)
     def swagger_file(name: str):
         if name not in SWAGGER_FILES: raise ServiceError(404, f"No such file; served: {', '.join(SWAGGER_FILES)}.")
-        return FileResponse(Path(str(swagger_ui_path)) / name, headers={"Cache-Control": "max-age=86400"})
+        return FileResponse(swagger / name, headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/docs", include_in_schema=False)
     def docs():
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Strategy Engine API",
                                    swagger_js_url="/static/swagger/swagger-ui-bundle.js",
                                    swagger_css_url="/static/swagger/swagger-ui.css",
-                                   swagger_favicon_url="/static/swagger/favicon-32x32.png")
+                                   swagger_favicon_url="/static/swagger/favicon.png")
 
     @app.get("/runs/{run_id}/notebook", tags=["runs"], response_class=HTMLResponse,
              summary="The archived notebook as HTML, with its verification (read token, signed link or session)")

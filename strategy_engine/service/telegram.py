@@ -110,7 +110,9 @@ def answer_command(svc: ServiceState, name: str, args: list[str]) -> str:
     "The reply to command `name` with `args`: its answer, or a sentence naming the allowed commands or values."
     if name in ("help", "start"): return help_text()
     if name not in COMMANDS:
-        return f"Unknown command /{name}.{did_you_mean(name, list(COMMANDS))} {help_text()}"
+        starts = [c for c in COMMANDS if c.startswith(name)]                 # /perf -> /performance
+        hint = f" Did you mean {starts[0]!r}?" if len(starts) == 1 else did_you_mean(name, list(COMMANDS))
+        return f"Unknown command /{name}.{hint} {help_text()}"
     try:
         text = COMMANDS[name][0](svc, args)
     except StrategyEngineError as e:

@@ -121,19 +121,31 @@ def test_parameter_values_arrive_unchanged_and_unknown_names_are_refused(where, 
     assert len(manifests(where)) == 1                    # the refused launches archived nothing
 
 
-@pytest.mark.parametrize("target", ["daily_signals.ipynb", "manifest.json"])
-def test_one_changed_byte_fails_audit_and_names_the_run(where, nse_dir, target):
-    """RELIABILITY 5: one changed byte of a notebook or manifest fails `audit verify`, naming the run."""
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, nse_dir) -> Path:
+    "An archive of two runs of the day, shared by the tamper tests (each tampers with a copy)."
+    t = tmp_path_factory.mktemp("two-runs")
+    where = {"warehouse": f"duckdb:///{t}/wh.duckdb", "archive": str(t / "archive"), "tmp": t}
     assert daily(where, "--as-of", DAY, "--symbols", "TCS", "INFY").returncode == 0
     assert daily(where, "--as-of", DAY, "--symbols", "TCS").returncode == 0
-    [victim] = [p for p in Path(where["archive"]).rglob(target) if "TCS" in json.dumps(manifests(where)[0])][:1]
+    return Path(where["archive"])
+
+
+@pytest.mark.parametrize("target", ["daily_signals.ipynb", "manifest.json"])
+def test_one_changed_byte_fails_audit_and_names_the_run(two_runs, tmp_path, target):
+    """RELIABILITY 5: one changed byte of a notebook or manifest fails `audit verify`, naming the run."""
+    archive = tmp_path / "archive"
+    shutil.copytree(two_runs, archive)
+    good = run_cli("audit", "verify", "--archive", archive)
+    assert good.returncode == 0, good.stdout
+    victim = sorted(archive.rglob(target))[0]
     run_id = victim.parent.parent.name
     os.chmod(victim, 0o644)
     data = bytearray(victim.read_bytes())
     i = data.index(b"2024-11-22")
     data[i] = ord("3")
     victim.write_bytes(bytes(data))
-    r = run_cli("audit", "verify", "--archive", where["archive"])
+    r = run_cli("audit", "verify", "--archive", archive)
     assert r.returncode == 1 and run_id in r.stdout, r.stdout
 
 

@@ -80,7 +80,7 @@ def reuse_freed_memory(enable: bool = True) -> bool:
                                                                                   (M_TRIM_THRESHOLD, 128 * 1024))
     return all(mallopt(key, value) == 1 for key, value in settings)
 
-if os.environ.get("STRATEGY_ENGINE_REUSE_MEMORY") == "1": reuse_freed_memory()
+if os.environ.get("STRATEGY_ENGINE_REUSE_MEMORY", "1") != "0": reuse_freed_memory()   # the default
 
 # %% ../nbs/00_core.ipynb #d08acafe
 class StrategyEngineError(Exception):

@@ -7,8 +7,8 @@ at most 4.5× the 500-symbol time, system time under 20 % of user time, peak mem
 (measured from a reset of the peak RSS after the bars are built: the synthetic generator's own peak is not the
 pipeline's).
 Cold start: a fresh interpreter that imports `strategy_engine.backtest` and makes its first call (numba cache warm),
-target under 1 s. Each size runs twice: with the default allocator, and with `core.reuse_freed_memory()`
-(STRATEGY_ENGINE_REUSE_MEMORY=1), which keeps freed pages for the next call. Not part of the tests.
+target under 1 s. Each size runs twice: with the package's default, `core.reuse_freed_memory()` (freed pages kept
+for the next call), and with glibc's own settings (STRATEGY_ENGINE_REUSE_MEMORY=0). Not part of the tests.
 Run: `.venv/bin/python bench/scaling_bench.py [SIZES...]`.
 """
 import json
@@ -89,9 +89,9 @@ def report(rows: list[dict], title: str) -> None:
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [500, 2000, 5000]
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; each size in a fresh process, best of 3")
-    report([json.loads(run(WORKER, str(n))) for n in sizes], "default allocator settings")
     report([json.loads(run(WORKER, str(n), reuse=True)) for n in sizes],
-           "STRATEGY_ENGINE_REUSE_MEMORY=1 (core.reuse_freed_memory: freed pages reused, no page faults)")
+           "the default: core.reuse_freed_memory (freed pages reused, no page faults)")
+    report([json.loads(run(WORKER, str(n))) for n in sizes], "STRATEGY_ENGINE_REUSE_MEMORY=0: glibc's own settings")
     cold = []
     for _ in range(5):
         r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()

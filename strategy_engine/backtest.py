@@ -14,7 +14,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from .core import ConfigError, DataError, UnknownNameError, did_you_mean
+from .core import ConfigError, DataError, UnknownNameError, check_cost, did_you_mean
 from .data import Bars
 from .metrics import summary as metrics_summary
 
@@ -276,27 +276,20 @@ def portfolio_path(w: np.ndarray, r: np.ndarray, cost_bps: float) -> tuple[np.nd
     factor, turnover = _run_books(w, r, cost_bps)[:2]
     return factor.reshape(w.shape[:-1]), turnover.reshape(w.shape[:-1])
 
-def _check_cost(cost_bps) -> float:
-    try: cost = float(cost_bps)
-    except (TypeError, ValueError): cost = float("nan")
-    if not np.isfinite(cost) or cost < 0:
-        raise ConfigError(f"cost_bps must be a finite number >= 0 (10 = 0.1 % of the value traded), got {cost_bps!r}.")
-    return cost
-
 @overload
-def backtest(bars: Bars | pd.DataFrame, weights: pd.DataFrame, cost_bps: float = ..., name: str = ...,
+def backtest(bars: Bars | pd.DataFrame, weights: pd.DataFrame, cost_bps: float | None = ..., name: str = ...,
              books: None = None) -> BacktestResult: ...
 @overload
-def backtest(bars: Bars | pd.DataFrame, weights: pd.DataFrame, cost_bps: float = ..., name: str = ...,
+def backtest(bars: Bars | pd.DataFrame, weights: pd.DataFrame, cost_bps: float | None = ..., name: str = ...,
              books: str | Mapping | pd.Series = ...) -> BookResults: ...
 def backtest(bars: Bars | pd.DataFrame,        # `Bars`, or a date × symbol DataFrame of closes
              weights: pd.DataFrame,            # target weights: row t decided at the close of t, held over t+1
-             cost_bps: float = 10.0,           # cost per unit of turnover (10 = 0.1 % of the value traded)
+             cost_bps: float | None = None,    # cost per unit of turnover, bps (None: core.DEFAULT_COST_BPS, 10)
              name: str = "backtest",
              books: str | Mapping | pd.Series | None = None,   # "symbol", or symbol -> book name: K books in one pass
              ) -> BacktestResult | BookResults:
     "Daily-rebalanced backtest of target `weights` with costs on turnover, over the whole panel at once."
-    cost = _check_cost(cost_bps)
+    cost = check_cost(cost_bps)
     close = _close_frame(bars)
     target = align_weights(weights, close)
     dates, w = close.index, target.to_numpy()

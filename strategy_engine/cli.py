@@ -528,7 +528,7 @@ def _stage_options(p: argparse.ArgumentParser, stored: bool, gated: bool, run_id
     p.add_argument("--warehouse", help="where the run's records are indexed: duckdb:///PATH or bigquery://PROJECT/DATASET "
                                        "(default: $STRATEGY_ENGINE_WAREHOUSE or runs/warehouse.duckdb)")
     if stored:
-        p.add_argument("--cost-bps", type=float, default=10.0, help="cost per unit of turnover in bps (default 10)")
+        p.add_argument("--cost-bps", type=float, help="cost per unit of turnover in bps (default 10: core.DEFAULT_COST_BPS)")
     p.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
     if run_id_help: p.add_argument("--run-id", help=f"override the run id (default: {run_id_help})")
     if gated: p.add_argument("--force", action="store_true", help="run even though the day's archived validation failed")
@@ -608,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
     rr.add_argument("--start", type=_date, default="2010-01-01", help="first date (default 2010-01-01)")
     rr.add_argument("--end", type=_date, default="2024-11-22", help="last date (default 2024-11-22)")
-    rr.add_argument("--cost-bps", type=float, default=10.0, help="cost per unit of turnover in bps (default 10)")
+    rr.add_argument("--cost-bps", type=float, help="cost per unit of turnover in bps (default 10: core.DEFAULT_COST_BPS)")
     rr.add_argument("--adjusted", action="store_true", help="use dividend-adjusted prices (see the notebook for why not)")
     rr.add_argument("--out", type=Path, help="folder for the executed notebook (default runs/reports)")
     rr.add_argument("--timeout", type=float, default=600, help="per-cell execution timeout in seconds")
@@ -728,7 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
     ev.add_argument("--start", type=_date, help="first date")
     ev.add_argument("--end", type=_date, help="last date")
-    ev.add_argument("--cost-bps", type=float, default=10.0, help="cost per unit of turnover in bps (default 10)")
+    ev.add_argument("--cost-bps", type=float, help="cost per unit of turnover in bps (default 10: core.DEFAULT_COST_BPS)")
     ev.add_argument("--long-only", action="store_true", help="drop the short side of the signals")
     ev.add_argument("--symbols", nargs="+", help="symbols to evaluate, or 'all': every symbol of the data "
                                                  "(default: the strategy's universe)")

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
-from .backtest import _check_cost, align_weights, close_returns, equal_weights, portfolio_path
-from .core import ConfigError, DataError, UnknownNameError, did_you_mean
+from .backtest import align_weights, close_returns, equal_weights, portfolio_path
+from .core import ConfigError, DataError, UnknownNameError, check_cost, did_you_mean
 from .data import Bars
 from .metrics import PERIODS_PER_YEAR, summary
 from .strategies.base import (StrategyConfig, get_strategy, load_config, registered_strategies,
@@ -289,10 +289,10 @@ class _Books:
                             columns=pd.RangeIndex(len(self.combos), name="combination"))
 
 def _strategy_books(name: str, bars: Bars, grid: Mapping[str, Sequence], config: StrategyConfig | None,
-                    cost_bps: float, restrict_universe: bool, long_only: bool,
+                    cost_bps: float | None, restrict_universe: bool, long_only: bool,
                     membership: pd.DataFrame | None = None) -> _Books:
     "Signals, equal weights and net returns of every combination of `grid`, kept as stacks (the sweep's arithmetic)."
-    cost = _check_cost(cost_bps)
+    cost = check_cost(cost_bps)
     spec = get_strategy(name)
     cfg = config or load_config(name)
     combos = parameter_grid(grid)
@@ -310,9 +310,9 @@ def _strategy_books(name: str, bars: Bars, grid: Mapping[str, Sequence], config:
     return _Books(name, combos, w, r, factor, turnover, bars.dates, bars.close.columns, cost)
 
 def _weight_books(weights: Sequence[pd.DataFrame] | np.ndarray, bars: Bars, params: pd.DataFrame | Sequence[Mapping] | None,
-                  cost_bps: float, name: str) -> _Books:
+                  cost_bps: float | None, name: str) -> _Books:
     "Books from K target-weight frames (or a K × T × N array on the bars' dates and symbols)."
-    cost = _check_cost(cost_bps)
+    cost = check_cost(cost_bps)
     if isinstance(weights, np.ndarray):
         w = np.asarray(weights, dtype="float64")
         if w.ndim != 3 or w.shape[1:] != bars.close.shape:
@@ -437,7 +437,7 @@ def walk_forward(name: str, bars: Bars,
                  test_days: int = 252,                         # rows per test window (1 year)
                  expanding: bool = False,                      # True: train windows grow from the first date
                  config: StrategyConfig | None = None,         # None: config/strategies/<name>.yaml
-                 cost_bps: float = 10.0,
+                 cost_bps: float | None = None,
                  restrict_universe: bool = True,               # False: every symbol in `bars`
                  long_only: bool = False,
                  periods: float = PERIODS_PER_YEAR) -> WalkForwardResult:
@@ -451,7 +451,7 @@ def walk_forward_weights(weights: Sequence[pd.DataFrame] | np.ndarray,   # K boo
                          bars: Bars,
                          params: pd.DataFrame | Sequence[Mapping] | None = None,   # one row per book (for the report)
                          train_days: int = 756, test_days: int = 252, expanding: bool = False,
-                         cost_bps: float = 10.0, name: str = "books",
+                         cost_bps: float | None = None, name: str = "books",
                          periods: float = PERIODS_PER_YEAR) -> WalkForwardResult:
     "Walk-forward over K precomputed target-weight books (e.g. one per parameter set from the risk layer)."
     books = _weight_books(weights, bars, params, cost_bps, name)
@@ -471,7 +471,7 @@ def evaluate(name: str, bars: Bars,
              walk_forward: bool = True,                   # False: in-sample sweep, DSR and PBO only
              grid: Mapping[str, Sequence] | None = None,  # parameter -> values; None: default_grid(name)
              config: StrategyConfig | None = None,
-             cost_bps: float = 10.0,
+             cost_bps: float | None = None,
              train_days: int = 756, test_days: int = 252, expanding: bool = False,
              n_blocks: int = 16,                          # CSCV blocks for the PBO
              restrict_universe: bool = True, long_only: bool = False,

@@ -16,11 +16,11 @@ import yaml
 from pydantic import ValidationError
 
 from . import indicators as ind
-from .backtest import _check_cost, close_returns, portfolio_path
-from .core import ConfigError, DataError, check_names, config_dir
+from .backtest import close_returns, portfolio_path
+from .core import ConfigError, DataError, check_cost, check_names, config_dir, explain_validation_error
 from .data import Bars, Finding
-from .strategies.base import (RiskLimits, SignalFrame, StrategyConfig, _explain, as_matrix, config_from_dict,
-                                             load_config, run_strategy, universe_symbols)
+from .strategies.base import (RiskLimits, SignalFrame, StrategyConfig, as_config, as_matrix,
+                                             run_strategy, universe_symbols)
 
 # %% auto #0
 __all__ = ['UNCLASSIFIED', 'ANNUALIZATION', 'SLACK', 'STEPS', 'sectors_path', 'load_sectors', 'sector_codes', 'apply_stops',
@@ -296,7 +296,9 @@ def _limits(limits: RiskLimits | Mapping | None) -> RiskLimits:
     if not isinstance(limits, Mapping):
         raise ConfigError(f"risk limits must be a RiskLimits or a mapping of its keys, got {type(limits).__name__}.")
     try: return RiskLimits.model_validate(dict(limits))
-    except ValidationError as e: raise _explain(e, RiskLimits, "strategy.risk_limits", "apply_risk()") from None
+    except ValidationError as e:
+        raise explain_validation_error(e, RiskLimits, "strategy.risk_limits", "apply_risk()",
+                                       doc="the strategy's documentation") from None
 
 def _killed(strategy: str, dates: pd.Index, symbols: Sequence[str], limits: RiskLimits) -> RiskedWeights:
     "The result of a killed strategy: every weight 0, no signal, killed=True."
@@ -331,11 +333,11 @@ def _signal_frame(signals: SignalFrame | pd.DataFrame, bars: Bars) -> tuple[pd.D
 def apply_risk(signals: SignalFrame | pd.DataFrame,        # the strategy's output, or a date × symbol -1/0/1 frame
                bars: Bars,                                 # the bars the signals were computed on
                limits: RiskLimits | Mapping | None = None,  # the strategy's risk_limits (None: defaults)
-               cost_bps: float = 10.0,                     # costs of the paper book the drawdown guard watches
+               cost_bps: float | None = None,              # costs of the paper book the drawdown guard watches
                sectors: pd.Series | Mapping | None = None,  # symbol -> sector (None: config/sectors.yaml, if sector_cap)
                ) -> RiskedWeights:
     "Target weights from signals: stops, sizing, position/sector/top-N/gross/net caps and the drawdown guard, in that order."
-    lim, cost = _limits(limits), _check_cost(cost_bps)
+    lim, cost = _limits(limits), check_cost(cost_bps)
     name = signals.strategy if isinstance(signals, SignalFrame) else "signals"
     sig, b = _signal_frame(signals, bars)
     if lim.kill_switch: return _killed(name, b.dates, b.symbols, lim)
@@ -370,21 +372,12 @@ def apply_risk(signals: SignalFrame | pd.DataFrame,        # the strategy's outp
                          pd.Series(scale, index=idx, name="scale"), pd.Series(dd, index=idx, name="drawdown"), binding, lim,
                          signals=signals if isinstance(signals, SignalFrame) else None, findings=findings)
 
-def _config(name: str, config: StrategyConfig | Mapping | str | Path | None) -> StrategyConfig:
-    "The configuration as run_strategy reads it: None -> the strategy's YAML; a mapping, a path or a StrategyConfig."
-    if config is None: cfg = load_config(name)
-    elif isinstance(config, StrategyConfig): cfg = config
-    elif isinstance(config, Mapping): cfg = config_from_dict(config)
-    else: cfg = load_config(config)
-    if cfg.name != name: raise ConfigError(f"strategy_weights({name!r}) was given the configuration of strategy {cfg.name!r}.")
-    return cfg
-
 def strategy_weights(name: str, bars: Bars, config: StrategyConfig | Mapping | str | Path | None = None,
-                     cost_bps: float = 10.0, restrict_universe: bool = True,
+                     cost_bps: float | None = None, restrict_universe: bool = True,
                      sectors: pd.Series | Mapping | None = None,
                      membership: pd.DataFrame | None = None) -> RiskedWeights:
     "Strategy `name`'s target weights: its signals (flat off `membership`) through its risk limits; killed: not run."
-    cfg = _config(name, config)
+    cfg = as_config(name, config, "strategy_weights")
     if cfg.risk_limits.kill_switch:
         symbols = universe_symbols(cfg, bars) if restrict_universe else bars.symbols
         return _killed(name, bars.dates, symbols, cfg.risk_limits)

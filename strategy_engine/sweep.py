@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from . import indicators
-from .backtest import _check_cost, _equal_weights_k, _returns_k, portfolio_path
-from .core import ConfigError
+from .backtest import _equal_weights_k, _returns_k, portfolio_path
+from .core import ConfigError, check_cost
 from .data import Bars
 from .metrics import summary
 from .strategies.base import StrategyConfig, get_strategy, load_config, universe_symbols
@@ -112,9 +112,9 @@ def distinct(params: Sequence, *keys: str) -> tuple[np.ndarray, np.ndarray]:
 
 # %% ../nbs/21_sweep.ipynb #d14bfc54
 def sweep(name: str, bars: Bars, grid: Mapping[str, Sequence], config: StrategyConfig | None = None,
-          cost_bps: float = 10.0, restrict_universe: bool = True, long_only: bool = False) -> SweepResult:
+          cost_bps: float | None = None, restrict_universe: bool = True, long_only: bool = False) -> SweepResult:
     "Backtest every combination of `grid` (strategy parameters) of strategy `name` on `bars` at once."
-    cost = _check_cost(cost_bps)
+    cost = check_cost(cost_bps)
     get_strategy(name)                                       # an unknown name: the error names the choices
     cfg = config or load_config(name)
     configs = [cfg.with_parameters(**combo) for combo in parameter_grid(grid)]   # validated like the YAML file

@@ -273,7 +273,7 @@ def ingest_day(as_of, data: str, base_url: str | None = None, alerts: bool = Tru
     return StageOutcome("ingest", as_of, status, EXIT_CODES[status], None, None, sent, caught.text())
 
 def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequence[str] | str | None = None,
-            data: str = "auto", warehouse: str | None = None, period: str = REPORT_PERIOD, cost_bps: float = 10.0,
+            data: str = "auto", warehouse: str | None = None, period: str = REPORT_PERIOD, cost_bps: float | None = None,
             archive: str | None = None, alerts: bool = True, env: Mapping[str, str] | None = None,
             on_stage: Callable[[StageOutcome], None] | None = None, universe: str | None = None,
             ingest: bool | None = None, base_url: str | None = None, **launch_kwargs) -> DayOutcome:
@@ -286,7 +286,7 @@ def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequen
                                 "symbols": symbols if isinstance(symbols, str) or symbols is None else list(symbols),
                                 "data": data}.items() if v is not None}
     ruled = {**common, **({"universe": universe} if universe else {})}
-    stored = {k: v for k, v in {"warehouse": warehouse, "cost_bps": float(cost_bps)}.items() if v is not None}
+    stored = {k: v for k, v in {"warehouse": warehouse, "cost_bps": cost_bps}.items() if v is not None}
     report = {**ruled, **stored, "period": period, **({} if alerts else {"send_alerts": False})}
     steps: tuple[tuple[str, dict], ...] = (("validate", ruled), ("daily", {**ruled, **stored}), ("report", report))
     done: list[StageOutcome] = []

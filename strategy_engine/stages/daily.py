@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..backtest import BacktestResult, backtest
 from ..calendar import nse_calendar
-from ..core import ConfigError, check_names
+from ..core import DEFAULT_COST_BPS, ConfigError, check_cost, check_names
 from ..data import Bars, open_bars
 from ..market.universe import parse_universe, universe_mask
 from ..runs.contract import publish_result
@@ -38,7 +38,7 @@ class DailyRun:
     warehouse: str | None
     run_id: str
     shard: tuple[int, int] = (0, 1)
-    cost_bps: float = 10.0
+    cost_bps: float = DEFAULT_COST_BPS
     triggered_at: str = ""          # when the run was started (ISO, from the launcher): a bar of a session still open is refused
     universe: str = ""              # a point-in-time universe spec (top:N:MEASURE:WINDOW): only members trade each day
     membership: pd.DataFrame | None = None                          # its date × symbol mask, from data up to each date
@@ -70,7 +70,7 @@ class DailyRun:
 # %% ../../nbs/32_daily.ipynb #62e99c23
 def start_daily(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequence[str] | str | None = None,
                 data: str = "auto", warehouse: str | None = None, run_id: str = "", shard_index: int = 0,
-                shard_count: int = 1, cost_bps: float = 10.0, triggered_at: str = "",
+                shard_count: int = 1, cost_bps: float | None = None, triggered_at: str = "",
                 universe: str | None = None) -> DailyRun:
     "Check the parameters, load each strategy's configuration, and end `no_session` on a non-session day."
     try: day = pd.Timestamp(as_of)
@@ -89,7 +89,7 @@ def start_daily(as_of: str, strategies: Sequence[str] | None = None, symbols: Se
         raise ConfigError(f"{', '.join(cross)} rank symbols against each other (and read a market-wide feature), so a shard "
                           "of symbols would change their signals: run them with shard_count = 1.")
     run = DailyRun(day, tuple(strategies), tuple(symbols) if symbols else None, str(data), warehouse,
-                   run_id or f"daily-{day:%Y-%m-%d}", check_shard((shard_index, shard_count)), float(cost_bps),
+                   run_id or f"daily-{day:%Y-%m-%d}", check_shard((shard_index, shard_count)), check_cost(cost_bps),
                    triggered_at=str(triggered_at or ""), universe=str(universe or ""))
     run.configs = {name: load_config(name) for name in strategies}
     cal = nse_calendar()
@@ -147,13 +147,14 @@ def compute(run: DailyRun) -> DailyRun:
     return run
 
 # %% ../../nbs/32_daily.ipynb #452e78de
-def risked_weights(name: str, bars: Bars, config: StrategyConfig, cost_bps: float = 10.0,
+def risked_weights(name: str, bars: Bars, config: StrategyConfig, cost_bps: float | None = None,
                    membership: pd.DataFrame | None = None):
     "The risk layer's output for strategy `name` on `bars` (flat off `membership`): raw signals, traded, weights."
     from strategy_engine.risk import strategy_weights as risked
     return risked(name, bars, config, cost_bps, restrict_universe=False, membership=membership)
 
-def strategy_weights(name: str, bars: Bars, config: StrategyConfig, cost_bps: float = 10.0) -> tuple[pd.DataFrame, SignalFrame]:
+def strategy_weights(name: str, bars: Bars, config: StrategyConfig,
+                     cost_bps: float | None = None) -> tuple[pd.DataFrame, SignalFrame]:
     "Target weights after the risk layer, and the signals actually traded, of strategy `name` on `bars`."
     rw = risked_weights(name, bars, config, cost_bps)
     return rw.weights, rw.signal_frame()

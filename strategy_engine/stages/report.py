@@ -193,7 +193,7 @@ class PerformanceReport:
         return f"PerformanceReport({self.run.run_id}, {self.period}{span}, {', '.join(self.run.strategies)}: {self.status}{why})"
 
 def start_report(as_of: str, period: str = "1m", strategies=None, symbols=None, data: str = "auto",
-                 warehouse: str | None = None, run_id: str = "", cost_bps: float = 10.0,
+                 warehouse: str | None = None, run_id: str = "", cost_bps: float | None = None,
                  universe: str | None = None) -> PerformanceReport:
     "Check the parameters (as the daily run does) and the period; end `no_session` on a non-session day."
     check_names([period], PERIODS, "period")

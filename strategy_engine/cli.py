@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .core import StrategyEngineError, did_you_mean, project_root, runs_dir
-from .logs import Progress, say
+from .logs import Progress, heartbeat, say
 
 # %% auto #0
 __all__ = ['cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data', 'cmd_report_research', 'UsageError',
@@ -230,7 +230,7 @@ class _CellLog(logging.Filter):
         if text.startswith("Input Notebook:") and not sys.stderr.isatty():   # a terminal: papermill's bar
             self.close()
             template = Path(text.split(":", 1)[1].strip())
-            cells = sum(c["cell_type"] == "code" for c in json.loads(template.read_text())["cells"])
+            cells = len(json.loads(template.read_text())["cells"])        # papermill counts markdown too
             self.bar = Progress(template.stem, total=cells + 1)             # + the injected parameters cell
         elif text.startswith("Executing Cell") and self.bar is not None: self.bar.update()
         return False
@@ -244,7 +244,9 @@ def _papermill_log(args):
     "Quiet papermill for the length of a command: its cell log only with --verbose, progress otherwise."
     logger, cells = logging.getLogger("papermill"), _CellLog(getattr(args, "verbose", False))
     logger.addFilter(cells)
-    try: yield {"log_output": True, "progress_bar": sys.stderr.isatty()}
+    try:
+        with heartbeat(lambda: cells.bar):           # a long cell (training) still gets its periodic line
+            yield {"log_output": True, "progress_bar": sys.stderr.isatty()}
     finally:
         logger.removeFilter(cells)
         cells.close()
@@ -441,9 +443,10 @@ def cmd_evaluate(args) -> int:
     if rule is not None:
         from strategy_engine.market.universe import universe_mask
         membership = universe_mask(rule, bars, args.data)
-    report = evaluate(args.strategy, bars, walk_forward=args.walk_forward, cost_bps=args.cost_bps,
-                      config=config, restrict_universe=not (bars.synthetic or chosen),
-                      long_only=args.long_only, membership=membership)
+    with heartbeat(Progress(f"evaluate {args.strategy}")):
+        report = evaluate(args.strategy, bars, walk_forward=args.walk_forward, cost_bps=args.cost_bps,
+                          config=config, restrict_universe=not (bars.synthetic or chosen),
+                          long_only=args.long_only, membership=membership)
     report["data"]["universe"] = str(rule) if rule else ("the symbols given" if args.symbols else
                                                          "the strategy's symbol list: today's names, survivorship-biased")
     report["data"].update(calendar=cal.name, calendar_chosen=words, adjustment=bars.adjustment,

@@ -591,6 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_commands(dsub)                 # ingest, fetch, import, actions: exchange files into the warehouse
     from strategy_engine.strategies.commands import add_strategies_commands
     add_strategies_commands(sub)            # strategies list, show NAME, new NAME: the registry
+    from strategy_engine.stages.backfill import add_backfill_command
+    add_backfill_command(sub)               # backfill --from D1 --to D2: every session's signals, one pass
 
     c = sub.add_parser("calendar", help="NSE sessions: is DATE a session, or list sessions up to --until")
     c.add_argument("date", nargs="?", type=_date, help="YYYY-MM-DD (default: today in IST)")

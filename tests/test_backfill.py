@@ -1,0 +1,67 @@
+"""`strategy-engine backfill`: one pass over a range of the NSE sample, archived and loaded, equal row for
+row to what the daily stage stages for each of its sessions."""
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from strategy_engine.stages import daily
+from strategy_engine.warehouse import TABLES, _conform, _same, _signals_rows, open_warehouse
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.timeout(600)
+FROM, TO = "2024-11-18", "2024-11-22"
+
+
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory, nse_dir):
+    tmp = tmp_path_factory.mktemp("backfill")
+    where = {"warehouse": f"duckdb://{tmp}/wh.duckdb", "archive": str(tmp / "archive"), "tmp": tmp}
+    done = run_cli("backfill", "--from", FROM, "--to", TO, "--data", nse_dir,
+                   "--warehouse", where["warehouse"], "--archive", where["archive"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    return {**where, "out": done.stdout}
+
+
+def test_backfill_equals_the_daily_stage_row_for_row(filled, nse_dir):
+    assert "4 session(s) 2024-11-18..2024-11-22" in filled["out"]
+    assert f"warehouse {filled['tmp']}/wh.duckdb" in filled["out"]                  # its location, resolved
+    with open_warehouse(filled["warehouse"]) as wh:
+        [run] = wh.read_runs().to_dict("records")
+        assert run["kind"] == "backfill" and run["run_id"].startswith("backfill-2024-11-22-")
+        assert str(run["as_of"].date()) == TO and run["manifest_uri"].startswith(filled["archive"])
+        stored = wh.read_signals(run_id=run["run_id"])
+        days = sorted(stored["date"].dt.strftime("%Y-%m-%d").unique())
+        assert days == [f"2024-11-{d}" for d in (18, 19, 21, 22)]       # the 20th: a holiday (an election)
+        assert wh.read_signals().empty                            # a backfill is kept, never current
+        data = [c for c in TABLES["signals"].columns if c not in ("run_id", "attempt", "shard")]
+        for day in ("2024-11-19", "2024-11-22"):
+            one = daily.compute(daily.load_data(daily.start_daily(day, data=str(nse_dir))))
+            folder = filled["tmp"] / f"daily-{day}"
+            daily.stage(one, str(folder))                         # exactly what the daily notebook stages
+            staged = pq.read_table(folder / "signals.parquet")
+            staged = _conform(_signals_rows(staged, "d", 0), TABLES["signals"])
+            assert len(staged) > 10
+            mine = stored[stored["date"] == day]
+            key = ["strategy", "symbol"]
+            _same(mine[data].sort_values(key).reset_index(drop=True),
+                  staged[data].sort_values(key).reset_index(drop=True), f"backfill vs daily stage, {day}")
+
+
+def test_the_archive_verifies_with_the_backfill_loaded(filled):
+    done = run_cli("audit", "verify", "--archive", filled["archive"], "--warehouse", filled["warehouse"])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_usage_errors_exit_2_before_anything_starts(tmp_path):
+    archive = tmp_path / "archive"
+    bad = run_cli("backfill", "--from", "2024-11-22", "--to", "2024-11-18", "--archive", archive,
+                  "--warehouse", f"duckdb://{tmp_path}/wh.duckdb")
+    assert bad.returncode == 2 and "--from 2024-11-22 is after --to 2024-11-18" in bad.stderr + bad.stdout
+    typo = run_cli("backfill", "--from", FROM, "--to", TO, "--strategies", "momentun", "--archive", archive)
+    out = typo.stderr + typo.stdout
+    assert typo.returncode == 2 and "--strategies" in out and "Did you mean 'momentum'?" in out, out
+    day = run_cli("backfill", "--from", "2024-13-01", "--to", TO, "--archive", archive)
+    assert day.returncode == 2 and "--from" in day.stderr + day.stdout
+    assert not archive.exists() and not (tmp_path / "wh.duckdb").exists()

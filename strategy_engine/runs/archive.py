@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import strategy_engine
-from ..core import ConfigError, StrategyEngineError, check_names, project_root, runs_dir
+from ..core import (ConfigError, StrategyEngineError, check_names, is_secret_name, project_root, runs_dir,
+                                  secrets_from_environment)
 from .contract import (EXIT_CODES, RUN_ID_PATTERN, as_date, canonical_json, check_status, failpoint,
                                           sha256_hex)
 
@@ -28,10 +29,9 @@ if TYPE_CHECKING: import pandas as pd    # imported where used: `run daily` star
 
 # %% auto #0
 __all__ = ['GENESIS', 'CREATED', 'ALREADY', 'COMPLETED', 'MANIFEST', 'RUN_COLUMNS', 'utc_iso', 'ArchiveError', 'ArchiveConflict',
-           'check_key', 'Archive', 'LocalArchive', 'GCSArchive', 'open_archive', 'is_secret_name',
-           'secrets_from_environment', 'redact_environment', 'find_secrets', 'code_version', 'cloud_run_info',
-           'build_manifest', 'SecretLeakError', 'run_folder', 'manifest_bytes', 'archive_run', 'Problem',
-           'VerifyReport', 'verify', 'list_runs', 'show_run', 'SecretHit', 'scan_for_secrets']
+           'check_key', 'Archive', 'LocalArchive', 'GCSArchive', 'open_archive', 'redact_environment', 'find_secrets',
+           'code_version', 'cloud_run_info', 'build_manifest', 'SecretLeakError', 'run_folder', 'manifest_bytes',
+           'archive_run', 'Problem', 'VerifyReport', 'verify', 'list_runs', 'show_run', 'SecretHit', 'scan_for_secrets']
 
 # %% ../../nbs/31_archive.ipynb #5788d6fa
 GENESIS = "0" * 64   # prev_hash of the first ledger entry
@@ -212,19 +212,7 @@ _KIND = re.compile(r"[a-z][a-z0-9_]*")
 _RUN_ID = RUN_ID_PATTERN            # statuses, exit codes and the run-id rule live in strategy_engine.runs.contract
 
 # %% ../../nbs/31_archive.ipynb #15b88b6f
-_SECRET_WORDS = {"TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "KEY", "APIKEY", "CREDENTIAL", "CREDENTIALS", "PRIVATE"}
-_NOT_SECRET = re.compile(r".*_(FILE|PATH|DIR)|GOOGLE_APPLICATION_CREDENTIALS")
-
-def is_secret_name(name: str) -> bool:
-    "Whether an environment variable's name says it holds a secret (e.g. *_TOKEN, *_PASSWORD, *_KEY)."
-    upper = name.upper()
-    return not _NOT_SECRET.fullmatch(upper) and bool(_SECRET_WORDS & set(upper.split("_")))
-
-def secrets_from_environment(env: Mapping[str, str] | None = None, min_length: int = 8) -> dict[str, str]:
-    "The secret variables of `env` (default `os.environ`) with values of at least `min_length` characters."
-    env = os.environ if env is None else env
-    return {k: v for k, v in env.items() if is_secret_name(k) and len(v) >= min_length}
-
+# what a secret is (`is_secret_name`, `secrets_from_environment`) is core's one rule, shared with alerts and logs
 def redact_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     "A copy of `env` (default `os.environ`) with every secret variable's value replaced by '***'."
     env = os.environ if env is None else env
@@ -239,7 +227,7 @@ def find_secrets(data: bytes, secrets: Mapping[str, str]) -> list[str]:
 
 # %% ../../nbs/31_archive.ipynb #7590ee2a
 def code_version(root: Path | None = None, env: Mapping[str, str] | None = None) -> dict:
-    "Package version, git commit (`git rev-parse HEAD`, else `$STRATEGY_ENGINE_GIT_COMMIT` or `$GIT_COMMIT`, else 'unknown'), dirtiness."
+    "Package version, git commit (`git rev-parse HEAD`, else $STRATEGY_ENGINE_GIT_COMMIT or $GIT_COMMIT), dirtiness."
     env = os.environ if env is None else env
     root = root or project_root()
     commit, dirty = None, None

@@ -120,7 +120,7 @@ def test_a_holiday_skips_every_stage(where):
 def test_a_stale_day_stops_after_validation_and_raises_one_alert(where, telegram, nse_dir):
     day = cli(where, "run", "day", "--as-of", STALE, "--symbols", "TCS", "INFY", "--no-log-output")
     assert day.returncode == 4, day.stdout + day.stderr
-    assert f"validate {STALE}: data_stale" in day.stdout and "daily and report did not run" in day.stdout
+    assert f"validate {STALE}:\ndata_stale" in day.stdout and "daily and report did not run" in day.stdout
     [m] = manifests(where)
     assert m["kind"] == "validate" and m["status"] == "data_stale" and "2 of 2 symbol(s) stale" in m["error"]
     assert "2024-11-25" in m["error"]                                       # the 09:00 cut-off: the previous session

@@ -14,17 +14,16 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import TextIO
-from urllib.parse import parse_qsl
 
 from ..core import check_names
 from ..logs import LOG_LEVELS, JsonFormatter, trace_of
-from ..runs.archive import secrets_from_environment
+from ..core import redact_query, secrets_from_environment
 from .settings import Settings
 
 _log = logging.getLogger("strategy_engine.service")
 
 # %% auto #0
-__all__ = ['configure_logging', 'capture_stderr', 'redact_query', 'AccessLog']
+__all__ = ['configure_logging', 'capture_stderr', 'AccessLog']
 
 # %% ../../nbs/41a_service_logs.ipynb #0ce1d299
 def configure_logging(settings: Settings | None = None, level: str = "INFO",
@@ -76,12 +75,7 @@ def capture_stderr(handler: logging.StreamHandler) -> None:
                     relay.log(getattr(logging, word), line)
     threading.Thread(target=pump, name="stderr-to-json", daemon=True).start()
 
-_SECRET_QUERY = {"sig", "signature", "token", "access_token", "key", "api_key", "apikey", "password", "csrf"}
-
-def redact_query(query: str) -> str:
-    "A query string with the values of credential-like keys (sig, token, key, ...) replaced by ***."
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return "&".join(f"{k}={'***' if k.lower() in _SECRET_QUERY else v}" for k, v in pairs)
+# `redact_query` (core): the values of secret-named keys (sig, token, key, csrf, ...) become ***
 
 class AccessLog:
     "ASGI middleware: one JSON log line per request with Cloud Logging's httpRequest (status, latency, ...)."

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from ..core import ConfigError, StrategyEngineError, did_you_mean
-from ..runs.archive import secrets_from_environment
+from ..core import secrets_from_environment
 from ..warehouse import default_warehouse_uri
 
 # %% auto #0

@@ -16,7 +16,7 @@ from strategy_engine.core import sample_data_dir
 from strategy_engine.data import load_bars, synthetic_bars
 from strategy_engine.models import train_models
 from strategy_engine.strategies import regime
-from strategy_engine.strategies.base import run_strategy
+from strategy_engine.strategies.base import run_strategy, strategy_names
 from strategy_engine.validation import sessions_only
 
 
@@ -42,7 +42,7 @@ def main() -> None:
         os.environ["STRATEGY_ENGINE_MODELS"] = str(Path(tmp) / "models")
         arts = {}
         total = 0.0
-        for name in ("lstm", "regime"):
+        for name in strategy_names(needs_training=True):
             [art], wall, cpu = timed(lambda name=name: train_models(bars, strategies=[name], out_dir=Path(tmp) / "run"))
             arts[name], total = art, total + wall
             extra = ""

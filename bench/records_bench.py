@@ -16,7 +16,7 @@ import pandas as pd
 
 from strategy_engine.core import sample_data_dir
 from strategy_engine.data import load_bars, synthetic_bars
-from strategy_engine.strategies.base import SignalFrame, load_config, run_strategy
+from strategy_engine.strategies.base import SignalFrame, load_config, run_strategy, strategy_names
 from strategy_engine.warehouse import DuckDBWarehouse
 
 
@@ -64,7 +64,7 @@ def main() -> None:
     nse = sample_data_dir()
     bars = load_bars(nse) if nse else synthetic_bars(50)
     total, secs = 0, 0.0
-    for name in ("momentum", "mean_reversion", "breakout"):
+    for name in strategy_names(needs_training=False):
         frame = run_strategy(name, bars, load_config(name), restrict_universe=False)
         s, t = timed(lambda frame=frame: frame.records("all"))
         total, secs = total + t.num_rows, secs + s

@@ -10,6 +10,7 @@ import time
 from strategy_engine.core import sample_data_dir
 from strategy_engine.data import load_bars, synthetic_bars
 from strategy_engine.evaluation import default_grid, deflated_sharpe, evaluate, pbo, walk_forward
+from strategy_engine.strategies.base import strategy_names
 from strategy_engine.sweep import parameter_grid
 from strategy_engine.validation import sessions_only
 
@@ -24,7 +25,7 @@ def best_s(fn, repeat: int = 3) -> float:
 
 
 def main() -> None:
-    strategies = ["momentum", "mean_reversion", "breakout"]
+    strategies = strategy_names(needs_training=False)
     t0 = time.perf_counter()
     warm = synthetic_bars(5, n_days=300)
     for n in strategies: walk_forward(n, warm, {k: v[:1] for k, v in default_grid(n).items()}, train_days=100, test_days=50,

@@ -233,6 +233,8 @@ class _CellLog(logging.Filter):
             cells = len(json.loads(template.read_text())["cells"])        # papermill counts markdown too
             self.bar = Progress(template.stem, total=cells + 1)             # + the injected parameters cell
         elif text.startswith("Executing Cell") and self.bar is not None: self.bar.update()
+        elif text.startswith("Ending Cell") and self.bar is not None and self.bar.done == self.bar.total:
+            self.close()                              # the notebook is done; archiving is not its progress
         return False
 
     def close(self) -> None:

@@ -134,7 +134,7 @@ class Progress:
         self.label, self.total, self.every, self.clock = label, total, every, clock
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
-        self.done, self.note, self.lines = 0, "", 0
+        self.done, self.note, self.lines, self.shown = 0, "", 0, -1
         self.start = self.last = clock()
 
     def text(self) -> str:
@@ -164,7 +164,7 @@ class Progress:
     def _line(self) -> None:
         fields = {"event": "progress", "label": self.label, "done": self.done, "total": self.total}
         logging.getLogger(PROGRESS_LOGGER).info(self.text(), extra=fields)
-        self.lines += 1
+        self.lines, self.shown = self.lines + 1, self.done
         self.last = self.clock()
 
     def close(self) -> None:
@@ -172,7 +172,7 @@ class Progress:
         if self.tty:
             self.stream.write("\r\033[K")
             self.stream.flush()
-        elif self.lines: self._line()
+        elif self.lines and self.shown != self.done: self._line()
 
     def __enter__(self) -> Progress: return self
     def __exit__(self, *exc) -> None: self.close()

@@ -163,7 +163,8 @@ def test_a_split_without_its_action_fails_closed_for_that_symbol_only(tmp_path):
     from strategy_engine.strategies.base import default_strategies
     run = compute(load_data(start_daily("2024-08-08", symbols=["AAA", "BBB"], data=uri)))    # the daily stage
     assert run.status == "running" and run.quarantined == ["AAA"] and run.bars.symbols == ["BBB"]
-    assert set(run.results) == set(run.strategies) == set(default_strategies()) and result(run)["quarantined"] == ["AAA"]
+    assert set(run.results) == set(run.strategies) == set(default_strategies())
+    assert result(run)["quarantined"] == ["AAA"]
     from strategy_engine.stages.validate import validate_day
     day = validate_day("2024-08-08", symbols=["AAA", "BBB"], data=uri, through="as_of")         # the 09:00 stage agrees
     assert day.status == "succeeded" and "1 quarantined" in day.reason and "[unexplained_jump] AAA" in day.reason

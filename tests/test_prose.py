@@ -86,7 +86,8 @@ def prose_problems(path: Path) -> list[str]:
                     continue
                 keywords = KEYWORD.findall(args)
                 if keywords and not any(_accepts(full, keywords) for full in LAST[last]):
-                    found.append(f"{where} passes {', '.join(keywords)} to {name}(), which takes no such parameter")
+                    found.append(f"{where} passes {', '.join(keywords)} to {name}(), "
+                                 "which takes no such parameter")
     return found
 
 
@@ -102,7 +103,8 @@ def test_the_check_catches_drift(tmp_path):
     """A notebook naming a function that is gone, a keyword a function does not take, or a module that is not
     there fails the check; one naming what exists passes."""
     good = _notebook(tmp_path, "good.ipynb", "`strategy_engine.strategies.base.run_strategy` runs "
-                     "`run_strategy(name, bars, config=cfg)`; `launch_once(kind, parameters, KEY)` claims a key.")
+                     "`run_strategy(name, bars, config=cfg)`; `launch_once(kind, parameters, KEY)` "
+                     "claims a key.")
     assert prose_problems(good) == []
     bad = _notebook(tmp_path, "bad.ipynb", "`launch(..., idempotency_key=KEY)`, `run_strategies(x)` and "
                     "`strategy_engine.gone.f`")

@@ -181,7 +181,8 @@ class DuckDBWarehouse(Warehouse):
                                 f"{list(spec.columns)}. It was created by another version: migrate it "
                                 "(ALTER TABLE ... ADD COLUMN) or use a new file.")
         for name in RUN_TABLES:         # after the tables: each view reads `runs`
-            con.execute(f"CREATE VIEW IF NOT EXISTS {_dq(name + '_current')} AS SELECT * FROM {current_sql(name, _dq)}")
+            view = f"SELECT * FROM {current_sql(name, _dq)}"      # replaced: a file made by an older version
+            con.execute(f"CREATE OR REPLACE VIEW {_dq(name + '_current')} AS {view}")
         if not self.memory: _CREATED[self.path] = set(TABLES)
 
     def _write(self, batches: Mapping[str, Any], owner: Mapping[str, Any] | None) -> None:

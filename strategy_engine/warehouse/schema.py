@@ -375,7 +375,9 @@ def _signals_rows(signals, run_id: str, shard: int, attempt: int = 1) -> pa.Tabl
         raise DataError(f"signals: {ids[_first(bad)].as_py()}: confidence {t['confidence'][_first(bad)].as_py()!r} "
                         "is not a number in [0, 1].")
     ts, date = _instants(t["timestamp"], ids)        # date: the NSE trading date of the bar's close ...
-    if "date" in t.column_names:                    # ... unless given
+    if "date" in t.column_names and pa.types.is_date32(t["date"].type) and t["date"].null_count == 0:
+        date = t["date"].combine_chunks()           # ... unless given (staged rows carry it as DATE)
+    elif "date" in t.column_names:
         date = pa.array(_dates(t["date"].to_pandas(), "signals: date").to_numpy(dtype="datetime64[D]"))
     meta = t["metadata"]
     meta = _json_objects(meta, ids) if not pa.types.is_null(meta.type) else meta.cast(pa.string())

@@ -512,6 +512,8 @@ def cmd_run_train(args) -> int:
     from strategy_engine.runs.launcher import launch
     params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
     if args.strategies: params["strategies"] = args.strategies
+    if args.symbols: params["symbols"] = "all" if args.symbols == ["all"] else args.symbols
+    params.update({k: getattr(args, k) for k in ("calendar", "adjustment") if getattr(args, k)})
     with _papermill_log(args) as shown:
         result = launch("train", params, archive=args.archive, warehouse=args.warehouse, timeout=args.timeout,
                         **shown)
@@ -637,6 +639,9 @@ def build_parser() -> argparse.ArgumentParser:
     rtrain.add_argument("--warehouse", help="where the run's record is indexed (default: $STRATEGY_ENGINE_WAREHOUSE or "
                                             "runs/warehouse.duckdb)")
     rtrain.add_argument("--timeout", type=float, default=900, help="per-cell execution timeout in seconds (default 900)")
+    rtrain.add_argument("--symbols", nargs="+", help="symbols to train on, or 'all': every symbol of the data "
+                                                     "(default: each model's configured universe)")
+    _research_options(rtrain, params=False)
     rtrain.set_defaults(func=cmd_run_train)
     rval = runsub.add_parser("validate", help="the data validation of one NSE session (09:00 IST); exit 4 stale, 1 bad bars",
                              description="Execute nbs/production/validate_data.ipynb for --as-of: freshness, missing "

@@ -159,3 +159,15 @@ def test_report_logs_json_lines_with_run_id_stage_trace_and_performance_events(t
     assert all("Sharpe" in a or "drawdown" in a for a in alerts), alerts
     assert len(alerts) == sum((x["sharpe_ratio"] < 1.0) + (x["max_drawdown"] < -0.05) for x in perf.values()), alerts
     assert "Executing Cell" not in r.stdout + r.stderr
+
+
+def test_run_train_on_us_data_every_symbol_and_the_inferred_calendar(tmp_path, us_dir):
+    env = {**os.environ, "STRATEGY_ENGINE_MODELS": str(tmp_path / "models"),
+           "STRATEGY_ENGINE_WAREHOUSE": f"duckdb:///{tmp_path}/wh.duckdb"}
+    r = run_cli("run", "train", "--as-of", "latest", "--data", us_dir, "--symbols", "all", "--strategies", "regime",
+                "--archive", tmp_path / "archive", env=env)
+    assert r.returncode == 0 and r.stdout.startswith("succeeded: run train-2024-09-30-"), r.stdout + r.stderr
+    assert "model regime: " in r.stdout and "Executing Cell" not in r.stdout + r.stderr
+    [nb] = (tmp_path / "archive").rglob("train_models.ipynb")
+    text = "\n".join(str(o.get("text", "")) for c in nbformat.read(nb, as_version=4).cells for o in c.get("outputs", []))
+    assert "1500 dates × 6 symbols" in text and "calendar weekdays: inferred" in text, text

@@ -778,7 +778,7 @@ def _configure_output(args) -> str:
     fmt = log_format(getattr(args, "log_format", None))
     secrets: list[str] = []
     if fmt == "json":
-        from strategy_engine.runs.archive import secrets_from_environment
+        from strategy_engine.core import secrets_from_environment
         secrets = list(secrets_from_environment().values())
     configure_job_logging(fmt, os.environ.get("LOG_LEVEL") or "INFO", secrets=secrets,
                           verbose=getattr(args, "verbose", False))

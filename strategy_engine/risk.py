@@ -24,8 +24,8 @@ from .strategies.base import (RiskLimits, SignalFrame, StrategyConfig, as_config
 
 # %% auto #0
 __all__ = ['UNCLASSIFIED', 'ANNUALIZATION', 'SLACK', 'STEPS', 'sectors_path', 'load_sectors', 'sector_codes', 'apply_stops',
-           'volatility', 'raw_sizes', 'cap_positions', 'cap_groups', 'cap_top_n', 'cap_exposure', 'paper_drawdown',
-           'guard_scale', 'RiskedWeights', 'apply_risk', 'strategy_weights', 'members_only']
+           'volatility', 'raw_sizes', 'cap_positions', 'cap_groups', 'cap_top_n', 'cap_exposure', 'fused_caps',
+           'paper_drawdown', 'guard_scale', 'RiskedWeights', 'apply_risk', 'strategy_weights', 'members_only']
 
 # %% ../nbs/23_risk.ipynb #71071c09
 UNCLASSIFIED = "Unclassified"
@@ -220,6 +220,62 @@ def cap_exposure(w: np.ndarray, max_gross: float, max_net: float) -> np.ndarray:
         net = np.abs(w.sum(axis=1, keepdims=True))
         return w * np.where(_over(net, max_net), max_net / net, 1.0)
 
+# %% ../nbs/23_risk.ipynb #a4c45bb6
+@numba.njit(cache=True)
+def _caps_k(held, cap, codes, n_groups, group_cap, max_gross, max_net, slack, w, removed):  # pragma: no cover
+    "Sizes 1/n_t, then the position, group, gross and net caps, in three passes down the columns."
+    T, N = held.shape
+    n = np.zeros(T)
+    for i in range(N):
+        for t in range(T):
+            if held[t, i] != 0: n[t] += 1.0
+    size = np.empty(T)
+    for t in range(T): size[t] = 1.0 / max(n[t], 1.0)
+    absg, netg = np.zeros((T, n_groups)), np.zeros((T, n_groups))   # sum |w| and sum w per day and group
+    for i in range(N):
+        g = codes[i]
+        for t in range(T):
+            x = held[t, i] * size[t]
+            y = min(max(x, -cap), cap)
+            removed[t, 0] += abs(x) - abs(y)
+            absg[t, g] += abs(y)
+            netg[t, g] += y
+    factor = np.ones((T, n_groups))
+    gross_f, net_f = np.ones(T), np.ones(T)
+    for t in range(T):
+        gross, net = 0.0, 0.0
+        for g in range(n_groups):
+            if absg[t, g] > group_cap + slack * max(group_cap, 1.0): factor[t, g] = group_cap / absg[t, g]
+            gross += absg[t, g] * factor[t, g]
+            net += netg[t, g] * factor[t, g]
+        if gross > max_gross + slack * max(max_gross, 1.0): gross_f[t] = max_gross / gross
+        net = abs(net * gross_f[t])
+        if net > max_net + slack * max(max_net, 1.0): net_f[t] = max_net / net
+    for i in range(N):
+        g = codes[i]
+        for t in range(T):
+            y = min(max(held[t, i] * size[t], -cap), cap)
+            a = y * factor[t, g]                              # the order of the reference's products
+            b = a * gross_f[t]
+            c = b * net_f[t]
+            removed[t, 1] += abs(y) - abs(a)
+            removed[t, 2] += abs(a) - abs(b)
+            removed[t, 3] += abs(b) - abs(c)
+            w[t, i] = c
+
+def fused_caps(held: np.ndarray, limits: RiskLimits, codes: np.ndarray | None = None
+               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    "Equal sizing, position, sector (if `codes`), gross and net caps in one compiled call; what each removed."
+    T, N = held.shape
+    groups = codes if codes is not None else np.zeros(N, np.intp)
+    group_cap = limits.sector_cap if codes is not None and limits.sector_cap is not None else np.inf
+    w, removed = np.empty((N, T)).T, np.zeros((T, 4))
+    _caps_k(np.asfortranarray(held, dtype=np.int8), float(limits.max_position_size), groups.astype(np.int64),
+            int(groups.max(initial=0)) + 1, float(group_cap),
+            float(limits.max_gross), float(limits.max_net), SLACK, w, removed)
+    steps = ("position_cap", "sector_cap", "gross", "net")
+    return w, {k: removed[:, j] for j, k in enumerate(steps) if k != "sector_cap" or codes is not None}
+
 # %% ../nbs/23_risk.ipynb #061d9fae
 def paper_drawdown(w: np.ndarray, r: np.ndarray, cost_bps: float) -> np.ndarray:
     "Drawdown at each close of the book `w` over returns `r` with costs: E_t / max(1, peak E) - 1."
@@ -346,19 +402,25 @@ def apply_risk(signals: SignalFrame | pd.DataFrame,        # the strategy's outp
     held, fired = apply_stops(sig.to_numpy(), close, atr, lim.stop_loss, lim.atr_stop)
     sigma = None
     if lim.vol_target is not None: sigma = volatility(b, lim.vol_estimator, lim.vol_window, lim.atr_period).to_numpy()
-    w = raw_sizes(held, lim, sigma)
     removed: dict[str, np.ndarray] = {}
     def step(key: str, new: np.ndarray) -> np.ndarray:
         removed[key] = np.abs(w).sum(axis=1) - np.abs(new).sum(axis=1)   # w: the weights before this step
         return new
     findings: tuple = ()
-    w = step("position_cap", cap_positions(w, lim.max_position_size))
-    if lim.sector_cap is not None:
-        codes, _, findings = sector_codes(b.symbols, sectors)
-        w = step("sector_cap", cap_groups(w, codes, lim.sector_cap))
-    if lim.top_n is not None and lim.top_n_cap is not None: w = step("top_n", cap_top_n(w, lim.top_n, lim.top_n_cap))
-    w = step("gross", cap_exposure(w, lim.max_gross, np.inf))
-    w = step("net", cap_exposure(w, np.inf, lim.max_net))
+    codes = None
+    if lim.sector_cap is not None: codes, _, findings = sector_codes(b.symbols, sectors)
+    if sigma is None and (lim.top_n is None or lim.top_n_cap is None):   # the usual limits: one compiled call
+        w, fused_removed = fused_caps(held, lim, codes)
+        removed.update(fused_removed)
+    else:                                                     # volatility sizing or a top-N cap: the numpy steps
+        w = raw_sizes(held, lim, sigma)
+        w = step("position_cap", cap_positions(w, lim.max_position_size))
+        if codes is not None and lim.sector_cap is not None:
+            w = step("sector_cap", cap_groups(w, codes, lim.sector_cap))
+        if lim.top_n is not None and lim.top_n_cap is not None:
+            w = step("top_n", cap_top_n(w, lim.top_n, lim.top_n_cap))
+        w = step("gross", cap_exposure(w, lim.max_gross, np.inf))
+        w = step("net", cap_exposure(w, np.inf, lim.max_net))
     dd, scale = np.zeros(len(w)), np.ones(len(w))
     if lim.max_drawdown is not None:
         _, r = close_returns(close)

@@ -56,8 +56,9 @@ class Channel:
         missing = [n for n in self.required_env if not str(env.get(n, "")).strip()]
         return f"{', '.join(missing)} not set" if missing else ""
 
-    def send(self, alert: Alert, env: Mapping[str, str], timeout: float, http: Callable[[], httpx.Client]) -> None:
-        "Deliver `alert` once: return when done, raise `TransientError` to be retried, anything else to give up."
+    def send(self, alert: Alert, env: Mapping[str, str], timeout: float,
+             http: Callable[[], httpx.Client]) -> None:
+        "Deliver `alert` once: return when done; raise `TransientError` to be retried, else to give up."
         raise NotImplementedError(f"channel {self.name!r} does not implement send")
 
 _CHANNELS: dict[str, Channel] = {}
@@ -88,7 +89,8 @@ class Telegram(Channel):
     required_env = ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID")
     secret_env = ("TELEGRAM_BOT_TOKEN",)
 
-    def send(self, alert: Alert, env: Mapping[str, str], timeout: float, http: Callable[[], httpx.Client]) -> None:
+    def send(self, alert: Alert, env: Mapping[str, str], timeout: float,
+             http: Callable[[], httpx.Client]) -> None:
         "One sendMessage call through the shared HTTP client."
         token, chat_id = env["TELEGRAM_BOT_TOKEN"].strip(), env["TELEGRAM_CHAT_ID"].strip()
         _telegram_once(http(), token, chat_id, _telegram_text(alert))
@@ -100,8 +102,9 @@ class Email(Channel):
     required_env = ("SMTP_HOST", "SMTP_FROM", "ALERT_EMAIL_TO")
     secret_env = ("SMTP_PASSWORD",)
 
-    def send(self, alert: Alert, env: Mapping[str, str], timeout: float, http: Callable[[], httpx.Client]) -> None:
-        "One SMTP session with the settings of `env` (checked first: a bad one is a ConfigError, not retried)."
+    def send(self, alert: Alert, env: Mapping[str, str], timeout: float,
+             http: Callable[[], httpx.Client]) -> None:
+        "One SMTP session with the settings of `env` (a bad one is a ConfigError, not retried)."
         smtp = _smtp_settings(env)
         _email_once(smtp, _email_message(alert, smtp), timeout)
 
@@ -137,7 +140,7 @@ class AlertRules(BaseModel):
                                             json_schema_extra={"allowed": f"a list of run statuses: {', '.join(RUN_STATUSES)}"},
                                             description="run statuses that raise an alert")
     channels: tuple[str, ...] = Field(default_factory=channel_names,
-                                      json_schema_extra={"allowed": "a list of registered channels (channel_names())"},
+                                      json_schema_extra={"allowed": "a list of registered channels"},
                                       description="where alerts go (each still needs its environment variables)")
     retry: RetryPolicy = Field(default=RetryPolicy(), description="retry policy of every channel")
 
@@ -151,7 +154,8 @@ class AlertRules(BaseModel):
 
     @field_validator("channels")
     @classmethod
-    def _channels(cls, value: tuple[str, ...]) -> tuple[str, ...]: return _known(value, channel_names(), "channel")
+    def _channels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known(value, channel_names(), "channel")
 
 # %% ../nbs/40_alerts.ipynb #0cf1c94e
 def rules_from_dict(raw: Any, source: str = "<dict>") -> AlertRules:
@@ -350,7 +354,7 @@ def _telegram_text(alert: Alert) -> str:
     return text if len(text) <= TELEGRAM_MAX_CHARS else text[: TELEGRAM_MAX_CHARS - 1] + "…"
 
 def _telegram_once(client: httpx.Client, token: str, chat_id: str, text: str) -> None:
-    "One sendMessage call: return on success, `TransientError` on 429/5xx/connection trouble, `PermanentError` otherwise."
+    "One sendMessage call: `TransientError` on 429, 5xx or a lost connection, `PermanentError` otherwise."
     try: response = client.post(f"/bot{token}/sendMessage", json={"chat_id": chat_id, "text": text})
     except httpx.TransportError as e: raise TransientError(f"{type(e).__name__}: {e}") from None
     try: body = response.json()
@@ -360,7 +364,9 @@ def _telegram_once(client: httpx.Client, token: str, chat_id: str, text: str) ->
     detail = f"HTTP {response.status_code} {body.get('description') or response.reason_phrase}".strip()
     if response.status_code == 429: raise TransientError(detail, _retry_after(response))
     if response.status_code >= 500: raise TransientError(detail)
-    raise PermanentError(detail if response.status_code != 200 else f"{detail}: the reply is not {{'ok': true}}")
+    if response.status_code == 200:
+        detail = f"{detail}: the reply is not {{'ok': true}}"
+    raise PermanentError(detail)
 
 @dataclass(frozen=True)
 class _Smtp:
@@ -410,14 +416,15 @@ def _email_message(alert: Alert, smtp: _Smtp) -> EmailMessage:
     return msg
 
 def _email_once(smtp: _Smtp, msg: EmailMessage, timeout: float) -> None:
-    "One SMTP session: return on success, `TransientError` on 4xx or connection trouble, `PermanentError` otherwise."
+    "One SMTP session: return on success; `TransientError` on 4xx or no connection, else `PermanentError`."
     try:
         with smtplib.SMTP(smtp.host, smtp.port, timeout=timeout) as session:
             if smtp.starttls: session.starttls(context=ssl.create_default_context())
             if smtp.user: session.login(smtp.user, smtp.password)
             refused = session.send_message(msg)
         if refused: _log.warning("email alert: some recipients were refused: %s", sorted(refused))
-    except ssl.SSLCertVerificationError as e: raise PermanentError(f"TLS certificate of {smtp.host} rejected: {e}") from None
+    except ssl.SSLCertVerificationError as e:
+        raise PermanentError(f"TLS certificate of {smtp.host} rejected: {e}") from None
     except smtplib.SMTPRecipientsRefused as e:
         codes = [code for code, _ in e.recipients.values()]
         error = f"all recipients refused: {e.recipients}"

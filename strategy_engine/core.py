@@ -204,7 +204,7 @@ SECRET_WORDS = frozenset({"TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "KEY"
 _NOT_SECRET = re.compile(r".*_(FILE|PATH|DIR)|GOOGLE_APPLICATION_CREDENTIALS")
 
 def is_secret_name(name: str) -> bool:
-    "Whether a name (environment variable, query or config key) says it holds a secret: *_TOKEN, password, sig..."
+    "Whether a name (environment variable, query or config key) says it holds a secret: *_TOKEN, sig, ..."
     upper = name.upper()
     return not _NOT_SECRET.fullmatch(upper) and bool(SECRET_WORDS & set(re.split(r"[_\-.]", upper)))
 
@@ -234,7 +234,7 @@ def redact_url(url: str) -> str:
 
 # %% ../nbs/00_core.ipynb #5913ebdc
 def guarded(handler: Callable[[Any], int]) -> Callable[[Any], int]:
-    "A CLI handler whose `StrategyEngineError` prints one line and returns the error's `exit_code` (default 1)."
+    "A CLI handler whose `StrategyEngineError` prints one line and returns the error's `exit_code` (or 1)."
     def run(args: Any) -> int:
         try:
             return handler(args)

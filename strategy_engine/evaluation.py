@@ -254,12 +254,14 @@ def pbo(returns: pd.DataFrame | Any,    # date × trial returns, or a SweepResul
 
 # %% ../nbs/24_evaluation.ipynb #c903160d
 def default_grid(name: str) -> dict[str, list]:
-    "The parameter grid strategy `name` declares for evaluation (`register_strategy(..., grid=...)`), as lists."
+    "The parameter grid strategy `name` declares (`register_strategy(..., grid=...)`), as lists."
     grid = get_strategy(name).grid
     if not grid:
         have = strategy_names_with_grid()
-        raise UnknownNameError(f"Strategy {name!r} declares no parameter grid (register_strategy(..., grid=...)). "
-                               f"Pass grid={{parameter: [values, ...]}}; strategies with one: {', '.join(have) or 'none'}.")
+        raise UnknownNameError(f"Strategy {name!r} declares no parameter grid "
+                               "(register_strategy(..., grid=...)). "
+                               f"Pass grid={{parameter: [values, ...]}}; strategies with one: "
+                               f"{', '.join(have) or 'none'}.")
     return {k: list(v) for k, v in grid.items()}
 
 def strategy_names_with_grid() -> list[str]:

@@ -208,7 +208,7 @@ def requires_trained_model(name: str, config: Any = None) -> bool:
 
 def train_models(bars: Bars,                                     # the panel to train on (cut at `as_of`)
                  as_of: Any = None,                              # last date training may see (default: the last date)
-                 strategies: Iterable[str] | None = None,        # which models (None: every needs_training strategy)
+                 strategies: Iterable[str] | None = None,        # which (None: each needs_training strategy)
                  out_dir: str | Path | None = None,              # the training run's folder: artifacts are written here
                  store: str | Path | None | bool = None,         # publish to this store (None: model_store(); False: don't)
                  configs: Mapping[str, Any] | None = None        # name -> StrategyConfig/dict/path; default: the YAML

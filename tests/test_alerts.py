@@ -19,7 +19,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from strategy_engine.alerts import AlertRules, RetryPolicy, channel_names, evaluate_rules, get_channel, notify_run, send_alerts
+from strategy_engine import alerts
+from strategy_engine.alerts import AlertRules, RetryPolicy, evaluate_rules, notify_run, send_alerts
 
 TOKEN = "7654321:AAH-test-token-never-logged_Zq9xY"
 PASSWORD = "smtp-pw-never-logged-4411"
@@ -389,7 +390,7 @@ def test_notify_run_end_to_end_on_both_channels(telegram, smtp, tmp_path):
     assert {d.status for d in again} == {"duplicate"} and len(telegram.requests) == 2 and len(smtp.envelopes) == 2
 
 
-# ================================================================= the channel contract: every registered channel
+# ======================================================== the channel contract: every registered channel
 def _telegram_double(monkeypatch):
     """The local Bot API; what it received, as text."""
     fake = FakeTelegram()
@@ -411,14 +412,14 @@ def _email_double(monkeypatch):
     return controller.stop, lambda: [str(m) for m in box.messages()]
 
 
-LOCAL_DOUBLES = {"telegram": _telegram_double, "email": _email_double}   # channel -> a real server on loopback
+LOCAL_DOUBLES = {"telegram": _telegram_double, "email": _email_double}   # channel -> a server on loopback
 
 
-@pytest.mark.parametrize("name", channel_names())
+@pytest.mark.parametrize("name", alerts.channel_names())
 def test_channel_contract(name, monkeypatch, tmp_path, caplog):
     """Every registered channel: it declares its environment and secrets, is skipped without them (naming the
     variables), delivers once through a real local server, and never lets a secret it declares out."""
-    channel = get_channel(name)
+    channel = alerts.get_channel(name)
     assert channel.name == name and channel.required_env
     assert all(isinstance(v, str) and v.isupper() for v in channel.required_env + channel.secret_env)
     rules = AlertRules(channels=(name,), retry=RETRY)
@@ -449,4 +450,5 @@ def test_an_unknown_channel_fails_validation_listing_the_registered_ones():
     from strategy_engine.core import ConfigError
     with pytest.raises(ConfigError) as e:
         rules_from_dict({"alerts": {"channels": ["telegram", "sms"]}}, "alerts.yaml")
-    assert "'sms' is not a channel" in str(e.value) and f"Allowed: {', '.join(channel_names())}." in str(e.value)
+    assert "'sms' is not a channel" in str(e.value)
+    assert f"Allowed: {', '.join(alerts.channel_names())}." in str(e.value)

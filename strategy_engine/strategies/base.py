@@ -217,7 +217,7 @@ class StrategySpec:
     fn: Callable[..., SignalFrame]     # fn(bars, params) -> SignalFrame
     params: type[StrategyParams]
     doc: str = ""
-    grid: Mapping[str, tuple] = field(default_factory=dict)   # parameter -> values of `evaluate`'s default sweep
+    grid: Mapping[str, tuple] = field(default_factory=dict)   # parameter -> values `evaluate` sweeps
     cross_sectional: bool = False      # signals depend on the whole universe: never run on a shard of symbols
     needs_training: bool = False       # has a model that `strategy-engine run train` trains
     regimes: tuple[str, ...] = ()      # the market regimes this style trades in (`regime.regime_gate`)
@@ -230,15 +230,16 @@ class StrategySpec:
                 "grid": {k: list(v) for k, v in self.grid.items()}}
 
 _REGISTRY: dict[str, StrategySpec] = {}
-FACTS = ("default", "cross_sectional", "needs_training", "regimes", "grid")   # what strategy_names() can filter on
+FACTS = ("default", "cross_sectional", "needs_training", "regimes", "grid")  # strategy_names() filters
 
-def _check_grid(name: str, params: type[StrategyParams], grid: Mapping[str, Iterable] | None) -> dict[str, tuple]:
+def _check_grid(name: str, params: type[StrategyParams],
+                grid: Mapping[str, Iterable] | None) -> dict[str, tuple]:
     "The declared grid as parameter -> tuple of values; an unknown parameter or an empty list is an error."
     out: dict[str, tuple] = {}
     for key, values in (grid or {}).items():
         if key not in params.model_fields:
-            raise ConfigError(f"Strategy {name!r}: grid parameter {key!r} is not a field of {params.__name__}."
-                              f"{did_you_mean(key, params.model_fields)} "
+            raise ConfigError(f"Strategy {name!r}: grid parameter {key!r} is not a field of "
+                              f"{params.__name__}.{did_you_mean(key, params.model_fields)} "
                               f"Allowed: {', '.join(params.model_fields) or 'none'}.")
         out[key] = tuple(values)
         if not out[key]:
@@ -251,7 +252,7 @@ def register_strategy(name: str, params: type[StrategyParams], *,
                       needs_training: bool = False,                 # has a trained model (`run train`)
                       regimes: Iterable[str] = (),                  # regimes this style trades in
                       default: bool = False) -> Callable:           # in the default set of the daily run
-    "Decorator registering `fn(bars, params) -> SignalFrame` as strategy `name` with its parameters and facts."
+    "Decorator registering `fn(bars, params) -> SignalFrame` as strategy `name`, with its params and facts."
     if not name.isidentifier():
         raise ConfigError(f"Strategy name {name!r} must be a Python identifier (it names a module).")
     if not (isinstance(params, type) and issubclass(params, StrategyParams)):
@@ -262,7 +263,8 @@ def register_strategy(name: str, params: type[StrategyParams], *,
         if old is not None and old.fn.__qualname__ != fn.__qualname__:
             raise ConfigError(f"Strategy {name!r} is already registered by {old.fn.__module__}.{old.fn.__qualname__}; "
                               f"choose another name for {fn.__module__}.{fn.__qualname__}.")
-        _REGISTRY[name] = StrategySpec(name, fn, params, (fn.__doc__ or "").strip(), checked, bool(cross_sectional),
+        doc = (fn.__doc__ or "").strip()
+        _REGISTRY[name] = StrategySpec(name, fn, params, doc, checked, bool(cross_sectional),
                                        bool(needs_training), tuple(regimes), bool(default))
         return fn
     return decorate
@@ -279,12 +281,13 @@ def known_strategies() -> list[str]:
 STRATEGIES_ENV = "STRATEGY_ENGINE_STRATEGIES"   # extra folders of strategy modules (os.pathsep-separated)
 
 def strategy_folders() -> list[Path]:
-    "Where strategy modules are found: the package's `strategies/` folder, then each folder in $STRATEGY_ENGINE_STRATEGIES."
+    "Where strategy modules are found: the package's `strategies/`, then $STRATEGY_ENGINE_STRATEGIES."
     import strategy_engine.strategies as package
     extra = [Path(p).resolve() for p in os.environ.get(STRATEGIES_ENV, "").split(os.pathsep) if p]
     for folder in extra:
         if not folder.is_dir():
-            raise ConfigError(f"${STRATEGIES_ENV}: {folder} is not a folder (it lists folders of strategy modules).")
+            raise ConfigError(f"${STRATEGIES_ENV}: {folder} is not a folder "
+                              "(the variable lists folders of strategy modules).")
         if str(folder) not in package.__path__:
             package.__path__.append(str(folder))     # strategy_engine.strategies.<name> resolves there too
             importlib.invalidate_caches()
@@ -314,12 +317,13 @@ def registered_strategies() -> dict[str, StrategySpec]:
     return {name: get_strategy(name) for name in available_strategies()}
 
 def strategy_names(**facts: Any) -> tuple[str, ...]:
-    "Names of the configured strategies whose declared facts equal `facts`, e.g. `strategy_names(default=True)`."
+    "The configured strategies whose declared facts equal `facts`, e.g. `strategy_names(default=True)`."
     unknown = [k for k in facts if k not in FACTS]
     if unknown:
         raise ConfigError(f"strategy_names: unknown fact {unknown[0]!r}.{did_you_mean(unknown[0], FACTS)} "
                           f"Allowed: {', '.join(FACTS)}.")
-    return tuple(n for n, s in registered_strategies().items() if all(s.facts()[k] == v for k, v in facts.items()))
+    specs = registered_strategies()
+    return tuple(n for n, s in specs.items() if all(s.facts()[k] == v for k, v in facts.items()))
 
 def default_strategies() -> tuple[str, ...]:
     "The default set: strategies registered with `default=True` (the daily run, validation and reports)."
@@ -341,7 +345,7 @@ def universe_symbols(config: StrategyConfig, bars: Bars) -> list[str]:
 
 def as_config(name: str, config: StrategyConfig | Mapping | str | Path | None,
               caller: str = "run_strategy") -> StrategyConfig:
-    "Strategy `name`'s configuration from None (its YAML), a mapping, a path or a `StrategyConfig`; it must be `name`'s."
+    "Strategy `name`'s configuration: None (its YAML), a mapping, a path or a `StrategyConfig` of `name`."
     if config is None: cfg = load_config(name)
     elif isinstance(config, StrategyConfig): cfg = config
     elif isinstance(config, Mapping): cfg = config_from_dict(config)
@@ -352,7 +356,7 @@ def as_config(name: str, config: StrategyConfig | Mapping | str | Path | None,
 
 def run_strategy(name: str, bars: Bars, config: StrategyConfig | Mapping | str | Path | None = None,
                  restrict_universe: bool = True) -> SignalFrame:
-    "Run registered strategy `name` on `bars` with `config` (None: its YAML file; a dict, a path or a StrategyConfig)."
+    "Run registered strategy `name` on `bars` with `config` (None: its YAML; a dict, path or StrategyConfig)."
     spec = get_strategy(name)
     cfg = as_config(name, config)
     if not isinstance(cfg.parameters, spec.params):

@@ -133,7 +133,7 @@ def _smooth(post: np.ndarray, k: int) -> np.ndarray:
 
 # %% ../../nbs/17_regime.ipynb #e2857584
 def style_regimes() -> dict[str, tuple[str, ...]]:
-    "Strategy style -> the regimes it trades in, as each strategy declares (`register_strategy(..., regimes=...)`)."
+    "Strategy style -> the regimes it trades in, as each declares (`register_strategy(..., regimes=...)`)."
     return {name: spec.regimes for name, spec in registered_strategies().items() if spec.regimes}
 
 class RegimeParams(StrategyParams):

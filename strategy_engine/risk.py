@@ -373,17 +373,20 @@ def _signal_frame(signals: SignalFrame | pd.DataFrame, bars: Bars) -> tuple[pd.D
         raise DataError(f"apply_risk needs `Bars` (stops and ATR use highs and lows), got {type(bars).__name__}.")
     if not isinstance(sig, pd.DataFrame):
         raise DataError(f"signals must be a SignalFrame or a date × symbol DataFrame of -1/0/1, got {type(sig).__name__}.")
-    check_names([str(s) for s in sig.columns], bars.symbols, "symbol", f"the bars ({bars.source})")
+    same = sig.columns.equals(bars.close.columns)             # the usual case: no per-name checks
+    if not same: check_names([str(s) for s in sig.columns], bars.symbols, "symbol", f"the bars ({bars.source})")
     if not pd.DatetimeIndex(sig.index).equals(bars.dates):
         raise DataError(f"signals cover {len(sig.index)} dates but the bars {len(bars.dates)}: run the strategy on the same "
                         "bars (or cut both alike, e.g. bars.select(end=...)).")
+    b = bars if same else bars.select([str(c) for c in sig.columns])
+    if isinstance(signals, SignalFrame) and all(t == np.int8 for t in sig.dtypes):   # checked when it was built
+        return pd.DataFrame(sig.to_numpy(), index=b.dates, columns=b.close.columns), b
     try: s = np.nan_to_num(sig.to_numpy(dtype=np.float64, na_value=np.nan))
     except (TypeError, ValueError) as e: raise DataError(f"signals must be numbers in {{-1, 0, 1}}: {e}") from None
     bad = (s != -1) & (s != 0) & (s != 1)
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise DataError(f"signals must be -1, 0 or 1: {sig.columns[j]!r} on {sig.index[i]} is {s[i, j]:g}.")
-    b = bars if list(sig.columns) == bars.symbols else bars.select([str(c) for c in sig.columns])
     return pd.DataFrame(s.astype(np.int8), index=b.dates, columns=b.close.columns), b
 
 def apply_risk(signals: SignalFrame | pd.DataFrame,        # the strategy's output, or a date × symbol -1/0/1 frame

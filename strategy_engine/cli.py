@@ -308,8 +308,13 @@ def _run_stage(stage: str, params: dict, args) -> int:
 
 def cmd_run_daily(args) -> int:
     "Launch the daily production notebook (gated on the day's validation) and print where its record is."
+    if args.calendar:                          # checked before anything starts, as every flag is
+        from strategy_engine.calendar import get_calendar
+        try: get_calendar(args.calendar)
+        except StrategyEngineError as e: raise UsageError(f"--calendar: {e}") from None
     _boot_kernel("daily", args)
-    return _run_stage("daily", _stage_params(args, "strategies", "symbols", "warehouse", "cost_bps", "universe"), args)
+    names = ("strategies", "symbols", "warehouse", "cost_bps", "universe", "calendar", "adjustment")
+    return _run_stage("daily", _stage_params(args, *names), args)
 
 def cmd_audit_verify(args) -> int:
     "Recompute every archived hash and the ledger chain, and check the warehouse against it; 1 when anything is wrong."
@@ -629,6 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "performance to the warehouse, archive the notebook, manifest and ledger entry. "
                                            "Refused when the day's archived validation failed, unless --force.")
     _stage_options(rdaily, stored=True, gated=True, run_id_help="date + strategy set + shard count")
+    _research_options(rdaily, params=False)
     rdaily.set_defaults(func=cmd_run_daily)
     rtrain = runsub.add_parser("train", help="train the ML models (lstm, regime) up to --as-of; archived like every run")
     rtrain.add_argument("--as-of", required=True, type=lambda s: s if s in ("latest", "today") else _date(s),

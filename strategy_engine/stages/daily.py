@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..backtest import BacktestResult, backtest
-from ..calendar import nse_calendar
+from ..calendar import TradingCalendar, get_calendar, nse_calendar
 from ..core import DEFAULT_COST_BPS, ConfigError, check_cost, check_names
 from ..data import Bars, open_bars
 from ..market.universe import parse_universe, universe_mask
@@ -42,6 +42,8 @@ class DailyRun:
     triggered_at: str = ""          # when the run was started (ISO, from the launcher): a bar of a session still open is refused
     universe: str = ""              # a point-in-time universe spec (top:N:MEASURE:WINDOW): only members trade each day
     membership: pd.DataFrame | None = None                          # its date × symbol mask, from data up to each date
+    calendar: str = ""              # the sessions: a calendar name or file (`calendar.get_calendar`); "": NSE
+    adjustment: str = ""            # the prices (`data.ADJUSTMENTS`); "": the default
     quarantined: list[str] = field(default_factory=list)            # symbols left out: they failed validation alone
     status: str = "running"
     reason: str = ""
@@ -59,6 +61,11 @@ class DailyRun:
     @property
     def running(self) -> bool: return self.status == "running"
 
+    @property
+    def sessions(self) -> TradingCalendar:
+        "The calendar this run's sessions follow."
+        return get_calendar(self.calendar) if self.calendar else nse_calendar()
+
     def end(self, status: str, reason: str) -> None:
         "Finish the run early with `status`; later steps do nothing."
         if self.running: self.status, self.reason = status, reason
@@ -71,7 +78,7 @@ class DailyRun:
 def start_daily(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequence[str] | str | None = None,
                 data: str = "auto", warehouse: str | None = None, run_id: str = "", shard_index: int = 0,
                 shard_count: int = 1, cost_bps: float | None = None, triggered_at: str = "",
-                universe: str | None = None) -> DailyRun:
+                universe: str | None = None, calendar: str = "", adjustment: str = "") -> DailyRun:
     "Check the parameters, load each strategy's configuration, and end `no_session` on a non-session day."
     try: day = pd.Timestamp(as_of)
     except (ValueError, TypeError): raise ConfigError(f"as_of {as_of!r} is not a date (expected YYYY-MM-DD).") from None
@@ -90,9 +97,10 @@ def start_daily(as_of: str, strategies: Sequence[str] | None = None, symbols: Se
                           "of symbols would change their signals: run them with shard_count = 1.")
     run = DailyRun(day, tuple(strategies), tuple(symbols) if symbols else None, str(data), warehouse,
                    run_id or f"daily-{day:%Y-%m-%d}", check_shard((shard_index, shard_count)), check_cost(cost_bps),
-                   triggered_at=str(triggered_at or ""), universe=str(universe or ""))
+                   triggered_at=str(triggered_at or ""), universe=str(universe or ""),
+                   calendar=str(calendar or ""), adjustment=str(adjustment or ""))
     run.configs = {name: load_config(name) for name in strategies}
-    cal = nse_calendar()
+    cal = run.sessions
     if not cal.is_session(day): run.end("no_session", cal.describe(day))
     return run
 
@@ -109,7 +117,8 @@ def scope_symbols(run: DailyRun, bars: Bars) -> dict[str, list[str]]:
 def load_data(run: DailyRun) -> DailyRun:
     "Load and validate the bars up to `as_of`: a symbol failing alone is left out; stale data ends `data_stale`."
     if not run.running: return run
-    bars = sessions_only(open_bars(run.data, end=run.as_of))
+    prices = {"adjusted": run.adjustment} if run.adjustment else {}
+    bars = sessions_only(open_bars(run.data, end=run.as_of, **prices), calendar=run.sessions)
     if run.symbols is not None: check_names(run.symbols, bars.symbols, "symbol", bars.source)
     full = scope_symbols(run, bars)
     mine = shard_symbols(sorted({s for u in full.values() for s in u}), run.shard)
@@ -118,7 +127,8 @@ def load_data(run: DailyRun) -> DailyRun:
     if not mine:
         run.end("succeeded", f"shard {run.shard[0]}/{run.shard[1]} has no symbols")
         return run
-    run.report = validate(run.bars, as_of=run.as_of, now=run.triggered_at or None)   # no clock read here: the launcher's
+    now = run.triggered_at or None                          # the launcher's clock: no clock read here
+    run.report = validate(run.bars, as_of=run.as_of, now=now, calendar=run.sessions)
     blocking = blocking_errors(run.report)
     if blocking:
         stale = [f for f in blocking if f.check == "stale"]

@@ -2,7 +2,8 @@
 
 Starts `strategy_engine.service.serve()` (uvicorn, one process) in a temporary warehouse and archive with the real NSE
 sample, runs one real production request so the warehouse has performance rows, then measures
-  * requests/s and latency of GET /health and GET /performance (a bounded number of requests, 1 and 4 client threads),
+  * requests/s and latency of GET /health, GET /performance (a stored and a derived period) and the
+    dashboard page GET / of a signed-in session (a bounded number of requests, 1 and 4 client threads),
   * N concurrent identical POST /execute-strategies with one Idempotency-Key: exactly one run must start
     (counted as archived manifests), the others return it (replayed).
 Client and server share this machine's cores, so the figures are a floor. Not part of the tests.
@@ -50,7 +51,8 @@ def start(tmp: Path, **settings: str) -> tuple[subprocess.Popen, str]:
         time.sleep(0.2)
 
 
-def load(url: str, path: str, params: dict | None, n: int, threads: int) -> tuple[float, list[float]]:
+def load(url: str, path: str, params: dict | None, n: int, threads: int,
+         cookies: dict | None = None) -> tuple[float, list[float]]:
     """`n` GET requests split over `threads` keep-alive clients; (requests/s, per-request seconds)."""
     lat: list[float] = []
     errors: list[str] = []
@@ -58,7 +60,7 @@ def load(url: str, path: str, params: dict | None, n: int, threads: int) -> tupl
 
     def worker(k: int) -> None:
         mine = []
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {READ}"}) as c:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {READ}"}, cookies=cookies) as c:
             for _ in range(k):
                 t0 = time.perf_counter()
                 r = c.get(path, params=params)
@@ -101,11 +103,16 @@ def main() -> None:
                       f"{time.perf_counter() - t0:.2f} s -> {first['run_id']} {first['status']}, "
                       f"{len(first['signals'])} signal(s)")
             for path, params, n in [("/health", None, 3000), ("/performance", {"strategy": "momentum"}, 600),
-                                    ("/performance", None, 600)]:
-                name = path + (f"?strategy={params['strategy']}" if params else "")
+                                    ("/performance", None, 600), ("/performance", {"period": "1w"}, 600)]:
+                name = path + (f"?{next(iter(params))}={next(iter(params.values()))}" if params else "")
                 for threads in (1, 4):
                     rps, lat = load(url, path, params, n, threads)
                     report(name, rps, lat, threads)
+            session = httpx.post(url + "/sign-in", data={"token": READ}).cookies
+            assert session.get("se_session"), "sign-in set no session cookie"
+            for threads in (1, 4):  # the whole page: warehouse, archive (verified), schedule, SVG charts
+                rps, lat = load(url, "/", None, 60, threads, cookies={"se_session": session["se_session"]})
+                report("/ (dashboard, signed in)", rps, lat, threads)
 
             n = 8
             body = {"strategies": ["momentum"], "symbols": ["INFY", "SBIN"], "mode": "production", "as_of": "2024-11-22"}

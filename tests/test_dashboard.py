@@ -1,8 +1,10 @@
-"""The dashboard, the offline API docs and the Telegram commands against the real service: `serve()` (uvicorn) on
-loopback, the real NSE sample, one real daily run started from the page, headless Chromium driven through its
-DevTools pipe (sign-in form, run button, notebook link; console messages, every network request, screenshots),
-and the local Telegram stand-in of the alerts tests receiving the replies.
+"""The dashboard, the offline API docs and the Telegram commands against the real service:
+`serve()` (uvicorn) on loopback, the real NSE sample, one real daily run started from the page,
+headless Chromium driven through its DevTools pipe (sign-in form, run button, notebook link;
+console messages, every network request, screenshots), and the local Telegram stand-in of the
+alerts tests receiving the replies.
 """
+
 import base64
 import io
 import json
@@ -26,14 +28,21 @@ from strategy_engine.warehouse import example_run, open_warehouse
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HOOK = "telegram-hook-secret_0123"
 CHAT = 4242
-HISTORY = (("2024-11-14", 1.00, 1.00), ("2024-11-18", 1.02, 0.99), ("2024-11-19", 1.03, 0.98), ("2024-11-20", 1.01, 0.97),
-           ("2024-11-21", 1.06, 1.01))          # earlier days' to_date equity (momentum, breakout)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make test installs it as root)")
+HISTORY = (
+    ("2024-11-14", 1.00, 1.00),
+    ("2024-11-18", 1.02, 0.99),
+    ("2024-11-19", 1.03, 0.98),
+    ("2024-11-20", 1.01, 0.97),
+    ("2024-11-21", 1.06, 1.01),
+)  # earlier days' to_date equity (momentum, breakout)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium not installed (make test installs it as root)"
+)
 
 
 class Browser:
-    """Headless Chromium over --remote-debugging-pipe (NUL-separated JSON on fds 3 and 4): one page, its console
-    errors, CSP violations and every request it made."""
+    """Headless Chromium over --remote-debugging-pipe (NUL-separated JSON on fds 3 and 4): one page,
+    its console errors, CSP violations and every request it made."""
 
     def __init__(self, profile: Path):
         to_chrome_r, self._to_chrome = os.pipe()
@@ -44,10 +53,26 @@ class Browser:
             os.dup2(from_chrome_w, 4)
 
         self.proc = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-             "--disable-quic", f"--user-data-dir={profile}", "about:blank"],
-            preexec_fn=fds, close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--remote-debugging-pipe",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+                "--disable-quic",
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
+            preexec_fn=fds,
+            close_fds=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         os.close(to_chrome_r)
         os.close(from_chrome_w)
         self.events: queue.Queue = queue.Queue()
@@ -61,8 +86,11 @@ class Browser:
         self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Page", "Runtime", "Network", "Log"):
             self.call(f"{domain}.enable", session=True)
-        self.call("Emulation.setDeviceMetricsOverride", {"width": 1200, "height": 900, "deviceScaleFactor": 1,
-                                                         "mobile": False}, session=True)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 1200, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+            session=True,
+        )
 
     def _read(self):
         buf = b""
@@ -90,14 +118,23 @@ class Browser:
                     self.errors.append(f"log: {params['entry']['text']} {params['entry'].get('url', '')}")
                 self.events.put(msg)
 
-    def call(self, method: str, params: dict | None = None, session: bool = False, timeout: float = 60) -> dict:
+    def call(
+        self, method: str, params: dict | None = None, session: bool = False, timeout: float = 60
+    ) -> dict:
         with self.cond:
             self.n += 1
             n = self.n
-        msg = {"id": n, "method": method, "params": params or {}, **({"sessionId": self.session} if session else {})}
+        msg = {
+            "id": n,
+            "method": method,
+            "params": params or {},
+            **({"sessionId": self.session} if session else {}),
+        }
         os.write(self._to_chrome, json.dumps(msg).encode() + b"\0")
         with self.cond:
-            assert self.cond.wait_for(lambda: n in self.replies, timeout), f"{method}: no answer in {timeout} s"
+            assert self.cond.wait_for(lambda: n in self.replies, timeout), (
+                f"{method}: no answer in {timeout} s"
+            )
             reply = self.replies.pop(n)
         assert "error" not in reply, (method, reply["error"])
         return reply.get("result", {})
@@ -125,22 +162,33 @@ class Browser:
     def js(self, expression: str):
         """Evaluate in the page through DevTools (what a person's click or typing does; the page's CSP forbids
         scripts of its own)."""
-        out = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True},
-                        session=True)
+        out = self.call(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "awaitPromise": True},
+            session=True,
+        )
         return out["result"].get("value")
 
-    def act(self, expression: str) -> None:
-        """Do something that navigates (submit a form, click a link), then wait for the new page."""
+    def act(self, expression: str, until: str | None = None) -> None:
+        """Do something that navigates (submit a form, click a link), then wait for the new page
+        (whose address starts with `until`, when given)."""
         self.drain()
         self.js(expression)
         self.wait_load()
+        deadline = time.monotonic() + 120
+        while until is not None and not (self.url() or "").startswith(until):
+            assert time.monotonic() < deadline, f"still on {self.url()}, waiting for {until}"
+            self.wait_load(timeout=max(1.0, deadline - time.monotonic()))
 
     def url(self) -> str:
         return self.js("location.href")
 
     def screenshot(self) -> np.ndarray:
         from PIL import Image
-        png = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=True)
+
+        png = self.call(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=True
+        )
         return np.asarray(Image.open(io.BytesIO(base64.b64decode(png["data"]))).convert("RGB")).astype(int)
 
     def close(self) -> None:
@@ -169,15 +217,37 @@ def dash(tmp_path_factory, nse_dir, telegram):
     tmp = tmp_path_factory.mktemp("dashboard")
     with open_warehouse(f"duckdb:///{tmp / 'wh.duckdb'}") as wh:
         for day, mom, brk in HISTORY:
-            run, sigs, perf = example_run(as_of=day, symbols=("TCS", "INFY"), strategies=("momentum", "breakout"))
-            wh.write_run(run, sigs, perf.assign(equity=perf["strategy"].map({"momentum": mom, "breakout": brk})))
-    env = {"TELEGRAM_BOT_TOKEN": OTHER_SECRET, "TELEGRAM_CHAT_ID": "-100777", "TELEGRAM_API_BASE": telegram.url}
-    [sent] = notify_run({"run_id": "daily-2024-11-21-0000aaaa", "status": "failed", "as_of": "2024-11-21",
-                         "kind": "daily", "error": "DataError: stale bars"},
-                        rules=AlertRules(channels=("telegram",)), state_dir=tmp / "runs" / "alerts", env=env)
+            run, sigs, perf = example_run(
+                as_of=day, symbols=("TCS", "INFY"), strategies=("momentum", "breakout")
+            )
+            wh.write_run(
+                run, sigs, perf.assign(equity=perf["strategy"].map({"momentum": mom, "breakout": brk}))
+            )
+    env = {
+        "TELEGRAM_BOT_TOKEN": OTHER_SECRET,
+        "TELEGRAM_CHAT_ID": "-100777",
+        "TELEGRAM_API_BASE": telegram.url,
+    }
+    [sent] = notify_run(
+        {
+            "run_id": "daily-2024-11-21-0000aaaa",
+            "status": "failed",
+            "as_of": "2024-11-21",
+            "kind": "daily",
+            "error": "DataError: stale bars",
+        },
+        rules=AlertRules(channels=("telegram",)),
+        state_dir=tmp / "runs" / "alerts",
+        env=env,
+    )
     assert sent.status == "sent", sent
-    srv = Server(tmp, STRATEGY_ENGINE_RUNS=str(tmp / "runs"), TELEGRAM_API_BASE=telegram.url,
-                 STRATEGY_ENGINE_TELEGRAM_WEBHOOK_SECRET=HOOK, STRATEGY_ENGINE_TELEGRAM_ALLOWED_CHATS=f"{CHAT},-100999")
+    srv = Server(
+        tmp,
+        STRATEGY_ENGINE_RUNS=str(tmp / "runs"),
+        TELEGRAM_API_BASE=telegram.url,
+        STRATEGY_ENGINE_TELEGRAM_WEBHOOK_SECRET=HOOK,
+        STRATEGY_ENGINE_TELEGRAM_ALLOWED_CHATS=f"{CHAT},-100999",
+    )
     yield srv
     srv.stop()
 
@@ -195,34 +265,38 @@ def _loopback_only(requests: list[str], server) -> None:
 
 
 def _near(img: np.ndarray, rgb: str, tol: int = 40) -> int:
-    want = np.array([int(rgb[i:i + 2], 16) for i in (1, 3, 5)])
+    want = np.array([int(rgb[i : i + 2], 16) for i in (1, 3, 5)])
     return int((np.abs(img - want).max(axis=2) <= tol).sum())
 
 
 def test_sign_in_then_the_dashboard_draws_its_charts(dash, browser):
     browser.open(dash.url + "/")
-    assert browser.url() == dash.url + "/sign-in"                               # not signed in: the form
+    assert browser.url() == dash.url + "/sign-in"  # not signed in: the form
     browser.act(f"document.getElementById('token').value = {READ!r}; document.forms[0].submit()")
     assert browser.url() == dash.url + "/", browser.url()
-    cookie = next(c for c in browser.call("Network.getCookies", session=True)["cookies"] if c["name"] == "se_session")
+    cookie = next(
+        c for c in browser.call("Network.getCookies", session=True)["cookies"] if c["name"] == "se_session"
+    )
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["value"].startswith("read.")
     assert READ not in cookie["value"]
     page = browser.js("document.documentElement.outerHTML")
     for section in ("day", "performance", "signals", "runs", "alerts"):
         assert f'id="{section}"' in page, section
-    assert "2024-11-21" in page and "daily-2024-11-21-0000aaaa" in page        # the history and the alert sent
-    assert 'action="/dashboard/run"' not in page and "Read scope" in page       # read scope: no run button
-    boxes = browser.js("JSON.stringify([...document.querySelectorAll('svg.chart')].map(e => {"
-                       "const r = e.getBoundingClientRect(); return [r.x, r.y + scrollY, r.width, r.height]}))")
+    assert "2024-11-21" in page and "daily-2024-11-21-0000aaaa" in page  # the history and the alert sent
+    assert 'action="/dashboard/run"' not in page and "Read scope" in page  # read scope: no run button
+    boxes = browser.js(
+        "JSON.stringify([...document.querySelectorAll('svg.chart')].map(e => {"
+        "const r = e.getBoundingClientRect(); return [r.x, r.y + scrollY, r.width, r.height]}))"
+    )
     charts = json.loads(boxes)
     assert len(charts) == 2, page[-3000:]
     img = browser.screenshot()
     for x, y, w, h in charts:
-        plot = img[int(y) + 24:int(y + h) - 28, int(x) + 64:int(x + w) - 150]     # inside the axes
-        assert plot.std() > 5, plot.std()                                      # not a blank area
-        for color in ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"):             # breakout, momentum, book, benchmark
+        plot = img[int(y) + 24 : int(y + h) - 28, int(x) + 64 : int(x + w) - 150]  # inside the axes
+        assert plot.std() > 5, plot.std()  # not a blank area
+        for color in ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"):  # breakout, momentum, book, benchmark
             assert _near(plot, color) > 150, (color, _near(plot, color))
-    assert not browser.errors, browser.errors                                   # no console error, no CSP violation
+    assert not browser.errors, browser.errors  # no console error, no CSP violation
     _loopback_only(browser.requests, dash)
     csp = httpx.get(dash.url + "/sign-in").headers["content-security-policy"]
     assert "default-src 'self'" in csp and "script-src 'none'" in csp
@@ -230,23 +304,32 @@ def test_sign_in_then_the_dashboard_draws_its_charts(dash, browser):
 
 def test_a_run_started_from_the_page_appears_with_its_notebook(dash, browser):
     before = len(dash.manifests())
-    browser.act("document.querySelector('form[action=\"/sign-out\"] button').click()")
+    browser.act(
+        "document.querySelector('form[action=\"/sign-out\"] button').click()", until=dash.url + "/sign-in"
+    )
     assert browser.url() == dash.url + "/sign-in"
-    browser.act(f"document.getElementById('token').value = {EXEC!r}; document.forms[0].submit()")
-    browser.act("document.querySelector('input[name=symbols]').value = 'RELIANCE TCS';"
-                "document.getElementById('start-run').click()")
+    browser.act(
+        f"document.getElementById('token').value = {EXEC!r}; document.forms[0].submit()", until=dash.url + "/"
+    )
+    browser.act(
+        "document.querySelector('input[name=symbols]').value = 'RELIANCE TCS';"
+        "document.getElementById('start-run').click()",
+        until=dash.url + "/?run=",
+    )
     [m] = [m for m in dash.manifests()[before:]]
     assert len(dash.manifests()) == before + 1 and m["status"] == "succeeded", m
     assert m["parameters"]["symbols"] == ["RELIANCE", "TCS"] and m["parameters"]["strategies"] == ["momentum"]
     assert browser.url().startswith(dash.url + f"/?run={m['run_id']}"), browser.url()
     page = browser.js("document.documentElement.outerHTML")
     assert f"Run {m['run_id']} finished" in page
-    link = browser.js(f"[...document.querySelectorAll('#runs tr')].filter(r => r.textContent.includes("
-                      f"{m['run_id']!r}))[0].querySelector('a').getAttribute('href')")
+    link = browser.js(
+        f"[...document.querySelectorAll('#runs tr')].filter(r => r.textContent.includes("
+        f"{m['run_id']!r}))[0].querySelector('a').getAttribute('href')"
+    )
     assert link == f"/runs/{m['run_id']}/notebook?attempt=1"
     started_by = dash.sql("select started_by from runs where run_id = ?", m["run_id"])[0][0]
     assert started_by.startswith("page:"), started_by
-    browser.act(f"document.querySelector('a[href=\"{link}\"]').click()")      # the session opens the notebook
+    browser.act(f"document.querySelector('a[href=\"{link}\"]').click()")  # the session opens the notebook
     assert browser.js("document.getElementById('run-verification').dataset.verified") == "true"
     assert not browser.errors, browser.errors
     _loopback_only(browser.requests, dash)
@@ -276,7 +359,7 @@ def test_page_forms_need_the_session_csrf_token_and_execute_scope(dash):
         assert r.status_code == 403 and "CSRF" in r.text
         tampered = c.cookies["se_session"].replace("execute.", "read.", 1)
     with httpx.Client(base_url=dash.url, cookies={"se_session": tampered}) as c:
-        assert c.get("/").headers.get("location") == "/sign-in"                       # a tampered cookie: signed out
+        assert c.get("/").headers.get("location") == "/sign-in"  # a tampered cookie: signed out
     assert len(dash.manifests()) == before
 
 
@@ -289,24 +372,31 @@ def test_health_names_the_warehouse_and_performance_answers_every_period(dash):
         d = r.json()
         assert d["rows"] or d["reason"], (period, d)
     week = dash.get("/performance", params={"period": "1w", "strategy": "breakout"}).json()
-    assert week["source"] == "to_date" and week["rows"][0]["start"] == "2024-11-18", week   # from the stored rows
+    assert week["source"] == "to_date" and week["rows"][0]["start"] == "2024-11-18", (
+        week
+    )  # from the stored rows
     r = dash.get("/performance", params={"period": "2w"})
     assert r.status_code == 422 and "Allowed: 1d, 1m, 1w, to_date, ytd" in r.json()["error"]
 
 
 def _update(text: str, chat: int = CHAT) -> dict:
-    return {"update_id": 1, "message": {"message_id": 7, "chat": {"id": chat, "type": "private"}, "text": text}}
+    return {
+        "update_id": 1,
+        "message": {"message_id": 7, "chat": {"id": chat, "type": "private"}, "text": text},
+    }
 
 
 def test_telegram_commands_answer_allowed_chats_only(dash, telegram):
     hook = {"X-Telegram-Bot-Api-Secret-Token": HOOK}
     assert dash.client.post("/telegram/webhook", json=_update("/status")).status_code == 401
-    r = dash.client.post("/telegram/webhook", json=_update("/status"), headers={"X-Telegram-Bot-Api-Secret-Token": "x"})
+    r = dash.client.post(
+        "/telegram/webhook", json=_update("/status"), headers={"X-Telegram-Bot-Api-Secret-Token": "x"}
+    )
     assert r.status_code == 401
     seen = len(telegram.requests)
     r = dash.client.post("/telegram/webhook", json=_update("/status", chat=13), headers=hook)
     assert r.json() == {"ok": True, "answered": False, "reason": "chat not allowed"}
-    assert len(telegram.requests) == seen                                       # a stranger gets nothing
+    assert len(telegram.requests) == seen  # a stranger gets nothing
     replies = {}
     for command in ("/status", "/signals", "/performance 1w", "/performance", "/runs", "/health", "/perf"):
         r = dash.client.post("/telegram/webhook", json=_update(command), headers=hook)
@@ -316,8 +406,10 @@ def test_telegram_commands_answer_allowed_chats_only(dash, telegram):
         replies[command] = req["json"]["text"]
     assert "trading day" in replies["/status"] and "daily" in replies["/status"]
     newest = dash.sql("select max(date) from performance_current")[0][0]
-    assert f"ignals of {newest:%Y-%m-%d}" in replies["/signals"] or f"No signals on {newest:%Y-%m-%d}" in \
-        replies["/signals"], replies["/signals"]
+    assert (
+        f"ignals of {newest:%Y-%m-%d}" in replies["/signals"]
+        or f"No signals on {newest:%Y-%m-%d}" in replies["/signals"]
+    ), replies["/signals"]
     assert "Performance 1w" in replies["/performance 1w"] and "source: to_date" in replies["/performance 1w"]
     assert "Performance to_date" in replies["/performance"]
     assert "Newest runs" in replies["/runs"] and str(dash.warehouse.resolve()) in replies["/health"]

@@ -36,41 +36,56 @@ __all__ = ['create_app', 'serve']
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     svc: ServiceState = app.state.service
+
     def warm() -> None:
         try:
             svc.catalog.get()
         except Exception as e:
             _log.warning(f"market data not loaded at start: {type(e).__name__}: {e}")
+
     threading.Thread(target=warm, name="warm-catalog", daemon=True).start()
     yield
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     "The FastAPI application: API, pages, Telegram commands, error answers, body limit and request log."
     settings = Settings.from_env() if settings is None else settings
     if not settings.execute_tokens and not settings.read_tokens:
-        raise ConfigError(f"No API token configured: set {TOKEN_ENV['execute']} (read + execute) and/or "
-                          f"{TOKEN_ENV['read']} (read only), 16+ characters each; the service never runs "
-                          "unauthenticated.")
-    app = FastAPI(title="Strategy Engine", version=strategy_engine.__version__, lifespan=_lifespan,
-                  docs_url=None, redoc_url=None,
-                  description="Signals, runs and performance of the NSE daily strategies. Bearer tokens: "
-                              f"{TOKEN_ENV['read']} (read), {TOKEN_ENV['execute']} (read + execute). "
-                              "The dashboard is at /.")
+        raise ConfigError(
+            f"No API token configured: set {TOKEN_ENV['execute']} (read + execute) and/or "
+            f"{TOKEN_ENV['read']} (read only), 16+ characters each; the service never runs "
+            "unauthenticated."
+        )
+    app = FastAPI(
+        title="Strategy Engine",
+        version=strategy_engine.__version__,
+        lifespan=_lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description="Signals, runs and performance of the NSE daily strategies. Bearer tokens: "
+        f"{TOKEN_ENV['read']} (read), {TOKEN_ENV['execute']} (read + execute). "
+        "The dashboard is at /.",
+    )
     app.state.service = ServiceState(settings)
 
     @app.exception_handler(StrategyEngineError)
     async def engine_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StrategyEngineError)
         status = status_of(exc)
-        if status >= 500: _log.error(f"{request.method} {request.url.path}: {type(exc).__name__}: {exc}")
-        message = str(exc) if status < 500 or isinstance(exc, ArchiveError | WarehouseError) else "Internal error."
+        if status >= 500:
+            _log.error(f"{request.method} {request.url.path}: {type(exc).__name__}: {exc}")
+        message = (
+            str(exc) if status < 500 or isinstance(exc, ArchiveError | WarehouseError) else "Internal error."
+        )
         return error_response(status, message, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         errors = exc.errors()
-        return error_response(422, explain_validation(errors), detail=json.loads(json.dumps(errors, default=str)))
+        return error_response(
+            422, explain_validation(errors), detail=json.loads(json.dumps(errors, default=str))
+        )
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -89,14 +104,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessLog)
     return app
 
-def serve(host: str = "127.0.0.1", port: int = 8080, settings: Settings | None = None, log_level: str | None = None,
-          json_stderr: bool = True) -> None:
-    "Run the service with uvicorn: JSON logs on stderr (children's lines too), its own request log, loopback default."
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    settings: Settings | None = None,
+    log_level: str | None = None,
+    json_stderr: bool = True,
+) -> None:
+    "Run the service with uvicorn: JSON logs on stderr (children's too), request log, loopback."
     import uvicorn
+
     settings = Settings.from_env() if settings is None else settings
     level = (log_level or os.environ.get("LOG_LEVEL") or "INFO").upper()
     handler = configure_logging(settings, level)
-    if json_stderr: capture_stderr(handler)
+    if json_stderr:
+        capture_stderr(handler)
     app = create_app(settings)
-    uvicorn.Server(uvicorn.Config(app, host=host, port=int(port), log_config=None, log_level=level.lower(),
-                                  access_log=False, server_header=False, timeout_graceful_shutdown=30)).run()
+    uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=int(port),
+            log_config=None,
+            log_level=level.lower(),
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=30,
+        )
+    ).run()

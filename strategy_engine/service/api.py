@@ -35,14 +35,38 @@ from starlette.exceptions import HTTPException
 
 import strategy_engine
 from ..calendar import CalendarError, nse_calendar
-from ..core import (ConfigError, DataError, StrategyEngineError, UnknownNameError, check_names,
-                                  did_you_mean, project_root)
+from strategy_engine.core import (
+    ConfigError,
+    DataError,
+    StrategyEngineError,
+    UnknownNameError,
+    check_names,
+    did_you_mean,
+    project_root,
+)
 from ..data import open_bars
-from ..runs.archive import (Archive, ArchiveConflict, ArchiveError, GCSArchive, LocalArchive,
-                                          canonical_json, list_runs, open_archive, sha256_hex, show_run)
+from strategy_engine.runs.archive import (
+    Archive,
+    ArchiveConflict,
+    ArchiveError,
+    GCSArchive,
+    LocalArchive,
+    canonical_json,
+    list_runs,
+    open_archive,
+    sha256_hex,
+    show_run,
+)
 from ..runs.contract import STATUSES, make_run_id
 from ..runs.schedule import StageOutcome, run_stage
-from .settings import (MODES, TOKEN_ENV, ServiceError, Settings, authorize, notebook_link)
+from strategy_engine.service.settings import (
+    MODES,
+    TOKEN_ENV,
+    ServiceError,
+    Settings,
+    authorize,
+    notebook_link,
+)
 from ..stages.report import PERIODS as REPORT_PERIODS
 from ..stages.report import period_window
 from ..strategies.base import UNIVERSES, known_strategies
@@ -60,93 +84,143 @@ __all__ = ['SEED_REQUEST', 'SIGNAL_FIELDS', 'PERIODS', 'Credentials', 'RunId', '
            'require_execute', 'error_response', 'add_api_routes']
 
 # %% ../../nbs/41b_service_api.ipynb #74b92e2b
-SEED_REQUEST: dict[str, Any] = {"strategies": ["momentum", "mean_reversion"], "symbols": ["RELIANCE", "TCS"],
-                                "mode": "production"}
+SEED_REQUEST: dict[str, Any] = {
+    "strategies": ["momentum", "mean_reversion"],
+    "symbols": ["RELIANCE", "TCS"],
+    "mode": "production",
+}
 _DAY = r"^\d{4}-\d{2}-\d{2}$"
+
 
 class ExecuteRequest(BaseModel):
     "The body of POST /execute-strategies; unknown fields are refused."
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, json_schema_extra={"examples": [SEED_REQUEST]})
-    strategies: list[str] = Field(min_length=1, max_length=20, description="registered strategy names, e.g. momentum")
-    symbols: list[str] | str | None = Field(default=None, description="symbols of the data, or a universe name "
-                                            "(nifty50_sample, nse_large_caps, all); omitted: each strategy's universe")
-    mode: Literal["production", "dry_run"] = Field(default="production", description="production: run it; dry_run: "
-                                                   "validate and say what would run")
-    as_of: str | None = Field(default=None, pattern=_DAY, description="the NSE session YYYY-MM-DD (default: the last "
-                                                                     "session of the data); never in the future")
-    force: bool = Field(default=False, description="run even though the day's archived validation failed (as "
-                                                   "`strategy-engine run daily --force`); a 409 names that validation")
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, json_schema_extra={"examples": [SEED_REQUEST]}
+    )
+    strategies: list[str] = Field(
+        min_length=1, max_length=20, description="registered strategy names, e.g. momentum"
+    )
+    symbols: list[str] | str | None = Field(
+        default=None,
+        description="symbols of the data, or a universe name "
+        "(nifty50_sample, nse_large_caps, all); omitted: each strategy's universe",
+    )
+    mode: Literal["production", "dry_run"] = Field(
+        default="production", description="production: run it; dry_run: validate and say what would run"
+    )
+    as_of: str | None = Field(
+        default=None,
+        pattern=_DAY,
+        description="the NSE session YYYY-MM-DD (default: the last session of the data); never in the future",
+    )
+    force: bool = Field(
+        default=False,
+        description="run even though the day's archived validation failed (as "
+        "`strategy-engine run daily --force`); a 409 names that validation",
+    )
+
 
 @dataclass(frozen=True)
 class Catalog:
-    "What requests are checked against: the data's symbols, its last session, where it came from, its benchmark."
+    "What requests are checked against: the data's symbols, its last session, its source, its benchmark."
+
     symbols: tuple[str, ...]
     last_session: date
     source: str
-    benchmark: pd.Series | None = field(default=None, compare=False)   # equal-weight universe, daily returns
+    benchmark: pd.Series | None = field(default=None, compare=False)  # equal-weight universe, daily returns
+
 
 def load_catalog(data: str) -> Catalog:
-    "Read the market data once: its symbols, its last session and its equal-weight daily return (the benchmark)."
+    "Read the market data once: its symbols, last session and equal-weight daily return."
     bars = sessions_only(open_bars(data))
     bench = bars.close.pct_change(fill_method=None).mean(axis=1).fillna(0.0)
     return Catalog(tuple(bars.symbols), bars.dates[-1].date(), bars.label, bench)
 
+
 @dataclass(frozen=True)
 class RunPlan:
     "A validated request: the launcher's parameters, the run id they give, and the request's fingerprint."
+
     mode: str
     parameters: dict
     run_id: str
     request_sha256: str
 
+
 def today_in_india() -> date:
     "Today's date on the exchange's clock (Asia/Kolkata)."
     return pd.Timestamp.now(tz="Asia/Kolkata").date()
+
 
 def _unique(names: Sequence[str], what: str) -> None:
     twice = sorted({n for i, n in enumerate(names) if n in names[:i]})
     if twice:
         raise ConfigError(f"{what} {twice[0]!r} is listed twice; name each once.")
 
-def plan_run(request: ExecuteRequest, catalog: Catalog, settings: Settings, today: date | None = None) -> RunPlan:
+
+def plan_run(
+    request: ExecuteRequest, catalog: Catalog, settings: Settings, today: date | None = None
+) -> RunPlan:
     "Check a request's meaning (names, symbols, date) and turn it into launcher parameters and a run id."
     check_names(request.strategies, known_strategies(), "strategy")
     _unique(request.strategies, "strategy")
     symbols = request.symbols
-    if isinstance(symbols, str): check_names([symbols], UNIVERSES, "universe")
+    if isinstance(symbols, str):
+        check_names([symbols], UNIVERSES, "universe")
     elif symbols is not None:
         if not symbols:
             raise ConfigError("symbols: name at least one symbol, a universe name, or leave it out.")
         if len(symbols) > settings.max_symbols:
-            raise ConfigError(f"{len(symbols)} symbols requested; at most {settings.max_symbols} per request "
-                              "(or name a universe: " + ", ".join(UNIVERSES) + ").")
+            raise ConfigError(
+                f"{len(symbols)} symbols requested; at most {settings.max_symbols} per request "
+                "(or name a universe: " + ", ".join(UNIVERSES) + ")."
+            )
         check_names(symbols, catalog.symbols, "symbol", "the market data")
         _unique(symbols, "symbol")
     today = today or today_in_india()
-    if request.as_of is None: day = catalog.last_session
+    if request.as_of is None:
+        day = catalog.last_session
     else:
         try:
             day = date.fromisoformat(request.as_of)
         except ValueError:
             raise ConfigError(f"as_of {request.as_of!r} is not a calendar date (YYYY-MM-DD).") from None
     if day > today:
-        raise ConfigError(f"as_of {day} is in the future (today is {today} in India). Allowed: an NSE session on or "
-                          f"before today; leave as_of out for the last session of the data ({catalog.last_session}).")
+        raise ConfigError(
+            f"as_of {day} is in the future (today is {today} in India). Allowed: an NSE session on or "
+            f"before today; leave as_of out for the last session of the data ({catalog.last_session})."
+        )
     cal = nse_calendar()
     if not cal.is_session(day):
-        raise ConfigError(f"as_of {day} is not an NSE session ({cal.describe(day)}). "
-                          f"The session before it is {cal.previous_session(day).date()}.")
-    params: dict[str, Any] = {"as_of": day.isoformat(), "strategies": list(request.strategies), "data": settings.data,
-                              "warehouse": settings.warehouse_uri, "shard_index": 0, "shard_count": 1}
-    if symbols is not None: params["symbols"] = symbols if isinstance(symbols, str) else list(symbols)
+        raise ConfigError(
+            f"as_of {day} is not an NSE session ({cal.describe(day)}). "
+            f"The session before it is {cal.previous_session(day).date()}."
+        )
+    params: dict[str, Any] = {
+        "as_of": day.isoformat(),
+        "strategies": list(request.strategies),
+        "data": settings.data,
+        "warehouse": settings.warehouse_uri,
+        "shard_index": 0,
+        "shard_count": 1,
+    }
+    if symbols is not None:
+        params["symbols"] = symbols if isinstance(symbols, str) else list(symbols)
     from strategy_engine.runs.launcher import run_identity, template_defaults, template_path
-    run_id = make_run_id("daily", day, run_identity("daily", params, template_defaults(template_path("daily")), 1))
+
+    run_id = make_run_id(
+        "daily", day, run_identity("daily", params, template_defaults(template_path("daily")), 1)
+    )
     return RunPlan(request.mode, params, run_id, sha256_hex(canonical_json(request.model_dump())))
 
 # %% ../../nbs/41b_service_api.ipynb #9636b282
 def _field_help(model: type[BaseModel]) -> str:
-    return "; ".join(f"{k} ({'required' if f.is_required() else 'optional'}: {f.description})"
-                     for k, f in model.model_fields.items())
+    return "; ".join(
+        f"{k} ({'required' if f.is_required() else 'optional'}: {f.description})"
+        for k, f in model.model_fields.items()
+    )
+
 
 def explain_validation(errors: Sequence[Mapping], model: type[BaseModel] = ExecuteRequest) -> str:
     "pydantic/FastAPI validation errors as sentences naming the field and what it allows."
@@ -158,23 +232,33 @@ def explain_validation(errors: Sequence[Mapping], model: type[BaseModel] = Execu
         name = ".".join(loc[1:] if where else loc)
         kind = e.get("type", "")
         if kind == "extra_forbidden":
-            out.append(f"Unknown field {name!r} in the request body.{did_you_mean(name, fields)} "
-                       f"Allowed fields: {', '.join(fields)}.")
+            out.append(
+                f"Unknown field {name!r} in the request body.{did_you_mean(name, fields)} "
+                f"Allowed fields: {', '.join(fields)}."
+            )
         elif kind == "json_invalid":
-            out.append(f"The body is not valid JSON ({e.get('ctx', {}).get('error', e.get('msg'))}); send a JSON "
-                       f"object such as {json.dumps(SEED_REQUEST)}.")
+            out.append(
+                f"The body is not valid JSON ({e.get('ctx', {}).get('error', e.get('msg'))}); send a JSON "
+                f"object such as {json.dumps(SEED_REQUEST)}."
+            )
         elif kind == "missing" and not name:
             out.append(f"The request needs a JSON body with the fields: {_field_help(model)}.")
         elif kind == "missing":
-            out.append(f"Missing {where + ' parameter' if where in ('query', 'header') else 'field'} {name!r}." +
-                       (f" Fields: {_field_help(model)}." if where == "body" else ""))
+            out.append(
+                f"Missing {where + ' parameter' if where in ('query', 'header') else 'field'} {name!r}."
+                + (f" Fields: {_field_help(model)}." if where == "body" else "")
+            )
         elif kind == "literal_error":
             allowed = e.get("ctx", {}).get("expected", "")
-            out.append(f"{name}: {e.get('input')!r} is not allowed.{did_you_mean(str(e.get('input')), MODES)} "
-                       f"Allowed: {allowed}.")
+            out.append(
+                f"{name}: {e.get('input')!r} is not allowed.{did_you_mean(str(e.get('input')), MODES)} "
+                f"Allowed: {allowed}."
+            )
         elif kind in ("model_type", "model_attributes_type", "dict_type") and not name:
-            out.append(f"The body must be a JSON object with the fields {', '.join(fields)}, "
-                       f"e.g. {json.dumps(SEED_REQUEST)}.")
+            out.append(
+                f"The body must be a JSON object with the fields {', '.join(fields)}, "
+                f"e.g. {json.dumps(SEED_REQUEST)}."
+            )
         else:
             info = model.model_fields.get(loc[1] if where == "body" and len(loc) > 1 else "")
             hint = f" ({info.description})" if info is not None and info.description else ""
@@ -182,31 +266,42 @@ def explain_validation(errors: Sequence[Mapping], model: type[BaseModel] = Execu
             out.append(f"{label}: {e.get('msg')}{hint}.")
     return " ".join(out) or "The request is invalid."
 
+
 def status_of(error: StrategyEngineError) -> int:
-    "The HTTP status of an engine error: a ServiceError's own, 503 storage, 422 bad names/config/data, else 500."
-    if isinstance(error, ServiceError): return error.status
-    if isinstance(error, ArchiveError | WarehouseError): return 503
-    if isinstance(error, UnknownNameError | ConfigError | DataError | CalendarError): return 422
+    "The HTTP status of an engine error: its own, 503 storage, 422 bad input, else 500."
+    if isinstance(error, ServiceError):
+        return error.status
+    if isinstance(error, ArchiveError | WarehouseError):
+        return 503
+    if isinstance(error, UnknownNameError | ConfigError | DataError | CalendarError):
+        return 422
     return 500
 
+
 class BodyLimit:
-    "ASGI middleware: 413 for a request body over `limit` bytes, declared (Content-Length) or streamed (chunked)."
+    "ASGI middleware: 413 for a request body over `limit` bytes, declared or streamed (chunked)."
+
     def __init__(self, app, limit: int):
         self.app, self.limit = app, int(limit)
 
     def _message(self, size: int | None) -> str:
         got = f"{size} bytes" if size is not None else f"more than {self.limit} bytes"
-        return (f"The request body is {got}; the limit is {self.limit} bytes "
-                f"(a request names strategies, symbols, mode and as_of; name a universe instead of very many symbols).")
+        return (
+            f"The request body is {got}; the limit is {self.limit} bytes "
+            f"(a request names strategies, symbols, mode and as_of; name a universe instead of many symbols)."
+        )
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http": return await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            response = JSONResponse({"error": self._message(int(declared))}, status_code=413,
-                                    headers={"Connection": "close"})
+            response = JSONResponse(
+                {"error": self._message(int(declared))}, status_code=413, headers={"Connection": "close"}
+            )
             return await response(scope, receive, send)
         seen = 0
+
         async def counted():
             nonlocal seen
             message = await receive()
@@ -215,16 +310,26 @@ class BodyLimit:
                 if seen > self.limit:
                     raise HTTPException(413, self._message(None))
             return message
+
         return await self.app(scope, counted, send)
 
 # %% ../../nbs/41b_service_api.ipynb #2adfacc1
 _HEADER_VALUE = re.compile(r"[\x21-\x7e]{1,255}")
 
-def idempotency_key(plan: RunPlan, store: Archive, header_key: str | None = None, schedule_time: str | None = None,
-                    job_name: str | None = None) -> str | None:
-    "The launch_once key of a request (None: no key given); the same Idempotency-Key with another body is a 422."
-    for name, value in (("Idempotency-Key", header_key), ("X-CloudScheduler-ScheduleTime", schedule_time),
-                        ("X-CloudScheduler-JobName", job_name)):
+
+def idempotency_key(
+    plan: RunPlan,
+    store: Archive,
+    header_key: str | None = None,
+    schedule_time: str | None = None,
+    job_name: str | None = None,
+) -> str | None:
+    "The launch_once key of a request (None: none given); a reused Idempotency-Key with another body: 422."
+    for name, value in (
+        ("Idempotency-Key", header_key),
+        ("X-CloudScheduler-ScheduleTime", schedule_time),
+        ("X-CloudScheduler-JobName", job_name),
+    ):
         if value is not None and not _HEADER_VALUE.fullmatch(value):
             raise ServiceError(400, f"Header {name} must be 1-255 printable ASCII characters without spaces.")
     if header_key is not None:
@@ -232,22 +337,33 @@ def idempotency_key(plan: RunPlan, store: Archive, header_key: str | None = None
         try:
             store.put(marker, canonical_json({"request_sha256": plan.request_sha256}))
         except ArchiveConflict:
-            raise ServiceError(422, f"Idempotency-Key {header_key!r} was already used with a different request body; "
-                                    "a retry must repeat the same body, and a new request needs a new key.") from None
+            raise ServiceError(
+                422,
+                f"Idempotency-Key {header_key!r} was already used with a different request body; "
+                "a retry must repeat the same body, and a new request needs a new key.",
+            ) from None
         return f"api:{header_key}"
-    if schedule_time is not None: return f"scheduler:{job_name or ''}:{schedule_time}:{plan.request_sha256}"
+    if schedule_time is not None:
+        return f"scheduler:{job_name or ''}:{schedule_time}:{plan.request_sha256}"
     return None
 
+
 def _jsonable(v: Any) -> Any:
-    "A value of a warehouse or archive frame as plain JSON: dates as YYYY-MM-DD, instants as UTC 'Z', NaN/inf as null."
+    "A frame's value as plain JSON: dates YYYY-MM-DD, instants as UTC 'Z', NaN/inf as null."
     if isinstance(v, pd.Timestamp):
-        if pd.isna(v): return None
-        if v.tzinfo is not None: return v.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+        if pd.isna(v):
+            return None
+        if v.tzinfo is not None:
+            return v.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
         return v.strftime("%Y-%m-%d") if v == v.normalize() else v.isoformat()
-    if v is None or v is pd.NaT or v is pd.NA: return None
-    if isinstance(v, np.generic): v = v.item()
-    if isinstance(v, float) and not math.isfinite(v): return None
+    if v is None or v is pd.NaT or v is pd.NA:
+        return None
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
     return v
+
 
 def records(frame: pd.DataFrame, json_columns: Sequence[str] = ()) -> list[dict]:
     "Rows of a frame as JSON-ready dicts; `json_columns` hold JSON text and are parsed."
@@ -255,22 +371,27 @@ def records(frame: pd.DataFrame, json_columns: Sequence[str] = ()) -> list[dict]
     for row in frame.to_dict("records"):
         rec = {str(k): _jsonable(v) for k, v in row.items()}
         for c in json_columns:
-            if isinstance(rec.get(c), str): rec[c] = json.loads(rec[c])
+            if isinstance(rec.get(c), str):
+                rec[c] = json.loads(rec[c])
         out.append(rec)
     return out
 
+
 SIGNAL_FIELDS = ("signal_id", "symbol", "strategy", "signal", "confidence", "timestamp", "metadata")
+
 
 def run_signals(warehouse: Warehouse, run_id: str, as_of: str) -> list[dict]:
     "A run's signals from the warehouse as DESIGN.md's wire records, ordered by strategy and symbol."
     df = warehouse.read_signals(start=as_of, end=as_of, run_id=run_id)
-    if df.empty: return []
+    if df.empty:
+        return []
     df = df.sort_values(["strategy", "symbol"], ignore_index=True)
     return [{k: r[k] for k in SIGNAL_FIELDS} for r in records(df, json_columns=["metadata"])]
 
 # %% ../../nbs/41b_service_api.ipynb #dee07d7a
 class Cached:
     "A value computed by `fn` at most once per `ttl` seconds; concurrent callers share one computation."
+
     def __init__(self, fn: Callable[[], Any], ttl: float):
         self.fn, self.ttl, self.lock = fn, ttl, threading.Lock()
         self.value: Any = None
@@ -289,48 +410,66 @@ class Cached:
 
     def clear(self) -> None:
         "Forget the value."
-        with self.lock: self.value, self.at = None, -math.inf
+        with self.lock:
+            self.value, self.at = None, -math.inf
+
 
 def scheme(uri: str) -> str:
     "The backend a URI names: its scheme, or 'local' for a plain path."
     return uri.split("://", 1)[0] if "://" in uri else "local"
 
+
 def warehouse_location(uri: str) -> str:
-    "Where a warehouse URI points, as `open_warehouse` resolves it: a DuckDB file's absolute path, else the URI."
-    uri = re.sub(r"//[^/@]*@", "//", uri)                                 # user:password@ is never shown
-    if scheme(uri) != "duckdb": return uri.split("?", 1)[0]
+    "Where a warehouse URI points, as `open_warehouse` resolves it: a DuckDB file's absolute path."
+    uri = re.sub(r"//[^/@]*@", "//", uri)  # user:password@ is never shown
+    if scheme(uri) != "duckdb":
+        return uri.split("?", 1)[0]
     raw = urlsplit(uri).path
     raw = raw[1:] if raw.startswith("/") else raw
-    if raw in ("", ":memory:"): return raw or uri
+    if raw in ("", ":memory:"):
+        return raw or uri
     return str((Path(raw) if Path(raw).is_absolute() else project_root() / raw).resolve())
+
 
 def archive_writable(store: Archive) -> tuple[bool, str]:
     "Whether runs can be archived: a probe file in a local archive, the create permission on a GCS bucket."
     if isinstance(store, LocalArchive):
         try:
             store.path.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=store.path, prefix=".health-"): pass
+            with tempfile.NamedTemporaryFile(dir=store.path, prefix=".health-"):
+                pass
             return True, "writable"
         except OSError as e:
             return False, f"not writable: {e.strerror or e}"
     if isinstance(store, GCSArchive):
         granted = store.bucket.test_iam_permissions(["storage.objects.create"])
-        return ("storage.objects.create" in granted), "storage.objects.create " + ("granted" if granted else "missing")
+        return ("storage.objects.create" in granted), "storage.objects.create " + (
+            "granted" if granted else "missing"
+        )
     return False, f"cannot check a {type(store).__name__}"
+
 
 def last_successful_run(store: Archive, now: datetime | None = None) -> dict | None:
     "The newest succeeded run in the archive: run id, as_of, when it ended and how long ago (seconds)."
     runs = list_runs(store)
     done = runs[runs["status"].eq("succeeded") & runs["ended_at"].notna()]
-    if done.empty: return None
+    if done.empty:
+        return None
     last = done.loc[pd.to_datetime(done["ended_at"], utc=True).idxmax()]
     ended = pd.Timestamp(last["ended_at"])
     age = ((pd.Timestamp(now) if now else pd.Timestamp.now(tz="UTC")) - ended).total_seconds()
-    return {"run_id": last["run_id"], "as_of": last["as_of"], "ended_at": last["ended_at"], "age_s": round(age, 1)}
+    return {
+        "run_id": last["run_id"],
+        "as_of": last["as_of"],
+        "ended_at": last["ended_at"],
+        "age_s": round(age, 1),
+    }
 
-def check_health(settings: Settings, catalog: Catalog | None = None,
-                 guard: AbstractContextManager | None = None) -> dict:
-    "Readiness detail: warehouse location and reachability, archive writable, age of the last successful run, data."
+
+def check_health(
+    settings: Settings, catalog: Catalog | None = None, guard: AbstractContextManager | None = None
+) -> dict:
+    "Readiness detail: warehouse location and reachability, archive writable, last run's age, data."
     t0 = time.perf_counter()
     checks: dict[str, dict] = {}
     uri = settings.warehouse_uri
@@ -350,48 +489,69 @@ def check_health(settings: Settings, catalog: Catalog | None = None,
         last = last_successful_run(store)
     except Exception as e:
         checks["archive"] = {"ok": False, "error": f"{type(e).__name__}: {e}"}
-    checks["data"] = ({"ok": True, "symbols": len(catalog.symbols), "last_session": catalog.last_session.isoformat()}
-                      if catalog is not None else {"ok": None, "detail": "not loaded yet (loaded on first use)"})
+    checks["data"] = (
+        {"ok": True, "symbols": len(catalog.symbols), "last_session": catalog.last_session.isoformat()}
+        if catalog is not None
+        else {"ok": None, "detail": "not loaded yet (loaded on first use)"}
+    )
     ready = bool(checks["warehouse"]["ok"] and checks["archive"]["ok"])
-    return {"status": "ok" if ready else "degraded", "ready": ready, "version": strategy_engine.__version__,
-            "checks": checks, "last_successful_run": last,
-            "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "check_seconds": round(time.perf_counter() - t0, 3)}
+    return {
+        "status": "ok" if ready else "degraded",
+        "ready": ready,
+        "version": strategy_engine.__version__,
+        "checks": checks,
+        "last_successful_run": last,
+        "checked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "check_seconds": round(time.perf_counter() - t0, 3),
+    }
 
 # %% ../../nbs/41b_service_api.ipynb #4a7120b1
 PERIODS = (*REPORT_PERIODS, "to_date")
 
+
 def _newest(df: pd.DataFrame) -> pd.DataFrame:
-    if df.empty: return df
+    if df.empty:
+        return df
     newest = df.groupby(["strategy", "period", "shard_count", "shard"])["date"].transform("max")
     return df[df["date"].eq(newest)]
 
+
 def derived_period_rows(df: pd.DataFrame, period: str) -> tuple[pd.DataFrame, str]:
-    "Rows of a report `period` at the newest to_date date, from two to_date equities each; (rows, reason if none)."
+    "Rows of a report `period` at the newest to_date date from two to_date equities; (rows, why none)."
     whole = df[df["period"].eq("to_date") & df["shard_count"].eq(1)]
-    if whole.empty: return whole, "the warehouse holds no to_date rows yet (no daily run has loaded)"
+    if whole.empty:
+        return whole, "the warehouse holds no to_date rows yet (no daily run has loaded)"
     end = whole["date"].max()
     start, _ = period_window(end, period)
     at_end = whole[whole["date"].eq(end)].set_index("strategy")
-    before = whole[whole["date"].lt(start)].sort_values("date").groupby("strategy").tail(1).set_index("strategy")
+    before = (
+        whole[whole["date"].lt(start)].sort_values("date").groupby("strategy").tail(1).set_index("strategy")
+    )
     both = at_end.index.intersection(before.index)
     if both.empty:
         first = whole["date"].min()
-        return whole.iloc[:0], (f"no {period} figures for {end:%Y-%m-%d}: the 18:00 report has not run, and the "
-                                f"warehouse's to_date rows start on {first:%Y-%m-%d}, while {period} needs the equity "
-                                f"at a close before {start:%Y-%m-%d} (strategy-engine run report --as-of "
-                                f"{end:%Y-%m-%d} writes them)")
+        return whole.iloc[:0], (
+            f"no {period} figures for {end:%Y-%m-%d}: the 18:00 report has not run, and the "
+            f"warehouse's to_date rows start on {first:%Y-%m-%d}, while {period} needs the equity "
+            f"at a close before {start:%Y-%m-%d} (strategy-engine run report --as-of "
+            f"{end:%Y-%m-%d} writes them)"
+        )
     out = at_end.loc[both].copy()
-    metrics = [c for c in out.columns if c not in ("run_id", "attempt", "shard", "shard_count", "date", "period",
-                                                   "start", "end", "equity")]
+    metrics = [
+        c
+        for c in out.columns
+        if c not in ("run_id", "attempt", "shard", "shard_count", "date", "period", "start", "end", "equity")
+    ]
     out[metrics] = np.nan
     out["total_return"] = at_end.loc[both, "equity"] / before.loc[both, "equity"] - 1.0
     out["period"], out["start"], out["end"] = period, start, end
     return out.reset_index(), ""
 
-def performance_answer(df: pd.DataFrame, strategy: str | None = None, period: str | None = None,
-                       latest: bool = True) -> dict:
-    "The /performance answer: rows of a strategy and period, their source (report, to_date) and, when empty, why."
+
+def performance_answer(
+    df: pd.DataFrame, strategy: str | None = None, period: str | None = None, latest: bool = True
+) -> dict:
+    "The /performance answer: a strategy and period's rows, their source (report, to_date), why empty."
     if strategy is not None:
         check_names([strategy], sorted(set(known_strategies()) | set(df["strategy"])), "strategy")
     df = df[df["strategy"].eq(strategy)] if strategy is not None else df
@@ -407,21 +567,25 @@ def performance_answer(df: pd.DataFrame, strategy: str | None = None, period: st
         elif rows.empty:
             reason, source = "the warehouse holds no to_date rows yet (no daily run has loaded)", None
         df = rows
-    if latest: df = _newest(df)
+    if latest:
+        df = _newest(df)
     if df.empty and not reason:
         reason = "the warehouse holds no performance rows" + (f" for {strategy}" if strategy else "") + " yet"
     order = ["strategy", "period", "date", "shard_count", "shard"]
     rows_out = records(df.sort_values(order, ignore_index=True)) if not df.empty else []
     return {"source": source, "reason": reason, "count": len(rows_out), "rows": rows_out}
 
-def performance_rows(df: pd.DataFrame, strategy: str | None = None, period: str | None = None,
-                     latest: bool = True) -> list[dict]:
-    "Rows of the performance answer for a strategy and period (did-you-mean when unknown); `latest`: newest only."
+
+def performance_rows(
+    df: pd.DataFrame, strategy: str | None = None, period: str | None = None, latest: bool = True
+) -> list[dict]:
+    "The performance answer's rows for a strategy and period; `latest`: the newest only."
     return performance_answer(df, strategy, period, latest)["rows"]
 
 # %% ../../nbs/41b_service_api.ipynb #fe59ae0a
 class SignalRecord(BaseModel):
     "One signal in DESIGN.md's wire format."
+
     signal_id: str
     symbol: str
     strategy: str
@@ -430,12 +594,16 @@ class SignalRecord(BaseModel):
     timestamp: str
     metadata: dict
 
+
 class ExecuteResponse(BaseModel):
     "What POST /execute-strategies answers: the run, how it ended, and its signals."
+
     run_id: str
     record_id: str
     mode: str
-    status: str = Field(description="validated (dry_run) or the run's status: succeeded, no_session, failed, ...")
+    status: str = Field(
+        description="validated (dry_run) or the run's status: succeeded, no_session, failed, ..."
+    )
     exit_code: int | None
     as_of: str
     replayed: bool = Field(False, description="true when an idempotency key returned an earlier run")
@@ -447,63 +615,82 @@ class ExecuteResponse(BaseModel):
     notebook_url: str | None = None
     manifest_uri: str | None = None
 
+
 class ServiceState:
     "The state behind the routes: settings, cached data catalog and health, warehouse, caches, run limiter."
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.catalog = Cached(lambda: load_catalog(settings.data), settings.catalog_ttl_s)
-        # DuckDB refuses a second attachment of one file inside one process ("Unique file handle conflict"), so
-        # this process's threads take turns on a DuckDB warehouse; other processes (the runs' kernels) wait on its
+        # DuckDB refuses a second attachment of one file in one process ("Unique file handle conflict"),
+        # so this process's threads take turns on a DuckDB warehouse; other processes (the runs' kernels) wait
         # file lock.
         duck = scheme(settings.warehouse_uri) == "duckdb"
         self.guard: AbstractContextManager = threading.Lock() if duck else nullcontext()
-        self.health = Cached(lambda: check_health(settings, self.catalog.peek(), self.guard), settings.health_ttl_s)
+        self.health = Cached(
+            lambda: check_health(settings, self.catalog.peek(), self.guard), settings.health_ttl_s
+        )
         self._warehouse: Warehouse | None = None
         self._lock = threading.Lock()
-        self.requests: dict[str, list[float]] = {}      # execute token fingerprint -> request times (rate limit)
-        self.flights: dict[str, dict] = {}              # body hash -> the run identical concurrent requests wait for
+        self.requests: dict[str, list[float]] = {}  # execute token fingerprint -> request times (rate limit)
+        self.flights: dict[str, dict] = {}  # body hash -> the run identical concurrent requests wait for
         self._performance: dict[tuple, tuple[float, pd.DataFrame, dict]] = {}
         self.pages: OrderedDict[str, str] = OrderedDict()
         self.limiter: anyio.CapacityLimiter | None = None
+        self.forget: list[
+            Callable[[], None]
+        ] = []  # what else a finished run makes stale (the dashboard view)
 
     def with_warehouse(self, fn: Callable[[Warehouse], Any]) -> Any:
         "`fn(warehouse)` on the process's one warehouse object, one thread at a time for DuckDB."
         with self.guard:
-            if self._warehouse is None: self._warehouse = open_warehouse(self.settings.warehouse_uri)
+            if self._warehouse is None:
+                self._warehouse = open_warehouse(self.settings.warehouse_uri)
             return fn(self._warehouse)
 
-    def performance(self, start: date | None, end: date | None, strategy: str | None, period: str | None,
-                    latest: bool) -> dict:
+    def performance(
+        self, start: date | None, end: date | None, strategy: str | None, period: str | None, latest: bool
+    ) -> dict:
         "The performance answer from one read of the table per (start, end), reused for `performance_ttl_s`."
         key, now = (start, end), time.monotonic()
-        with self._lock: hit = self._performance.get(key)
+        with self._lock:
+            hit = self._performance.get(key)
         if hit is None or now - hit[0] > self.settings.performance_ttl_s:
             df = self.with_warehouse(lambda wh: wh.read_performance(start=start, end=end))
             hit = (now, df, {})
             with self._lock:
                 self._performance[key] = hit
-                while len(self._performance) > 64: self._performance.pop(next(iter(self._performance)))
+                while len(self._performance) > 64:
+                    self._performance.pop(next(iter(self._performance)))
         answers = hit[2]
         answer = answers.get((strategy, period, latest))
         if answer is None:
-            answer = performance_answer(hit[1], strategy, period, latest)       # raises (uncached) for unknown names
+            answer = performance_answer(
+                hit[1], strategy, period, latest
+            )  # raises (uncached) for unknown names
             with self._lock:
-                if len(answers) < 64: answers[(strategy, period, latest)] = answer
+                if len(answers) < 64:
+                    answers[(strategy, period, latest)] = answer
         return answer
 
     def ran(self) -> None:
-        "Forget cached health and performance after this process finished a run."
+        "After a run of this process: forget cached health, performance and whatever is in `forget`."
         self.health.clear()
-        with self._lock: self._performance.clear()
+        with self._lock:
+            self._performance.clear()
+        for clear in self.forget:
+            clear()
 
     def cached_page(self, sha: str, render: Callable[[], str]) -> str:
         "A rendered page by the sha256 of what it renders (archived notebooks never change); 16 kept."
-        with self._lock: body = self.pages.get(sha)
+        with self._lock:
+            body = self.pages.get(sha)
         if body is None:
             body = render()
             with self._lock:
                 self.pages[sha] = body
-                while len(self.pages) > 16: self.pages.popitem(last=False)
+                while len(self.pages) > 16:
+                    self.pages.popitem(last=False)
         return body
 
     def archive(self) -> Archive:
@@ -511,15 +698,27 @@ class ServiceState:
         return open_archive(self.settings.archive)
 
     def run(self, plan: RunPlan, key: str | None, force: bool = False, by: str = "api") -> StageOutcome:
-        "The daily stage as the scheduler runs it: gated on the day's validation, once per key (alerts are the CLI's)."
+        "The daily stage as the scheduler runs it: gated on the day's validation, once per key."
         s = self.settings
-        wait: dict[str, Any] = {"wait": s.replay_wait_s} if key else {}      # how long a replay waits for the first run
-        return run_stage("daily", plan.parameters, s.archive, key=key, force=force, alerts=False,
-                         timeout=s.run_timeout_s, by=by, **wait)
+        wait: dict[str, Any] = (
+            {"wait": s.replay_wait_s} if key else {}
+        )  # how long a replay waits for the first run
+        return run_stage(
+            "daily",
+            plan.parameters,
+            s.archive,
+            key=key,
+            force=force,
+            alerts=False,
+            timeout=s.run_timeout_s,
+            by=by,
+            **wait,
+        )
 
     async def start_run(self, plan: RunPlan, key: str | None, force: bool, by: str) -> StageOutcome | None:
-        "Run a plan in a worker thread (at most `max_concurrent_runs`); identical keyless bodies share one run."
-        if self.limiter is None: self.limiter = anyio.CapacityLimiter(self.settings.max_concurrent_runs)
+        "Run a plan in a worker thread (`max_concurrent_runs` at once); identical keyless bodies share one."
+        if self.limiter is None:
+            self.limiter = anyio.CapacityLimiter(self.settings.max_concurrent_runs)
         run = partial(self.run, plan, key, force, by)
         if key is not None:
             stage = await anyio.to_thread.run_sync(run, limiter=self.limiter)
@@ -538,7 +737,8 @@ class ServiceState:
             return flight["stage"]
         await flight["done"].wait()
         first = flight["stage"]
-        if first is None or first.launch is None: return first
+        if first is None or first.launch is None:
+            return first
         return dataclasses.replace(first, launch=dataclasses.replace(first.launch, replayed=True))
 
     def rate_limit(self, token_id: str) -> None:
@@ -549,59 +749,95 @@ class ServiceState:
             if len(seen) >= limit:
                 self.requests[token_id] = seen
                 wait = 60 - (now - seen[0])
-                raise ServiceError(429, f"Too many requests: at most {limit} per minute per token; retry in "
-                                        f"{wait:.0f} s.", {"Retry-After": str(max(1, int(wait + 1)))})
+                raise ServiceError(
+                    429,
+                    f"Too many requests: at most {limit} per minute per token; retry in {wait:.0f} s.",
+                    {"Retry-After": str(max(1, int(wait + 1)))},
+                )
             self.requests[token_id] = [*seen, now]
 
-_bearer = HTTPBearer(auto_error=False,
-                     description=f"{TOKEN_ENV['read']} (read) or {TOKEN_ENV['execute']} (read + execute)")
+
+_bearer = HTTPBearer(
+    auto_error=False, description=f"{TOKEN_ENV['read']} (read) or {TOKEN_ENV['execute']} (read + execute)"
+)
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-RunId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="a run id from GET /runs")]
+RunId = Annotated[
+    str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="a run id from GET /runs")
+]
+
 
 def state_of(request: Request) -> ServiceState:
     "The application's `ServiceState`."
     return request.app.state.service
 
+
 async def require_read(request: Request, creds: Credentials) -> str:
     "Dependency: the caller's scope, which must include read (401 otherwise)."
     return authorize(state_of(request).settings, creds.credentials if creds else None, "read")
+
 
 async def require_execute(request: Request, creds: Credentials) -> str:
     "Dependency: the caller's scope, which must be execute (401/403), within the token's rate limit (429)."
     svc = state_of(request)
     scope = authorize(svc.settings, creds.credentials if creds else None, "execute")
     token_id = sha256_hex(creds.credentials.encode())[:12] if creds is not None else "none"
-    request.state.token_id = token_id                 # who started a run: a fingerprint, never the token
+    request.state.token_id = token_id  # who started a run: a fingerprint, never the token
     svc.rate_limit(token_id)
     return scope
+
 
 ReadScope = Annotated[str, Depends(require_read)]
 ExecuteScope = Annotated[str, Depends(require_execute)]
 
-def error_response(status: int, message: str, headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
-    "An error answer `{\"error\": sentence, ...}` with its status and headers."
+
+def error_response(
+    status: int, message: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    'An error answer `{"error": sentence, ...}` with its status and headers.'
     return JSONResponse({"error": message, **extra}, status_code=status, headers=dict(headers or {}))
 
 # %% ../../nbs/41b_service_api.ipynb #1013fd63
 def _outcome_log(stage: StageOutcome, plan: RunPlan, strategy: str, seconds: float) -> None:
     done = stage.launch
-    if done is None: return
-    level = logging.INFO if done.status in ("succeeded", "no_session") else \
-        logging.WARNING if done.status in ("data_stale", "killed") else logging.ERROR
-    _log.log(level, f"run {done.record_id or plan.run_id} {done.status}{' (replayed)' if done.replayed else ''}"
-                    f"{': ' + done.error if done.error else ''}",
-             extra={"run_id": done.run_id or plan.run_id, "strategy": strategy, "status": done.status,
-                    "replayed": done.replayed, "seconds": seconds})
+    if done is None:
+        return
+    level = (
+        logging.INFO
+        if done.status in ("succeeded", "no_session")
+        else logging.WARNING
+        if done.status in ("data_stale", "killed")
+        else logging.ERROR
+    )
+    _log.log(
+        level,
+        f"run {done.record_id or plan.run_id} {done.status}{' (replayed)' if done.replayed else ''}"
+        f"{': ' + done.error if done.error else ''}",
+        extra={
+            "run_id": done.run_id or plan.run_id,
+            "strategy": strategy,
+            "status": done.status,
+            "replayed": done.replayed,
+            "seconds": seconds,
+        },
+    )
+
 
 def _refused(stage: StageOutcome, plan: RunPlan, strategy: str) -> JSONResponse:
     gate = stage.gate
-    _log.warning(f"run {plan.run_id} refused: {gate}", extra={"run_id": plan.run_id, "strategy": strategy,
-                                                              "status": stage.status})
-    return error_response(409, f"Not started: the {gate}. Fix the data and run the validation again "
-                               "(strategy-engine run validate), or send \"force\": true to run anyway.",
-                          run_id=plan.run_id, run_status=stage.status, as_of=stage.as_of,
-                          validation={"status": gate.status, "run_id": gate.run_id, "reason": gate.reason}
-                          if gate else None)
+    _log.warning(
+        f"run {plan.run_id} refused: {gate}",
+        extra={"run_id": plan.run_id, "strategy": strategy, "status": stage.status},
+    )
+    return error_response(
+        409,
+        f"Not started: the {gate}. Fix the data and run the validation again "
+        '(strategy-engine run validate), or send "force": true to run anyway.',
+        run_id=plan.run_id,
+        run_status=stage.status,
+        as_of=stage.as_of,
+        validation={"status": gate.status, "run_id": gate.run_id, "reason": gate.reason} if gate else None,
+    )
+
 
 def add_api_routes(app: FastAPI) -> None:
     "The JSON API: /health, /execute-strategies, /performance, /runs, /runs/{id}, /runs/{id}/notebook/link."
@@ -609,75 +845,128 @@ def add_api_routes(app: FastAPI) -> None:
     settings = svc.settings
 
     @app.get("/health", tags=["service"], summary="Liveness, with readiness detail (open: no token)")
-    async def health(strict: Annotated[bool, Query(description="answer 503 when not ready (readiness probes)")] = False):
+    async def health(
+        strict: Annotated[bool, Query(description="answer 503 when not ready (readiness probes)")] = False,
+    ):
         snapshot = await anyio.to_thread.run_sync(svc.health.get)
         return JSONResponse(snapshot, status_code=503 if strict and not snapshot["ready"] else 200)
 
-    @app.post("/execute-strategies", tags=["runs"], response_model=ExecuteResponse,
-              summary="Validate a request and run the daily template for it (execute scope)")
+    @app.post(
+        "/execute-strategies",
+        tags=["runs"],
+        response_model=ExecuteResponse,
+        summary="Validate a request and run the daily template for it (execute scope)",
+    )
     async def execute_strategies(
-            request: Request, body: ExecuteRequest, scope: ExecuteScope,
-            idempotency: Annotated[str | None, Header(alias="Idempotency-Key", description="a retry with the same key "
-                                                      "and body returns the first run")] = None,
-            schedule_time: Annotated[str | None, Header(alias="X-CloudScheduler-ScheduleTime")] = None,
-            job_name: Annotated[str | None, Header(alias="X-CloudScheduler-JobName")] = None) -> JSONResponse:
+        request: Request,
+        body: ExecuteRequest,
+        scope: ExecuteScope,
+        idempotency: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                description="a retry with the same key and body returns the first run",
+            ),
+        ] = None,
+        schedule_time: Annotated[str | None, Header(alias="X-CloudScheduler-ScheduleTime")] = None,
+        job_name: Annotated[str | None, Header(alias="X-CloudScheduler-JobName")] = None,
+    ) -> JSONResponse:
         catalog = await anyio.to_thread.run_sync(svc.catalog.get)
         plan = plan_run(body, catalog, settings)
-        common = {"run_id": plan.run_id, "mode": plan.mode, "as_of": plan.parameters["as_of"],
-                  "parameters": plan.parameters}
+        common = {
+            "run_id": plan.run_id,
+            "mode": plan.mode,
+            "as_of": plan.parameters["as_of"],
+            "parameters": plan.parameters,
+        }
         if plan.mode == "dry_run":
             answer = ExecuteResponse(record_id=plan.run_id, status="validated", exit_code=None, **common)
             return JSONResponse(answer.model_dump())
-        key = await anyio.to_thread.run_sync(partial(idempotency_key, plan, svc.archive(), idempotency,
-                                                     schedule_time, job_name))
+        key = await anyio.to_thread.run_sync(
+            partial(idempotency_key, plan, svc.archive(), idempotency, schedule_time, job_name)
+        )
         strategy = ",".join(body.strategies)
         how = "header" if idempotency else "scheduler" if key else "none"
-        _log.info(f"run {plan.run_id} requested", extra={"run_id": plan.run_id, "strategy": strategy,
-                                                         "idempotency": how})
+        _log.info(
+            f"run {plan.run_id} requested",
+            extra={"run_id": plan.run_id, "strategy": strategy, "idempotency": how},
+        )
         t0 = time.perf_counter()
-        stage = await svc.start_run(plan, key, body.force, f"api:{getattr(request.state, 'token_id', 'unknown')}")
-        if stage is None: return error_response(500, "The identical request this one waited for failed.")
-        if stage.launch is None: return _refused(stage, plan, strategy)     # the day's validation failed
+        stage = await svc.start_run(
+            plan, key, body.force, f"api:{getattr(request.state, 'token_id', 'unknown')}"
+        )
+        if stage is None:
+            return error_response(500, "The identical request this one waited for failed.")
+        if stage.launch is None:
+            return _refused(stage, plan, strategy)  # the day's validation failed
         done = stage.launch
         _outcome_log(stage, plan, strategy, round(time.perf_counter() - t0, 3))
         if not done.run_id:
-            return error_response(500, f"The run could not be launched: {done.error or 'unknown error'}",
-                                  run_id=plan.run_id)
+            return error_response(
+                500, f"The run could not be launched: {done.error or 'unknown error'}", run_id=plan.run_id
+            )
         signals = []
         if (done.result or {}).get("signals"):
             signals = await anyio.to_thread.run_sync(
-                svc.with_warehouse, lambda wh: run_signals(wh, done.run_id, plan.parameters["as_of"]))
-        answer = ExecuteResponse(**{**common, "run_id": done.run_id}, record_id=done.record_id, status=done.status,
-                                 exit_code=done.exit_code, replayed=done.replayed,
-                                 reason=(done.result or {}).get("reason", ""), error=done.error,
-                                 rows=done.loaded or {}, signals=[SignalRecord.model_validate(r) for r in signals],
-                                 notebook_url=f"/runs/{done.record_id}/notebook",
-                                 manifest_uri=done.archived.get("manifest_uri"))
-        return JSONResponse(answer.model_dump(), headers={"Idempotent-Replayed": "true"} if done.replayed else None)
+                svc.with_warehouse, lambda wh: run_signals(wh, done.run_id, plan.parameters["as_of"])
+            )
+        answer = ExecuteResponse(
+            **{**common, "run_id": done.run_id},
+            record_id=done.record_id,
+            status=done.status,
+            exit_code=done.exit_code,
+            replayed=done.replayed,
+            reason=(done.result or {}).get("reason", ""),
+            error=done.error,
+            rows=done.loaded or {},
+            signals=[SignalRecord.model_validate(r) for r in signals],
+            notebook_url=f"/runs/{done.record_id}/notebook",
+            manifest_uri=done.archived.get("manifest_uri"),
+        )
+        return JSONResponse(
+            answer.model_dump(), headers={"Idempotent-Replayed": "true"} if done.replayed else None
+        )
 
-    @app.get("/performance", tags=["results"], summary="Metrics per strategy and period from the warehouse (read scope)")
-    def performance(scope: ReadScope,
-                    strategy: Annotated[str | None, Query(description="a strategy name; omitted: all")] = None,
-                    period: Annotated[str | None, Query(description="1d, 1w, 1m, ytd or to_date; omitted: "
-                                                                    "every period stored")] = None,
-                    start: Annotated[date | None, Query(description="first date YYYY-MM-DD")] = None,
-                    end: Annotated[date | None, Query(description="last date YYYY-MM-DD")] = None,
-                    latest: Annotated[bool, Query(description="only the newest row per strategy, period "
-                                                              "and shard")] = True) -> dict:
+    @app.get(
+        "/performance",
+        tags=["results"],
+        summary="Metrics per strategy and period from the warehouse (read scope)",
+    )
+    def performance(
+        scope: ReadScope,
+        strategy: Annotated[str | None, Query(description="a strategy name; omitted: all")] = None,
+        period: Annotated[
+            str | None, Query(description="1d, 1w, 1m, ytd or to_date; omitted: every period stored")
+        ] = None,
+        start: Annotated[date | None, Query(description="first date YYYY-MM-DD")] = None,
+        end: Annotated[date | None, Query(description="last date YYYY-MM-DD")] = None,
+        latest: Annotated[
+            bool, Query(description="only the newest row per strategy, period and shard")
+        ] = True,
+    ) -> dict:
         if start is not None and end is not None and (end - start).days > settings.max_range_days:
-            raise ServiceError(422, f"The date range {start}..{end} is {(end - start).days} days; at most "
-                                    f"{settings.max_range_days} days per request (page through longer histories).")
+            raise ServiceError(
+                422,
+                f"The date range {start}..{end} is {(end - start).days} days; at most "
+                f"{settings.max_range_days} days per request (page through longer histories).",
+            )
         answer = svc.performance(start, end, strategy, period, latest)
         return {"strategy": strategy, "period": period, "latest": latest, **answer}
 
     @app.get("/runs", tags=["runs"], summary="Archived runs, newest first (read scope)")
-    def runs(scope: ReadScope, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-             status: Annotated[str | None, Query(description="only runs with this status")] = None) -> dict:
-        if status is not None: check_names([status], STATUSES, "run status")
+    def runs(
+        scope: ReadScope,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        status: Annotated[str | None, Query(description="only runs with this status")] = None,
+    ) -> dict:
+        if status is not None:
+            check_names([status], STATUSES, "run status")
         df = list_runs(svc.archive())
-        if status is not None: df = df[df["status"].eq(status)]
+        if status is not None:
+            df = df[df["status"].eq(status)]
         rows = records(df.iloc[::-1].head(limit))
-        for r in rows: r["url"] = f"/runs/{r['run_id']}"
+        for r in rows:
+            r["url"] = f"/runs/{r['run_id']}"
         return {"count": len(rows), "runs": rows}
 
     @app.get("/runs/{run_id}", tags=["runs"], summary="A run's manifests and their verification (read scope)")
@@ -686,12 +975,22 @@ def add_api_routes(app: FastAPI) -> None:
             shown = show_run(svc.archive(), run_id)
         except UnknownNameError as e:
             raise ServiceError(404, str(e)) from None
-        return {**shown, "notebook_url": f"/runs/{run_id}/notebook",
-                "notebook_link_url": f"/runs/{run_id}/notebook/link"}
+        return {
+            **shown,
+            "notebook_url": f"/runs/{run_id}/notebook",
+            "notebook_link_url": f"/runs/{run_id}/notebook/link",
+        }
 
-    @app.get("/runs/{run_id}/notebook/link", tags=["runs"],
-             summary="A signed, expiring link to the notebook page, for a browser (read scope)")
-    def link(run_id: RunId, scope: ReadScope,
-             attempt: Annotated[int, Query(ge=0, description="0: the latest")] = 0) -> dict:
+    @app.get(
+        "/runs/{run_id}/notebook/link",
+        tags=["runs"],
+        summary="A signed, expiring link to the notebook page, for a browser (read scope)",
+    )
+    def link(
+        run_id: RunId, scope: ReadScope, attempt: Annotated[int, Query(ge=0, description="0: the latest")] = 0
+    ) -> dict:
         path, expires = notebook_link(settings, run_id, attempt)
-        return {"url": path, "expires_at": datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z")}
+        return {
+            "url": path,
+            "expires_at": datetime.fromtimestamp(expires, UTC).isoformat().replace("+00:00", "Z"),
+        }

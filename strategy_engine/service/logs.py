@@ -48,8 +48,9 @@ def configure_logging(settings: Settings | None = None, level: str = "INFO",
 # %% ../../nbs/41a_service_logs.ipynb #132dd847
 _LEVEL_WORD = re.compile(r"\b(DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL)\b")
 
+
 def capture_stderr(handler: logging.StreamHandler) -> None:
-    "Point `handler` at the real stderr and turn file descriptor 2 into a pipe whose lines are logged as JSON."
+    "Point `handler` at the real stderr and make fd 2 a pipe whose lines are logged as JSON."
     real = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     handler.setStream(real)
     r, w = os.pipe()
@@ -58,47 +59,80 @@ def capture_stderr(handler: logging.StreamHandler) -> None:
     relay = logging.getLogger("strategy_engine.service.stderr")
     formatter = handler.formatter
     hide = formatter.hide if isinstance(formatter, JsonFormatter) else (lambda text: text)
+
     def pump() -> None:
         with os.fdopen(r, "rb") as pipe:
             for raw in pipe:
                 line = raw.decode("utf-8", "replace").rstrip()
-                if not line: continue
-                try: structured = isinstance(json.loads(line), dict) and '"severity"' in line
-                except ValueError: structured = False
+                if not line:
+                    continue
+                try:
+                    structured = isinstance(json.loads(line), dict) and '"severity"' in line
+                except ValueError:
+                    structured = False
                 if structured:
-                    handler.acquire()                   # the handler writes to `real` from other threads too
-                    try: real.write(hide(line) + "\n")
-                    finally: handler.release()
+                    handler.acquire()  # the handler writes to `real` from other threads too
+                    try:
+                        real.write(hide(line) + "\n")
+                    finally:
+                        handler.release()
                 else:
                     m = _LEVEL_WORD.search(line[:80])
-                    word = {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(m.group(1), m.group(1)) if m else "WARNING"
+                    word = (
+                        {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(m.group(1), m.group(1))
+                        if m
+                        else "WARNING"
+                    )
                     relay.log(getattr(logging, word), line)
+
     threading.Thread(target=pump, name="stderr-to-json", daemon=True).start()
+
 
 # `redact_query` (core): the values of secret-named keys (sig, token, key, csrf, ...) become ***
 
+
 class AccessLog:
     "ASGI middleware: one JSON log line per request with Cloud Logging's httpRequest (status, latency, ...)."
+
     def __init__(self, app, quiet: Sequence[str] = ("/health",)):
         self.app, self.quiet = app, tuple(quiet)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http": return await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
         t0, status = time.perf_counter(), 500
+
         async def sending(message):
             nonlocal status
-            if message["type"] == "http.response.start": status = message["status"]
+            if message["type"] == "http.response.start":
+                status = message["status"]
             await send(message)
+
         try:
             await self.app(scope, receive, sending)
         finally:
-            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+            headers = {
+                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []
+            }
             query = scope.get("query_string", b"").decode("latin-1")
             url = scope["path"] + (f"?{redact_query(query)}" if query else "")
-            level = logging.DEBUG if scope["path"] in self.quiet and status < 400 else \
-                logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
-            http = {"requestMethod": scope["method"], "requestUrl": url, "status": status,
-                    "latency": f"{time.perf_counter() - t0:.6f}s", "userAgent": headers.get("user-agent", ""),
-                    "remoteIp": (scope.get("client") or ("",))[0], "protocol": f"HTTP/{scope.get('http_version')}"}
+            level = (
+                logging.DEBUG
+                if scope["path"] in self.quiet and status < 400
+                else logging.INFO
+                if status < 400
+                else logging.WARNING
+                if status < 500
+                else logging.ERROR
+            )
+            http = {
+                "requestMethod": scope["method"],
+                "requestUrl": url,
+                "status": status,
+                "latency": f"{time.perf_counter() - t0:.6f}s",
+                "userAgent": headers.get("user-agent", ""),
+                "remoteIp": (scope.get("client") or ("",))[0],
+                "protocol": f"HTTP/{scope.get('http_version')}",
+            }
             trace = trace_of(headers.get("x-cloud-trace-context"), os.environ.get("GOOGLE_CLOUD_PROJECT"))
             _log.log(level, f"{scope['method']} {url} {status}", extra={"httpRequest": http, "trace": trace})

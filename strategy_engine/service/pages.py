@@ -26,10 +26,30 @@ from ..calendar import nse_calendar
 from ..core import StrategyEngineError, UnknownNameError
 from ..runs.archive import list_runs, run_folder, sha256_hex, show_run, verify
 from ..runs.schedule import day_records, get_stage, plan
-from .api import (PERIODS, Credentials, ExecuteRequest, RunId, ServiceState, idempotency_key,
-                                         performance_answer, plan_run, state_of, status_of, today_in_india)
-from .settings import (SESSION_COOKIE, ServiceError, authorize, check_csrf, check_link,
-                                              csrf_token, session_scope, session_value)
+from strategy_engine.service.api import (
+    PERIODS,
+    Cached,
+    Credentials,
+    ExecuteRequest,
+    RunId,
+    ServiceState,
+    idempotency_key,
+    performance_answer,
+    plan_run,
+    state_of,
+    status_of,
+    today_in_india,
+)
+from strategy_engine.service.settings import (
+    SESSION_COOKIE,
+    ServiceError,
+    authorize,
+    check_csrf,
+    check_link,
+    csrf_token,
+    session_scope,
+    session_value,
+)
 from ..strategies.base import known_strategies
 
 # %% auto #0
@@ -38,31 +58,52 @@ __all__ = ['NOTEBOOK_CSP', 'COLORS', 'DASHBOARD_CSS', 'DASHBOARD_CSP', 'SWAGGER_
            'render_dashboard', 'add_page_routes']
 
 # %% ../../nbs/41c_service_pages.ipynb #16732fce
-NOTEBOOK_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; base-uri 'none'; "
-                "form-action 'none'; frame-ancestors 'none'")
+NOTEBOOK_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+
 
 def render_notebook(data: bytes) -> str:
-    "An archived notebook as one self-contained HTML page (nbconvert's lab template, plots as data: images), no script."
+    "An archived notebook as one self-contained HTML page (nbconvert's lab template), no script."
     import nbformat
     from nbconvert import HTMLExporter
+
     node = nbformat.reads(data.decode("utf-8"), as_version=4)
     page, _ = HTMLExporter(template_name="lab").from_notebook_node(node)
-    return re.sub(r"<script\b[^>]*>.*?</script>", "", page, flags=re.S | re.I)   # CDN loaders (require.js, MathJax)
+    return re.sub(
+        r"<script\b[^>]*>.*?</script>", "", page, flags=re.S | re.I
+    )  # CDN loaders (require.js, MathJax)
+
 
 def _banner(shown: dict, attempt: dict, served_sha: str) -> str:
     man = attempt["manifest"] or {}
     ok = shown["verified"] and served_sha == man.get("notebook_sha256")
-    problems = "; ".join(p["detail"] for p in shown["problems"] + shown["chain_problems"]) or \
-        ("the served bytes differ from the manifest" if not ok else "")
-    head = (f"VERIFIED: notebook sha256 {served_sha[:16]}… matches its manifest and ledger entry {attempt['seq']}; "
-            f"the ledger chain verifies (head {shown['head'][:12]}).") if ok else f"NOT VERIFIED: {problems}."
-    text = (f"Run {shown['run_id']} · attempt {attempt['attempt']} of {len(shown['attempts'])} · as of "
-            f"{man.get('as_of')} · status {man.get('status')} · {man.get('started_at')} → {man.get('ended_at')} · "
-            f"code {str(man.get('git_commit', ''))[:12]}<br>{head}")
+    problems = "; ".join(p["detail"] for p in shown["problems"] + shown["chain_problems"]) or (
+        "the served bytes differ from the manifest" if not ok else ""
+    )
+    head = (
+        (
+            f"VERIFIED: notebook sha256 {served_sha[:16]}… matches its manifest and ledger entry "
+            f"{attempt['seq']}; "
+            f"the ledger chain verifies (head {shown['head'][:12]})."
+        )
+        if ok
+        else f"NOT VERIFIED: {problems}."
+    )
+    text = (
+        f"Run {shown['run_id']} · attempt {attempt['attempt']} of {len(shown['attempts'])} · as of "
+        f"{man.get('as_of')} · status {man.get('status')} · {man.get('started_at')} → "
+        f"{man.get('ended_at')} · "
+        f"code {str(man.get('git_commit', ''))[:12]}<br>{head}"
+    )
     color = "#e8f5e9;border-color:#2e7d32" if ok else "#ffebee;border-color:#c62828"
-    return (f'<div id="run-verification" data-verified="{str(ok).lower()}" style="font:14px sans-serif;'
-            f'padding:10px 14px;margin:0;border-bottom:3px solid;background:{color}">'
-            f'{html.escape(text).replace("&lt;br&gt;", "<br>")}</div>')
+    return (
+        f'<div id="run-verification" data-verified="{str(ok).lower()}" style="font:14px sans-serif;'
+        f'padding:10px 14px;margin:0;border-bottom:3px solid;background:{color}">'
+        f"{html.escape(text).replace('&lt;br&gt;', '<br>')}</div>"
+    )
+
 
 def notebook_page(svc: ServiceState, run_id: str, attempt: int) -> str:
     "The notebook page of one attempt (0: the latest) with its verification banner."
@@ -74,12 +115,18 @@ def notebook_page(svc: ServiceState, run_id: str, attempt: int) -> str:
     attempts = shown["attempts"]
     pick = attempts[-1] if attempt == 0 else next((a for a in attempts if a["attempt"] == attempt), None)
     if pick is None:
-        raise ServiceError(404, f"Run {run_id} has no attempt {attempt}; attempts: "
-                                f"{', '.join(str(a['attempt']) for a in attempts)}.")
+        raise ServiceError(
+            404,
+            f"Run {run_id} has no attempt {attempt}; attempts: "
+            f"{', '.join(str(a['attempt']) for a in attempts)}.",
+        )
     man = pick["manifest"] or {}
     if not man.get("notebook"):
-        raise ServiceError(404, f"Run {run_id} attempt {pick['attempt']} archived no notebook "
-                                f"(status {man.get('status')}: {man.get('error') or 'nothing ran'}).")
+        raise ServiceError(
+            404,
+            f"Run {run_id} attempt {pick['attempt']} archived no notebook "
+            f"(status {man.get('status')}: {man.get('error') or 'nothing ran'}).",
+        )
     data = store.get(f"{run_folder(run_id, man['as_of'], pick['attempt'])}/{man['notebook']}")
     sha = sha256_hex(data)
     body = svc.cached_page(sha, lambda: render_notebook(data))
@@ -89,16 +136,22 @@ def notebook_page(svc: ServiceState, run_id: str, attempt: int) -> str:
 # %% ../../nbs/41c_service_pages.ipynb #7c8ed3eb
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
+
 def _fmt(v: float, percent: bool) -> str:
     return f"{v:+.1%}" if percent else f"{v:.3g}"
 
-def svg_chart(frame: pd.DataFrame, title: str, percent: bool = False, width: int = 760, height: int = 240) -> str:
-    "Lines of `frame` (date × series) as an inline SVG chart with axes and a legend; a sentence when too short."
+
+def svg_chart(
+    frame: pd.DataFrame, title: str, percent: bool = False, width: int = 760, height: int = 240
+) -> str:
+    "Lines of `frame` (date × series) as an inline SVG chart with axes and legend; too short: a sentence."
     esc = html.escape
     frame = frame.dropna(how="all")
     if len(frame) < 2:
-        return (f'<p class="empty" data-chart="{esc(title)}">{esc(title)}: {len(frame)} day of history in the '
-                "warehouse; the chart draws from two (one point per daily run, or a backfill).</p>")
+        return (
+            f'<p class="empty" data-chart="{esc(title)}">{esc(title)}: {len(frame)} day of history in the '
+            "warehouse; the chart draws from two (one point per daily run, or a backfill).</p>"
+        )
     left, right, top, bottom = 64, 150, 24, 28
     w, h = width - left - right, height - top - bottom
     values = frame.to_numpy(dtype=float)
@@ -106,115 +159,180 @@ def svg_chart(frame: pd.DataFrame, title: str, percent: bool = False, width: int
     pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 1.0
     lo, hi = lo - pad, hi + pad
     xs = left + np.arange(len(frame)) * w / (len(frame) - 1)
-    def y(v: np.ndarray) -> np.ndarray: return top + (hi - v) / (hi - lo) * h
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" data-chart="{esc(title)}"><title>{esc(title)}</title>',
-             f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#fbfbfb" stroke="#cccccc"/>']
+
+    def y(v: np.ndarray) -> np.ndarray:
+        return top + (hi - v) / (hi - lo) * h
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" data-chart="{esc(title)}"><title>{esc(title)}</title>',
+        f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#fbfbfb" stroke="#cccccc"/>',
+    ]
     for v in np.linspace(lo + pad, hi - pad, 4):
-        parts.append(f'<line x1="{left}" x2="{left + w}" y1="{y(np.array(v)):.1f}" y2="{y(np.array(v)):.1f}" '
-                     f'stroke="#e4e4e4"/><text x="{left - 6}" y="{y(np.array(v)) + 4:.1f}" text-anchor="end" '
-                     f'font-size="11" fill="#555555">{_fmt(v, percent)}</text>')
+        parts.append(
+            f'<line x1="{left}" x2="{left + w}" y1="{y(np.array(v)):.1f}" y2="{y(np.array(v)):.1f}" '
+            f'stroke="#e4e4e4"/><text x="{left - 6}" y="{y(np.array(v)) + 4:.1f}" text-anchor="end" '
+            f'font-size="11" fill="#555555">{_fmt(v, percent)}</text>'
+        )
     for i in sorted({0, len(frame) // 2, len(frame) - 1}):
         anchor = "start" if i == 0 else "end" if i == len(frame) - 1 else "middle"
-        parts.append(f'<text x="{xs[i]:.1f}" y="{top + h + 18}" text-anchor="{anchor}" font-size="11" '
-                     f'fill="#555555">{pd.Timestamp(frame.index[i]):%Y-%m-%d}</text>')
+        parts.append(
+            f'<text x="{xs[i]:.1f}" y="{top + h + 18}" text-anchor="{anchor}" font-size="11" '
+            f'fill="#555555">{pd.Timestamp(frame.index[i]):%Y-%m-%d}</text>'
+        )
     for j, name in enumerate(frame.columns):
         col = values[:, j]
         ok = ~np.isnan(col)
-        if ok.sum() < 2: continue
+        if ok.sum() < 2:
+            continue
         color = COLORS[j % len(COLORS)]
         points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(xs[ok], y(col[ok])))
-        parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2.5" points="{points}" '
-                     f'data-series="{esc(str(name))}"/>')
+        parts.append(
+            f'<polyline fill="none" stroke="{color}" stroke-width="2.5" points="{points}" '
+            f'data-series="{esc(str(name))}"/>'
+        )
         ly = top + 14 + 18 * j
-        parts.append(f'<line x1="{left + w + 12}" x2="{left + w + 30}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" '
-                     f'stroke-width="3"/><text x="{left + w + 36}" y="{ly}" font-size="12" fill="#222222">'
-                     f'{esc(str(name))}</text>')
+        parts.append(
+            f'<line x1="{left + w + 12}" x2="{left + w + 30}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" '
+            f'stroke-width="3"/><text x="{left + w + 36}" y="{ly}" font-size="12" fill="#222222">'
+            f"{esc(str(name))}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
 # %% ../../nbs/41c_service_pages.ipynb #4911d513
 def equity_history(performance: pd.DataFrame, benchmark: pd.Series | None = None) -> pd.DataFrame:
-    "Equity per day of each strategy (newest to_date rows), the whole book and the benchmark, all from 1 on day one."
+    "Equity per day of each strategy , the whole book and the benchmark (to_date rows), from 1 on day one."
     rows = performance[performance["period"].eq("to_date") & performance["shard_count"].eq(1)]
-    if rows.empty: return pd.DataFrame()
+    if rows.empty:
+        return pd.DataFrame()
     eq = rows.pivot_table(index="date", columns="strategy", values="equity", aggfunc="last").sort_index()
+    if eq.empty:
+        return pd.DataFrame()  # no equity stored (e.g. no backtest ran)
     eq.index = pd.DatetimeIndex(eq.index)
     eq = eq / eq.bfill().iloc[0]
     daily = eq.pct_change(fill_method=None).iloc[1:]
     eq["book"] = np.concatenate([[1.0], np.cumprod(1.0 + daily.mean(axis=1).fillna(0.0).to_numpy())])
     if benchmark is not None and len(benchmark):
         level = (1.0 + benchmark.fillna(0.0)).cumprod().reindex(eq.index, method="ffill")
-        eq["benchmark (equal weight)"] = level / level.iloc[0]
+        eq["benchmark"] = level / level.iloc[0]  # the universe, equal weight
     return eq
+
 
 def drawdowns(equity: pd.DataFrame) -> pd.DataFrame:
     "Drawdown of each equity column: equity / running peak - 1."
     return equity / equity.cummax() - 1.0
 
+
 def day_stages(day: pd.Timestamp, archive: str | None) -> list[dict]:
-    "The day's stages (IST/UTC time, purpose) with the status, run and error of the newest archived run of each."
+    "The day's stages (IST/UTC, purpose) with status, run and error of each one's newest run."
     stages = plan(day)
-    if stages.empty: return []
+    if stages.empty:
+        return []
     done = day_records(day, archive)
     out = []
     for r in stages.itertuples():
         kind = get_stage(r.stage).kind
         mine = done[done["kind"].eq(kind)] if kind else done.iloc[:0]
         last = mine.iloc[-1] if len(mine) else None
-        out.append({"stage": r.stage, "ist": f"{r.ist:%H:%M}", "utc": f"{r.utc:%H:%M}", "purpose": r.purpose,
-                    "status": (last["status"] if last is not None else "a check, no run" if not kind else "not run"),
-                    "run_id": last["run_id"] if last is not None else "",
-                    "error": (last["error"] or "") if last is not None else ""})
+        out.append(
+            {
+                "stage": r.stage,
+                "ist": f"{r.ist:%H:%M}",
+                "utc": f"{r.utc:%H:%M}",
+                "purpose": r.purpose,
+                "status": (
+                    last["status"] if last is not None else "a check, no run" if not kind else "not run"
+                ),
+                "run_id": last["run_id"] if last is not None else "",
+                "error": (last["error"] or "") if last is not None else "",
+            }
+        )
     return out
+
 
 def _alerts(limit: int = 20) -> list[dict]:
     folder = alert_state_dir()
-    files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)[:limit] \
-        if folder.is_dir() else []
+    files = (
+        sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)[:limit]
+        if folder.is_dir()
+        else []
+    )
     out = []
     for p in files:
-        try: out.append(json.loads(p.read_text(encoding="utf-8")))
-        except (OSError, ValueError): continue
+        try:
+            out.append(json.loads(p.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
     return out
+
 
 def dashboard_view(svc: ServiceState, runs_shown: int = 15) -> dict:
     "Everything the dashboard shows, each part read from where it lives; a part that fails carries its error."
     view: dict[str, Any] = {"problems": []}
+
     def part(name: str, fn, default: Any) -> Any:
         try:
             return fn()
         except Exception as e:
             view["problems"].append(f"{name}: {type(e).__name__}: {e}")
             return default
+
     catalog = part("market data", svc.catalog.get, None)
     perf = part("warehouse", lambda: svc.with_warehouse(lambda wh: wh.read_performance()), pd.DataFrame())
     to_date = perf[perf["period"].eq("to_date")] if not perf.empty else perf
-    if not to_date.empty: day = pd.Timestamp(to_date["date"].max())
-    elif catalog is not None: day = pd.Timestamp(catalog.last_session)
-    else: day = pd.Timestamp(today_in_india())
+    if not to_date.empty:
+        day = pd.Timestamp(to_date["date"].max())
+    elif catalog is not None:
+        day = pd.Timestamp(catalog.last_session)
+    else:
+        day = pd.Timestamp(today_in_india())
     view["day"] = day
     view["stages"] = part("schedule", lambda: day_stages(day, svc.settings.archive), [])
     today = pd.Timestamp(today_in_india())
     if catalog is not None:
-        behind = len(nse_calendar().sessions(pd.Timestamp(catalog.last_session) + pd.Timedelta(days=1), today))
-        view["data"] = {"source": catalog.source, "symbols": len(catalog.symbols),
-                        "last_session": f"{catalog.last_session}", "sessions_behind": behind}
-    view["performance"] = pd.DataFrame() if perf.empty else \
-        perf[perf["period"].eq("to_date") & perf["date"].eq(perf["date"].max())]
-    view["periods"] = {p: part(f"performance {p}", lambda p=p: performance_answer(perf, period=p),
-                               {"rows": [], "source": None, "reason": "unreadable"}) for p in PERIODS} \
-        if not perf.empty else {}
-    equity = equity_history(perf, catalog.benchmark if catalog is not None else None) if not perf.empty \
+        behind = len(
+            nse_calendar().sessions(pd.Timestamp(catalog.last_session) + pd.Timedelta(days=1), today)
+        )
+        view["data"] = {
+            "source": catalog.source,
+            "symbols": len(catalog.symbols),
+            "last_session": f"{catalog.last_session}",
+            "sessions_behind": behind,
+        }
+    view["performance"] = (
+        pd.DataFrame()
+        if perf.empty
+        else perf[perf["period"].eq("to_date") & perf["date"].eq(perf["date"].max())]
+    )
+    view["periods"] = (
+        {
+            p: part(
+                f"performance {p}",
+                lambda p=p: performance_answer(perf, period=p),
+                {"rows": [], "source": None, "reason": "unreadable"},
+            )
+            for p in PERIODS
+        }
+        if not perf.empty
+        else {}
+    )
+    bench = catalog.benchmark if catalog is not None else None
+    equity = (
+        part("equity", lambda: equity_history(perf, bench), pd.DataFrame())
+        if not perf.empty
         else pd.DataFrame()
+    )
     view["equity"], view["drawdown"] = equity, drawdowns(equity) if not equity.empty else equity
-    view["signals"] = part("signals", lambda: svc.with_warehouse(
-        lambda wh: wh.read_signals(start=day, end=day)), pd.DataFrame())
+    view["signals"] = part(
+        "signals", lambda: svc.with_warehouse(lambda wh: wh.read_signals(start=day, end=day)), pd.DataFrame()
+    )
     runs = part("archive", lambda: list_runs(svc.archive()).iloc[::-1].head(runs_shown), pd.DataFrame())
     bad: dict[str, list[str]] = {}
     if not runs.empty:
         report = part("verification", lambda: verify(svc.archive(), runs=list(runs["run_id"])), None)
-        for p in getattr(report, "problems", ()): bad.setdefault(p.run_id, []).append(p.detail)
+        for p in getattr(report, "problems", ()):
+            bad.setdefault(p.run_id, []).append(p.detail)
     view["runs"], view["unverified"] = runs, bad
     view["alerts"] = part("alerts", _alerts, [])
     return view
@@ -222,8 +340,11 @@ def dashboard_view(svc: ServiceState, runs_shown: int = 15) -> dict:
 # %% ../../nbs/41c_service_pages.ipynb #2c2d1fa4
 DASHBOARD_CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 0; color: #222; background: #f4f5f7; }
-header { background: #1f2937; color: #fff; padding: 10px 20px; display: flex; align-items: center; gap: 16px; }
+header { background: #1f2937; color: #fff; padding: 10px 20px; display: flex;
+         align-items: center; gap: 16px; }
 header h1 { font-size: 18px; margin: 0; flex: 1; }
+header a { color: #cfe3ff; }
+h3 { font-size: 13px; font-weight: 600; color: #444; margin: 10px 0 2px; }
 header form { margin: 0; }
 main { padding: 12px 20px; max-width: 1200px; }
 section { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 10px 16px; margin: 12px 0; }
@@ -238,67 +359,103 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 form.run { display: flex; flex-wrap: wrap; gap: 12px; align-items: end; }
 form.run label { display: flex; flex-direction: column; font-size: 12px; color: #444; }
 input, button { font: inherit; padding: 4px 8px; }
-button { background: #1f77b4; color: #fff; border: 0; border-radius: 4px; padding: 6px 14px; cursor: pointer; }
+button { background: #1f77b4; color: #fff; border: 0; border-radius: 4px; padding: 6px 14px;
+         cursor: pointer; }
 .signin { max-width: 460px; margin: 80px auto; }
 .signin input[type=password] { width: 100%; box-sizing: border-box; margin: 8px 0; }
 """
 
-DASHBOARD_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; object-src 'none'; "
-                 "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+DASHBOARD_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
 
 def _e(v: Any) -> str:
     return html.escape("" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
 
+
 def _num(v: Any, percent: bool = False) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)): return ""
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return ""
     return f"{v:+.2%}" if percent else f"{v:.3f}"
+
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(cells) + "</tr>" for cells in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
+
 def _page(title: str, body: str, header: str = "") -> str:
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            '<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/dashboard.css"></head>'
-            f'<body><header><h1>{_e(title)}</h1>{header}</header><main>{body}</main></body></html>')
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/dashboard.css"></head>'
+        f"<body><header><h1>{_e(title)}</h1>{header}</header><main>{body}</main></body></html>"
+    )
+
 
 def sign_in_page(message: str = "") -> str:
     "The sign-in form: a token posted once, answered with a session cookie."
     note = f'<p class="message" id="message">{_e(message)}</p>' if message else ""
-    form = ('<form method="post" action="/sign-in"><label for="token">API token (read or execute)</label>'
-            '<input type="password" id="token" name="token" autocomplete="off" required minlength="16">'
-            '<button type="submit">Sign in</button></form>'
-            '<p class="note">The token is checked once; the browser then holds a signed session cookie with the '
-            "token's scope (HttpOnly, SameSite=Strict), never the token.</p>")
+    form = (
+        '<form method="post" action="/sign-in"><label for="token">API token (read or execute)</label>'
+        '<input type="password" id="token" name="token" autocomplete="off" required minlength="16">'
+        '<button type="submit">Sign in</button></form>'
+        '<p class="note">The token is checked once; the browser then holds a signed session cookie with the '
+        "token's scope (HttpOnly, SameSite=Strict), never the token.</p>"
+    )
     return _page("Strategy Engine: sign in", f'<section class="signin">{note}{form}</section>')
+
 
 def _day_section(view: dict) -> str:
     day = view["day"]
-    rows = [[f"<td>{_e(s['stage'])}</td>", f"<td>{_e(s['ist'])} IST / {_e(s['utc'])} UTC</td>",
-             f'<td class="{_e(s["status"])}">{_e(s["status"])}</td>', f"<td>{_e(s['run_id'])}</td>",
-             f"<td>{_e(s['error'])}</td>"] for s in view["stages"]]
-    stages = _table(["stage", "at", "status", "run", "finding"], rows, "stages") if rows else \
-        f'<p class="empty">{day:%Y-%m-%d} is not an NSE session: no stage runs.</p>'
+    rows = [
+        [
+            f"<td>{_e(s['stage'])}</td>",
+            f"<td>{_e(s['ist'])} IST / {_e(s['utc'])} UTC</td>",
+            f'<td class="{_e(s["status"])}">{_e(s["status"])}</td>',
+            f"<td>{_e(s['run_id'])}</td>",
+            f"<td>{_e(s['error'])}</td>",
+        ]
+        for s in view["stages"]
+    ]
+    stages = (
+        _table(["stage", "at", "status", "run", "finding"], rows, "stages")
+        if rows
+        else f'<p class="empty">{day:%Y-%m-%d} is not an NSE session: no stage runs.</p>'
+    )
     data = view.get("data")
     if data:
         fresh = "ok" if data["sessions_behind"] == 0 else "bad"
-        behind = "up to date" if data["sessions_behind"] == 0 else f"{data['sessions_behind']} session(s) behind today"
-        freshness = (f'<p id="freshness">Market data: {_e(data["source"])}, {data["symbols"]} symbols, last session '
-                     f'{_e(data["last_session"])} — <span class="{fresh}">{_e(behind)}</span>.</p>')
+        behind = (
+            "up to date"
+            if data["sessions_behind"] == 0
+            else f"{data['sessions_behind']} session(s) behind today"
+        )
+        freshness = (
+            f'<p id="freshness">Market data: {_e(data["source"])}, {data["symbols"]} symbols, last session '
+            f'{_e(data["last_session"])} — <span class="{fresh}">{_e(behind)}</span>.</p>'
+        )
     else:
         freshness = '<p class="empty" id="freshness">Market data not loaded (see the problems below).</p>'
     return f'<section id="day"><h2>The day at a glance: {day:%Y-%m-%d}</h2>{stages}{freshness}</section>'
 
+
 def _performance_section(view: dict) -> str:
     perf = view["performance"]
     if perf.empty:
-        return ('<section id="performance"><h2>Performance</h2><p class="empty">The warehouse holds no performance '
-                "rows yet: a daily run writes them.</p></section>")
+        return (
+            '<section id="performance"><h2>Performance</h2><p class="empty">'
+            "The warehouse holds no performance "
+            "rows yet: a daily run writes them.</p></section>"
+        )
     cols = ["total_return", "sharpe_ratio", "max_drawdown", "equity", "turnover", "n_signals"]
-    rows = [[f"<td>{_e(r['strategy'])}</td>"] + [f'<td class="num">{_num(r.get(c))}</td>' for c in cols]
-            for r in perf.sort_values("strategy").to_dict("records")]
+    rows = [
+        [f"<td>{_e(r['strategy'])}</td>"] + [f'<td class="num">{_num(r.get(c))}</td>' for c in cols]
+        for r in perf.sort_values("strategy").to_dict("records")
+    ]
     latest = _table(["strategy (to date)", *cols], rows, "to-date")
     prow = []
     for p, ans in view["periods"].items():
@@ -306,78 +463,145 @@ def _performance_section(view: dict) -> str:
         text = ", ".join(f"{_e(k)} {_num(v, True)}" for k, v in sorted(got.items())) or _e(ans["reason"])
         prow.append([f"<td>{_e(p)}</td>", f"<td>{_e(ans['source'] or '—')}</td>", f"<td>{text}</td>"])
     periods = _table(["period", "source", "total return"], prow, "periods")
-    charts = svg_chart(view["equity"], "Equity (1 = first day in the warehouse)") + \
-        svg_chart(view["drawdown"], "Drawdown", percent=True)
-    return (f'<section id="performance"><h2>Performance (designated runs)</h2>{latest}{periods}'
-            f'<div class="charts">{charts}</div></section>')
+    charts = (
+        "<h3>Equity (1 = the first day in the warehouse; benchmark: the data's universe, equal weight)</h3>"
+        + svg_chart(view["equity"], "Equity")
+        + "<h3>Drawdown from the running peak</h3>"
+        + svg_chart(view["drawdown"], "Drawdown", percent=True)
+    )
+    return (
+        f'<section id="performance"><h2>Performance (designated runs)</h2>{latest}{periods}'
+        f'<div class="charts">{charts}</div></section>'
+    )
+
 
 def _signals_section(view: dict) -> str:
     sig = view["signals"]
     if sig.empty:
-        return f'<section id="signals"><h2>Signals of {view["day"]:%Y-%m-%d}</h2><p class="empty">None.</p></section>'
+        day = view["day"]
+        return f'<section id="signals"><h2>Signals of {day:%Y-%m-%d}</h2><p class="empty">None.</p></section>'
     rows = []
     for r in sig.sort_values(["strategy", "symbol"]).to_dict("records"):
         meta = json.loads(r["metadata"]) if isinstance(r["metadata"], str) else (r["metadata"] or {})
         text = ", ".join(f"{_e(k)}={_e(round(v, 4) if isinstance(v, float) else v)}" for k, v in meta.items())
-        rows.append([f"<td>{_e(r['strategy'])}</td>", f"<td>{_e(r['symbol'])}</td>",
-                     f'<td class="num">{int(r["signal"]):+d}</td>', f'<td class="num">{_num(r["confidence"])}</td>',
-                     f'<td class="num">{_num(meta.get("weight"))}</td>', f"<td>{text}</td>"])
-    table = _table(["strategy", "symbol", "signal", "confidence", "target weight", "metadata"], rows, "signals")
+        rows.append(
+            [
+                f"<td>{_e(r['strategy'])}</td>",
+                f"<td>{_e(r['symbol'])}</td>",
+                f'<td class="num">{int(r["signal"]):+d}</td>',
+                f'<td class="num">{_num(r["confidence"])}</td>',
+                f'<td class="num">{_num(meta.get("weight"))}</td>',
+                f"<td>{text}</td>",
+            ]
+        )
+    table = _table(
+        ["strategy", "symbol", "signal", "confidence", "target weight", "metadata"], rows, "signals"
+    )
     return f'<section id="signals"><h2>Signals of {view["day"]:%Y-%m-%d} ({len(sig)})</h2>{table}</section>'
+
 
 def _runs_section(view: dict, scope: str, csrf: str, nonce: str) -> str:
     runs, bad = view["runs"], view["unverified"]
     rows = []
     for r in runs.to_dict("records"):
         rid = str(r["run_id"])
-        check = '<td class="bad">NOT VERIFIED: ' + _e("; ".join(bad[rid])) + "</td>" if rid in bad else \
-            '<td class="ok">verified</td>'
-        link = f'<a href="/runs/{quote(rid)}/notebook?attempt={int(r["attempt"])}">notebook</a>' \
-            if r.get("notebook_uri") else '<span class="empty">no notebook</span>'
-        rows.append([f"<td>{_e(r['seq'])}</td>", f'<td class="run-id">{_e(rid)}</td>', f"<td>{_e(r['attempt'])}</td>",
-                     f"<td>{_e(r['kind'])}</td>", f"<td>{_e(r['as_of'])}</td>",
-                     f'<td class="{_e(r["status"])}">{_e(r["status"])}</td>', check, f"<td>{link}</td>"])
-    table = _table(["#", "run", "attempt", "kind", "as of", "status", "verification", ""], rows, "runs") if rows \
+        check = (
+            '<td class="bad">NOT VERIFIED: ' + _e("; ".join(bad[rid])) + "</td>"
+            if rid in bad
+            else '<td class="ok">verified</td>'
+        )
+        link = (
+            f'<a href="/runs/{quote(rid)}/notebook?attempt={int(r["attempt"])}">notebook</a>'
+            if r.get("notebook_uri")
+            else '<span class="empty">no notebook</span>'
+        )
+        rows.append(
+            [
+                f"<td>{_e(r['seq'])}</td>",
+                f'<td class="run-id">{_e(rid)}</td>',
+                f"<td>{_e(r['attempt'])}</td>",
+                f"<td>{_e(r['kind'])}</td>",
+                f"<td>{_e(r['as_of'])}</td>",
+                f'<td class="{_e(r["status"])}">{_e(r["status"])}</td>',
+                check,
+                f"<td>{link}</td>",
+            ]
+        )
+    table = (
+        _table(["#", "run", "attempt", "kind", "as of", "status", "verification", ""], rows, "runs")
+        if rows
         else '<p class="empty">The archive holds no runs yet.</p>'
+    )
     if scope == "execute":
-        boxes = "".join(f'<label><span><input type="checkbox" name="strategies" value="{_e(n)}"'
-                        f'{" checked" if n == "momentum" else ""}> {_e(n)}</span></label>' for n in known_strategies())
-        form = ('<form class="run" method="post" action="/dashboard/run">'
-                f'<input type="hidden" name="csrf" value="{_e(csrf)}"><input type="hidden" name="nonce" '
-                f'value="{_e(nonce)}">{boxes}<label>symbols (blank: each strategy\'s universe)<input name="symbols" '
-                'placeholder="RELIANCE TCS"></label><label>as of (blank: last session)<input name="as_of" '
-                'placeholder="YYYY-MM-DD"></label><button type="submit" id="start-run">Run daily</button></form>')
+        boxes = "".join(
+            f'<label><span><input type="checkbox" name="strategies" value="{_e(n)}"'
+            f"{' checked' if n == 'momentum' else ''}> {_e(n)}</span></label>"
+            for n in known_strategies()
+        )
+        form = (
+            '<form class="run" method="post" action="/dashboard/run">'
+            f'<input type="hidden" name="csrf" value="{_e(csrf)}"><input type="hidden" name="nonce" '
+            f'value="{_e(nonce)}">{boxes}<label>symbols (blank: each strategy\'s universe)'
+            '<input name="symbols" '
+            'placeholder="RELIANCE TCS"></label><label>as of (blank: last session)<input name="as_of" '
+            'placeholder="YYYY-MM-DD"></label><button type="submit" id="start-run">Run daily</button></form>'
+        )
     else:
         form = '<p class="note">Read scope: sign in with an execute token to start a run.</p>'
     return f'<section id="runs"><h2>Runs</h2>{form}{table}</section>'
 
+
 def _alerts_section(view: dict) -> str:
-    rows = [[f"<td>{_e(a.get('sent_at') or a.get('claimed_at'))}</td>", f"<td>{_e(a.get('channel'))}</td>",
-             f'<td class="{_e(a.get("state"))}">{_e(a.get("state"))}</td>', f"<td>{_e(a.get('run_id'))}</td>",
-             f"<td>{_e(a.get('title'))}</td>"] for a in view["alerts"]]
-    table = _table(["when", "channel", "state", "run", "alert"], rows, "alerts") if rows else \
-        '<p class="empty">No alert sent from this machine.</p>'
+    rows = [
+        [
+            f"<td>{_e(a.get('sent_at') or a.get('claimed_at'))}</td>",
+            f"<td>{_e(a.get('channel'))}</td>",
+            f'<td class="{_e(a.get("state"))}">{_e(a.get("state"))}</td>',
+            f"<td>{_e(a.get('run_id'))}</td>",
+            f"<td>{_e(a.get('title'))}</td>",
+        ]
+        for a in view["alerts"]
+    ]
+    table = (
+        _table(["when", "channel", "state", "run", "alert"], rows, "alerts")
+        if rows
+        else '<p class="empty">No alert sent from this machine.</p>'
+    )
     return f'<section id="alerts"><h2>Alerts sent</h2>{table}</section>'
+
 
 def render_dashboard(view: dict, scope: str, csrf: str = "", nonce: str = "", message: str = "") -> str:
     "The dashboard page of a `dashboard_view` for a session of `scope` (execute: with the run form)."
     note = f'<p class="message" id="message">{_e(message)}</p>' if message else ""
     problems = "".join(f"<li>{_e(p)}</li>" for p in view["problems"])
-    problems = f'<section id="problems"><h2>Could not read</h2><ul>{problems}</ul></section>' if problems else ""
-    header = (f'<span>signed in: {_e(scope)}</span><a href="/docs">API</a>'
-              f'<form method="post" action="/sign-out"><input type="hidden" name="csrf" value="{_e(csrf)}">'
-              '<button type="submit">Sign out</button></form>')
-    body = note + _day_section(view) + _performance_section(view) + _signals_section(view) + \
-        _runs_section(view, scope, csrf, nonce) + _alerts_section(view) + problems
+    problems = (
+        f'<section id="problems"><h2>Could not read</h2><ul>{problems}</ul></section>' if problems else ""
+    )
+    header = (
+        f'<span>signed in: {_e(scope)}</span><a href="/docs">API</a>'
+        f'<form method="post" action="/sign-out"><input type="hidden" name="csrf" value="{_e(csrf)}">'
+        '<button type="submit">Sign out</button></form>'
+    )
+    body = (
+        note
+        + _day_section(view)
+        + _performance_section(view)
+        + _signals_section(view)
+        + _runs_section(view, scope, csrf, nonce)
+        + _alerts_section(view)
+        + problems
+    )
     return _page("Strategy Engine", body, header)
 
 # %% ../../nbs/41c_service_pages.ipynb #be47a532
 SWAGGER_FILES = ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")
 
+
 def _session(request: Request) -> tuple[str | None, str]:
     "The scope of the request's session cookie (None: not signed in) and the cookie value."
     value = request.cookies.get(SESSION_COOKIE, "")
     return session_scope(state_of(request).settings, value), value
+
 
 async def _form(request: Request) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
@@ -385,37 +609,60 @@ async def _form(request: Request) -> dict[str, list[str]]:
         out.setdefault(k, []).append(v)
     return out
 
+
 def _html(body: str, status: int = 200, headers: Mapping[str, str] | None = None) -> HTMLResponse:
-    return HTMLResponse(body, status_code=status, headers={"Content-Security-Policy": DASHBOARD_CSP,
-                                                           "X-Content-Type-Options": "nosniff",
-                                                           "Referrer-Policy": "same-origin",
-                                                           "Cache-Control": "no-store", **(headers or {})})
+    return HTMLResponse(
+        body,
+        status_code=status,
+        headers={
+            "Content-Security-Policy": DASHBOARD_CSP,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+            "Cache-Control": "no-store",
+            **(headers or {}),
+        },
+    )
+
 
 def _run_request(form: Mapping[str, list[str]]) -> ExecuteRequest:
     symbols = " ".join(form.get("symbols", [""])).replace(",", " ").split()
     as_of = (form.get("as_of") or [""])[0].strip() or None
-    return ExecuteRequest.model_validate({"strategies": form.get("strategies", []), "as_of": as_of,
-                                          "symbols": (symbols[0] if len(symbols) == 1 and symbols[0].islower()
-                                                      else symbols) or None})
+    return ExecuteRequest.model_validate(
+        {
+            "strategies": form.get("strategies", []),
+            "as_of": as_of,
+            "symbols": (symbols[0] if len(symbols) == 1 and symbols[0].islower() else symbols) or None,
+        }
+    )
+
 
 def add_page_routes(app: FastAPI) -> None:
     "The pages: /, /sign-in, /sign-out, /dashboard/run, /runs/{id}/notebook, /docs and their static files."
     svc: ServiceState = app.state.service
     settings = svc.settings
     from importlib.resources import files
+
     swagger = Path(str(files("fastapi_offline") / "static"))
 
+    views = Cached(lambda: dashboard_view(svc), settings.performance_ttl_s)  # one gathering per few seconds
+    svc.forget.append(views.clear)
+
     async def dashboard_for(request: Request, scope: str, value: str, message: str = "", status: int = 200):
-        view = await anyio.to_thread.run_sync(dashboard_view, svc)
-        return _html(render_dashboard(view, scope, csrf_token(settings, value), secrets.token_urlsafe(16), message),
-                     status)
+        view = await anyio.to_thread.run_sync(views.get)
+        return _html(
+            render_dashboard(view, scope, csrf_token(settings, value), secrets.token_urlsafe(16), message),
+            status,
+        )
 
     @app.get("/", include_in_schema=False)
     async def dashboard(request: Request):
         scope, value = _session(request)
-        if scope is None: return RedirectResponse("/sign-in", status_code=303)
+        if scope is None:
+            return RedirectResponse("/sign-in", status_code=303)
         run = request.query_params.get("run")
-        return await dashboard_for(request, scope, value, f"Run {run} finished; it is listed below." if run else "")
+        return await dashboard_for(
+            request, scope, value, f"Run {run} finished; it is listed below." if run else ""
+        )
 
     @app.get("/sign-in", include_in_schema=False)
     def sign_in_form():
@@ -425,11 +672,19 @@ def add_page_routes(app: FastAPI) -> None:
     async def sign_in(request: Request):
         token = ((await _form(request)).get("token") or [""])[0].strip()
         scope = settings.scope_of(token) if token else None
-        if scope is None: return _html(sign_in_page("That token is not valid."), 401)
+        if scope is None:
+            return _html(sign_in_page("That token is not valid."), 401)
         value, _ = session_value(settings, scope)
         answer = RedirectResponse("/", status_code=303)
-        answer.set_cookie(SESSION_COOKIE, value, max_age=settings.session_ttl_s, path="/", httponly=True,
-                          samesite="strict", secure=request.url.scheme == "https")
+        answer.set_cookie(
+            SESSION_COOKIE,
+            value,
+            max_age=settings.session_ttl_s,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
         return answer
 
     @app.post("/sign-out", include_in_schema=False)
@@ -445,14 +700,26 @@ def add_page_routes(app: FastAPI) -> None:
     @app.post("/dashboard/run", include_in_schema=False)
     async def run_from_page(request: Request):
         scope, value = _session(request)
-        if scope is None: return RedirectResponse("/sign-in", status_code=303)
+        if scope is None:
+            return RedirectResponse("/sign-in", status_code=303)
         form = await _form(request)
         if not check_csrf(settings, value, (form.get("csrf") or [""])[0]):
-            return await dashboard_for(request, scope, value, "Refused: the form did not come from this session "
-                                       "(CSRF token missing or wrong); nothing ran.", 403)
+            return await dashboard_for(
+                request,
+                scope,
+                value,
+                "Refused: the form did not come from this session "
+                "(CSRF token missing or wrong); nothing ran.",
+                403,
+            )
         if scope != "execute":
-            return await dashboard_for(request, scope, value, "Refused: a read session cannot start runs; sign in "
-                                       "with an execute token.", 403)
+            return await dashboard_for(
+                request,
+                scope,
+                value,
+                "Refused: a read session cannot start runs; sign in with an execute token.",
+                403,
+            )
         nonce = (form.get("nonce") or [""])[0]
         try:
             body = _run_request(form)
@@ -461,13 +728,15 @@ def add_page_routes(app: FastAPI) -> None:
             key = await anyio.to_thread.run_sync(idempotency_key, plan, svc.archive(), f"page-{nonce}")
         except StrategyEngineError as e:
             return await dashboard_for(request, scope, value, f"Not started: {e}", status_of(e))
-        except ValueError as e:                                   # pydantic: no strategy ticked, a bad date
+        except ValueError as e:  # pydantic: no strategy ticked, a bad date
             return await dashboard_for(request, scope, value, f"Not started: {e}", 422)
         stage = await svc.start_run(plan, key, False, f"page:{sha256_hex(value.encode())[:12]}")
         if stage is None or stage.launch is None or not stage.launch.run_id:
             why = stage.gate if stage is not None and stage.gate else "the launcher produced no run record"
             return await dashboard_for(request, scope, value, f"Not started: {why}.", 409)
-        return RedirectResponse(f"/?run={quote(stage.launch.record_id or stage.launch.run_id)}#runs", status_code=303)
+        return RedirectResponse(
+            f"/?run={quote(stage.launch.record_id or stage.launch.run_id)}#runs", status_code=303
+        )
 
     @app.get("/static/dashboard.css", include_in_schema=False)
     def css():
@@ -475,28 +744,49 @@ def add_page_routes(app: FastAPI) -> None:
 
     @app.get("/static/swagger/{name}", include_in_schema=False)
     def swagger_file(name: str):
-        if name not in SWAGGER_FILES: raise ServiceError(404, f"No such file; served: {', '.join(SWAGGER_FILES)}.")
+        if name not in SWAGGER_FILES:
+            raise ServiceError(404, f"No such file; served: {', '.join(SWAGGER_FILES)}.")
         return FileResponse(swagger / name, headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/docs", include_in_schema=False)
     def docs():
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Strategy Engine API",
-                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/swagger/swagger-ui.css",
-                                   swagger_favicon_url="/static/swagger/favicon.png")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Strategy Engine API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon.png",
+        )
 
-    @app.get("/runs/{run_id}/notebook", tags=["runs"], response_class=HTMLResponse,
-             summary="The archived notebook as HTML, with its verification (read token, signed link or session)")
-    def notebook(run_id: RunId, request: Request, creds: Credentials,
-                 attempt: Annotated[int, Query(ge=0, description="0: the latest")] = 0,
-                 expires: Annotated[int | None, Query(description="from a signed link")] = None,
-                 sig: Annotated[str | None, Query(description="from a signed link")] = None) -> HTMLResponse:
+    @app.get(
+        "/runs/{run_id}/notebook",
+        tags=["runs"],
+        response_class=HTMLResponse,
+        summary="The archived notebook as HTML, with its verification (read token, signed link or session)",
+    )
+    def notebook(
+        run_id: RunId,
+        request: Request,
+        creds: Credentials,
+        attempt: Annotated[int, Query(ge=0, description="0: the latest")] = 0,
+        expires: Annotated[int | None, Query(description="from a signed link")] = None,
+        sig: Annotated[str | None, Query(description="from a signed link")] = None,
+    ) -> HTMLResponse:
         if not check_link(settings, run_id, attempt, expires, sig):
             if sig is not None and creds is None:
-                raise ServiceError(401, "The notebook link is invalid or has expired; ask GET "
-                                        "/runs/{run_id}/notebook/link for a new one.")
+                raise ServiceError(
+                    401,
+                    "The notebook link is invalid or has expired; ask GET "
+                    "/runs/{run_id}/notebook/link for a new one.",
+                )
             if creds is not None or _session(request)[0] is None:
                 authorize(settings, creds.credentials if creds else None, "read")
-        return HTMLResponse(notebook_page(svc, run_id, attempt), headers={
-            "Content-Security-Policy": NOTEBOOK_CSP, "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer", "Cache-Control": "private, max-age=300"})
+        return HTMLResponse(
+            notebook_page(svc, run_id, attempt),
+            headers={
+                "Content-Security-Policy": NOTEBOOK_CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+                "Cache-Control": "private, max-age=300",
+            },
+        )

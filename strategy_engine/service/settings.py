@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..core import ConfigError, StrategyEngineError, did_you_mean
 from ..core import secrets_from_environment
@@ -26,57 +34,91 @@ __all__ = ['MODES', 'SCOPES', 'TOKEN_ENV', 'SERVICE_ENV_PREFIX', 'TELEGRAM_SECRE
            'session_value', 'session_scope', 'csrf_token', 'check_csrf']
 
 # %% ../../nbs/41_service.ipynb #70d27b15
-MODES = ("production", "dry_run")       # what POST /execute-strategies can do with a valid request
+MODES = ("production", "dry_run")  # what POST /execute-strategies can do with a valid request
 SCOPES = ("read", "execute")
 TOKEN_ENV = {"execute": "STRATEGY_ENGINE_API_TOKEN", "read": "STRATEGY_ENGINE_READ_TOKEN"}
 SERVICE_ENV_PREFIX = "STRATEGY_ENGINE_SERVICE_"
 TELEGRAM_SECRET_ENV = "STRATEGY_ENGINE_TELEGRAM_WEBHOOK_SECRET"
 TELEGRAM_CHATS_ENV = "STRATEGY_ENGINE_TELEGRAM_ALLOWED_CHATS"
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,512}")
-_TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")       # what setWebhook accepts as secret_token
-_ENV_NAMES = {"execute_tokens": TOKEN_ENV["execute"], "read_tokens": TOKEN_ENV["read"],
-              "data": "STRATEGY_ENGINE_MARKET_DATA", "warehouse": "STRATEGY_ENGINE_WAREHOUSE",
-              "archive": "STRATEGY_ENGINE_ARCHIVE", "telegram_secret": TELEGRAM_SECRET_ENV,
-              "telegram_chats": TELEGRAM_CHATS_ENV}
+_TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what setWebhook accepts as secret_token
+_ENV_NAMES = {
+    "execute_tokens": TOKEN_ENV["execute"],
+    "read_tokens": TOKEN_ENV["read"],
+    "data": "STRATEGY_ENGINE_MARKET_DATA",
+    "warehouse": "STRATEGY_ENGINE_WAREHOUSE",
+    "archive": "STRATEGY_ENGINE_ARCHIVE",
+    "telegram_secret": TELEGRAM_SECRET_ENV,
+    "telegram_chats": TELEGRAM_CHATS_ENV,
+}
+
 
 def env_name(field: str) -> str:
     "The environment variable that sets `Settings` field `field`."
     return _ENV_NAMES.get(field, SERVICE_ENV_PREFIX + field.upper())
 
+
 def _split(v: Any) -> Any:
-    if isinstance(v, str): return tuple(t.strip() for t in v.split(",") if t.strip())
+    if isinstance(v, str):
+        return tuple(t.strip() for t in v.split(",") if t.strip())
     return tuple(v) if isinstance(v, list) else v
+
 
 class Settings(BaseModel):
     "The service's configuration, read from the environment once at start: tokens, data, warehouse, limits."
+
     model_config = ConfigDict(frozen=True, extra="forbid")
-    execute_tokens: tuple[SecretStr, ...] = Field(default=(), description="bearer tokens with read and execute scope")
+    execute_tokens: tuple[SecretStr, ...] = Field(
+        default=(), description="bearer tokens with read and execute scope"
+    )
     read_tokens: tuple[SecretStr, ...] = Field(default=(), description="bearer tokens with read scope only")
-    data: str = Field(default="auto", description="the runs' market data: auto, synthetic, a folder, duckdb:// "
-                                                  "or bigquery://")
-    warehouse: str | None = Field(default=None, description="warehouse URI (None: $STRATEGY_ENGINE_WAREHOUSE "
-                                                            "or runs/)")
-    archive: str | None = Field(default=None, description="archive folder or gs://bucket/prefix (None: runs/)")
-    telegram_secret: SecretStr | None = Field(default=None, description="the webhook's secret_token (1-256 of "
-                                              "A-Z a-z 0-9 _ -); unset: Telegram commands are off")
+    data: str = Field(
+        default="auto",
+        description="the runs' market data: auto, synthetic, a folder, duckdb:// or bigquery://",
+    )
+    warehouse: str | None = Field(
+        default=None, description="warehouse URI (None: $STRATEGY_ENGINE_WAREHOUSE or runs/)"
+    )
+    archive: str | None = Field(
+        default=None, description="archive folder or gs://bucket/prefix (None: runs/)"
+    )
+    telegram_secret: SecretStr | None = Field(
+        default=None,
+        description="the webhook's secret_token (1-256 of A-Z a-z 0-9 _ -); unset: Telegram commands are off",
+    )
     telegram_chats: tuple[int, ...] = Field(default=(), description="Telegram chat ids the commands answer")
-    max_body_bytes: int = Field(default=16_384, ge=256, le=1_048_576, description="largest request body accepted")
+    max_body_bytes: int = Field(
+        default=16_384, ge=256, le=1_048_576, description="largest request body accepted"
+    )
     max_symbols: int = Field(default=500, ge=1, le=5_000, description="most symbols one request may name")
-    run_timeout_s: float = Field(default=600, gt=0, le=3_600, description="per-cell timeout of a launched run")
-    replay_wait_s: float = Field(default=900, gt=0, le=7_200, description="how long a repeated request waits "
-                                                                        "for the first")
-    max_concurrent_runs: int = Field(default=2, ge=1, le=32, description="runs executing at once in this process")
-    rate_limit_per_minute: int = Field(default=30, ge=1, le=100_000, description="requests per minute per execute "
-                                                                               "token (more: 429)")
-    max_range_days: int = Field(default=3_700, ge=1, le=40_000, description="the longest /performance date range")
-    catalog_ttl_s: float = Field(default=300, ge=0, le=86_400, description="how long the data's symbols and last "
-                                                                         "date are reused")
+    run_timeout_s: float = Field(
+        default=600, gt=0, le=3_600, description="per-cell timeout of a launched run"
+    )
+    replay_wait_s: float = Field(
+        default=900, gt=0, le=7_200, description="how long a repeated request waits for the first"
+    )
+    max_concurrent_runs: int = Field(
+        default=2, ge=1, le=32, description="runs executing at once in this process"
+    )
+    rate_limit_per_minute: int = Field(
+        default=30, ge=1, le=100_000, description="requests per minute per execute token (more: 429)"
+    )
+    max_range_days: int = Field(
+        default=3_700, ge=1, le=40_000, description="the longest /performance date range"
+    )
+    catalog_ttl_s: float = Field(
+        default=300, ge=0, le=86_400, description="how long the data's symbols and last date are reused"
+    )
     health_ttl_s: float = Field(default=10, ge=0, le=3_600, description="how long one health check is reused")
-    performance_ttl_s: float = Field(default=5, ge=0, le=3_600, description="how long a read of the performance "
-                                                                          "table is reused")
-    link_ttl_s: int = Field(default=900, ge=10, le=86_400, description="lifetime of a signed notebook link, seconds")
-    session_ttl_s: int = Field(default=28_800, ge=60, le=604_800, description="lifetime of a dashboard sign-in, "
-                                                                             "seconds")
+    performance_ttl_s: float = Field(
+        default=5, ge=0, le=3_600, description="how long a read of the performance table is reused"
+    )
+    link_ttl_s: int = Field(
+        default=900, ge=10, le=86_400, description="lifetime of a signed notebook link, seconds"
+    )
+    session_ttl_s: int = Field(
+        default=28_800, ge=60, le=604_800, description="lifetime of a dashboard sign-in, seconds"
+    )
 
     @field_validator("execute_tokens", "read_tokens", "telegram_chats", mode="before")
     @classmethod
@@ -88,21 +130,27 @@ class Settings(BaseModel):
     def _shape(cls, v: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
         for i, t in enumerate(v):
             if not _TOKEN.fullmatch(t.get_secret_value()):
-                raise ValueError(f"token #{i + 1} is not 16-512 characters of A-Z a-z 0-9 . _ ~ + / = - "
-                                 "(separate several tokens with commas)")
+                raise ValueError(
+                    f"token #{i + 1} is not 16-512 characters of A-Z a-z 0-9 . _ ~ + / = - "
+                    "(separate several tokens with commas)"
+                )
         return v
 
     @field_validator("telegram_secret")
     @classmethod
     def _secret_shape(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and not _TELEGRAM_SECRET.fullmatch(v.get_secret_value()):
-            raise ValueError("the webhook secret is not 1-256 characters of A-Z a-z 0-9 _ - (Telegram's "
-                             "secret_token alphabet)")
+            raise ValueError(
+                "the webhook secret is not 1-256 characters of A-Z a-z 0-9 _ - (Telegram's "
+                "secret_token alphabet)"
+            )
         return v
 
     @model_validator(mode="after")
     def _disjoint(self) -> Settings:
-        if {t.get_secret_value() for t in self.execute_tokens} & {t.get_secret_value() for t in self.read_tokens}:
+        if {t.get_secret_value() for t in self.execute_tokens} & {
+            t.get_secret_value() for t in self.read_tokens
+        }:
             raise ValueError("a token is both a read and an execute token; give each token one scope")
         return self
 
@@ -114,7 +162,9 @@ class Settings(BaseModel):
         for k in env:
             if k.startswith(SERVICE_ENV_PREFIX) and k not in known:
                 allowed = ", ".join(sorted(n for n in known if n.startswith(SERVICE_ENV_PREFIX)))
-                raise ConfigError(f"Unknown service setting {k}.{did_you_mean(k, sorted(known))} Allowed: {allowed}")
+                raise ConfigError(
+                    f"Unknown service setting {k}.{did_you_mean(k, sorted(known))} Allowed: {allowed}"
+                )
         raw = {f: env[env_name(f)] for f in cls.model_fields if env.get(env_name(f), "") != ""}
         try:
             return cls.model_validate(raw)
@@ -125,7 +175,9 @@ class Settings(BaseModel):
                 info = cls.model_fields.get(field)
                 what = f" ({info.description})" if info is not None and info.description else ""
                 lines.append(f"{env_name(field) if field else 'settings'}{what}: {err['msg']}")
-            raise ConfigError("Service settings from the environment are invalid:\n  " + "\n  ".join(lines)) from None
+            raise ConfigError(
+                "Service settings from the environment are invalid:\n  " + "\n  ".join(lines)
+            ) from None
 
     @property
     def warehouse_uri(self) -> str:
@@ -135,87 +187,129 @@ class Settings(BaseModel):
     def scope_of(self, token: str) -> str | None:
         "'execute', 'read' or None for a presented bearer token (every comparison constant-time)."
         given = token.encode()
+
         def match(tokens: tuple[SecretStr, ...]) -> bool:
             return any([hmac.compare_digest(given, t.get_secret_value().encode()) for t in tokens])
+
         ex, rd = match(self.execute_tokens), match(self.read_tokens)
         return "execute" if ex else "read" if rd else None
 
     def secrets(self) -> list[str]:
-        "Every value that must never appear in a log line: the tokens, the webhook secret, secret environment values."
+        "Every value that must never appear in a log line: tokens, webhook secret, secret env values."
         own = [t.get_secret_value() for t in self.execute_tokens + self.read_tokens]
-        if self.telegram_secret is not None: own.append(self.telegram_secret.get_secret_value())
+        if self.telegram_secret is not None:
+            own.append(self.telegram_secret.get_secret_value())
         return own + list(secrets_from_environment().values())
 
 # %% ../../nbs/41_service.ipynb #6912e081
 class ServiceError(StrategyEngineError):
     "An error answer: HTTP status, a sentence, and headers."
+
     def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.headers = status, message, dict(headers or {})
+
 
 def challenge(error: str = "") -> dict[str, str]:
     "The `WWW-Authenticate` header of a 401/403 answer (RFC 6750), with `error` when given."
     return {"WWW-Authenticate": 'Bearer realm="strategy-engine"' + (f', error="{error}"' if error else "")}
 
+
 def authorize(settings: Settings, token: str | None, scope: str) -> str:
     "The scope of a presented bearer token, which must include `scope` (a 401/403 `ServiceError` otherwise)."
     if token is None:
-        raise ServiceError(401, "Missing bearer token: send 'Authorization: Bearer <token>' with a read token "
-                                f"({TOKEN_ENV['read']}) or an execute token ({TOKEN_ENV['execute']}).", challenge())
+        raise ServiceError(
+            401,
+            "Missing bearer token: send 'Authorization: Bearer <token>' with a read token "
+            f"({TOKEN_ENV['read']}) or an execute token ({TOKEN_ENV['execute']}).",
+            challenge(),
+        )
     have = settings.scope_of(token)
     if have is None:
         raise ServiceError(401, "The bearer token is not valid.", challenge("invalid_token"))
     if scope == "execute" and have != "execute":
-        raise ServiceError(403, "This token has the read scope only; running strategies (POST /execute-strategies) "
-                                f"needs an execute token ({TOKEN_ENV['execute']}).", challenge("insufficient_scope"))
+        raise ServiceError(
+            403,
+            "This token has the read scope only; running strategies (POST /execute-strategies) "
+            f"needs an execute token ({TOKEN_ENV['execute']}).",
+            challenge("insufficient_scope"),
+        )
     return have
+
 
 def _key(settings: Settings, purpose: str) -> bytes:
     tokens = sorted(t.get_secret_value() for t in settings.execute_tokens + settings.read_tokens)
-    return hmac.new(f"strategy-engine/{purpose}/v1".encode(), "\n".join(tokens).encode(), hashlib.sha256).digest()
+    return hmac.new(
+        f"strategy-engine/{purpose}/v1".encode(), "\n".join(tokens).encode(), hashlib.sha256
+    ).digest()
+
 
 def _sign(settings: Settings, purpose: str, *parts: object) -> str:
     return hmac.new(_key(settings, purpose), "\n".join(map(str, parts)).encode(), hashlib.sha256).hexdigest()
 
-def _now(now: float | None) -> float: return time.time() if now is None else now
+
+def _now(now: float | None) -> float:
+    return time.time() if now is None else now
+
 
 def sign_link(settings: Settings, run_id: str, attempt: int, expires: int) -> str:
     "HMAC-SHA256 (hex) of a notebook link: run id, attempt (0 = latest) and expiry (Unix seconds)."
     return _sign(settings, "notebook-link", run_id, int(attempt), int(expires))
 
-def notebook_link(settings: Settings, run_id: str, attempt: int = 0, now: float | None = None) -> tuple[str, int]:
+
+def notebook_link(
+    settings: Settings, run_id: str, attempt: int = 0, now: float | None = None
+) -> tuple[str, int]:
     "A signed path to one run's notebook page, valid for `settings.link_ttl_s` seconds; (path, expires)."
     expires = int(_now(now) + settings.link_ttl_s)
-    query = {**({"attempt": attempt} if attempt else {}), "expires": expires,
-             "sig": sign_link(settings, run_id, attempt, expires)}
+    query = {
+        **({"attempt": attempt} if attempt else {}),
+        "expires": expires,
+        "sig": sign_link(settings, run_id, attempt, expires),
+    }
     return f"/runs/{run_id}/notebook?{urlencode(query)}", expires
 
-def check_link(settings: Settings, run_id: str, attempt: int, expires: int | None, sig: str | None,
-               now: float | None = None) -> bool:
+
+def check_link(
+    settings: Settings,
+    run_id: str,
+    attempt: int,
+    expires: int | None,
+    sig: str | None,
+    now: float | None = None,
+) -> bool:
     "Whether (expires, sig) is a valid, unexpired signature for this run's notebook page."
-    if expires is None or not sig or expires < _now(now): return False
+    if expires is None or not sig or expires < _now(now):
+        return False
     return hmac.compare_digest(sig, sign_link(settings, run_id, attempt, expires))
+
 
 SESSION_COOKIE = "se_session"
 
+
 def session_value(settings: Settings, scope: str, now: float | None = None) -> tuple[str, int]:
-    "A signed session cookie value `scope.expires.sig` for the dashboard, valid `session_ttl_s`; (value, expires)."
+    "A signed session cookie value `scope.expires.sig` valid `session_ttl_s`; (value, expires)."
     if scope not in SCOPES:
         raise ConfigError(f"Unknown scope {scope!r}. Allowed: {', '.join(SCOPES)}")
     expires = int(_now(now) + settings.session_ttl_s)
     return f"{scope}.{expires}.{_sign(settings, 'session', scope, expires)}", expires
 
+
 def session_scope(settings: Settings, value: str | None, now: float | None = None) -> str | None:
     "The scope a session cookie value grants, or None when it is missing, malformed, forged or expired."
     parts = (value or "").split(".")
-    if len(parts) != 3 or parts[0] not in SCOPES or not parts[1].isdigit(): return None
+    if len(parts) != 3 or parts[0] not in SCOPES or not parts[1].isdigit():
+        return None
     scope, expires, sig = parts[0], int(parts[1]), parts[2]
-    if expires < _now(now) or not hmac.compare_digest(sig, _sign(settings, "session", scope, expires)): return None
+    if expires < _now(now) or not hmac.compare_digest(sig, _sign(settings, "session", scope, expires)):
+        return None
     return scope
+
 
 def csrf_token(settings: Settings, session: str) -> str:
     "The CSRF token a form of this session must send back: an HMAC of the session cookie value."
     return _sign(settings, "csrf", session)
+
 
 def check_csrf(settings: Settings, session: str | None, token: str | None) -> bool:
     "Whether a posted CSRF token belongs to this session (constant-time)."

@@ -34,65 +34,95 @@ __all__ = ['COMMANDS', 'SECRET_HEADER', 'parse_command', 'help_text', 'answer_co
 
 # %% ../../nbs/41d_service_telegram.ipynb #3797b33b
 def parse_command(text: str | None) -> tuple[str, list[str]] | None:
-    "(`name`, arguments) of a Telegram command message ('/performance@bot 1w' -> ('performance', ['1w'])); else None."
+    "(`name`, arguments) of a command message: '/performance@bot 1w' -> ('performance', ['1w'])."
     m = re.match(r"^/([A-Za-z0-9_]{1,32})(?:@\w+)?(?:\s+(.*))?$", (text or "").strip(), re.S)
-    if m is None: return None
+    if m is None:
+        return None
     return m.group(1).lower(), (m.group(2) or "").split()
+
 
 def _status(svc: ServiceState, args: list[str]) -> str:
     catalog = svc.catalog.peek()
     day = pd.Timestamp(catalog.last_session if catalog is not None else today_in_india())
     lines = [f"Strategy Engine {strategy_engine.__version__}, trading day {day:%Y-%m-%d}"]
     stages = day_stages(day, svc.settings.archive)
-    lines += [f"{s['ist']} IST {s['stage']}: {s['status']}" for s in stages] or ["not an NSE session: no stage runs"]
-    if catalog is not None: lines.append(f"data: {catalog.source}, last session {catalog.last_session}")
+    lines += [f"{s['ist']} IST {s['stage']}: {s['status']}" for s in stages] or [
+        "not an NSE session: no stage runs"
+    ]
+    if catalog is not None:
+        lines.append(f"data: {catalog.source}, last session {catalog.last_session}")
     last = svc.health.get()["last_successful_run"]
-    lines.append(f"last successful run: {last['run_id']} ({last['age_s'] / 3600:.1f} h ago)" if last
-                 else "last successful run: none")
+    lines.append(
+        f"last successful run: {last['run_id']} ({last['age_s'] / 3600:.1f} h ago)"
+        if last
+        else "last successful run: none"
+    )
     return "\n".join(lines)
+
 
 def _signals(svc: ServiceState, args: list[str]) -> str:
     def read(wh):
         runs = wh.read_performance()
-        if runs.empty: return None, pd.DataFrame()
+        if runs.empty:
+            return None, pd.DataFrame()
         day = pd.Timestamp(runs["date"].max())
         return day, wh.read_signals(start=day, end=day)
+
     day, sig = svc.with_warehouse(read)
-    if day is None: return "No signals: the warehouse holds no daily run yet."
-    if sig.empty: return f"No signals on {day:%Y-%m-%d}."
-    rows = [f"{r.strategy} {r.symbol} {'long' if r.signal > 0 else 'short'} ({r.confidence:.2f})"
-            for r in sig.sort_values(["strategy", "symbol"]).itertuples()]
+    if day is None:
+        return "No signals: the warehouse holds no daily run yet."
+    if sig.empty:
+        return f"No signals on {day:%Y-%m-%d}."
+    rows = [
+        f"{r.strategy} {r.symbol} {'long' if r.signal > 0 else 'short'} ({r.confidence:.2f})"
+        for r in sig.sort_values(["strategy", "symbol"]).itertuples()
+    ]
     return f"Signals of {day:%Y-%m-%d} ({len(rows)}):\n" + "\n".join(rows)
+
 
 def _pct(v: Any) -> str:
     return "n/a" if v is None else f"{v:+.2%}"
 
+
 def _performance(svc: ServiceState, args: list[str]) -> str:
     period = args[0] if args else "to_date"
     answer = svc.performance(None, None, None, period, True)
-    if not answer["rows"]: return f"No {period} figures: {answer['reason']}."
+    if not answer["rows"]:
+        return f"No {period} figures: {answer['reason']}."
     lines = [f"Performance {period} to {answer['rows'][0]['date']} (source: {answer['source']}):"]
     for r in answer["rows"]:
         sharpe = r.get("sharpe_ratio")
-        lines.append(f"{r['strategy']}: return {_pct(r.get('total_return'))}, Sharpe "
-                     f"{'n/a' if sharpe is None else f'{sharpe:.2f}'}, max drawdown {_pct(r.get('max_drawdown'))}")
+        lines.append(
+            f"{r['strategy']}: return {_pct(r.get('total_return'))}, Sharpe "
+            f"{'n/a' if sharpe is None else f'{sharpe:.2f}'}, max drawdown {_pct(r.get('max_drawdown'))}"
+        )
     return "\n".join(lines)
+
 
 def _runs(svc: ServiceState, args: list[str]) -> str:
     runs = list_runs(svc.archive(), limit=5).iloc[::-1]
-    if runs.empty: return "No runs archived yet."
-    return "Newest runs:\n" + "\n".join(f"{r.run_id} #{r.attempt} {r.kind} {r.as_of}: {r.status}"
-                                        for r in runs.itertuples())
+    if runs.empty:
+        return "No runs archived yet."
+    return "Newest runs:\n" + "\n".join(
+        f"{r.run_id} #{r.attempt} {r.kind} {r.as_of}: {r.status}" for r in runs.itertuples()
+    )
+
 
 def _health(svc: ServiceState, args: list[str]) -> str:
     h = svc.health.get()
     wh, ar = h["checks"]["warehouse"], h["checks"]["archive"]
     last = h["last_successful_run"]
-    return "\n".join([f"{h['status']} (ready: {h['ready']})",
-                      f"warehouse: {wh['backend']} at {wh['location']} ({'ok' if wh['ok'] else wh.get('error')})",
-                      f"archive: {ar.get('backend', '?')} {ar.get('detail') or ar.get('error')}",
-                      f"last successful run: {last['run_id']} ({last['age_s'] / 3600:.1f} h ago)" if last
-                      else "last successful run: none"])
+    return "\n".join(
+        [
+            f"{h['status']} (ready: {h['ready']})",
+            f"warehouse: {wh['backend']} at {wh['location']} ({'ok' if wh['ok'] else wh.get('error')})",
+            f"archive: {ar.get('backend', '?')} {ar.get('detail') or ar.get('error')}",
+            f"last successful run: {last['run_id']} ({last['age_s'] / 3600:.1f} h ago)"
+            if last
+            else "last successful run: none",
+        ]
+    )
+
 
 COMMANDS: dict[str, tuple[Callable[[ServiceState, list[str]], str], str]] = {
     "status": (_status, "the day's stages, the data, the last successful run"),
@@ -102,25 +132,29 @@ COMMANDS: dict[str, tuple[Callable[[ServiceState, list[str]], str], str]] = {
     "health": (_health, "readiness and the warehouse's location"),
 }
 
+
 def help_text() -> str:
     "The commands and what each answers."
     return "Commands:\n" + "\n".join(f"/{name} {what}" for name, (_, what) in COMMANDS.items())
 
+
 def answer_command(svc: ServiceState, name: str, args: list[str]) -> str:
-    "The reply to command `name` with `args`: its answer, or a sentence naming the allowed commands or values."
-    if name in ("help", "start"): return help_text()
+    "The reply to command `name` with `args`: its answer, or what is allowed."
+    if name in ("help", "start"):
+        return help_text()
     if name not in COMMANDS:
-        starts = [c for c in COMMANDS if c.startswith(name)]                 # /perf -> /performance
+        starts = [c for c in COMMANDS if c.startswith(name)]  # /perf -> /performance
         hint = f" Did you mean {starts[0]!r}?" if len(starts) == 1 else did_you_mean(name, list(COMMANDS))
         return f"Unknown command /{name}.{hint} {help_text()}"
     try:
         text = COMMANDS[name][0](svc, args)
     except StrategyEngineError as e:
         text = str(e)
-    return text if len(text) <= TELEGRAM_MAX_CHARS else text[:TELEGRAM_MAX_CHARS - 2] + " …"
+    return text if len(text) <= TELEGRAM_MAX_CHARS else text[: TELEGRAM_MAX_CHARS - 2] + " …"
 
 # %% ../../nbs/41d_service_telegram.ipynb #5e6062b4
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
 
 def send_reply(chat_id: int, text: str, env: Mapping[str, str] | None = None, timeout: float = 10.0) -> None:
     "Send `text` to `chat_id` with the Bot API's sendMessage (TELEGRAM_API_BASE, TELEGRAM_BOT_TOKEN)."
@@ -130,21 +164,29 @@ def send_reply(chat_id: int, text: str, env: Mapping[str, str] | None = None, ti
         raise ServiceError(503, "TELEGRAM_BOT_TOKEN is not set: the commands cannot reply.")
     base = env.get("TELEGRAM_API_BASE") or "https://api.telegram.org"
     try:
-        r = httpx.post(f"{base}/bot{token}/sendMessage", json={"chat_id": chat_id, "text": text}, timeout=timeout)
+        r = httpx.post(
+            f"{base}/bot{token}/sendMessage", json={"chat_id": chat_id, "text": text}, timeout=timeout
+        )
         r.raise_for_status()
     except httpx.HTTPError as e:
         raise ServiceError(502, redact(f"sendMessage failed: {type(e).__name__}: {e}", [token])) from None
 
+
 def add_telegram_routes(app: FastAPI) -> None:
-    "POST /telegram/webhook: Telegram's updates, checked by secret header and chat allow-list, answered by sendMessage."
+    "POST /telegram/webhook: Telegram's updates, secret header and chat allow-list checked; sendMessage."
     svc: ServiceState = app.state.service
     settings = svc.settings
 
-    @app.post("/telegram/webhook", tags=["telegram"], summary="Telegram bot commands (Telegram's secret header)")
+    @app.post(
+        "/telegram/webhook", tags=["telegram"], summary="Telegram bot commands (Telegram's secret header)"
+    )
     async def webhook(request: Request) -> JSONResponse:
         if settings.telegram_secret is None:
-            raise ServiceError(404, f"Telegram commands are off: set {TELEGRAM_SECRET_ENV} (and "
-                                    f"{TELEGRAM_CHATS_ENV}) and register this URL with setWebhook.")
+            raise ServiceError(
+                404,
+                f"Telegram commands are off: set {TELEGRAM_SECRET_ENV} (and "
+                f"{TELEGRAM_CHATS_ENV}) and register this URL with setWebhook.",
+            )
         given = request.headers.get(SECRET_HEADER, "")
         if not hmac.compare_digest(given.encode(), settings.telegram_secret.get_secret_value().encode()):
             raise ServiceError(401, f"Missing or wrong {SECRET_HEADER} header.")
@@ -152,14 +194,18 @@ def add_telegram_routes(app: FastAPI) -> None:
             update = json.loads(await request.body())
         except ValueError:
             raise ServiceError(400, "The update is not valid JSON.") from None
-        message = (update.get("message") or update.get("edited_message") or {}) if isinstance(update, dict) else {}
+        message = (
+            (update.get("message") or update.get("edited_message") or {}) if isinstance(update, dict) else {}
+        )
         chat = (message.get("chat") or {}).get("id")
         command = parse_command(message.get("text"))
         if command is None or not isinstance(chat, int):
             return JSONResponse({"ok": True, "answered": False, "reason": "not a command"})
         if chat not in settings.telegram_chats:
-            _log.warning(f"telegram command /{command[0]} from chat {chat}, which is not allowed; not answered",
-                         extra={"telegram_chat": chat})
+            _log.warning(
+                f"telegram command /{command[0]} from chat {chat}, which is not allowed; not answered",
+                extra={"telegram_chat": chat},
+            )
             return JSONResponse({"ok": True, "answered": False, "reason": "chat not allowed"})
         text = await anyio.to_thread.run_sync(answer_command, svc, *command)
         try:

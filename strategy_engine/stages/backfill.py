@@ -39,9 +39,10 @@ class Backfill:
                 + (f", {len(self.skipped)} session(s) without signals" if self.skipped else "")
                 + (f"; warehouse {self.warehouse}" if self.warehouse else ""))
 
-def backfill_signals(start, end, strategies: Sequence[str] | None = None, symbols: Sequence[str] | None = None,
+def backfill_signals(start, end, strategies: Sequence[str] | None = None,
+                     symbols: Sequence[str] | None = None,
                      data: str = "auto", cost_bps: float | None = None):
-    "The signal records (Arrow) of every session in [start, end] in one pass: (records, sessions, skipped, run)."
+    "The signal records (Arrow) of every session in [start, end] in one pass, its sessions, skips and run."
     import pyarrow as pa
 
     from strategy_engine.calendar import nse_calendar
@@ -53,11 +54,13 @@ def backfill_signals(start, end, strategies: Sequence[str] | None = None, symbol
     last = cal.previous_session(d2)                    # the last session up to --to
     run = daily.load_data(daily.start_daily(f"{last:%Y-%m-%d}", strategies, symbols, data, cost_bps=cost_bps))
     if not run.running or run.bars is None:            # the data up to the last session fails as a whole
-        raise StrategyEngineError(f"the data up to {last:%Y-%m-%d} cannot be used: {run.status} - {run.reason}; "
+        raise StrategyEngineError(f"the data up to {last:%Y-%m-%d} cannot be used: {run.status} - "
+                                  f"{run.reason}; "
                                   "nothing was backfilled (a daily run would fail closed too).")
     days = [d for d in run.bars.dates if d1 <= d <= d2]
     if not days: raise ConfigError(f"no session with data between {d1:%Y-%m-%d} and {d2:%Y-%m-%d}.")
-    complete = run.bars.close.loc[days].notna().all(axis=1)       # a missing bar: that day's daily run is data_stale
+    # a missing bar: that day's daily run is data_stale
+    complete = run.bars.close.loc[days].notna().all(axis=1)
     skipped = {f"{d:%Y-%m-%d}": "a symbol of the universe has no bar (its daily run ends data_stale)"
                for d in complete.index[~complete.to_numpy()]}
     keep = [d for d in days if complete[d]]
@@ -96,12 +99,15 @@ def backfill(start, end, strategies: Sequence[str] | None = None, symbols: Seque
     with open_warehouse(warehouse) as wh, tempfile.TemporaryDirectory(prefix="strategy-engine-") as tmp:
         counts = stage_rows(tmp, records, None)
         files = {f"rows/{p.name}": p.read_bytes() for p in sorted(Path(tmp).glob("*.parquet"))}
-        extra = {"identity": {"run_id": run_id, **identity}, "started_by": by or started_by(), "scheduled": False,
+        extra = {"identity": {"run_id": run_id, **identity}, "started_by": by or started_by(),
+                 "scheduled": False,
                  "warehouse": wh.uri, "sessions": len(sessions), "skipped": skipped,
                  "quarantined": list(run.quarantined),
                  "files": {k: sha256_hex(v) for k, v in files.items()}}
-        manifest = build_manifest(run_id, "backfill", "succeeded", sessions[-1], started, datetime.now(UTC), params,
-                                  data_sha256=run.bars.content_hash(), warehouse_rows=counts, shard=(0, 1), extra=extra)
+        manifest = build_manifest(run_id, "backfill", "succeeded", sessions[-1], started, datetime.now(UTC),
+                                  params,
+                                  data_sha256=run.bars.content_hash(), warehouse_rows=counts, shard=(0, 1),
+                                  extra=extra)
         archived = archive_run(store, manifest, None, files=files, ledger=ledger_fields(manifest))
         entry = json.loads(store.get(f"ledger/{archived['seq']:08d}.json"))
         rows = load_record(store, wh, entry)
@@ -125,7 +131,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     except UnknownNameError as e: raise UsageError(f"--strategies: {cli_words(str(e))}") from None
     except ConfigError as e: raise UsageError(cli_words(str(e))) from None
     try:
-        out = backfill(args.start, args.end, args.strategies, args.symbols, args.data or "auto", args.warehouse,
+        out = backfill(args.start, args.end, args.strategies, args.symbols, args.data or "auto",
+                       args.warehouse,
                        args.archive)
     except UnknownNameError as e:
         raise UsageError(f"--symbols: {cli_words(str(e))}") from None
@@ -136,9 +143,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def add_backfill_command(subparsers) -> None:
     "Add `backfill` to the CLI's sub-commands."
-    p = subparsers.add_parser("backfill", help="compute and store the signals of every session in a range, in one pass",
-                              description="One vectorized pass over the data up to --to; the rows equal what a daily "
-                              "run of each session stages. Archived as one record (kind backfill), then loaded.")
+    p = subparsers.add_parser("backfill",
+                              help="compute and store the signals of every session in a range, in one pass",
+                              description="One vectorized pass over the data up to --to; the rows equal what "
+                              "a daily "
+                              "run of each session stages. Archived as one record (kind backfill), then "
+                              "loaded.")
     p.add_argument("--from", dest="start", required=True, metavar="D1", help="first session (YYYY-MM-DD)")
     p.add_argument("--to", dest="end", required=True, metavar="D2", help="last session (YYYY-MM-DD)")
     p.add_argument("--strategies", nargs="+", help="strategies (default: the rule strategies of a daily run)")

@@ -6,7 +6,8 @@
 __all__ = []
 
 # %% ../../nbs/30_warehouse.ipynb #9be4dddd
-from .base import BACKENDS, HISTORY_KINDS, KEEPS_ROWS, Filter, Warehouse, WarehouseError
+from .base import BACKENDS, HISTORY_KINDS, KEEPS_ROWS, Filter, Warehouse
+from .base import WarehouseError
 from .base import _same, _same_snapshot, backends, check_warehouse, current_sql
 from .base import default_warehouse_uri, designated_sql, example_run, open_warehouse
 from .base import register_backend, select_sql
@@ -15,7 +16,8 @@ from .duckdb import DuckDBWarehouse
 from .schema import METRIC_COLUMNS, NSE_TZ, PERFORMANCE_FIELDS, RUN_FIELDS, RUN_OWNER
 from .schema import RUN_STATUSES, RUN_TABLES, SIGNAL_FIELDS, TABLES, TYPES, TableSpec
 from .schema import _arrow, _conform, _json_text, _performance_rows, _run_batches
-from .schema import _runs_rows, _signals_rows, _unique_key, arrow_schema, bigquery_ddl
+from .schema import _runs_rows, _signals_rows, _unique_key, arrow_schema
+from .schema import bigquery_ddl
 from .schema import bigquery_table, check_shard, duckdb_ddl, register_table
 from .schema import shard_symbols, stage_rows
 
@@ -23,7 +25,9 @@ __all__ = ["BACKENDS", "HISTORY_KINDS", "KEEPS_ROWS", "Filter", "Warehouse", "Wa
            "check_warehouse", "current_sql", "default_warehouse_uri", "designated_sql", "example_run",
            "open_warehouse", "register_backend", "select_sql", "STAGE_TTL", "BigQueryWarehouse",
            "bigquery_write_script", "DuckDBWarehouse", "METRIC_COLUMNS", "NSE_TZ", "PERFORMANCE_FIELDS",
-           "RUN_FIELDS", "RUN_OWNER", "RUN_STATUSES", "RUN_TABLES", "SIGNAL_FIELDS", "TABLES", "TYPES", "TableSpec",
+           "RUN_FIELDS", "RUN_OWNER", "RUN_STATUSES", "RUN_TABLES", "SIGNAL_FIELDS", "TABLES", "TYPES",
+           "TableSpec",
            "arrow_schema", "bigquery_ddl", "bigquery_table", "check_shard", "duckdb_ddl", "register_table",
-           "shard_symbols", "stage_rows", "_arrow", "_conform", "_json_text", "_performance_rows", "_run_batches",
+           "shard_symbols", "stage_rows", "_arrow", "_conform", "_json_text", "_performance_rows",
+           "_run_batches",
            "_runs_rows", "_same", "_same_snapshot", "_signals_rows", "_unique_key"]

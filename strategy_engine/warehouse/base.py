@@ -33,7 +33,7 @@ __all__ = ['Filter', 'KEEPS_ROWS', 'HISTORY_KINDS', 'BACKENDS', 'WarehouseError'
 
 # %% ../../nbs/30a_warehouse_base.ipynb #4a94a058
 class WarehouseError(StrategyEngineError, RuntimeError):
-    "The warehouse could not complete an operation (busy, unreachable, rejected); nothing partial was written."
+    "The warehouse could not complete an operation (busy, unreachable, rejected); nothing partial written."
 
 Filter = tuple[str, str, Any]          # (column, operator, value); operator in '>=', '<=', '=', 'in'
 
@@ -55,7 +55,7 @@ def _is(column: str, values) -> list[Filter]:
 def select_sql(spec: TableSpec, table: str, filters: Sequence[Filter] = (), order: Sequence[str] = (),
                limit: int | None = None, dialect: str = "duckdb", columns: Sequence[str] | None = None,
                distinct: bool = False, count: bool = False) -> tuple[str, dict[str, Any]]:
-    "A parameterized SELECT in DuckDB or BigQuery dialect: values travel as parameters, never inside the SQL text."
+    "A parameterized SELECT in DuckDB or BigQuery dialect: values travel as parameters, never in the SQL."
     bq = dialect == "bigquery"
     q, p = (_bq, "@") if bq else (_dq, "$")
     cols = list(columns or spec.columns)
@@ -74,14 +74,16 @@ def select_sql(spec: TableSpec, table: str, filters: Sequence[Filter] = (), orde
     sql = f"SELECT {'DISTINCT ' if distinct else ''}{', '.join(shown)} FROM {table}"
     if where: sql += " WHERE " + " AND ".join(where)
     if order:
-        sql += " ORDER BY " + ", ".join(q(o.lstrip("-")) + (" DESC" if o.startswith("-") else "") for o in order)
+        by = [q(o.lstrip("-")) + (" DESC" if o.startswith("-") else "") for o in order]
+        sql += " ORDER BY " + ", ".join(by)
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
             raise ConfigError(f"limit must be a non-negative integer, got {limit!r}.")
         sql += f" LIMIT {int(limit)}"
     return sql, params
 
-KEEPS_ROWS = (RunStatus.SUCCEEDED, RunStatus.KILLED)   # statuses whose rows count (killed: the strategies not killed)
+# statuses whose rows count (killed: the strategies not killed)
+KEEPS_ROWS = (RunStatus.SUCCEEDED, RunStatus.KILLED)
 HISTORY_KINDS = ("backfill",)                          # run kinds read by run id, never designated current
 
 def designated_sql(ref: Callable[[str], str], dialect: str = "duckdb", at: bool = False) -> str:
@@ -91,16 +93,19 @@ def designated_sql(ref: Callable[[str], str], dialect: str = "duckdb", at: bool 
     history = ", ".join(f"'{k}'" for k in HISTORY_KINDS)
     when = f" AND {q('ended_at')} <= {p}at" if at else ""
     r, a, s, k, d = q("run_id"), q("attempt"), q("shard"), q("kind"), q("as_of")
-    return (f"SELECT {r}, {a}, {s} FROM (SELECT {r}, {a}, {s}, newest, FIRST_VALUE({r}) OVER (PARTITION BY {k}, {d} "
-            f"ORDER BY run_scheduled DESC, run_ended DESC, {r} DESC) AS chosen FROM (SELECT {r}, {a}, {s}, {k}, {d}, "
+    return (f"SELECT {r}, {a}, {s} FROM (SELECT {r}, {a}, {s}, newest, FIRST_VALUE({r}) OVER (PARTITION BY "
+            f"{k}, {d} "
+            f"ORDER BY run_scheduled DESC, run_ended DESC, {r} DESC) AS chosen FROM (SELECT {r}, {a}, {s}, "
+            f"{k}, {d}, "
             f"ROW_NUMBER() OVER (PARTITION BY {r}, {s} ORDER BY {a} DESC) AS newest, "
             f"MAX(CASE WHEN {q('scheduled')} THEN 1 ELSE 0 END) OVER (PARTITION BY {r}) AS run_scheduled, "
             f"MAX({q('ended_at')}) OVER (PARTITION BY {r}) AS run_ended FROM {ref('runs')} "
-            f"WHERE {q('status')} IN ({keep}) AND COALESCE({k}, '') NOT IN ({history}){when}) AS kept) AS ranked "
+            f"WHERE {q('status')} IN ({keep}) AND COALESCE({k}, '') NOT IN ({history}){when}) AS kept) AS "
+            f"ranked "
             f"WHERE newest = 1 AND {r} = chosen")
 
 def current_sql(name: str, ref: Callable[[str], str], dialect: str = "duckdb", at: bool = False) -> str:
-    "The rows of table `name` that belong to designated runs (the `<name>_current` view), as a FROM-able subquery."
+    "The rows of table `name` of designated runs (the `<name>_current` view), as a FROM-able subquery."
     q = _bq if dialect == "bigquery" else _dq
     on = " AND ".join(f"t.{q(c)} = d.{q(c)}" for c in RUN_OWNER)
     return f"(SELECT t.* FROM {ref(name)} AS t JOIN ({designated_sql(ref, dialect, at)}) AS d ON {on})"
@@ -128,25 +133,30 @@ class Warehouse(ABC):
         "Where the rows are, for people: a resolved file path, or PROJECT.DATASET."
         return self.uri
 
-    def write_run(self, run: Mapping, signals, performance=None, shard: tuple[int, int] = (0, 1)) -> dict[str, int]:
-        "Write one run shard (its `runs` row, signals and performance) atomically; rewriting replaces, never duplicates."
+    def write_run(self, run: Mapping, signals, performance=None, shard: tuple[int, int] = (0,
+                                                                                           1)) -> dict[str,
+                                                                                                       int]:
+        "Write one run shard (its `runs` row, signals and performance) atomically; a rewrite replaces."
         batches, owner = _run_batches(run, signals, performance, shard)
         self._write(batches, owner)
         return {name: len(frame) for name, frame in batches.items()}
 
     def write_table(self, name: str, rows, owner: Mapping[str, Any] | None = None) -> int:
-        "Write rows into a registered table in one transaction: rows of `owner`, or with an incoming key, are replaced."
+        "Write rows into a registered table in one transaction: `owner`'s rows and incoming keys replaced."
+        check_names([name], TABLES, "warehouse table")
+        if owner is not None: _check_columns(owner.keys(), TABLES[name].owner, f"{name} owner")
         return self.write_tables({name: rows}, owner)[name]
 
-    def write_tables(self, batches: Mapping[str, Any], owner: Mapping[str, Any] | None = None) -> dict[str, int]:
-        "Write rows into several registered tables in ONE transaction (the rule of `write_table` for each)."
+    def write_tables(self, batches: Mapping[str, Any], owner: Mapping[str, Any] | None = None) -> dict[str,
+                                                                                                       int]:
+        "Write rows into several registered tables in ONE transaction (`owner`: of the tables with one)."
         check_names(list(batches), TABLES, "warehouse table")
         checked = {}
         for name, rows in batches.items():
             spec = TABLES[name]
             frame = _records(rows, name)
             _check_columns(frame.columns, list(spec.columns), name)
-            if owner is not None: _check_columns(owner.keys(), spec.owner, f"{name} owner")
+            if owner is not None and spec.owner: _check_columns(owner.keys(), spec.owner, f"{name} owner")
             checked[name] = _conform(frame, spec)
             _unique_key(checked[name], list(spec.key), name)
         self._write(checked, dict(owner) if owner is not None else None)
@@ -154,11 +164,12 @@ class Warehouse(ABC):
 
     def read_table(self, name: str, filters: Sequence[Filter] = (), order: Sequence[str] | None = None,
                    limit: int | None = None) -> pd.DataFrame:
-        "Rows of a registered table matching `filters` ((column, op, value) with op in >=, <=, =, in), by key."
+        "Rows of a registered table matching `filters` ((column, op, value), op in >=, <=, =, in), by key."
         check_names([name], TABLES, "warehouse table")
         return self._read(name, list(filters), TABLES[name].key if order is None else order, limit)
 
-    def read_arrow(self, name: str, filters: Sequence[Filter] = (), columns: Sequence[str] | None = None) -> pa.Table:
+    def read_arrow(self, name: str, filters: Sequence[Filter] = (),
+                   columns: Sequence[str] | None = None) -> pa.Table:
         "Some columns of a registered table as Arrow, unsorted (millions of rows: no pandas on the way)."
         check_names([name], TABLES, "warehouse table")
         return self._select(TABLES[name], list(filters), (), columns=list(columns) if columns else None)
@@ -166,9 +177,10 @@ class Warehouse(ABC):
     def read_signals(self, start=None, end=None, strategy: str | Sequence[str] | None = None,
                      symbols: str | Sequence[str] | None = None, run_id: str | None = None,
                      attempt: int | None = None, at=None) -> pd.DataFrame:
-        "Signals with `start <= date <= end`: of the designated runs (as known `at` a time), or of run `run_id`."
+        "Signals with `start <= date <= end`: of the designated runs (as known `at` a time), or of `run_id`."
         filters = _between("date", start, end) + _is("strategy", strategy) + _is("symbol", symbols)
-        return self._run_rows("signals", filters, ("date", "strategy", "symbol", "shard"), run_id, attempt, at)
+        return self._run_rows("signals", filters, ("date", "strategy", "symbol", "shard"), run_id, attempt,
+                              at)
 
     def read_performance(self, strategy: str | Sequence[str] | None = None, start=None, end=None,
                          run_id: str | None = None, attempt: int | None = None, at=None) -> pd.DataFrame:
@@ -177,19 +189,23 @@ class Warehouse(ABC):
         return self._run_rows("performance", filters, ("date", "strategy", "period", "shard_count", "shard"),
                               run_id, attempt, at)
 
-    def _run_rows(self, name: str, filters: list[Filter], order: Sequence[str], run_id, attempt, at) -> pd.DataFrame:
+    def _run_rows(self, name: str, filters: list[Filter], order: Sequence[str], run_id, attempt,
+                  at) -> pd.DataFrame:
         if run_id is None:
             if attempt is not None: raise ConfigError("attempt needs run_id: the attempt of which run?")
             return _conform(self._select(TABLES[name], filters, order, current=True, at=at), TABLES[name])
-        if at is not None: raise ConfigError("at reads what was current at a time; with run_id, pass attempt instead.")
+        if at is not None: raise ConfigError("at reads what was current at a time; with run_id, pass attempt "
+                                             "instead.")
         rows = self._read(name, filters + _is("run_id", run_id), order)
         if attempt is not None: return rows[rows["attempt"] == int(attempt)].reset_index(drop=True)
         runs = self._read("runs", _is("run_id", run_id), ("shard", "attempt"))
-        newest = runs.groupby("shard")["attempt"].max()                 # each shard's latest attempt, rows or not
+        # each shard's latest attempt, rows or not
+        newest = runs.groupby("shard")["attempt"].max()
         return rows[rows["attempt"].to_numpy() == rows["shard"].map(newest).to_numpy()].reset_index(drop=True)
 
-    def read_runs(self, limit: int | None = None, run_id: str | None = None, current: bool = False) -> pd.DataFrame:
-        "Run records (every attempt, or only designated ones), newest `as_of` first, then by run_id, attempt and shard."
+    def read_runs(self, limit: int | None = None, run_id: str | None = None,
+                  current: bool = False) -> pd.DataFrame:
+        "Run records (every attempt, or designated ones), newest `as_of` first, then run, attempt, shard."
         order = ("-as_of", "run_id", "attempt", "shard")
         if current:
             return _conform(self._select(TABLES["runs"], _is("run_id", run_id), order, limit, current=True),
@@ -197,7 +213,7 @@ class Warehouse(ABC):
         return self._read("runs", _is("run_id", run_id), order, limit)
 
     def row_counts(self, name: str) -> dict[tuple[str, int, int], int]:
-        "Rows of a run table per (run_id, attempt, shard): one scan of three columns, for checks against manifests."
+        "Rows of a run table per (run_id, attempt, shard): one scan of three columns, to check manifests."
         check_names([name], RUN_TABLES, "run table")
         own = self._select(TABLES[name], [], (), columns=list(RUN_OWNER)).to_pandas()
         if own.empty: return {}
@@ -222,7 +238,8 @@ class Warehouse(ABC):
     def __exit__(self, *exc) -> None: self.close()
     def __repr__(self) -> str: return f"{type(self).__name__}({self.uri!r})"
 
-    def _read(self, name: str, filters: Sequence[Filter], order: Sequence[str], limit: int | None = None) -> pd.DataFrame:
+    def _read(self, name: str, filters: Sequence[Filter], order: Sequence[str],
+              limit: int | None = None) -> pd.DataFrame:
         return _conform(self._select(TABLES[name], filters, order, limit), TABLES[name])
 
     def _step(self, what: str) -> None:
@@ -231,17 +248,19 @@ class Warehouse(ABC):
 
     @abstractmethod
     def _write(self, batches: Mapping[str, Any], owner: Mapping[str, Any] | None) -> None:
-        "Apply the batches (table -> checked rows, a DataFrame or Arrow) atomically, under the write rule above."
+        "Apply the batches (table -> checked rows, DataFrame or Arrow) atomically, under the write rule."
 
     @abstractmethod
-    def _select(self, spec: TableSpec, filters: Sequence[Filter], order: Sequence[str], limit: int | None = None,
+    def _select(self, spec: TableSpec, filters: Sequence[Filter], order: Sequence[str],
+                limit: int | None = None,
                 columns: Sequence[str] | None = None, distinct: bool = False, count: bool = False,
                 current: bool = False, at=None) -> pa.Table:
-        "Run a filtered SELECT (or a COUNT(*)) of the table, or of its designated-run rows (`current`), as Arrow."
+        "A filtered SELECT (or COUNT(*)) of the table, or of its designated-run rows (`current`), as Arrow."
 
 # %% ../../nbs/30a_warehouse_base.ipynb #9ca93b2a
 def example_run(as_of="2024-11-22", symbols: Sequence[str] = ("RELIANCE", "TCS", "INFY"),
-                strategies: Sequence[str] = ("momentum", "mean_reversion", "breakout"), run_id: str | None = None,
+                strategies: Sequence[str] = ("momentum", "mean_reversion", "breakout"),
+                run_id: str | None = None,
                 seed: int = 0) -> tuple[dict, list[dict], pd.DataFrame]:
     "A clearly synthetic run (its `run` dict, JSON signal records, performance rows) for demos and tests."
     rng = np.random.default_rng(seed)
@@ -252,14 +271,18 @@ def example_run(as_of="2024-11-22", symbols: Sequence[str] = ("RELIANCE", "TCS",
     signals = grid.assign(signal_id=grid["symbol"] + f"_{day:%Y%m%d}_" + grid["strategy"].str.upper(),
                           signal=rng.integers(-1, 2, n), confidence=rng.uniform(0, 1, n).round(4),
                           timestamp=f"{day:%Y-%m-%d}T10:00:00Z",          # NSE close, 15:30 IST
-                          metadata=[{"rsi": r, "synthetic": True} for r in rng.uniform(10, 90, n).round(2).tolist()])
+                          metadata=[{"rsi": r, "synthetic": True} for r in rng.uniform(10, 90,
+                                                                                       n).round(2).tolist()])
     perf = pd.DataFrame({"date": day, "strategy": list(strategies), "period": "to_date",
                          "total_return": rng.normal(0.1, 0.1, k), "sharpe_ratio": rng.normal(1.0, 0.5, k),
                          "max_drawdown": -rng.uniform(0.05, 0.3, k),
-                         "profit_factor": [np.inf, *rng.uniform(1, 2, k - 1)], "n_signals": float(len(symbols))})
+                         "profit_factor": [np.inf, *rng.uniform(1, 2, k - 1)],
+                         "n_signals": float(len(symbols))})
     run = {"run_id": run_id or f"{day:%Y-%m-%d}_daily", "kind": "daily", "as_of": f"{day:%Y-%m-%d}",
-           "status": "succeeded", "started_at": f"{day:%Y-%m-%d}T10:05:00Z", "ended_at": f"{day:%Y-%m-%d}T10:06:30Z",
-           "manifest": {"synthetic": True, "symbols": list(symbols), "strategies": list(strategies), "seed": seed}}
+           "status": "succeeded", "started_at": f"{day:%Y-%m-%d}T10:05:00Z",
+           "ended_at": f"{day:%Y-%m-%d}T10:06:30Z",
+           "manifest": {"synthetic": True, "symbols": list(symbols), "strategies": list(strategies),
+                        "seed": seed}}
     return run, signals.to_dict("records"), perf
 
 class _Fault(Exception):
@@ -274,7 +297,8 @@ def _same(got: pd.DataFrame, want: pd.DataFrame | pa.Table, what: str) -> None:
         frame = frame.reset_index(drop=True)
         for c in ("metadata", "manifest"):
             if c in frame.columns:
-                frame[c] = frame[c].map(lambda v: json.dumps(json.loads(v), sort_keys=True) if isinstance(v, str) else v)
+                frame[c] = frame[c].map(lambda v: json.dumps(json.loads(v), sort_keys=True)
+                                        if isinstance(v, str) else v)
                 frame[c] = frame[c].astype("str")
         return frame
     if isinstance(want, pa.Table): want = _conform(want, TABLES["signals"])
@@ -301,7 +325,8 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
 
     # 1. round trip: what is read is exactly what was written
     run, sig, perf = example_run(day, syms, run_id="X")
-    _need(wh.write_run(run, sig, perf) == {"signals": 36, "performance": 3, "runs": 1}, "write_run returns row counts")
+    _need(wh.write_run(run, sig, perf) == {"signals": 36, "performance": 3, "runs": 1},
+          "write_run returns row counts")
     batches, _ = _run_batches(run, sig, perf, (0, 1))
     for name in RUN_TABLES:
         _same(wh._read(name, [], TABLES[name].key), by_key(batches[name], name), f"round trip of {name}")
@@ -309,7 +334,7 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
     before = _snapshot(wh)
     wh.write_run(run, sig, perf)
     _same_snapshot(_snapshot(wh), before, "rewrite of the same run")
-    # 3. a new execution of the day, sharded in two (shard 1 first): its union equals the unsharded run; X is kept
+    # 3. a new execution of the day, sharded in two (shard 1 first): its union is the unsharded run; X kept
     run_y = {**run, "run_id": "Y", "manifest": {"shards": 2}, "ended_at": f"{day:%Y-%m-%d}T11:00:00Z"}
     for k in (1, 0):
         _, _, perf_k = example_run(day, split[k], run_id="Y", seed=k + 1)
@@ -321,12 +346,15 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
     _same(by_data(union), by_data(before["signals"]), "union of shards vs the unsharded run")
     _need(all(set(union.loc[union["shard"] == k, "symbol"]) == set(split[k]) for k in (0, 1)),
           "each shard owns its symbols")
-    _same(wh.read_signals(run_id="X"), by_key(before["signals"], "signals"), "run X's rows are kept, untouched")
-    _need((wh.read_signals()["run_id"] == "Y").all(), "the day's current signals are the newer run's, never a mixture")
-    _need((wh.read_signals(at=f"{day:%Y-%m-%d}T10:30:00Z")["run_id"] == "X").all(), "what was current at 10:30: X")
+    _same(wh.read_signals(run_id="X"), by_key(before["signals"], "signals"),
+          "run X's rows are kept, untouched")
+    _need((wh.read_signals()["run_id"] == "Y").all(),
+          "the day's current signals are the newer run's, never a mixture")
+    _need((wh.read_signals(at=f"{day:%Y-%m-%d}T10:30:00Z")["run_id"] == "X").all(),
+          "what was current at 10:30: X")
     _need(wh.counts() == {**dict.fromkeys(TABLES, 0), "signals": 72, "performance": 9, "runs": 3},
           f"counts after the sharded run: {wh.counts()}")
-    # 4. a retried shard is a new attempt: its rows become current for that shard, the first attempt's are kept
+    # 4. a retried shard is a new attempt: its rows become current for that shard, the first one's are kept
     keep = wh.read_signals(run_id="Y")
     retry = [{**r, "confidence": round(1 - r["confidence"], 4)} for r in sig if r["symbol"] in split[1][1:]]
     wh.write_run({**run_y, "attempt": 2}, retry, None, shard=(1, 2))
@@ -363,18 +391,22 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
     _need(faults >= 3, f"a write should have at least one step per table, saw {faults}")
     got = wh.read_signals(run_id="Y")
     _need((got.loc[got["shard"] == 0, "confidence"] == 0.5).all()
-          and wh.read_runs(run_id="Y")["kind"].tolist() == ["rerun", "daily", "daily"], "the write without a fault applied")
+          and wh.read_runs(run_id="Y")["kind"].tolist() == ["rerun", "daily", "daily"],
+          "the write without a fault applied")
     # 7. reads filter by date, strategy, symbols, run; runs come newest first
     run_z, sig_z, perf_z = example_run(prev, syms[:4], run_id="Z", seed=5)
     wh.write_run(run_z, sig_z, perf_z)
     everything = wh.read_signals()
     _need(len(everything) == 36 - 3 + 12, f"current signals after day Z: {len(everything)}")
-    _same(wh.read_signals(start=day), everything[everything["date"] == day].reset_index(drop=True), "start filter")
-    _same(wh.read_signals(end=prev), everything[everything["date"] == prev].reset_index(drop=True), "end filter")
+    _same(wh.read_signals(start=day), everything[everything["date"] == day].reset_index(drop=True),
+          "start filter")
+    _same(wh.read_signals(end=prev), everything[everything["date"] == prev].reset_index(drop=True),
+          "end filter")
     pick = everything[(everything["strategy"] == "momentum") & everything["symbol"].isin(syms[:2])]
     _same(wh.read_signals(strategy="momentum", symbols=syms[:2]), pick.reset_index(drop=True),
           "strategy and symbols filter")
-    _same(wh.read_signals(run_id="Z"), everything[everything["run_id"] == "Z"].reset_index(drop=True), "run filter")
+    _same(wh.read_signals(run_id="Z"), everything[everything["run_id"] == "Z"].reset_index(drop=True),
+          "run filter")
     _need(wh.read_signals(symbols=[]).empty and wh.read_signals(strategy="nope").empty, "empty selections")
     runs = wh.read_runs()
     _need(runs["as_of"].is_monotonic_decreasing and runs["run_id"].tolist() == ["X", "Y", "Y", "Y", "Z"],
@@ -386,14 +418,18 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
           f"read_performance: the designated run Y's shard-0 sub-book, got {p}")
     _need(wh.read_performance(run_id="X", strategy="momentum")[["run_id", "shard_count"]].values.tolist()
           == [["X", 1]], "X's whole-book row is kept")
-    # 8. bulk: signals as one Arrow table (a backfill over two days) store exactly the rows of the same records as dicts
+    # 8. bulk: signals as one Arrow table (a backfill of two days) store the rows of the same records as dicts
     both = [{**r, "timestamp": r["timestamp"].replace(f"{day:%Y-%m-%d}", f"{d:%Y-%m-%d}"),
-             "signal_id": r["signal_id"].replace(f"{day:%Y%m%d}", f"{d:%Y%m%d}")} for d in (prev, day) for r in sig]
-    arrow = pa.Table.from_pylist([{**r, "metadata": json.dumps(r["metadata"], sort_keys=True, separators=(",", ":"))}
+             "signal_id": r["signal_id"].replace(f"{day:%Y%m%d}", f"{d:%Y%m%d}")} for d in (prev,
+                                                                                            day) for r in sig]
+    arrow = pa.Table.from_pylist([{**r, "metadata": json.dumps(r["metadata"], sort_keys=True,
+                                                               separators=(",", ":"))}
                                   for r in both])
-    back = {"run_id": "B", "kind": "backfill", "as_of": f"{day:%Y-%m-%d}", "ended_at": f"{day:%Y-%m-%d}T12:00:00Z"}
+    back = {"run_id": "B", "kind": "backfill", "as_of": f"{day:%Y-%m-%d}",
+            "ended_at": f"{day:%Y-%m-%d}T12:00:00Z"}
     _need(wh.write_run(back, arrow)["signals"] == 72, "a bulk write of 72 records")
-    _same(wh.read_signals(run_id="B"), by_key(_signals_rows(both, "B", 0), "signals"), "Arrow rows = dict rows")
+    _same(wh.read_signals(run_id="B"), by_key(_signals_rows(both, "B", 0), "signals"),
+          "Arrow rows = dict rows")
     _need(len(wh.read_signals()) == 45 and "B" not in set(wh.read_runs(current=True)["run_id"]),
           "a backfill is kept, never current: the days keep their daily runs' signals")
     return {"counts": wh.counts(), "fault_points": faults, "tables": _snapshot(wh)}
@@ -417,7 +453,8 @@ def register_backend(scheme: str) -> Callable[[type[Warehouse]], type[Warehouse]
 def backends() -> dict[str, type[Warehouse]]:
     "Every registered backend by scheme, after importing every module of the warehouse package."
     import strategy_engine.warehouse as package
-    for m in pkgutil.iter_modules(package.__path__, "strategy_engine.warehouse."): importlib.import_module(m.name)
+    for m in pkgutil.iter_modules(package.__path__,
+                                  "strategy_engine.warehouse."): importlib.import_module(m.name)
     return dict(BACKENDS)
 
 def _backend(scheme: str) -> type[Warehouse] | None:
@@ -433,14 +470,15 @@ def _redact(uri: str) -> str:
     parts = urlsplit(uri)
     host = parts.netloc.rsplit("@", 1)[-1]
     query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
-    return f"{parts.scheme}://{'***@' if '@' in parts.netloc else ''}{host}{parts.path}" + (f"?{query}" if query else "")
+    user = "***@" if "@" in parts.netloc else ""
+    return f"{parts.scheme}://{user}{host}{parts.path}" + (f"?{query}" if query else "")
 
 def default_warehouse_uri() -> str:
     "`$STRATEGY_ENGINE_WAREHOUSE`, else the DuckDB file `warehouse.duckdb` in `runs_dir()`."
     return os.environ.get("STRATEGY_ENGINE_WAREHOUSE") or f"duckdb:///{runs_dir() / 'warehouse.duckdb'}"
 
 def open_warehouse(uri: str | None = None, **options) -> Warehouse:
-    "The warehouse a URI names: `duckdb:///ABSOLUTE/PATH.duckdb`, `duckdb:///:memory:`, `bigquery://PROJECT/DATASET`."
+    "The warehouse a URI names: `duckdb:///ABSOLUTE/PATH.duckdb`, `bigquery://PROJECT/DATASET`, ..."
     uri = uri or default_warehouse_uri()
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
@@ -449,14 +487,18 @@ def open_warehouse(uri: str | None = None, **options) -> Warehouse:
     if cls is None:
         known = sorted(backends())
         forms = "; ".join(BACKENDS[k].uri_forms for k in known)
-        raise ConfigError(f"warehouse URI {shown!r}: unknown scheme {parts.scheme!r}.{did_you_mean(scheme, known)} "
+        raise ConfigError(f"warehouse URI {shown!r}: unknown scheme "
+                          f"{parts.scheme!r}.{did_you_mean(scheme, known)} "
                           f"Allowed: {forms}.")
     if "@" in parts.netloc:
-        raise ConfigError(f"warehouse URI {shown!r} carries credentials; never put secrets in a URI (it is logged "
-                          "and archived). BigQuery uses Application Default Credentials from the environment.")
+        raise ConfigError(f"warehouse URI {shown!r} carries credentials; never put secrets in a URI (it is "
+                          f"logged "
+                          "and archived). BigQuery uses Application Default Credentials from the "
+                          "environment.")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     for k in query:
         if k not in cls.uri_options:
-            raise ConfigError(f"warehouse URI {shown!r}: unknown option {k!r}.{did_you_mean(k, cls.uri_options)} "
+            raise ConfigError(f"warehouse URI {shown!r}: unknown option "
+                              f"{k!r}.{did_you_mean(k, cls.uri_options)} "
                               f"Allowed for {scheme}: {', '.join(cls.uri_options) or 'none'}.")
     return cls.from_uri(parts, {**query, **options}, shown)

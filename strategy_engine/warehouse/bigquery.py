@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from ..core import ConfigError, DataError
 from .base import Filter, Warehouse, WarehouseError, _instant_param, current_sql
 from .base import register_backend, select_sql
-from .schema import RUN_TABLES, TABLES, TableSpec, _arrow, _bq, _bq_ref, bigquery_table
+from .schema import RUN_TABLES, TABLES, TableSpec, _arrow, _bq, _bq_ref
+from .schema import bigquery_table
 
 # %% auto #0
 __all__ = ['STAGE_TTL', 'bigquery_write_script', 'BigQueryWarehouse']
@@ -43,11 +44,12 @@ def bigquery_write_script(project: str, dataset: str, stages: Mapping[str, str],
         on = " AND ".join(f"t.{_bq(k)} = s.{_bq(k)}" for k in spec.key)
         def value(c: str, spec: TableSpec = spec) -> str:
             return f"PARSE_JSON(s.{_bq(c)})" if spec.columns[c] == "JSON" else f"s.{_bq(c)}"
-        if owner and spec.owner and spec.shard_unique:          # same guard as DuckDB: shards must not overlap
+        if owner and spec.owner and spec.shard_unique:          # as in DuckDB: shards must not overlap
             keys = ", '/', ".join(f"CAST(t.{_bq(k)} AS STRING)" for k in spec.shard_unique)
             same = " AND ".join(f"t.{_bq(k)} = s.{_bq(k)}" for k in spec.shard_unique)
             lines.append(f"SELECT ERROR(CONCAT('{_OVERLAP}: shard ', CAST(t.`shard` AS STRING), "
-                         f"' of this run already wrote ', {keys}))\nFROM {target} AS t JOIN {source} AS s ON {same}\n"
+                         f"' of this run already wrote ', {keys}))\nFROM {target} AS t JOIN {source} AS s ON "
+                         f"{same}\n"
                          "WHERE t.`run_id` = @run_id AND t.`shard` <> @shard\nLIMIT 1;")
         sets = ", ".join(f"{_bq(c)} = {value(c)}" for c in spec.columns if c not in spec.key)
         merge = (f"MERGE {target} AS t\nUSING {source} AS s\nON {on}\nWHEN MATCHED THEN UPDATE SET {sets}\n"
@@ -68,7 +70,8 @@ def _bq_params(params: Mapping[str, Any]) -> list:
     for name, v in params.items():
         if isinstance(v, list): out.append(bigquery.ArrayQueryParameter(name, "STRING", [str(x) for x in v]))
         elif isinstance(v, bool): out.append(bigquery.ScalarQueryParameter(name, "BOOL", v))
-        elif isinstance(v, (int, np.integer)): out.append(bigquery.ScalarQueryParameter(name, "INT64", int(v)))
+        elif isinstance(v, (int, np.integer)): out.append(bigquery.ScalarQueryParameter(name, "INT64",
+                                                                                        int(v)))
         elif isinstance(v, float): out.append(bigquery.ScalarQueryParameter(name, "FLOAT64", v))
         elif isinstance(v, dt.datetime): out.append(bigquery.ScalarQueryParameter(name, "TIMESTAMP", v))
         elif isinstance(v, dt.date): out.append(bigquery.ScalarQueryParameter(name, "DATE", v))
@@ -77,17 +80,19 @@ def _bq_params(params: Mapping[str, Any]) -> list:
 
 @register_backend("bigquery")
 class BigQueryWarehouse(Warehouse):
-    "BigQuery tables (monthly partitions, clustered); a run shard is staged by load jobs and merged in one transaction."
+    "BigQuery tables (monthly partitions, clustered); a shard loaded as Parquet, merged in one transaction."
     uri_options = ("location",)
     uri_forms = "bigquery://PROJECT/DATASET[?location=REGION]"
 
     def __init__(self, project: str, dataset: str, location: str | None = None, client=None,
                  attempts: int = 6, retry_wait: float = 2.0):
         if not _PROJECT.fullmatch(project):
-            raise ConfigError(f"BigQuery project {project!r} is not a project id (6-63 lowercase letters, digits, "
+            raise ConfigError(f"BigQuery project {project!r} is not a project id (6-63 lowercase letters, "
+                              f"digits, "
                               "hyphens).")
         if not _DATASET.fullmatch(dataset):
-            raise ConfigError(f"BigQuery dataset {dataset!r} is not a dataset id (letters, digits and underscores).")
+            raise ConfigError(f"BigQuery dataset {dataset!r} is not a dataset id (letters, digits and "
+                              f"underscores).")
         self.project, self.dataset, self.region = project, dataset, location
         self.uri = f"bigquery://{project}/{dataset}" + (f"?location={location}" if location else "")
         self.attempts, self.retry_wait = max(1, int(attempts)), float(retry_wait)
@@ -110,7 +115,7 @@ class BigQueryWarehouse(Warehouse):
 
     @property
     def client(self):
-        "The google-cloud-bigquery client: Application Default Credentials from the environment, made on first use."
+        "The google-cloud-bigquery client: Application Default Credentials from the environment, made lazily."
         if self._client is None:
             from google.cloud import bigquery
             self._client = bigquery.Client(project=self.project, location=self.region)
@@ -121,7 +126,7 @@ class BigQueryWarehouse(Warehouse):
         for name in [n for n in TABLES if n not in self._ready]:
             self._create(TABLES[name])
             self._ready.add(name)
-        for name in [n for n in RUN_TABLES if f"{n}_current" not in self._ready]:     # after the tables they read
+        for name in [n for n in RUN_TABLES if f"{n}_current" not in self._ready]:     # after their tables
             self._create_view(f"{name}_current", f"SELECT * FROM {current_sql(name, self._ref, 'bigquery')}")
             self._ready.add(f"{name}_current")
 
@@ -147,12 +152,14 @@ class BigQueryWarehouse(Warehouse):
             pq.write_table(_arrow(frame, spec), buf)
             config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET, schema=table.schema,
                                             write_disposition=bigquery.WriteDisposition.WRITE_APPEND)
-            self.client.load_table_from_file(buf, table.reference, rewind=True, size=buf.tell(), job_config=config,
+            self.client.load_table_from_file(buf, table.reference, rewind=True, size=buf.tell(),
+                                             job_config=config,
                                              location=self.region).result()
 
     def _drop(self, stage: str) -> None:
         try: self.client.delete_table(f"{self.project}.{self.dataset}.{stage}", not_found_ok=True)
-        except Exception: pass        # never mask the write's own outcome; the stage expires after STAGE_TTL anyway
+        # never mask the write's own outcome; the stage expires after STAGE_TTL anyway
+        except Exception: pass
 
     def _query(self, sql: str, params: Mapping[str, Any]) -> pa.Table:
         from google.cloud import bigquery
@@ -178,7 +185,7 @@ class BigQueryWarehouse(Warehouse):
             for stage in stages.values(): self._drop(stage)
 
     def _script(self, sql: str, params: Mapping[str, Any], what: str) -> None:
-        "Run the transaction script; retry when BigQuery cancels it for a concurrent update of the same table."
+        "Run the transaction script; retry when BigQuery cancels it for a concurrent update of a table."
         for attempt in range(1, self.attempts + 1):
             try:
                 self._query(sql, params)
@@ -186,17 +193,21 @@ class BigQueryWarehouse(Warehouse):
             except Exception as e:
                 msg = str(getattr(e, "message", "") or e)
                 if _OVERLAP in msg:
-                    raise DataError(f"{what}: {msg[msg.index(_OVERLAP):].splitlines()[0]}: the shards of one run "
+                    raise DataError(f"{what}: {msg[msg.index(_OVERLAP):].splitlines()[0]}: the shards of one "
+                                    f"run "
                                     "must split the symbols (use warehouse.shard_symbols).") from None
                 if "concurrent update" in msg.lower() and attempt < self.attempts:
                     time.sleep(self.retry_wait * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
                     continue
                 first = msg.strip().splitlines()[0] if msg.strip() else type(e).__name__
-                raise WarehouseError(f"{self.uri}: writing {what} failed after {attempt} attempt(s): {first}. The "
-                                     "transaction commits all tables or none; re-running the write is safe (it is "
+                raise WarehouseError(f"{self.uri}: writing {what} failed after {attempt} attempt(s): "
+                                     f"{first}. The "
+                                     "transaction commits all tables or none; re-running the write is safe "
+                                     "(it is "
                                      "idempotent).") from e
 
-    def _select(self, spec: TableSpec, filters: Sequence[Filter], order: Sequence[str], limit: int | None = None,
+    def _select(self, spec: TableSpec, filters: Sequence[Filter], order: Sequence[str],
+                limit: int | None = None,
                 columns: Sequence[str] | None = None, distinct: bool = False, count: bool = False,
                 current: bool = False, at=None) -> pa.Table:
         self._ensure()
@@ -209,7 +220,8 @@ class BigQueryWarehouse(Warehouse):
     def counts(self) -> dict[str, int]:
         "Rows per table, in one query."
         self._ensure()
-        sql = " UNION ALL ".join(f"SELECT '{name}' AS t, COUNT(*) AS n FROM {self._ref(name)}" for name in TABLES)
+        each = [f"SELECT '{name}' AS t, COUNT(*) AS n FROM {self._ref(name)}" for name in TABLES]
+        sql = " UNION ALL ".join(each)
         got = self._query(sql, {}).to_pydict()
         found = dict(zip(got["t"], got["n"], strict=True))
         return {name: int(found[name]) for name in TABLES}

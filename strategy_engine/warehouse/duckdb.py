@@ -29,8 +29,9 @@ def _rollback(con) -> None:
     try: con.execute("ROLLBACK")
     except duckdb.Error: pass                       # already rolled back (a failed COMMIT) or never begun
 
-def _duckdb_statements(spec: TableSpec, stage: str, owner: Mapping[str, Any] | None) -> list[tuple[str, str, dict]]:
-    "The (kind, SQL, parameters) that apply a staged batch to `spec`'s table in DuckDB: guard, delete, insert."
+def _duckdb_statements(spec: TableSpec, stage: str, owner: Mapping[str, Any] | None) -> list[tuple[str, str,
+                                                                                                   dict]]:
+    "The (kind, SQL, parameters) applying a staged batch to `spec`'s table in DuckDB: guard, delete, insert."
     t, s = _dq(spec.name), _dq(stage)
     match = " AND ".join(f"s.{_dq(k)} = t.{_dq(k)}" for k in spec.key)
     cols = ", ".join(map(_dq, spec.columns))
@@ -38,7 +39,7 @@ def _duckdb_statements(spec: TableSpec, stage: str, owner: Mapping[str, Any] | N
     cond, params = f"EXISTS (SELECT 1 FROM {s} AS s WHERE {match})", {}
     if owner and spec.owner:
         params = {c: owner[c] for c in spec.owner}
-        if spec.shard_unique:                       # signals: another shard of this run must not own these keys
+        if spec.shard_unique:                       # signals: another shard of this run must not own them
             on = " AND ".join(f"s.{_dq(k)} = t.{_dq(k)}" for k in spec.shard_unique)
             keys = ", ".join(f"t.{_dq(k)}" for k in spec.shard_unique)
             out.append(("guard", f'SELECT t."shard", {keys} FROM {t} AS t JOIN {s} AS s ON {on} '
@@ -51,12 +52,14 @@ def _duckdb_statements(spec: TableSpec, stage: str, owner: Mapping[str, Any] | N
     return out
 
 def _overlap(owner: Mapping[str, Any], row: Sequence) -> DataError:
-    return DataError(f"run {owner['run_id']!r} shard {owner['shard']}: shard overlap: shard {row[0]} of this run "
-                     f"already wrote {'/'.join(map(str, row[1:]))}: the shards of one run must split the symbols "
+    return DataError(f"run {owner['run_id']!r} shard {owner['shard']}: shard overlap: shard {row[0]} of this "
+                     f"run "
+                     f"already wrote {'/'.join(map(str, row[1:]))}: the shards of one run must split the "
+                     f"symbols "
                      "(use warehouse.shard_symbols).")
 
 def duckdb_path(parts: SplitResult, shown: str) -> str:
-    "The absolute file path (or ':memory:') a `duckdb://` URI names; relative and ambiguous paths are refused."
+    "The absolute file path (or ':memory:') a `duckdb://` URI names; relative, ambiguous paths refused."
     raw = parts.path
     if raw in ("/:memory:", ":memory:") and not parts.netloc: return ":memory:"
     rel = (parts.netloc + raw) if parts.netloc else raw.lstrip("/")
@@ -64,13 +67,16 @@ def duckdb_path(parts: SplitResult, shown: str) -> str:
     hint = (f"write an absolute path: duckdb://{project_root() / rel} (under the project root) or "
             f"duckdb://{cwd} (under the current directory)")
     if parts.netloc or not raw.startswith("/"):
-        raise ConfigError(f"warehouse URI {shown!r}: {rel!r} is a relative path, and a relative path is ambiguous "
+        raise ConfigError(f"warehouse URI {shown!r}: {rel!r} is a relative path, and a relative path is "
+                          f"ambiguous "
                           f"(the CLI, a notebook kernel and the service run in different folders); {hint}.")
     path = Path("/" + raw.lstrip("/"))
     top = Path(*path.parts[:2]) if len(path.parts) > 2 else None
     if top is None or not top.is_dir():
-        raise ConfigError(f"warehouse URI {shown!r} names {path}, an absolute path (duckdb:///tmp/x.duckdb is "
-                          f"/tmp/x.duckdb), but {top or path} does not exist: if you meant a path relative to a "
+        raise ConfigError(f"warehouse URI {shown!r} names {path}, an absolute path (duckdb:///tmp/x.duckdb "
+                          f"is "
+                          f"/tmp/x.duckdb), but {top or path} does not exist: if you meant a path relative "
+                          f"to a "
                           f"folder, {hint}.")
     return str(path)
 
@@ -91,17 +97,19 @@ class DuckDBWarehouse(Warehouse):
         self._con = self._connect() if self.memory else None
         self._known: set[str] = set()
         if not self.memory and Path(self.path).exists() and _CREATED.get(self.path, set()) >= set(TABLES):
-            self._known = set(TABLES)        # this process made them already: no write transaction just to open
+            # this process made them already: no write transaction just to open
+            self._known = set(TABLES)
         else:
             self._transact(self._create_tables)
 
     @classmethod
     def from_uri(cls, parts: SplitResult, options: dict[str, Any], shown: str) -> DuckDBWarehouse:
-        "A DuckDB warehouse from `duckdb:///ABSOLUTE/PATH.duckdb` or `duckdb:///:memory:` (`?lock_timeout=S`)."
+        "A DuckDB warehouse from `duckdb:///ABSOLUTE/PATH.duckdb` or `duckdb:///:memory:` (?lock_timeout=S)."
         if "lock_timeout" in options:
             try: options["lock_timeout"] = float(options["lock_timeout"])
             except ValueError:
-                raise ConfigError(f"warehouse URI {shown!r}: lock_timeout must be a number of seconds.") from None
+                raise ConfigError(f"warehouse URI {shown!r}: lock_timeout must be a number of "
+                                  "seconds.") from None
         return cls(duckdb_path(parts, shown), **options)
 
     @property
@@ -110,7 +118,7 @@ class DuckDBWarehouse(Warehouse):
         return self.path
 
     def _connect(self):
-        "Open the database, waiting up to `lock_timeout` seconds while another process (or thread) holds the file."
+        "Open the database, waiting up to `lock_timeout` seconds while another process (or thread) holds it."
         deadline, wait = time.monotonic() + self.lock_timeout, 0.01
         while True:
             try:
@@ -118,18 +126,22 @@ class DuckDBWarehouse(Warehouse):
                 break
             except duckdb.Error as e:
                 text = str(e)
-                busy = bool(re.search(r"\block\b|unique file handle conflict", text, re.IGNORECASE))   # not "block"
+                # not "block"
+                busy = bool(re.search(r"\block\b|unique file handle conflict", text, re.IGNORECASE))
                 if not busy:
                     first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-                    raise WarehouseError(f"{self.uri}: the DuckDB file cannot be opened: it is corrupted or not a "
-                                         f"DuckDB database ({first}). Restore it, or rebuild it from the archive: "
+                    raise WarehouseError(f"{self.uri}: the DuckDB file cannot be opened: it is corrupted or "
+                                         f"not a "
+                                         f"DuckDB database ({first}). Restore it, or rebuild it from the "
+                                         f"archive: "
                                          "strategy-engine warehouse rebuild --from-archive.") from None
                 if time.monotonic() + wait > deadline:
                     holder = re.search(r"PID \d+", str(e))
                     who = holder.group(0) if holder else "another connection of this process"
                     raise WarehouseError(
                         f"{self.uri} is locked by another process ({who}) and stayed locked for "
-                        f"{self.lock_timeout:g} s. DuckDB lets one process write a file at a time; wait for that "
+                        f"{self.lock_timeout:g} s. DuckDB lets one process write a file at a time; wait for "
+                        f"that "
                         "process to finish, raise lock_timeout, or use a BigQuery warehouse for parallel "
                         "writers.") from None
                 time.sleep(wait)
@@ -200,7 +212,8 @@ class DuckDBWarehouse(Warehouse):
                     con.unregister(stage)
         self._transact(apply)
 
-    def _select(self, spec: TableSpec, filters: Sequence[Filter], order: Sequence[str], limit: int | None = None,
+    def _select(self, spec: TableSpec, filters: Sequence[Filter], order: Sequence[str],
+                limit: int | None = None,
                 columns: Sequence[str] | None = None, distinct: bool = False, count: bool = False,
                 current: bool = False, at=None) -> pa.Table:
         source = f"{current_sql(spec.name, _dq, at=at is not None)} AS cur" if current else _dq(spec.name)

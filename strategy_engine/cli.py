@@ -306,12 +306,16 @@ def _run_stage(stage: str, params: dict, args) -> int:
     _print_alerts(out.deliveries)
     return out.exit_code
 
+def _check_calendar(args) -> None:
+    "--calendar names a calendar (or a file): checked before anything starts, as every flag is."
+    if not getattr(args, "calendar", None): return
+    from strategy_engine.calendar import get_calendar
+    try: get_calendar(args.calendar)
+    except StrategyEngineError as e: raise UsageError(f"--calendar: {e}") from None
+
 def cmd_run_daily(args) -> int:
     "Launch the daily production notebook (gated on the day's validation) and print where its record is."
-    if args.calendar:                          # checked before anything starts, as every flag is
-        from strategy_engine.calendar import get_calendar
-        try: get_calendar(args.calendar)
-        except StrategyEngineError as e: raise UsageError(f"--calendar: {e}") from None
+    _check_calendar(args)
     _boot_kernel("daily", args)
     names = ("strategies", "symbols", "warehouse", "cost_bps", "universe", "calendar", "adjustment")
     return _run_stage("daily", _stage_params(args, *names), args)
@@ -392,9 +396,10 @@ def cmd_runs_show(args) -> int:
 # %% ../nbs/90_cli.ipynb #1603ba5f
 def cmd_run_validate(args) -> int:
     "Launch the data validation notebook of a day (09:00) and print where its record is."
+    _check_calendar(args)
     _boot_kernel("validate", args)
-    params = _stage_params(args, "strategies", "symbols", "through", "max_move", "max_lag", "universe")
-    return _run_stage("validate", params, args)
+    names = ("strategies", "symbols", "through", "max_move", "max_lag", "universe", "calendar", "adjustment")
+    return _run_stage("validate", _stage_params(args, *names), args)
 
 def cmd_run_report(args) -> int:
     "Launch the performance report notebook of a day (18:00, gated on the day's validation) and print where its record is."
@@ -659,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="validate the bars through the previous session (default, the 09:00 view) or through --as-of")
     rval.add_argument("--max-move", type=float, help="flag |daily return| above this (default 0.20)")
     rval.add_argument("--max-lag", type=int, help="sessions the data may lag the cut-off (default 0)")
+    _research_options(rval, params=False)
     rval.set_defaults(func=cmd_run_validate)
     rrep = runsub.add_parser("report", help="the performance report of one NSE session (20:00 IST)",
                              description="Execute nbs/production/performance_report.ipynb for --as-of: per strategy and "

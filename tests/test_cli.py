@@ -173,15 +173,18 @@ def test_run_train_on_us_data_every_symbol_and_the_inferred_calendar(tmp_path, u
     assert "1500 dates × 6 symbols" in text and "calendar weekdays: inferred" in text, text
 
 
-def test_run_daily_on_us_data_is_quiet_and_follows_the_calendar_given(tmp_path, us_dir):
+def test_run_validate_and_daily_on_us_data_are_quiet_and_follow_the_calendar_given(tmp_path, us_dir):
     env = {**os.environ, "STRATEGY_ENGINE_WAREHOUSE": f"duckdb:///{tmp_path}/wh.duckdb"}
+    v = run_cli("run", "validate", "--as-of", "2024-09-30", "--data", us_dir, "--symbols", "all", "--calendar",
+                "weekdays", "--archive", tmp_path / "archive", "--no-alerts", env=env)   # the 09:00 gate of the day
+    assert v.returncode == 0 and "6 symbol(s) pass through 2024-09-27 (0 warning(s))" in v.stdout, v.stdout + v.stderr
     r = run_cli("run", "daily", "--as-of", "latest", "--data", us_dir, "--symbols", "all", "--calendar", "weekdays",
                 "--archive", tmp_path / "archive", "--no-alerts", env=env)
     assert r.returncode == 0 and r.stdout.startswith("succeeded: run daily-2024-09-30-"), r.stdout + r.stderr
     lines = r.stdout.splitlines()                       # status, notebook, manifest, warehouse, how to open it
     assert len(lines) == 5 and lines[3] == f"  warehouse: duckdb:///{tmp_path}/wh.duckdb", lines
     assert lines[4].startswith("  open it: strategy-engine serve, then http://127.0.0.1:8080/runs/daily-2024-09-30-")
-    [manifest] = (tmp_path / "archive").rglob("manifest.json")
+    [manifest] = (tmp_path / "archive").rglob("daily-*/attempt-1/manifest.json")
     m = json.loads(manifest.read_text())
     assert m["identity"]["calendar"] == "weekdays" and m["identity"]["symbols"] == sorted(US_TICKERS)
     [nb] = (tmp_path / "archive").rglob("daily_signals.ipynb")

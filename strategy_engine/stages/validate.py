@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..calendar import nse_calendar
+from ..calendar import TradingCalendar, nse_calendar
 from ..core import check_names
 from ..data import Bars, open_bars
 from .daily import scope_symbols, start_daily
@@ -35,6 +35,7 @@ class DayValidation:
     universe: list[str] = field(default_factory=list)
     bars: Bars | None = None
     report: ValidationReport | None = None
+    sessions: TradingCalendar | None = None  # the calendar of the day's run (None: NSE)
 
     def __repr__(self) -> str:
         cut = f" through {self.cutoff.date()}" if self.cutoff is not None else ""
@@ -46,22 +47,23 @@ def _listing(findings, limit: int = 3) -> str:
 
 def validate_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequence[str] | str | None = None,
                  data: str = "auto", through: str = "previous_session", max_move: float = 0.20, max_lag: int = 0,
-                 run_id: str = "", universe: str | None = None) -> DayValidation:
+                 run_id: str = "", universe: str | None = None, calendar: str = "",
+                 adjustment: str = "") -> DayValidation:
     "Validate the bars the day's run will trade, cut at the previous session (or `as_of`): may the day go ahead?"
     check_names([through], THROUGH, "through")
     run = start_daily(as_of, strategies, symbols, data, None, run_id or f"validate-{as_of}",   # parameters, no_session
-                      universe=universe)
-    v = DayValidation(run.as_of, through, run.run_id)
+                      universe=universe, calendar=calendar, adjustment=adjustment)
+    v = DayValidation(run.as_of, through, run.run_id, sessions=run.sessions)
     if not run.running:
         v.status, v.reason = run.status, run.reason
         return v
-    cal = nse_calendar()
+    cal = run.sessions
     v.cutoff = cal.previous_session(run.as_of, inclusive=False) if through == "previous_session" else run.as_of
-    bars = open_bars(data, end=v.cutoff)
+    bars = open_bars(data, end=v.cutoff, **({"adjusted": adjustment} if adjustment else {}))
     if run.symbols is not None: check_names(run.symbols, bars.symbols, "symbol", bars.source)
     v.universe = sorted({s for u in scope_symbols(run, bars).values() for s in u})     # what the 15:30 run loads
     v.bars = bars.select(v.universe)
-    v.report = validate(v.bars, as_of=v.cutoff, max_move=max_move, max_lag_sessions=max_lag)
+    v.report = validate(v.bars, as_of=v.cutoff, max_move=max_move, max_lag_sessions=max_lag, calendar=cal)
     stale = [f for f in v.report.errors if f.check == "stale"]
     blocking, left_out = blocking_errors(v.report), quarantined_symbols(v.report)
     n = len(v.universe)
@@ -85,7 +87,7 @@ def freshness(v: DayValidation) -> pd.DataFrame:
     has = close.notna().to_numpy()
     idx = np.where(has.any(axis=0), len(has) - 1 - np.argmax(has[::-1], axis=0), -1)
     last = pd.Series(pd.DatetimeIndex([close.index[i] if i >= 0 else pd.NaT for i in idx]), index=close.columns)
-    cal = nse_calendar()
+    cal = v.sessions or nse_calendar()
     sessions = cal.sessions(max(cal.coverage[0], close.index[0]) if len(close.index) else v.cutoff, v.cutoff)
     behind = len(sessions) - np.searchsorted(sessions, last.fillna(sessions[0] - pd.Timedelta(days=1)), side="right")
     out = pd.DataFrame({"last_bar": last, "sessions_behind": behind.astype("int64")}).rename_axis("symbol")
@@ -97,7 +99,7 @@ def coverage_figure(v: DayValidation, sessions: int = 60):
     if v.bars is None or v.cutoff is None:
         print(f"Nothing to plot: {v.status} - {v.reason}")
         return None
-    cal = nse_calendar()
+    cal = v.sessions or nse_calendar()
     days = cal.sessions(max(cal.coverage[0], v.cutoff - pd.Timedelta(days=3 * sessions)), v.cutoff)[-sessions:]
     counts = v.bars.close.reindex(days).notna().sum(axis=1)
     fig, ax = plt.subplots(figsize=(11, 2.4))

@@ -1,7 +1,8 @@
 """Benchmark (issue #14): cost against the size of the universe, peak memory, and cold start.
 
 Each universe size runs in a fresh process: 500, 2,000 and 5,000 synthetic symbols × 5,040 days, the public path
-(signals + weights + backtest + metrics) of each rule strategy, best of 3 after one warm-up call, with the user and
+(signals + weights + backtest + metrics) of each rule strategy, and momentum through the risk layer (`apply_risk`:
+stops and caps) instead of equal weights, best of 3 after one warm-up call, with the user and
 system CPU time of the timed calls (getrusage) and the peak RSS of the process (bars included). Targets: 2,000 symbols
 at most 4.5× the 500-symbol time, system time under 20 % of user time, peak memory under 0.5 GB at 500 symbols
 (measured from a reset of the peak RSS after the bars are built: the synthetic generator's own peak is not the
@@ -22,6 +23,7 @@ WORKER = r"""
 import json, resource, sys, time
 from strategy_engine.backtest import backtest, signals_to_weights
 from strategy_engine.data import synthetic_bars
+from strategy_engine.risk import apply_risk
 from strategy_engine.strategies.base import load_config, run_strategy
 n = int(sys.argv[1])
 bars = synthetic_bars(n, n_days=5040, seed=11)
@@ -33,10 +35,11 @@ import gc
 gc.collect()
 with open("/proc/self/clear_refs", "w") as f: f.write("5")            # reset the peak: what follows is the pipeline's
 out["bars_rss_mb"] = status("VmRSS:")
-for name in ("momentum", "mean_reversion", "breakout"):
-    cfg = load_config(name)
+for name in ("momentum", "mean_reversion", "breakout", "momentum+risk"):
+    cfg = load_config(name.split("+")[0])
     def run():
-        sf = run_strategy(name, bars, cfg, restrict_universe=False)
+        sf = run_strategy(cfg.name, bars, cfg, restrict_universe=False)
+        if name.endswith("+risk"): return backtest(bars, apply_risk(sf, bars, cfg.risk_limits).weights).stats
         return backtest(bars, signals_to_weights(sf.signal, cfg.risk_limits.max_position_size)).stats
     run()
     best = None
@@ -72,8 +75,9 @@ def run(code: str, *args: str, reuse: bool = False) -> str:
 def report(rows: list[dict], title: str) -> None:
     base = rows[0]
     print(f"\n== {title}")
-    for name in ("momentum", "mean_reversion", "breakout"):
-        print(f"{name}: signals + weights + backtest + metrics, × 5,040 days")
+    for name in ("momentum", "mean_reversion", "breakout", "momentum+risk"):
+        what = "the risk layer (stops, caps)" if name.endswith("+risk") else "weights"
+        print(f"{name}: signals + {what} + backtest + metrics, × 5,040 days")
         for row in rows:
             r = row[name]
             cpu, cpu0 = r["user_ms"] + r["sys_ms"], base[name]["user_ms"] + base[name]["sys_ms"]

@@ -1,9 +1,9 @@
-"""Test support: BigQuery's SQL run on a local DuckDB (sqlglot transpiles each statement), never production code.
+"""Test support: BigQuery's SQL run on a local DuckDB (sqlglot transpiles each statement): not for production.
 
-`BigQueryOnDuckDB` is `BigQueryWarehouse` with only its four BigQuery calls (create table, stage, drop stage,
-query) replaced, so every SQL string, parameter and read path of the production class runs: it checks our SQL,
-not BigQuery. `bigquery_on_duckdb` is also what the local REST endpoint of tests/test_warehouse_bigquery.py runs
-its query jobs with.
+`BigQueryOnDuckDB` is `BigQueryWarehouse` with only its four BigQuery calls (create table, stage, drop
+stage, query) replaced, so every SQL string, parameter and read path of the production class runs: it checks
+our SQL, not BigQuery. `bigquery_on_duckdb` is also what the local REST endpoint of
+tests/test_warehouse_bigquery.py runs its query jobs with.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _rollback(con) -> None:
 
 def bigquery_on_duckdb(con, sql: str, params: Mapping[str, Any] | None = None,
                        between: Callable[[str], None] | None = None) -> pa.Table | None:
-    "Run BigQuery-dialect SQL on DuckDB, transpiled statement by statement by sqlglot; the last result as Arrow."
+    "Run BigQuery-dialect SQL on DuckDB, transpiled statement by statement by sqlglot; the last result."
     import sqlglot
     from sqlglot import exp
     from sqlglot.errors import ErrorLevel
@@ -43,9 +43,10 @@ def bigquery_on_duckdb(con, sql: str, params: Mapping[str, Any] | None = None,
             used = {k: v for k, v in params.items() if re.search(rf"\${k}\b", text)}
             cursor = con.execute(text, used) if used else con.execute(text)
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)     # "Arrow output on a DB-API result makes an extra copy"
+                warnings.simplefilter("ignore", UserWarning)     # "Arrow output on a DB-API result: a copy"
                 result = cursor.to_arrow_table() if cursor.description else None
-            in_tx = isinstance(tree, exp.Transaction) or (in_tx and not isinstance(tree, (exp.Commit, exp.Rollback)))
+            ended = isinstance(tree, (exp.Commit, exp.Rollback))
+            in_tx = isinstance(tree, exp.Transaction) or (in_tx and not ended)
             if in_tx and between is not None:
                 between(f"after {type(tree).__name__}")
     except BaseException:

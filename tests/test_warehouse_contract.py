@@ -1,7 +1,7 @@
 """Every registered warehouse backend passes `check_warehouse`, and a backend is added by adding one module.
 
-The BigQuery backend runs here through `bigquery_emulator.BigQueryOnDuckDB` (its exact SQL, transpiled to DuckDB);
-tests/test_warehouse_bigquery.py drives the real client against a local REST endpoint.
+The BigQuery backend runs here through `bigquery_emulator.BigQueryOnDuckDB` (its exact SQL, transpiled to
+DuckDB); tests/test_warehouse_bigquery.py drives the real client against a local REST endpoint.
 """
 from __future__ import annotations
 

@@ -55,8 +55,7 @@ def backfill_signals(start, end, strategies: Sequence[str] | None = None,
     run = daily.load_data(daily.start_daily(f"{last:%Y-%m-%d}", strategies, symbols, data, cost_bps=cost_bps))
     if not run.running or run.bars is None:            # the data up to the last session fails as a whole
         raise StrategyEngineError(f"the data up to {last:%Y-%m-%d} cannot be used: {run.status} - "
-                                  f"{run.reason}; "
-                                  "nothing was backfilled (a daily run would fail closed too).")
+                                  f"{run.reason}; nothing was backfilled (a daily run fails closed too).")
     days = [d for d in run.bars.dates if d1 <= d <= d2]
     if not days: raise ConfigError(f"no session with data between {d1:%Y-%m-%d} and {d2:%Y-%m-%d}.")
     # a missing bar: that day's daily run is data_stale
@@ -100,14 +99,12 @@ def backfill(start, end, strategies: Sequence[str] | None = None, symbols: Seque
         counts = stage_rows(tmp, records, None)
         files = {f"rows/{p.name}": p.read_bytes() for p in sorted(Path(tmp).glob("*.parquet"))}
         extra = {"identity": {"run_id": run_id, **identity}, "started_by": by or started_by(),
-                 "scheduled": False,
-                 "warehouse": wh.uri, "sessions": len(sessions), "skipped": skipped,
+                 "scheduled": False, "warehouse": wh.uri, "sessions": len(sessions), "skipped": skipped,
                  "quarantined": list(run.quarantined),
                  "files": {k: sha256_hex(v) for k, v in files.items()}}
         manifest = build_manifest(run_id, "backfill", "succeeded", sessions[-1], started, datetime.now(UTC),
-                                  params,
-                                  data_sha256=run.bars.content_hash(), warehouse_rows=counts, shard=(0, 1),
-                                  extra=extra)
+                                  params, data_sha256=run.bars.content_hash(), warehouse_rows=counts,
+                                  shard=(0, 1), extra=extra)
         archived = archive_run(store, manifest, None, files=files, ledger=ledger_fields(manifest))
         entry = json.loads(store.get(f"ledger/{archived['seq']:08d}.json"))
         rows = load_record(store, wh, entry)
@@ -132,8 +129,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     except ConfigError as e: raise UsageError(cli_words(str(e))) from None
     try:
         out = backfill(args.start, args.end, args.strategies, args.symbols, args.data or "auto",
-                       args.warehouse,
-                       args.archive)
+                       args.warehouse, args.archive)
     except UnknownNameError as e:
         raise UsageError(f"--symbols: {cli_words(str(e))}") from None
     print(out)
@@ -146,9 +142,8 @@ def add_backfill_command(subparsers) -> None:
     p = subparsers.add_parser("backfill",
                               help="compute and store the signals of every session in a range, in one pass",
                               description="One vectorized pass over the data up to --to; the rows equal what "
-                              "a daily "
-                              "run of each session stages. Archived as one record (kind backfill), then "
-                              "loaded.")
+                              "a daily run of each session stages. Archived as one record (kind backfill), "
+                              "then loaded.")
     p.add_argument("--from", dest="start", required=True, metavar="D1", help="first session (YYYY-MM-DD)")
     p.add_argument("--to", dest="end", required=True, metavar="D2", help="last session (YYYY-MM-DD)")
     p.add_argument("--strategies", nargs="+", help="strategies (default: the rule strategies of a daily run)")

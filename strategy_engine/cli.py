@@ -109,8 +109,8 @@ def cmd_report_data(args) -> int:
 
 def cmd_report_research(args) -> int:
     "Execute the strategy research notebook and print where the executed copy is."
-    params = {"data": args.data, "start": args.start, "end": args.end, "cost_bps": args.cost_bps,
-              "adjusted": args.adjusted}
+    params = {"data": args.data, "start": args.start, "end": args.end, "adjusted": args.adjusted}
+    if args.cost_bps is not None: params["cost_bps"] = args.cost_bps    # else the notebook's own default
     return _execute_report("50_strategy_research.ipynb", params, args)
 
 # %% ../nbs/90_cli.ipynb #e325f746

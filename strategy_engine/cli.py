@@ -403,8 +403,10 @@ def cmd_run_validate(args) -> int:
 
 def cmd_run_report(args) -> int:
     "Launch the performance report notebook of a day (18:00, gated on the day's validation) and print where its record is."
+    _check_calendar(args)
     _boot_kernel("report", args)
-    params = _stage_params(args, "strategies", "symbols", "warehouse", "cost_bps", "period")
+    names = ("strategies", "symbols", "warehouse", "cost_bps", "period", "calendar", "adjustment")
+    params = _stage_params(args, *names)
     if not args.alerts: params["send_alerts"] = False
     return _run_stage("report", params, args)
 
@@ -673,6 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
     _stage_options(rrep, stored=True, gated=True, run_id_help="date + strategy set + period")
     rrep.add_argument("--period", choices=("1d", "1w", "1m", "ytd"), default="1m",
                       help="window of the figures and of the alert rules (default 1m)")
+    _research_options(rrep, params=False)
     rrep.set_defaults(func=cmd_run_report)
     rday = runsub.add_parser("day", help="run the day's stages in order: ingest, validate, daily, report (stops at a failure)",
                              description="Run ingest (when --data is a market store), validate, daily and report for "

@@ -50,7 +50,7 @@ def book_returns(run: DailyRun) -> pd.DataFrame:
 def period_rows(run: DailyRun, period: str, calendar: TradingCalendar | None = None) -> pd.DataFrame:
     "Warehouse `performance` rows of `period` ending at `run.as_of`: one per strategy and one for the whole book."
     if not run.results: return pd.DataFrame()
-    start, end = period_window(run.as_of, period, calendar)
+    start, end = period_window(run.as_of, period, calendar or run.sessions)
     rets = book_returns(run)
     table = summary(rets.loc[start:end]).drop(columns=["start", "end"])
     if len(rets.loc[start:end]) < MIN_ANNUALISED: table[["cagr", "calmar_ratio"]] = np.nan
@@ -194,20 +194,20 @@ class PerformanceReport:
 
 def start_report(as_of: str, period: str = "1m", strategies=None, symbols=None, data: str = "auto",
                  warehouse: str | None = None, run_id: str = "", cost_bps: float | None = None,
-                 universe: str | None = None) -> PerformanceReport:
+                 universe: str | None = None, calendar: str = "", adjustment: str = "") -> PerformanceReport:
     "Check the parameters (as the daily run does) and the period; end `no_session` on a non-session day."
     check_names([period], PERIODS, "period")
     if BOOK in ([strategies] if isinstance(strategies, str) else list(strategies or [])):
         raise ConfigError(f"a strategy may not be called {BOOK!r}: the report uses it for the whole book.")
     run = start_daily(as_of, strategies, symbols, data, warehouse, run_id or f"report-{as_of}", cost_bps=cost_bps,
-                      universe=universe)
+                      universe=universe, calendar=calendar, adjustment=adjustment)
     return PerformanceReport(run, period)
 
 def compute_report(rep: PerformanceReport) -> PerformanceReport:
     "Recompute the day (bars, signals, risk, backtest), the 1d and period rows, and the reconciliation."
     compute(load_data(rep.run))
     if not rep.run.running or not rep.run.results: return rep
-    rep.start = period_window(rep.run.as_of, rep.period)[0]
+    rep.start = period_window(rep.run.as_of, rep.period, rep.run.sessions)[0]
     parts = [period_rows(rep.run, "1d")] + ([period_rows(rep.run, rep.period)] if rep.period != "1d" else [])
     rep.rows = pd.concat(parts, ignore_index=True)
     rep.reconciliation = reconcile(rep.run)
@@ -268,7 +268,7 @@ def report_figure(rep: PerformanceReport):
         print(f"No figures: {rep.status}{' - ' + rep.run.reason if rep.run.reason else ''}")
         return None
     from strategy_engine.plots import plot_equity
-    start = min(rep.start, period_window(rep.run.as_of, "1m")[0])
+    start = min(rep.start, period_window(rep.run.as_of, "1m", rep.run.sessions)[0])
     rets = book_returns(rep.run).loc[start: rep.run.as_of]
     return plot_equity(rets, f"{rep.period} report to {rep.run.as_of:%Y-%m-%d} (from {start:%Y-%m-%d}), "
                              f"{rep.run.cost_bps:g} bps", log=False,
@@ -278,7 +278,7 @@ def exposure_figure(rep: PerformanceReport):
     "The book's gross and net exposure (mean over strategies) over at least the last month."
     if rep.start is None: return None
     from strategy_engine.plots import plot_exposure
-    start = min(rep.start, period_window(rep.run.as_of, "1m")[0])
+    start = min(rep.start, period_window(rep.run.as_of, "1m", rep.run.sessions)[0])
     held = {n: r.exposure.loc[start: rep.run.as_of] for n, r in rep.run.results.items()}
     book = pd.DataFrame({k: pd.DataFrame({n: e[k] for n, e in held.items()}).mean(axis=1) for k in ("gross", "net")})
     return plot_exposure(book, f"Book exposure (equal capital across {len(held)} strategies)")

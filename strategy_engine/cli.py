@@ -412,6 +412,7 @@ def cmd_run_report(args) -> int:
 
 def cmd_run_day(args) -> int:
     "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failed validation."
+    _check_calendar(args)
     _boot_kernel("validate", args)                      # the first stage's
     from strategy_engine.runs.schedule import run_day
     params = _stage_params(args, "strategies", "symbols", "universe")
@@ -425,7 +426,8 @@ def cmd_run_day(args) -> int:
         day = run_day(params["as_of"], params.get("strategies"), params.get("symbols"), args.data,
                       args.warehouse, args.period, args.cost_bps, args.archive, alerts=args.alerts,
                       on_stage=show, universe=args.universe, ingest=args.ingest, base_url=args.base_url,
-                      timeout=args.timeout, **shown)
+                      calendar=args.calendar or "", adjustment=args.adjustment or "", timeout=args.timeout,
+                      **shown)
     if day.note: say(day.note)
     return day.exit_code
 
@@ -691,6 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "e.g. top:100:traded_value:60 (members each day, from data "
                                                             "up to that day)")
     rday.add_argument("--period", choices=("1d", "1w", "1m", "ytd"), default="1m", help="the report's period (default 1m)")
+    _research_options(rday, params=False)
     rday.set_defaults(func=cmd_run_day)
     for job in (rdaily, rtrain, rval, rrep, rday): _output_options(job)
 

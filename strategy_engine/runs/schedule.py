@@ -15,7 +15,7 @@ import pandas as pd
 
 from .archive import ArchiveError, open_archive
 from .contract import EXIT_CODES, shard_of
-from ..calendar import TradingCalendar, nse_calendar
+from ..calendar import TradingCalendar, get_calendar, nse_calendar
 from ..core import ConfigError, check_names
 from .launcher import Launch, launch, launch_once, template_path
 from ..notebooks import boot_kernel_early, stop_unused_kernels
@@ -276,16 +276,18 @@ def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequen
             data: str = "auto", warehouse: str | None = None, period: str = REPORT_PERIOD, cost_bps: float | None = None,
             archive: str | None = None, alerts: bool = True, env: Mapping[str, str] | None = None,
             on_stage: Callable[[StageOutcome], None] | None = None, universe: str | None = None,
-            ingest: bool | None = None, base_url: str | None = None, **launch_kwargs) -> DayOutcome:
+            ingest: bool | None = None, base_url: str | None = None, calendar: str = "", adjustment: str = "",
+            **launch_kwargs) -> DayOutcome:
     "Run the day's stages in order (ingest, validate, daily, report); skip all on a non-session; stop at a failure."
     day = _day(as_of)
-    as_of, cal = f"{day:%Y-%m-%d}", nse_calendar()
+    as_of, cal = f"{day:%Y-%m-%d}", get_calendar(calendar) if calendar else nse_calendar()
     if not cal.is_session(day): return DayOutcome(as_of, (), f"{cal.describe(day)}: not a session, every stage skipped.")
     if ingest is None: ingest = market_store(data) is not None      # a folder of files has nothing to ingest into
     common = {k: v for k, v in {"as_of": as_of, "strategies": list(strategies) if strategies else None,
                                 "symbols": symbols if isinstance(symbols, str) or symbols is None else list(symbols),
                                 "data": data}.items() if v is not None}
-    ruled = {**common, **({"universe": universe} if universe else {})}
+    chosen = {"universe": universe, "calendar": calendar, "adjustment": adjustment}   # rule, sessions, prices
+    ruled = {**common, **{k: v for k, v in chosen.items() if v}}
     stored = {k: v for k, v in {"warehouse": warehouse, "cost_bps": cost_bps}.items() if v is not None}
     report = {**ruled, **stored, "period": period, **({} if alerts else {"send_alerts": False})}
     steps: tuple[tuple[str, dict], ...] = (("validate", ruled), ("daily", {**ruled, **stored}), ("report", report))

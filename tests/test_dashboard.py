@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -361,6 +362,14 @@ def test_page_forms_need_the_session_csrf_token_and_execute_scope(dash):
     with httpx.Client(base_url=dash.url, cookies={"se_session": tampered}) as c:
         assert c.get("/").headers.get("location") == "/sign-in"  # a tampered cookie: signed out
     assert len(dash.manifests()) == before
+    page = "/runs/daily-2024-11-22-abc/notebook?attempt=1"                  # a link opened in a fresh browser
+    with httpx.Client(base_url=dash.url, headers={"Accept": "text/html"}) as c:
+        r = c.get(page)
+        assert r.status_code == 303 and r.headers["location"] == f"/sign-in?next={quote(page, safe='')}"
+        assert f'name="next" value="{page}"' in c.get(r.headers["location"]).text
+        r = c.post("/sign-in", data={"token": READ, "next": page})
+        assert r.status_code == 303 and r.headers["location"] == page
+        assert c.post("/sign-in", data={"token": READ, "next": "//evil.example"}).headers["location"] == "/"
 
 
 def test_health_names_the_warehouse_and_performance_answers_every_period(dash):

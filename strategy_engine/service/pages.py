@@ -54,7 +54,7 @@ from ..strategies.base import known_strategies
 
 # %% auto #0
 __all__ = ['NOTEBOOK_CSP', 'COLORS', 'DASHBOARD_CSS', 'DASHBOARD_CSP', 'SWAGGER_FILES', 'render_notebook', 'notebook_page',
-           'svg_chart', 'equity_history', 'drawdowns', 'day_stages', 'dashboard_view', 'sign_in_page',
+           'svg_chart', 'equity_history', 'drawdowns', 'day_stages', 'dashboard_view', 'safe_next', 'sign_in_page',
            'render_dashboard', 'add_page_routes']
 
 # %% ../../nbs/41c_service_pages.ipynb #16732fce
@@ -396,11 +396,17 @@ def _page(title: str, body: str, header: str = "") -> str:
     )
 
 
-def sign_in_page(message: str = "") -> str:
-    "The sign-in form: a token posted once, answered with a session cookie."
+def safe_next(path: str | None) -> str:
+    "Where to go after signing in: a path of this site, never another host ('//x', 'https://x'); else '/'."
+    path = path or "/"
+    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
+
+def sign_in_page(message: str = "", next_path: str = "/") -> str:
+    "The sign-in form: a token posted once, answered with a session cookie (then `next_path`)."
     note = f'<p class="message" id="message">{_e(message)}</p>' if message else ""
     form = (
         '<form method="post" action="/sign-in"><label for="token">API token (read or execute)</label>'
+        f'<input type="hidden" name="next" value="{_e(safe_next(next_path))}">'
         '<input type="password" id="token" name="token" autocomplete="off" required minlength="16">'
         '<button type="submit">Sign in</button></form>'
         '<p class="note">The token is checked once; the browser then holds a signed session cookie with the '
@@ -665,17 +671,19 @@ def add_page_routes(app: FastAPI) -> None:
         )
 
     @app.get("/sign-in", include_in_schema=False)
-    def sign_in_form():
-        return _html(sign_in_page())
+    def sign_in_form(next: str = "/"):
+        return _html(sign_in_page(next_path=next))
 
     @app.post("/sign-in", include_in_schema=False)
     async def sign_in(request: Request):
-        token = ((await _form(request)).get("token") or [""])[0].strip()
+        form = await _form(request)
+        token = (form.get("token") or [""])[0].strip()
+        next_path = safe_next((form.get("next") or ["/"])[0])
         scope = settings.scope_of(token) if token else None
         if scope is None:
-            return _html(sign_in_page("That token is not valid."), 401)
+            return _html(sign_in_page("That token is not valid.", next_path), 401)
         value, _ = session_value(settings, scope)
-        answer = RedirectResponse("/", status_code=303)
+        answer = RedirectResponse(next_path, status_code=303)
         answer.set_cookie(
             SESSION_COOKIE,
             value,
@@ -771,7 +779,7 @@ def add_page_routes(app: FastAPI) -> None:
         attempt: Annotated[int, Query(ge=0, description="0: the latest")] = 0,
         expires: Annotated[int | None, Query(description="from a signed link")] = None,
         sig: Annotated[str | None, Query(description="from a signed link")] = None,
-    ) -> HTMLResponse:
+    ) -> Response:
         if not check_link(settings, run_id, attempt, expires, sig):
             if sig is not None and creds is None:
                 raise ServiceError(
@@ -779,6 +787,10 @@ def add_page_routes(app: FastAPI) -> None:
                     "The notebook link is invalid or has expired; ask GET "
                     "/runs/{run_id}/notebook/link for a new one.",
                 )
+            browser = creds is None and sig is None and "text/html" in request.headers.get("accept", "")
+            if browser and _session(request)[0] is None:  # a person without a session: sign in, come back
+                back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/sign-in?next={quote(back, safe='')}", status_code=303)
             if creds is not None or _session(request)[0] is None:
                 authorize(settings, creds.credentials if creds else None, "read")
         return HTMLResponse(

@@ -91,21 +91,29 @@ def test_case_19_golden_master_and_byte_identical_replay(tmp_path, nse_dir):
     a, b = _staged_signals(tmp_path / "a", "1"), _staged_signals(tmp_path / "b", "4242")
     assert a == b
     from strategy_engine.stages import daily
-    run = daily.compute(daily.load_data(daily.start_daily(DAY)))
-    listing = sorted(f"{r['signal_id']}:{r['signal']}:{r['confidence']:.6f}" for r in daily.todays_signals(run))
-    digest = hashlib.sha256("\n".join(listing).encode()).hexdigest()
-    perf = daily.performance(run).set_index("strategy")
-    assert (len(listing), digest[:16]) == GOLDEN["signals"], (len(listing), digest[:16])
-    for name, (total_return, max_drawdown) in GOLDEN["metrics"].items():
-        assert abs(perf.at[name, "total_return"] - total_return) < 1e-9, (name, perf.at[name, "total_return"])
-        assert abs(perf.at[name, "max_drawdown"] - max_drawdown) < 1e-9, (name, perf.at[name, "max_drawdown"])
+    for adjustment, golden in GOLDEN.items():
+        run = daily.compute(daily.load_data(daily.start_daily(DAY, adjustment=adjustment)))
+        listing = sorted(f"{r['signal_id']}:{r['signal']}:{r['confidence']:.6f}" for r in daily.todays_signals(run))
+        digest = hashlib.sha256("\n".join(listing).encode()).hexdigest()
+        perf = daily.performance(run).set_index("strategy")
+        assert (len(listing), digest[:16]) == golden["signals"], (adjustment, len(listing), digest[:16])
+        for name, (total_return, max_drawdown) in golden["metrics"].items():
+            assert abs(perf.at[name, "total_return"] - total_return) < 1e-9, (adjustment, name, perf.at[name, "total_return"])
+            assert abs(perf.at[name, "max_drawdown"] - max_drawdown) < 1e-9, (adjustment, name, perf.at[name, "max_drawdown"])
 
 
 # The checked-in expected values (as Lean's ExpectedStatistics): 2024-11-22 on the 50-symbol NSE sample, 10 bps.
-GOLDEN = {"signals": (42, "c03fa49a1a2f2c28"),
-          "metrics": {"momentum": (0.12241822524903556, -0.17898049466270216),
-                      "mean_reversion": (-0.7027852407069215, -0.7264222102762055),
-                      "breakout": (-0.05082693690127171, -0.44782799905138093)}}
+# "" is the default: prices split/bonus-adjusted by the engine from the actions ledger (issue 13). The vendor's
+# Adj Close gives the values checked in before that change, unchanged: the default's new values come from the
+# prices alone, not from any other change to the code that makes signals.
+GOLDEN = {"": {"signals": (42, "f761cdabaefcaf2b"),
+               "metrics": {"momentum": (0.04360546286131872, -0.19003675476952664),
+                           "mean_reversion": (-0.6907440679776735, -0.7195786275032134),
+                           "breakout": (-0.1318090351798179, -0.46407277737256636)}},
+          "vendor_total_return": {"signals": (42, "c03fa49a1a2f2c28"),
+                                  "metrics": {"momentum": (0.12241822524903556, -0.17898049466270216),
+                                              "mean_reversion": (-0.7027852407069215, -0.7264222102762055),
+                                              "breakout": (-0.05082693690127171, -0.44782799905138093)}}}
 
 
 SIGNAL_MODULES = ("daily.py", "reports.py", "indicators.py", "backtest.py", "risk.py", "metrics.py", "features.py",

@@ -318,7 +318,23 @@ def cmd_run_daily(args) -> int:
     _check_calendar(args)
     _boot_kernel("daily", args)
     names = ("strategies", "symbols", "warehouse", "cost_bps", "universe", "calendar", "adjustment")
-    return _run_stage("daily", _stage_params(args, *names), args)
+    params = _stage_params(args, *names)
+    if args.param: params["params"] = _run_overrides(args)
+    return _run_stage("daily", params, args)
+
+def _run_overrides(args) -> dict:
+    "--param [STRATEGY.]KEY=VALUE of a run as {strategy: {key: value}}, checked as the YAML is (else exit 2)."
+    from strategy_engine.stages.daily import with_overrides
+    from strategy_engine.strategies.base import default_strategies, load_config
+    names, out = list(args.strategies or default_strategies()), dict[str, dict]()
+    for key, value in _param_pairs(args.param):
+        first, _, rest = key.partition(".")
+        mine = first in names and bool(rest)     # momentum.rsi_period: that strategy; rsi_period: every one
+        for name in [first] if mine else names: out.setdefault(name, {})[rest if mine else key] = value
+    for name, overrides in out.items():
+        try: with_overrides(load_config(name), overrides)
+        except StrategyEngineError as e: raise UsageError(f"--param: {e}") from None
+    return out
 
 def cmd_audit_verify(args) -> int:
     "Recompute every archived hash and the ledger chain, and check the warehouse against it; 1 when anything is wrong."
@@ -497,21 +513,24 @@ def _research_bars(args):
 
 def _config_with(name: str, pairs: Sequence[str]):
     "Strategy `name`'s configuration with --param KEY=VALUE overrides (`risk_limits.KEY` too), validated."
-    import yaml
-
-    from strategy_engine.strategies.base import config_from_dict, load_config, strategy_config_path
+    from strategy_engine.stages.daily import with_overrides
+    from strategy_engine.strategies.base import load_config
     try: base = load_config(name)
     except StrategyEngineError as e: raise UsageError(f"--strategy: {e}") from None
-    if not pairs: return base
-    raw = base.to_dict()
+    overrides = dict(_param_pairs(pairs))
+    try: return with_overrides(base, overrides)
+    except StrategyEngineError as e: raise UsageError(f"--param: {e}") from None
+
+def _param_pairs(pairs: Sequence[str]) -> list[tuple[str, object]]:
+    "--param KEY=VALUE texts as (KEY, value) with the value read as YAML (10 -> int, true -> bool)."
+    import yaml
+    out = []
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UsageError(f"--param {pair!r}: expected KEY=VALUE (e.g. --param rsi_period=10).")
-        section, _, field = key.rpartition(".")
-        raw["strategy"].setdefault(section or "parameters", {})[field] = yaml.safe_load(value)
-    try: return config_from_dict(raw, source=f"{strategy_config_path(name)} with --param {' '.join(pairs)}")
-    except StrategyEngineError as e: raise UsageError(f"--param: {e}") from None
+            raise UsageError(f"--param {pair!r}: expected [STRATEGY.]KEY=VALUE, e.g. momentum.rsi_period=10")
+        out.append((key, yaml.safe_load(value)))
+    return out
 
 def cmd_serve(args) -> int:
     "Serve the HTTP API with uvicorn until interrupted."
@@ -580,8 +599,8 @@ def _research_options(p: argparse.ArgumentParser, params: bool = True) -> None:
                         help="prices as traded, no split adjustment (same as --adjustment raw)")
     if not params: return
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
-                   help="override a strategy parameter (risk_limits.KEY for a risk limit), validated as the "
-                        "YAML is; repeat for more")
+                   help="override a strategy parameter ([STRATEGY.]KEY; risk_limits.KEY for a risk limit), "
+                        "validated as the YAML is; repeat for more")
 
 def build_parser() -> argparse.ArgumentParser:
     "The `strategy-engine` argument parser with every sub-command."
@@ -643,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "performance to the warehouse, archive the notebook, manifest and ledger entry. "
                                            "Refused when the day's archived validation failed, unless --force.")
     _stage_options(rdaily, stored=True, gated=True, run_id_help="date + strategy set + shard count")
-    _research_options(rdaily, params=False)
+    _research_options(rdaily)
     rdaily.set_defaults(func=cmd_run_daily)
     rtrain = runsub.add_parser("train", help="train the ML models (lstm, regime) up to --as-of; archived like every run")
     rtrain.add_argument("--as-of", required=True, type=lambda s: s if s in ("latest", "today") else _date(s),

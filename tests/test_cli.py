@@ -179,7 +179,7 @@ def test_run_validate_and_daily_on_us_data_are_quiet_and_follow_the_calendar_giv
                 "weekdays", "--archive", tmp_path / "archive", "--no-alerts", env=env)   # the 09:00 gate of the day
     assert v.returncode == 0 and "6 symbol(s) pass through 2024-09-27 (0 warning(s))" in v.stdout, v.stdout + v.stderr
     r = run_cli("run", "daily", "--as-of", "latest", "--data", us_dir, "--symbols", "all", "--calendar", "weekdays",
-                "--archive", tmp_path / "archive", "--no-alerts", env=env)
+                "--param", "momentum.rsi_period=9", "--archive", tmp_path / "archive", "--no-alerts", env=env)
     assert r.returncode == 0 and r.stdout.startswith("succeeded: run daily-2024-09-30-"), r.stdout + r.stderr
     lines = r.stdout.splitlines()                       # status, notebook, manifest, warehouse, how to open it
     assert len(lines) == 5 and lines[3] == f"  warehouse: duckdb:///{tmp_path}/wh.duckdb", lines
@@ -187,8 +187,12 @@ def test_run_validate_and_daily_on_us_data_are_quiet_and_follow_the_calendar_giv
     [manifest] = (tmp_path / "archive").rglob("daily-*/attempt-1/manifest.json")
     m = json.loads(manifest.read_text())
     assert m["identity"]["calendar"] == "weekdays" and m["identity"]["symbols"] == sorted(US_TICKERS)
+    assert m["parameters"]["params"] == {"momentum": {"rsi_period": 9}}          # --param: recorded, and used
+    assert m["configs"]["momentum"]["parameters"]["rsi_period"] == 9
     [nb] = (tmp_path / "archive").rglob("daily_signals.ipynb")
     text = "\n".join(str(o.get("text", "")) for c in nbformat.read(nb, as_version=4).cells for o in c.get("outputs", []))
     assert "Result: PASS (0 error(s), 0 warning(s))" in text and "1500 dates × 6 symbols" in text, text
     r = run_cli("run", "daily", "--as-of", "latest", "--data", us_dir, "--calendar", "weekdys", env=env)
     assert r.returncode == 2 and "--calendar" in r.stderr and "Did you mean 'weekdays'" in r.stderr, r.stderr
+    r = run_cli("run", "daily", "--as-of", "latest", "--data", us_dir, "--param", "momentum.rsi_perod=9", env=env)
+    assert r.returncode == 2 and "--param" in r.stderr and "Did you mean 'rsi_period'" in r.stderr, r.stderr

@@ -41,7 +41,7 @@ def template_path(kind: str) -> Path:
     check_names([kind], TEMPLATES, "run kind")
     return project_root() / "nbs" / TEMPLATES[kind]
 
-_IDENTITY = ("period", "through", "universe", "calendar", "adjustment")   # parameters making another run of a day
+_IDENTITY = ("period", "through", "universe", "calendar", "adjustment", "params")   # another run of a day
 
 @dataclass(frozen=True)
 class Launch:

@@ -5,7 +5,8 @@
 # %% ../../nbs/32_daily.ipynb #70613be7
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -16,16 +17,17 @@ from ..core import DEFAULT_COST_BPS, ConfigError, check_cost, check_names
 from ..data import Bars, open_bars
 from ..market.universe import parse_universe, universe_mask
 from ..runs.contract import publish_result
-from ..strategies.base import (UNIVERSES, SignalFrame, StrategyConfig, default_strategies, get_strategy,
-                                             load_config,
+from ..strategies.base import (UNIVERSES, SignalFrame, StrategyConfig, config_from_dict,
+                                             default_strategies, get_strategy, load_config,
                                              universe_symbols)
 from ..validation import (ValidationReport, blocking_errors, quarantined_symbols, sessions_only,
                                         validate)
 from ..warehouse import check_shard, shard_symbols, stage_rows
 
 # %% auto #0
-__all__ = ['DailyRun', 'start_daily', 'scope_symbols', 'load_data', 'compute', 'risked_weights', 'strategy_weights', 'risk_table',
-           'todays_signals', 'signals_table', 'positions', 'performance', 'stage', 'equity_figure', 'result', 'publish']
+__all__ = ['DailyRun', 'with_overrides', 'start_daily', 'scope_symbols', 'load_data', 'compute', 'risked_weights',
+           'strategy_weights', 'risk_table', 'todays_signals', 'signals_table', 'positions', 'performance', 'stage',
+           'equity_figure', 'result', 'publish']
 
 # %% ../../nbs/32_daily.ipynb #d832bff1
 @dataclass
@@ -75,10 +77,21 @@ class DailyRun:
                 f"{self.shard[1]}: {self.status}{' - ' + self.reason if self.reason else ''})")
 
 # %% ../../nbs/32_daily.ipynb #62e99c23
+def with_overrides(config: StrategyConfig, overrides: Mapping[str, Any]) -> StrategyConfig:
+    "`config` with `overrides` (`{'rsi_period': 10, 'risk_limits.stop_loss': 0.03}`), validated as its YAML."
+    if not overrides: return config
+    raw = config.to_dict()
+    for key, value in overrides.items():
+        section, _, name = str(key).rpartition(".")
+        raw["strategy"].setdefault(section or "parameters", {})[name] = value
+    shown = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    return config_from_dict(raw, source=f"{config.name}.yaml with {shown}")
+
 def start_daily(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequence[str] | str | None = None,
                 data: str = "auto", warehouse: str | None = None, run_id: str = "", shard_index: int = 0,
                 shard_count: int = 1, cost_bps: float | None = None, triggered_at: str = "",
-                universe: str | None = None, calendar: str = "", adjustment: str = "") -> DailyRun:
+                universe: str | None = None, calendar: str = "", adjustment: str = "",
+                params: Mapping[str, Mapping] | None = None) -> DailyRun:
     "Check the parameters, load each strategy's configuration, and end `no_session` on a non-session day."
     try: day = pd.Timestamp(as_of)
     except (ValueError, TypeError): raise ConfigError(f"as_of {as_of!r} is not a date (expected YYYY-MM-DD).") from None
@@ -99,7 +112,11 @@ def start_daily(as_of: str, strategies: Sequence[str] | None = None, symbols: Se
                    run_id or f"daily-{day:%Y-%m-%d}", check_shard((shard_index, shard_count)), check_cost(cost_bps),
                    triggered_at=str(triggered_at or ""), universe=str(universe or ""),
                    calendar=str(calendar or ""), adjustment=str(adjustment or ""))
-    run.configs = {name: load_config(name) for name in strategies}
+    params = params or {}
+    extra = [n for n in params if n not in strategies]
+    if extra:
+        raise ConfigError(f"params names {extra[0]!r}, not a strategy of the run ({', '.join(strategies)}).")
+    run.configs = {name: with_overrides(load_config(name), params.get(name, {})) for name in strategies}
     cal = run.sessions
     if not cal.is_session(day): run.end("no_session", cal.describe(day))
     return run

@@ -125,11 +125,16 @@ def preload(modules: Sequence[str]) -> None:
 
 def start_kernel(template: Path | str, cwd: Path | str | None = None):
     "Start the `python3` kernel for `template` in `cwd` without waiting for it; it preloads the template's imports."
+    import zmq.asyncio
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
     boot = f"__import__('strategy_engine.notebooks').notebooks.preload({template_imports(template)!r})"
     sockets = Path(tempfile.gettempdir()) / f"strategy-engine-kernel-{uuid.uuid4().hex[:12]}"   # + "-<n>" per channel
-    km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc", ip=str(sockets))
+    # The process's one zmq context, never a context of its own: a manager dropped half-started (a failed early boot)
+    # would otherwise leave a context whose garbage collection blocks forever in `term()` on its open sockets, at
+    # whatever line of the command the collector happens to run (seen as a hung `run daily` under load).
+    km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc", ip=str(sockets),
+                            context=zmq.asyncio.Context.instance())
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}    # figures inline, into the record
     run_sync(km.start_kernel)(extra_arguments=[*_KERNEL_ARGS, f"--IPKernelApp.exec_lines={boot}"],
                               cwd=_early_key(template, cwd)[1], env=env)

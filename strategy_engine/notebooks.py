@@ -123,6 +123,8 @@ def preload(modules: Sequence[str]) -> None:
         try: importlib.import_module(name)
         except Exception: pass       # e.g. `pandas.DataFrame` from `from pandas import DataFrame`: not a module
 
+_IPC_PATH_MAX = 100   # a Unix socket's path holds at most 107 bytes; "-<port>" is added per channel
+
 def start_kernel(template: Path | str, cwd: Path | str | None = None):
     "Start the `python3` kernel for `template` in `cwd` without waiting for it; it preloads the template's imports."
     import zmq.asyncio
@@ -130,11 +132,11 @@ def start_kernel(template: Path | str, cwd: Path | str | None = None):
     from jupyter_core.utils import run_sync
     boot = f"__import__('strategy_engine.notebooks').notebooks.preload({template_imports(template)!r})"
     sockets = Path(tempfile.gettempdir()) / f"strategy-engine-kernel-{uuid.uuid4().hex[:12]}"   # + "-<n>" per channel
-    # The process's one zmq context, never a context of its own: a manager dropped half-started (a failed early boot)
-    # would otherwise leave a context whose garbage collection blocks forever in `term()` on its open sockets, at
-    # whatever line of the command the collector happens to run (seen as a hung `run daily` under load).
-    km = AsyncKernelManager(kernel_name=KERNEL, transport="ipc", ip=str(sockets),
-                            context=zmq.asyncio.Context.instance())
+    transport, ip = ("ipc", str(sockets)) if len(str(sockets)) <= _IPC_PATH_MAX else ("tcp", "127.0.0.1")
+    # The process's one zmq context, never a context of its own: a manager dropped half-started (an early boot that
+    # failed, e.g. on an ipc path over the limit) left a context whose garbage collection blocked forever in `term()`
+    # on its open sockets, at whatever line of the command the collector happened to run.
+    km = AsyncKernelManager(kernel_name=KERNEL, transport=transport, ip=ip, context=zmq.asyncio.Context.instance())
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}    # figures inline, into the record
     run_sync(km.start_kernel)(extra_arguments=[*_KERNEL_ARGS, f"--IPKernelApp.exec_lines={boot}"],
                               cwd=_early_key(template, cwd)[1], env=env)

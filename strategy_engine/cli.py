@@ -266,7 +266,7 @@ def _say_launch(launch, stage: str, archive: str | None) -> None:
     wh = launch.manifest.get("warehouse")
     if wh and not launch.replayed: say(f"  warehouse: {wh}", warehouse=wh, **ids)
     if launch.record_id:
-        say(f"  open it: strategy-engine serve, then http://127.0.0.1:8080/runs/{launch.record_id}", **ids)
+        say(f"  open it: strategy-engine serve, then http://127.0.0.1:8080/runs/{launch.run_id}/notebook", **ids)
     if stage == "report" and launch.status == "succeeded" and not launch.replayed:
         _say_performance(launch, archive)
 

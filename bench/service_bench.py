@@ -128,16 +128,20 @@ def main() -> None:
             def probe() -> None:
                 with httpx.Client(base_url=url) as c:
                     while not done.is_set():
-                        t1 = time.perf_counter(); c.get("/health"); health.append(time.perf_counter() - t1)
+                        t1 = time.perf_counter()
+                        c.get("/health")
+                        health.append(time.perf_counter() - t1)
                         time.sleep(0.05)
 
-            p = threading.Thread(target=probe); p.start()
+            p = threading.Thread(target=probe)
+            p.start()
             ts = [threading.Thread(target=call, args=(i,)) for i in range(n)]
             t0 = time.perf_counter()
             for t in ts: t.start()
             for t in ts: t.join()
             wall = time.perf_counter() - t0
-            done.set(); p.join()
+            done.set()
+            p.join()
             answers = [r.json() for r in out]
             run_ids = {a["run_id"] for a in answers}
             manifests = [json.loads(m.read_text()) for m in (tmp / "archive").rglob("manifest.json")]

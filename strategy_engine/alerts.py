@@ -330,7 +330,8 @@ class PermanentError(Exception):
 class _Failed(Exception):
     "Delivery failed for good after `attempts` tries."
     def __init__(self, message: str, attempts: int):
-        super().__init__(message); self.attempts = attempts
+        super().__init__(message)
+        self.attempts = attempts
 
 def _with_retries(attempt_once: Callable[[], None], retry: RetryPolicy, sleep: Callable[[float], None],
                   what: str, extra: dict[str, Any]) -> int:

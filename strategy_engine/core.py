@@ -153,7 +153,9 @@ def _locate(model: type[BaseModel], loc: tuple) -> tuple[list[str], FieldInfo | 
     cur: type[BaseModel] | None = model
     parent: type[BaseModel] | None = model
     for part in loc:
-        if isinstance(part, int) and keys: keys[-1] += f"[{part}]"; continue     # an item of a list
+        if isinstance(part, int) and keys:                                     # an item of a list
+            keys[-1] += f"[{part}]"
+            continue
         keys.append(str(part))
         parent, info = cur, (cur.model_fields.get(str(part)) if cur is not None else None)
         ann = info.annotation if info is not None else None

@@ -93,7 +93,8 @@ class Bars:
     def content_hash(self) -> str:
         "sha256 of the panel's dates, symbols and values: the input-data fingerprint of a run."
         h = hashlib.sha256()
-        h.update("|".join(self.symbols).encode()); h.update(self.dates.asi8.tobytes())
+        h.update("|".join(self.symbols).encode())
+        h.update(self.dates.asi8.tobytes())
         for f in FIELDS: h.update(np.ascontiguousarray(getattr(self, f).to_numpy(np.float64)).tobytes())
         return h.hexdigest()
 

@@ -409,7 +409,8 @@ def _walk_forward(books: _Books, windows: pd.DataFrame, periods: float, expandin
         sr = _window_sharpe(r, a0, a1)
         pick = int(np.nanargmax(sr)) if np.isfinite(sr).any() else -1      # -1: nothing traded, stay flat
         stitched[b0 - 1:b1] = books.weights[pick, b0 - 1:b1] if pick >= 0 else 0.0
-        chosen.append(pick); is_sr.append(sr[pick] if pick >= 0 else np.nan)
+        chosen.append(pick)
+        is_sr.append(sr[pick] if pick >= 0 else np.nan)
     factor, turnover = portfolio_path(stitched, books.r, books.cost)
     first = int(windows["test_start"].iloc[0])
     dates = books.dates

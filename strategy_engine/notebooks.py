@@ -153,7 +153,9 @@ def _early_key(template: Path | str, cwd: Path | str | None) -> tuple[str, str]:
 def boot_kernel_early(template: Path | str, cwd: Path | str | None = None) -> None:
     "Start `template`'s kernel now, to boot while this process gets ready; the next `execute_notebook` of it runs on it."
     km = start_kernel(template, cwd)
-    with _early_lock: old = _early.pop(_early_key(template, cwd), None); _early[_early_key(template, cwd)] = km
+    with _early_lock:
+        old = _early.pop(_early_key(template, cwd), None)
+        _early[_early_key(template, cwd)] = km
     if old is not None: stop_kernel(old)
 
 def _take_early(template: Path | str, cwd: Path | str | None):
@@ -168,7 +170,9 @@ def _take_early(template: Path | str, cwd: Path | str | None):
 @atexit.register
 def stop_unused_kernels() -> None:
     "Kill the kernels this process booted early and never used (a refused or replayed run; a day stopped early)."
-    with _early_lock: kms = list(_early.values()); _early.clear()
+    with _early_lock:
+        kms = list(_early.values())
+        _early.clear()
     for km in kms: stop_kernel(km)
 
 # %% ../nbs/06_notebooks.ipynb #10b995f7
@@ -186,7 +190,9 @@ class _Stopped(BaseException):
 @contextlib.contextmanager
 def _sigterm_stops_the_run() -> Iterator[None]:
     "While the block runs in the main thread, SIGTERM raises `_Stopped` there instead of ending the process."
-    if threading.current_thread() is not threading.main_thread(): yield; return
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     def stop(signum, frame):
         raise _Stopped(signal.Signals(signum).name)
     before = signal.signal(signal.SIGTERM, stop)
@@ -220,7 +226,8 @@ def execute_notebook(template: Path | str, output: Path | str, parameters: dict 
     "Execute `template` with papermill into `output` (always written) and classify how it ended."
     import papermill as pm
     parameters = check_parameters(template, parameters or {})
-    output = Path(output); output.parent.mkdir(parents=True, exist_ok=True)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     status, error, km = "succeeded", "", None
     try:

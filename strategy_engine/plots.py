@@ -25,10 +25,12 @@ def plot_equity(returns: pd.DataFrame | pd.Series, title: str = "", log: bool = 
         ax1.plot(equity.index, equity[c], lw=1.1, label=str(c))
         ax2.plot(dd.index, 100 * dd[c], lw=0.9)
     if log: ax1.set_yscale("log")
-    ax1.set_ylabel("equity (start = 1)"); ax2.set_ylabel("drawdown %")
+    ax1.set_ylabel("equity (start = 1)")
+    ax2.set_ylabel("drawdown %")
     ax1.legend(loc="upper left", fontsize=8, ncol=min(4, len(r.columns)))
     ax1.set_title((title + (" — SYNTHETIC DATA" if synthetic else "")).strip(" —"))
-    ax1.grid(alpha=0.3); ax2.grid(alpha=0.3)
+    ax1.grid(alpha=0.3)
+    ax2.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
@@ -37,6 +39,9 @@ def plot_exposure(exposure: pd.DataFrame, title: str = "") -> Figure:
     fig, ax = plt.subplots(figsize=(11, 2.6))
     ax.plot(exposure.index, exposure["gross"], lw=0.9, label="gross")
     ax.plot(exposure.index, exposure["net"], lw=0.9, label="net")
-    ax.axhline(0, c="k", lw=0.5); ax.set_title(title); ax.legend(fontsize=8); ax.grid(alpha=0.3)
+    ax.axhline(0, c="k", lw=0.5)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -43,7 +43,8 @@ def memoized_indicators() -> Iterator[dict]:
         def cached(*args, **kwargs):
             k = (name, _key(args, kwargs))
             if k not in memo:
-                memo[k] = fn(*args, **kwargs); keep.append((args, kwargs))
+                memo[k] = fn(*args, **kwargs)
+                keep.append((args, kwargs))
             return memo[k]
         cached.__doc__ = fn.__doc__
         return cached

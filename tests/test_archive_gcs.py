@@ -278,7 +278,8 @@ def test_archive_verify_and_tampering_over_gcs(gcs, tmp_path):
 
     # someone with overwrite rights (no retention lock) changes one byte of run 2's notebook
     name = f"runs/2024/11/21/{r[1]['run_id']}/attempt-1/daily_signals.ipynb"
-    data = bytearray(gcs.objects[name][0]); data[len(data) // 2] ^= 1
+    data = bytearray(gcs.objects[name][0])
+    data[len(data) // 2] ^= 1
     gcs.objects[name] = (bytes(data), gcs.objects[name][1] + 1)
     report = verify(arc)
     assert [(p.run_id, p.kind) for p in report.problems] == [(r[1]["run_id"], "notebook_hash")], report.summary()

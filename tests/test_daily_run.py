@@ -211,7 +211,8 @@ def test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded(
     assert [m["model_hash"] for m in daily_manifest["models"]] == [model["model_hash"]]
     assert run_cli("audit", "verify", "--archive", where["archive"]).returncode == 0
     swapped = folder / "artifacts" / sorted(train["artifacts"])[0]                # a model file replaced after the run
-    swapped.chmod(0o644); swapped.write_bytes(swapped.read_bytes() + b"\0")
+    swapped.chmod(0o644)
+    swapped.write_bytes(swapped.read_bytes() + b"\0")
     v = run_cli("audit", "verify", "--archive", where["archive"])
     assert v.returncode == 1 and train["run_id"] in v.stdout and "artifact" in v.stdout, v.stdout
 
@@ -233,7 +234,8 @@ def test_make_run_on_a_bare_clone_runs_the_synthetic_universe_twice_the_same(whe
 def test_sigterm_mid_run_is_archived_as_killed(where, nse_dir):
     """Cloud Run's task timeout sends SIGTERM: the run is archived `killed` (exit 5), chained, and verifies.
     RELIABILITY 8: SIGTERM mid-run (a Cloud Run task timeout) is archived as killed, in bounded time."""
-    tmp = where["tmp"] / "tmp"; tmp.mkdir()
+    tmp = where["tmp"] / "tmp"
+    tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp)}                                    # where the launcher's output notebook appears
     proc = subprocess.Popen([str(Path(sys.executable).parent / "strategy-engine"), "run", "daily", "--as-of", DAY,
                              "--warehouse", where["warehouse"], "--archive", where["archive"], "--no-log-output", "--no-alerts"],

@@ -110,7 +110,8 @@ def seed_run(server):
     t0 = time.perf_counter()
     r = server.post(SEED, headers={"Idempotency-Key": "seed-request-1"})
     seconds = time.perf_counter() - t0
-    done.set(); t.join()
+    done.set()
+    t.join()
     assert r.status_code == 200, r.text
     return {"response": r.json(), "seconds": seconds, "health_latency": health_latency}
 

@@ -144,7 +144,9 @@ class FakeBigQuery:
                                client_options={"api_endpoint": self.url})
 
     def close(self) -> None:
-        self.server.shutdown(); self.server.server_close(); self.con.close()
+        self.server.shutdown()
+        self.server.server_close()
+        self.con.close()
 
     # ---- REST ----
     def route(self, method: str, raw_path: str, headers: dict, body: bytes):

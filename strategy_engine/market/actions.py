@@ -137,7 +137,10 @@ def _events(close: pd.DataFrame, ledger: pd.DataFrame, column: str, total_return
             prev = close.iloc[:, used].ffill().to_numpy()[ci - 1, np.searchsorted(used, cj)]
             f = 1 - led["dividend"].to_numpy(dtype=float)[div] / prev
             ok = np.isfinite(f) & (f > 0)
-            rows.append(ci[ok]); cols.append(cj[ok]); every.append(f[ok]); split.append(np.ones(int(ok.sum())))
+            rows.append(ci[ok])
+            cols.append(cj[ok])
+            every.append(f[ok])
+            split.append(np.ones(int(ok.sum())))
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(every), np.concatenate(split)
 
 def _before(t: int, rows: np.ndarray, pos: np.ndarray, width: int, factors: np.ndarray) -> np.ndarray:

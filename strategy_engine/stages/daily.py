@@ -165,7 +165,8 @@ def compute(run: DailyRun) -> DailyRun:
     if not run.running or run.bars is None: return run
     for name, cfg in run.configs.items():
         if getattr(cfg.risk_limits, "kill_switch", False):
-            run.killed.append(name); continue
+            run.killed.append(name)
+            continue
         if not run.universes[name]: continue
         bars = run.bars.select(run.universes[name])
         rw = risked_weights(name, bars, cfg, run.cost_bps, run.membership)

@@ -123,7 +123,15 @@ def preload(modules: Sequence[str]) -> None:
         try: importlib.import_module(name)
         except Exception: pass       # e.g. `pandas.DataFrame` from `from pandas import DataFrame`: not a module
 
-_IPC_PATH_MAX = 100   # a Unix socket's path holds at most 107 bytes; "-<port>" is added per channel
+_IPC_PATH_MAX = 104   # a Unix socket's path holds at most 107 bytes; "-<n>" is added per channel
+
+def _kernel_sockets() -> tuple[str, str]:
+    "Transport and address of a kernel's sockets: ipc in the temporary folder, or in /tmp where that path is too long."
+    name = f"strategy-engine-kernel-{uuid.uuid4().hex[:12]}"
+    for folder in (tempfile.gettempdir(), "/tmp"):
+        path = str(Path(folder) / name)
+        if len(path) <= _IPC_PATH_MAX and os.access(folder, os.W_OK): return "ipc", path
+    return "tcp", "127.0.0.1"
 
 def start_kernel(template: Path | str, cwd: Path | str | None = None):
     "Start the `python3` kernel for `template` in `cwd` without waiting for it; it preloads the template's imports."
@@ -131,8 +139,7 @@ def start_kernel(template: Path | str, cwd: Path | str | None = None):
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
     boot = f"__import__('strategy_engine.notebooks').notebooks.preload({template_imports(template)!r})"
-    sockets = Path(tempfile.gettempdir()) / f"strategy-engine-kernel-{uuid.uuid4().hex[:12]}"   # + "-<n>" per channel
-    transport, ip = ("ipc", str(sockets)) if len(str(sockets)) <= _IPC_PATH_MAX else ("tcp", "127.0.0.1")
+    transport, ip = _kernel_sockets()
     # The process's one zmq context, never a context of its own: a manager dropped half-started (an early boot that
     # failed, e.g. on an ipc path over the limit) left a context whose garbage collection blocked forever in `term()`
     # on its open sockets, at whatever line of the command the collector happened to run.

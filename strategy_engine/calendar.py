@@ -17,7 +17,7 @@ from .core import ConfigError, StrategyEngineError, UnknownNameError, config_dir
 
 # %% auto #0
 __all__ = ['CALENDARS', 'CalendarError', 'TradingCalendar', 'load_calendar', 'nse_calendar', 'register_calendar',
-           'weekdays_calendar', 'get_calendar', 'infer_calendar', 'resolve_calendar']
+           'weekdays_calendar', 'get_calendar', 'infer_calendar', 'resolve_calendar', 'data_calendar']
 
 # %% ../nbs/01_calendar.ipynb #a3229c00
 class CalendarError(StrategyEngineError, ValueError):
@@ -172,13 +172,30 @@ def infer_calendar(dates, min_holidays: int = 3) -> tuple[str, str]:
     lo, hi = nse.coverage
     idx = pd.DatetimeIndex(dates).normalize().unique()
     inside = idx[(idx >= lo) & (idx <= hi)]
+    if len(idx) and not len(inside):
+        return "weekdays", f"no bar date is inside the NSE calendar's years ({lo:%Y}..{hi:%Y})"
     on_holidays = inside.intersection(nse.holidays)
     if len(on_holidays) >= min_holidays:
         first = on_holidays[0].date()
-        return "weekdays", f"inferred: {len(on_holidays)} bar dates are NSE holidays, e.g. {first}"
-    return "nse", f"inferred: the bar dates follow the NSE calendar ({len(on_holidays)} on NSE holidays)"
+        return "weekdays", f"{len(on_holidays)} bar dates are NSE holidays, e.g. {first}"
+    return "nse", f"the bar dates follow the NSE calendar ({len(on_holidays)} on NSE holidays)"
+
+def _chosen(spec: str | None, dates) -> tuple[str, str]:
+    "The calendar's name and how it was chosen, in one line: `spec` when given, else `infer_calendar(dates)`."
+    if spec: return spec, f"calendar: {spec} (given)"
+    name, why = infer_calendar(dates)
+    return name, f"calendar: {name} (inferred from the data: {why})"
 
 def resolve_calendar(spec: str | None, dates) -> tuple[TradingCalendar, str]:
     "The calendar `spec` names, else the one `dates` follow (`infer_calendar`); and how it was chosen, in words."
-    name, why = (spec, "given") if spec else infer_calendar(dates)
-    return get_calendar(name), f"calendar {name}: {why}"
+    name, words = _chosen(spec, dates)
+    return get_calendar(name), words
+
+def data_calendar(spec: str | None, data) -> tuple[TradingCalendar, str, str]:
+    "`resolve_calendar` for a data spec (read with `data.open_bars` only when `spec` is empty): calendar, name, words."
+    if spec: dates = None
+    else:
+        from strategy_engine.data import open_bars    # the data layer, beside this one: only to infer
+        dates = open_bars(data).dates
+    name, words = _chosen(spec, dates)
+    return get_calendar(name), name, words

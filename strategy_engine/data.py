@@ -20,7 +20,7 @@ from .core import DataError, check_names, did_you_mean, sample_data_dir
 # %% auto #0
 __all__ = ['FIELDS', 'ADJUSTMENTS', 'DEFAULT_ADJUSTMENT', 'FILE_ADJUSTMENTS', 'DataLoader', 'DATA_SOURCES', 'Finding', 'Bars',
            'session_dates', 'to_numbers', 'bars_from_long', 'adjustment_of', 'load_bars', 'synthetic_bars', 'with_gaps',
-           'register_data_source', 'data_source', 'open_bars', 'check_data_source']
+           'register_data_source', 'data_source', 'open_bars', 'check_data_source', 'data_label', 'data_heading']
 
 # %% ../nbs/02_data.ipynb #dbe7223c
 FIELDS = ("open", "high", "low", "close", "volume")
@@ -355,3 +355,16 @@ def check_data_source(uri: str, symbols: Sequence[str], start, end) -> Bars:
     want = full.select(list(symbols), start, end)
     need(part.close.equals(want.close), "a selection differs from the same rows of the whole panel")
     return full
+
+# %% ../nbs/02_data.ipynb #24f7745c
+def data_label(bars: Bars) -> str:
+    "Where `bars` came from, in words: 'NSE sample (PATH)', 'SYNTHETIC demo data (...)', or the path or URI."
+    if bars.synthetic: return bars.label
+    sample = sample_data_dir()
+    return f"NSE sample ({bars.source})" if sample is not None and bars.source == str(sample) else bars.source
+
+def data_heading(bars: Bars, universe: str, calendar: str) -> str:
+    "A report's opening heading (Markdown): the data, the universe, the dates, the prices and the calendar."
+    span = f"{bars.dates[0]:%Y-%m-%d} .. {bars.dates[-1]:%Y-%m-%d}" if len(bars.dates) else "no dates"
+    return (f"## Data: {data_label(bars)}\n\n{len(bars.symbols)} symbols ({universe}), {span}, "
+            f"prices {bars.adjustment}; {calendar}.")

@@ -191,10 +191,9 @@ def resolve_calendar(spec: str | None, dates) -> tuple[TradingCalendar, str]:
     name, words = _chosen(spec, dates)
     return get_calendar(name), words
 
-def data_calendar(spec: str | None, data) -> tuple[TradingCalendar, str, str]:
-    "`resolve_calendar` for a data spec (read with `data.open_bars` only when `spec` is empty): calendar, name, words."
-    if spec: dates = None
-    else:
+def data_calendar(spec: str | None, data, dates=None) -> tuple[TradingCalendar, str, str]:
+    "`resolve_calendar` for data spec `data`, read only to infer (unless `dates` are given): calendar, name, line."
+    if not spec and dates is None:
         from strategy_engine.data import open_bars    # the data layer, beside this one: only to infer
         dates = open_bars(data).dates
     name, words = _chosen(spec, dates)

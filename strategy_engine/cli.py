@@ -109,8 +109,14 @@ def cmd_report_data(args) -> int:
 
 def cmd_report_research(args) -> int:
     "Execute the strategy research notebook and print where the executed copy is."
-    params = {"data": args.data, "start": args.start, "end": args.end, "adjusted": args.adjusted}
+    params: dict = {"data": args.data, "start": args.start, "end": args.end}
     if args.cost_bps is not None: params["cost_bps"] = args.cost_bps    # else the notebook's own default
+    if args.adjustment: params["adjusted"] = args.adjustment
+    _check_calendar(args)
+    if args.calendar: params["calendar"] = args.calendar                 # else inferred there, and said
+    if args.param:
+        from strategy_engine.strategies.base import strategy_names
+        params["params"] = _run_overrides(args, strategy_names(needs_training=False))   # what it runs
     return _execute_report("50_strategy_research.ipynb", params, args)
 
 # %% ../nbs/90_cli.ipynb #e325f746
@@ -253,8 +259,8 @@ def _papermill_log(args):
         logger.removeFilter(cells)
         cells.close()
 
-def _say_launch(launch, stage: str, archive: str | None) -> None:
-    "How a launched run ended: its status line, where its record is, the warehouse, how to open it."
+def _say_launch(launch, stage: str, archive: str | None, calendar: str = "") -> None:
+    "How a launched run ended: status line, where its record is, the warehouse, the calendar, how to open it."
     where = {"run_id": launch.record_id, "stage": stage, "status": launch.status,
              "exit_code": launch.exit_code, "rows": launch.loaded,
              "notebook": launch.archived.get("notebook_uri"),
@@ -265,6 +271,7 @@ def _say_launch(launch, stage: str, archive: str | None) -> None:
         say(f"  replayed: this scheduled {stage} run already ran; nothing was run again", **ids)
     wh = launch.manifest.get("warehouse")
     if wh and not launch.replayed: say(f"  warehouse: {wh}", warehouse=wh, **ids)
+    if calendar: say(f"  {calendar}", **ids)
     if launch.record_id:
         say(f"  open it: strategy-engine serve, then http://127.0.0.1:8080/runs/{launch.run_id}/notebook", **ids)
     if stage == "report" and launch.status == "succeeded" and not launch.replayed:
@@ -293,40 +300,56 @@ def _say_performance(launch, archive: str | None) -> None:
             stage="report")
 
 def _run_stage(stage: str, params: dict, args) -> int:
-    "Run one stage of the day (`strategy_engine.runs.schedule.run_stage`) and say how it ended."
+    "Run one stage of the day (`strategy_engine.runs.schedule.run_stage`) and say how it ended, and on which calendar."
     from strategy_engine.runs.schedule import run_stage
     if getattr(args, "run_id", None): params["run_id"] = args.run_id
+    calendar = _run_calendar(args, params)
     with _papermill_log(args) as shown:
         out = run_stage(stage, params, args.archive, scheduled=args.scheduled, key=args.idempotency_key,
                         warehouse=args.warehouse, force=getattr(args, "force", False), alerts=args.alerts,
                         timeout=args.timeout, **shown)
     if out.launch is None:
         say(f"{out.status}: {stage} of {out.as_of} {out.message}", stage=stage, status=out.status)
-    else: _say_launch(out.launch, stage, args.archive)
+        say(f"  {calendar}", stage=stage)
+    else: _say_launch(out.launch, stage, args.archive, calendar)
     _print_alerts(out.deliveries)
     return out.exit_code
 
 def _check_calendar(args) -> None:
     "--calendar names a calendar (or a file): checked before anything starts, as every flag is."
-    if not getattr(args, "calendar", None): return
-    from strategy_engine.calendar import get_calendar
-    try: get_calendar(args.calendar)
-    except StrategyEngineError as e: raise UsageError(f"--calendar: {e}") from None
+    if getattr(args, "calendar", None): _calendar(args)
+
+def _calendar(args, dates=None) -> tuple:
+    "A command's calendar, its name and the line that says it: --calendar, else inferred from `dates` or --data."
+    from strategy_engine.calendar import data_calendar, nse_calendar
+    if args.calendar:
+        try: return data_calendar(args.calendar, None)
+        except StrategyEngineError as e: raise UsageError(f"--calendar: {e}") from None
+    try: return data_calendar(None, args.data, dates)
+    except StrategyEngineError as e:     # unreadable data: the run itself fails on it, and says so in its record
+        return nse_calendar(), "", f"calendar: nse (the default: the data could not be read to infer one: {e})"
+
+def _run_calendar(args, params: dict) -> str:
+    "Put a `run` command's calendar into its notebook's `params` (not NSE's when inferred: the default); its line."
+    _, name, words = _calendar(args)
+    if args.calendar or name not in ("", "nse"): params["calendar"] = name
+    return words
 
 def cmd_run_daily(args) -> int:
     "Launch the daily production notebook (gated on the day's validation) and print where its record is."
     _check_calendar(args)
     _boot_kernel("daily", args)
-    names = ("strategies", "symbols", "warehouse", "cost_bps", "universe", "calendar", "adjustment")
+    names = ("strategies", "symbols", "warehouse", "cost_bps", "universe", "adjustment")
     params = _stage_params(args, *names)
     if args.param: params["params"] = _run_overrides(args)
     return _run_stage("daily", params, args)
 
-def _run_overrides(args) -> dict:
-    "--param [STRATEGY.]KEY=VALUE of a run as {strategy: {key: value}}, checked as the YAML is (else exit 2)."
+def _run_overrides(args, strategies: Sequence[str] | None = None) -> dict:
+    "--param [STRATEGY.]KEY=VALUE as {strategy: {key: value}} for `strategies`, checked as the YAML is (else exit 2)."
     from strategy_engine.stages.daily import with_overrides
     from strategy_engine.strategies.base import default_strategies, load_config
-    names, out = list(args.strategies or default_strategies()), dict[str, dict]()
+    names = list(strategies or getattr(args, "strategies", None) or default_strategies())
+    out = dict[str, dict]()
     for key, value in _param_pairs(args.param):
         first, _, rest = key.partition(".")
         mine = first in names and bool(rest)     # momentum.rsi_period: that strategy; rsi_period: every one
@@ -414,16 +437,17 @@ def cmd_run_validate(args) -> int:
     "Launch the data validation notebook of a day (09:00) and print where its record is."
     _check_calendar(args)
     _boot_kernel("validate", args)
-    names = ("strategies", "symbols", "through", "max_move", "max_lag", "universe", "calendar", "adjustment")
+    names = ("strategies", "symbols", "through", "max_move", "max_lag", "universe", "adjustment")
     return _run_stage("validate", _stage_params(args, *names), args)
 
 def cmd_run_report(args) -> int:
     "Launch the performance report notebook of a day (18:00, gated on the day's validation) and print where its record is."
     _check_calendar(args)
     _boot_kernel("report", args)
-    names = ("strategies", "symbols", "warehouse", "cost_bps", "period", "calendar", "adjustment")
+    names = ("strategies", "symbols", "warehouse", "cost_bps", "period", "adjustment")
     params = _stage_params(args, *names)
     if not args.alerts: params["send_alerts"] = False
+    if args.param: params["params"] = _run_overrides(args)
     return _run_stage("report", params, args)
 
 def cmd_run_day(args) -> int:
@@ -432,6 +456,8 @@ def cmd_run_day(args) -> int:
     _boot_kernel("validate", args)                      # the first stage's
     from strategy_engine.runs.schedule import run_day
     params = _stage_params(args, "strategies", "symbols", "universe")
+    overrides = _run_overrides(args) if args.param else None         # the daily and report stages run them
+    say(_run_calendar(args, params))
     def show(out) -> None:
         if out.launch is None: say(f"{out.stage} {out.as_of}: {out.status} {out.message}", stage=out.stage)
         else:
@@ -442,8 +468,8 @@ def cmd_run_day(args) -> int:
         day = run_day(params["as_of"], params.get("strategies"), params.get("symbols"), args.data,
                       args.warehouse, args.period, args.cost_bps, args.archive, alerts=args.alerts,
                       on_stage=show, universe=args.universe, ingest=args.ingest, base_url=args.base_url,
-                      calendar=args.calendar or "", adjustment=args.adjustment or "", timeout=args.timeout,
-                      **shown)
+                      calendar=params.get("calendar", ""), adjustment=args.adjustment or "", params=overrides,
+                      timeout=args.timeout, **shown)
     if day.note: say(day.note)
     return day.exit_code
 
@@ -492,7 +518,6 @@ def cmd_evaluate(args) -> int:
 
 def _research_bars(args):
     "A research command's bars: --data, --symbols, --start/--end, --adjustment; on --calendar's sessions."
-    from strategy_engine.calendar import resolve_calendar
     from strategy_engine.data import open_bars
     from strategy_engine.validation import sessions_only
     symbols = None if not args.symbols or args.symbols == ["all"] else args.symbols
@@ -504,8 +529,7 @@ def _research_bars(args):
         if "adjust" in text: flag = "--adjustment"
         elif symbols and "symbol" in text: flag = "--symbols"
         raise UsageError(f"{flag}: {cli_words(str(e))}") from None
-    try: cal, words = resolve_calendar(args.calendar, bars.dates)
-    except StrategyEngineError as e: raise UsageError(f"--calendar: {e}") from None
+    cal, _, words = _calendar(args, bars.dates)
     if not args.calendar: words += " (--calendar nse|weekdays|FILE to choose)"
     prices_used = bars.adjustment or "as loaded"
     print(f"data: {bars.source}, {len(bars.symbols)} symbols, prices {prices_used}; {words}")
@@ -541,16 +565,21 @@ def cmd_serve(args) -> int:
 
 def cmd_run_train(args) -> int:
     "Launch the model-training notebook; its artifacts go to the model store, their hashes into the manifest."
+    _check_calendar(args)
     _boot_kernel("train", args)
     from strategy_engine.runs.launcher import launch
     params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
     if args.strategies: params["strategies"] = args.strategies
     if args.symbols: params["symbols"] = "all" if args.symbols == ["all"] else args.symbols
-    params.update({k: getattr(args, k) for k in ("calendar", "adjustment") if getattr(args, k)})
+    if args.adjustment: params["adjustment"] = args.adjustment
+    if args.param:
+        from strategy_engine.strategies.base import strategy_names
+        params["params"] = _run_overrides(args, args.strategies or strategy_names(needs_training=True))
+    calendar = _run_calendar(args, params)
     with _papermill_log(args) as shown:
         result = launch("train", params, archive=args.archive, warehouse=args.warehouse, timeout=args.timeout,
                         **shown)
-    _say_launch(result, "train", args.archive)
+    _say_launch(result, "train", args.archive, calendar)
     for m in (result.result or {}).get("models", []):
         say(f"  model {m['kind']}: {m['model_hash']}", model=m["kind"], model_hash=m["model_hash"])
     return result.exit_code
@@ -651,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--start", type=_date, default="2010-01-01", help="first date (default 2010-01-01)")
     rr.add_argument("--end", type=_date, default="2024-11-22", help="last date (default 2024-11-22)")
     rr.add_argument("--cost-bps", type=float, help="cost per unit of turnover in bps (default 10: core.DEFAULT_COST_BPS)")
-    rr.add_argument("--adjusted", action="store_true", help="use dividend-adjusted prices (see the notebook for why not)")
+    _research_options(rr)           # --calendar, --adjustment (--adjusted: see the notebook for why not), --param
     rr.add_argument("--out", type=Path, help="folder for the executed notebook (default runs/reports)")
     rr.add_argument("--timeout", type=float, default=600, help="per-cell execution timeout in seconds")
     rr.set_defaults(func=cmd_report_research)
@@ -675,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     rtrain.add_argument("--timeout", type=float, default=900, help="per-cell execution timeout in seconds (default 900)")
     rtrain.add_argument("--symbols", nargs="+", help="symbols to train on, or 'all': every symbol of the data "
                                                      "(default: each model's configured universe)")
-    _research_options(rtrain, params=False)
+    _research_options(rtrain)
     rtrain.set_defaults(func=cmd_run_train)
     rval = runsub.add_parser("validate", help="the data validation of one NSE session (09:00 IST); exit 4 stale, 1 bad bars",
                              description="Execute nbs/production/validate_data.ipynb for --as-of: freshness, missing "
@@ -696,7 +725,7 @@ def build_parser() -> argparse.ArgumentParser:
     _stage_options(rrep, stored=True, gated=True, run_id_help="date + strategy set + period")
     rrep.add_argument("--period", choices=("1d", "1w", "1m", "ytd"), default="1m",
                       help="window of the figures and of the alert rules (default 1m)")
-    _research_options(rrep, params=False)
+    _research_options(rrep)
     rrep.set_defaults(func=cmd_run_report)
     rday = runsub.add_parser("day", help="run the day's stages in order: ingest, validate, daily, report (stops at a failure)",
                              description="Run ingest (when --data is a market store), validate, daily and report for "
@@ -712,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "e.g. top:100:traded_value:60 (members each day, from data "
                                                             "up to that day)")
     rday.add_argument("--period", choices=("1d", "1w", "1m", "ytd"), default="1m", help="the report's period (default 1m)")
-    _research_options(rday, params=False)
+    _research_options(rday)
     rday.set_defaults(func=cmd_run_day)
     for job in (rdaily, rtrain, rval, rrep, rday): _output_options(job)
 

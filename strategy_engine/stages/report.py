@@ -5,6 +5,7 @@
 # %% ../../nbs/35_reports.ipynb #39789c64
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 from ..backtest import close_returns
 from ..calendar import TradingCalendar, nse_calendar
 from ..core import ConfigError, check_names
+from ..data import data_heading
 from .daily import DailyRun, compute, load_data, performance, start_daily, todays_signals
 from ..metrics import summary
 from ..runs.contract import publish_result
@@ -21,8 +23,8 @@ from ..warehouse import open_warehouse, stage_rows
 # %% auto #0
 __all__ = ['PERIODS', 'BOOK', 'MIN_ANNUALISED', 'OUTCOME_COLUMNS', 'RECONCILED', 'period_window', 'book_returns', 'period_rows',
            'day_positions', 'day_pnl', 'signal_outcomes', 'reconcile', 'reconciled', 'PerformanceReport',
-           'start_report', 'compute_report', 'period_table', 'raise_alerts', 'alerts_table', 'stage_report',
-           'report_result', 'publish_report', 'report_figure', 'exposure_figure']
+           'start_report', 'report_heading', 'compute_report', 'period_table', 'raise_alerts', 'alerts_table',
+           'stage_report', 'report_result', 'publish_report', 'report_figure', 'exposure_figure']
 
 # %% ../../nbs/35_reports.ipynb #ab5a636b
 PERIODS = ("1d", "1w", "1m", "ytd")
@@ -194,14 +196,25 @@ class PerformanceReport:
 
 def start_report(as_of: str, period: str = "1m", strategies=None, symbols=None, data: str = "auto",
                  warehouse: str | None = None, run_id: str = "", cost_bps: float | None = None,
-                 universe: str | None = None, calendar: str = "", adjustment: str = "") -> PerformanceReport:
+                 universe: str | None = None, calendar: str = "", adjustment: str = "",
+                 params: Mapping[str, Mapping] | None = None) -> PerformanceReport:
     "Check the parameters (as the daily run does) and the period; end `no_session` on a non-session day."
     check_names([period], PERIODS, "period")
     if BOOK in ([strategies] if isinstance(strategies, str) else list(strategies or [])):
         raise ConfigError(f"a strategy may not be called {BOOK!r}: the report uses it for the whole book.")
     run = start_daily(as_of, strategies, symbols, data, warehouse, run_id or f"report-{as_of}", cost_bps=cost_bps,
-                      universe=universe, calendar=calendar, adjustment=adjustment)
+                      universe=universe, calendar=calendar, adjustment=adjustment, params=params)
     return PerformanceReport(run, period)
+
+def report_heading(rep: PerformanceReport) -> str:
+    "The report's opening heading (Markdown): its run's data, universe, dates, prices and calendar (`data_heading`)."
+    run = rep.run
+    if run.bars is None: return f"## No data: {rep.status} - {run.reason}"
+    if run.universe: universe = f"point-in-time universe {run.universe}: each day's members, from data up to that day"
+    elif run.symbols: universe = "the symbols given"
+    else: universe = "each strategy's configured list: today's names, survivorship-biased"
+    how = "a run parameter" if run.calendar else "the default"
+    return data_heading(run.bars, universe, f"calendar: {run.calendar or 'nse'} ({how})")
 
 def compute_report(rep: PerformanceReport) -> PerformanceReport:
     "Recompute the day (bars, signals, risk, backtest), the 1d and period rows, and the reconciliation."

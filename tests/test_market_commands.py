@@ -73,3 +73,47 @@ def test_fetch_a_range_a_holiday_and_catching_up(tmp_path, archive, capsys):
     assert run("fetch", "--missing", "--as-of", "2024-08-16", *common) == 0
     assert list(read_market_bars(wh).dates) == list(days)
     assert run("fetch", "--from", "2024-08-13", *common) == 2
+
+
+@pytest.fixture
+def progress_lines(monkeypatch, caplog):
+    """The progress lines a command writes off a terminal, with the 10 s interval shortened to 0 (every step)."""
+    import logging
+
+    from strategy_engine import logs
+
+    class EveryStep(logs.Progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "every": 0.0, "tty": False})
+
+    monkeypatch.setattr(logs, "Progress", EveryStep)
+    monkeypatch.setattr("strategy_engine.market.commands.CHUNK", 3)            # several steps on a small input
+    progress = logging.getLogger(logs.PROGRESS_LOGGER)
+    progress.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger=logs.PROGRESS_LOGGER)
+    yield lambda: [r.getMessage() for r in caplog.records if r.name == logs.PROGRESS_LOGGER]
+    progress.removeHandler(caplog.handler)
+
+
+def test_ingest_and_fetch_show_periodic_progress_lines_off_a_terminal(tmp_path, archive, capsys, progress_lines):
+    files, _ = build_sample_bhavcopies(tmp_path / "in", ["TCS", "INFY"], "2024-07-01", "2024-07-10", zipped=True)
+    wh = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    assert run("ingest", str(tmp_path / "in"), "--warehouse", wh) == 0
+    assert "8 ingested" in capsys.readouterr().out                     # one report, as if ingested in one call
+    lines = [x for x in progress_lines() if x.startswith("ingest: ")]
+    counts = list(dict.fromkeys(x.split(" files")[0] for x in lines if " files" in x))   # the heartbeat repeats
+    assert counts == ["ingest: 3/8 (38 %)", "ingest: 6/8 (75 %)", "ingest: 8/8 (100 %)"], lines
+    assert lines[-1].startswith("ingest: 8/8 (100 %) files, through ") and lines[-1].endswith(" s"), lines
+    assert len(ingest_log(wh)) == 8
+    days = pd.DatetimeIndex(["2024-08-12", "2024-08-13", "2024-08-14", "2024-08-16"])      # 08-15: a holiday
+    rows = market(days)
+    for d in days: archive.put(rows[d])
+    wh2 = f"duckdb:///{tmp_path / 'w2.duckdb'}"
+    assert run("fetch", "--from", "2024-08-12", "--to", "2024-08-16", "--warehouse", wh2, "--base-url", archive.base,
+               "--no-save", "--retries", "0") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Sessions to fetch: 4 (2024-08-12 .. 2024-08-16)") and "4 ingested" in out, out
+    fetched = [x for x in progress_lines() if x.startswith("fetch: ") and " sessions" in x]
+    counts = list(dict.fromkeys(x.split(" sessions")[0] for x in fetched))
+    assert counts == ["fetch: 3/4 (75 %)", "fetch: 4/4 (100 %)"], fetched
+    assert list(read_market_bars(wh2).dates) == list(days)

@@ -17,7 +17,7 @@ from ..core import StrategyEngineError, runs_dir
 SERIES = ("EQ", "BE", "BZ")      # = market.bhavcopy.DEFAULT_SERIES, written here so `--help` needs no pandas
 
 # %% auto #0
-__all__ = ['SERIES', 'cmd_data_ingest', 'cmd_data_fetch', 'cmd_data_import', 'cmd_data_actions', 'add_data_commands']
+__all__ = ['SERIES', 'CHUNK', 'cmd_data_ingest', 'cmd_data_fetch', 'cmd_data_import', 'cmd_data_actions', 'add_data_commands']
 
 # %% ../../nbs/09c_commands.ipynb #e6cfa089
 def _day(text: str) -> dt.date:
@@ -42,10 +42,24 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     run.__doc__ = handler.__doc__
     return run
 
+CHUNK = 64      # files or sessions per step of `data ingest` and `data fetch --from/--to`: what a progress line counts
+
+def _chunks(items: list) -> list[list]:
+    "`items` in steps of `CHUNK` (one empty step when there are none, so the command still reports)."
+    return [items[k:k + CHUNK] for k in range(0, len(items), CHUNK)] or [[]]
+
 def cmd_data_ingest(args) -> int:
-    "Ingest bhavcopy files, zips or folders into the market store; 1 when any file was refused."
+    "Ingest bhavcopy files, zips or folders into the market store, with progress; 1 when any file was refused."
+    from strategy_engine.logs import Progress, heartbeat
+    from strategy_engine.market.bhavcopy import bhavcopy_files
     from strategy_engine.market.store import ingest_files
-    report = ingest_files(args.paths, args.warehouse, series=args.series, workers=args.workers)
+    files = bhavcopy_files(args.paths)
+    bar, parts = Progress("ingest", total=len(files)), []
+    with heartbeat(bar):
+        for chunk in _chunks(files):
+            parts.append(ingest_files(chunk, args.warehouse, series=args.series, workers=args.workers))
+            bar.update(len(chunk), note=f"files, through {chunk[-1].name}" if chunk else "")
+    report = _joined(parts)
     print(report.text())
     if len(report.quarantined):
         print(f"Quarantined rows (not stored): {len(report.quarantined)}")
@@ -55,11 +69,13 @@ def cmd_data_ingest(args) -> int:
 def cmd_data_fetch(args) -> int:
     "Download sessions' bhavcopies from the exchange archive and ingest them; 1 when a session could not be had."
     from strategy_engine.calendar import nse_calendar
+    from strategy_engine.logs import Progress, heartbeat
     from strategy_engine.market.fetch import fetch_and_ingest, ingest_missing_sessions
     save = None if args.no_save else (args.save or runs_dir() / "market" / "bhavcopy")
     options = {"retries": args.retries, "save_to": save}
     if args.missing:
-        run = ingest_missing_sessions(args.as_of, args.warehouse, args.base_url, **options)
+        with heartbeat(Progress("fetch: catching up")):
+            run = ingest_missing_sessions(args.as_of, args.warehouse, args.base_url, **options)
     else:
         if args.date is not None: sessions = [args.date]
         else:
@@ -67,19 +83,40 @@ def cmd_data_fetch(args) -> int:
                 print(f"strategy-engine: error: --to {args.to} is before --from {args.start}", file=sys.stderr)
                 return 2
             sessions = list(nse_calendar().sessions(args.start, args.to))
-        run = fetch_and_ingest(sessions, args.warehouse, args.base_url, **options)
+        bar, parts = Progress("fetch", total=len(sessions)), []
+        with heartbeat(bar):
+            for chunk in _chunks(sessions):
+                parts.append(fetch_and_ingest(chunk, args.warehouse, args.base_url, **options))
+                bar.update(len(chunk), note=f"sessions, through {chunk[-1]:%Y-%m-%d}" if chunk else "")
+        run = _joined(parts)
     print(run.text())
     return 0 if run.ok else 1
 
 def cmd_data_import(args) -> int:
     "Load a folder of per-symbol CSV files (the NSE sample's layout) into the market store."
+    from strategy_engine.logs import Progress, heartbeat
     from strategy_engine.market.store import import_bars_dir
-    report = import_bars_dir(args.dir, args.warehouse, symbols=args.symbols)
+    with heartbeat(Progress(f"import {args.dir}")):
+        report = import_bars_dir(args.dir, args.warehouse, symbols=args.symbols)
     skipped = [r for r in report.results if r.status == "not_a_session"]
     print(f"Import of {args.dir}: {report.count('ingested')} sessions written, {report.count('unchanged')} already held"
           + (f", {len(skipped)} non-session dates skipped ({', '.join(f'{r.session:%Y-%m-%d}' for r in skipped[:5])})"
              if skipped else "") + ".")
     return 0
+
+def _joined(parts: list):
+    "One `IngestReport` (or `CatchUp`) of the steps of a command, as if it had been done in one call."
+    import pandas as pd
+
+    from strategy_engine.market.fetch import CatchUp
+    from strategy_engine.market.store import IngestReport
+    if len(parts) == 1: return parts[0]
+    if isinstance(parts[0], CatchUp):
+        return CatchUp(tuple(s for p in parts for s in p.sessions), tuple(f for p in parts for f in p.fetched),
+                       _joined([p.report for p in parts]))
+    held = [p.quarantined for p in parts if len(p.quarantined)]
+    return IngestReport(tuple(r for p in parts for r in p.results),
+                        pd.concat(held, ignore_index=True) if held else pd.DataFrame())
 
 def cmd_data_actions(args) -> int:
     "Read the exchange's corporate-actions file into the ledger; lists the purposes that could not be read."

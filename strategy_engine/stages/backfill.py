@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core import ConfigError, StrategyEngineError
+from ..logs import Progress
 
 # %% auto #0
-__all__ = ['Backfill', 'backfill_signals', 'backfill', 'cmd_backfill', 'add_backfill_command']
+__all__ = ['STEPS', 'Backfill', 'backfill_signals', 'backfill', 'cmd_backfill', 'add_backfill_command']
 
 # %% ../../nbs/37_backfill.ipynb #28e20378
 @dataclass
@@ -41,7 +42,7 @@ class Backfill:
 
 def backfill_signals(start, end, strategies: Sequence[str] | None = None,
                      symbols: Sequence[str] | None = None,
-                     data: str = "auto", cost_bps: float | None = None):
+                     data: str = "auto", cost_bps: float | None = None, progress: Progress | None = None):
     "The signal records (Arrow) of every session in [start, end] in one pass, its sessions, skips and run."
     import pyarrow as pa
 
@@ -56,6 +57,7 @@ def backfill_signals(start, end, strategies: Sequence[str] | None = None,
     if not run.running or run.bars is None:            # the data up to the last session fails as a whole
         raise StrategyEngineError(f"the data up to {last:%Y-%m-%d} cannot be used: {run.status} - "
                                   f"{run.reason}; nothing was backfilled (a daily run fails closed too).")
+    _step(progress, f"data loaded: {len(run.bars.dates)} sessions x {len(run.bars.symbols)} symbols")
     days = [d for d in run.bars.dates if d1 <= d <= d2]
     if not days: raise ConfigError(f"no session with data between {d1:%Y-%m-%d} and {d2:%Y-%m-%d}.")
     # a missing bar: that day's daily run is data_stale
@@ -64,9 +66,15 @@ def backfill_signals(start, end, strategies: Sequence[str] | None = None,
                for d in complete.index[~complete.to_numpy()]}
     keep = [d for d in days if complete[d]]
     daily.compute(run)                                 # every strategy over the whole panel, once
+    _step(progress, f"signals computed for {len(keep)} session(s)")
     tables = [frame.records(keep) for frame in run.signals.values()] if keep else []
     records = pa.concat_tables(tables) if tables else _signals_rows([], "x", 0).select(list(SIGNAL_FIELDS))
     return records, [f"{d:%Y-%m-%d}" for d in days], skipped, run
+
+STEPS = 4       # of a backfill, for its progress: data loaded, signals computed, archived, loaded
+
+def _step(progress: Progress | None, note: str) -> None:
+    if progress is not None: progress.update(note=note)
 
 def _day(value, flag: str):
     import pandas as pd
@@ -79,7 +87,7 @@ def _day(value, flag: str):
 # %% ../../nbs/37_backfill.ipynb #87faef73
 def backfill(start, end, strategies: Sequence[str] | None = None, symbols: Sequence[str] | None = None,
              data: str = "auto", warehouse: str | None = None, archive: str | None = None,
-             cost_bps: float | None = None, by: str | None = None) -> Backfill:
+             cost_bps: float | None = None, by: str | None = None, progress: Progress | None = None) -> Backfill:
     "Compute the signals of every session in [start, end] in one pass, archive them as one record, load it."
     import time
 
@@ -89,7 +97,7 @@ def backfill(start, end, strategies: Sequence[str] | None = None, symbols: Seque
     from strategy_engine.runs.records import config_identity, data_identity, ledger_fields, load_record
     from strategy_engine.warehouse import open_warehouse, stage_rows
     t0, started = time.perf_counter(), datetime.now(UTC)
-    records, sessions, skipped, run = backfill_signals(start, end, strategies, symbols, data, cost_bps)
+    records, sessions, skipped, run = backfill_signals(start, end, strategies, symbols, data, cost_bps, progress)
     params = {"from": sessions[0], "to": sessions[-1], "strategies": list(run.strategies),
               "symbols": list(symbols) if symbols else None, "data": data, "cost_bps": run.cost_bps}
     identity = {**params, "data": data_identity(data), "config": config_identity(run.strategies)}
@@ -106,8 +114,10 @@ def backfill(start, end, strategies: Sequence[str] | None = None, symbols: Seque
                                   params, data_sha256=run.bars.content_hash(), warehouse_rows=counts,
                                   shard=(0, 1), extra=extra)
         archived = archive_run(store, manifest, None, files=files, ledger=ledger_fields(manifest))
+        _step(progress, f"archived: {archived.get('manifest_uri')}")
         entry = json.loads(store.get(f"ledger/{archived['seq']:08d}.json"))
         rows = load_record(store, wh, entry)
+        _step(progress, f"loaded into {wh.location}")
         where = wh.location
     return Backfill(run_id, sessions[0], sessions[-1], sessions, skipped, rows, time.perf_counter() - t0,
                     archived, where)
@@ -127,9 +137,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             for name in args.strategies: get_strategy(name)
     except UnknownNameError as e: raise UsageError(f"--strategies: {cli_words(str(e))}") from None
     except ConfigError as e: raise UsageError(cli_words(str(e))) from None
+    from strategy_engine.logs import Progress, heartbeat
+    bar = Progress("backfill", total=STEPS)    # a line in place on a terminal, else every 10 s
     try:
-        out = backfill(args.start, args.end, args.strategies, args.symbols, args.data or "auto",
-                       args.warehouse, args.archive)
+        with heartbeat(bar):
+            out = backfill(args.start, args.end, args.strategies, args.symbols, args.data or "auto",
+                           args.warehouse, args.archive, progress=bar)
     except UnknownNameError as e:
         raise UsageError(f"--symbols: {cli_words(str(e))}") from None
     print(out)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -126,8 +127,13 @@ def _as_of(text: str, data: str) -> str:
         import pandas as pd
         return f"{pd.Timestamp.now(tz='Asia/Kolkata'):%Y-%m-%d}"
     if text != "latest": return text
+    return f"{_bar_dates(data)[-1]:%Y-%m-%d}"
+
+@functools.cache
+def _bar_dates(data: str):
+    "The dates of a data spec's bars, read once per command (`--as-of latest` and the inferred calendar)."
     from strategy_engine.data import open_bars
-    return f"{open_bars(data).dates[-1]:%Y-%m-%d}"
+    return open_bars(data).dates
 
 def _boot_kernel(kind: str, args) -> None:
     "Check the command line, then start the kernel of run `kind`, to boot while the command gets ready."
@@ -325,7 +331,7 @@ def _calendar(args, dates=None) -> tuple:
     if args.calendar:
         try: return data_calendar(args.calendar, None)
         except StrategyEngineError as e: raise UsageError(f"--calendar: {e}") from None
-    try: return data_calendar(None, args.data, dates)
+    try: return data_calendar(None, args.data, _bar_dates(args.data) if dates is None else dates)
     except StrategyEngineError as e:     # unreadable data: the run itself fails on it, and says so in its record
         return nse_calendar(), "", f"calendar: nse (the default: the data could not be read to infer one: {e})"
 

@@ -130,10 +130,13 @@ def _as_of(text: str, data: str) -> str:
     return f"{_bar_dates(data)[-1]:%Y-%m-%d}"
 
 @functools.cache
-def _bar_dates(data: str):
-    "The dates of a data spec's bars, read once per command (`--as-of latest` and the inferred calendar)."
+def _bar_dates(data: str, end: str | None = None):
+    "The dates of a data spec's bars, read once per command; with `end`, the 3 years up to it (to infer a calendar)."
+    import pandas as pd
+
     from strategy_engine.data import open_bars
-    return open_bars(data).dates
+    if end is None: return open_bars(data).dates
+    return open_bars(data, start=pd.Timestamp(end) - pd.DateOffset(years=3), end=end).dates
 
 def _boot_kernel(kind: str, args) -> None:
     "Check the command line, then start the kernel of run `kind`, to boot while the command gets ready."
@@ -325,19 +328,20 @@ def _check_calendar(args) -> None:
     "--calendar names a calendar (or a file): checked before anything starts, as every flag is."
     if getattr(args, "calendar", None): _calendar(args)
 
-def _calendar(args, dates=None) -> tuple:
+def _calendar(args, dates=None, end: str | None = None) -> tuple:
     "A command's calendar, its name and the line that says it: --calendar, else inferred from `dates` or --data."
     from strategy_engine.calendar import data_calendar, nse_calendar
     if args.calendar:
         try: return data_calendar(args.calendar, None)
         except StrategyEngineError as e: raise UsageError(f"--calendar: {e}") from None
-    try: return data_calendar(None, args.data, _bar_dates(args.data) if dates is None else dates)
+    try: return data_calendar(None, args.data, _bar_dates(args.data, end) if dates is None else dates)
     except StrategyEngineError as e:     # unreadable data: the run itself fails on it, and says so in its record
         return nse_calendar(), "", f"calendar: nse (the default: the data could not be read to infer one: {e})"
 
 def _run_calendar(args, params: dict) -> str:
     "Put a `run` command's calendar into its notebook's `params` (not NSE's when inferred: the default); its line."
-    _, name, words = _calendar(args)
+    end = None if args.as_of == "latest" else params["as_of"]      # latest: the dates are read already
+    _, name, words = _calendar(args, end=end)
     if args.calendar or name not in ("", "nse"): params["calendar"] = name
     return words
 

@@ -209,7 +209,7 @@ def test_run_validate_daily_and_report_on_us_data_infer_the_calendar_say_it_and_
     v = run_cli("run", "validate", "--as-of", "2024-08-15", "--through", "as_of", "--data", us_dir, "--symbols", "all",
                 "--archive", tmp_path / "archive", "--no-alerts", env=env)       # an NSE holiday, a US session
     assert v.returncode == 0 and "6 symbol(s) pass through 2024-08-15 (0 warning(s))" in v.stdout, v.stdout + v.stderr
-    assert f"  {inferred}" in v.stdout and "no_session" not in v.stdout, v.stdout
+    assert "  calendar: weekdays (inferred from the data: " in v.stdout and "no_session" not in v.stdout, v.stdout
     v = run_cli("run", "validate", "--as-of", "2024-09-30", "--data", us_dir, "--symbols", "all",
                 "--archive", tmp_path / "archive", "--no-alerts", env=env)       # the 09:00 gate of the day
     assert v.returncode == 0 and "6 symbol(s) pass through 2024-09-27 (0 warning(s))" in v.stdout, v.stdout + v.stderr

@@ -14,7 +14,8 @@ from conftest import run_cli
 def markdown_outputs(nb_path) -> list[str]:
     "The Markdown a notebook's cells displayed (its computed headings)."
     cells = nbformat.read(nb_path, as_version=4).cells
-    return [o["data"]["text/markdown"] for c in cells for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
+    outputs = [o for c in cells for o in c.get("outputs", [])]
+    return [o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
 
 
 def test_help_on_top_level_and_commands():
@@ -132,13 +133,14 @@ def test_evaluate_runs_on_us_data_every_symbol_a_parameter_and_the_inferred_cale
 
 
 def test_report_research_on_us_data_names_its_data_universe_and_calendar_not_nse(tmp_path, us_dir):
-    r = run_cli("report", "research", "--data", us_dir, "--start", "2019-01-01", "--param", "momentum.rsi_period=9",
-                "--out", tmp_path)
+    r = run_cli("report", "research", "--data", us_dir, "--start", "2019-01-01",
+                "--param", "momentum.rsi_period=9", "--out", tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     [out] = tmp_path.glob("50_strategy_research_*.ipynb")
     heading = markdown_outputs(out)[0]
-    assert heading.startswith(f"## Data: {us_dir}\n") and "6 symbols (every symbol of the data" in heading, heading
-    assert "2019-01-01 .. 2024-09-30" in heading and "calendar: weekdays (inferred from the data: " in heading, heading
+    assert heading.startswith(f"## Data: {us_dir}\n"), heading
+    assert "6 symbols (every symbol of the data" in heading and "2019-01-01 .. 2024-09-30" in heading, heading
+    assert "calendar: weekdays (inferred from the data: " in heading, heading
     assert "NSE sample" not in heading and "NSE large caps" not in heading, heading
     nb = nbformat.read(out, as_version=4)
     assert not [c for c in nb.cells if c.cell_type == "markdown" and "NSE large caps" in c.source]
@@ -197,29 +199,33 @@ def test_run_train_on_us_data_every_symbol_and_the_inferred_calendar(tmp_path, u
     assert "1500 dates × 6 symbols" in text and "calendar: weekdays" in text, text
     [manifest] = (tmp_path / "archive").rglob("train-*/attempt-1/manifest.json")
     m = json.loads(manifest.read_text())
-    assert m["identity"]["calendar"] == "weekdays" and m["parameters"]["params"] == {"regime": {"momentum_window": 40}}
+    assert m["identity"]["calendar"] == "weekdays"
+    assert m["parameters"]["params"] == {"regime": {"momentum_window": 40}}
     r = run_cli("run", "train", "--as-of", "latest", "--data", us_dir, "--strategies", "regime", "--param",
-                "momentum.rsi_period=9", env=env)                     # momentum is not trained: nothing to override
+                "momentum.rsi_period=9", env=env)          # momentum is not trained: nothing to override
     assert r.returncode == 2 and "--param" in r.stderr, r.stdout + r.stderr
 
 
 def test_run_validate_daily_and_report_on_us_data_infer_the_calendar_say_it_and_take_param(tmp_path, us_dir):
     env = {**os.environ, "STRATEGY_ENGINE_WAREHOUSE": f"duckdb:///{tmp_path}/wh.duckdb"}
     inferred = "calendar: weekdays (inferred from the data: 83 bar dates are NSE holidays"
-    v = run_cli("run", "validate", "--as-of", "2024-08-15", "--through", "as_of", "--data", us_dir, "--symbols", "all",
-                "--archive", tmp_path / "archive", "--no-alerts", env=env)       # an NSE holiday, a US session
-    assert v.returncode == 0 and "6 symbol(s) pass through 2024-08-15 (0 warning(s))" in v.stdout, v.stdout + v.stderr
-    assert "  calendar: weekdays (inferred from the data: " in v.stdout and "no_session" not in v.stdout, v.stdout
+    # 2024-08-15: an NSE holiday (Independence Day), a US session
+    v = run_cli("run", "validate", "--as-of", "2024-08-15", "--through", "as_of", "--data", us_dir,
+                "--symbols", "all", "--archive", tmp_path / "archive", "--no-alerts", env=env)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert "6 symbol(s) pass through 2024-08-15 (0 warning(s))" in v.stdout and "no_session" not in v.stdout
+    assert "  calendar: weekdays (inferred from the data: " in v.stdout, v.stdout
     v = run_cli("run", "validate", "--as-of", "2024-09-30", "--data", us_dir, "--symbols", "all",
                 "--archive", tmp_path / "archive", "--no-alerts", env=env)       # the 09:00 gate of the day
     assert v.returncode == 0 and "6 symbol(s) pass through 2024-09-27 (0 warning(s))" in v.stdout, v.stdout + v.stderr
     [nb] = [p for p in (tmp_path / "archive").rglob("validate_data.ipynb") if "2024/09/30" in p.as_posix()]
-    text = "\n".join(str(o.get("text", "")) for c in nbformat.read(nb, as_version=4).cells for o in c.get("outputs", []))
+    cells = nbformat.read(nb, as_version=4).cells
+    text = "\n".join(str(o.get("text", "")) for c in cells for o in c.get("outputs", []))
     assert "holiday" not in text and "missing_sessions" not in text and "no_session" not in text, text
     r = run_cli("run", "daily", "--as-of", "latest", "--data", us_dir, "--symbols", "all",
                 "--param", "momentum.rsi_period=9", "--archive", tmp_path / "archive", "--no-alerts", env=env)
     assert r.returncode == 0 and r.stdout.startswith("succeeded: run daily-2024-09-30-"), r.stdout + r.stderr
-    lines = r.stdout.splitlines()                 # status, notebook, manifest, warehouse, calendar, how to open it
+    lines = r.stdout.splitlines()         # status, notebook, manifest, warehouse, calendar, how to open it
     assert len(lines) == 6 and lines[3] == f"  warehouse: duckdb:///{tmp_path}/wh.duckdb", lines
     assert lines[4].startswith(f"  {inferred}") and lines[5].startswith(
         "  open it: strategy-engine serve, then http://127.0.0.1:8080/runs/daily-2024-09-30-"), lines
@@ -231,20 +237,24 @@ def test_run_validate_daily_and_report_on_us_data_infer_the_calendar_say_it_and_
     [nb] = (tmp_path / "archive").rglob("daily_signals.ipynb")
     text = "\n".join(str(o.get("text", "")) for c in nbformat.read(nb, as_version=4).cells for o in c.get("outputs", []))
     assert "Result: PASS (0 error(s), 0 warning(s))" in text and "1500 dates × 6 symbols" in text, text
-    r = run_cli("run", "report", "--as-of", "latest", "--data", us_dir, "--symbols", "all", "--calendar", "weekdays",
-                "--param", "momentum.rsi_period=9", "--archive", tmp_path / "archive", "--no-alerts", env=env)
+    r = run_cli("run", "report", "--as-of", "latest", "--data", us_dir, "--symbols", "all", "--calendar",
+                "weekdays", "--param", "momentum.rsi_period=9", "--archive", tmp_path / "archive",
+                "--no-alerts", env=env)
     assert r.returncode == 0 and r.stdout.startswith("succeeded: run report-2024-09-30-"), r.stdout + r.stderr
     assert "  calendar: weekdays (given)" in r.stdout, r.stdout
     [manifest] = (tmp_path / "archive").rglob("report-*/attempt-1/manifest.json")
     m = json.loads(manifest.read_text())
-    assert m["parameters"]["params"] == {"momentum": {"rsi_period": 9}} and m["identity"]["calendar"] == "weekdays"
+    assert m["parameters"]["params"] == {"momentum": {"rsi_period": 9}}
+    assert m["identity"]["calendar"] == "weekdays"
     [nb] = (tmp_path / "archive").rglob("performance_report.ipynb")
     heading = markdown_outputs(nb)[0]                 # the report says what it ran on: the US folder, not NSE
     assert heading.startswith(f"## Data: {us_dir}\n") and "6 symbols (the symbols given)" in heading, heading
     assert "calendar: weekdays (a run parameter)" in heading and "NSE" not in heading, heading
-    r = run_cli("run", "validate", "--as-of", "latest", "--data", us_dir, "--param", "momentum.rsi_period=9", env=env)
-    assert r.returncode == 2 and "unrecognized arguments: --param" in r.stderr, r.stderr   # validation runs no strategy
-    r = run_cli("run", "report", "--as-of", "latest", "--data", us_dir, "--param", "momentum.rsi_perod=9", env=env)
+    r = run_cli("run", "validate", "--as-of", "latest", "--data", us_dir, "--param", "momentum.rsi_period=9",
+                env=env)                                          # validation runs no strategy
+    assert r.returncode == 2 and "unrecognized arguments: --param" in r.stderr, r.stderr
+    r = run_cli("run", "report", "--as-of", "latest", "--data", us_dir, "--param", "momentum.rsi_perod=9",
+                env=env)
     assert r.returncode == 2 and "--param" in r.stderr and "Did you mean 'rsi_period'" in r.stderr, r.stderr
     r = run_cli("run", "daily", "--as-of", "latest", "--data", us_dir, "--calendar", "weekdys", env=env)
     assert r.returncode == 2 and "--calendar" in r.stderr and "Did you mean 'weekdays'" in r.stderr, r.stderr

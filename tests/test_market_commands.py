@@ -77,7 +77,7 @@ def test_fetch_a_range_a_holiday_and_catching_up(tmp_path, archive, capsys):
 
 @pytest.fixture
 def progress_lines(monkeypatch, caplog):
-    """The progress lines a command writes off a terminal, with the 10 s interval shortened to 0 (every step)."""
+    """The progress lines a command writes off a terminal, the 10 s interval shortened to 0 (every step)."""
     import logging
 
     from strategy_engine import logs
@@ -87,7 +87,7 @@ def progress_lines(monkeypatch, caplog):
             super().__init__(*args, **{**kwargs, "every": 0.0, "tty": False})
 
     monkeypatch.setattr(logs, "Progress", EveryStep)
-    monkeypatch.setattr("strategy_engine.market.commands.CHUNK", 3)            # several steps on a small input
+    monkeypatch.setattr("strategy_engine.market.commands.CHUNK", 3)      # several steps on a small input
     progress = logging.getLogger(logs.PROGRESS_LOGGER)
     progress.addHandler(caplog.handler)
     caplog.set_level(logging.INFO, logger=logs.PROGRESS_LOGGER)
@@ -95,13 +95,14 @@ def progress_lines(monkeypatch, caplog):
     progress.removeHandler(caplog.handler)
 
 
-def test_ingest_and_fetch_show_periodic_progress_lines_off_a_terminal(tmp_path, archive, capsys, progress_lines):
-    files, _ = build_sample_bhavcopies(tmp_path / "in", ["TCS", "INFY"], "2024-07-01", "2024-07-10", zipped=True)
+def test_ingest_and_fetch_show_periodic_progress_lines_off_a_terminal(tmp_path, archive, capsys,
+                                                                      progress_lines):
+    build_sample_bhavcopies(tmp_path / "in", ["TCS", "INFY"], "2024-07-01", "2024-07-10", zipped=True)
     wh = f"duckdb:///{tmp_path / 'w.duckdb'}"
     assert run("ingest", str(tmp_path / "in"), "--warehouse", wh) == 0
-    assert "8 ingested" in capsys.readouterr().out                     # one report, as if ingested in one call
+    assert "8 ingested" in capsys.readouterr().out          # one report, as if ingested in one call
     lines = [x for x in progress_lines() if x.startswith("ingest: ")]
-    counts = list(dict.fromkeys(x.split(" files")[0] for x in lines if " files" in x))   # the heartbeat repeats
+    counts = list(dict.fromkeys(x.split(" files")[0] for x in lines if " files" in x))   # beats repeat
     assert counts == ["ingest: 3/8 (38 %)", "ingest: 6/8 (75 %)", "ingest: 8/8 (100 %)"], lines
     assert lines[-1].startswith("ingest: 8/8 (100 %) files, through ") and lines[-1].endswith(" s"), lines
     assert len(ingest_log(wh)) == 8
@@ -109,8 +110,8 @@ def test_ingest_and_fetch_show_periodic_progress_lines_off_a_terminal(tmp_path, 
     rows = market(days)
     for d in days: archive.put(rows[d])
     wh2 = f"duckdb:///{tmp_path / 'w2.duckdb'}"
-    assert run("fetch", "--from", "2024-08-12", "--to", "2024-08-16", "--warehouse", wh2, "--base-url", archive.base,
-               "--no-save", "--retries", "0") == 0
+    assert run("fetch", "--from", "2024-08-12", "--to", "2024-08-16", "--warehouse", wh2,
+               "--base-url", archive.base, "--no-save", "--retries", "0") == 0
     out = capsys.readouterr().out
     assert out.startswith("Sessions to fetch: 4 (2024-08-12 .. 2024-08-16)") and "4 ingested" in out, out
     fetched = [x for x in progress_lines() if x.startswith("fetch: ") and " sessions" in x]

@@ -192,7 +192,7 @@ def resolve_calendar(spec: str | None, dates) -> tuple[TradingCalendar, str]:
     return get_calendar(name), words
 
 def data_calendar(spec: str | None, data, dates=None) -> tuple[TradingCalendar, str, str]:
-    "`resolve_calendar` for data spec `data`, read only to infer (unless `dates` are given): calendar, name, line."
+    "`resolve_calendar` for data spec `data` (read only to infer, without `dates`): calendar, name, line."
     if not spec and dates is None:
         from strategy_engine.data import open_bars    # the data layer, beside this one: only to infer
         dates = open_bars(data).dates

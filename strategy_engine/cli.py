@@ -131,7 +131,7 @@ def _as_of(text: str, data: str) -> str:
 
 @functools.cache
 def _bar_dates(data: str, end: str | None = None):
-    "The dates of a data spec's bars, read once per command; with `end`, the 3 years up to it (to infer a calendar)."
+    "A data spec's bar dates, read once per command; with `end`, the 3 years up to it (for a calendar)."
     import pandas as pd
 
     from strategy_engine.data import open_bars
@@ -309,7 +309,7 @@ def _say_performance(launch, archive: str | None) -> None:
             stage="report")
 
 def _run_stage(stage: str, params: dict, args) -> int:
-    "Run one stage of the day (`strategy_engine.runs.schedule.run_stage`) and say how it ended, and on which calendar."
+    "Run one stage of the day (`runs.schedule.run_stage`) and say how it ended, and on which calendar."
     from strategy_engine.runs.schedule import run_stage
     if getattr(args, "run_id", None): params["run_id"] = args.run_id
     calendar = _run_calendar(args, params)
@@ -329,17 +329,17 @@ def _check_calendar(args) -> None:
     if getattr(args, "calendar", None): _calendar(args)
 
 def _calendar(args, dates=None, end: str | None = None) -> tuple:
-    "A command's calendar, its name and the line that says it: --calendar, else inferred from `dates` or --data."
+    "A command's calendar, its name and its line: --calendar, else inferred from `dates` or --data."
     from strategy_engine.calendar import data_calendar, nse_calendar
     if args.calendar:
         try: return data_calendar(args.calendar, None)
         except StrategyEngineError as e: raise UsageError(f"--calendar: {e}") from None
     try: return data_calendar(None, args.data, _bar_dates(args.data, end) if dates is None else dates)
-    except StrategyEngineError as e:     # unreadable data: the run itself fails on it, and says so in its record
-        return nse_calendar(), "", f"calendar: nse (the default: the data could not be read to infer one: {e})"
+    except StrategyEngineError as e:     # unreadable data: the run fails on it, and says so in its record
+        return nse_calendar(), "", f"calendar: nse (the default; the data could not be read: {e})"
 
 def _run_calendar(args, params: dict) -> str:
-    "Put a `run` command's calendar into its notebook's `params` (not NSE's when inferred: the default); its line."
+    "Put a `run` command's calendar into its `params` (not NSE's when inferred: the default); its line."
     end = None if args.as_of == "latest" else params["as_of"]      # latest: the dates are read already
     _, name, words = _calendar(args, end=end)
     if args.calendar or name not in ("", "nse"): params["calendar"] = name
@@ -355,7 +355,7 @@ def cmd_run_daily(args) -> int:
     return _run_stage("daily", params, args)
 
 def _run_overrides(args, strategies: Sequence[str] | None = None) -> dict:
-    "--param [STRATEGY.]KEY=VALUE as {strategy: {key: value}} for `strategies`, checked as the YAML is (else exit 2)."
+    "--param [STRATEGY.]KEY=VALUE as {strategy: {key: value}} for `strategies`, checked as YAML is (exit 2)."
     from strategy_engine.stages.daily import with_overrides
     from strategy_engine.strategies.base import default_strategies, load_config
     names = list(strategies or getattr(args, "strategies", None) or default_strategies())
@@ -690,7 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--start", type=_date, default="2010-01-01", help="first date (default 2010-01-01)")
     rr.add_argument("--end", type=_date, default="2024-11-22", help="last date (default 2024-11-22)")
     rr.add_argument("--cost-bps", type=float, help="cost per unit of turnover in bps (default 10: core.DEFAULT_COST_BPS)")
-    _research_options(rr)           # --calendar, --adjustment (--adjusted: see the notebook for why not), --param
+    _research_options(rr)        # --calendar, --adjustment (--adjusted: the notebook says why not), --param
     rr.add_argument("--out", type=Path, help="folder for the executed notebook (default runs/reports)")
     rr.add_argument("--timeout", type=float, default=600, help="per-cell execution timeout in seconds")
     rr.set_defaults(func=cmd_report_research)

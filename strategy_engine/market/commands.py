@@ -42,14 +42,14 @@ def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse
     run.__doc__ = handler.__doc__
     return run
 
-CHUNK = 64      # files or sessions per step of `data ingest` and `data fetch --from/--to`: what a progress line counts
+CHUNK = 64      # files or sessions per step of `data ingest`, `data fetch --from/--to`: what progress counts
 
 def _chunks(items: list) -> list[list]:
     "`items` in steps of `CHUNK` (one empty step when there are none, so the command still reports)."
     return [items[k:k + CHUNK] for k in range(0, len(items), CHUNK)] or [[]]
 
 def cmd_data_ingest(args) -> int:
-    "Ingest bhavcopy files, zips or folders into the market store, with progress; 1 when any file was refused."
+    "Ingest bhavcopy files, zips or folders into the market store, with progress; 1 when a file was refused."
     from strategy_engine.logs import Progress, heartbeat
     from strategy_engine.market.bhavcopy import bhavcopy_files
     from strategy_engine.market.store import ingest_files
@@ -112,8 +112,8 @@ def _joined(parts: list):
     from strategy_engine.market.store import IngestReport
     if len(parts) == 1: return parts[0]
     if isinstance(parts[0], CatchUp):
-        return CatchUp(tuple(s for p in parts for s in p.sessions), tuple(f for p in parts for f in p.fetched),
-                       _joined([p.report for p in parts]))
+        return CatchUp(tuple(s for p in parts for s in p.sessions),
+                       tuple(f for p in parts for f in p.fetched), _joined([p.report for p in parts]))
     held = [p.quarantined for p in parts if len(p.quarantined)]
     return IngestReport(tuple(r for p in parts for r in p.results),
                         pd.concat(held, ignore_index=True) if held else pd.DataFrame())

@@ -277,7 +277,7 @@ def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequen
             archive: str | None = None, alerts: bool = True, env: Mapping[str, str] | None = None,
             on_stage: Callable[[StageOutcome], None] | None = None, universe: str | None = None,
             ingest: bool | None = None, base_url: str | None = None, calendar: str = "", adjustment: str = "",
-            params: Mapping[str, Mapping] | None = None,      # strategy -> {parameter: value}: daily and report
+            params: Mapping[str, Mapping] | None = None,      # strategy -> {parameter: value} (daily, report)
             **launch_kwargs) -> DayOutcome:
     "Run the day's stages in order (ingest, validate, daily, report); skip all on a non-session; stop at a failure."
     day = _day(as_of)
@@ -289,8 +289,8 @@ def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequen
                                 "data": data}.items() if v is not None}
     chosen = {"universe": universe, "calendar": calendar, "adjustment": adjustment}   # rule, sessions, prices
     ruled = {**common, **{k: v for k, v in chosen.items() if v}}
-    stored = {k: v for k, v in {"warehouse": warehouse, "cost_bps": cost_bps, "params": params or None}.items()
-              if v is not None}
+    stored = {"warehouse": warehouse, "cost_bps": cost_bps, "params": params or None}
+    stored = {k: v for k, v in stored.items() if v is not None}
     report = {**ruled, **stored, "period": period, **({} if alerts else {"send_alerts": False})}
     steps: tuple[tuple[str, dict], ...] = (("validate", ruled), ("daily", {**ruled, **stored}), ("report", report))
     done: list[StageOutcome] = []

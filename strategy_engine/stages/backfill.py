@@ -87,7 +87,8 @@ def _day(value, flag: str):
 # %% ../../nbs/37_backfill.ipynb #87faef73
 def backfill(start, end, strategies: Sequence[str] | None = None, symbols: Sequence[str] | None = None,
              data: str = "auto", warehouse: str | None = None, archive: str | None = None,
-             cost_bps: float | None = None, by: str | None = None, progress: Progress | None = None) -> Backfill:
+             cost_bps: float | None = None, by: str | None = None,
+             progress: Progress | None = None) -> Backfill:
     "Compute the signals of every session in [start, end] in one pass, archive them as one record, load it."
     import time
 
@@ -97,7 +98,8 @@ def backfill(start, end, strategies: Sequence[str] | None = None, symbols: Seque
     from strategy_engine.runs.records import config_identity, data_identity, ledger_fields, load_record
     from strategy_engine.warehouse import open_warehouse, stage_rows
     t0, started = time.perf_counter(), datetime.now(UTC)
-    records, sessions, skipped, run = backfill_signals(start, end, strategies, symbols, data, cost_bps, progress)
+    records, sessions, skipped, run = backfill_signals(start, end, strategies, symbols, data, cost_bps,
+                                                       progress)
     params = {"from": sessions[0], "to": sessions[-1], "strategies": list(run.strategies),
               "symbols": list(symbols) if symbols else None, "data": data, "cost_bps": run.cost_bps}
     identity = {**params, "data": data_identity(data), "config": config_identity(run.strategies)}

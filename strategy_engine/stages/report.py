@@ -207,10 +207,10 @@ def start_report(as_of: str, period: str = "1m", strategies=None, symbols=None, 
     return PerformanceReport(run, period)
 
 def report_heading(rep: PerformanceReport) -> str:
-    "The report's opening heading (Markdown): its run's data, universe, dates, prices and calendar (`data_heading`)."
+    "The report's opening heading (Markdown): its run's data, universe, dates, prices and calendar."
     run = rep.run
     if run.bars is None: return f"## No data: {rep.status} - {run.reason}"
-    if run.universe: universe = f"point-in-time universe {run.universe}: each day's members, from data up to that day"
+    if run.universe: universe = f"point-in-time universe {run.universe}: each day's members, from data so far"
     elif run.symbols: universe = "the symbols given"
     else: universe = "each strategy's configured list: today's names, survivorship-biased"
     how = "a run parameter" if run.calendar else "the default"

@@ -392,7 +392,8 @@ def test_failed_script_writes_nothing_and_cleans_up(fake):
     print(msg)
     assert len([r for r in fake.calls("POST", r"/queries$")]) == 1             # not a concurrency abort: no retry
     created = {r["json"]["tableReference"]["tableId"] for r in fake.calls("POST", r"/tables$")}
-    assert {r["path"].rsplit("/", 1)[-1] for r in fake.calls("DELETE", r"/tables/")} == created and len(created) == len(RUN_TABLES)
+    deleted = {r["path"].rsplit("/", 1)[-1] for r in fake.calls("DELETE", r"/tables/")}
+    assert deleted == created and len(created) == len(RUN_TABLES)
     for name, frame in before.items(): pd.testing.assert_frame_equal(fake.table(name), frame)
     fake.fail_queries_matching = None
     fake.query_errors.extend(["Query error: Transaction is aborted due to concurrent update against table x"] * 3)

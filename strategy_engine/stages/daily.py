@@ -26,8 +26,8 @@ from ..warehouse import check_shard, shard_symbols, stage_rows
 
 # %% auto #0
 __all__ = ['DailyRun', 'with_overrides', 'start_daily', 'scope_symbols', 'load_data', 'compute', 'risked_weights',
-           'strategy_weights', 'risk_table', 'todays_signals', 'signals_table', 'positions', 'performance', 'stage',
-           'equity_figure', 'result', 'publish']
+           'strategy_weights', 'risk_table', 'todays_signals', 'signals_table', 'positions', 'target_weight_rows',
+           'performance', 'stage', 'equity_figure', 'result', 'publish']
 
 # %% ../../nbs/32_daily.ipynb #d832bff1
 @dataclass
@@ -229,6 +229,14 @@ def positions(run: DailyRun) -> pd.DataFrame:
     df = pd.DataFrame(rows).T.fillna(0.0)
     return df.loc[:, (df != 0).any(axis=0)]
 
+def target_weight_rows(run: DailyRun) -> list[dict]:
+    "The non-zero cells of `positions` as warehouse `target_weights` rows: date, strategy, symbol, weight."
+    pos = positions(run)
+    if pos.empty: return []
+    cells = pos.stack()
+    return [{"date": f"{run.as_of:%Y-%m-%d}", "strategy": str(name), "symbol": str(sym), "weight": float(w)}
+            for (name, sym), w in cells[cells != 0].items()]
+
 def performance(run: DailyRun) -> pd.DataFrame:
     "Backtest-to-date metrics per strategy as warehouse `performance` rows (period 'to_date')."
     if not run.results: return pd.DataFrame()
@@ -242,9 +250,10 @@ def performance(run: DailyRun) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 def stage(run: DailyRun, folder: str | None) -> DailyRun:
-    "Stage today's signals and performance as Parquet in `folder` (the launcher archives, then loads them): the last step."
+    "Stage today's signals, target weights and performance as Parquet in `folder` (archived, then loaded): last step."
     if run.status not in ("running", "killed"): return run
-    rows = {"signals": todays_signals(run), "performance": performance(run)}
+    rows = {"signals": todays_signals(run), "performance": performance(run),
+            "target_weights": target_weight_rows(run)}
     run.rows = stage_rows(folder, **rows, shard=run.shard) if folder else \
         {name: len(v) for name, v in rows.items()}                  # no folder (research use): checked counts only
     if run.killed: run.status, run.reason = "killed", f"kill switch on for {', '.join(run.killed)}"

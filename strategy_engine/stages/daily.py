@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ..backtest import BacktestResult, backtest
@@ -22,7 +23,7 @@ from ..strategies.base import (UNIVERSES, SignalFrame, StrategyConfig, config_fr
                                              universe_symbols)
 from ..validation import (ValidationReport, blocking_errors, quarantined_symbols, sessions_only,
                                         validate)
-from ..warehouse import check_shard, shard_symbols, stage_rows
+from ..warehouse import WEIGHT_FIELDS, check_shard, shard_symbols, stage_rows
 
 # %% auto #0
 __all__ = ['DailyRun', 'with_overrides', 'start_daily', 'scope_symbols', 'load_data', 'compute', 'risked_weights',
@@ -229,13 +230,18 @@ def positions(run: DailyRun) -> pd.DataFrame:
     df = pd.DataFrame(rows).T.fillna(0.0)
     return df.loc[:, (df != 0).any(axis=0)]
 
-def target_weight_rows(run: DailyRun) -> list[dict]:
-    "The non-zero cells of `positions` as warehouse `target_weights` rows: date, strategy, symbol, weight."
-    pos = positions(run)
-    if pos.empty: return []
-    cells = pos.stack()
-    return [{"date": f"{run.as_of:%Y-%m-%d}", "strategy": str(name), "symbol": str(sym), "weight": float(w)}
-            for (name, sym), w in cells[cells != 0].items()]
+def target_weight_rows(run: DailyRun, days: Sequence | None = None) -> pd.DataFrame:
+    "The non-zero target weights decided at the close of `days` (default: `as_of`) as `target_weights` rows."
+    days = pd.DatetimeIndex([run.as_of] if days is None else pd.to_datetime(list(days)))
+    parts = []
+    for name, w in run.weights.items():
+        sub = w.loc[w.index.isin(days)]
+        values = np.nan_to_num(sub.to_numpy(dtype=np.float64))
+        r, c = np.nonzero(values)
+        parts.append(pd.DataFrame({"date": sub.index[r], "strategy": name, "symbol": sub.columns[c],
+                                   "weight": values[r, c]}))
+    if not parts: return pd.DataFrame(columns=list(WEIGHT_FIELDS))
+    return pd.concat(parts, ignore_index=True)[list(WEIGHT_FIELDS)]
 
 def performance(run: DailyRun) -> pd.DataFrame:
     "Backtest-to-date metrics per strategy as warehouse `performance` rows (period 'to_date')."

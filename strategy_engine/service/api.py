@@ -380,22 +380,22 @@ def records(frame: pd.DataFrame, json_columns: Sequence[str] = ()) -> list[dict]
 SIGNAL_FIELDS = ("signal_id", "symbol", "strategy", "signal", "confidence", "timestamp", "metadata")
 
 
-def run_signals(warehouse: Warehouse, run_id: str, as_of: str) -> list[dict]:
-    "A run's signals from the warehouse as DESIGN.md's wire records, ordered by strategy and symbol."
-    df = warehouse.read_signals(start=as_of, end=as_of, run_id=run_id)
+def _by_symbol(df: pd.DataFrame, fields: Sequence[str], json_columns: Sequence[str] = ()) -> list[dict]:
+    "Rows of one run's day ordered by strategy and symbol, `fields` only, as JSON-ready dicts."
     if df.empty:
         return []
     df = df.sort_values(["strategy", "symbol"], ignore_index=True)
-    return [{k: r[k] for k in SIGNAL_FIELDS} for r in records(df, json_columns=["metadata"])]
+    return [{k: r[k] for k in fields} for r in records(df, json_columns)]
+
+
+def run_signals(warehouse: Warehouse, run_id: str, as_of: str) -> list[dict]:
+    "A run's signals from the warehouse as DESIGN.md's wire records, ordered by strategy and symbol."
+    return _by_symbol(warehouse.read_signals(start=as_of, end=as_of, run_id=run_id), SIGNAL_FIELDS, ["metadata"])
 
 
 def run_target_weights(warehouse: Warehouse, run_id: str, as_of: str) -> list[dict]:
     "A run's target weights decided at the close of `as_of` (date, strategy, symbol, weight), in key order."
-    df = warehouse.read_target_weights(start=as_of, end=as_of, run_id=run_id)
-    if df.empty:
-        return []
-    df = df.sort_values(["strategy", "symbol"], ignore_index=True)
-    return [{k: r[k] for k in WEIGHT_FIELDS} for r in records(df)]
+    return _by_symbol(warehouse.read_target_weights(start=as_of, end=as_of, run_id=run_id), WEIGHT_FIELDS)
 
 # %% ../../nbs/41b_service_api.ipynb #dee07d7a
 class Cached:

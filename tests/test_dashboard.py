@@ -270,6 +270,21 @@ def _near(img: np.ndarray, rgb: str, tol: int = 40) -> int:
     return int((np.abs(img - want).max(axis=2) <= tol).sum())
 
 
+def notebook_weights(notebook: Path) -> dict[tuple[str, str], float]:
+    "The archived notebook's 'Target weights for tomorrow' table (symbol × strategy, % of capital), non-zero cells."
+    cells = json.loads(notebook.read_text())["cells"]
+    [i] = [i for i, c in enumerate(cells) if "Target weights for tomorrow" in "".join(c["source"])]
+    [text] = [o["data"]["text/plain"] for o in cells[i + 1]["outputs"] if "text/plain" in o.get("data", {})]
+    head, *rows = "".join(text).splitlines()
+    out = {}
+    for line in rows:
+        symbol, *values = line.split()
+        for strategy, v in zip(head.split(), values, strict=False):   # the index name's line has no values
+            if float(v) != 0:
+                out[(strategy, symbol)] = float(v)
+    return out
+
+
 def test_sign_in_then_the_dashboard_draws_its_charts(dash, browser):
     browser.open(dash.url + "/")
     assert browser.url() == dash.url + "/sign-in"  # not signed in: the form
@@ -313,16 +328,32 @@ def test_a_run_started_from_the_page_appears_with_its_notebook(dash, browser):
         f"document.getElementById('token').value = {EXEC!r}; document.forms[0].submit()", until=dash.url + "/"
     )
     browser.act(
-        "document.querySelector('input[name=symbols]').value = 'RELIANCE TCS';"
+        "document.querySelector('input[name=symbols]').value = 'RELIANCE TCS WIPRO AXISBANK';"
         "document.getElementById('start-run').click()",
         until=dash.url + "/?run=",
     )
     [m] = [m for m in dash.manifests()[before:]]
     assert len(dash.manifests()) == before + 1 and m["status"] == "succeeded", m
-    assert m["parameters"]["symbols"] == ["RELIANCE", "TCS"] and m["parameters"]["strategies"] == ["momentum"]
+    assert m["parameters"]["symbols"] == ["RELIANCE", "TCS", "WIPRO", "AXISBANK"]
+    assert m["parameters"]["strategies"] == ["momentum"]
     assert browser.url().startswith(dash.url + f"/?run={m['run_id']}"), browser.url()
     page = browser.js("document.documentElement.outerHTML")
     assert f"Run {m['run_id']} finished" in page
+    # the day's target weights on the page are the ones the run's archived notebook shows
+    shown = json.loads(browser.js(
+        "JSON.stringify([...document.querySelectorAll('table.weights tbody tr')]"
+        ".map(r => [...r.cells].map(c => c.textContent)))"
+    ))
+    on_page = {(strategy, symbol): float(w) for strategy, symbol, w in shown}
+    notebook = dash.archive / "2024/11/22" / m["run_id"] / "attempt-1" / m["notebook"]
+    archived = notebook_weights(notebook)
+    assert on_page and on_page.keys() == archived.keys(), (on_page, archived)
+    assert all(abs(on_page[k] - archived[k]) < 0.006 for k in archived), (on_page, archived)
+    beside = json.loads(browser.js(
+        "JSON.stringify([...document.querySelectorAll('table.signals tbody tr')]"
+        ".map(r => [r.cells[0].textContent, r.cells[1].textContent, r.cells[4].textContent]))"
+    ))
+    assert beside and all(float(w.rstrip("%")) == round(on_page.get((s, y), 0.0), 2) for s, y, w in beside)
     link = browser.js(
         f"[...document.querySelectorAll('#runs tr')].filter(r => r.textContent.includes("
         f"{m['run_id']!r}))[0].querySelector('a').getAttribute('href')"

@@ -37,6 +37,10 @@ def current(where) -> pd.DataFrame:
     with open_warehouse(where["warehouse"]) as wh: return wh.read_signals(start=DAY, end=DAY)
 
 
+def current_weights(where) -> pd.DataFrame:
+    with open_warehouse(where["warehouse"]) as wh: return wh.read_target_weights(start=DAY, end=DAY)
+
+
 def consistent(where) -> list[str]:
     "Every problem between archive and warehouse (empty: consistent)."
     store = open_archive(where["archive"])
@@ -53,7 +57,8 @@ def daily_args(where, *extra):
 
 
 def snapshot(where) -> dict:
-    return {"problems": consistent(where), "manifests": manifests(where), "current": len(current(where))}
+    return {"problems": consistent(where), "manifests": manifests(where), "current": len(current(where)),
+            "weights": len(current_weights(where))}
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +97,12 @@ def test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run
     assert not done.problems and after["problems"] == []
     archived = after["manifests"]
     if step in ("executed", "archived_files"):
-        assert archived == [] and after["current"] == 0                           # nothing of the run exists
+        assert archived == [] and after["current"] == after["weights"] == 0      # nothing of the run exists
     else:
         assert len(archived) == 1 and after["current"] == archived[0]["warehouse_rows"]["signals"] > 0
+        assert after["weights"] == archived[0]["warehouse_rows"]["target_weights"] > 0   # loaded with the signals
+    if step in ("executed", "archived_files", "archived_manifest", "ledgered"):
+        assert state["after_crash"]["current"] == state["after_crash"]["weights"] == 0   # not loaded: not visible
     if how == "term":
         return
     retry, final = state["retry"], state["after_retry"]
@@ -102,6 +110,7 @@ def test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run
     assert final["problems"] == []
     ms = final["manifests"]
     assert len({m["run_id"] for m in ms}) == 1 and final["current"] == ms[-1]["warehouse_rows"]["signals"]
+    assert final["weights"] == ms[-1]["warehouse_rows"]["target_weights"]
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +167,7 @@ def test_manifest_and_runs_row_are_complete(history):
                   "started_by", "data_sha256", "parameters_sha256", "notebook_sha256", "warehouse_rows", "files", "configs"):
         assert m.get(field) is not None, field
     assert m["algo_id"] == "generic" and m["failed_cell"] is None and "image_digest" in m
-    assert set(m["files"]) == {"rows/signals.parquet", "rows/performance.parquet"}
+    assert set(m["files"]) == {"rows/signals.parquet", "rows/target_weights.parquet", "rows/performance.parquet"}
     assert m["configs"]["momentum"]["parameters"]["rsi_period"] == 14
     yamls = {p.stem for p in (Path(__file__).resolve().parent.parent / "config" / "strategies").glob("*.yaml")}
     assert set(m["identity"]["config"]["files"]) == yamls and len(m["identity"]["data"]["sha256"]) == 64
@@ -166,6 +175,21 @@ def test_manifest_and_runs_row_are_complete(history):
         (row,) = wh.read_runs(run_id=m["identity"]["run_id"]).to_dict("records")
         assert row["manifest_sha256"] and json.loads(row["rows"]) == m["warehouse_rows"]
         assert len(wh.read_signals(run_id=row["run_id"])) == m["warehouse_rows"]["signals"]
+        weights = wh.read_target_weights(run_id=row["run_id"])
+        assert len(weights) == m["warehouse_rows"]["target_weights"] > 0 and weights["weight"].ne(0).all()
+
+
+def test_a_run_that_keeps_no_rows_leaves_no_target_weights(where):
+    """Issue 15: a data_stale run (its data ends before --as-of) is archived and indexed, with no signals and no
+    target weights: only a run that keeps rows makes them visible."""
+    out = run_cli("run", "daily", "--as-of", "2024-11-25", "--warehouse", where["warehouse"], "--archive",
+                  where["archive"], "--no-alerts")
+    assert out.returncode == 4, out.stdout + out.stderr
+    (m,) = manifests(where)
+    assert m["status"] == "data_stale" and m["warehouse_rows"] == {} and "rows/target_weights.parquet" not in m["files"]
+    with open_warehouse(where["warehouse"]) as wh:
+        counts = wh.counts()
+        assert counts["runs"] == 1 and counts["signals"] == counts["target_weights"] == 0
 
 
 def test_a_changed_config_is_another_identity(where, tmp_path):

@@ -218,6 +218,9 @@ def test_execute_runs_the_launcher_and_returns_signals(server, seed_run):
     got = [(s["signal_id"], s["symbol"], s["strategy"], s["signal"], s["confidence"], s["timestamp"], s["metadata"])
            for s in d["signals"]]
     assert got == [(*w[:6], json.loads(w[6])) for w in want]
+    held = server.sql("select strftime(date, '%Y-%m-%d'), strategy, symbol, weight from target_weights where run_id = ? "
+                      "order by strategy, symbol", d["run_id"])
+    assert [tuple(w.values()) for w in d["target_weights"]] == held and d["rows"]["target_weights"] == len(held) > 0
     for s in d["signals"]:
         assert s["symbol"] in SEED["symbols"] and s["strategy"] in SEED["strategies"] and s["signal"] in (-1, 1)
         assert s["signal_id"] == f"{s['symbol']}_20241122_{s['strategy'].upper()}" and s["timestamp"] == "2024-11-22T10:00:00Z"

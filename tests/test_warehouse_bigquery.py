@@ -36,6 +36,7 @@ from strategy_engine.core import DataError, expect_error
 from strategy_engine.data import load_bars
 from strategy_engine.strategies.base import load_config, run_strategy
 from strategy_engine.warehouse import (
+    RUN_TABLES,
     TABLES,
     BigQueryWarehouse,
     DuckDBWarehouse,
@@ -48,6 +49,7 @@ from strategy_engine.warehouse import (
     bigquery_write_script,
     check_warehouse,
     example_run,
+    example_weights,
     shard_symbols,
 )
 
@@ -285,11 +287,13 @@ def test_tables_are_created_partitioned_and_clustered(fake):
     posted = {r["json"]["tableReference"]["tableId"]: r["json"] for r in fake.calls("POST", r"/datasets/[^/]+/tables$")}
     views = {name: body for name, body in posted.items() if "view" in body}
     created = {name: body for name, body in posted.items() if "view" not in body}
-    assert set(created) == set(TABLES) and set(views) == {"signals_current", "performance_current", "runs_current"}
+    assert set(created) == set(TABLES) and set(views) == {f"{t}_current" for t in RUN_TABLES}
+    assert set(RUN_TABLES) == {"signals", "target_weights", "performance", "runs"}
     assert all(not v["view"].get("useLegacySql", False) and "ROW_NUMBER()" in v["view"]["query"] for v in views.values())
     assert created["signals"]["timePartitioning"] == {"type": "MONTH", "field": "date"}
     assert created["signals"]["clustering"] == {"fields": ["strategy", "symbol", "run_id"]}
     assert created["performance"]["timePartitioning"]["field"] == "date"
+    assert created["target_weights"]["clustering"] == {"fields": ["strategy", "symbol", "run_id"]}
     assert created["runs"]["timePartitioning"] == {"type": "MONTH", "field": "as_of"}
     assert created["runs"]["clustering"] == {"fields": ["kind", "status", "run_id"]}
     assert "bars" not in created                                  # market data: the market store's market_bars
@@ -300,7 +304,7 @@ def test_tables_are_created_partitioned_and_clustered(fake):
     # a second process finds the tables there: 409 on insert, then the client reads them back
     again = _warehouse(fake)
     assert again.counts() == dict.fromkeys(TABLES, 0)
-    assert len(fake.calls("GET", r"/datasets/[^/]+/tables/[^/]+$")) == len(TABLES) + 3         # and the three views
+    assert len(fake.calls("GET", r"/datasets/[^/]+/tables/[^/]+$")) == len(TABLES) + len(RUN_TABLES)   # and the views
     count_sql = fake.calls("POST", r"/queries$")[-1]["json"]["query"]
     assert count_sql.count("UNION ALL") == len(TABLES) - 1                        # counts() is one query
 
@@ -313,24 +317,26 @@ def test_write_run_requests(fake):
     run, sig, perf = example_run("2024-11-22", syms, run_id="2024-11-22_daily")
     mine = shard_symbols(syms, (1, 2))
     part = [r for r in sig if r["symbol"] in mine]
-    assert wh.write_run(run, part, perf, shard=(1, 2)) == {"signals": 3 * len(mine), "performance": 3, "runs": 1}
-    batches, owner = _run_batches(run, part, perf, (1, 2))
+    weights = example_weights(part)
+    assert weights and wh.write_run(run, part, perf, shard=(1, 2), target_weights=weights) == {
+        "signals": 3 * len(mine), "target_weights": len(weights), "performance": 3, "runs": 1}
+    batches, owner = _run_batches(run, part, perf, (1, 2), weights)
 
     # 1. one staging table per target, expiring, unpartitioned, JSON as STRING
     stages = {}
     for r in fake.calls("POST", r"/datasets/strategy_engine/tables$"):
         tid = r["json"]["tableReference"]["tableId"]
-        m = re.fullmatch(r"stage_(signals|performance|runs)_[0-9a-f]{16}", tid)
+        m = re.fullmatch(r"stage_(signals|target_weights|performance|runs)_[0-9a-f]{16}", tid)
         assert m, tid
         name = m.group(1)
         stages[name] = tid
         assert int(r["json"]["expirationTime"]) > 0 and "timePartitioning" not in r["json"]
         assert {f["mode"] for f in r["json"]["schema"]["fields"]} == {"NULLABLE"}
-    assert set(stages) == {"signals", "performance", "runs"}
+    assert set(stages) == set(RUN_TABLES)
     assert len({t[-16:] for t in stages.values()}) == 1                         # one token per write
     # 2. one Parquet load job per stage, holding exactly the checked rows
     loads = fake.calls("POST", r"^/upload/bigquery/v2/projects/test-project/jobs$")
-    assert len(loads) == 3 and all(r["query"]["uploadType"] == "multipart" for r in loads)
+    assert len(loads) == 4 and all(r["query"]["uploadType"] == "multipart" for r in loads)
     for r in loads:
         cfg = r["json"]["configuration"]["load"]
         name = next(n for n, t in stages.items() if t == cfg["destinationTable"]["tableId"])
@@ -355,6 +361,9 @@ def test_write_run_requests(fake):
     got = fake.table("signals").sort_values("symbol")
     assert sorted(got["symbol"].unique()) == sorted(mine) and (got["shard"] == 1).all() and len(got) == 3 * len(mine)
     assert fake.table("runs")[["run_id", "shard", "shard_count"]].values.tolist() == [["2024-11-22_daily", 1, 2]]
+    w = fake.table("target_weights").sort_values(["strategy", "symbol"])
+    want = pd.DataFrame(weights).sort_values(["strategy", "symbol"])
+    assert w["weight"].tolist() == want["weight"].tolist() and (w["shard"] == 1).all()
 
 
 def test_concurrent_update_abort_is_retried(fake):
@@ -383,7 +392,8 @@ def test_failed_script_writes_nothing_and_cleans_up(fake):
     print(msg)
     assert len([r for r in fake.calls("POST", r"/queries$")]) == 1             # not a concurrency abort: no retry
     created = {r["json"]["tableReference"]["tableId"] for r in fake.calls("POST", r"/tables$")}
-    assert {r["path"].rsplit("/", 1)[-1] for r in fake.calls("DELETE", r"/tables/")} == created and len(created) == 3
+    deleted = {r["path"].rsplit("/", 1)[-1] for r in fake.calls("DELETE", r"/tables/")}
+    assert deleted == created and len(created) == len(RUN_TABLES)
     for name, frame in before.items(): pd.testing.assert_frame_equal(fake.table(name), frame)
     fake.fail_queries_matching = None
     fake.query_errors.extend(["Query error: Transaction is aborted due to concurrent update against table x"] * 3)
@@ -433,7 +443,7 @@ def test_contract_through_the_client(fake):
     facts = check_warehouse(_warehouse(fake))
     duck = check_warehouse(DuckDBWarehouse())
     _same_snapshot(facts["tables"], duck["tables"], "BigQuery (via client and local endpoint) vs DuckDB")
-    assert facts["fault_points"] == 3                                            # a fault after each stage load
+    assert facts["fault_points"] == len(RUN_TABLES)                                            # a fault after each stage load
     assert facts["counts"] == duck["counts"]
 
 

@@ -8,6 +8,11 @@ and JupyterLab run it, then rendered with nbconvert's lab template; plots are em
 notebooks point at their pages, and index.html lists the chapters in reading order (the file names' order) with
 each chapter's one-line summary. A notebook that fails to execute is still rendered, up to its error, and the build
 exits 1 naming it.
+
+The site works offline: the markdown's TeX ($...$, $$...$$) becomes MathML at build time (latex2mathml;
+browsers render MathML natively), and the page template (tools/docs_template/offline) drops the scripts the
+lab template loads from a CDN (MathJax, require.js, Mermaid, the widget manager). `--check` fails on any page
+that still asks the network for a script, style sheet, image or frame.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT / "nbs"
+TEMPLATES = Path(__file__).resolve().parent / "docs_template"     # the `offline` page template
 SLOW = re.compile(r"^#\|\s*(slow|notest)\b", re.M)
 SKIP = re.compile(r"^#\|\s*eval:\s*false\b", re.M)
 
@@ -62,6 +68,34 @@ def _heading(nb) -> tuple[str, str]:
     return "", ""
 
 
+# Math in markdown: $$display$$ or $inline$ (no space inside the dollars, no digit or letter right after the
+# closing one, so "$5 and $6" stays text); code spans and fenced blocks are left alone (shell "$HOME").
+MATH = re.compile(r"\$\$(?P<display>.+?)\$\$"
+                  r"|(?<![\\$\w])\$(?![\s$])(?P<inline>[^$\n]+?)(?<![\s\\])\$(?![\w$])", re.S)
+CODE = re.compile(r"^(?P<fence>```|~~~).*?^(?P=fence)[^\n]*$|(?P<ticks>`+).+?(?P=ticks)", re.S | re.M)
+
+
+def math_to_mathml(source: str, formulas: dict[str, str]) -> str:
+    "Markdown `source` with each TeX formula replaced by a plain token; `formulas` maps tokens to MathML."
+    from latex2mathml.converter import convert
+
+    def one(m: re.Match) -> str:
+        display = m.group("display") is not None
+        tex = m.group("display") if display else m.group("inline")
+        try: mathml = convert(tex.strip(), display="block" if display else "inline")
+        except Exception as e:                       # shown as TeX, and the build says which formula failed
+            raise ValueError(f"formula {tex.strip()[:60]!r} is not TeX latex2mathml reads ({e})") from None
+        token = f"zzmathml{len(formulas):05d}zz"     # letters and digits only: markdown leaves it as it is
+        formulas[token] = mathml
+        return token
+
+    out, at = [], 0
+    for code in CODE.finditer(source):
+        out += [MATH.sub(one, source[at:code.start()]), code.group(0)]
+        at = code.end()
+    return "".join(out) + MATH.sub(one, source[at:])
+
+
 def render(path: Path, out: Path, execute: bool = True, skip_slow: bool = False, timeout: int = 900) -> Page:
     "Execute notebook `path` in its folder (unless `execute` is False) and write its page into `out`."
     import nbformat
@@ -86,8 +120,14 @@ def render(path: Path, out: Path, execute: bool = True, skip_slow: bool = False,
             error = f"{type(e).__name__}: {e}"
         done = {id(c): c for c in runnable.cells}
         nb.cells = [done.get(id(c), c) for c in nb.cells]
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb, resources={"metadata": {"name": title}})
-    body = _link_pages(body)
+    formulas: dict[str, str] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "markdown": continue
+        try: cell.source = math_to_mathml(cell.source, formulas)
+        except ValueError as e: error = error or f"markdown: {e}"
+    exporter = HTMLExporter(template_name="offline", extra_template_basedirs=[str(TEMPLATES)])
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    body = _link_pages(re.sub(r"zzmathml\d{5}zz", lambda m: formulas[m.group(0)], body))
     (out / (path.stem + ".html")).write_text(body, encoding="utf-8")
     return Page(path, title or path.stem, summary, time.perf_counter() - t0, error)
 
@@ -118,21 +158,45 @@ def write_index(pages: list[Page], out: Path) -> None:
         "\n</ol></body></html>\n", encoding="utf-8")
 
 
+REMOTE = re.compile(r"^\s*(https?:)?//", re.I)          # a URL the browser would fetch from a network
+LOADS = {"script": "src", "img": "src", "iframe": "src", "source": "src", "audio": "src", "video": "src",
+         "embed": "src", "object": "data", "link": "href"}                # the attribute each tag loads
+CSS_REMOTE = re.compile(r"(?:url\(\s*['\"]?|@import\s+['\"])\s*((?:https?:)?//[^'\")\s]+)", re.I)
+SCRIPT_REMOTE = re.compile(r"['\"]((?:https?:)?//[^'\"\s]+\.(?:m?js|css)(?:\?[^'\"\s]*)?)['\"]", re.I)
+
+
 class _Refs(HTMLParser):
-    "Collects every href and src of a page."
+    "Collects every href and src of a page, and what it would load from the network."
     def __init__(self):
         super().__init__()
         self.links: list[str] = []
         self.images: list[str] = []
+        self.remote: list[str] = []
+        self._in = ""
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "a" and a.get("href"): self.links.append(a["href"] or "")
         if tag == "img": self.images.append(a.get("src") or "")
+        loaded = a.get(LOADS.get(tag, "")) or ""
+        rel = a.get("rel") or ""
+        if tag == "link" and "stylesheet" not in rel and "preload" not in rel:
+            loaded = ""                                                    # a link to a page, not a resource
+        if REMOTE.match(loaded): self.remote.append(f"<{tag}> {loaded}")
+        if REMOTE.match(a.get("srcset") or ""): self.remote.append(f"<{tag} srcset> {a['srcset']}")
+        self._in = tag if tag in ("style", "script") else ""
+        for url in CSS_REMOTE.findall(a.get("style") or ""): self.remote.append(f"<{tag} style> {url}")
+
+    def handle_endtag(self, tag):
+        self._in = ""
+
+    def handle_data(self, data):
+        if self._in == "style": self.remote += [f"<style> {u}" for u in CSS_REMOTE.findall(data)]
+        if self._in == "script": self.remote += [f"<script> {u}" for u in SCRIPT_REMOTE.findall(data)]
 
 
 def check_site(site: Path) -> list[str]:
-    "Broken links and missing images of a built site: local targets that do not exist, images with no data."
+    "Broken links, missing images and network requests of a built site (it must work offline)."
     problems: list[str] = []
     pages = sorted(site.glob("*.html"))
     if not (site / "index.html").is_file(): problems.append(f"{site}: no index.html")
@@ -144,6 +208,8 @@ def check_site(site: Path) -> list[str]:
                 if len(src) < 100: problems.append(f"{page.name}: an empty embedded image")
             elif not src or "://" in src or not (site / unquote(urlsplit(src).path)).is_file():
                 problems.append(f"{page.name}: image {src[:80]!r} is missing (not embedded, not in the site)")
+        for what in refs.remote:
+            problems.append(f"{page.name}: loads {what[:120]} from the network (the site must work offline)")
         for href in refs.links:
             parts = urlsplit(href)
             if parts.scheme in ("http", "https", "mailto") or href.startswith("#") or not parts.path: continue
@@ -161,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-slow", action="store_true", help="do not execute cells flagged #| slow or #| notest")
     p.add_argument("--jobs", type=int, default=2, help="notebooks executed at once (default 2)")
     p.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds (default 900)")
-    p.add_argument("--check", type=Path, metavar="SITE", help="only check a built site's links and images")
+    p.add_argument("--check", type=Path, metavar="SITE",
+                   help="only check a built site's links, images and offline use")
     args = p.parse_args(argv)
     if args.check:
         problems = check_site(args.check)
@@ -182,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     for x in problems: print(x)
     print(f"{args.out}/index.html: {len(pages)} page(s) in {time.perf_counter() - t0:.0f} s; "
           f"{len(failed)} did not execute ({', '.join(p.notebook.stem for p in failed) or 'none'}); "
-          f"{len(problems)} broken link(s) or missing image(s)")
+          f"{len(problems)} broken link(s), missing image(s) or network request(s)")
     return 1 if failed or problems else 0
 
 

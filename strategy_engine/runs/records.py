@@ -58,7 +58,7 @@ def config_identity(strategies: Sequence[str] | None) -> dict:
     return {"files": files, "sha256": sha256_hex(json.dumps(files, sort_keys=True).encode())}
 
 # %% ../../nbs/36_run_records.ipynb #80f91cb4
-STAGED_TABLES = ("signals", "performance")
+STAGED_TABLES = ("signals", "target_weights", "performance")
 
 def _staged(archive: Archive, folder: str, manifest: Mapping) -> dict:
     "The staged rows a manifest lists, read back from the archive and checked against their sha256."
@@ -103,7 +103,8 @@ def load_record(archive: Archive, warehouse: Warehouse, entry: Mapping) -> dict[
     staged = _staged(archive, mkey.rsplit("/", 1)[0], manifest)
     row = runs_row(manifest, entry["manifest_sha256"], entry, archive)
     counts = warehouse.write_run(row, staged.get("signals"), staged.get("performance"),
-                                 shard=(int(shard["index"]), int(shard["count"])))
+                                 shard=(int(shard["index"]), int(shard["count"])),
+                                 target_weights=staged.get("target_weights"))
     failpoint("loaded")
     return counts
 
@@ -188,7 +189,7 @@ def reconcile(archive: Archive, warehouse: Warehouse, since: int | None = None, 
 def rebuild(archive: Archive, warehouse: Warehouse, source: str = ANY) -> Reconciled:
     "Load every archived record (or those meant for warehouse `source`) into an empty `warehouse`, in ledger order."
     counts = warehouse.counts()
-    if any(counts.get(t) for t in ("signals", "performance", "runs")):
+    if any(counts.get(t) for t in (*STAGED_TABLES, "runs")):
         raise ConfigError(f"warehouse rebuild needs an empty warehouse; {warehouse.uri} holds {counts}. Rebuild into a new "
                           "file or dataset, then switch to it.")
     return reconcile(archive, warehouse, meant_for=source)

@@ -71,17 +71,17 @@ from ..stages.report import PERIODS as REPORT_PERIODS
 from ..stages.report import period_window
 from ..strategies.base import UNIVERSES, known_strategies
 from ..validation import sessions_only
-from ..warehouse import Warehouse, WarehouseError, open_warehouse
+from ..warehouse import WEIGHT_FIELDS, Warehouse, WarehouseError, open_warehouse
 
 _log = logging.getLogger("strategy_engine.service")
 
 # %% auto #0
 __all__ = ['SEED_REQUEST', 'SIGNAL_FIELDS', 'PERIODS', 'Credentials', 'RunId', 'ReadScope', 'ExecuteScope', 'ExecuteRequest',
            'Catalog', 'load_catalog', 'RunPlan', 'today_in_india', 'plan_run', 'explain_validation', 'status_of',
-           'BodyLimit', 'idempotency_key', 'records', 'run_signals', 'Cached', 'scheme', 'warehouse_location',
-           'archive_writable', 'last_successful_run', 'check_health', 'derived_period_rows', 'performance_answer',
-           'performance_rows', 'SignalRecord', 'ExecuteResponse', 'ServiceState', 'state_of', 'require_read',
-           'require_execute', 'error_response', 'add_api_routes']
+           'BodyLimit', 'idempotency_key', 'records', 'run_signals', 'run_target_weights', 'Cached', 'scheme',
+           'warehouse_location', 'archive_writable', 'last_successful_run', 'check_health', 'derived_period_rows',
+           'performance_answer', 'performance_rows', 'SignalRecord', 'TargetWeight', 'ExecuteResponse', 'ServiceState',
+           'state_of', 'require_read', 'require_execute', 'error_response', 'add_api_routes']
 
 # %% ../../nbs/41b_service_api.ipynb #74b92e2b
 SEED_REQUEST: dict[str, Any] = {
@@ -380,13 +380,22 @@ def records(frame: pd.DataFrame, json_columns: Sequence[str] = ()) -> list[dict]
 SIGNAL_FIELDS = ("signal_id", "symbol", "strategy", "signal", "confidence", "timestamp", "metadata")
 
 
-def run_signals(warehouse: Warehouse, run_id: str, as_of: str) -> list[dict]:
-    "A run's signals from the warehouse as DESIGN.md's wire records, ordered by strategy and symbol."
-    df = warehouse.read_signals(start=as_of, end=as_of, run_id=run_id)
+def _by_symbol(df: pd.DataFrame, fields: Sequence[str], json_columns: Sequence[str] = ()) -> list[dict]:
+    "Rows of one run's day ordered by strategy and symbol, `fields` only, as JSON-ready dicts."
     if df.empty:
         return []
     df = df.sort_values(["strategy", "symbol"], ignore_index=True)
-    return [{k: r[k] for k in SIGNAL_FIELDS} for r in records(df, json_columns=["metadata"])]
+    return [{k: r[k] for k in fields} for r in records(df, json_columns)]
+
+
+def run_signals(warehouse: Warehouse, run_id: str, as_of: str) -> list[dict]:
+    "A run's signals from the warehouse as DESIGN.md's wire records, ordered by strategy and symbol."
+    return _by_symbol(warehouse.read_signals(start=as_of, end=as_of, run_id=run_id), SIGNAL_FIELDS, ["metadata"])
+
+
+def run_target_weights(warehouse: Warehouse, run_id: str, as_of: str) -> list[dict]:
+    "A run's target weights decided at the close of `as_of` (date, strategy, symbol, weight), in key order."
+    return _by_symbol(warehouse.read_target_weights(start=as_of, end=as_of, run_id=run_id), WEIGHT_FIELDS)
 
 # %% ../../nbs/41b_service_api.ipynb #dee07d7a
 class Cached:
@@ -595,6 +604,15 @@ class SignalRecord(BaseModel):
     metadata: dict
 
 
+class TargetWeight(BaseModel):
+    "One target weight: the fraction of capital (negative: short) held in a symbol from the next session."
+
+    date: str
+    strategy: str
+    symbol: str
+    weight: float
+
+
 class ExecuteResponse(BaseModel):
     "What POST /execute-strategies answers: the run, how it ended, and its signals."
 
@@ -611,6 +629,9 @@ class ExecuteResponse(BaseModel):
     error: str = ""
     rows: dict[str, int] = {}
     signals: list[SignalRecord] = []
+    target_weights: list[TargetWeight] = Field(
+        [], description="the weights the run decided at the close of as_of, to hold from the next session"
+    )
     parameters: dict
     notebook_url: str | None = None
     manifest_uri: str | None = None
@@ -905,10 +926,13 @@ def add_api_routes(app: FastAPI) -> None:
             return error_response(
                 500, f"The run could not be launched: {done.error or 'unknown error'}", run_id=plan.run_id
             )
-        signals = []
+        signals: list[dict] = []
+        weights: list[dict] = []
         if (done.result or {}).get("signals"):
-            signals = await anyio.to_thread.run_sync(
-                svc.with_warehouse, lambda wh: run_signals(wh, done.run_id, plan.parameters["as_of"])
+            day = plan.parameters["as_of"]
+            signals, weights = await anyio.to_thread.run_sync(
+                svc.with_warehouse,
+                lambda wh: (run_signals(wh, done.run_id, day), run_target_weights(wh, done.run_id, day)),
             )
         answer = ExecuteResponse(
             **{**common, "run_id": done.run_id},
@@ -920,6 +944,7 @@ def add_api_routes(app: FastAPI) -> None:
             error=done.error,
             rows=done.loaded or {},
             signals=[SignalRecord.model_validate(r) for r in signals],
+            target_weights=[TargetWeight.model_validate(w) for w in weights],
             notebook_url=f"/runs/{done.record_id}/notebook",
             manifest_uri=done.archived.get("manifest_uri"),
         )

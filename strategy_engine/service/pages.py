@@ -327,6 +327,11 @@ def dashboard_view(svc: ServiceState, runs_shown: int = 15) -> dict:
     view["signals"] = part(
         "signals", lambda: svc.with_warehouse(lambda wh: wh.read_signals(start=day, end=day)), pd.DataFrame()
     )
+    view["weights"] = part(
+        "target weights",
+        lambda: svc.with_warehouse(lambda wh: wh.read_target_weights(start=day, end=day)),
+        pd.DataFrame(),
+    )
     runs = part("archive", lambda: list_runs(svc.archive()).iloc[::-1].head(runs_shown), pd.DataFrame())
     bad: dict[str, list[str]] = {}
     if not runs.empty:
@@ -481,11 +486,38 @@ def _performance_section(view: dict) -> str:
     )
 
 
+def _weights_table(view: dict) -> str:
+    "The day's target weights (strategy, symbol, % of capital), or why there are none."
+    w = view.get("weights")
+    if w is None or w.empty:
+        return '<p class="empty" id="no-weights">No target weights: no position to hold tomorrow.</p>'
+    rows = [
+        [
+            f"<td>{_e(r['strategy'])}</td>",
+            f"<td>{_e(r['symbol'])}</td>",
+            f'<td class="num">{100 * r["weight"]:+.2f}</td>',
+        ]
+        for r in w.sort_values(["strategy", "symbol"]).to_dict("records")
+    ]
+    return _table(["strategy", "symbol", "weight, % of capital"], rows, "weights")
+
+
 def _signals_section(view: dict) -> str:
-    sig = view["signals"]
+    sig, day = view["signals"], view["day"]
+    weights = (
+        f'<h3 id="weights">Target weights for tomorrow (decided at the close of {day:%Y-%m-%d})</h3>'
+        + _weights_table(view)
+    )
     if sig.empty:
-        day = view["day"]
-        return f'<section id="signals"><h2>Signals of {day:%Y-%m-%d}</h2><p class="empty">None.</p></section>'
+        none = '<p class="empty">None.</p>'
+        return f'<section id="signals"><h2>Signals of {day:%Y-%m-%d}</h2>{none}{weights}</section>'
+    w = view.get("weights")
+    held = (
+        {(r["strategy"], r["symbol"]): r["weight"] for r in w.to_dict("records")}
+        if w is not None and not w.empty
+        else {}
+    )
+    zero = 0.0 if held else None  # a signal the risk layer sized to nothing; no weights at all: unknown
     rows = []
     for r in sig.sort_values(["strategy", "symbol"]).to_dict("records"):
         meta = json.loads(r["metadata"]) if isinstance(r["metadata"], str) else (r["metadata"] or {})
@@ -496,14 +528,14 @@ def _signals_section(view: dict) -> str:
                 f"<td>{_e(r['symbol'])}</td>",
                 f'<td class="num">{int(r["signal"]):+d}</td>',
                 f'<td class="num">{_num(r["confidence"])}</td>',
-                f'<td class="num">{_num(meta.get("weight"))}</td>',
+                f'<td class="num">{_num(held.get((r["strategy"], r["symbol"]), zero), True)}</td>',
                 f"<td>{text}</td>",
             ]
         )
     table = _table(
         ["strategy", "symbol", "signal", "confidence", "target weight", "metadata"], rows, "signals"
     )
-    return f'<section id="signals"><h2>Signals of {view["day"]:%Y-%m-%d} ({len(sig)})</h2>{table}</section>'
+    return f'<section id="signals"><h2>Signals of {day:%Y-%m-%d} ({len(sig)})</h2>{table}{weights}</section>'
 
 
 def _runs_section(view: dict, scope: str, csrf: str, nonce: str) -> str:

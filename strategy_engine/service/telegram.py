@@ -64,17 +64,24 @@ def _signals(svc: ServiceState, args: list[str]) -> str:
     def read(wh):
         runs = wh.read_performance()
         if runs.empty:
-            return None, pd.DataFrame()
+            return None, pd.DataFrame(), pd.DataFrame()
         day = pd.Timestamp(runs["date"].max())
-        return day, wh.read_signals(start=day, end=day)
+        return day, wh.read_signals(start=day, end=day), wh.read_target_weights(start=day, end=day)
 
-    day, sig = svc.with_warehouse(read)
+    day, sig, weights = svc.with_warehouse(read)
     if day is None:
         return "No signals: the warehouse holds no daily run yet."
     if sig.empty:
         return f"No signals on {day:%Y-%m-%d}."
+    held = {(r.strategy, r.symbol): r.weight for r in weights.itertuples()}
+
+    def target(strategy: str, symbol: str) -> str:
+        "The weight the run decided for tomorrow ('' when the run stored no weights: an older record)."
+        return f", target {held.get((strategy, symbol), 0.0):+.2%}" if held else ""
+
     rows = [
         f"{r.strategy} {r.symbol} {'long' if r.signal > 0 else 'short'} ({r.confidence:.2f})"
+        + target(r.strategy, r.symbol)
         for r in sig.sort_values(["strategy", "symbol"]).itertuples()
     ]
     return f"Signals of {day:%Y-%m-%d} ({len(rows)}):\n" + "\n".join(rows)

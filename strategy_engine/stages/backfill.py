@@ -96,6 +96,7 @@ def backfill(start, end, strategies: Sequence[str] | None = None, symbols: Seque
     from strategy_engine.runs.contract import make_run_id
     from strategy_engine.runs.launcher import started_by
     from strategy_engine.runs.records import config_identity, data_identity, ledger_fields, load_record
+    from strategy_engine.stages import daily
     from strategy_engine.warehouse import open_warehouse, stage_rows
     t0, started = time.perf_counter(), datetime.now(UTC)
     records, sessions, skipped, run = backfill_signals(start, end, strategies, symbols, data, cost_bps,
@@ -106,7 +107,8 @@ def backfill(start, end, strategies: Sequence[str] | None = None, symbols: Seque
     run_id = make_run_id("backfill", sessions[-1], identity)
     store = open_archive(archive)
     with open_warehouse(warehouse) as wh, tempfile.TemporaryDirectory(prefix="strategy-engine-") as tmp:
-        counts = stage_rows(tmp, records, None)
+        kept = [d for d in sessions if d not in skipped]           # target weights: the daily stage's, per session
+        counts = stage_rows(tmp, records, None, target_weights=daily.target_weight_rows(run, kept))
         files = {f"rows/{p.name}": p.read_bytes() for p in sorted(Path(tmp).glob("*.parquet"))}
         extra = {"identity": {"run_id": run_id, **identity}, "started_by": by or started_by(),
                  "scheduled": False, "warehouse": wh.uri, "sessions": len(sessions), "skipped": skipped,

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from ..backtest import BacktestResult, backtest
@@ -22,12 +23,12 @@ from ..strategies.base import (UNIVERSES, SignalFrame, StrategyConfig, config_fr
                                              universe_symbols)
 from ..validation import (ValidationReport, blocking_errors, quarantined_symbols, sessions_only,
                                         validate)
-from ..warehouse import check_shard, shard_symbols, stage_rows
+from ..warehouse import WEIGHT_FIELDS, check_shard, shard_symbols, stage_rows
 
 # %% auto #0
 __all__ = ['DailyRun', 'with_overrides', 'start_daily', 'scope_symbols', 'load_data', 'compute', 'risked_weights',
-           'strategy_weights', 'risk_table', 'todays_signals', 'signals_table', 'positions', 'performance', 'stage',
-           'equity_figure', 'result', 'publish']
+           'strategy_weights', 'risk_table', 'todays_signals', 'signals_table', 'positions', 'target_weight_rows',
+           'performance', 'stage', 'equity_figure', 'result', 'publish']
 
 # %% ../../nbs/32_daily.ipynb #d832bff1
 @dataclass
@@ -229,6 +230,19 @@ def positions(run: DailyRun) -> pd.DataFrame:
     df = pd.DataFrame(rows).T.fillna(0.0)
     return df.loc[:, (df != 0).any(axis=0)]
 
+def target_weight_rows(run: DailyRun, days: Sequence | None = None) -> pd.DataFrame:
+    "The non-zero target weights decided at the close of `days` (default: `as_of`) as `target_weights` rows."
+    days = pd.DatetimeIndex([run.as_of] if days is None else pd.to_datetime(list(days)))
+    parts = []
+    for name, w in run.weights.items():
+        sub = w.loc[w.index.isin(days)]
+        values = np.nan_to_num(sub.to_numpy(dtype=np.float64))
+        r, c = np.nonzero(values)
+        parts.append(pd.DataFrame({"date": sub.index[r], "strategy": name, "symbol": sub.columns[c],
+                                   "weight": values[r, c]}))
+    if not parts: return pd.DataFrame(columns=list(WEIGHT_FIELDS))
+    return pd.concat(parts, ignore_index=True)[list(WEIGHT_FIELDS)]
+
 def performance(run: DailyRun) -> pd.DataFrame:
     "Backtest-to-date metrics per strategy as warehouse `performance` rows (period 'to_date')."
     if not run.results: return pd.DataFrame()
@@ -242,9 +256,10 @@ def performance(run: DailyRun) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 def stage(run: DailyRun, folder: str | None) -> DailyRun:
-    "Stage today's signals and performance as Parquet in `folder` (the launcher archives, then loads them): the last step."
+    "Stage today's signals, target weights and performance as Parquet in `folder` (archived, then loaded): last step."
     if run.status not in ("running", "killed"): return run
-    rows = {"signals": todays_signals(run), "performance": performance(run)}
+    rows = {"signals": todays_signals(run), "performance": performance(run),
+            "target_weights": target_weight_rows(run)}
     run.rows = stage_rows(folder, **rows, shard=run.shard) if folder else \
         {name: len(v) for name, v in rows.items()}                  # no folder (research use): checked counts only
     if run.killed: run.status, run.reason = "killed", f"kill switch on for {', '.join(run.killed)}"

@@ -9,7 +9,8 @@ __all__ = []
 from .base import BACKENDS, HISTORY_KINDS, KEEPS_ROWS, Filter, Warehouse
 from .base import WarehouseError
 from .base import _same, _same_snapshot, backends, check_warehouse, current_sql
-from .base import default_warehouse_uri, designated_sql, example_run, open_warehouse
+from .base import default_warehouse_uri, designated_sql, example_run, example_weights
+from .base import open_warehouse
 from .base import register_backend, select_sql
 from .bigquery import STAGE_TTL, BigQueryWarehouse, bigquery_write_script
 from .duckdb import DuckDBWarehouse
@@ -19,10 +20,11 @@ from .schema import _arrow, _conform, _json_text, _performance_rows, _run_batche
 from .schema import _runs_rows, _signals_rows, _unique_key, arrow_schema
 from .schema import bigquery_ddl
 from .schema import bigquery_table, check_shard, duckdb_ddl, register_table
-from .schema import shard_symbols, stage_rows
+from .schema import WEIGHT_FIELDS, _weights_rows, shard_symbols, stage_rows
 
 __all__ = ["BACKENDS", "HISTORY_KINDS", "KEEPS_ROWS", "Filter", "Warehouse", "WarehouseError", "backends",
            "check_warehouse", "current_sql", "default_warehouse_uri", "designated_sql", "example_run",
+           "example_weights", "WEIGHT_FIELDS", "_weights_rows",
            "open_warehouse", "register_backend", "select_sql", "STAGE_TTL", "BigQueryWarehouse",
            "bigquery_write_script", "DuckDBWarehouse", "METRIC_COLUMNS", "NSE_TZ", "PERFORMANCE_FIELDS",
            "RUN_FIELDS", "RUN_OWNER", "RUN_STATUSES", "RUN_TABLES", "SIGNAL_FIELDS", "TABLES", "TYPES",

@@ -28,8 +28,8 @@ from .schema import shard_symbols
 
 # %% auto #0
 __all__ = ['Filter', 'KEEPS_ROWS', 'HISTORY_KINDS', 'BACKENDS', 'WarehouseError', 'select_sql', 'designated_sql', 'current_sql',
-           'Warehouse', 'example_run', 'check_warehouse', 'register_backend', 'backends', 'default_warehouse_uri',
-           'open_warehouse']
+           'Warehouse', 'example_run', 'example_weights', 'check_warehouse', 'register_backend', 'backends',
+           'default_warehouse_uri', 'open_warehouse']
 
 # %% ../../nbs/30a_warehouse_base.ipynb #4a94a058
 class WarehouseError(StrategyEngineError, RuntimeError):
@@ -133,11 +133,10 @@ class Warehouse(ABC):
         "Where the rows are, for people: a resolved file path, or PROJECT.DATASET."
         return self.uri
 
-    def write_run(self, run: Mapping, signals, performance=None, shard: tuple[int, int] = (0,
-                                                                                           1)) -> dict[str,
-                                                                                                       int]:
-        "Write one run shard (its `runs` row, signals and performance) atomically; a rewrite replaces."
-        batches, owner = _run_batches(run, signals, performance, shard)
+    def write_run(self, run: Mapping, signals, performance=None, shard: tuple[int, int] = (0, 1),
+                  target_weights=None) -> dict[str, int]:
+        "Write one run shard (its `runs` row, signals, target weights, performance) atomically; a rewrite replaces."
+        batches, owner = _run_batches(run, signals, performance, shard, target_weights)
         self._write(batches, owner)
         return {name: len(frame) for name, frame in batches.items()}
 
@@ -181,6 +180,14 @@ class Warehouse(ABC):
         filters = _between("date", start, end) + _is("strategy", strategy) + _is("symbol", symbols)
         return self._run_rows("signals", filters, ("date", "strategy", "symbol", "shard"), run_id, attempt,
                               at)
+
+    def read_target_weights(self, start=None, end=None, strategy: str | Sequence[str] | None = None,
+                            symbols: str | Sequence[str] | None = None, run_id: str | None = None,
+                            attempt: int | None = None, at=None) -> pd.DataFrame:
+        "Target weights decided at the close of `start <= date <= end`: of the designated runs, or of `run_id`."
+        filters = _between("date", start, end) + _is("strategy", strategy) + _is("symbol", symbols)
+        return self._run_rows("target_weights", filters, ("date", "strategy", "symbol", "shard"), run_id,
+                              attempt, at)
 
     def read_performance(self, strategy: str | Sequence[str] | None = None, start=None, end=None,
                          run_id: str | None = None, attempt: int | None = None, at=None) -> pd.DataFrame:
@@ -285,6 +292,12 @@ def example_run(as_of="2024-11-22", symbols: Sequence[str] = ("RELIANCE", "TCS",
                         "seed": seed}}
     return run, signals.to_dict("records"), perf
 
+def example_weights(signals: Sequence[Mapping], cap: float = 0.05) -> list[dict]:
+    "Synthetic target weights of `example_run`'s signal records: signal × confidence × `cap`, non-zero ones."
+    return [{"date": str(r["timestamp"])[:10], "strategy": r["strategy"], "symbol": r["symbol"],
+             "weight": round(float(r["signal"]) * float(r["confidence"]) * cap, 6)}
+            for r in signals if r["signal"] != 0]
+
 class _Fault(Exception):
     "An exception injected between two steps of a write."
 
@@ -325,20 +338,23 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
 
     # 1. round trip: what is read is exactly what was written
     run, sig, perf = example_run(day, syms, run_id="X")
-    _need(wh.write_run(run, sig, perf) == {"signals": 36, "performance": 3, "runs": 1},
+    wts = example_weights(sig)
+    _need(wh.write_run(run, sig, perf, target_weights=wts) == {"signals": 36, "target_weights": len(wts),
+                                                               "performance": 3, "runs": 1},
           "write_run returns row counts")
-    batches, _ = _run_batches(run, sig, perf, (0, 1))
+    batches, _ = _run_batches(run, sig, perf, (0, 1), wts)
     for name in RUN_TABLES:
         _same(wh._read(name, [], TABLES[name].key), by_key(batches[name], name), f"round trip of {name}")
     # 2. idempotent: writing the same run again changes nothing
     before = _snapshot(wh)
-    wh.write_run(run, sig, perf)
+    wh.write_run(run, sig, perf, target_weights=wts)
     _same_snapshot(_snapshot(wh), before, "rewrite of the same run")
     # 3. a new execution of the day, sharded in two (shard 1 first): its union is the unsharded run; X kept
     run_y = {**run, "run_id": "Y", "manifest": {"shards": 2}, "ended_at": f"{day:%Y-%m-%d}T11:00:00Z"}
     for k in (1, 0):
         _, _, perf_k = example_run(day, split[k], run_id="Y", seed=k + 1)
-        wh.write_run(run_y, [r for r in sig if r["symbol"] in split[k]], perf_k, shard=(k, 2))
+        wh.write_run(run_y, [r for r in sig if r["symbol"] in split[k]], perf_k, shard=(k, 2),
+                     target_weights=[w for w in wts if w["symbol"] in split[k]])
     union = wh.read_signals(run_id="Y")
     data = [c for c in sig_cols if c not in RUN_OWNER]
     def by_data(frame: pd.DataFrame) -> pd.DataFrame:
@@ -352,7 +368,16 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
           "the day's current signals are the newer run's, never a mixture")
     _need((wh.read_signals(at=f"{day:%Y-%m-%d}T10:30:00Z")["run_id"] == "X").all(),
           "what was current at 10:30: X")
-    _need(wh.counts() == {**dict.fromkeys(TABLES, 0), "signals": 72, "performance": 9, "runs": 3},
+    w_cols = ["date", "strategy", "symbol", "weight"]
+    def weights_of(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame[w_cols].sort_values(w_cols[:3]).reset_index(drop=True)
+    _same(weights_of(wh.read_target_weights(run_id="Y")), weights_of(before["target_weights"]),
+          "target weights: union of shards vs the unsharded run")
+    _need((wh.read_target_weights()["run_id"] == "Y").all()
+          and (wh.read_target_weights(at=f"{day:%Y-%m-%d}T10:30:00Z")["run_id"] == "X").all(),
+          "target weights are current with their run's signals, never a mixture")
+    _need(wh.counts() == {**dict.fromkeys(TABLES, 0), "signals": 72, "target_weights": 2 * len(wts),
+                          "performance": 9, "runs": 3},
           f"counts after the sharded run: {wh.counts()}")
     # 4. a retried shard is a new attempt: its rows become current for that shard, the first one's are kept
     keep = wh.read_signals(run_id="Y")
@@ -366,15 +391,21 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
     _same(wh.read_signals(run_id="Y", attempt=1), keep, "attempt 1 is still there, whole")
     _need(wh.read_performance(run_id="Y")["shard"].tolist() == [0, 0, 0],
           "shard 1's retry wrote no performance: its latest attempt has none")
+    _need(set(wh.read_target_weights(run_id="Y")["shard"]) <= {0}, "nor target weights")
     # 5. overlapping shards are refused, and the refusal writes nothing
     snap = _snapshot(wh)
     intruder = [r for r in sig if r["symbol"] in split[0] or r["symbol"] == split[1][1]]
     expect_error(lambda: wh.write_run(run_y, intruder, None, shard=(0, 2)), "shard overlap", "already wrote",
                  exc=DataError)
+    theirs = [w for w in wts if w["symbol"] in split[1]][:1]
+    _need(len(theirs) == 1, "the demo run holds a target weight in shard 1")
+    expect_error(lambda: wh.write_run(run_y, [], None, shard=(0, 2), target_weights=theirs), "shard overlap",
+                 "already wrote", exc=DataError)
     _same_snapshot(_snapshot(wh), snap, "after a refused write")
     # 6. atomic: a fault after any single step of a write leaves the previous state intact
     change = ({**run_y, "kind": "rerun"}, [{**r, "confidence": 0.5} for r in sig if r["symbol"] in split[0]],
               example_run(day, split[0], run_id="Y", seed=9)[2])
+    mine = [{**w, "weight": 0.01} for w in wts if w["symbol"] in split[0]]
     faults = 0
     while True:
         steps: list[str] = []
@@ -382,7 +413,7 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
             steps.append(what)
             if len(steps) > at: raise _Fault(f"injected after step {at}: {what}")
         wh._step = fault                                  # type: ignore[method-assign]
-        try: wh.write_run(*change, shard=(0, 2))
+        try: wh.write_run(*change, shard=(0, 2), target_weights=mine)
         except (_Fault, WarehouseError): pass
         else: break
         finally: del wh._step
@@ -391,11 +422,12 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
     _need(faults >= 3, f"a write should have at least one step per table, saw {faults}")
     got = wh.read_signals(run_id="Y")
     _need((got.loc[got["shard"] == 0, "confidence"] == 0.5).all()
-          and wh.read_runs(run_id="Y")["kind"].tolist() == ["rerun", "daily", "daily"],
+          and wh.read_runs(run_id="Y")["kind"].tolist() == ["rerun", "daily", "daily"]
+          and (wh.read_target_weights(run_id="Y")["weight"] == 0.01).all(),
           "the write without a fault applied")
     # 7. reads filter by date, strategy, symbols, run; runs come newest first
     run_z, sig_z, perf_z = example_run(prev, syms[:4], run_id="Z", seed=5)
-    wh.write_run(run_z, sig_z, perf_z)
+    wh.write_run(run_z, sig_z, perf_z, target_weights=example_weights(sig_z))
     everything = wh.read_signals()
     _need(len(everything) == 36 - 3 + 12, f"current signals after day Z: {len(everything)}")
     _same(wh.read_signals(start=day), everything[everything["date"] == day].reset_index(drop=True),
@@ -408,6 +440,12 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
     _same(wh.read_signals(run_id="Z"), everything[everything["run_id"] == "Z"].reset_index(drop=True),
           "run filter")
     _need(wh.read_signals(symbols=[]).empty and wh.read_signals(strategy="nope").empty, "empty selections")
+    weights = wh.read_target_weights()
+    _need(set(weights["run_id"]) == {"Y", "Z"} and len(weights) == len(mine) + len(example_weights(sig_z)),
+          f"current target weights of both days: {len(weights)}")
+    _same(wh.read_target_weights(end=prev, strategy="momentum"),
+          weights[(weights["date"] == prev) & (weights["strategy"] == "momentum")].reset_index(drop=True),
+          "target weights: date and strategy filter")
     runs = wh.read_runs()
     _need(runs["as_of"].is_monotonic_decreasing and runs["run_id"].tolist() == ["X", "Y", "Y", "Y", "Z"],
           f"read_runs order: {runs['run_id'].tolist()}")

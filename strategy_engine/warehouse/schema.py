@@ -25,8 +25,8 @@ from ..runs.contract import EXIT_CODES, RunStatus
 
 # %% auto #0
 __all__ = ['TYPES', 'METRIC_COLUMNS', 'RUN_OWNER', 'TABLES', 'RUN_TABLES', 'SIGNAL_FIELDS', 'PERFORMANCE_FIELDS', 'RUN_FIELDS',
-           'RUN_STATUSES', 'NSE_TZ', 'TableSpec', 'register_table', 'duckdb_ddl', 'bigquery_ddl', 'bigquery_table',
-           'check_shard', 'shard_symbols', 'arrow_schema', 'stage_rows']
+           'RUN_STATUSES', 'NSE_TZ', 'WEIGHT_FIELDS', 'TableSpec', 'register_table', 'duckdb_ddl', 'bigquery_ddl',
+           'bigquery_table', 'check_shard', 'shard_symbols', 'arrow_schema', 'stage_rows']
 
 # %% ../../nbs/30_warehouse_schema.ipynb #c194caaf
 TYPES = ("STRING", "INT64", "FLOAT64", "BOOL", "DATE", "TIMESTAMP", "JSON")
@@ -73,6 +73,13 @@ TABLES: dict[str, TableSpec] = {
         key=(*RUN_OWNER, "date", "strategy", "period"), owner=RUN_OWNER, partition="date",
         cluster=("strategy", "period", "run_id"), required=("shard_count",),
         checks=('"shard" >= 0 AND "shard" < "shard_count"', '"attempt" >= 1')),
+    "target_weights": TableSpec(
+        "target_weights", {"run_id": "STRING", "attempt": "INT64", "shard": "INT64", "date": "DATE",
+                           "strategy": "STRING", "symbol": "STRING", "weight": "FLOAT64"},
+        key=(*RUN_OWNER, "date", "strategy", "symbol"), owner=RUN_OWNER, partition="date",
+        cluster=("strategy", "symbol", "run_id"), required=("weight",),
+        checks=('isfinite("weight")', '"shard" >= 0', '"attempt" >= 1'),
+        shard_unique=("date", "strategy", "symbol"), indexed=False),
     "runs": TableSpec(
         "runs", {"run_id": "STRING", "attempt": "INT64", "shard": "INT64", "shard_count": "INT64",
                  "kind": "STRING", "as_of": "DATE", "status": "STRING", "exit_code": "INT64",
@@ -89,7 +96,7 @@ TABLES: dict[str, TableSpec] = {
         checks=('"shard" >= 0 AND "shard" < "shard_count"', '"attempt" >= 1')),
 }
 # what one run loads; the rest (market_bars, ...) is market data
-RUN_TABLES = ("signals", "performance", "runs")
+RUN_TABLES = ("signals", "target_weights", "performance", "runs")
 
 def register_table(spec: TableSpec) -> TableSpec:
     "Add a table to the warehouse (both backends create it on open); the same spec again is a no-op."
@@ -419,10 +426,7 @@ def _performance_rows(performance, run_id: str, shard: int, shard_count: int,
                         f"strategy, period.")
     out = pd.DataFrame({"run_id": run_id, "attempt": attempt, "shard": shard, "shard_count": shard_count,
                         "date": _dates(df["date"], "performance: date")}, index=df.index)
-    for c in ("strategy", "period"):
-        bad = df[c].isna() | df[c].astype("str").str.strip().eq("")
-        if bad.any(): raise DataError(f"performance: row {_first(bad)} has no {c}.")
-        out[c] = df[c].astype("str")
+    for c in ("strategy", "period"): out[c] = _names(df[c], c, "performance")
     for c in ("start", "end"):
         if c in df.columns: out[c] = _dates(df[c], f"performance: {c}", allow_missing=True)
     for c in METRIC_COLUMNS:
@@ -435,6 +439,38 @@ def _performance_rows(performance, run_id: str, shard: int, shard_count: int,
         out[c] = num.astype("float64")
     out = _conform(out, spec)
     _unique_key(out, ["date", "strategy", "period"], "performance")
+    return out
+
+def _names(values: pd.Series, column: str, table: str) -> pd.Series:
+    "A column of names (strategy, symbol, period) as text; a missing or blank one is a `DataError`."
+    bad = values.isna() | values.astype("str").str.strip().eq("")
+    if bad.any(): raise DataError(f"{table}: row {_first(bad)} has no {column}.")
+    return values.astype("str")
+
+WEIGHT_FIELDS = ("date", "strategy", "symbol", "weight")
+
+def _weights_rows(weights, run_id: str, shard: int, attempt: int = 1) -> pd.DataFrame:
+    "The `target_weights` rows of one attempt of a run shard: date, strategy, symbol and a finite weight."
+    spec, df = TABLES["target_weights"], _records(weights, "target_weights")
+    _check_columns(df.columns, WEIGHT_FIELDS, "target_weights")
+    if df.empty: return _conform(pd.DataFrame(), spec)
+    missing = [c for c in WEIGHT_FIELDS if c not in df.columns]
+    if missing:
+        raise DataError(f"target_weights: missing column(s) {', '.join(missing)}; every row needs "
+                        f"{', '.join(WEIGHT_FIELDS)}.")
+    out = pd.DataFrame({"run_id": run_id, "attempt": attempt, "shard": shard,
+                        "date": _dates(df["date"], "target_weights: date")}, index=df.index)
+    for c in ("strategy", "symbol"): out[c] = _names(df[c], c, "target_weights")
+    w = df["weight"]
+    num = pd.Series(np.nan, index=df.index) if pd.api.types.is_bool_dtype(w) else pd.to_numeric(w, errors="coerce")
+    bad = ~np.isfinite(num.to_numpy(dtype=np.float64, na_value=np.nan))
+    if bad.any():
+        i = _first(bad)
+        raise DataError(f"target_weights: {out['strategy'].iloc[i]}/{out['symbol'].iloc[i]}: weight "
+                        f"{_at(w, bad)!r} is not a finite number (a fraction of capital, e.g. 0.05).")
+    out["weight"] = num.astype("float64")
+    out = _conform(out, spec)
+    _unique_key(out, ["date", "strategy", "symbol"], "target_weights")
     return out
 
 def _instant(value, what: str):
@@ -483,19 +519,20 @@ def _runs_rows(run: Mapping, shard: int, shard_count: int) -> pd.DataFrame:
            "rows": _json_text(run.get("rows"), f"run {run_id}: rows")}
     return _conform(pd.DataFrame([row]), TABLES["runs"])
 
-def _run_batches(run: Mapping, signals, performance, shard) -> tuple[dict[str, Any], dict[str, Any]]:
+def _run_batches(run: Mapping, signals, performance, shard,
+                 weights=None) -> tuple[dict[str, Any], dict[str, Any]]:
     "The checked rows of every table one attempt of a run shard writes, and its owner (run, attempt, shard)."
     i, n = check_shard(shard)
     runs = _runs_rows(run, i, n)
     run_id, attempt = str(runs["run_id"].iloc[0]), int(runs["attempt"].iloc[0])
     return ({"signals": _signals_rows(signals, run_id, i, attempt),
+             "target_weights": _weights_rows(weights, run_id, i, attempt),
              "performance": _performance_rows(performance, run_id, i, n, attempt),
              "runs": runs}, {"run_id": run_id, "attempt": attempt, "shard": i})
 
 # %% ../../nbs/30_warehouse_schema.ipynb #672398e0
-def stage_rows(folder: Path | str, signals=None, performance=None, shard: tuple[int, int] = (0,
-                                                                                             1)) -> dict[str,
-                                                                                                         int]:
+def stage_rows(folder: Path | str, signals=None, performance=None, shard: tuple[int, int] = (0, 1),
+               target_weights=None) -> dict[str, int]:
     "Check a run's rows as the warehouse will and write them to `folder` as Parquet (the run's staged rows)."
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -505,4 +542,9 @@ def stage_rows(folder: Path | str, signals=None, performance=None, shard: tuple[
     perf = _performance_rows(performance, "staged", i, n)
     wire = perf.drop(columns=[*RUN_OWNER, "shard_count"])
     pq.write_table(pa.Table.from_pandas(wire, preserve_index=False), folder / "performance.parquet")
-    return {"signals": sig.num_rows, "performance": len(perf)}
+    counts = {"signals": sig.num_rows, "performance": len(perf)}
+    if target_weights is not None:                     # a stage that decides weights (daily); others stage none
+        w = _arrow(_weights_rows(target_weights, "staged", i), TABLES["target_weights"])
+        pq.write_table(w.drop_columns(list(RUN_OWNER)), folder / "target_weights.parquet")
+        counts["target_weights"] = w.num_rows
+    return counts

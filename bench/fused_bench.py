@@ -145,7 +145,8 @@ def fused_breakout(c, h, lo, v, w, vol_n, vol_thr, allow_short, cap, cost_bps):
             heavy = v[t, j] >= vol_thr * (vsum / vol_n)
             up, down = (x > res) & heavy, allow_short & (x < sup) & heavy
             if up != down: state = 1 if up else -1
-            elif ((state == 1) & (x < 0.5 * (sup + res))) | ((state == -1) & (x > 0.5 * (sup + res))): state = 0
+            elif ((state == 1) & (x < 0.5 * (sup + res))) | ((state == -1) & (x > 0.5 * (sup + res))):
+                state = 0
             sig[t, j] = state
     return _book(c, sig, cap, cost_bps), sig
 

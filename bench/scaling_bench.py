@@ -69,7 +69,8 @@ print(time.perf_counter() - t0)
 
 def run(code: str, *args: str, reuse: bool = False) -> str:
     env = os.environ | {"STRATEGY_ENGINE_REUSE_MEMORY": "1" if reuse else "0"}
-    return subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True, env=env).stdout
+    return subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True,
+                          env=env).stdout
 
 
 def report(rows: list[dict], title: str) -> None:
@@ -81,21 +82,24 @@ def report(rows: list[dict], title: str) -> None:
         for row in rows:
             r = row[name]
             cpu, cpu0 = r["user_ms"] + r["sys_ms"], base[name]["user_ms"] + base[name]["sys_ms"]
-            print(f"  {row['symbols']:>5} symbols: wall {r['wall_ms']:6.0f} ms ({r['wall_ms'] / base[name]['wall_ms']:4.1f}×), "
-                  f"CPU {cpu:6.0f} ms ({cpu / cpu0:4.1f}× for {row['symbols'] / base['symbols']:.0f}× the symbols): "
-                  f"user {r['user_ms']:5.0f}, sys {r['sys_ms']:4.0f} (sys/user {r['sys_ms'] / max(r['user_ms'], 1e-9):.0%})")
+            print(f"  {row['symbols']:>5} symbols: wall {r['wall_ms']:6.0f} ms "
+                  f"({r['wall_ms'] / base[name]['wall_ms']:4.1f}×), CPU {cpu:6.0f} ms ({cpu / cpu0:4.1f}× "
+                  f"for {row['symbols'] / base['symbols']:.0f}× the symbols): user {r['user_ms']:5.0f}, sys "
+                  f"{r['sys_ms']:4.0f} (sys/user {r['sys_ms'] / max(r['user_ms'], 1e-9):.0%})")
     for row in rows:
-        print(f"peak memory, {row['symbols']} symbols: {row['peak_mb']:.0f} MB during the three pipelines (process "
-              f"with the bars loaded: {row['bars_rss_mb']:.0f} MB; generating the synthetic bars peaked at "
-              f"{row['generation_peak_mb']:.0f} MB)")
+        print(f"peak memory, {row['symbols']} symbols: {row['peak_mb']:.0f} MB during the three pipelines "
+              f"(process with the bars loaded: {row['bars_rss_mb']:.0f} MB; generating the synthetic bars "
+              f"peaked at {row['generation_peak_mb']:.0f} MB)")
 
 
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [500, 2000, 5000]
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; each size in a fresh process, best of 3")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; each size in a fresh process, "
+          "best of 3")
     report([json.loads(run(WORKER, str(n), reuse=True)) for n in sizes],
            "the default: core.reuse_freed_memory (freed pages reused, no page faults)")
-    report([json.loads(run(WORKER, str(n))) for n in sizes], "STRATEGY_ENGINE_REUSE_MEMORY=0: glibc's own settings")
+    report([json.loads(run(WORKER, str(n))) for n in sizes],
+           "STRATEGY_ENGINE_REUSE_MEMORY=0: glibc's own settings")
     cold = []
     for _ in range(5):
         r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
@@ -103,8 +107,9 @@ def main() -> None:
         wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
         cold.append((inner, wall, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime))
     inner, wall, cpu = min(cold)
-    print(f"\ncold start, fresh interpreter (best of 5): import strategy_engine.backtest + first backtest + stats "
-          f"{inner * 1e3:.0f} ms; with the interpreter's own start {wall * 1e3:.0f} ms wall, {cpu * 1e3:.0f} ms CPU")
+    print("\ncold start, fresh interpreter (best of 5): import strategy_engine.backtest + first backtest + "
+          f"stats {inner * 1e3:.0f} ms; with the interpreter's own start {wall * 1e3:.0f} ms wall, "
+          f"{cpu * 1e3:.0f} ms CPU")
     print(f"this process's peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -27,11 +27,18 @@ def _close_frame(bars: Bars | pd.DataFrame) -> pd.DataFrame:
     "The close panel of `bars` (a `Bars`, or a date × symbol DataFrame of closes), checked."
     close = bars.close if isinstance(bars, Bars) else bars
     if not isinstance(close, pd.DataFrame):
-        raise DataError(f"backtest needs `Bars` or a date × symbol DataFrame of closes, got {type(bars).__name__}.")
-    if not isinstance(close.index, pd.DatetimeIndex) or close.index.has_duplicates or not close.index.is_monotonic_increasing:
-        raise DataError("The bars' dates must be a sorted DatetimeIndex without duplicates (load them with `load_bars`).")
+        raise DataError("backtest needs `Bars` or a date × symbol DataFrame of closes, got "
+                        f"{type(bars).__name__}.")
+    if (
+        not isinstance(close.index, pd.DatetimeIndex)
+        or close.index.has_duplicates
+        or not close.index.is_monotonic_increasing
+    ):
+        raise DataError("The bars' dates must be a sorted DatetimeIndex without duplicates (load them with "
+                        "`load_bars`).")
     if close.empty:
-        raise DataError(f"The bars hold no data ({close.shape[0]} dates × {close.shape[1]} symbols): nothing to backtest.")
+        raise DataError(f"The bars hold no data ({close.shape[0]} dates × {close.shape[1]} symbols): nothing "
+                        "to backtest.")
     return close
 
 def align_weights(weights: pd.DataFrame, bars: Bars | pd.DataFrame) -> pd.DataFrame:
@@ -40,8 +47,10 @@ def align_weights(weights: pd.DataFrame, bars: Bars | pd.DataFrame) -> pd.DataFr
     if not isinstance(weights, pd.DataFrame):
         raise DataError(f"weights must be a date × symbol DataFrame, got {type(weights).__name__}.")
     if weights.columns.has_duplicates:
-        raise DataError(f"weights name a symbol twice: {sorted(set(weights.columns[weights.columns.duplicated()]))}.")
-    same_symbols = weights.columns.equals(close.columns)        # the usual case: no set lookups (str `isin`: 12 ms)
+        raise DataError("weights name a symbol twice: "
+                        f"{sorted(set(weights.columns[weights.columns.duplicated()]))}.")
+    # the usual case: no set lookups (str `isin`: 12 ms)
+    same_symbols = weights.columns.equals(close.columns)
     unknown = [] if same_symbols else list(weights.columns[~weights.columns.isin(close.columns)])
     if unknown:
         hints = "".join(f" For {s!r}:{h}" for s in unknown[:5] if (h := did_you_mean(s, close.columns)))
@@ -56,8 +65,9 @@ def align_weights(weights: pd.DataFrame, bars: Bars | pd.DataFrame) -> pd.DataFr
     same_dates = idx.equals(dates)
     stray = idx[:0] if same_dates else idx[(idx >= dates[0]) & (idx <= dates[-1]) & ~idx.isin(dates)]
     if len(stray):
-        raise DataError(f"weights hold {len(stray)} date(s) that are not bar dates, e.g. {stray[0].date()}: a target on "
-                        "a non-trading day cannot be traded; build the weights on the bars' own dates.")
+        raise DataError(f"weights hold {len(stray)} date(s) that are not bar dates, e.g. {stray[0].date()}: "
+                        "a target on a non-trading day cannot be traded; build the weights on the bars' own "
+                        "dates.")
     try: values = weights.to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError) as e: raise DataError(f"weights must be numbers: {e}") from None
     first_inf, has_nan = _nonfinite(values)
@@ -176,10 +186,10 @@ class BacktestResult:
 
     def __repr__(self) -> str:
         d, s = self.equity.index, self.summary()
-        return (f"BacktestResult({len(d)} dates × {self.weights.shape[1]} symbols, {d[0].date()} .. {d[-1].date()}, "
-                f"cost {self.cost_bps:g} bps: total return {s['total_return']:.2%}, CAGR {s['cagr']:.2%}, "
-                f"Sharpe {s['sharpe_ratio']:.2f}, max drawdown {s['max_drawdown']:.2%}, {len(self.trades)} trades, "
-                f"turnover {s['annual_turnover']:.1f}x a year)")
+        return (f"BacktestResult({len(d)} dates × {self.weights.shape[1]} symbols, {d[0].date()} .. "
+                f"{d[-1].date()}, cost {self.cost_bps:g} bps: total return {s['total_return']:.2%}, CAGR "
+                f"{s['cagr']:.2%}, Sharpe {s['sharpe_ratio']:.2f}, max drawdown {s['max_drawdown']:.2%}, "
+                f"{len(self.trades)} trades, turnover {s['annual_turnover']:.1f}x a year)")
 
 @numba.njit(cache=True)
 def _returns_into(close, r):   # pragma: no cover  (numba)
@@ -210,12 +220,15 @@ def close_returns(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _prices(close), _returns_k(close)
 
 @numba.njit(cache=True)
-def _books_k(w, r, close, codes, cost_bps, by_column, as_returns, growth, turnover, exposure, net, equity):   # pragma: no cover
+def _books_k(w, r, close, codes, cost_bps, by_column, as_returns, growth, turnover, exposure, net,
+             equity):   # pragma: no cover
     "K weight sets × B books (symbol i in book codes[i], none if < 0) in one pass, into the zeroed K × B × T outputs."
     K, T, N = w.shape
-    from_close = close.shape[0] == T and T > 0                # returns computed on the way, as `_returns_into` does
+    # returns computed on the way, as `_returns_into` does
+    from_close = close.shape[0] == T and T > 0
     for k in range(K):
-        if by_column:                                         # column-major weights: walk each symbol's column
+        # column-major weights: walk each symbol's column
+        if by_column:
             for i in range(N):
                 b = codes[i]
                 if b < 0: continue
@@ -234,10 +247,12 @@ def _books_k(w, r, close, codes, cost_bps, by_column, as_returns, growth, turnov
                     else: rt = r[t, i]
                     held = w[k, t - 1, i]
                     growth[k, b, t] += held * rt              # the gross return, for now
-                    turnover[k, b, t] += abs(held - w[k, t - 2, i]) if t >= 2 else abs(held)   # day 1: from cash
+                    # day 1: from cash
+                    turnover[k, b, t] += abs(held - w[k, t - 2, i]) if t >= 2 else abs(held)
                     exposure[k, b, t] += abs(held)
                     net[k, b, t] += held
-        else:                                                 # row-major: walk each day's row (same sums, same order)
+        # row-major: walk each day's row (same sums, same order)
+        else:
             for t in range(1, T):
                 for i in range(N):
                     b = codes[i]
@@ -255,18 +270,22 @@ def _books_k(w, r, close, codes, cost_bps, by_column, as_returns, growth, turnov
                 equity[k, b, t] = e
                 growth[k, b, t] = f - 1.0 if as_returns else f
 
-def _run_books(w: np.ndarray, r: np.ndarray | None, cost_bps: float, codes: np.ndarray | None = None, n_books: int = 1,
-               as_returns: bool = False, close: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+def _run_books(w: np.ndarray, r: np.ndarray | None, cost_bps: float, codes: np.ndarray | None = None,
+               n_books: int = 1, as_returns: bool = False,
+               close: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     "`_books_k` on weights T × N or K × T × N (any layout, no copy) and returns r (or closes, column-major weights only)."
     w = np.asarray(w, dtype="float64")
     books = w.reshape(-1, *w.shape[-2:])
     if codes is None: codes = np.zeros(w.shape[-1], dtype=np.int64)
     by_column = not books[0].flags.c_contiguous or books.shape[-1] == 1
     if r is None and close is None: raise ValueError("_run_books needs the returns r or the closes.")
-    if r is None and not by_column: r = _returns_k(np.asfortranarray(close))   # row-major weights: the returns first
-    if r is None: r, close = np.empty((0, 0)), np.asarray(close, dtype="float64")   # returns inside the kernel
+    # row-major weights: the returns first
+    if r is None and not by_column: r = _returns_k(np.asfortranarray(close))
+    # returns inside the kernel
+    if r is None: r, close = np.empty((0, 0)), np.asarray(close, dtype="float64")
     else: r, close = np.asarray(r, dtype="float64"), np.empty((0, 0))
-    out = tuple(np.zeros((books.shape[0], n_books, w.shape[-2])) for _ in range(5))   # numpy's memory: huge pages
+    # numpy's memory: huge pages
+    out = tuple(np.zeros((books.shape[0], n_books, w.shape[-2])) for _ in range(5))
     _books_k(books, r, close, codes, float(cost_bps), by_column, as_returns, *out)
     return out
 
@@ -283,10 +302,13 @@ def backtest(bars: Bars | pd.DataFrame, weights: pd.DataFrame, cost_bps: float |
 def backtest(bars: Bars | pd.DataFrame, weights: pd.DataFrame, cost_bps: float | None = ..., name: str = ...,
              books: str | Mapping | pd.Series = ...) -> BookResults: ...
 def backtest(bars: Bars | pd.DataFrame,        # `Bars`, or a date × symbol DataFrame of closes
-             weights: pd.DataFrame,            # target weights: row t decided at the close of t, held over t+1
-             cost_bps: float | None = None,    # cost per unit of turnover, bps (None: core.DEFAULT_COST_BPS, 10)
+             # target weights: row t decided at the close of t, held over t+1
+             weights: pd.DataFrame,
+             # cost per unit of turnover, bps (None: core.DEFAULT_COST_BPS, 10)
+             cost_bps: float | None = None,
              name: str = "backtest",
-             books: str | Mapping | pd.Series | None = None,   # "symbol", or symbol -> book name: K books in one pass
+             # "symbol", or symbol -> book name: K books in one pass
+             books: str | Mapping | pd.Series | None = None,
              ) -> BacktestResult | BookResults:
     "Daily-rebalanced backtest of target `weights` with costs on turnover, over the whole panel at once."
     cost = check_cost(cost_bps)
@@ -298,10 +320,12 @@ def backtest(bars: Bars | pd.DataFrame,        # `Bars`, or a date × symbol Dat
         codes, names = _book_codes(books, close.columns, weights.columns)
         paths = _run_books(w, None, cost, codes, len(names), True, close=c)
         return BookResults.from_paths(paths, names, codes, target, cost, c, None)
-    returns, turnover, gross, net, equity = (a[0, 0] for a in _run_books(w, None, cost, as_returns=True, close=c))
+    returns, turnover, gross, net, equity = (a[0, 0]
+                                             for a in _run_books(w, None, cost, as_returns=True, close=c))
     return BacktestResult(
-        equity=pd.Series(equity, index=dates, name="equity"), returns=pd.Series(returns, index=dates, name=name),
-        weights=target, turnover=pd.Series(turnover, index=dates, name="turnover"),
+        equity=pd.Series(equity, index=dates, name="equity"),
+        returns=pd.Series(returns, index=dates, name=name), weights=target,
+        turnover=pd.Series(turnover, index=dates, name="turnover"),
         exposure=pd.DataFrame({"gross": gross, "net": net}, index=dates), cost_bps=cost, _close=c, _r=None)
 
 # %% ../nbs/20_backtest.ipynb #22388b91
@@ -319,13 +343,15 @@ def signals_to_weights(signal: pd.DataFrame,              # date × symbol, valu
     s = signal.to_numpy()
     if s.dtype.kind not in "iuf" or (s.dtype.kind == "f" and s.dtype != np.float64):
         try: s = signal.to_numpy(dtype="float64", na_value=np.nan)
-        except (TypeError, ValueError) as e: raise DataError(f"signal must be numbers in {{-1, 0, 1}}: {e}") from None
+        except (TypeError, ValueError) as e: raise DataError("signal must be numbers in {-1, 0, 1}: "
+                                                             f"{e}") from None
     w = np.empty((s.shape[1], s.shape[0])).T                  # column-major, like the frames
     bad = _equal_weights_k(s, cap, long_only, w) if s.size else -1
     if bad >= 0:
         i, j = divmod(bad, s.shape[1])
-        raise DataError(f"signal must be -1, 0 or 1 (NaN counts as 0): {signal.columns[j]!r} on {signal.index[i]} "
-                        f"is {s[i, j]:g}. Turn scores into signals first, e.g. np.sign(score).")
+        raise DataError(f"signal must be -1, 0 or 1 (NaN counts as 0): {signal.columns[j]!r} on "
+                        f"{signal.index[i]} is {s[i, j]:g}. Turn scores into signals first, e.g. "
+                        "np.sign(score).")
     return pd.DataFrame(w, index=signal.index, columns=signal.columns, copy=False)
 
 @numba.njit(cache=True)
@@ -355,21 +381,25 @@ def equal_weights(s: np.ndarray, cap: float, long_only: bool = False) -> np.ndar
     return s * np.minimum(1.0 / np.maximum(n, 1), cap) + 0.0
 
 # %% ../nbs/20_backtest.ipynb #feade03a
-def _book_codes(books: str | Mapping | pd.Series, symbols: pd.Index, held: pd.Index) -> tuple[np.ndarray, pd.Index]:
+def _book_codes(books: str | Mapping | pd.Series, symbols: pd.Index,
+                held: pd.Index) -> tuple[np.ndarray, pd.Index]:
     "Book number of each bars symbol (-1: in no book) and the books' names, from 'symbol' or symbol -> book name."
     if isinstance(books, str):
         if books != "symbol":
-            raise ConfigError(f"books must be 'symbol' (one book per symbol) or a mapping symbol -> book name, "
-                              f"e.g. risk.load_sectors(); got {books!r}.{did_you_mean(books, ['symbol'])}")
+            raise ConfigError("books must be 'symbol' (one book per symbol) or a mapping symbol -> book "
+                              "name, e.g. risk.load_sectors(); got "
+                              f"{books!r}.{did_you_mean(books, ['symbol'])}")
         return np.arange(len(symbols), dtype=np.int64), pd.Index(symbols, name="book")
     if not isinstance(books, Mapping | pd.Series):
-        raise ConfigError(f"books must be 'symbol' or a mapping (or Series) symbol -> book name, got {type(books).__name__}.")
+        raise ConfigError("books must be 'symbol' or a mapping (or Series) symbol -> book name, got "
+                          f"{type(books).__name__}.")
     mapping = books.to_dict() if isinstance(books, pd.Series) else dict(books)
     missing = [s for s in held if mapping.get(s) is None]
     if missing:
         more = " ..." if len(missing) > 10 else ""
-        raise DataError(f"books: {len(missing)} symbol(s) with weights have no book: {', '.join(map(repr, missing[:10]))}"
-                        f"{more}. Map every symbol that holds a weight (e.g. a sector map with 'Unclassified' for the rest).")
+        raise DataError(f"books: {len(missing)} symbol(s) with weights have no book: "
+                        f"{', '.join(map(repr, missing[:10]))}{more}. Map every symbol that holds a weight "
+                        "(e.g. a sector map with 'Unclassified' for the rest).")
     labels = [mapping.get(s) for s in symbols]
     names = pd.unique(pd.Series([label for label in labels if label is not None], dtype=object))
     number = {n: i for i, n in enumerate(names)}
@@ -391,8 +421,8 @@ class BookResults:
     _r: np.ndarray | None = field(repr=False)
 
     @classmethod
-    def from_paths(cls, paths: tuple[np.ndarray, ...], names: pd.Index, codes: np.ndarray, target: pd.DataFrame,
-                   cost: float, close: np.ndarray, r: np.ndarray | None) -> BookResults:
+    def from_paths(cls, paths: tuple[np.ndarray, ...], names: pd.Index, codes: np.ndarray,
+                   target: pd.DataFrame, cost: float, close: np.ndarray, r: np.ndarray | None) -> BookResults:
         "Wrap `_books_k`'s K=1 outputs (1 × B × T, growth as returns) as date × book frames, without copying them."
         returns, turnover, gross, net, equity = (a[0].T for a in paths)          # T × B, column-major
         frame = lambda a: pd.DataFrame(a, index=target.index, columns=names, copy=False)
@@ -436,15 +466,17 @@ class BookResults:
         return BacktestResult(
             equity=pd.Series(col(self.equity), index=dates, name="equity"),
             returns=pd.Series(col(self.returns), index=dates, name=str(book)),
-            weights=self.weights.iloc[:, cols], turnover=pd.Series(col(self.turnover), index=dates, name="turnover"),
+            weights=self.weights.iloc[:, cols],
+            turnover=pd.Series(col(self.turnover), index=dates, name="turnover"),
             exposure=pd.DataFrame({"gross": col(self.gross), "net": col(self.net)}, index=dates),
-            cost_bps=self.cost_bps, _close=self._close[:, cols], _r=None if self._r is None else self._r[:, cols])
+            cost_bps=self.cost_bps, _close=self._close[:, cols],
+            _r=None if self._r is None else self._r[:, cols])
 
     def __repr__(self) -> str:
         d, total = self.returns.index, self.equity.iloc[-1] - 1.0
-        return (f"BookResults({len(self)} books × {len(d)} dates, {d[0].date()} .. {d[-1].date()}, cost {self.cost_bps:g} "
-                f"bps: total return median {total.median():.2%}, best {total.max():.2%} ({total.idxmax()}), "
-                f"worst {total.min():.2%} ({total.idxmin()}))")
+        return (f"BookResults({len(self)} books × {len(d)} dates, {d[0].date()} .. {d[-1].date()}, cost "
+                f"{self.cost_bps:g} bps: total return median {total.median():.2%}, best {total.max():.2%} "
+                f"({total.idxmax()}), worst {total.min():.2%} ({total.idxmin()}))")
 
 # %% ../nbs/20_backtest.ipynb #452a6d2b
 def buy_and_hold_returns(bars: Bars | pd.DataFrame, name: str = "buy_and_hold") -> pd.Series:

@@ -67,8 +67,9 @@ def _per_period(value, what: str) -> np.ndarray:
     a = np.asarray(value, dtype="float64")
     big = np.abs(a[np.isfinite(a)])
     if big.size and big.max() >= 1.0:
-        raise ConfigError(f"{what} = {float(big.max()):g} per period is implausible: pass the per-period (not annualised) "
-                          f"Sharpe ratio, annual / sqrt(periods), e.g. 1.5 / sqrt(252) = {1.5 / np.sqrt(252):.4f}.")
+        raise ConfigError(f"{what} = {float(big.max()):g} per period is implausible: pass the per-period "
+                          "(not annualised) Sharpe ratio, annual / sqrt(periods), e.g. 1.5 / sqrt(252) = "
+                          f"{1.5 / np.sqrt(252):.4f}.")
     return a
 
 # %% ../nbs/24_evaluation.ipynb #b768229a
@@ -137,9 +138,11 @@ def _returns_matrix(returns) -> pd.DataFrame:
     "The date × trial returns of a DataFrame or of anything with a `.returns` DataFrame (a `SweepResult`)."
     frame = getattr(returns, "returns", returns)
     if not isinstance(frame, pd.DataFrame):
-        raise DataError(f"Expected a date × trial DataFrame of returns (or a SweepResult), got {type(returns).__name__}.")
+        raise DataError("Expected a date × trial DataFrame of returns (or a SweepResult), got "
+                        f"{type(returns).__name__}.")
     if frame.shape[1] == 0 or frame.shape[0] < 2:
-        raise DataError(f"Need at least 2 dates and 1 trial, got {frame.shape[0]} dates × {frame.shape[1]} trials.")
+        raise DataError(f"Need at least 2 dates and 1 trial, got {frame.shape[0]} dates × {frame.shape[1]} "
+                        "trials.")
     return frame
 
 def deflated_sharpe(returns: pd.DataFrame | Any,      # date × trial returns, or a SweepResult
@@ -158,15 +161,17 @@ def deflated_sharpe(returns: pd.DataFrame | Any,      # date × trial returns, o
             hint = did_you_mean(str(selected), map(str, frame.columns))
             raise UnknownNameError(f"selected={selected!r} is not a column of the returns.{hint}")
         j = int(frame.columns.get_loc(selected))
-        if not valid[j]: raise DataError(f"The selected trial {selected!r} has no Sharpe ratio (flat, or under 2 returns).")
+        if not valid[j]:
+            raise DataError(f"The selected trial {selected!r} has no Sharpe ratio (flat, or under 2 "
+                            "returns).")
     trials = int(valid.sum()) if n_trials is None else n_trials
     var = float(np.var(sr[valid], ddof=1)) if valid.sum() > 1 else 0.0
     sr0 = expected_max_sharpe(trials, var)
     ann = float(np.sqrt(periods))
     return DeflatedSharpe(
-        selected=frame.columns[j], n_obs=int(n[j]), sharpe_per_period=float(sr[j]), sharpe_annual=float(sr[j]) * ann,
-        skew=float(skew[j]), kurtosis=float(kurt[j]), n_trials=trials, var_trials_per_period=var,
-        sr0_per_period=sr0, sr0_annual=sr0 * ann,
+        selected=frame.columns[j], n_obs=int(n[j]), sharpe_per_period=float(sr[j]),
+        sharpe_annual=float(sr[j]) * ann, skew=float(skew[j]), kurtosis=float(kurt[j]), n_trials=trials,
+        var_trials_per_period=var, sr0_per_period=sr0, sr0_annual=sr0 * ann,
         psr=float(probabilistic_sharpe_ratio(sr[j], n[j], 0.0, skew[j], kurt[j])),
         dsr=float(probabilistic_sharpe_ratio(sr[j], n[j], sr0, skew[j], kurt[j])), periods=float(periods))
 
@@ -191,15 +196,18 @@ class PBOResult:
 
     def to_dict(self) -> dict:
         "Summary numbers as plain JSON values (no per-split arrays)."
-        return _plain({"pbo": self.pbo, "prob_oos_loss": self.prob_oos_loss, "degradation_slope": self.degradation_slope,
-                       "median_logit": float(np.median(self.logits)), "n_blocks": self.n_blocks, "n_splits": self.n_splits,
-                       "n_trials": self.n_trials, "block_days": self.block_days, "dropped_days": self.dropped_days,
+        return _plain({"pbo": self.pbo, "prob_oos_loss": self.prob_oos_loss,
+                       "degradation_slope": self.degradation_slope,
+                       "median_logit": float(np.median(self.logits)), "n_blocks": self.n_blocks,
+                       "n_splits": self.n_splits, "n_trials": self.n_trials, "block_days": self.block_days,
+                       "dropped_days": self.dropped_days,
                        "median_is_sharpe": float(np.median(self.is_sharpe)),
                        "median_oos_sharpe": float(np.median(self.oos_sharpe))})
 
     def __repr__(self) -> str:
-        return (f"PBOResult(PBO {self.pbo:.3f} over {self.n_splits} splits of {self.n_blocks} blocks × {self.block_days} days, "
-                f"{self.n_trials} trials; P(OOS loss) {self.prob_oos_loss:.3f}, degradation slope {self.degradation_slope:.2f})")
+        return (f"PBOResult(PBO {self.pbo:.3f} over {self.n_splits} splits of {self.n_blocks} blocks × "
+                f"{self.block_days} days, {self.n_trials} trials; P(OOS loss) {self.prob_oos_loss:.3f}, "
+                f"degradation slope {self.degradation_slope:.2f})")
 
 def _sharpe_from_sums(n: float | np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
     "Per-period Sharpe (ddof=1) from counts, sums and sums of squares; NaN where the returns do not vary."
@@ -218,16 +226,20 @@ def pbo(returns: pd.DataFrame | Any,    # date × trial returns, or a SweepResul
         raise ConfigError(f"n_blocks must be an even whole number >= 2 (16 is usual), got {n_blocks!r}.")
     x = frame.to_numpy(dtype="float64", na_value=np.nan)
     if np.isnan(x).any():
-        raise DataError("CSCV needs a complete returns matrix (every trial observed on every date); drop or fill the "
-                        f"rows with NaN first ({int(np.isnan(x).any(axis=1).sum())} of {len(x)} have one).")
-    trades = x.max(axis=0) > x.min(axis=0)                              # a trial that never moves has no Sharpe ratio
+        raise DataError("CSCV needs a complete returns matrix (every trial observed on every date); drop or "
+                        f"fill the rows with NaN first ({int(np.isnan(x).any(axis=1).sum())} of {len(x)} "
+                        "have one).")
+    # a trial that never moves has no Sharpe ratio
+    trades = x.max(axis=0) > x.min(axis=0)
     cols = np.flatnonzero(trades)
     if len(cols) < 2:
-        raise ConfigError(f"PBO compares trials: it needs at least 2 columns whose returns vary, got {len(cols)}.")
+        raise ConfigError("PBO compares trials: it needs at least 2 columns whose returns vary, got "
+                          f"{len(cols)}.")
     t, n_trials = len(x), len(cols)
     block = t // s
     if block < 2:
-        raise DataError(f"{t} dates cannot be split into {s} blocks of at least 2 returns; use fewer blocks or more data.")
+        raise DataError(f"{t} dates cannot be split into {s} blocks of at least 2 returns; use fewer blocks "
+                        "or more data.")
     dropped = t - s * block
     d = x[dropped:, cols].reshape(s, block, n_trials)
     s1, s2 = d.sum(axis=1), (d * d).sum(axis=1)                         # S × N block sums
@@ -237,9 +249,11 @@ def pbo(returns: pd.DataFrame | Any,    # date × trial returns, or a SweepResul
     half = block * (s // 2)
     is_1, is_2 = member @ s1, member @ s2
     sr_is = _sharpe_from_sums(half, is_1, is_2)
-    sr_oos = np.nan_to_num(_sharpe_from_sums(half, s1.sum(0) - is_1, s2.sum(0) - is_2), nan=0.0)  # flat: earned 0
+    # flat: earned 0
+    sr_oos = np.nan_to_num(_sharpe_from_sums(half, s1.sum(0) - is_1, s2.sum(0) - is_2), nan=0.0)
     rows = np.arange(len(combos))
-    best = np.argmax(np.where(np.isnan(sr_is), -np.inf, sr_is), axis=1)   # a half without trading can't be chosen
+    # a half without trading can't be chosen
+    best = np.argmax(np.where(np.isnan(sr_is), -np.inf, sr_is), axis=1)
     chosen_oos = sr_oos[rows, best]
     below = (sr_oos < chosen_oos[:, None]).sum(axis=1)
     ties = (sr_oos == chosen_oos[:, None]).sum(axis=1)                    # includes itself
@@ -247,7 +261,11 @@ def pbo(returns: pd.DataFrame | Any,    # date × trial returns, or a SweepResul
     logits = np.log(omega / (1 - omega))
     ann = np.sqrt(periods)
     is_best, oos_best = sr_is[rows, best] * ann, chosen_oos * ann
-    slope = float(np.polyfit(is_best, oos_best, 1)[0]) if np.isfinite(is_best).all() and np.ptp(is_best) > 0 else float("nan")
+    slope = (
+        float(np.polyfit(is_best, oos_best, 1)[0])
+        if np.isfinite(is_best).all() and np.ptp(is_best) > 0
+        else float("nan")
+    )
     return PBOResult(pbo=float((logits <= 0).mean()), logits=logits, selected=cols[best], is_sharpe=is_best,
                      oos_sharpe=oos_best, prob_oos_loss=float((oos_best < 0).mean()), degradation_slope=slope,
                      n_blocks=s, n_trials=n_trials, block_days=block, dropped_days=dropped)
@@ -305,21 +323,23 @@ def _strategy_books(name: str, bars: Bars, grid: Mapping[str, Sequence], config:
     with memoized_indicators():
         signals = np.stack([spec.fn(bars, c.parameters).signal.to_numpy(dtype=np.int8) for c in configs])
     if membership is not None:        # a point-in-time universe: flat on the days a symbol is not a member
-        signals *= membership.reindex(index=bars.dates, columns=bars.close.columns, fill_value=False).to_numpy(bool)
+        signals *= membership.reindex(index=bars.dates, columns=bars.close.columns,
+                                      fill_value=False).to_numpy(bool)
     w = equal_weights(signals, cfg.risk_limits.max_position_size, long_only)
     _, r = close_returns(bars.close.to_numpy(dtype="float64"))
     factor, turnover = portfolio_path(w, r, cost)
     return _Books(name, combos, w, r, factor, turnover, bars.dates, bars.close.columns, cost)
 
-def _weight_books(weights: Sequence[pd.DataFrame] | np.ndarray, bars: Bars, params: pd.DataFrame | Sequence[Mapping] | None,
-                  cost_bps: float | None, name: str) -> _Books:
+def _weight_books(weights: Sequence[pd.DataFrame] | np.ndarray, bars: Bars,
+                  params: pd.DataFrame | Sequence[Mapping] | None, cost_bps: float | None,
+                  name: str) -> _Books:
     "Books from K target-weight frames (or a K × T × N array on the bars' dates and symbols)."
     cost = check_cost(cost_bps)
     if isinstance(weights, np.ndarray):
         w = np.asarray(weights, dtype="float64")
         if w.ndim != 3 or w.shape[1:] != bars.close.shape:
-            raise DataError(f"weights array must be K × {bars.close.shape[0]} × {bars.close.shape[1]} (books × dates × "
-                            f"symbols of the bars), got {w.shape}.")
+            raise DataError(f"weights array must be K × {bars.close.shape[0]} × {bars.close.shape[1]} (books "
+                            f"× dates × symbols of the bars), got {w.shape}.")
     else:
         if len(weights) == 0: raise DataError("weights: need at least one book (a date × symbol DataFrame).")
         w = np.stack([align_weights(f, bars).to_numpy() for f in weights])
@@ -327,7 +347,8 @@ def _weight_books(weights: Sequence[pd.DataFrame] | np.ndarray, bars: Bars, para
     if params is None: combos = [{"book": i} for i in range(k)]
     elif isinstance(params, pd.DataFrame): combos = params.to_dict("records")
     else: combos = [dict(p) for p in params]
-    if len(combos) != k: raise DataError(f"{len(combos)} parameter rows for {k} books: give one row per book.")
+    if len(combos) != k:
+        raise DataError(f"{len(combos)} parameter rows for {k} books: give one row per book.")
     _, r = close_returns(bars.close.to_numpy(dtype="float64"))
     factor, turnover = portfolio_path(w, r, cost)
     return _Books(name, combos, w, r, factor, turnover, bars.dates, bars.close.columns, cost)
@@ -343,12 +364,20 @@ def walk_forward_windows(n_dates: int,              # rows of the bars
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise ConfigError(f"{k} must be a whole number of trading days >= {lo}, got {v!r}.")
     if n_dates <= train_days:
-        raise DataError(f"Only {n_dates} dates: a walk-forward needs more than train_days={train_days} (one train window "
-                        f"plus at least one test day). Use a shorter train_days or more history.")
+        raise DataError(f"Only {n_dates} dates: a walk-forward needs more than train_days={train_days} (one "
+                        "train window plus at least one test day). Use a shorter train_days or more "
+                        "history.")
     starts = np.arange(train_days, n_dates, test_days)
     ends = np.minimum(starts + test_days, n_dates)
-    return pd.DataFrame({"train_start": 0 if expanding else starts - train_days, "train_end": starts,
-                         "test_start": starts, "test_end": ends}, index=pd.RangeIndex(len(starts), name="fold"))
+    return pd.DataFrame(
+        {
+            "train_start": 0 if expanding else starts - train_days,
+            "train_end": starts,
+            "test_start": starts,
+            "test_end": ends,
+        },
+        index=pd.RangeIndex(len(starts), name="fold"),
+    )
 
 # %% ../nbs/24_evaluation.ipynb #ae28bf6e
 @dataclass(frozen=True, eq=False, repr=False)
@@ -356,9 +385,12 @@ class WalkForwardResult:
     "A walk-forward run: the choice per fold, stitched out-of-sample returns, and the in-sample comparison."
     strategy: str
     params: pd.DataFrame            # combination × parameter
-    folds: pd.DataFrame             # per fold: windows (dates), chosen combination and parameters, IS and OOS Sharpe
-    returns: pd.DataFrame           # date × combination: every combination's net returns over the whole sample
-    oos_returns: pd.Series          # stitched out-of-sample net returns (test windows), switching costs included
+    # per fold: windows (dates), chosen combination and parameters, IS and OOS Sharpe
+    folds: pd.DataFrame
+    # date × combination: every combination's net returns over the whole sample
+    returns: pd.DataFrame
+    # stitched out-of-sample net returns (test windows), switching costs included
+    oos_returns: pd.Series
     oos_weights: pd.DataFrame       # the stitched target weights (zero before the first test window)
     oos_turnover: pd.Series         # turnover charged on each out-of-sample day
     windows: pd.DataFrame           # the row positions of `walk_forward_windows`
@@ -379,7 +411,8 @@ class WalkForwardResult:
 
     def summary(self) -> pd.DataFrame:
         "Metrics of the stitched out-of-sample record, the hindsight-best over the same dates, and over the whole sample."
-        table = summary(pd.DataFrame({"out_of_sample": self.oos_returns, "in_sample_same_span": self.is_returns}),
+        table = summary(pd.DataFrame({"out_of_sample": self.oos_returns,
+                                      "in_sample_same_span": self.is_returns}),
                         periods=self.periods)
         full = summary(self.returns[[self.in_sample_best]], periods=self.periods).set_axis(["in_sample_full"])
         return pd.concat([table, full])
@@ -388,9 +421,10 @@ class WalkForwardResult:
         s = self.summary()
         d = self.oos_returns.index
         return (f"WalkForwardResult({self.strategy}: {len(self.params)} combinations, {len(self.folds)} "
-                f"{'expanding' if self.expanding else 'rolling'} folds, out of sample {d[0].date()} .. {d[-1].date()}: "
-                f"Sharpe {s.at['out_of_sample', 'sharpe_ratio']:.2f} vs in-sample "
-                f"{s.at['in_sample_same_span', 'sharpe_ratio']:.2f} on the same dates; cost {self.cost_bps:g} bps)")
+                f"{'expanding' if self.expanding else 'rolling'} folds, out of sample {d[0].date()} .. "
+                f"{d[-1].date()}: Sharpe {s.at['out_of_sample', 'sharpe_ratio']:.2f} vs in-sample "
+                f"{s.at['in_sample_same_span', 'sharpe_ratio']:.2f} on the same dates; cost "
+                f"{self.cost_bps:g} bps)")
 
 def _window_sharpe(r: np.ndarray, a: int, b: int) -> np.ndarray:
     "Per-period Sharpe (ddof=1) of each row of K × T returns over columns [a, b); NaN for a flat book."
@@ -423,9 +457,10 @@ def _walk_forward(books: _Books, windows: pd.DataFrame, periods: float, expandin
         own = test_sr[pick] if pick >= 0 else np.nan
         beaten = float(np.mean(test_sr[np.isfinite(test_sr)] < own)) if np.isfinite(own) else np.nan
         sd = seg.std(ddof=1) if len(seg) > 1 else np.nan
-        rows.append({"train_start": dates[a0], "train_end": dates[a1 - 1], "test_start": dates[b0], "test_end": dates[b1 - 1],
-                     "test_days": b1 - b0, "combination": pick, **(books.combos[pick] if pick >= 0 else {}),
-                     "is_sharpe": s_is * ann, "oos_sharpe": seg.mean() / sd * ann if sd and sd > 0 else np.nan,
+        rows.append({"train_start": dates[a0], "train_end": dates[a1 - 1], "test_start": dates[b0],
+                     "test_end": dates[b1 - 1], "test_days": b1 - b0, "combination": pick,
+                     **(books.combos[pick] if pick >= 0 else {}), "is_sharpe": s_is * ann,
+                     "oos_sharpe": seg.mean() / sd * ann if sd and sd > 0 else np.nan,
                      "oos_return": float(np.prod(1.0 + seg) - 1.0), "oos_beats": beaten})
     folds = pd.DataFrame(rows, index=windows.index)
     return WalkForwardResult(
@@ -450,9 +485,11 @@ def walk_forward(name: str, bars: Bars,
     windows = walk_forward_windows(len(books.dates), train_days, test_days, expanding)
     return _walk_forward(books, windows, periods, expanding)
 
-def walk_forward_weights(weights: Sequence[pd.DataFrame] | np.ndarray,   # K books: date × symbol target weights each
+# K books: date × symbol target weights each
+def walk_forward_weights(weights: Sequence[pd.DataFrame] | np.ndarray,
                          bars: Bars,
-                         params: pd.DataFrame | Sequence[Mapping] | None = None,   # one row per book (for the report)
+                         # one row per book (for the report)
+                         params: pd.DataFrame | Sequence[Mapping] | None = None,
                          train_days: int = 756, test_days: int = 252, expanding: bool = False,
                          cost_bps: float | None = None, name: str = "books",
                          periods: float = PERIODS_PER_YEAR) -> WalkForwardResult:
@@ -462,8 +499,8 @@ def walk_forward_weights(weights: Sequence[pd.DataFrame] | np.ndarray,   # K boo
     return _walk_forward(books, windows, periods, expanding)
 
 # %% ../nbs/24_evaluation.ipynb #ecdd51c1
-_METRICS = ("start", "end", "days", "total_return", "cagr", "annual_volatility", "sharpe_ratio", "sortino_ratio",
-            "max_drawdown", "calmar_ratio", "hit_rate")
+_METRICS = ("start", "end", "days", "total_return", "cagr", "annual_volatility", "sharpe_ratio",
+            "sortino_ratio", "max_drawdown", "calmar_ratio", "hit_rate")
 
 def _metrics(returns: pd.Series, periods: float) -> dict:
     "The `metrics.summary` row of one return series, as plain values."
@@ -494,13 +531,15 @@ def evaluate(name: str, bars: Bars,
                  "start": books.dates[0], "end": books.dates[-1], "days": len(books.dates)},
         "settings": {"cost_bps": books.cost, "restrict_universe": restrict_universe, "long_only": long_only,
                      "periods_per_year": periods, "pbo_blocks": n_blocks,
-                     "walk_forward": {"mode": "expanding" if expanding else "rolling", "train_days": train_days,
+                     "walk_forward": {"mode": "expanding" if expanding else "rolling",
+                                      "train_days": train_days,
                                       "test_days": test_days} if walk_forward else None},
-        "units": (f"Sharpe ratios are annualised (x sqrt({periods:g})) unless the key ends in _per_period; returns, CAGR, "
-                  "volatility and drawdowns are fractions (0.05 = 5 %); costs in basis points of the value traded."),
+        "units": (f"Sharpe ratios are annualised (x sqrt({periods:g})) unless the key ends in _per_period; "
+                  "returns, CAGR, volatility and drawdowns are fractions (0.05 = 5 %); costs in basis "
+                  "points of the value traded."),
         "grid": g, "n_combinations": k,
-        "in_sample": {"combination": best, "parameters": books.combos[best], "metrics": _metrics(rets[best], periods),
-                      "annual_turnover": turnover,
+        "in_sample": {"combination": best, "parameters": books.combos[best],
+                      "metrics": _metrics(rets[best], periods), "annual_turnover": turnover,
                       "note": f"the best of {k} combinations by Sharpe over the whole sample: biased upward"},
         "deflated_sharpe": ds.to_dict(),
         "pbo": pbo(rets, n_blocks, periods).to_dict() if k >= 2 else None,
@@ -515,7 +554,8 @@ def evaluate(name: str, bars: Bars,
             "folds": _plain(wf.folds.to_dict("records")),
             "out_of_sample": _metrics(oos, periods),
             "in_sample_same_span": {"combination": wf.in_sample_best, **_metrics(wf.is_returns, periods)},
-            "oos_psr": float(probabilistic_sharpe_ratio(sr[0], len(oos), 0.0, sk[0], ku[0])) if np.isfinite(sr[0]) else None,
+            "oos_psr": float(probabilistic_sharpe_ratio(sr[0], len(oos), 0.0, sk[0],
+                                                        ku[0])) if np.isfinite(sr[0]) else None,
             "oos_annual_turnover": float(wf.oos_turnover.mean() * periods),
             "parameter_changes": int(wf.folds["combination"].diff().fillna(0).ne(0).sum()),
         }
@@ -525,44 +565,59 @@ def _pct(x: Any) -> str: return "n/a" if x is None else f"{100 * x:.1f}%"
 def _num(x: Any, digits: int = 2) -> str: return "n/a" if x is None else f"{x:.{digits}f}"
 
 def _metrics_line(m: Mapping) -> str:
-    return (f"Sharpe {_num(m['sharpe_ratio'])}, CAGR {_pct(m['cagr'])}, volatility {_pct(m['annual_volatility'])}, "
-            f"max drawdown {_pct(m['max_drawdown'])}, total return {_pct(m['total_return'])} ({m['start']} .. {m['end']})")
+    return (f"Sharpe {_num(m['sharpe_ratio'])}, CAGR {_pct(m['cagr'])}, volatility "
+            f"{_pct(m['annual_volatility'])}, max drawdown {_pct(m['max_drawdown'])}, total return "
+            f"{_pct(m['total_return'])} ({m['start']} .. {m['end']})")
 
 def format_report(report: Mapping) -> str:
     "The evaluation report as plain text, for the terminal."
     d, st, ins, ds = report["data"], report["settings"], report["in_sample"], report["deflated_sharpe"]
     label = "SYNTHETIC demo data, says nothing about any market" if d["synthetic"] else "real data"
-    lines = [f"Evaluation of {report['strategy']!r}: {d['symbols']} symbols, {d['start']} .. {d['end']} ({d['days']} days), "
-             f"{label} ({d['source']})",
-             f"Costs {st['cost_bps']:g} bps per unit of turnover; {report['n_combinations']} parameter combinations of "
-             f"{', '.join(report['grid'])}. Sharpe ratios annualised.", ""]
+    lines = [f"Evaluation of {report['strategy']!r}: {d['symbols']} symbols, {d['start']} .. {d['end']} "
+             f"({d['days']} days), {label} ({d['source']})",
+             f"Costs {st['cost_bps']:g} bps per unit of turnover; {report['n_combinations']} parameter "
+             f"combinations of {', '.join(report['grid'])}. Sharpe ratios annualised.", ""]
     params = ", ".join(f"{k}={v}" for k, v in ins["parameters"].items())
-    lines += [f"In sample (best of {report['n_combinations']} over the whole sample, biased upward): {params}",
+    lines += [f"In sample (best of {report['n_combinations']} over the whole sample, biased upward): "
+              f"{params}",
               f"  {_metrics_line(ins['metrics'])}", ""]
-    verdict = "distinguishable from luck" if (ds["dsr"] or 0) >= 0.95 else "NOT distinguishable from the best of lucky trials"
-    lines += [f"Deflated Sharpe: best Sharpe {_num(ds['sharpe_annual'])} ({_num(ds['sharpe_per_period'], 4)} per day, "
-              f"{ds['n_obs']} days, skew {_num(ds['skew'])}, kurtosis {_num(ds['kurtosis'])}); the best of "
-              f"{ds['n_trials']} unskilled trials would show {_num(ds['sr0_annual'])}.",
+    verdict = (
+        "distinguishable from luck"
+        if (ds["dsr"] or 0) >= 0.95
+        else "NOT distinguishable from the best of lucky trials"
+    )
+    lines += [f"Deflated Sharpe: best Sharpe {_num(ds['sharpe_annual'])} ({_num(ds['sharpe_per_period'], 4)} "
+              f"per day, {ds['n_obs']} days, skew {_num(ds['skew'])}, kurtosis {_num(ds['kurtosis'])}); the "
+              f"best of {ds['n_trials']} unskilled trials would show {_num(ds['sr0_annual'])}.",
               f"  PSR(0) {_num(ds['psr'], 3)}, DSR {_num(ds['dsr'], 3)}: {verdict} at 95%."]
     pb = report.get("pbo")
     if pb:
-        lines += [f"PBO (CSCV, {pb['n_blocks']} blocks, {pb['n_splits']} splits): {_num(pb['pbo'], 3)}; the in-sample "
-                  f"winner loses money out of sample in {_pct(pb['prob_oos_loss'])} of splits (median OOS Sharpe "
-                  f"{_num(pb['median_oos_sharpe'])} vs IS {_num(pb['median_is_sharpe'])})."]
+        lines += [f"PBO (CSCV, {pb['n_blocks']} blocks, {pb['n_splits']} splits): {_num(pb['pbo'], 3)}; the "
+                  f"in-sample winner loses money out of sample in {_pct(pb['prob_oos_loss'])} of splits "
+                  f"(median OOS Sharpe {_num(pb['median_oos_sharpe'])} vs IS "
+                  f"{_num(pb['median_is_sharpe'])})."]
     wf = report.get("walk_forward")
     if wf:
         w = st["walk_forward"]
         names = list(report["grid"])
         lines += ["", f"Walk-forward ({w['mode']}, train {w['train_days']} days, test {w['test_days']} days, "
-                      f"{len(wf['folds'])} folds, the chosen parameters changed {wf['parameter_changes']} times):",
-                  f"  {'test window':24s} {'IS Sharpe':>9s} {'OOS Sharpe':>10s} {'OOS return':>10s} {'beat':>5s}  "
-                  f"chosen {' / '.join(names)}"]
+                      f"{len(wf['folds'])} folds, the chosen parameters changed {wf['parameter_changes']} "
+                      "times):",
+                  f"  {'test window':24s} {'IS Sharpe':>9s} {'OOS Sharpe':>10s} {'OOS return':>10s} "
+                  f"{'beat':>5s}  chosen {' / '.join(names)}"]
         for f in wf["folds"]:
-            chosen = " / ".join(str(f.get(k)) for k in names) if f["combination"] >= 0 else "(flat: nothing traded)"
+            chosen = (
+                " / ".join(str(f.get(k)) for k in names)
+                if f["combination"] >= 0
+                else "(flat: nothing traded)"
+            )
             lines.append(f"  {f['test_start'] + ' .. ' + f['test_end']:24s} {_num(f['is_sharpe']):>9s} "
-                         f"{_num(f['oos_sharpe']):>10s} {_pct(f['oos_return']):>10s} {_pct(f['oos_beats']):>5s}  {chosen}")
+                         f"{_num(f['oos_sharpe']):>10s} {_pct(f['oos_return']):>10s} "
+                         f"{_pct(f['oos_beats']):>5s}  {chosen}")
         lines.append("  (beat: share of all combinations the choice beat over its test window, by Sharpe)")
-        lines += [f"  Out of sample (stitched, costs and switches included): {_metrics_line(wf['out_of_sample'])}",
-                  f"  In sample, same dates (hindsight-best combination):    {_metrics_line(wf['in_sample_same_span'])}",
+        lines += ["  Out of sample (stitched, costs and switches included): "
+                  f"{_metrics_line(wf['out_of_sample'])}",
+                  "  In sample, same dates (hindsight-best combination):    "
+                  f"{_metrics_line(wf['in_sample_same_span'])}",
                   f"  PSR(0) of the out-of-sample Sharpe: {_num(wf['oos_psr'], 3)}"]
     return "\n".join(lines)

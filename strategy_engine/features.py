@@ -23,8 +23,8 @@ __all__ = ['FEATURE_NAMES', 'RETURN_WINDOWS', 'feature_frames', 'feature_panel',
            'gather_windows', 'fit_scaler', 'scale', 'information_coefficient', 'hit_rate', 'prediction_report']
 
 # %% ../nbs/14_features.ipynb #429ce00b
-FEATURE_NAMES = ("ret_1", "ret_5", "ret_20", "ret_60", "rsi_14", "pct_b_20", "atr_pct_14", "log_volume_ratio_20",
-                 "market_ret_20")
+FEATURE_NAMES = ("ret_1", "ret_5", "ret_20", "ret_60", "rsi_14", "pct_b_20", "atr_pct_14",
+                 "log_volume_ratio_20", "market_ret_20")
 RETURN_WINDOWS = (1, 5, 20, 60)
 
 def feature_frames(bars: Bars) -> dict[str, pd.DataFrame]:
@@ -36,13 +36,15 @@ def feature_frames(bars: Bars) -> dict[str, pd.DataFrame]:
     out["pct_b_20"] = cast(pd.DataFrame, ind.bollinger(close, 20, 2.0).pct_b) - 0.5
     out["atr_pct_14"] = cast(pd.DataFrame, ind.atr(bars.high, bars.low, close, 14)) / close
     ratio = cast(pd.DataFrame, ind.volume_ratio(bars.volume, 20)).to_numpy()
-    out["log_volume_ratio_20"] = pd.DataFrame(np.log(np.clip(ratio, 1 / 20, 20)), index=close.index, columns=close.columns)
+    out["log_volume_ratio_20"] = pd.DataFrame(np.log(np.clip(ratio, 1 / 20, 20)), index=close.index,
+                                              columns=close.columns)
     r20 = moms[20].to_numpy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # an all-NaN date (warm-up) has no market mean: NaN
         market = np.nanmean(r20, axis=1)
     listed = np.isfinite(close.to_numpy())
-    out["market_ret_20"] = pd.DataFrame(np.where(listed, market[:, None], np.nan), index=close.index, columns=close.columns)
+    out["market_ret_20"] = pd.DataFrame(np.where(listed, market[:, None], np.nan), index=close.index,
+                                        columns=close.columns)
     return {name: out[name] for name in FEATURE_NAMES}
 
 def feature_panel(bars: Bars) -> np.ndarray:
@@ -89,10 +91,13 @@ class Split:
 
 def walk_forward_splits(n_dates: int,                 # rows of the panel
                         test_size: int,               # rows per test block
-                        horizon: int,                 # label horizon: training rows need t + horizon < test start
+                        # label horizon: training rows need t + horizon < test start
+                        horizon: int,
                         min_train: int,               # rows in the first training window
-                        embargo: int = 0,             # extra rows left out between training labels and the test
-                        train_size: int | None = None  # None: expanding window; else the last `train_size` rows
+                        # extra rows left out between training labels and the test
+                        embargo: int = 0,
+                        # None: expanding window; else the last `train_size` rows
+                        train_size: int | None = None
                         ) -> list[Split]:
     "Walk-forward folds over `n_dates` rows: contiguous test blocks, each trained only on labels known before it."
     h = _check_horizon(horizon)
@@ -100,16 +105,17 @@ def walk_forward_splits(n_dates: int,                 # rows of the panel
         if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
             raise ConfigError(f"walk_forward_splits: `{name}` must be an integer >= {lo}; got {v!r}.")
     if train_size is not None and (not isinstance(train_size, int | np.integer) or train_size < min_train):
-        raise ConfigError(f"walk_forward_splits: `train_size` must be None (expanding) or an integer >= min_train "
-                          f"({min_train}); got {train_size!r}.")
+        raise ConfigError("walk_forward_splits: `train_size` must be None (expanding) or an integer >= "
+                          f"min_train ({min_train}); got {train_size!r}.")
     splits = []
     for s in range(min_train + h + embargo, n_dates, test_size):
         hi = s - h - embargo                            # rows t < hi have t + h < s - embargo
         lo = 0 if train_size is None else max(0, hi - train_size)
         splits.append(Split(lo, hi, s, min(s + test_size, n_dates)))
     if not splits:
-        raise DataError(f"walk_forward_splits: {n_dates} dates leave no test block after min_train={min_train} + "
-                        f"horizon={h} + embargo={embargo}; use more data or a shorter training window.")
+        raise DataError(f"walk_forward_splits: {n_dates} dates leave no test block after "
+                        f"min_train={min_train} + horizon={h} + embargo={embargo}; use more data or a "
+                        "shorter training window.")
     return splits
 
 def trainable_end(as_of_row: int, horizon: int) -> int:
@@ -118,12 +124,13 @@ def trainable_end(as_of_row: int, horizon: int) -> int:
 
 def purged_tail(start: int, end: int, fraction: float, horizon: int) -> tuple[slice, slice]:
     "Split rows [start, end) into fit rows and a validation tail of `fraction`, purging `horizon` rows between them."
-    if not 0 < fraction < 1: raise ConfigError(f"the validation fraction must be in (0, 1); got {fraction!r}.")
+    if not 0 < fraction < 1:
+        raise ConfigError(f"the validation fraction must be in (0, 1); got {fraction!r}.")
     v0 = end - max(1, int(round((end - start) * fraction)))
     fit_end = v0 - _check_horizon(horizon)
     if fit_end <= start:
-        raise DataError(f"{end - start} training dates are too few for a validation tail of {fraction:.0%} and a "
-                        f"purge of {horizon} dates; give the model more history.")
+        raise DataError(f"{end - start} training dates are too few for a validation tail of {fraction:.0%} "
+                        f"and a purge of {horizon} dates; give the model more history.")
     return slice(start, fit_end), slice(v0, end)
 
 # %% ../nbs/14_features.ipynb #ccfb301a
@@ -147,8 +154,8 @@ def fit_scaler(X: np.ndarray, rows: slice) -> tuple[np.ndarray, np.ndarray]:
     flat = X[rows].reshape(-1, X.shape[-1])
     n = np.isfinite(flat).sum(axis=0)
     if (n < 2).any():
-        raise DataError(f"fit_scaler: feature(s) {[i for i in np.flatnonzero(n < 2)]} have fewer than 2 finite training "
-                        f"values; give the model more history.")
+        raise DataError(f"fit_scaler: feature(s) {[i for i in np.flatnonzero(n < 2)]} have fewer than 2 "
+                        "finite training values; give the model more history.")
     mean = np.nanmean(flat, axis=0)
     std = np.nanstd(flat, axis=0)
     return mean, np.where(std > 0, std, 1.0)
@@ -192,7 +199,8 @@ def hit_rate(pred: pd.DataFrame | np.ndarray, realized: pd.DataFrame | np.ndarra
     use = np.isfinite(p) & np.isfinite(y) & (p != 0) & (y != 0)
     return float((np.sign(p[use]) == np.sign(y[use])).mean()) if use.any() else float("nan")
 
-def prediction_report(pred: pd.DataFrame | np.ndarray, realized: pd.DataFrame | np.ndarray, horizon: int) -> pd.Series:
+def prediction_report(pred: pd.DataFrame | np.ndarray, realized: pd.DataFrame | np.ndarray,
+                      horizon: int) -> pd.Series:
     "Mean Pearson and Spearman IC, their t-stats on non-overlapping dates, hit rate and counts."
     h = _check_horizon(horizon)
     out = {}
@@ -200,7 +208,11 @@ def prediction_report(pred: pd.DataFrame | np.ndarray, realized: pd.DataFrame | 
         ic = information_coefficient(pred, realized, m).to_numpy()
         sparse = ic[::h][np.isfinite(ic[::h])]
         out[f"ic_{m}"] = float(np.nanmean(ic)) if np.isfinite(ic).any() else float("nan")
-        out[f"ic_{m}_t"] = float(sparse.mean() / sparse.std(ddof=1) * np.sqrt(len(sparse))) if len(sparse) > 2 else float("nan")
+        out[f"ic_{m}_t"] = (
+            float(sparse.mean() / sparse.std(ddof=1) * np.sqrt(len(sparse)))
+            if len(sparse) > 2
+            else float("nan")
+        )
     out["hit_rate"] = hit_rate(pred, realized)
     p, y = _as_array(pred), _as_array(realized)
     out["n_dates"] = int(np.isfinite(information_coefficient(pred, realized).to_numpy()).sum())

@@ -27,17 +27,20 @@ def _int_param(fn: str, name: str, value: Any, lo: int = 1) -> int:
         raise ConfigError(f"{fn}: `{name}` must be an integer >= {lo}; got {value!r}.")
     return int(value)
 
-def _inputs(fn: str, mask: bool = True, **frames: Any) -> tuple[list[np.ndarray], Callable[[np.ndarray], Any]]:
+def _inputs(fn: str, mask: bool = True, **frames: Any) -> tuple[list[np.ndarray],
+                                                                Callable[[np.ndarray], Any]]:
     "Check `fn`'s inputs; return them as float64 arrays (NaN where any input is NaN, unless not `mask`) and a wrapper."
     first, ref = next(iter(frames.items()))
     arrays = []
     for name, x in frames.items():
         if not isinstance(x, pd.DataFrame | pd.Series):
-            raise DataError(f"{fn}: `{name}` must be a pandas DataFrame (date × symbol) or Series; got {type(x).__name__}.")
+            raise DataError(f"{fn}: `{name}` must be a pandas DataFrame (date × symbol) or Series; got "
+                            f"{type(x).__name__}.")
         if x is ref:
             if not (x.index.is_monotonic_increasing and x.index.is_unique):
                 raise DataError(f"{fn}: `{name}` has unsorted or duplicate dates; rows are read as time, so "
-                                f"sort them and drop duplicates first (`x[~x.index.duplicated()].sort_index()`).")
+                                "sort them and drop duplicates first "
+                                "(`x[~x.index.duplicated()].sort_index()`).")
         elif type(x) is not type(ref) or not x.index.equals(ref.index) or (
                 isinstance(x, pd.DataFrame) and not x.columns.equals(ref.columns)):
             raise DataError(f"{fn}: `{name}` is not aligned with `{first}`: pass frames with the same dates "
@@ -45,10 +48,12 @@ def _inputs(fn: str, mask: bool = True, **frames: Any) -> tuple[list[np.ndarray]
         try: a = x.to_numpy(dtype=np.float64, na_value=np.nan)
         except (TypeError, ValueError): raise DataError(f"{fn}: `{name}` must hold numbers.") from None
         arrays.append(np.asfortranarray(a.reshape(-1, 1) if a.ndim == 1 else a))
-    if mask and len(arrays) > 1:             # a bar exists where every input has a value (or the kernel checks)
+    # a bar exists where every input has a value (or the kernel checks)
+    if mask and len(arrays) > 1:
         missing = np.logical_or.reduce([np.isnan(a) for a in arrays])
         if missing.any(): arrays = [np.where(missing, np.nan, a) for a in arrays]
-    if isinstance(ref, pd.Series): wrap = lambda a: pd.Series(a[:, 0], index=ref.index, name=ref.name, copy=False)
+    if isinstance(ref, pd.Series): wrap = lambda a: pd.Series(a[:, 0], index=ref.index, name=ref.name,
+                                                              copy=False)
     else: wrap = lambda a: pd.DataFrame(a, index=ref.index, columns=ref.columns, copy=False)
     return arrays, wrap
 
@@ -128,7 +133,8 @@ def _moments_col(x, w, prior, buf, mean, std, with_std=True):
         pos = 0 if pos == w - 1 else pos + 1
         d = v - anchor
         s1 += d
-        if with_std: s2 += d * d                                  # (the mean needs only s1: same bits without s2)
+        # (the mean needs only s1: same bits without s2)
+        if with_std: s2 += d * d
         run = run + 1 if v == last else 1                         # length of the run of equal values
         last = v
         k += 1
@@ -402,9 +408,14 @@ def bollinger(close: Frame, window: int = 20, n_std: float = 2.0) -> Bollinger:
 def momentum(close: Frame, windows: int | Sequence[int] = 20) -> Frame | dict[int, Frame]:
     "Rate of change c_t / c_{t-n} - 1 over `windows` bars: a frame for one int, a dict for a list."
     many = not isinstance(windows, int | np.integer) or isinstance(windows, bool)
-    ns = list(windows) if many and isinstance(windows, Sequence) and not isinstance(windows, str) else [windows]
+    ns = (
+        list(windows)
+        if many and isinstance(windows, Sequence) and not isinstance(windows, str)
+        else [windows]
+    )
     if not ns or len(set(ns)) != len(ns):
-        raise ConfigError(f"momentum: `windows` must be one integer >= 1 or a list of distinct ones; got {windows!r}.")
+        raise ConfigError("momentum: `windows` must be one integer >= 1 or a list of distinct ones; got "
+                          f"{windows!r}.")
     ns = [_int_param("momentum", "windows", n) for n in ns]
     (c,), wrap = _inputs("momentum", close=close)
     out = {n: wrap(_roc_k(c, n)) for n in ns}
@@ -442,7 +453,8 @@ class SupportResistance(NamedTuple):
 def support_resistance(high: Frame, low: Frame, window: int = 20) -> SupportResistance:
     "Support (lowest low) and resistance (highest high) of the previous `window` bars, excluding today."
     window = _int_param("support_resistance", "window", window)
-    (h, lo), wrap = _inputs("support_resistance", mask=False, high=high, low=low)   # the kernel skips a bar missing either
+    # the kernel skips a bar missing either
+    (h, lo), wrap = _inputs("support_resistance", mask=False, high=high, low=low)
     sup, res = _empty_like(h), _empty_like(h)
     _channel_into(h, lo, window, sup, res)                  # both channels from one pass over the bars
     return SupportResistance(wrap(sup), wrap(res))

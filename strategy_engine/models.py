@@ -38,7 +38,8 @@ def _plain(obj: Any) -> Any:
     "`obj` as plain JSON (tuples to lists, numpy scalars to Python), or a DataError naming what is not."
     try: return json.loads(canonical_json(obj))
     except (TypeError, ValueError) as e:
-        raise DataError(f"model params/info must be plain JSON (numbers, strings, lists, dicts; no NaN): {e}") from None
+        raise DataError("model params/info must be plain JSON (numbers, strings, lists, dicts; no NaN): "
+                        f"{e}") from None
 
 @dataclass(frozen=True, eq=False)
 class ModelArtifact:
@@ -57,14 +58,15 @@ class ModelArtifact:
         object.__setattr__(self, "info", _plain(dict(self.info)))
         object.__setattr__(self, "arrays", {k: np.asarray(v) for k, v in self.arrays.items()})
         for k, v in self.arrays.items():
-            if v.dtype == object: raise DataError(f"ModelArtifact array {k!r} has dtype object; store numbers only.")
+            if v.dtype == object:
+                raise DataError(f"ModelArtifact array {k!r} has dtype object; store numbers only.")
         object.__setattr__(self, "as_of", str(pd.Timestamp(self.as_of).date()))
         object.__setattr__(self, "model_hash", sha256_hex(canonical_json(self.content())))
 
     def content(self) -> dict:
         "The hashed content: everything but the array bytes (replaced by their digests) and the provenance."
-        return {"format": FORMAT_VERSION, "kind": self.kind, "params": self.params, "data_hash": self.data_hash,
-                "as_of": self.as_of, "info": self.info,
+        return {"format": FORMAT_VERSION, "kind": self.kind, "params": self.params,
+                "data_hash": self.data_hash, "as_of": self.as_of, "info": self.info,
                 "arrays": {k: _array_digest(v) for k, v in sorted(self.arrays.items())}}
 
     @property
@@ -72,12 +74,12 @@ class ModelArtifact:
 
     def manifest_entry(self) -> dict:
         "What a run's manifest records about the model it used or trained."
-        return {"kind": self.kind, "model_hash": self.model_hash, "data_hash": self.data_hash, "as_of": self.as_of,
-                "params": self.params, "path": str(self.provenance.get("path", ""))}
+        return {"kind": self.kind, "model_hash": self.model_hash, "data_hash": self.data_hash,
+                "as_of": self.as_of, "params": self.params, "path": str(self.provenance.get("path", ""))}
 
     def __repr__(self) -> str:
-        return (f"ModelArtifact({self.kind} {self.short_hash}, as of {self.as_of}, {len(self.arrays)} arrays, "
-                f"data {self.data_hash[:12]})")
+        return (f"ModelArtifact({self.kind} {self.short_hash}, as of {self.as_of}, {len(self.arrays)} "
+                f"arrays, data {self.data_hash[:12]})")
 
 # %% ../nbs/15_models.ipynb #76bd8409
 MODEL_FILE, ARRAYS_FILE = "model.json", "arrays.npz"
@@ -105,7 +107,8 @@ def save_artifact(artifact: ModelArtifact, root: str | Path | None = None) -> Mo
     try:
         np.savez(tmp / ARRAYS_FILE, **cast(dict[str, Any], artifact.arrays))
         doc = {**artifact.content(), "model_hash": artifact.model_hash, "provenance": prov}
-        (tmp / MODEL_FILE).write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+        (tmp / MODEL_FILE).write_text(json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n",
+                                      encoding="utf-8")
         try: os.rename(tmp, final)
         except OSError:
             if not final.exists(): raise
@@ -124,16 +127,18 @@ def load_artifact(path: str | Path) -> ModelArtifact:
         doc = json.loads(meta_file.read_text(encoding="utf-8"))
         with np.load(arrays_file, allow_pickle=False) as z: arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, KeyError) as e:
-        raise DataError(f"{folder}: the model artifact cannot be read ({e}); it is damaged, retrain it.") from None
+        raise DataError(f"{folder}: the model artifact cannot be read ({e}); it is damaged, retrain "
+                        "it.") from None
     if doc.get("format") != FORMAT_VERSION:
-        raise DataError(f"{folder}: artifact format {doc.get('format')!r}, this code reads format {FORMAT_VERSION}; retrain it.")
-    art = ModelArtifact(doc["kind"], doc["params"], doc["data_hash"], doc["as_of"], arrays, doc.get("info", {}),
-                        {**doc.get("provenance", {}), "path": str(folder)})
+        raise DataError(f"{folder}: artifact format {doc.get('format')!r}, this code reads format "
+                        f"{FORMAT_VERSION}; retrain it.")
+    art = ModelArtifact(doc["kind"], doc["params"], doc["data_hash"], doc["as_of"], arrays,
+                        doc.get("info", {}), {**doc.get("provenance", {}), "path": str(folder)})
     if art.model_hash != doc.get("model_hash") or folder.name != art.model_hash:
         raise DataError(f"{folder}: the model artifact was altered or corrupted: its content hashes to "
-                        f"{art.model_hash[:12]}, but it is stored as {folder.name[:12]} "
-                        f"(recorded {str(doc.get('model_hash'))[:12]}). Do not use it; retrain, or restore it "
-                        f"from the training run's archive.")
+                        f"{art.model_hash[:12]}, but it is stored as {folder.name[:12]} (recorded "
+                        f"{str(doc.get('model_hash'))[:12]}). Do not use it; retrain, or restore it from the "
+                        "training run's archive.")
     return art
 
 def list_artifacts(kind: str | None = None, store: str | Path | None = None) -> pd.DataFrame:
@@ -145,7 +150,8 @@ def list_artifacts(kind: str | None = None, store: str | Path | None = None) -> 
         try: doc = json.loads(meta.read_text(encoding="utf-8"))
         except (OSError, ValueError): continue
         rows.append({"kind": doc.get("kind"), "model_hash": meta.parent.name, "as_of": doc.get("as_of"),
-                     "data_hash": doc.get("data_hash"), "created_utc": doc.get("provenance", {}).get("created_utc", ""),
+                     "data_hash": doc.get("data_hash"),
+                     "created_utc": doc.get("provenance", {}).get("created_utc", ""),
                      "path": str(meta.parent)})
     cols = ["kind", "model_hash", "as_of", "data_hash", "created_utc", "path"]
     df = pd.DataFrame(rows, columns=cols)
@@ -161,25 +167,29 @@ def resolve_model(kind: str, ref: str = "latest", store: str | Path | None = Non
         return art
     table = list_artifacts(kind, root)
     if table.empty:
-        raise ConfigError(f"no trained {kind} model in {root}: run `strategy-engine run train` first "
-                          f"(or `strategy_engine.models.train_models`), or set $STRATEGY_ENGINE_MODELS to the store "
-                          f"that has one.")
+        raise ConfigError(f"no trained {kind} model in {root}: run `strategy-engine run train` first (or "
+                          "`strategy_engine.models.train_models`), or set $STRATEGY_ENGINE_MODELS to the "
+                          "store that has one.")
     if ref in ("latest", ""):
         return load_artifact(table.iloc[-1]["path"])
     if len(ref) < 8 or any(ch not in "0123456789abcdef" for ch in ref):
-        raise ConfigError(f"model reference {ref!r} for {kind}: expected 'latest', a folder path, or a model hash "
-                          f"(64 hex digits, or a unique prefix of at least 8).")
+        raise ConfigError(f"model reference {ref!r} for {kind}: expected 'latest', a folder path, or a model "
+                          "hash (64 hex digits, or a unique prefix of at least 8).")
     hits = table[table["model_hash"].str.startswith(ref)]
     if len(hits) > 1:
-        raise ConfigError(f"model hash prefix {ref!r} is ambiguous in {root}: {', '.join(h[:16] for h in hits['model_hash'])}.")
+        raise ConfigError(f"model hash prefix {ref!r} is ambiguous in {root}: "
+                          f"{', '.join(h[:16] for h in hits['model_hash'])}.")
     if hits.empty:
         known = list(table["model_hash"])
-        raise UnknownNameError(f"no {kind} model {ref!r} in {root}.{did_you_mean(ref, [k[:len(ref)] for k in known])} "
-                               f"Available: {', '.join(k[:12] + ' (as of ' + a + ')' for k, a in zip(known, table['as_of']))}.")
+        raise UnknownNameError(
+            f"no {kind} model {ref!r} in {root}.{did_you_mean(ref, [k[: len(ref)] for k in known])} "
+            f"Available: {', '.join(k[:12] + ' (as of ' + a + ')' for k, a in zip(known, table['as_of']))}."
+        )
     return load_artifact(hits.iloc[0]["path"])
 
 # %% ../nbs/15_models.ipynb #b390e957
-Trainer = Callable[[Bars, Any], ModelArtifact]     # (bars cut at as_of, the strategy's parameters) -> artifact
+# (bars cut at as_of, the strategy's parameters) -> artifact
+Trainer = Callable[[Bars, Any], ModelArtifact]
 _TRAINERS: dict[str, Trainer] = {}
 
 def register_trainer(name: str) -> Callable[[Trainer], Trainer]:
@@ -207,11 +217,15 @@ def requires_trained_model(name: str, config: Any = None) -> bool:
     return getattr(cfg.parameters, "model", "walk_forward") != "walk_forward"
 
 def train_models(bars: Bars,                                     # the panel to train on (cut at `as_of`)
-                 as_of: Any = None,                              # last date training may see (default: the last date)
+                 # last date training may see (default: the last date)
+                 as_of: Any = None,
                  strategies: Iterable[str] | None = None,        # which (None: each needs_training strategy)
-                 out_dir: str | Path | None = None,              # the training run's folder: artifacts are written here
-                 store: str | Path | None | bool = None,         # publish to this store (None: model_store(); False: don't)
-                 configs: Mapping[str, Any] | None = None        # name -> StrategyConfig/dict/path; default: the YAML
+                 # the training run's folder: artifacts are written here
+                 out_dir: str | Path | None = None,
+                 # publish to this store (None: model_store(); False: don't)
+                 store: str | Path | None | bool = None,
+                 # name -> StrategyConfig/dict/path; default: the YAML
+                 configs: Mapping[str, Any] | None = None
                  ) -> list[ModelArtifact]:
     "Train the models of `strategies` on `bars` up to `as_of`; save them to `out_dir` and the model store."
     from strategy_engine.strategies.base import as_config, strategy_names, universe_symbols
@@ -226,7 +240,8 @@ def train_models(bars: Bars,                                     # the panel to 
         symbols = universe_symbols(cfg, cut)
         panel = cut.select(symbols) if symbols != cut.symbols else cut
         art = trainer(panel, cfg.parameters)
-        art = replace(art, provenance={**art.provenance, "code_version": code_version(), "strategy_config": cfg.to_dict()})
+        art = replace(art, provenance={**art.provenance, "code_version": code_version(),
+                                       "strategy_config": cfg.to_dict()})
         saved = save_artifact(art, out_dir) if out_dir is not None else art
         if store is not False:
             published = save_artifact(art, None if store is None or store is True else store)

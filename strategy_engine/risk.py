@@ -17,7 +17,14 @@ from pydantic import ValidationError
 
 from . import indicators as ind
 from .backtest import close_returns, portfolio_path
-from .core import ConfigError, DataError, check_cost, check_names, config_dir, explain_validation_error
+from strategy_engine.core import (
+    ConfigError,
+    DataError,
+    check_cost,
+    check_names,
+    config_dir,
+    explain_validation_error,
+)
 from .data import Bars, Finding
 from .strategies.base import (RiskLimits, SignalFrame, StrategyConfig, as_config, as_matrix,
                                              run_strategy, universe_symbols)
@@ -38,7 +45,9 @@ def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode,
     seen: set = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if key in seen: raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice",
+                                                    key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node, deep)
 
@@ -54,26 +63,35 @@ def load_sectors(path: str | Path | None = None) -> pd.Series:
     if not p.is_file():
         raise ConfigError(f"{p}: no sector map. Write one as `sectors: {{<sector name>: [<symbol>, ...]}}` "
                           "(see config/sectors.yaml), or leave sector_cap unset.")
-    try: raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)   # a SafeLoader: no arbitrary objects
+    # a SafeLoader: no arbitrary objects
+    try: raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise ConfigError(f"{p}: {where}not valid YAML ({getattr(e, 'problem', None) or e}).") from None
-    if not isinstance(raw, dict) or list(raw) != ["sectors"] or not isinstance(raw["sectors"], dict) or not raw["sectors"]:
+    if (
+        not isinstance(raw, dict)
+        or list(raw) != ["sectors"]
+        or not isinstance(raw["sectors"], dict)
+        or not raw["sectors"]
+    ):
         found = list(raw) if isinstance(raw, dict) else type(raw).__name__
-        raise ConfigError(f"{p}: expected one top-level `sectors:` mapping of sector name -> list of symbols; found {found}.")
+        raise ConfigError(f"{p}: expected one top-level `sectors:` mapping of sector name -> list of "
+                          f"symbols; found {found}.")
     out: dict[str, str] = {}
     for sector, symbols in raw["sectors"].items():
         if not isinstance(sector, str) or not sector.strip() or sector == UNCLASSIFIED:
-            raise ConfigError(f"{p}: sector name {sector!r} must be a non-empty string other than {UNCLASSIFIED!r} "
-                              "(the name given to symbols with no sector).")
+            raise ConfigError(f"{p}: sector name {sector!r} must be a non-empty string other than "
+                              f"{UNCLASSIFIED!r} (the name given to symbols with no sector).")
         if not isinstance(symbols, list) or not symbols:
             raise ConfigError(f"{p}: sectors.{sector} must be a non-empty list of symbols, got {symbols!r}.")
         for s in symbols:
             if not isinstance(s, str) or not s.strip():
-                raise ConfigError(f"{p}: sectors.{sector} holds {s!r}, not a symbol; quote it ('{s}') if it is one "
-                                  "(YAML reads ON, NO, YES as booleans and digits as numbers).")
-            if s in out: raise ConfigError(f"{p}: symbol {s!r} is listed under both {out[s]!r} and {sector!r}; one sector each.")
+                raise ConfigError(f"{p}: sectors.{sector} holds {s!r}, not a symbol; quote it ('{s}') if it "
+                                  "is one (YAML reads ON, NO, YES as booleans and digits as numbers).")
+            if s in out:
+                raise ConfigError(f"{p}: symbol {s!r} is listed under both {out[s]!r} and {sector!r}; one "
+                                  "sector each.")
             out[s] = sector
     return pd.Series(out, name="sector", dtype=str).rename_axis("symbol")
 
@@ -88,8 +106,9 @@ def sector_codes(symbols: Sequence[str], sectors: pd.Series | Mapping | None = N
     if missing:
         shown = ", ".join(missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
         findings = (Finding("unclassified_symbol", "warning",
-                            f"{len(missing)} symbol(s) have no sector in the sector map: {shown}. They share the sector "
-                            f"{UNCLASSIFIED!r} under sector_cap; add them to config/sectors.yaml.", value=float(len(missing))),)
+                            f"{len(missing)} symbol(s) have no sector in the sector map: {shown}. They share "
+                            f"the sector {UNCLASSIFIED!r} under sector_cap; add them to "
+                            "config/sectors.yaml.", value=float(len(missing))),)
     return codes.astype(np.intp), pd.Index(uniques), findings
 
 # %% ../nbs/23_risk.ipynb #3ad73c3c
@@ -120,7 +139,8 @@ def _stop_kernel(sig, close, atr, stop_pct, atr_mult):   # pragma: no cover - co
                 level = np.nan if pending else _stop_level(side, last_c, last_a, stop_pct, atr_mult)
                 held[t, j] = s
             elif not stopped:
-                if pending and not np.isnan(c):            # entered before the symbol's first bar: its first close
+                # entered before the symbol's first bar: its first close
+                if pending and not np.isnan(c):
                     level, pending = _stop_level(side, c, last_a, stop_pct, atr_mult), False
                 if not np.isnan(c) and ((side > 0 and c < level) or (side < 0 and c > level)):
                     stopped = True
@@ -142,7 +162,8 @@ def apply_stops(signal: np.ndarray,                 # date × symbol in {-1, 0, 
     c = as_matrix(close)
     a = as_matrix(atr) if atr is not None else np.full(c.shape, np.nan, order="F")
     if not sig.shape == c.shape == a.shape:
-        raise DataError(f"apply_stops: signal, close and atr must have one shape, got {sig.shape}, {c.shape}, {a.shape}.")
+        raise DataError(f"apply_stops: signal, close and atr must have one shape, got {sig.shape}, "
+                        f"{c.shape}, {a.shape}.")
     return _stop_kernel(sig, c, a, float(stop_pct or 0.0), float(atr_mult or 0.0))
 
 # %% ../nbs/23_risk.ipynb #c32de085
@@ -154,9 +175,14 @@ def volatility(bars: Bars, estimator: str = "std", window: int = 20, atr_period:
     if estimator == "std":
         _, r = close_returns(close.to_numpy(dtype=np.float64))
         listed = np.maximum.accumulate(~np.isnan(close.to_numpy()), axis=0)
-        r[1:][~listed[:-1]] = np.nan                        # no return until the day after a symbol's first bar
+        # no return until the day after a symbol's first bar
+        r[1:][~listed[:-1]] = np.nan
         r[0] = np.nan
-        sd = pd.DataFrame(r, index=close.index, columns=close.columns).rolling(window, min_periods=window).std(ddof=1)
+        sd = (
+            pd.DataFrame(r, index=close.index, columns=close.columns)
+            .rolling(window, min_periods=window)
+            .std(ddof=1)
+        )
     elif estimator == "atr":
         sd = ind.atr(bars.high, bars.low, close, atr_period) / close
     else: raise ConfigError(f"volatility: estimator must be 'std' or 'atr', got {estimator!r}.")
@@ -174,7 +200,8 @@ def raw_sizes(held: np.ndarray, limits: RiskLimits, sigma: np.ndarray | None = N
     return s * size
 
 # %% ../nbs/23_risk.ipynb #cda58c5c
-SLACK = 1e-12      # a sum within SLACK * max(cap, 1) of its cap is at the cap: rounding must not rescale a book
+# a sum within SLACK * max(cap, 1) of its cap is at the cap: rounding must not rescale a book
+SLACK = 1e-12
 
 def _over(x: np.ndarray, cap: float) -> np.ndarray:
     "Where a sum passes its cap by more than floating-point rounding."
@@ -203,7 +230,8 @@ def cap_top_n(w: np.ndarray, n: int, cap: float) -> np.ndarray:
     total = prefix[:, -1:]
     over = _over(total[:, 0], cap)
     if not over.any(): return w
-    nxt = np.concatenate([top[:, 1:], np.zeros((len(top), 1))], axis=1)             # a_{i+1}, with a_{k+1} = 0
+    # a_{i+1}, with a_{k+1} = 0
+    nxt = np.concatenate([top[:, 1:], np.zeros((len(top), 1))], axis=1)
     i = np.arange(1, k + 1)
     ok = i * nxt + total - prefix <= cap                                             # g(a_{i+1}) <= cap
     first = ok.argmax(axis=1)                                                        # always found at i = k
@@ -283,7 +311,8 @@ def paper_drawdown(w: np.ndarray, r: np.ndarray, cost_bps: float) -> np.ndarray:
     equity = np.cumprod(factor)
     return equity / np.maximum.accumulate(np.maximum(equity, 1.0)) - 1.0
 
-def guard_scale(drawdown: np.ndarray, max_drawdown: float, resume_drawdown: float, scale: float) -> np.ndarray:
+def guard_scale(drawdown: np.ndarray, max_drawdown: float, resume_drawdown: float,
+                scale: float) -> np.ndarray:
     "Exposure multiplier per close: `scale` from a drawdown below -max_drawdown until it is back within -resume_drawdown."
     dd = np.asarray(drawdown, dtype=np.float64)
     event = np.where(dd < -max_drawdown, 1.0, np.where(dd >= -resume_drawdown, 0.0, np.nan))
@@ -322,7 +351,8 @@ class RiskedWeights:
         src = self.signals
         conf = np.where(held != 0, src.confidence.to_numpy() if src is not None else 1.0, 0.0)
         meta = dict(src.metadata) if src is not None else {}
-        return SignalFrame(self.strategy, self.held, pd.DataFrame(conf, index=self.held.index, columns=self.held.columns),
+        return SignalFrame(self.strategy, self.held, pd.DataFrame(conf, index=self.held.index,
+                                                                  columns=self.held.columns),
                            meta, dict(src.parameters) if src is not None else {})
 
     def summary(self) -> pd.DataFrame:
@@ -350,7 +380,8 @@ def _limits(limits: RiskLimits | Mapping | None) -> RiskLimits:
     if limits is None: return RiskLimits()
     if isinstance(limits, RiskLimits): return limits
     if not isinstance(limits, Mapping):
-        raise ConfigError(f"risk limits must be a RiskLimits or a mapping of its keys, got {type(limits).__name__}.")
+        raise ConfigError("risk limits must be a RiskLimits or a mapping of its keys, got "
+                          f"{type(limits).__name__}.")
     try: return RiskLimits.model_validate(dict(limits))
     except ValidationError as e:
         raise explain_validation_error(e, RiskLimits, "strategy.risk_limits", "apply_risk()",
@@ -362,38 +393,48 @@ def _killed(strategy: str, dates: pd.Index, symbols: Sequence[str], limits: Risk
     zero = pd.DataFrame(0.0, index=dates, columns=cols)
     msg = (f"strategy {strategy!r} is killed (risk_limits.kill_switch: true): no signals, every weight 0; "
            "set kill_switch: false in its YAML to trade it again.")
-    return RiskedWeights(strategy, zero, zero.astype(np.int8), zero.astype(bool), pd.Series(0.0, index=dates, name="scale"),
-                         pd.Series(0.0, index=dates, name="drawdown"), pd.DataFrame(0.0, index=dates, columns=list(STEPS)),
-                         limits, killed=True, findings=(Finding("kill_switch", "warning", msg),))
+    return RiskedWeights(strategy, zero, zero.astype(np.int8), zero.astype(bool),
+                         pd.Series(0.0, index=dates, name="scale"),
+                         pd.Series(0.0, index=dates, name="drawdown"),
+                         pd.DataFrame(0.0, index=dates, columns=list(STEPS)), limits, killed=True,
+                         findings=(Finding("kill_switch", "warning", msg),))
 
 def _signal_frame(signals: SignalFrame | pd.DataFrame, bars: Bars) -> tuple[pd.DataFrame, Bars]:
     "The signal as an int8 frame on the bars' dates, and the bars restricted to its symbols (checked)."
     sig = signals.signal if isinstance(signals, SignalFrame) else signals
     if not isinstance(bars, Bars):
-        raise DataError(f"apply_risk needs `Bars` (stops and ATR use highs and lows), got {type(bars).__name__}.")
+        raise DataError("apply_risk needs `Bars` (stops and ATR use highs and lows), got "
+                        f"{type(bars).__name__}.")
     if not isinstance(sig, pd.DataFrame):
-        raise DataError(f"signals must be a SignalFrame or a date × symbol DataFrame of -1/0/1, got {type(sig).__name__}.")
+        raise DataError("signals must be a SignalFrame or a date × symbol DataFrame of -1/0/1, got "
+                        f"{type(sig).__name__}.")
     same = sig.columns.equals(bars.close.columns)             # the usual case: no per-name checks
-    if not same: check_names([str(s) for s in sig.columns], bars.symbols, "symbol", f"the bars ({bars.source})")
+    if not same:
+        check_names([str(s) for s in sig.columns], bars.symbols, "symbol", f"the bars ({bars.source})")
     if not pd.DatetimeIndex(sig.index).equals(bars.dates):
-        raise DataError(f"signals cover {len(sig.index)} dates but the bars {len(bars.dates)}: run the strategy on the same "
-                        "bars (or cut both alike, e.g. bars.select(end=...)).")
+        raise DataError(f"signals cover {len(sig.index)} dates but the bars {len(bars.dates)}: run the "
+                        "strategy on the same bars (or cut both alike, e.g. bars.select(end=...)).")
     b = bars if same else bars.select([str(c) for c in sig.columns])
-    if isinstance(signals, SignalFrame) and all(t == np.int8 for t in sig.dtypes):   # checked when it was built
+    # checked when it was built
+    if isinstance(signals, SignalFrame) and all(t == np.int8 for t in sig.dtypes):
         return pd.DataFrame(sig.to_numpy(), index=b.dates, columns=b.close.columns), b
     try: s = np.nan_to_num(sig.to_numpy(dtype=np.float64, na_value=np.nan))
-    except (TypeError, ValueError) as e: raise DataError(f"signals must be numbers in {{-1, 0, 1}}: {e}") from None
+    except (TypeError, ValueError) as e: raise DataError("signals must be numbers in {-1, 0, 1}: "
+                                                         f"{e}") from None
     bad = (s != -1) & (s != 0) & (s != 1)
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise DataError(f"signals must be -1, 0 or 1: {sig.columns[j]!r} on {sig.index[i]} is {s[i, j]:g}.")
     return pd.DataFrame(s.astype(np.int8), index=b.dates, columns=b.close.columns), b
 
-def apply_risk(signals: SignalFrame | pd.DataFrame,        # the strategy's output, or a date × symbol -1/0/1 frame
+# the strategy's output, or a date × symbol -1/0/1 frame
+def apply_risk(signals: SignalFrame | pd.DataFrame,
                bars: Bars,                                 # the bars the signals were computed on
                limits: RiskLimits | Mapping | None = None,  # the strategy's risk_limits (None: defaults)
-               cost_bps: float | None = None,              # costs of the paper book the drawdown guard watches
-               sectors: pd.Series | Mapping | None = None,  # symbol -> sector (None: config/sectors.yaml, if sector_cap)
+               # costs of the paper book the drawdown guard watches
+               cost_bps: float | None = None,
+               # symbol -> sector (None: config/sectors.yaml, if sector_cap)
+               sectors: pd.Series | Mapping | None = None,
                ) -> RiskedWeights:
     "Target weights from signals: stops, sizing, position/sector/top-N/gross/net caps and the drawdown guard, in that order."
     lim, cost = _limits(limits), check_cost(cost_bps)
@@ -404,7 +445,8 @@ def apply_risk(signals: SignalFrame | pd.DataFrame,        # the strategy's outp
     atr = as_matrix(ind.atr(b.high, b.low, b.close, lim.atr_period)) if lim.atr_stop is not None else None
     held, fired = apply_stops(sig.to_numpy(), close, atr, lim.stop_loss, lim.atr_stop)
     sigma = None
-    if lim.vol_target is not None: sigma = volatility(b, lim.vol_estimator, lim.vol_window, lim.atr_period).to_numpy()
+    if lim.vol_target is not None:
+        sigma = volatility(b, lim.vol_estimator, lim.vol_window, lim.atr_period).to_numpy()
     removed: dict[str, np.ndarray] = {}
     def step(key: str, new: np.ndarray) -> np.ndarray:
         removed[key] = np.abs(w).sum(axis=1) - np.abs(new).sum(axis=1)   # w: the weights before this step
@@ -415,7 +457,8 @@ def apply_risk(signals: SignalFrame | pd.DataFrame,        # the strategy's outp
     if sigma is None and (lim.top_n is None or lim.top_n_cap is None):   # the usual limits: one compiled call
         w, fused_removed = fused_caps(held, lim, codes)
         removed.update(fused_removed)
-    else:                                                     # volatility sizing or a top-N cap: the numpy steps
+    # volatility sizing or a top-N cap: the numpy steps
+    else:
         w = raw_sizes(held, lim, sigma)
         w = step("position_cap", cap_positions(w, lim.max_position_size))
         if codes is not None and lim.sector_cap is not None:
@@ -433,9 +476,11 @@ def apply_risk(signals: SignalFrame | pd.DataFrame,        # the strategy's outp
     idx, cols = b.dates, b.close.columns
     binding = pd.DataFrame({k: np.maximum(removed.get(k, np.zeros(len(w))), 0.0) for k in STEPS}, index=idx)
     return RiskedWeights(name, pd.DataFrame(w + 0.0, index=idx, columns=cols),
-                         pd.DataFrame(held, index=idx, columns=cols), pd.DataFrame(fired, index=idx, columns=cols),
-                         pd.Series(scale, index=idx, name="scale"), pd.Series(dd, index=idx, name="drawdown"), binding, lim,
-                         signals=signals if isinstance(signals, SignalFrame) else None, findings=findings)
+                         pd.DataFrame(held, index=idx, columns=cols),
+                         pd.DataFrame(fired, index=idx, columns=cols),
+                         pd.Series(scale, index=idx, name="scale"), pd.Series(dd, index=idx, name="drawdown"),
+                         binding, lim, signals=signals if isinstance(signals, SignalFrame) else None,
+                         findings=findings)
 
 def strategy_weights(name: str, bars: Bars, config: StrategyConfig | Mapping | str | Path | None = None,
                      cost_bps: float | None = None, restrict_universe: bool = True,
@@ -452,6 +497,7 @@ def strategy_weights(name: str, bars: Bars, config: StrategyConfig | Mapping | s
 
 def members_only(sf: SignalFrame, membership: pd.DataFrame) -> SignalFrame:
     "`sf` flat wherever its symbol is not a member that day (a point-in-time universe mask, date × symbol bool)."
-    m = membership.reindex(index=sf.signal.index, columns=sf.signal.columns, fill_value=False).to_numpy(dtype=bool)
-    return SignalFrame.from_arrays(sf.strategy, sf.signal, sf.signal.to_numpy() * m, sf.confidence.to_numpy() * m,
-                                   sf.metadata, sf.parameters)
+    m = membership.reindex(index=sf.signal.index, columns=sf.signal.columns,
+                           fill_value=False).to_numpy(dtype=bool)
+    return SignalFrame.from_arrays(sf.strategy, sf.signal, sf.signal.to_numpy() * m,
+                                   sf.confidence.to_numpy() * m, sf.metadata, sf.parameters)

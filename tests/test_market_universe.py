@@ -8,7 +8,12 @@ import pytest
 from strategy_engine.calendar import nse_calendar
 from strategy_engine.market.bhavcopy import synthetic_market, write_bhavcopy
 from strategy_engine.market.store import ingest_files, read_market_bars, read_market_field
-from strategy_engine.market.universe import check_point_in_time, series_eligible, store_universe, top_by_traded_value
+from strategy_engine.market.universe import (
+    check_point_in_time,
+    series_eligible,
+    store_universe,
+    top_by_traded_value,
+)
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,13 @@ DAY = "2024-11-22"
 
 @pytest.fixture
 def where(tmp_path):
-    return {"warehouse": f"duckdb:///{tmp_path}/wh.duckdb", "archive": str(tmp_path / "archive"), "tmp": tmp_path}
+    return {"warehouse": f"duckdb:///{tmp_path}/wh.duckdb", "archive": str(tmp_path / "archive"),
+            "tmp": tmp_path}
 
 
 def daily(where, *extra, env=None):
-    return run_cli("run", "daily", "--as-of", DAY, "--warehouse", where["warehouse"], "--archive", where["archive"],
-                   "--no-alerts", *extra, env=env)
+    return run_cli("run", "daily", "--as-of", DAY, "--warehouse", where["warehouse"], "--archive",
+                   where["archive"], "--no-alerts", *extra, env=env)
 
 
 def manifests(where):
@@ -48,8 +49,8 @@ CASES = [(s, h) for s in RUN_STEPS for h in ("kill", "term")]
 
 
 def daily_args(where, *extra):
-    return ("run", "daily", "--as-of", DAY, "--warehouse", where["warehouse"], "--archive", where["archive"], "--no-alerts",
-            *extra)
+    return ("run", "daily", "--as-of", DAY, "--warehouse", where["warehouse"], "--archive", where["archive"],
+            "--no-alerts", *extra)
 
 
 def snapshot(where) -> dict:
@@ -63,7 +64,8 @@ def crash_loop(tmp_path_factory):
     The cases are independent, so their runs go in parallel (`run_cli_many`); the test per case reads its states."""
     places = {c: {"warehouse": f"duckdb:///{(t := tmp_path_factory.mktemp('crash'))}/wh.duckdb",
                   "archive": str(t / "archive"), "tmp": t} for c in CASES}
-    crashed = run_cli_many([(daily_args(places[c], "--data", "synthetic"), {**os.environ, FAILPOINT_ENV: ":".join(c)})
+    crashed = run_cli_many([(daily_args(places[c], "--data", "synthetic"),
+                             {**os.environ, FAILPOINT_ENV: ":".join(c)})
                             for c in CASES])
     states = {}
     for c, out in zip(CASES, crashed):
@@ -72,22 +74,27 @@ def crash_loop(tmp_path_factory):
         with open_warehouse(where["warehouse"]) as wh:
             states[c]["reconciled"] = reconcile(open_archive(where["archive"]), wh)
         states[c]["after_reconcile"] = snapshot(where)
-    retried = [c for c in CASES if c[1] == "kill"]                  # SIGTERM ends the same way: one retry per step
-    for c, out in zip(retried, run_cli_many([(daily_args(places[c], "--data", "synthetic"), None) for c in retried])):
+    # SIGTERM ends the same way: one retry per step
+    retried = [c for c in CASES if c[1] == "kill"]
+    for c, out in zip(retried,
+                      run_cli_many([(daily_args(places[c], "--data", "synthetic"), None) for c in retried])):
         states[c]["retry"] = out
         states[c]["after_retry"] = snapshot(places[c])
     return states
 
 
 @pytest.mark.parametrize("step,how", CASES)
-def test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete(crash_loop, step, how):
+def test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete(
+    crash_loop, step, how
+):
     """RELIABILITY 2: kill -9 / SIGTERM after each step of a run; then reconcile, and a retry, converge to one clean run."""
     state = crash_loop[(step, how)]
     crashed = state["crashed"]
     assert crashed.returncode in (-9, -15), crashed.stdout + crashed.stderr
     allowed = ("not_in_ledger", "not loaded into the warehouse")
     problems = state["after_crash"]["problems"]
-    assert all(any(a in p for a in allowed) for p in problems), problems        # never a contradiction, only unfinished
+    # never a contradiction, only unfinished
+    assert all(any(a in p for a in allowed) for p in problems), problems
     done, after = state["reconciled"], state["after_reconcile"]
     assert not done.problems and after["problems"] == []
     archived = after["manifests"]
@@ -125,17 +132,27 @@ def test_history_is_kept_and_the_day_is_never_a_mixture(history, nse_dir):
     assert set(now["run_id"]) == {m2["identity"]["run_id"]} and set(now["symbol"]) <= {"RELIANCE", "TCS"}
     with open_warehouse(where["warehouse"]) as wh:
         kept = wh.read_signals(run_id=m1["identity"]["run_id"])
-        assert len(kept) == m1["warehouse_rows"]["signals"] > len(now)          # the first manifest's count stays true
+        # the first manifest's count stays true
+        assert len(kept) == m1["warehouse_rows"]["signals"] > len(now)
         perf = wh.read_performance(start=DAY, end=DAY)
         assert set(perf["run_id"]) == {m2["identity"]["run_id"]} and set(perf["strategy"]) == {"momentum"}
-        then = wh.read_signals(start=DAY, end=DAY, at=m1["ended_at"])           # what was current after the first run
+        # what was current after the first run
+        then = wh.read_signals(start=DAY, end=DAY, at=m1["ended_at"])
         assert set(then["run_id"]) == {m1["identity"]["run_id"]} and len(then) == len(kept)
         runs = wh.read_runs()
     shown = run_cli("signals", "--date", DAY, "--warehouse", where["warehouse"], "--at", m1["ended_at"])
-    assert shown.returncode == 0 and m1["identity"]["run_id"] in shown.stdout and m2["identity"]["run_id"] not in shown.stdout
+    assert (
+        shown.returncode == 0
+        and m1["identity"]["run_id"] in shown.stdout
+        and m2["identity"]["run_id"] not in shown.stdout
+    )
     usage = run_cli("signals", "--date", DAY, "--warehouse", where["warehouse"], "--attempt", "1")
     assert usage.returncode == 2 and "--attempt needs --run-id" in usage.stderr
-    assert runs["started_at"].notna().all() and runs["notebook_uri"].notna().all() and runs["manifest_sha256"].notna().all()
+    assert (
+        runs["started_at"].notna().all()
+        and runs["notebook_uri"].notna().all()
+        and runs["manifest_sha256"].notna().all()
+    )
     nse_runs = runs[runs["run_id"] != history["synthetic"]["identity"]["run_id"]]
     assert (nse_runs["data_uri"] == str(nse_dir)).all() and runs["started_by"].str.startswith("cli:").all()
     assert consistent(where) == []
@@ -145,7 +162,10 @@ def test_other_data_is_another_run_that_replaces_nothing(history, nse_dir):
     """Issue 12: --data synthetic for the same day gets its own run id; the NSE run's rows and manifest stay true."""
     where, a, b = history["where"], history["nse"], history["synthetic"]
     assert a["run_id"] != b["run_id"] and a["identity"]["data"]["uri"] == str(nse_dir)
-    assert b["identity"]["data"]["uri"] == "synthetic" and a["identity"]["config"]["sha256"] == b["identity"]["config"]["sha256"]
+    assert (
+        b["identity"]["data"]["uri"] == "synthetic"
+        and a["identity"]["config"]["sha256"] == b["identity"]["config"]["sha256"]
+    )
     with open_warehouse(where["warehouse"]) as wh:
         assert len(wh.read_signals(run_id=a["identity"]["run_id"])) == a["warehouse_rows"]["signals"] > 0
         assert len(wh.read_signals(run_id=b["identity"]["run_id"])) == b["warehouse_rows"]["signals"] > 0
@@ -154,13 +174,15 @@ def test_other_data_is_another_run_that_replaces_nothing(history, nse_dir):
 def test_manifest_and_runs_row_are_complete(history):
     """RELIABILITY 25 / issue 12: identity, who, code, data, configuration, files and row counts that match."""
     where, m = history["where"], history["nse"]
-    for field in ("run_id", "kind", "as_of", "status", "exit_code", "started_at", "ended_at", "git_commit", "algo_id",
-                  "started_by", "data_sha256", "parameters_sha256", "notebook_sha256", "warehouse_rows", "files", "configs"):
+    for field in ("run_id", "kind", "as_of", "status", "exit_code", "started_at", "ended_at", "git_commit",
+                  "algo_id", "started_by", "data_sha256", "parameters_sha256", "notebook_sha256",
+                  "warehouse_rows", "files", "configs"):
         assert m.get(field) is not None, field
     assert m["algo_id"] == "generic" and m["failed_cell"] is None and "image_digest" in m
     assert set(m["files"]) == {"rows/signals.parquet", "rows/performance.parquet"}
     assert m["configs"]["momentum"]["parameters"]["rsi_period"] == 14
-    yamls = {p.stem for p in (Path(__file__).resolve().parent.parent / "config" / "strategies").glob("*.yaml")}
+    yamls = {p.stem
+             for p in (Path(__file__).resolve().parent.parent / "config" / "strategies").glob("*.yaml")}
     assert set(m["identity"]["config"]["files"]) == yamls and len(m["identity"]["data"]["sha256"]) == 64
     with open_warehouse(where["warehouse"]) as wh:
         (row,) = wh.read_runs(run_id=m["identity"]["run_id"]).to_dict("records")
@@ -172,10 +194,12 @@ def test_a_changed_config_is_another_identity(where, tmp_path):
     """Issue 12: a changed strategy YAML changes the run id (whatever git says)."""
     cfg = tmp_path / "config"
     shutil.copytree(Path(__file__).resolve().parent.parent / "config", cfg)
-    a = daily(where, "--data", "synthetic", "--strategies", "momentum", env={**os.environ, "STRATEGY_ENGINE_CONFIG": str(cfg)})
+    a = daily(where, "--data", "synthetic", "--strategies", "momentum",
+              env={**os.environ, "STRATEGY_ENGINE_CONFIG": str(cfg)})
     y = cfg / "strategies" / "momentum.yaml"
     y.write_text(y.read_text().replace("rsi_period: 14", "rsi_period: 15"))
-    b = daily(where, "--data", "synthetic", "--strategies", "momentum", env={**os.environ, "STRATEGY_ENGINE_CONFIG": str(cfg)})
+    b = daily(where, "--data", "synthetic", "--strategies", "momentum",
+              env={**os.environ, "STRATEGY_ENGINE_CONFIG": str(cfg)})
     assert a.returncode == 0 and b.returncode == 0, b.stderr
     m1, m2 = manifests(where)
     assert m1["run_id"] != m2["run_id"] and m2["configs"]["momentum"]["parameters"]["rsi_period"] == 15
@@ -198,9 +222,11 @@ def test_rebuild_from_the_archive_reproduces_the_tables_row_for_row(history, tmp
 
 def test_audit_verify_fails_on_a_missing_archive_and_on_a_deleted_newest_run(where, tmp_path):
     """Issue 12: an absent archive is not OK; deleting the newest run (folder and ledger tail) is caught via the warehouse."""
-    missing = run_cli("audit", "verify", "--archive", str(tmp_path / "no-such-path"), "--warehouse", where["warehouse"])
+    missing = run_cli("audit", "verify", "--archive", str(tmp_path / "no-such-path"), "--warehouse",
+                      where["warehouse"])
     assert missing.returncode == 1 and "does not exist" in missing.stdout
-    ok = run_cli("audit", "verify", "--archive", str(tmp_path / "no-such-path"), "--allow-empty", "--no-warehouse")
+    ok = run_cli("audit", "verify", "--archive", str(tmp_path / "no-such-path"), "--allow-empty",
+                 "--no-warehouse")
     assert ok.returncode == 0, ok.stdout
     assert daily(where, "--data", "synthetic").returncode == 0
     good = run_cli("audit", "verify", "--archive", where["archive"], "--warehouse", where["warehouse"])
@@ -213,11 +239,17 @@ def test_audit_verify_fails_on_a_missing_archive_and_on_a_deleted_newest_run(whe
     shutil.rmtree(next(root.rglob(newest["run_id"])))
     sorted((root / "ledger").iterdir())[-1].unlink()
     bad = run_cli("audit", "verify", "--archive", where["archive"], "--warehouse", where["warehouse"])
-    assert bad.returncode == 1 and newest["identity"]["run_id"] in bad.stdout and "absent from the archive" in bad.stdout
+    assert (
+        bad.returncode == 1
+        and newest["identity"]["run_id"] in bad.stdout
+        and "absent from the archive" in bad.stdout
+    )
 
 
-@pytest.mark.parametrize("flags,flag,hint", [(["--strategies", "momentom"], "--strategies", "Did you mean 'momentum'?"),
-                                             (["--symbols", "RELIANC", "TCS"], "--symbols", "Did you mean 'RELIANCE'?"),
+@pytest.mark.parametrize("flags,flag,hint", [(["--strategies", "momentom"], "--strategies",
+                                              "Did you mean 'momentum'?"),
+                                             (["--symbols", "RELIANC", "TCS"], "--symbols",
+                                              "Did you mean 'RELIANCE'?"),
                                              (["--run-id", "../x"], "--run-id", "must be 1-128")])
 def test_a_typo_fails_before_anything_starts(where, nse_dir, flags, flag, hint):
     """Issue 12: exit 2 with a did-you-mean naming the flag; nothing archived, no warehouse row, no alert."""
@@ -231,7 +263,8 @@ def test_on_cloud_run_a_run_without_its_image_identity_does_not_start(where):
     env = {**os.environ, "CLOUD_RUN_JOB": "strategy-engine-daily", "STRATEGY_ENGINE_GIT_COMMIT": "unknown"}
     env.pop("STRATEGY_ENGINE_IMAGE_DIGEST", None)
     out = daily(where, "--data", "synthetic", env=env)
-    said = out.stdout + out.stderr                              # on Cloud Run the job logs JSON lines on stdout
+    # on Cloud Run the job logs JSON lines on stdout
+    said = out.stdout + out.stderr
     assert out.returncode == 1 and "STRATEGY_ENGINE_IMAGE_DIGEST" in said and not manifests(where), said
     env.update(STRATEGY_ENGINE_GIT_COMMIT="a" * 40, STRATEGY_ENGINE_IMAGE_DIGEST="sha256:" + "b" * 64)
     ok = daily(where, "--data", "synthetic", env=env)

@@ -48,7 +48,8 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     stems = {p.stem: p for p in found}
     missing = [s for s in only if s not in stems]
     if missing:
-        raise SystemExit(f"build_docs: --only {' '.join(missing)}: no such notebook in nbs/ (have: {', '.join(stems)})")
+        raise SystemExit(f"build_docs: --only {' '.join(missing)}: no such notebook in nbs/ (have: "
+                         f"{', '.join(stems)})")
     return [stems[s] for s in only]
 
 
@@ -86,7 +87,9 @@ def render(path: Path, out: Path, execute: bool = True, skip_slow: bool = False,
             error = f"{type(e).__name__}: {e}"
         done = {id(c): c for c in runnable.cells}
         nb.cells = [done.get(id(c), c) for c in nb.cells]
-    body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb, resources={"metadata": {"name": title}})
+    body, _ = HTMLExporter(template_name="lab").from_notebook_node(
+        nb, resources={"metadata": {"name": title}}
+    )
     body = _link_pages(body)
     (out / (path.stem + ".html")).write_text(body, encoding="utf-8")
     return Page(path, title or path.stem, summary, time.perf_counter() - t0, error)
@@ -111,10 +114,11 @@ def write_index(pages: list[Page], out: Path) -> None:
         rows.append(f'<li><a href="{p.html_name}">{html.escape(p.notebook.stem)}: {html.escape(p.title)}</a>'
                     f'{" — " + html.escape(p.summary) if p.summary else ""}{state}</li>')
     (out / "index.html").write_text(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Strategy Engine</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}li{margin:.3em 0}.error{color:#b00}"
-        "</style></head><body><h1>Strategy Engine</h1>\n<p>The notebooks of <code>nbs/</code>, executed, in reading "
-        "order. Built by <code>make docs</code> (tools/build_docs.py).</p>\n<ol>\n" + "\n".join(rows) +
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Strategy "
+        "Engine</title><style>body{font-family:sans-serif;max-width:60em;margin:2em auto}li{margin:.3em "
+        "0}.error{color:#b00}</style></head><body><h1>Strategy Engine</h1>\n<p>The notebooks of "
+        "<code>nbs/</code>, executed, in reading order. Built by <code>make docs</code> "
+        "(tools/build_docs.py).</p>\n<ol>\n" + "\n".join(rows) +
         "\n</ol></body></html>\n", encoding="utf-8")
 
 
@@ -156,9 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     "Build the site (or check one) and say what it did."
     p = argparse.ArgumentParser(prog="tools/build_docs.py", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "_docs", help="the site's folder (default _docs/)")
-    p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="render only these notebooks (stems, e.g. 22_plots)")
+    p.add_argument("--only", nargs="+", metavar="NOTEBOOK",
+                   help="render only these notebooks (stems, e.g. 22_plots)")
     p.add_argument("--no-execute", action="store_true", help="render the outputs stored in the notebooks")
-    p.add_argument("--skip-slow", action="store_true", help="do not execute cells flagged #| slow or #| notest")
+    p.add_argument("--skip-slow", action="store_true",
+                   help="do not execute cells flagged #| slow or #| notest")
     p.add_argument("--jobs", type=int, default=2, help="notebooks executed at once (default 2)")
     p.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds (default 900)")
     p.add_argument("--check", type=Path, metavar="SITE", help="only check a built site's links and images")
@@ -173,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     def one(path: Path) -> Page:
         page = render(path, args.out, not args.no_execute, args.skip_slow, args.timeout)
-        print(f"{page.notebook.stem}: {page.seconds:.0f} s" + (f" - {page.error}" if page.error else ""), flush=True)
+        print(f"{page.notebook.stem}: {page.seconds:.0f} s" + (f" - {page.error}" if page.error else ""),
+              flush=True)
         return page
     with ThreadPoolExecutor(max(1, args.jobs)) as pool: pages = list(pool.map(one, chosen))
     write_index(pages, args.out)

@@ -20,7 +20,8 @@ __all__ = ['LEDGER_COLUMNS', 'KINDS', 'parse_purpose', 'ActionsError', 'read_act
            'adjust_panel', 'unexplained_jumps']
 
 # %% ../../nbs/08_actions.ipynb #7807649d
-LEDGER_COLUMNS = ("symbol", "series", "isin", "ex_date", "kind", "factor", "dividend", "purpose", "record_date", "source")
+LEDGER_COLUMNS = ("symbol", "series", "isin", "ex_date", "kind", "factor", "dividend", "purpose",
+                  "record_date", "source")
 KINDS = ("split", "bonus", "dividend", "rights", "info")
 
 _MONEY = r"R[SE]\.?\s*([0-9]+(?:\.[0-9]+)?)\s*(?:/-)?"
@@ -28,8 +29,8 @@ _BONUS = re.compile(r"\bBONUS\s*(?:ISSUE)?\s*-?\s*(\d+)\s*:\s*(\d+)", re.I)
 _SPLIT = re.compile(r"SPLIT.*?FROM\s*" + _MONEY + r".*?TO\s*" + _MONEY, re.I)
 _DIVIDEND = re.compile(r"DIVIDEND\s*-?\s*" + _MONEY + r"\s*(?:PER\s*SH(?:ARE)?|PER\s*EQ|PS\b)", re.I)
 _RIGHTS = re.compile(r"\bRIGHTS?\b\s*-?\s*(\d+)\s*:\s*(\d+)", re.I)
-_INFO = re.compile(r"^(?:ANNUAL GENERAL MEETING|AGM|EGM|EXTRA ORDINARY GENERAL MEETING|INTEREST PAYMENT|REDEMPTION|"
-                   r"BOOK CLOSURE|POSTAL BALLOT|DISTRIBUTION)\b[^/]*$", re.I)
+_INFO = re.compile(r"^(?:ANNUAL GENERAL MEETING|AGM|EGM|EXTRA ORDINARY GENERAL MEETING|INTEREST "
+                   r"PAYMENT|REDEMPTION|BOOK CLOSURE|POSTAL BALLOT|DISTRIBUTION)\b[^/]*$", re.I)
 
 def parse_purpose(purpose: str) -> list[dict] | None:
     "The ledger entries a PURPOSE text means (kind, factor, dividend), or None when it cannot be read with certainty."
@@ -90,8 +91,8 @@ def read_actions(source, name: str | None = None) -> tuple[pd.DataFrame, pd.Data
     bad = ex.isna().to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ActionsError(f"{name}: line {i + 2}, column {cols['EXDATE']}: {raw[cols['EXDATE']].iloc[i]!r} is not a date "
-                           "(expected DD-Mon-YYYY, e.g. 07-Sep-2017).")
+        raise ActionsError(f"{name}: line {i + 2}, column {cols['EXDATE']}: {raw[cols['EXDATE']].iloc[i]!r} "
+                           "is not a date (expected DD-Mon-YYYY, e.g. 07-Sep-2017).")
     record = _date(raw[cols["RECORDDATE"]]) if "RECORDDATE" in cols else pd.Series(pd.NaT, index=raw.index)
     entries, unparsed = [], []
     for i, purpose in enumerate(raw[cols["PURPOSE"]]):
@@ -101,9 +102,11 @@ def read_actions(source, name: str | None = None) -> tuple[pd.DataFrame, pd.Data
         if parsed is None:
             unparsed.append({**base, "line": i + 2})
             continue
-        entries += [{**base, **e, "isin": None, "record_date": record.iloc[i], "source": name} for e in parsed]
+        entries += [{**base, **e, "isin": None, "record_date": record.iloc[i], "source": name}
+                    for e in parsed]
     ledger = pd.DataFrame(entries, columns=list(LEDGER_COLUMNS))
-    return normalize_ledger(ledger), pd.DataFrame(unparsed, columns=["line", "symbol", "series", "ex_date", "purpose"])
+    return normalize_ledger(ledger), pd.DataFrame(unparsed,
+                                                  columns=["line", "symbol", "series", "ex_date", "purpose"])
 
 def normalize_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
     "One row per (symbol, ex_date, kind): duplicates of a purpose dropped, distinct ones combined (factors multiplied)."
@@ -123,7 +126,8 @@ def _events(close: pd.DataFrame, ledger: pd.DataFrame, column: str, total_return
     if ledger.empty: return none
     j = close.columns.get_indexer(ledger[column])
     i = close.index.searchsorted(pd.DatetimeIndex(ledger["ex_date"]))     # first bar on or after the ex-date
-    inside = (j >= 0) & (i > 0) & (i < t)                                  # an action before the first bar changes nothing
+    # an action before the first bar changes nothing
+    inside = (j >= 0) & (i > 0) & (i < t)
     led, i, j = ledger[inside], i[inside], j[inside]
     kind = led["kind"].to_numpy()
     factor = led["factor"].to_numpy(dtype=float)
@@ -191,14 +195,16 @@ def unexplained_jumps(close: pd.DataFrame, prev_close: pd.DataFrame | None, ledg
     last[0] = np.nan
     last[1:] = close.ffill().to_numpy(dtype=np.float64)[:-1]          # each symbol's previous close
     with np.errstate(invalid="ignore", divide="ignore"):
-        if prev_close is not None:                                      # the exchange's own word, where it gave one
+        # the exchange's own word, where it gave one
+        if prev_close is not None:
             gap = last / prev_close.to_numpy(dtype=np.float64)
             jump = np.abs(gap - 1) > tolerance
             unknown = np.isnan(gap) & ~np.isnan(c) & ~np.isnan(last)
         else:
             jump = np.zeros(c.shape, dtype=bool)
             unknown = ~np.isnan(c) & ~np.isnan(last)
-        if unknown.any():                                               # no previous close given: split-sized moves
+        # no previous close given: split-sized moves
+        if unknown.any():
             move = c[unknown] / last[unknown]
             jump[unknown] = (move < 0.55) | (move > 1.9)
     jump &= ~np.isnan(c)
@@ -214,7 +220,8 @@ def unexplained_jumps(close: pd.DataFrame, prev_close: pd.DataFrame | None, ledg
         dates = close.index[rows]
         r = float(c[rows[0], j] / last[rows[0], j]) - 1
         out.append(Finding("unexplained_jump", "error",
-                           f"{sym}: {len(dates)} price jump(s) no corporate action explains ({dates[0].date()}: {r:+.1%}"
-                           f"{' ...' if len(dates) > 1 else ''}); add the action to the ledger (strategy-engine data "
-                           "actions FILE) or the symbol stays out of every run", sym, tuple(dates), r))
+                           f"{sym}: {len(dates)} price jump(s) no corporate action explains "
+                           f"({dates[0].date()}: {r:+.1%}{' ...' if len(dates) > 1 else ''}); add the action "
+                           "to the ledger (strategy-engine data actions FILE) or the symbol stays out of "
+                           "every run", sym, tuple(dates), r))
     return out

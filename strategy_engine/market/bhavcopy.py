@@ -35,16 +35,18 @@ PRICES = ("open", "high", "low", "close", "last", "prev_close")
 DEFAULT_SERIES = ("EQ", "BE", "BZ")
 UDIFF_FROM = pd.Timestamp("2024-07-08")           # first session NSE published in UDiFF
 
-LEGACY = {"SYMBOL": "symbol", "SERIES": "series", "OPEN": "open", "HIGH": "high", "LOW": "low", "CLOSE": "close",
-          "LAST": "last", "PREVCLOSE": "prev_close", "TOTTRDQTY": "volume", "TOTTRDVAL": "traded_value",
-          "TIMESTAMP": "date", "TOTALTRADES": "trades", "ISIN": "isin"}
-UDIFF_HEADER = ("TradDt", "BizDt", "Sgmt", "Src", "FinInstrmTp", "FinInstrmId", "ISIN", "TckrSymb", "SctySrs", "XpryDt",
-                "FininstrmActlXpryDt", "StrkPric", "OptnTp", "FinInstrmNm", "OpnPric", "HghPric", "LwPric", "ClsPric",
-                "LastPric", "PrvsClsgPric", "UndrlygPric", "SttlmPric", "OpnIntrst", "ChngInOpnIntrst", "TtlTradgVol",
-                "TtlTrfVal", "TtlNbOfTxsExctd", "SsnId", "NewBrdLotQty", "Rmks", "Rsvd1", "Rsvd2", "Rsvd3", "Rsvd4")
+LEGACY = {"SYMBOL": "symbol", "SERIES": "series", "OPEN": "open", "HIGH": "high", "LOW": "low",
+          "CLOSE": "close", "LAST": "last", "PREVCLOSE": "prev_close", "TOTTRDQTY": "volume",
+          "TOTTRDVAL": "traded_value", "TIMESTAMP": "date", "TOTALTRADES": "trades", "ISIN": "isin"}
+UDIFF_HEADER = ("TradDt", "BizDt", "Sgmt", "Src", "FinInstrmTp", "FinInstrmId", "ISIN", "TckrSymb", "SctySrs",
+                "XpryDt", "FininstrmActlXpryDt", "StrkPric", "OptnTp", "FinInstrmNm", "OpnPric", "HghPric",
+                "LwPric", "ClsPric", "LastPric", "PrvsClsgPric", "UndrlygPric", "SttlmPric", "OpnIntrst",
+                "ChngInOpnIntrst", "TtlTradgVol", "TtlTrfVal", "TtlNbOfTxsExctd", "SsnId", "NewBrdLotQty",
+                "Rmks", "Rsvd1", "Rsvd2", "Rsvd3", "Rsvd4")
 UDIFF = {"TradDt": "date", "TckrSymb": "symbol", "SctySrs": "series", "ISIN": "isin", "OpnPric": "open",
-         "HghPric": "high", "LwPric": "low", "ClsPric": "close", "LastPric": "last", "PrvsClsgPric": "prev_close",
-         "TtlTradgVol": "volume", "TtlTrfVal": "traded_value", "TtlNbOfTxsExctd": "trades"}
+         "HghPric": "high", "LwPric": "low", "ClsPric": "close", "LastPric": "last",
+         "PrvsClsgPric": "prev_close", "TtlTradgVol": "volume", "TtlTrfVal": "traded_value",
+         "TtlNbOfTxsExctd": "trades"}
 _DATE_FORMAT = {"legacy": "%d-%b-%Y", "udiff": "%Y-%m-%d"}
 _NAME = {"legacy": re.compile(r"cm(\d{2}[A-Za-z]{3}\d{4})bhav\.csv", re.I),
          "udiff": re.compile(r"BhavCopy_NSE_CM_0_0_0_(\d{8})_F_0000\.csv", re.I)}
@@ -91,7 +93,8 @@ def _csv_bytes(name: str, data: bytes) -> tuple[bytes, str]:
                 raise BhavcopyError(f"{name}: expected one .csv inside the zip, found {members or 'none'}.")
             return z.read(members[0]), members[0]
     except (zipfile.BadZipFile, EOFError, zlib_error) as e:
-        raise BhavcopyError(f"{name}: not a readable zip ({e}); a truncated download? Fetch it again.") from None
+        raise BhavcopyError(f"{name}: not a readable zip ({e}); a truncated download? Fetch it "
+                            "again.") from None
 
 import zlib  # noqa: E402  (zlib.error is what a corrupt member raises)
 zlib_error = zlib.error
@@ -112,7 +115,8 @@ def _arrow_table(text: bytes, cols: list[str], numbers: list[str]) -> pd.DataFra
                                column_types={c: pa.float64() if c in numbers else pa.string() for c in cols}))
     except (pa.ArrowInvalid, pa.ArrowKeyError, KeyError, ValueError):
         return None
-    values = np.column_stack([t[c].to_numpy(zero_copy_only=False) for c in numbers]) if t.num_rows else np.empty((0, 1))
+    values = np.column_stack([t[c].to_numpy(zero_copy_only=False)
+                              for c in numbers]) if t.num_rows else np.empty((0, 1))
     if np.isinf(values).any(): return None                # an infinity: was it written so, or an overflow?
     return t.to_pandas()
 
@@ -121,16 +125,19 @@ def _table(name: str, text: bytes, fmt: str) -> pd.DataFrame:
     cols = LEGACY if fmt == "legacy" else UDIFF
     header = _header(text)
     missing = [c for c in cols if c not in header]
-    if missing: raise _fail(name, 1, missing[0], f"missing from the header ({fmt} format needs {', '.join(cols)})")
+    if missing:
+        raise _fail(name, 1, missing[0], f"missing from the header ({fmt} format needs {', '.join(cols)})")
     quoted = b'"' in text
-    if not quoted:                                   # count fields per line (usecols would hide a row with extra ones)
+    # count fields per line (usecols would hide a row with extra ones)
+    if not quoted:
         commas = np.array([ln.count(b",") for ln in text.rstrip(b"\r\n").split(b"\n")])
         wrong = np.flatnonzero(commas != commas[0])
         if len(wrong):
             i = int(wrong[0])
             raise _fail(name, i + 1, f"{min(commas[i], commas[0]) + 2}",
                         f"{commas[i] + 1} fields, the header has {commas[0] + 1}")
-    num = {src: "float64" for src, dst in cols.items() if dst in PRICES + ("volume", "traded_value", "trades")}
+    num = {src: "float64"
+           for src, dst in cols.items() if dst in PRICES + ("volume", "traded_value", "trades")}
     fast = _arrow_table(text, list(cols), list(num))
     if fast is not None: return fast
     kw = dict(skipinitialspace=True, skip_blank_lines=False, keep_default_na=False,
@@ -138,15 +145,17 @@ def _table(name: str, text: bytes, fmt: str) -> pd.DataFrame:
     try:
         try:
             raw = pd.read_csv(io.BytesIO(text), dtype={**dict.fromkeys(cols, object), **num}, **kw)
-            if np.isinf(raw[list(num)].to_numpy(np.float64)).any(): raise OverflowError("inf: was it written so?")
+            if np.isinf(raw[list(num)].to_numpy(np.float64)).any():
+                raise OverflowError("inf: was it written so?")
         except (ValueError, OverflowError):         # not a number, or an overflow: read as text to find it
             raw = pd.read_csv(io.BytesIO(text), dtype=object, **kw)
     except pd.errors.EmptyDataError:
         raise BhavcopyError(f"{name}: the file is empty.") from None
     except pd.errors.ParserError as e:
         m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
-        if m: raise _fail(name, int(m.group(2)), f"{int(m.group(1)) + 1}", f"{m.group(3)} fields, the header has "
-                          f"{m.group(1)}") from None
+        if m:
+            raise _fail(name, int(m.group(2)), f"{int(m.group(1)) + 1}",
+                        f"{m.group(3)} fields, the header has " f"{m.group(1)}") from None
         raise BhavcopyError(f"{name}: not a CSV file ({e}).") from None
     except UnicodeDecodeError as e:
         raise BhavcopyError(f"{name}: not a text file ({e}).") from None
@@ -157,8 +166,9 @@ def _format(name: str, text: bytes) -> str:
     first = _header(text)
     if "TckrSymb" in first: return "udiff"
     if "SYMBOL" in first: return "legacy"
-    raise BhavcopyError(f"{name}: line 1: the header is neither a legacy bhavcopy (SYMBOL, SERIES, OPEN, ...) nor a "
-                        f"UDiFF one (TradDt, BizDt, ..., TckrSymb, ...): {', '.join(first[:6])} ...")
+    raise BhavcopyError(f"{name}: line 1: the header is neither a legacy bhavcopy (SYMBOL, SERIES, OPEN, "
+                        f"...) nor a UDiFF one (TradDt, BizDt, ..., TckrSymb, ...): {', '.join(first[:6])} "
+                        "...")
 
 def _text(values: pd.Series) -> np.ndarray:
     "A column of text as a numpy object array, stripped, '' for missing."
@@ -194,13 +204,16 @@ def parse_bhavcopy(name: str, data: bytes, series: Sequence[str] = DEFAULT_SERIE
     uniq, inverse = np.unique(stamp, return_inverse=True)
     parsed = pd.to_datetime(pd.Series(uniq), format=_DATE_FORMAT[fmt], errors="coerce").to_numpy()
     dates = parsed[inverse] if n else np.array([], dtype="datetime64[ns]")
-    fail(np.isnat(dates), "date", lambda i: f"{stamp[i]!r} is not a date ({'DD-MON-YYYY' if fmt == 'legacy' else 'YYYY-MM-DD'})")
+    fail(np.isnat(dates), "date", lambda i: f"{stamp[i]!r} is not a date "
+                                            f"({'DD-MON-YYYY' if fmt == 'legacy' else 'YYYY-MM-DD'})")
     session = session_of_name(name)
     if session is None: session = session_of_name(member or "")
     if session is None and n: session = pd.Timestamp(dates[0])
     if session is None: raise BhavcopyError(f"{shown}: no rows and no session date in the file name.")
-    fail(dates != np.datetime64(session, "ns"), "date", lambda i: f"date {pd.Timestamp(dates[i]).date()} but the file is "
-         f"the bhavcopy of session {session.date()} (a session's bar stamped with another date)")
+    fail(dates != np.datetime64(session, "ns"), "date", lambda i: f"date {pd.Timestamp(dates[i]).date()} but "
+                                                                  "the file is the bhavcopy of session "
+                                                                  f"{session.date()} (a session's bar "
+                                                                  "stamped with another date)")
     keep = np.isin(out["series"], np.array(list(series), dtype=object))
     fail(keep & (out["symbol"] == ""), "symbol", lambda i: "empty")
     fail(keep & (out["isin"] == ""), "isin", lambda i: "empty")
@@ -243,8 +256,10 @@ def bhavcopy_files(paths: Iterable) -> list[Path]:
         if p.is_dir():
             inside = [f for f in p.rglob("*") if f.is_file() and session_of_name(f.name) is not None]
             if not inside:
-                raise BhavcopyError(f"{p}: no bhavcopy files in this folder (names like cm05JUL2024bhav.csv[.zip] or "
-                                    "BhavCopy_NSE_CM_0_0_0_20240708_F_0000.csv[.zip]); pass other files by name.")
+                raise BhavcopyError(f"{p}: no bhavcopy files in this folder (names like "
+                                    "cm05JUL2024bhav.csv[.zip] or "
+                                    "BhavCopy_NSE_CM_0_0_0_20240708_F_0000.csv[.zip]); pass other files by "
+                                    "name.")
             found += inside
         elif p.exists(): found.append(p)
         else: raise BhavcopyError(f"{p}: no such file or directory.")
@@ -262,19 +277,22 @@ def _udiff_frame(rows: pd.DataFrame) -> pd.DataFrame:
     n = len(rows)
     blank = [""] * n
     out = {"TradDt": d, "BizDt": d, "Sgmt": ["CM"] * n, "Src": ["NSE"] * n, "FinInstrmTp": ["STK"] * n,
-           "FinInstrmId": np.arange(1, n + 1), "ISIN": rows["isin"], "TckrSymb": rows["symbol"], "SctySrs": rows["series"],
-           "XpryDt": blank, "FininstrmActlXpryDt": blank, "StrkPric": blank, "OptnTp": blank, "FinInstrmNm": rows["symbol"],
-           "OpnPric": rows["open"], "HghPric": rows["high"], "LwPric": rows["low"], "ClsPric": rows["close"],
-           "LastPric": rows["last"], "PrvsClsgPric": rows["prev_close"], "UndrlygPric": blank, "SttlmPric": rows["close"],
+           "FinInstrmId": np.arange(1, n + 1), "ISIN": rows["isin"], "TckrSymb": rows["symbol"],
+           "SctySrs": rows["series"], "XpryDt": blank, "FininstrmActlXpryDt": blank, "StrkPric": blank,
+           "OptnTp": blank, "FinInstrmNm": rows["symbol"], "OpnPric": rows["open"], "HghPric": rows["high"],
+           "LwPric": rows["low"], "ClsPric": rows["close"], "LastPric": rows["last"],
+           "PrvsClsgPric": rows["prev_close"], "UndrlygPric": blank, "SttlmPric": rows["close"],
            "OpnIntrst": blank, "ChngInOpnIntrst": blank, "TtlTradgVol": rows["volume"].astype("int64"),
-           "TtlTrfVal": rows["traded_value"], "TtlNbOfTxsExctd": rows["trades"].astype("int64"), "SsnId": ["F1"] * n,
-           "NewBrdLotQty": [1] * n, "Rmks": blank, "Rsvd1": blank, "Rsvd2": blank, "Rsvd3": blank, "Rsvd4": blank}
+           "TtlTrfVal": rows["traded_value"], "TtlNbOfTxsExctd": rows["trades"].astype("int64"),
+           "SsnId": ["F1"] * n, "NewBrdLotQty": [1] * n, "Rmks": blank, "Rsvd1": blank, "Rsvd2": blank,
+           "Rsvd3": blank, "Rsvd4": blank}
     return pd.DataFrame({k: (v.to_numpy() if isinstance(v, pd.Series) else v) for k, v in out.items()})
 
 def _legacy_frame(rows: pd.DataFrame) -> pd.DataFrame:
     inv = {v: k for k, v in LEGACY.items()}
-    out = pd.DataFrame({inv[c]: rows[c].to_numpy() for c in ("symbol", "series", "open", "high", "low", "close", "last",
-                                                              "prev_close", "volume", "traded_value")})
+    out = pd.DataFrame({inv[c]: rows[c].to_numpy() for c in ("symbol", "series", "open", "high", "low",
+                                                             "close", "last", "prev_close", "volume",
+                                                             "traded_value")})
     out["TOTTRDQTY"] = out["TOTTRDQTY"].astype("int64")
     out["TIMESTAMP"] = rows["date"].dt.strftime("%d-%b-%Y").str.upper().to_numpy()
     out["TOTALTRADES"] = rows["trades"].astype("int64").to_numpy()
@@ -343,7 +361,8 @@ def synthetic_market(sessions: Sequence, n_symbols: int = 2000, seed: int = 11,
     high = np.round(np.maximum(open_, close) * (1 + span), 2)
     low = np.round(np.minimum(open_, close) * (1 - span), 2).clip(0.05)
     volume = np.round(rng.lognormal(11, 1.2, (t, n)))
-    listed = rng.integers(-t // 2, t // 3, n).clip(0)              # a third of the names list during the period
+    # a third of the names list during the period
+    listed = rng.integers(-t // 2, t // 3, n).clip(0)
     symbols = np.array([f"SYM{i:05d}" for i in range(n)], dtype=object)
     isins = np.array([f"INF{i:08d}0" for i in range(n)], dtype=object)
     series = np.where(rng.random(n) < 0.05, "BE", "EQ").astype(object)
@@ -353,13 +372,14 @@ def synthetic_market(sessions: Sequence, n_symbols: int = 2000, seed: int = 11,
         on = listed <= k
         prev = close[k - 1] if k else close[0]
         frame = pd.DataFrame({"date": day, "symbol": symbols[on], "series": series[on], "isin": isins[on],
-                              "open": open_[k, on], "high": high[k, on], "low": low[k, on], "close": close[k, on],
-                              "last": close[k, on], "prev_close": prev[on], "volume": volume[k, on],
+                              "open": open_[k, on], "high": high[k, on], "low": low[k, on],
+                              "close": close[k, on], "last": close[k, on], "prev_close": prev[on],
+                              "volume": volume[k, on],
                               "traded_value": np.round(volume[k, on] * close[k, on], 2),
                               "trades": np.floor(volume[k, on] / 50)})
-        junk = pd.DataFrame({"date": day, "symbol": junk_sym, "series": "N1", "isin": junk_isin, "open": 100.0,
-                             "high": 100.0, "low": 100.0, "close": 100.0, "last": 100.0, "prev_close": 100.0,
-                             "volume": 10.0, "traded_value": 1000.0, "trades": 1.0})
+        junk = pd.DataFrame({"date": day, "symbol": junk_sym, "series": "N1", "isin": junk_isin,
+                             "open": 100.0, "high": 100.0, "low": 100.0, "close": 100.0, "last": 100.0,
+                             "prev_close": 100.0, "volume": 10.0, "traded_value": 1000.0, "trades": 1.0})
         yield pd.concat([frame, junk], ignore_index=True)
 
 def write_synthetic_market(folder, start, end, n_symbols: int = 2000, seed: int = 11, zipped: bool = False,

@@ -28,7 +28,8 @@ __all__ = ['NSE_ARCHIVE', 'ARCHIVE_ENV', 'BROWSER_HEADERS', 'archive_base', 'bha
 NSE_ARCHIVE = "https://nsearchives.nseindia.com"
 ARCHIVE_ENV = "STRATEGY_ENGINE_NSE_ARCHIVE"
 BROWSER_HEADERS = {
-    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+    "User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 "
+                  "Safari/537.36",
     "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,application/zip,*/*;q=0.8",
     "Accept-Language": "en-US,en;q=0.9", "Referer": "https://www.nseindia.com/"}
 
@@ -56,10 +57,11 @@ class FetchResult:
     copy: Bhavcopy | None = None
     message: str = ""
 
-def _retryable(response: httpx.Response) -> bool: return response.status_code == 429 or response.status_code >= 500
+def _retryable(response: httpx.Response) -> bool:
+    return response.status_code == 429 or response.status_code >= 500
 
-def fetch_session(client: httpx.Client, session, base_url: str | None = None, retries: int = 4, backoff: float = 0.5,
-                  series: Sequence[str] = DEFAULT_SERIES, save_to: Path | None = None,
+def fetch_session(client: httpx.Client, session, base_url: str | None = None, retries: int = 4,
+                  backoff: float = 0.5, series: Sequence[str] = DEFAULT_SERIES, save_to: Path | None = None,
                   sleep: Callable[[float], None] = time.sleep) -> FetchResult:
     "Download and parse one session's bhavcopy, retrying transient failures (`retries` more tries, doubling waits)."
     d = pd.Timestamp(session)
@@ -73,7 +75,8 @@ def fetch_session(client: httpx.Client, session, base_url: str | None = None, re
             last = f"{type(e).__name__}: {e}"
             continue
         if response.status_code == 404:
-            return FetchResult(d, url, "missing", attempt, message="404: not published (yet), or not a session")
+            return FetchResult(d, url, "missing", attempt,
+                               message="404: not published (yet), or not a session")
         if _retryable(response):
             last = f"HTTP {response.status_code}"
             continue
@@ -93,7 +96,8 @@ def fetch_session(client: httpx.Client, session, base_url: str | None = None, re
 
 def archive_client(timeout: float = 20.0) -> httpx.Client:
     "One client session for the archive: browser-like headers, timeouts, redirects followed."
-    return httpx.Client(headers=BROWSER_HEADERS, timeout=httpx.Timeout(timeout, connect=10.0), follow_redirects=True)
+    return httpx.Client(headers=BROWSER_HEADERS, timeout=httpx.Timeout(timeout, connect=10.0),
+                        follow_redirects=True)
 
 def fetch_sessions(sessions: Sequence, base_url: str | None = None, client: httpx.Client | None = None,
                    calendar: TradingCalendar | None = None, **options) -> list[FetchResult]:
@@ -124,21 +128,26 @@ class CatchUp:
 
     def text(self) -> str:
         head = f"Sessions to fetch: {len(self.sessions)}" + (
-            f" ({self.sessions[0].date()} .. {self.sessions[-1].date()})" if self.sessions else " (the store is up to date)")
+            f" ({self.sessions[0].date()} .. {self.sessions[-1].date()})" if self.sessions else " (the "
+                                                                                                "store is "
+                                                                                                "up to "
+                                                                                                "date)")
         lines = [f"  {f.status}: {f.session.date()} {f.url}" + (f" ({f.message})" if f.message else "")
                  for f in self.fetched if f.status != "fetched"]
         return "\n".join([head, *lines, self.report.text()])
 
-def fetch_and_ingest(sessions: Sequence, warehouse=None, base_url: str | None = None, client: httpx.Client | None = None,
-                     calendar: TradingCalendar | None = None, **options) -> CatchUp:
+def fetch_and_ingest(sessions: Sequence, warehouse=None, base_url: str | None = None,
+                     client: httpx.Client | None = None, calendar: TradingCalendar | None = None,
+                     **options) -> CatchUp:
     "Fetch `sessions` and ingest what arrived (a failed session leaves the others ingested)."
     results = fetch_sessions(sessions, base_url, client, calendar, **options)
     copies: list[Bhavcopy | IngestResult] = [r.copy for r in results if r.copy is not None]
     report = ingest_bhavcopies(copies, warehouse, calendar)
     return CatchUp(tuple(pd.Timestamp(s) for s in sessions), tuple(results), report)
 
-def ingest_missing_sessions(as_of, warehouse=None, base_url: str | None = None, client: httpx.Client | None = None,
-                            calendar: TradingCalendar | None = None, **options) -> CatchUp:
+def ingest_missing_sessions(as_of, warehouse=None, base_url: str | None = None,
+                            client: httpx.Client | None = None, calendar: TradingCalendar | None = None,
+                            **options) -> CatchUp:
     "Fetch and ingest every session after the store's last one up to `as_of` (the schedule's ingest stage)."
     cal = calendar or nse_calendar()
     end = pd.Timestamp(as_of).normalize()

@@ -34,31 +34,48 @@ __all__ = ['MARKET_BARS', 'MARKET_ACTIONS', 'MARKET_UNPARSED', 'INGEST_LOG', 'MA
 
 # %% ../../nbs/09a_market_store.ipynb #ec2c31d9
 MARKET_BARS = register_table(TableSpec(
-    "market_bars", {"date": "DATE", "isin": "STRING", "symbol": "STRING", "series": "STRING", "open": "FLOAT64",
-                    "high": "FLOAT64", "low": "FLOAT64", "close": "FLOAT64", "last": "FLOAT64", "prev_close": "FLOAT64",
-                    "volume": "FLOAT64", "traded_value": "FLOAT64", "trades": "FLOAT64", "basis": "STRING",
-                    "source": "STRING"},
+    "market_bars", {"date": "DATE", "isin": "STRING", "symbol": "STRING", "series": "STRING",
+                    "open": "FLOAT64", "high": "FLOAT64", "low": "FLOAT64", "close": "FLOAT64",
+                    "last": "FLOAT64", "prev_close": "FLOAT64", "volume": "FLOAT64",
+                    "traded_value": "FLOAT64", "trades": "FLOAT64", "basis": "STRING", "source": "STRING"},
     key=("date", "isin"), owner=("date",), partition="date", cluster=("isin", "symbol"),
     required=("symbol", "series", "close", "basis")))
 MARKET_ACTIONS = register_table(TableSpec(
-    "market_actions", {"symbol": "STRING", "series": "STRING", "isin": "STRING", "ex_date": "DATE", "kind": "STRING",
-                       "factor": "FLOAT64", "dividend": "FLOAT64", "purpose": "STRING", "record_date": "DATE",
-                       "source": "STRING"},
+    "market_actions", {"symbol": "STRING", "series": "STRING", "isin": "STRING", "ex_date": "DATE",
+                       "kind": "STRING", "factor": "FLOAT64", "dividend": "FLOAT64", "purpose": "STRING",
+                       "record_date": "DATE", "source": "STRING"},
     key=("symbol", "ex_date", "kind"), partition="ex_date", cluster=("symbol",), required=("purpose",)))
 MARKET_UNPARSED = register_table(TableSpec(
-    "market_actions_unparsed", {"symbol": "STRING", "series": "STRING", "ex_date": "DATE", "purpose": "STRING",
-                                "line": "INT64", "source": "STRING"},
+    "market_actions_unparsed", {"symbol": "STRING", "series": "STRING", "ex_date": "DATE",
+                                "purpose": "STRING", "line": "INT64", "source": "STRING"},
     key=("symbol", "ex_date", "purpose"), partition="ex_date", cluster=("symbol",)))
-INGEST_LOG = register_table(TableSpec(
-    "market_ingest_log", {"session": "DATE", "ingested_at": "TIMESTAMP", "file": "STRING", "sha256": "STRING",
-                          "format": "STRING", "rows": "INT64", "quarantined": "INT64", "dropped_series": "INT64",
-                          "replaced": "BOOL", "previous_sha256": "STRING"},
-    key=("session", "ingested_at"), partition="session", cluster=("file",), required=("file", "sha256", "rows")))
+INGEST_LOG = register_table(
+    TableSpec(
+        "market_ingest_log",
+        {
+            "session": "DATE",
+            "ingested_at": "TIMESTAMP",
+            "file": "STRING",
+            "sha256": "STRING",
+            "format": "STRING",
+            "rows": "INT64",
+            "quarantined": "INT64",
+            "dropped_series": "INT64",
+            "replaced": "BOOL",
+            "previous_sha256": "STRING",
+        },
+        key=("session", "ingested_at"),
+        partition="session",
+        cluster=("file",),
+        required=("file", "sha256", "rows"),
+    )
+)
 MARKET_SYMBOLS = register_table(TableSpec(
     "market_symbols", {"isin": "STRING", "symbol": "STRING", "first_date": "DATE", "last_date": "DATE",
                        "vendor_last": "DATE"},
     key=("isin", "symbol"), cluster=("isin", "symbol"), required=("first_date", "last_date")))
-ADJUSTMENTS = tuple(a for a in DATA_ADJUSTMENTS if not a.startswith("vendor"))    # the engine's, from the ledger
+# the engine's, from the ledger
+ADJUSTMENTS = tuple(a for a in DATA_ADJUSTMENTS if not a.startswith("vendor"))
 
 # %% ../../nbs/09a_market_store.ipynb #420e04e2
 def _warehouse(warehouse) -> tuple[Warehouse, bool]:
@@ -73,13 +90,15 @@ def _symbol_rows(wh: Warehouse, bars: pd.DataFrame) -> pd.DataFrame:
         first_date=("date", "min"), last_date=("date", "max"), vendor_last=("vendor_last", "max"))
     old = wh.read_table("market_symbols", filters=[("isin", "in", sorted(new["isin"].unique()))], order=())
     both = pd.concat([old, new], ignore_index=True) if len(old) else new
-    for c in ("first_date", "last_date", "vendor_last"): both[c] = pd.to_datetime(both[c]).astype("datetime64[ns]")
+    for c in ("first_date", "last_date", "vendor_last"):
+        both[c] = pd.to_datetime(both[c]).astype("datetime64[ns]")
     return both.groupby(["isin", "symbol"], as_index=False, sort=False).agg(
         first_date=("first_date", "min"), last_date=("last_date", "max"), vendor_last=("vendor_last", "max"))
 
 def _write_together(wh: Warehouse, batches: dict[str, pd.DataFrame], owner: dict | None) -> None:
     "Write several tables in ONE transaction (`Warehouse.write_tables` when the warehouse has it)."
-    if "market_bars" in batches and len(batches["market_bars"]):      # the symbol history travels with the bars
+    # the symbol history travels with the bars
+    if "market_bars" in batches and len(batches["market_bars"]):
         batches = {**batches, "market_symbols": _symbol_rows(wh, batches["market_bars"])}
     if hasattr(wh, "write_tables"):
         wh.write_tables(batches, owner)
@@ -134,7 +153,8 @@ class IngestReport:
         "Plain words: one line per file that was not simply ingested, then the totals."
         lines = [f"  {r.status}: {r.file}" + (f" ({r.message})" if r.message else "") for r in self.results
                  if r.status != "ingested" or r.quarantined]
-        totals = ", ".join(f"{self.count(s)} {s}" for s in ("ingested", "replaced", "unchanged", "refused", "not_a_session")
+        totals = ", ".join(f"{self.count(s)} {s}" for s in ("ingested", "replaced", "unchanged", "refused",
+                                                            "not_a_session")
                            if self.count(s))
         rows = sum(r.rows for r in self.results if r.status in ("ingested", "replaced"))
         return "\n".join([f"Ingest: {totals or 'nothing'}; {rows} bar rows written."] + lines)
@@ -143,17 +163,17 @@ def _bar_rows(copy: Bhavcopy) -> pd.DataFrame:
     return copy.rows.assign(basis="raw", source=copy.name)
 
 def _log_row(copy: Bhavcopy, replaced: bool, previous: str | None, at: pd.Timestamp) -> dict:
-    return {"session": copy.session, "ingested_at": at, "file": copy.name, "sha256": copy.sha256, "format": copy.format,
-            "rows": len(copy.rows), "quarantined": len(copy.quarantined), "dropped_series": copy.dropped_series,
-            "replaced": replaced, "previous_sha256": previous}
+    return {"session": copy.session, "ingested_at": at, "file": copy.name, "sha256": copy.sha256,
+            "format": copy.format, "rows": len(copy.rows), "quarantined": len(copy.quarantined),
+            "dropped_series": copy.dropped_series, "replaced": replaced, "previous_sha256": previous}
 
 def _now(after: pd.Timestamp | None) -> pd.Timestamp:
     "A strictly increasing ingestion time (the log's key), microsecond resolution."
     now = pd.Timestamp.now(tz="UTC").floor("us")
     return now if after is None or now > after else after + pd.Timedelta(microseconds=1)
 
-def ingest_bhavcopies(copies: Iterable[Bhavcopy | IngestResult], warehouse=None, calendar: TradingCalendar | None = None,
-                      batch_sessions: int = 128) -> IngestReport:
+def ingest_bhavcopies(copies: Iterable[Bhavcopy | IngestResult], warehouse=None,
+                      calendar: TradingCalendar | None = None, batch_sessions: int = 128) -> IngestReport:
     "Write parsed bhavcopies into the store: new sessions in batches, corrections one session at a time."
     cal = calendar or nse_calendar()
     wh, close = _warehouse(warehouse)
@@ -184,12 +204,15 @@ def ingest_bhavcopies(copies: Iterable[Bhavcopy | IngestResult], warehouse=None,
                 continue
             if len(copy.quarantined): quarantined.append(copy.quarantined.assign(file=copy.name))
             previous = held.get(copy.session)
-            if previous == copy.sha256 or any(c.sha256 == copy.sha256 and c.session == copy.session for c in pending):
-                results.append(IngestResult(copy.name, copy.session, "unchanged", message="this file is already ingested"))
+            if previous == copy.sha256 or any(c.sha256 == copy.sha256 and c.session == copy.session
+                                              for c in pending):
+                results.append(IngestResult(copy.name, copy.session, "unchanged",
+                                            message="this file is already ingested"))
                 continue
             if previous is None and all(c.session != copy.session for c in pending):
                 pending.append(copy)
-                results.append(IngestResult(copy.name, copy.session, "ingested", len(copy.rows), len(copy.quarantined)))
+                results.append(IngestResult(copy.name, copy.session, "ingested", len(copy.rows),
+                                            len(copy.quarantined)))
                 if len(pending) >= batch_sessions: flush()
                 continue
             flush()                                            # a correction: after what came before it
@@ -199,8 +222,16 @@ def ingest_bhavcopies(copies: Iterable[Bhavcopy | IngestResult], warehouse=None,
                                  "market_ingest_log": pd.DataFrame([_log_row(copy, True, previous, stamp)])},
                             {"date": copy.session})
             held[copy.session] = copy.sha256
-            results.append(IngestResult(copy.name, copy.session, "replaced", len(copy.rows), len(copy.quarantined),
-                                        f"replaced the session's earlier file (sha256 {str(previous)[:12]}...)"))
+            results.append(
+                IngestResult(
+                    copy.name,
+                    copy.session,
+                    "replaced",
+                    len(copy.rows),
+                    len(copy.quarantined),
+                    f"replaced the session's earlier file (sha256 {str(previous)[:12]}...)",
+                )
+            )
         flush()
     finally:
         if close: wh.close()
@@ -208,18 +239,22 @@ def ingest_bhavcopies(copies: Iterable[Bhavcopy | IngestResult], warehouse=None,
     return IngestReport(tuple(results), q)
 
 def _read_one(args) -> Bhavcopy | IngestResult:
-    path, series, holder = args                                      # holder: sha256 of the file holding its session
+    # holder: sha256 of the file holding its session
+    path, series, holder = args
     try:
         data = Path(path).read_bytes()
         session = session_of_name(Path(path).name)
         if holder is not None and hashlib.sha256(data).hexdigest() == holder:   # this very file: skip parsing
-            return IngestResult(Path(path).name, session, "unchanged", message="this file is already ingested")
+            return IngestResult(Path(path).name, session, "unchanged",
+                                message="this file is already ingested")
         return parse_bhavcopy(Path(path).name, data, series)
-    except OSError as e: return IngestResult(Path(path).name, None, "refused", message=f"{path}: {e.strerror}")
+    except OSError as e: return IngestResult(Path(path).name, None, "refused",
+                                             message=f"{path}: {e.strerror}")
     except BhavcopyError as e: return IngestResult(Path(path).name, None, "refused", message=str(e))
 
 def ingest_files(paths: Sequence, warehouse=None, series: Sequence[str] = DEFAULT_SERIES,
-                 calendar: TradingCalendar | None = None, workers: int = 1, batch_sessions: int = 128) -> IngestReport:
+                 calendar: TradingCalendar | None = None, workers: int = 1,
+                 batch_sessions: int = 128) -> IngestReport:
     "Ingest bhavcopy files (csv, zip, or folders of them) into the store; see `ingest_bhavcopies`."
     files = bhavcopy_files(paths)
     wh, close = _warehouse(warehouse)
@@ -261,18 +296,20 @@ def import_bars_dir(path, warehouse=None, symbols: Sequence[str] | None = None,
         long["isin"] = [names.get(s) or f"{PLACEHOLDER}{s}" for s in long["symbol"]]
         prev = bars.close.ffill().shift(1).stack(future_stack=True)
         long["prev_close"] = prev.reindex(pd.MultiIndex.from_frame(long[["date", "symbol"]])).to_numpy()
-        long = long.assign(series="EQ", last=np.nan, traded_value=np.nan, trades=np.nan, basis="vendor_splits",
-                           source=f"import:{Path(path).name}")
+        long = long.assign(series="EQ", last=np.nan, traded_value=np.nan, trades=np.nan,
+                           basis="vendor_splits", source=f"import:{Path(path).name}")
         held = _latest(wh.read_table("market_ingest_log"))
         sessions = long["date"].drop_duplicates().sort_values()
         lo, hi = cal.coverage
         ok = sessions[(sessions >= lo) & (sessions <= hi)]
         ok = ok[ok.isin(cal.sessions(ok.min(), ok.max()))] if len(ok) else ok
         for d in sessions[~sessions.isin(ok)]:
-            results.append(IngestResult(str(path), d, "not_a_session", message="a bar on a non-session date; skipped"))
+            results.append(IngestResult(str(path), d, "not_a_session",
+                                        message="a bar on a non-session date; skipped"))
         new = ok[~ok.isin(list(held))]
         for d in ok[ok.isin(list(held))]:
-            results.append(IngestResult(str(path), d, "unchanged", message="the store already holds this session"))
+            results.append(IngestResult(str(path), d, "unchanged",
+                                        message="the store already holds this session"))
         digest = bars.content_hash()
         stamp = None
         for k in range(0, len(new), batch_sessions):
@@ -282,13 +319,14 @@ def import_bars_dir(path, warehouse=None, symbols: Sequence[str] | None = None,
             logs = []
             for d in chunk:
                 stamp = _now(stamp)
-                logs.append({"session": d, "ingested_at": stamp, "file": f"import:{Path(path).name}", "sha256": digest,
-                             "format": "csv_import", "rows": int(counts.get(d, 0)), "quarantined": 0, "dropped_series": 0,
-                             "replaced": False, "previous_sha256": None})
+                logs.append({"session": d, "ingested_at": stamp, "file": f"import:{Path(path).name}",
+                             "sha256": digest, "format": "csv_import", "rows": int(counts.get(d, 0)),
+                             "quarantined": 0, "dropped_series": 0, "replaced": False,
+                             "previous_sha256": None})
                 results.append(IngestResult(str(path), d, "ingested", int(counts.get(d, 0))))
-            _write_together(wh, {"market_bars": rows[["date", "isin", "symbol", "series", "open", "high", "low", "close",
-                                                      "last", "prev_close", "volume", "traded_value", "trades", "basis",
-                                                      "source"]],
+            _write_together(wh, {"market_bars": rows[["date", "isin", "symbol", "series", "open", "high",
+                                                      "low", "close", "last", "prev_close", "volume",
+                                                      "traded_value", "trades", "basis", "source"]],
                                  "market_ingest_log": pd.DataFrame(logs)}, None)
     finally:
         if close: wh.close()
@@ -315,12 +353,14 @@ def _long(table: pa.Table) -> _Long:
     days = table["date"].combine_chunks().cast(pa.int32()).to_numpy(zero_copy_only=False)
     enc = pc.dictionary_encode(table["isin"]).combine_chunks()
     values = {c: table[c].to_numpy() for c in table.column_names if c not in ("date", "isin")}
-    return _Long(days, enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist(), values)
+    return _Long(days, enc.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+                 enc.dictionary.to_pylist(), values)
 
 @dataclass(frozen=True)
 class _Symbols:
     "Who is who in a window, from market_symbols: each series' shown name, placeholders resolved, vendor history."
-    names: dict[str, str]              # series ISIN -> shown name (its latest symbol; NAME~ISIN for an older namesake)
+    # series ISIN -> shown name (its latest symbol; NAME~ISIN for an older namesake)
+    names: dict[str, str]
     series_of: dict[str, str]          # stored ISIN (placeholders too) -> series ISIN
     vendor_last: dict[str, pd.Timestamp]   # series ISIN -> last day of vendor (imported) history
     table: pd.DataFrame                # the (isin -> series ISIN, symbol, first_date, last_date) rows
@@ -375,7 +415,8 @@ def _day_index(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _grid(rows: _Long, names: dict[str, str]) -> tuple[pd.DatetimeIndex, list[str], np.ndarray, np.ndarray]:
     "The sorted dates, the ISINs in name order, and each row's (date, column) position."
     days, di = _day_index(rows.days)
-    shown = [names.get(i, i) for i in rows.isins]                 # an ISIN missing from market_symbols shows as itself
+    # an ISIN missing from market_symbols shows as itself
+    shown = [names.get(i, i) for i in rows.isins]
     order = sorted(range(len(rows.isins)), key=lambda k: shown[k])
     rank = np.empty(len(rows.isins), dtype=np.int64)
     rank[order] = np.arange(len(rows.isins))
@@ -385,12 +426,23 @@ def _grid(rows: _Long, names: dict[str, str]) -> tuple[pd.DatetimeIndex, list[st
 def _ledger_isins(ledger: pd.DataFrame, who: _Symbols) -> pd.DataFrame:
     "The ledger with each entry's series ISIN: given, or the one whose symbol was the entry's before the ex-date."
     if ledger.empty: return ledger.assign(isin=pd.Series(dtype=object))
-    led = ledger.assign(ex_date=pd.to_datetime(ledger["ex_date"]).astype("datetime64[ns]")).reset_index(drop=True)
-    cand = led[["symbol", "ex_date"]].reset_index().merge(who.table[["symbol", "series", "first_date", "last_date"]],
-                                                          on="symbol")
-    cand = cand[cand["first_date"] < cand["ex_date"]].sort_values("last_date").drop_duplicates("index", keep="last")
+    led = ledger.assign(ex_date=pd.to_datetime(ledger["ex_date"]).astype("datetime64[ns]")).reset_index(
+        drop=True
+    )
+    cand = (
+        led[["symbol", "ex_date"]]
+        .reset_index()
+        .merge(who.table[["symbol", "series", "first_date", "last_date"]], on="symbol")
+    )
+    cand = (
+        cand[cand["first_date"] < cand["ex_date"]]
+        .sort_values("last_date")
+        .drop_duplicates("index", keep="last")
+    )
     found = cand.set_index("index")["series"].reindex(led.index)
-    given = led["isin"].where(led["isin"].notna() & led["isin"].astype(str).ne("") & led["isin"].astype(str).ne("None"))
+    given = led["isin"].where(
+        led["isin"].notna() & led["isin"].astype(str).ne("") & led["isin"].astype(str).ne("None")
+    )
     mapped = given.map(lambda i: who.series_of.get(i, i) if isinstance(i, str) else None).astype(object)
     return led.assign(isin=mapped.where(mapped.notna(), found.astype(object)))
 
@@ -400,7 +452,8 @@ def _window(start, end) -> list:
 
 def _pivot(rows: _Long, di: np.ndarray, si: np.ndarray, shape: tuple[int, int], column: str) -> np.ndarray:
     values = rows.values[column]
-    a = np.full(shape, None if values.dtype == object else np.nan, dtype=object if values.dtype == object else np.float64)
+    a = np.full(shape, None if values.dtype == object else np.nan,
+                dtype=object if values.dtype == object else np.float64)
     a[di, si] = values
     return a
 
@@ -422,19 +475,23 @@ def read_market_bars(warehouse=None, symbols: Sequence[str] | None = None, start
             table = _arrow_rows(wh, window, _READ)
         if table.num_rows == 0:
             raise DataError(f"{wh.uri}: no bars in market_bars between {start} and {end}; ingest bhavcopies "
-                            "(strategy-engine data ingest PATH) or import a folder (strategy-engine data import DIR) first.")
+                            "(strategy-engine data ingest PATH) or import a folder (strategy-engine data "
+                            "import DIR) first.")
         ledger = wh.read_table("market_actions", order=())      # also what explains a jump in raw prices
     finally:
         if close: wh.close()
     rows = _merge_placeholders(_long(table), who)
     dates, isins, di, si = _grid(rows, who.names)
     shape = (len(dates), len(isins))
-    frames = {f: pd.DataFrame(_pivot(rows, di, si, shape, f), index=dates, columns=pd.Index(isins, name="symbol"),
+    frames = {f: pd.DataFrame(_pivot(rows, di, si, shape, f), index=dates,
+                              columns=pd.Index(isins, name="symbol"),
                               copy=False) for f in ("open", "high", "low", "close", "volume", "prev_close")}
     led = _ledger_isins(ledger, who)
-    last_vendor = pd.Series([who.vendor_last.get(i, pd.NaT) for i in isins], index=isins, dtype="datetime64[ns]")
+    last_vendor = pd.Series([who.vendor_last.get(i, pd.NaT) for i in isins], index=isins,
+                            dtype="datetime64[ns]")
     prev_close = frames.pop("prev_close")
-    if last_vendor.notna().any():        # a vendor's split-adjusted history already holds its splits and bonuses
+    # a vendor's split-adjusted history already holds its splits and bonuses
+    if last_vendor.notna().any():
         cutoff = led["isin"].map(last_vendor)
         led = led[~(led["kind"].isin(["split", "bonus"]) & cutoff.notna() & (led["ex_date"] <= cutoff))]
         vendor = dates.values[:, None] <= last_vendor.to_numpy()[None, :]
@@ -445,7 +502,8 @@ def read_market_bars(warehouse=None, symbols: Sequence[str] | None = None, start
     label = pd.Index([who.names.get(i, i) for i in isins], name="symbol")
     frames = {f: frames[f].set_axis(label, axis=1).rename_axis(index="date") for f in FIELDS}
     by_isin = dict(zip(isins, label))
-    issues = tuple(type(x)(x.check, x.severity, x.message.replace(x.symbol, by_isin.get(x.symbol, x.symbol), 1),
+    issues = tuple(type(x)(x.check, x.severity, x.message.replace(x.symbol, by_isin.get(x.symbol, x.symbol),
+                                                                  1),
                            by_isin.get(x.symbol, x.symbol), x.dates, x.value) for x in issues)
     if syms is not None: frames = {f: fr[syms] for f, fr in frames.items()}
     basis = "vendor split-adjusted history + " if last_vendor.notna().any() else ""
@@ -458,11 +516,13 @@ def read_market_field(warehouse=None, column: str = "series", start=None, end=No
     wh, close = _warehouse(warehouse)
     try:
         who = _symbols(wh, start, end)
-        table = _arrow_rows(wh, _window(start, end), ("date", "isin") if column == "isin" else ("date", "isin", column))
+        table = _arrow_rows(wh, _window(start, end),
+                            ("date", "isin") if column == "isin" else ("date", "isin", column))
     finally:
         if close: wh.close()
     rows = _merge_placeholders(_long(table), who)
-    if column == "isin": rows.values["isin"] = np.array(rows.isins, dtype=object)[rows.isin]     # the series' ISIN
+    # the series' ISIN
+    if column == "isin": rows.values["isin"] = np.array(rows.isins, dtype=object)[rows.isin]
     dates, isins, di, si = _grid(rows, who.names)
     a = _pivot(rows, di, si, (len(dates), len(isins)), column)
     return pd.DataFrame(a, index=dates, columns=pd.Index([who.names.get(i, i) for i in isins], name="symbol"))

@@ -28,13 +28,15 @@ UNIVERSE_MEASURES: dict[str, Callable[[Bars], pd.DataFrame]] = {      # what a u
 def top_by_traded_value(bars: Bars, n: int = 100, window: int = 60, min_sessions: int | None = None,
                         eligible: pd.DataFrame | None = None, measure: str = "traded_value") -> pd.DataFrame:
     "Membership mask (date × symbol, bool): the top `n` by median `measure` over the last `window` sessions."
-    if n < 1 or window < 1: raise ConfigError(f"top_by_traded_value: n and window must be at least 1, got {n}, {window}.")
+    if n < 1 or window < 1:
+        raise ConfigError(f"top_by_traded_value: n and window must be at least 1, got {n}, {window}.")
     check_names([measure], UNIVERSE_MEASURES, "universe measure")
     need = window // 2 if min_sessions is None else min_sessions
     value = UNIVERSE_MEASURES[measure](bars)
     median = value.rolling(window, min_periods=max(1, need)).median()
     ok = bars.close.notna() & median.notna()
-    if eligible is not None: ok &= eligible.reindex(index=value.index, columns=value.columns, fill_value=False).astype(bool)
+    if eligible is not None:
+        ok &= eligible.reindex(index=value.index, columns=value.columns, fill_value=False).astype(bool)
     ranks = median.where(ok).rank(axis=1, ascending=False, method="first")
     return (ranks <= n).rename_axis(index="date", columns="symbol")
 
@@ -50,7 +52,8 @@ def store_universe(warehouse=None, n: int = 100, window: int = 60, series: Seque
     eligible = series_eligible(read_market_field(warehouse, "series", start, end), series)
     return top_by_traded_value(bars, n, window, eligible=eligible)
 
-def check_point_in_time(rule: Callable[[Bars], pd.DataFrame], bars: Bars, dates: Sequence | None = None) -> None:
+def check_point_in_time(rule: Callable[[Bars], pd.DataFrame], bars: Bars,
+                        dates: Sequence | None = None) -> None:
     "Raise if `rule` looks ahead: its mask on each date must equal the mask computed from the bars up to that date."
     full = rule(bars)
     dates = list(dates) if dates is not None else list(bars.dates[:: max(1, len(bars.dates) // 12)])
@@ -58,8 +61,8 @@ def check_point_in_time(rule: Callable[[Bars], pd.DataFrame], bars: Bars, dates:
         cut = rule(bars.select(end=d))
         if not cut.loc[d].equals(full.loc[d]):
             moved = list(full.columns[(cut.loc[d] != full.loc[d]).to_numpy()])[:5]
-            raise AssertionError(f"universe rule looks ahead: on {pd.Timestamp(d).date()} membership of {moved} "
-                                 "changes when later data is added.")
+            raise AssertionError(f"universe rule looks ahead: on {pd.Timestamp(d).date()} membership of "
+                                 f"{moved} changes when later data is added.")
 
 # %% ../../nbs/09b_universe.ipynb #3f985bf3
 _SPEC = re.compile(r"top:(?P<n>[^:]*):(?P<measure>[^:]*):(?P<window>[^:]*)(?::(?P<series>[^:]*))?")
@@ -83,7 +86,8 @@ class UniverseRule:
 
     def __str__(self) -> str:
         return (f"point-in-time universe {self.spec}: each day the top {self.n} symbols by their median "
-                f"{self.measure.replace('_', ' ')} over the last {self.window} sessions, series {'/'.join(self.series)}")
+                f"{self.measure.replace('_', ' ')} over the last {self.window} sessions, series "
+                f"{'/'.join(self.series)}")
 
 def is_universe_spec(value) -> bool:
     "Whether `value` is a universe spec string (starts with 'top:'), not a symbol or a universe name."
@@ -126,4 +130,5 @@ def check_universe_measures(bars: Bars) -> None:
         check_point_in_time(rule.mask, bars)
         counts = rule.mask(bars).sum(axis=1)
         if not counts.iloc[20:].eq(rule.n).all():
-            raise AssertionError(f"universe measure {measure!r}: not {rule.n} members a day once 20 sessions are known")
+            raise AssertionError(f"universe measure {measure!r}: not {rule.n} members a day once 20 sessions "
+                                 "are known")

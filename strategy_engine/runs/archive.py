@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import strategy_engine
-from ..core import (ConfigError, StrategyEngineError, check_names, is_secret_name, project_root, runs_dir,
-                                  secrets_from_environment)
-from .contract import (EXIT_CODES, RUN_ID_PATTERN, as_date, canonical_json, check_status, failpoint,
-                                          sha256_hex)
+from ..core import (ConfigError, StrategyEngineError, check_names, is_secret_name, project_root,
+                                  runs_dir, secrets_from_environment)
+from .contract import (EXIT_CODES, RUN_ID_PATTERN, as_date, canonical_json, check_status,
+                                           failpoint, sha256_hex)
 
 if TYPE_CHECKING: import pandas as pd    # imported where used: `run daily` starts without pandas
 
@@ -41,9 +41,11 @@ def utc_iso(when: datetime | str | None = None) -> str:
     if when is None: when = datetime.now(UTC)
     if isinstance(when, str):
         try: when = datetime.fromisoformat(when)
-        except ValueError: raise ConfigError(f"{when!r} is not an ISO 8601 timestamp (e.g. 2024-11-22T10:00:00Z).") from None
+        except ValueError: raise ConfigError(f"{when!r} is not an ISO 8601 timestamp (e.g. "
+                                             "2024-11-22T10:00:00Z).") from None
     if when.tzinfo is None:
-        raise ConfigError(f"{when.isoformat()} has no timezone; give an aware time (UTC), never a naive local one.")
+        raise ConfigError(f"{when.isoformat()} has no timezone; give an aware time (UTC), never a naive "
+                          "local one.")
     return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 # %% ../../nbs/31_archive.ipynb #deada520
@@ -59,8 +61,9 @@ class ArchiveConflict(ArchiveError):
 def check_key(key: str) -> str:
     "Return `key` if it is a safe relative archive key (plain segments joined by '/'), else raise."
     if not isinstance(key, str) or not key or not all(_SEGMENT.fullmatch(p) for p in key.split("/")):
-        raise ArchiveError(f"Invalid archive key {key!r}: use '/'-separated segments of letters, digits, '.', '_' "
-                           "and '-', each starting with a letter or digit (no absolute paths, '..' or empty parts).")
+        raise ArchiveError(f"Invalid archive key {key!r}: use '/'-separated segments of letters, digits, "
+                           "'.', '_' and '-', each starting with a letter or digit (no absolute paths, '..' "
+                           "or empty parts).")
     return key
 
 class Archive(ABC):
@@ -88,8 +91,9 @@ class Archive(ABC):
 
     def _same_or_conflict(self, key: str, old: bytes, new: bytes) -> str:
         if old == new: return ALREADY
-        raise ArchiveConflict(f"{self.uri(key)} is already archived with different bytes (sha256 {sha256_hex(old)[:12]} "
-                              f"stored, {sha256_hex(new)[:12]} offered); archived objects are never overwritten.")
+        raise ArchiveConflict(f"{self.uri(key)} is already archived with different bytes (sha256 "
+                              f"{sha256_hex(old)[:12]} stored, {sha256_hex(new)[:12]} offered); archived "
+                              "objects are never overwritten.")
 
     def __repr__(self) -> str: return f"{type(self).__name__}({self.root!r})"
 
@@ -151,8 +155,13 @@ class LocalArchive(Archive):
 
 # %% ../../nbs/31_archive.ipynb #78528f17
 def _content_type(key: str) -> str:
-    return "application/json" if key.endswith(".json") else "application/x-ipynb+json" if key.endswith(".ipynb") else \
-        "application/octet-stream"
+    return (
+        "application/json"
+        if key.endswith(".json")
+        else "application/x-ipynb+json"
+        if key.endswith(".ipynb")
+        else "application/octet-stream"
+    )
 
 class GCSArchive(Archive):
     "A `gs://bucket/prefix` as a create-only archive: uploads carry `ifGenerationMatch=0`; 412 -> compare bytes."
@@ -176,7 +185,8 @@ class GCSArchive(Archive):
     def put(self, key: str, data: bytes) -> str:
         from google.api_core.exceptions import PreconditionFailed
         try:
-            self.bucket.blob(self._name(key)).upload_from_string(data, content_type=_content_type(key), if_generation_match=0)
+            self.bucket.blob(self._name(key)).upload_from_string(data, content_type=_content_type(key),
+                                                                 if_generation_match=0)
             return CREATED
         except PreconditionFailed:
             return self._same_or_conflict(key, self.get(key), data)
@@ -199,27 +209,32 @@ def open_archive(uri: str | Path | None = None, client=None) -> Archive:
     text = str(uri or os.environ.get("STRATEGY_ENGINE_ARCHIVE") or runs_dir())
     if text.startswith("gs://"):
         bucket, _, prefix = text[5:].partition("/")
-        if not bucket: raise ConfigError(f"Archive URI {text!r} names no bucket; expected gs://bucket/prefix.")
+        if not bucket:
+            raise ConfigError(f"Archive URI {text!r} names no bucket; expected gs://bucket/prefix.")
         return GCSArchive(bucket, prefix, client)
     if text.startswith("file://"): text = text[7:]
     elif "://" in text:
-        raise ConfigError(f"Archive URI {text!r} has an unsupported scheme; allowed: a local folder or gs://bucket/prefix.")
+        raise ConfigError(f"Archive URI {text!r} has an unsupported scheme; allowed: a local folder or "
+                          "gs://bucket/prefix.")
     path = Path(text)
     return LocalArchive(path if path.is_absolute() else project_root() / path)
 
 # %% ../../nbs/31_archive.ipynb #ae0ed649
 _KIND = re.compile(r"[a-z][a-z0-9_]*")
-_RUN_ID = RUN_ID_PATTERN            # statuses, exit codes and the run-id rule live in strategy_engine.runs.contract
+# statuses, exit codes and the run-id rule live in strategy_engine.runs.contract
+_RUN_ID = RUN_ID_PATTERN
 
 # %% ../../nbs/31_archive.ipynb #15b88b6f
-# what a secret is (`is_secret_name`, `secrets_from_environment`) is core's one rule, shared with alerts and logs
+# what a secret is (`is_secret_name`, `secrets_from_environment`) is core's one rule, shared with alerts and
+# logs
 def redact_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
     "A copy of `env` (default `os.environ`) with every secret variable's value replaced by '***'."
     env = os.environ if env is None else env
     return {k: ("***" if is_secret_name(k) and v else v) for k, v in env.items()}
 
 def _forms(value: str) -> set[bytes]:
-    return {value.encode(), json.dumps(value, ensure_ascii=False)[1:-1].encode(), json.dumps(value)[1:-1].encode()}
+    return {value.encode(), json.dumps(value, ensure_ascii=False)[1:-1].encode(),
+            json.dumps(value)[1:-1].encode()}
 
 def find_secrets(data: bytes, secrets: Mapping[str, str]) -> list[str]:
     "Names of the `secrets` whose value occurs in `data` (raw, or as escaped inside a JSON string)."
@@ -232,16 +247,19 @@ def code_version(root: Path | None = None, env: Mapping[str, str] | None = None)
     root = root or project_root()
     commit, dirty = None, None
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10)
         if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", out.stdout.strip()):
             commit = out.stdout.strip()
             st = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                 capture_output=True, text=True, timeout=30)
             dirty = bool(st.stdout.strip()) if st.returncode == 0 else None
     except (OSError, subprocess.SubprocessError): pass
-    return {"package_version": strategy_engine.__version__,
-            "git_commit": commit or env.get("STRATEGY_ENGINE_GIT_COMMIT") or env.get("GIT_COMMIT") or "unknown",
-            "git_dirty": dirty}
+    return {
+        "package_version": strategy_engine.__version__,
+        "git_commit": commit or env.get("STRATEGY_ENGINE_GIT_COMMIT") or env.get("GIT_COMMIT") or "unknown",
+        "git_dirty": dirty,
+    }
 
 def cloud_run_info(env: Mapping[str, str] | None = None) -> dict | None:
     "The Cloud Run job, execution, task index/count and attempt from the environment, or None outside Cloud Run."
@@ -257,12 +275,14 @@ def cloud_run_info(env: Mapping[str, str] | None = None) -> dict | None:
 def _check_plain(parameters: Mapping, secrets: Mapping[str, str]) -> bytes:
     try: body = canonical_json(dict(parameters))
     except (TypeError, ValueError) as e:
-        raise ConfigError("Run parameters must be plain JSON (strings, finite numbers, booleans, null, lists, dicts): "
-                          f"{e}") from None
+        raise ConfigError("Run parameters must be plain JSON (strings, finite numbers, booleans, null, "
+                          f"lists, dicts): {e}") from None
     for name, value in parameters.items():
         leaked = find_secrets(canonical_json(value), secrets)
-        if leaked: raise ConfigError(f"Parameter {name!r} contains the value of secret {', '.join(leaked)}; secrets "
-                                     "must come from the environment, never from parameters (they are archived forever).")
+        if leaked:
+            raise ConfigError(f"Parameter {name!r} contains the value of secret {', '.join(leaked)}; secrets "
+                              "must come from the environment, never from parameters (they are archived "
+                              "forever).")
     return body
 
 def _plain_extra(extra: Mapping | None, secrets: Mapping[str, str]) -> dict:
@@ -271,19 +291,33 @@ def _plain_extra(extra: Mapping | None, secrets: Mapping[str, str]) -> dict:
     _check_plain(extra, secrets)
     return extra
 
-def build_manifest(run_id: str, kind: str, status: str, as_of, started_at, ended_at, parameters: Mapping | None = None, *,
-                   notebook: Path | str | None = None,       # the executed output notebook (None: nothing was executed)
-                   data_sha256: str | None = None,           # fingerprint of the input data, e.g. Bars.content_hash()
-                   warehouse_rows: Mapping[str, int] | None = None,  # rows written per warehouse table
-                   shard: tuple[int, int] | None = None,     # (index, count); default from CLOUD_RUN_TASK_*, else (0, 1)
-                   error: str = "", env: Mapping[str, str] | None = None, secrets: Mapping[str, str] | None = None,
-                   extra: Mapping | None = None, code: Mapping | None = None) -> dict:
+def build_manifest(
+    run_id: str,
+    kind: str,
+    status: str,
+    as_of,
+    started_at,
+    ended_at,
+    parameters: Mapping | None = None,
+    *,
+    notebook: Path | str | None = None,  # the executed output notebook (None: nothing was executed)
+    data_sha256: str | None = None,  # fingerprint of the input data, e.g. Bars.content_hash()
+    warehouse_rows: Mapping[str, int] | None = None,  # rows written per warehouse table
+    shard: tuple[int, int] | None = None,  # (index, count); default from CLOUD_RUN_TASK_*, else (0, 1)
+    error: str = "",
+    env: Mapping[str, str] | None = None,
+    secrets: Mapping[str, str] | None = None,
+    extra: Mapping | None = None,
+    code: Mapping | None = None,
+) -> dict:
     "The manifest of one run: who, what, when, with which code, data and parameters, and how it ended."
     env = os.environ if env is None else env
     secrets = secrets_from_environment(env) if secrets is None else secrets
     if not _RUN_ID.fullmatch(str(run_id)):
-        raise ConfigError(f"Run id {run_id!r} must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit.")
-    if not _KIND.fullmatch(str(kind)): raise ConfigError(f"Run kind {kind!r} must be lower-case letters, digits and '_'.")
+        raise ConfigError(f"Run id {run_id!r} must be 1-128 letters, digits, '.', '_' or '-', starting with "
+                          "a letter or digit.")
+    if not _KIND.fullmatch(str(kind)):
+        raise ConfigError(f"Run kind {kind!r} must be lower-case letters, digits and '_'.")
     check_status(status)
     parameters = dict(parameters or {})
     start, end = utc_iso(started_at), utc_iso(ended_at)
@@ -293,23 +327,26 @@ def build_manifest(run_id: str, kind: str, status: str, as_of, started_at, ended
         raise ConfigError(f"data_sha256 {data_sha256!r} is not a hex sha256 (64 characters 0-9a-f).")
     rows = {str(k): v for k, v in (warehouse_rows or {}).items()}
     bad = [k for k, v in rows.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
-    if bad: raise ConfigError(f"warehouse_rows[{bad[0]!r}] = {rows[bad[0]]!r}; row counts are non-negative integers.")
+    if bad:
+        raise ConfigError(f"warehouse_rows[{bad[0]!r}] = {rows[bad[0]]!r}; row counts are non-negative "
+                          "integers.")
     if shard is None:
         shard = (int(env.get("CLOUD_RUN_TASK_INDEX", 0)), int(env.get("CLOUD_RUN_TASK_COUNT", 1)))
     index, count = shard
-    if not 0 <= index < count: raise ConfigError(f"Shard {index} of {count} is out of range (0 <= index < count).")
+    if not 0 <= index < count:
+        raise ConfigError(f"Shard {index} of {count} is out of range (0 <= index < count).")
     nb = Path(notebook) if notebook is not None else None
     if nb is not None: check_key(nb.name)
     return {
-        "schema": 1, "run_id": run_id, "kind": kind, "as_of": as_date(as_of).isoformat(),
-        "status": status, "exit_code": EXIT_CODES[status], "started_at": start, "ended_at": end,
+        "schema": 1, "run_id": run_id, "kind": kind, "as_of": as_date(as_of).isoformat(), "status": status,
+        "exit_code": EXIT_CODES[status], "started_at": start, "ended_at": end,
         "duration_s": round(seconds, 3), "parameters": parameters,
         "parameters_sha256": sha256_hex(_check_plain(parameters, secrets)),
-        **(code if code is not None else code_version(env=env)), "python": sys.version.split()[0], "data_sha256": data_sha256,
-        "notebook": nb.name if nb else None, "notebook_sha256": sha256_hex(nb.read_bytes()) if nb else None,
-        "warehouse_rows": rows, "shard": {"index": index, "count": count},
-        "cloud_run": cloud_run_info(env), "error": str(error or ""),
-        **_plain_extra(extra, secrets),
+        **(code if code is not None else code_version(env=env)), "python": sys.version.split()[0],
+        "data_sha256": data_sha256, "notebook": nb.name if nb else None,
+        "notebook_sha256": sha256_hex(nb.read_bytes()) if nb else None, "warehouse_rows": rows,
+        "shard": {"index": index, "count": count}, "cloud_run": cloud_run_info(env),
+        "error": str(error or ""), **_plain_extra(extra, secrets),
     }
 
 # %% ../../nbs/31_archive.ipynb #e67551c3
@@ -326,11 +363,13 @@ def run_folder(run_id: str, as_of, attempt: int) -> str:
 
 def manifest_bytes(manifest: Mapping) -> bytes:
     "A manifest as stored: sorted, indented JSON (UTF-8) with a final newline."
-    return (json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False) + "\n").encode()
+    return (json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False,
+                       allow_nan=False) + "\n").encode()
 
 def _entry_bytes(entry: Mapping) -> bytes: return canonical_json(entry) + b"\n"
 
-def _entry_hash(entry: Mapping) -> str: return sha256_hex(canonical_json({k: v for k, v in entry.items() if k != "hash"}))
+def _entry_hash(entry: Mapping) -> str:
+    return sha256_hex(canonical_json({k: v for k, v in entry.items() if k != "hash"}))
 
 def _ledger_tail(archive: Archive) -> tuple[int, str]:
     "Next sequence number and the hash to chain to."
@@ -339,7 +378,8 @@ def _ledger_tail(archive: Archive) -> tuple[int, str]:
     last = keys[-1]
     try: entry = json.loads(archive.get(last))
     except ValueError:
-        raise ArchiveError(f"{archive.uri(last)} is not valid JSON; the ledger is damaged: run `audit verify`.") from None
+        raise ArchiveError(f"{archive.uri(last)} is not valid JSON; the ledger is damaged: run `audit "
+                           "verify`.") from None
     return int(_LEDGER_KEY.fullmatch(last)[1]) + 1, entry["hash"]  # type: ignore[index]
 
 def _append_ledger(archive: Archive, fields: dict, max_tries: int = 50) -> tuple[dict, str, int]:
@@ -353,7 +393,8 @@ def _append_ledger(archive: Archive, fields: dict, max_tries: int = 50) -> tuple
             archive.put(key, _entry_bytes(entry))
             return entry, key, tries
         except ArchiveConflict: continue
-    raise ArchiveError(f"Could not append to the ledger of {archive.uri()} after {max_tries} tries (heavy contention?).")
+    raise ArchiveError(f"Could not append to the ledger of {archive.uri()} after {max_tries} tries (heavy "
+                       "contention?).")
 
 def _find_ledger_entry(archive: Archive, manifest_key: str) -> tuple[dict, str] | None:
     for key in reversed(archive.list("ledger/")):
@@ -375,28 +416,33 @@ def archive_run(archive: Archive, manifest: Mapping, notebook: Path | str | None
     nb_bytes = Path(notebook).read_bytes() if notebook is not None else None
     nb_name = Path(notebook).name if notebook is not None else None
     if nb_name != manifest.get("notebook"):
-        raise ArchiveError(f"Run {run_id}: the manifest records notebook {manifest.get('notebook')!r} but {nb_name!r} was given.")
+        raise ArchiveError(f"Run {run_id}: the manifest records notebook {manifest.get('notebook')!r} but "
+                           f"{nb_name!r} was given.")
     if nb_bytes is not None and sha256_hex(nb_bytes) != manifest.get("notebook_sha256"):
         raise ArchiveError(f"Run {run_id}: {notebook} changed after its manifest was built (sha256 differs); "
                            "build the manifest from the final notebook.")
     files = dict(files or {})
     listed = dict(manifest.get("files") or {})
     if {k: sha256_hex(v) for k, v in files.items()} != listed:
-        raise ArchiveError(f"Run {run_id}: the files given ({', '.join(sorted(files)) or 'none'}) are not the files the "
-                           f"manifest lists with their sha256 ({', '.join(sorted(listed)) or 'none'}).")
+        raise ArchiveError(f"Run {run_id}: the files given ({', '.join(sorted(files)) or 'none'}) are not "
+                           "the files the manifest lists with their sha256 "
+                           f"({', '.join(sorted(listed)) or 'none'}).")
     for rel in files: check_key(rel)
     body = manifest_bytes(manifest)
     secrets = secrets_from_environment() if secrets is None else secrets
     for what, data in (("notebook " + str(nb_name), nb_bytes), ("manifest", body), *files.items()):
         leaked = find_secrets(data or b"", secrets)
-        if leaked: raise SecretLeakError(f"Run {run_id}: the {what} contains the value of secret {', '.join(leaked)}; "
-                                         "nothing was archived. Remove it from the notebook's output, then archive again.")
+        if leaked:
+            raise SecretLeakError(f"Run {run_id}: the {what} contains the value of secret "
+                                  f"{', '.join(leaked)}; nothing was archived. Remove it from the notebook's "
+                                  "output, then archive again.")
     for attempt in range(1, max_attempts + 1):
         folder = run_folder(run_id, as_of, attempt)
         mkey, nkey = f"{folder}/{MANIFEST}", (f"{folder}/{nb_name}" if nb_name else None)
         if archive.exists(mkey):
             if archive.get(mkey) != body: continue                      # another execution's attempt
-            status = ALREADY                                              # this very execution, archived before
+            # this very execution, archived before
+            status = ALREADY
         else:
             status = CREATED
         try:
@@ -405,18 +451,20 @@ def archive_run(archive: Archive, manifest: Mapping, notebook: Path | str | None
             failpoint("archived_files")
             archive.put(mkey, body)
             failpoint("archived_manifest")
-        except ArchiveConflict: continue                                  # a concurrent execution took this attempt
+        # a concurrent execution took this attempt
+        except ArchiveConflict: continue
         found = _find_ledger_entry(archive, mkey) if status == ALREADY else None
         if found: entry, lkey, retries = *found, 0
         else:
             entry, lkey, retries = _append_ledger(archive, {
-                "run_id": run_id, "attempt": attempt, "manifest_key": mkey, "manifest_sha256": sha256_hex(body),
-                "notebook_key": nkey, "notebook_sha256": manifest.get("notebook_sha256"), **dict(ledger or {})})
+                "run_id": run_id, "attempt": attempt, "manifest_key": mkey,
+                "manifest_sha256": sha256_hex(body), "notebook_key": nkey,
+                "notebook_sha256": manifest.get("notebook_sha256"), **dict(ledger or {})})
             status = CREATED if status == CREATED else COMPLETED
             failpoint("ledgered")
-        return {"run_id": run_id, "attempt": attempt, "status": status, "seq": entry["seq"], "hash": entry["hash"],
-                "notebook_uri": archive.uri(nkey) if nkey else None, "manifest_uri": archive.uri(mkey),
-                "ledger_uri": archive.uri(lkey), "ledger_retries": retries}
+        return {"run_id": run_id, "attempt": attempt, "status": status, "seq": entry["seq"],
+                "hash": entry["hash"], "notebook_uri": archive.uri(nkey) if nkey else None,
+                "manifest_uri": archive.uri(mkey), "ledger_uri": archive.uri(lkey), "ledger_retries": retries}
     raise ArchiveError(f"Run {run_id}: no free attempt folder among {max_attempts}.")
 
 # %% ../../nbs/31_archive.ipynb #7dc95812
@@ -424,7 +472,8 @@ def archive_run(archive: Archive, manifest: Mapping, notebook: Path | str | None
 class Problem:
     "One thing `verify` found wrong, with the run it concerns."
     run_id: str          # the run concerned ('' when it cannot be known)
-    kind: str            # ledger_entry | chain_link | missing_file | manifest_hash | notebook_hash | not_in_ledger | head
+    # ledger_entry | chain_link | missing_file | manifest_hash | notebook_hash | not_in_ledger | head
+    kind: str
     key: str             # the archive key of the object concerned
     detail: str          # what is wrong, in words
     seq: int | None = None
@@ -462,7 +511,8 @@ def _read_chain(archive: Archive) -> tuple[list[tuple[str, dict]], list[Problem]
     for key in archive.list("ledger/"):
         m = _LEDGER_KEY.fullmatch(key)
         if not m:
-            problems.append(Problem("", "ledger_entry", key, "unexpected object in the ledger folder")); continue
+            problems.append(Problem("", "ledger_entry", key,
+                                    "unexpected object in the ledger folder")); continue
         seq, raw = int(m[1]), archive.get(key)
         try:
             entry = json.loads(raw)
@@ -472,15 +522,24 @@ def _read_chain(archive: Archive) -> tuple[list[tuple[str, dict]], list[Problem]
             prev_hash, prev_run, expected = "", "", seq + 1
             continue
         if _entry_hash(entry) != stored_hash or raw != _entry_bytes(entry) or entry.get("seq") != seq:
-            problems.append(Problem(run, "ledger_entry", key, "the entry was altered: its bytes, hash or seq do not "
-                                    "match its content", seq))
+            problems.append(Problem(run, "ledger_entry", key, "the entry was altered: its bytes, hash or "
+                                                              "seq do not match its content", seq))
         if seq != expected:
             gap = f"{expected:08d}" if seq == expected + 1 else f"{expected:08d}..{seq - 1:08d}"
-            problems.append(Problem(run, "chain_link", key, f"ledger entries {gap} before this run are missing", seq))
+            problems.append(Problem(run, "chain_link", key,
+                                    f"ledger entries {gap} before this run are missing", seq))
         elif entry.get("prev_hash") != prev_hash:
-            problems.append(Problem(run, "chain_link", key, f"prev_hash {str(entry.get('prev_hash'))[:12]} is not the hash "
-                                    f"of the previous entry{' (run ' + prev_run + ')' if prev_run else ''} "
-                                    f"{prev_hash[:12]}: that entry or this one was rewritten", seq))
+            problems.append(
+                Problem(
+                    run,
+                    "chain_link",
+                    key,
+                    f"prev_hash {str(entry.get('prev_hash'))[:12]} is not the hash "
+                    f"of the previous entry{' (run ' + prev_run + ')' if prev_run else ''} "
+                    f"{prev_hash[:12]}: that entry or this one was rewritten",
+                    seq,
+                )
+            )
         entries.append((key, entry))
         prev_hash, prev_run, expected = stored_hash, run, seq + 1
     return entries, problems, prev_hash if entries else GENESIS
@@ -493,28 +552,36 @@ def _check_files(archive: Archive, entry: dict) -> list[Problem]:
     except ArchiveError as e:
         return [Problem(run, "missing_file", str(mkey), f"the manifest is missing: {e}", seq)]
     if sha256_hex(body) != entry.get("manifest_sha256"):
-        out.append(Problem(run, "manifest_hash", str(mkey), f"manifest sha256 {sha256_hex(body)[:12]} is not the archived "
-                           f"{str(entry.get('manifest_sha256'))[:12]}: the manifest was altered", seq))
+        out.append(Problem(run, "manifest_hash", str(mkey), f"manifest sha256 {sha256_hex(body)[:12]} is not "
+                                                            "the archived "
+                                                            f"{str(entry.get('manifest_sha256'))[:12]}: the "
+                                                            "manifest was altered", seq))
     else:
         manifest = json.loads(body)
         if manifest.get("run_id") != run or manifest.get("notebook_sha256") != entry.get("notebook_sha256"):
-            out.append(Problem(run, "manifest_hash", str(mkey), "the manifest disagrees with its ledger entry", seq))
+            out.append(Problem(run, "manifest_hash", str(mkey),
+                               "the manifest disagrees with its ledger entry", seq))
         folder = str(mkey).rsplit("/", 1)[0]
-        kept = {**{f"artifacts/{k}": v for k, v in (manifest.get("artifacts") or {}).items()}, **(manifest.get("files") or {})}
+        kept = {**{f"artifacts/{k}": v for k, v in (manifest.get("artifacts") or {}).items()},
+                **(manifest.get("files") or {})}
         for rel, sha in sorted(kept.items()):           # files a run archived beside it: staged rows, models
             key = f"{folder}/{rel}"
             try: data = archive.get(key)
             except ArchiveError as e:
                 out.append(Problem(run, "missing_file", key, f"the artifact is missing: {e}", seq)); continue
             if sha256_hex(data) != sha:
-                out.append(Problem(run, "artifact_hash", key, f"artifact sha256 {sha256_hex(data)[:12]} is not the "
-                                   f"manifest's {str(sha)[:12]}: the artifact was altered", seq))
+                out.append(Problem(run, "artifact_hash", key, f"artifact sha256 {sha256_hex(data)[:12]} is "
+                                                              f"not the manifest's {str(sha)[:12]}: the "
+                                                              "artifact was altered", seq))
     if nkey:
         try: nb = archive.get(nkey)
-        except ArchiveError as e: return out + [Problem(run, "missing_file", nkey, f"the notebook is missing: {e}", seq)]
+        except ArchiveError as e: return out + [Problem(run, "missing_file", nkey,
+                                                        f"the notebook is missing: {e}", seq)]
         if sha256_hex(nb) != entry.get("notebook_sha256"):
-            out.append(Problem(run, "notebook_hash", nkey, f"notebook sha256 {sha256_hex(nb)[:12]} is not the archived "
-                               f"{str(entry.get('notebook_sha256'))[:12]}: the notebook was altered", seq))
+            out.append(Problem(run, "notebook_hash", nkey, f"notebook sha256 {sha256_hex(nb)[:12]} is not "
+                                                           "the archived "
+                                                           f"{str(entry.get('notebook_sha256'))[:12]}: the "
+                                                           "notebook was altered", seq))
     return out
 
 def verify(archive: Archive, expected_head: str | None = None, runs: Iterable[str] | None = None,
@@ -525,21 +592,36 @@ def verify(archive: Archive, expected_head: str | None = None, runs: Iterable[st
     problems = list(chain_problems)
     for _, entry in entries:
         if only is None or entry.get("run_id") in only: problems += _check_files(archive, entry)
-    problems.sort(key=lambda p: float("inf") if p.seq is None else p.seq)   # stable: ledger order, chain before files
+    # stable: ledger order, chain before files
+    problems.sort(key=lambda p: float("inf") if p.seq is None else p.seq)
     ledgered = {e.get("manifest_key") for _, e in entries}
     for key in archive.list():
         m = _MANIFEST_KEY.fullmatch(key)
         if m and key not in ledgered and (only is None or m[4] in only):
-            problems.append(Problem(m[4], "not_in_ledger", key, "this archived manifest has no ledger entry (a deleted "
-                                    "entry, or an interrupted archive: run archive_run again with the same manifest)"))
-    if expected_head and expected_head != GENESIS and expected_head not in {e.get("hash") for _, e in entries}:
-        problems.append(Problem("", "head", "ledger/", f"the recorded head {expected_head[:12]} is no longer in the chain: "
-                                "entries were removed or rewritten"))
+            problems.append(Problem(m[4], "not_in_ledger", key, "this archived manifest has no ledger entry "
+                                                                "(a deleted entry, or an interrupted "
+                                                                "archive: run archive_run again with the "
+                                                                "same manifest)"))
+    if (
+        expected_head
+        and expected_head != GENESIS
+        and expected_head not in {e.get("hash") for _, e in entries}
+    ):
+        problems.append(Problem("", "head", "ledger/", f"the recorded head {expected_head[:12]} is no longer "
+                                                       "in the chain: entries were removed or rewritten"))
     if not entries and not problems and not allow_empty:
         where = archive.uri()
         missing = isinstance(archive, LocalArchive) and not archive.path.is_dir()
-        problems.append(Problem("", "empty", "ledger/", (f"{where} does not exist" if missing else f"{where} holds no "
-                                "archived run") + ": nothing was verified (allow_empty / --allow-empty when that is expected)"))
+        problems.append(
+            Problem(
+                "",
+                "empty",
+                "ledger/",
+                (f"{where} does not exist" if missing else f"{where} holds no archived run")
+                + ": nothing was verified (allow_empty / --allow-empty when "
+                "that is expected)",
+            )
+        )
     return VerifyReport(archive.uri(), len(entries), head, tuple(problems))
 
 # %% ../../nbs/31_archive.ipynb #50ca6c77
@@ -554,10 +636,10 @@ def list_runs(archive: Archive, limit: int | None = None) -> pd.DataFrame:
     for _, e in entries[-limit:] if limit else entries:
         try: man = json.loads(archive.get(str(e.get("manifest_key"))))
         except (ArchiveError, ValueError): man = {"status": "unreadable"}
-        rows.append({"seq": e.get("seq"), "run_id": e.get("run_id"), "attempt": e.get("attempt"), "kind": man.get("kind"),
-                     "as_of": man.get("as_of"), "status": man.get("status"), "exit_code": man.get("exit_code"),
-                     "started_at": man.get("started_at"), "ended_at": man.get("ended_at"),
-                     "duration_s": man.get("duration_s"),
+        rows.append({"seq": e.get("seq"), "run_id": e.get("run_id"), "attempt": e.get("attempt"),
+                     "kind": man.get("kind"), "as_of": man.get("as_of"), "status": man.get("status"),
+                     "exit_code": man.get("exit_code"), "started_at": man.get("started_at"),
+                     "ended_at": man.get("ended_at"), "duration_s": man.get("duration_s"),
                      "notebook_uri": archive.uri(str(e["notebook_key"])) if e.get("notebook_key") else None,
                      "manifest_uri": archive.uri(str(e.get("manifest_key")))})
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -573,13 +655,22 @@ def show_run(archive: Archive, run_id: str) -> dict:
         if e.get("run_id") != run_id: continue
         try: man = json.loads(archive.get(str(e.get("manifest_key"))))
         except (ArchiveError, ValueError): man = None
-        attempts.append({"attempt": e.get("attempt"), "seq": e.get("seq"), "manifest": man, "ledger_uri": archive.uri(key),
-                         "manifest_uri": archive.uri(str(e.get("manifest_key"))),
-                         "notebook_uri": archive.uri(str(e["notebook_key"])) if e.get("notebook_key") else None})
+        attempts.append(
+            {
+                "attempt": e.get("attempt"),
+                "seq": e.get("seq"),
+                "manifest": man,
+                "ledger_uri": archive.uri(key),
+                "manifest_uri": archive.uri(str(e.get("manifest_key"))),
+                "notebook_uri": archive.uri(str(e["notebook_key"])) if e.get("notebook_key") else None,
+            }
+        )
     mine = [asdict(p) for p in report.problems if p.run_id == run_id]
-    chain = [asdict(p) for p in report.problems if p.kind in ("ledger_entry", "chain_link", "head") and p.run_id != run_id]
+    chain = [asdict(p) for p in report.problems if p.kind in ("ledger_entry", "chain_link",
+                                                              "head") and p.run_id != run_id]
     return {"run_id": run_id, "latest": attempts[-1]["manifest"], "attempts": attempts,
-            "verified": not mine and not chain, "problems": mine, "chain_problems": chain, "head": report.head}
+            "verified": not mine and not chain, "problems": mine, "chain_problems": chain,
+            "head": report.head}
 
 # %% ../../nbs/31_archive.ipynb #0e477dac
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ from pathlib import Path
 from ..core import ConfigError, check_names, project_root
 from ..notebooks import (add_summary, check_parameters, execute_notebook, notebook_failure,
                                        template_parameters)
-from .archive import (ArchiveConflict, ArchiveError, archive_run, build_manifest, code_version,
-                                          open_archive, sha256_hex, utc_iso)
-from .contract import (OK_STATUSES, as_date, exit_code, failpoint, make_run_id, read_result, record_id,
-                                           shard_of)
+from .archive import (ArchiveConflict, ArchiveError, archive_run, build_manifest,
+                                          code_version, open_archive, sha256_hex, utc_iso)
+from .contract import (OK_STATUSES, as_date, exit_code, failpoint, make_run_id,
+                                           read_result, record_id, shard_of)
 from .records import config_identity, data_identity, ledger_fields, load_record, reconcile
 
 # %% auto #0
@@ -61,8 +61,9 @@ class Launch:
         rows = ", ".join(f"{k} {v}" for k, v in (self.loaded or {}).items() if k != "runs") or "no rows"
         why = self.error or (self.result or {}).get("reason", "")
         attempt = f" attempt {self.archived['attempt']}" if self.archived.get("attempt") else ""
-        return (f"{self.status}: run {self.record_id}{attempt} ({rows}){' - ' + why if why else ''}\n"
-                f"  notebook: {self.archived.get('notebook_uri')}\n  manifest: {self.archived.get('manifest_uri')}")
+        return (f"{self.status}: run {self.record_id}{attempt} ({rows}){' - ' + why if why else ''}\n  "
+                f"notebook: {self.archived.get('notebook_uri')}\n  manifest: "
+                f"{self.archived.get('manifest_uri')}")
 
 def _now() -> datetime: return datetime.now(UTC)
 
@@ -89,8 +90,10 @@ def image_identity(env: Mapping[str, str] | None = None) -> dict:
     if env.get("CLOUD_RUN_JOB") or env.get("K_SERVICE"):
         needed = ("STRATEGY_ENGINE_IMAGE_DIGEST", "STRATEGY_ENGINE_GIT_COMMIT")
         missing = [n for n in needed if env.get(n) in (None, "", "unknown")]
-        if missing: raise ConfigError(f"running on Cloud Run without {', '.join(missing)}: the deploy step must set them "
-                                      "(the image's digest and git commit), or the run's record could not name its code.")
+        if missing:
+            raise ConfigError(f"running on Cloud Run without {', '.join(missing)}: the deploy step must set "
+                              "them (the image's digest and git commit), or the run's record could not name "
+                              "its code.")
     return out
 
 # %% ../../nbs/33_launcher.ipynb #98d5931f
@@ -108,7 +111,8 @@ def run_identity(kind: str, params: Mapping, defaults: Mapping, shard_count: int
 def _pending(store, wh, record: str, as_of) -> None:
     "Complete what an earlier run left half done (archived but not loaded, or not chained) before this one starts."
     latest = wh.latest_run()
-    reconcile(store, wh, since=int(latest["ledger_seq"]) if latest else -1, folders=[f"{as_date(as_of):%Y/%m/%d}/{record}/"])
+    reconcile(store, wh, since=int(latest["ledger_seq"]) if latest else -1,
+              folders=[f"{as_date(as_of):%Y/%m/%d}/{record}/"])
 
 def _staged_files(folder: Path) -> tuple[dict[str, bytes], dict[str, int]]:
     "The Parquet files a notebook staged (rows/<table>.parquet) and their row counts."
@@ -123,8 +127,10 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
            log_output: bool = False, progress_bar: bool = False, env: Mapping[str, str] | None = None,
            warehouse: str | None = None, by: str | None = None, scheduled: bool = False) -> Launch:
     "Run production notebook `kind`, archive notebook + staged rows + manifest, then load the rows (archive first)."
-    from strategy_engine.warehouse import KEEPS_ROWS, default_warehouse_uri, open_warehouse  # here: importing the
-    template = template_path(kind)                              # launcher (to boot a kernel early) loads no pandas
+    # here: importing the
+    from strategy_engine.warehouse import KEEPS_ROWS, default_warehouse_uri, open_warehouse
+    # launcher (to boot a kernel early) loads no pandas
+    template = template_path(kind)
     env = os.environ if env is None else env
     params = dict(check_parameters(template, dict(parameters)))
     if "as_of" not in params: raise ConfigError(f"run {kind}: as_of (YYYY-MM-DD) is required.")
@@ -132,7 +138,8 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
     sharded = "shard_count" in declared
     i, n = shard_of(params, env)
     if not sharded and n != 1:
-        raise ConfigError(f"run {kind} is not sharded: run it as one task (shard count {n}; in Cloud Run, taskCount 1).")
+        raise ConfigError(f"run {kind} is not sharded: run it as one task (shard count {n}; in Cloud Run, "
+                          "taskCount 1).")
     image = image_identity(env)
     identity = run_identity(kind, params, defaults, n)
     run_id = params.get("run_id") or make_run_id(kind, params["as_of"], identity)
@@ -146,10 +153,11 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
         with tempfile.TemporaryDirectory(prefix="strategy-engine-") as tmp:
             out = Path(tmp) / Path(TEMPLATES[kind]).name
             artifacts, rows = Path(tmp) / "artifacts", Path(tmp) / "rows"   # files a run makes for its record
-            extra = {"artifacts_dir": str(artifacts), "stage_dir": str(rows), "triggered_at": utc_iso(started)}
+            extra = {"artifacts_dir": str(artifacts), "stage_dir": str(rows),
+                     "triggered_at": utc_iso(started)}
             run_params = {**params, **{k: v for k, v in extra.items() if k in declared}}
-            ex = execute_notebook(template, out, run_params, timeout=timeout, cwd=project_root(), log_output=log_output,
-                                  progress_bar=progress_bar)
+            ex = execute_notebook(template, out, run_params, timeout=timeout, cwd=project_root(),
+                                  log_output=log_output, progress_bar=progress_bar)
             failpoint("executed")
             result = read_result(out) if out.exists() else None
             failure = notebook_failure(out) if out.exists() else None
@@ -170,9 +178,10 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
             if models: details["models"] = models               # the model hashes a run trained or loaded
             if made: details["artifacts"] = {k[len("artifacts/"):]: v for k, v in details["files"].items()
                                              if k.startswith("artifacts/")}
-            code = code_version(env=env)                        # once: the summary and the manifest say the same
-            summary = {"status": status, "as_of": params["as_of"], "run_id": record, "error": error, "rows": counts,
-                       **details, **code}
+            # once: the summary and the manifest say the same
+            code = code_version(env=env)
+            summary = {"status": status, "as_of": params["as_of"], "run_id": record, "error": error,
+                       "rows": counts, **details, **code}
             if out.exists(): add_summary(out, summary)
             manifest = build_manifest(record, kind, status, params["as_of"], started, _now(), params,
                                       notebook=out if out.exists() else None,
@@ -210,7 +219,7 @@ def launch_once(kind: str, parameters: Mapping, idempotency_key: str, archive: s
     deadline = time.monotonic() + wait
     while not store.exists(done):
         if time.monotonic() > deadline:
-            raise ArchiveError(f"A run with idempotency key {idempotency_key!r} was claimed but has not finished "
-                               f"after {wait:.0f} s (see {store.uri(claim)}).")
+            raise ArchiveError(f"A run with idempotency key {idempotency_key!r} was claimed but has not "
+                               f"finished after {wait:.0f} s (see {store.uri(claim)}).")
         time.sleep(poll)
     return Launch(**{**json.loads(store.get(done)), "replayed": True})

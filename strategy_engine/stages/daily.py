@@ -41,12 +41,16 @@ class DailyRun:
     run_id: str
     shard: tuple[int, int] = (0, 1)
     cost_bps: float = DEFAULT_COST_BPS
-    triggered_at: str = ""          # when the run was started (ISO, from the launcher): a bar of a session still open is refused
-    universe: str = ""              # a point-in-time universe spec (top:N:MEASURE:WINDOW): only members trade each day
-    membership: pd.DataFrame | None = None                          # its date × symbol mask, from data up to each date
+    # when the run was started (ISO, from the launcher): a bar of a session still open is refused
+    triggered_at: str = ""
+    # a point-in-time universe spec (top:N:MEASURE:WINDOW): only members trade each day
+    universe: str = ""
+    # its date × symbol mask, from data up to each date
+    membership: pd.DataFrame | None = None
     calendar: str = ""              # the sessions: a calendar name or file (`calendar.get_calendar`); "": NSE
     adjustment: str = ""            # the prices (`data.ADJUSTMENTS`); "": the default
-    quarantined: list[str] = field(default_factory=list)            # symbols left out: they failed validation alone
+    # symbols left out: they failed validation alone
+    quarantined: list[str] = field(default_factory=list)
     status: str = "running"
     reason: str = ""
     configs: dict[str, StrategyConfig] = field(default_factory=dict)
@@ -58,7 +62,8 @@ class DailyRun:
     results: dict[str, BacktestResult] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     killed: list[str] = field(default_factory=list)
-    risked: dict = field(default_factory=dict)                      # each strategy's RiskedWeights (before/after)
+    # each strategy's RiskedWeights (before/after)
+    risked: dict = field(default_factory=dict)
 
     @property
     def running(self) -> bool: return self.status == "running"
@@ -73,8 +78,9 @@ class DailyRun:
         if self.running: self.status, self.reason = status, reason
 
     def __repr__(self) -> str:
-        return (f"DailyRun({self.run_id}, as of {self.as_of.date()}, {', '.join(self.strategies)}, shard {self.shard[0]}/"
-                f"{self.shard[1]}: {self.status}{' - ' + self.reason if self.reason else ''})")
+        return (f"DailyRun({self.run_id}, as of {self.as_of.date()}, {', '.join(self.strategies)}, shard "
+                f"{self.shard[0]}/{self.shard[1]}: "
+                f"{self.status}{' - ' + self.reason if self.reason else ''})")
 
 # %% ../../nbs/32_daily.ipynb #62e99c23
 def with_overrides(config: StrategyConfig, overrides: Mapping[str, Any]) -> StrategyConfig:
@@ -87,18 +93,20 @@ def with_overrides(config: StrategyConfig, overrides: Mapping[str, Any]) -> Stra
     shown = ", ".join(f"{k}={v}" for k, v in overrides.items())
     return config_from_dict(raw, source=f"{config.name}.yaml with {shown}")
 
-def start_daily(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequence[str] | str | None = None,
-                data: str = "auto", warehouse: str | None = None, run_id: str = "", shard_index: int = 0,
-                shard_count: int = 1, cost_bps: float | None = None, triggered_at: str = "",
-                universe: str | None = None, calendar: str = "", adjustment: str = "",
+def start_daily(as_of: str, strategies: Sequence[str] | None = None,
+                symbols: Sequence[str] | str | None = None, data: str = "auto", warehouse: str | None = None,
+                run_id: str = "", shard_index: int = 0, shard_count: int = 1, cost_bps: float | None = None,
+                triggered_at: str = "", universe: str | None = None, calendar: str = "", adjustment: str = "",
                 params: Mapping[str, Mapping] | None = None) -> DailyRun:
     "Check the parameters, load each strategy's configuration, and end `no_session` on a non-session day."
     try: day = pd.Timestamp(as_of)
-    except (ValueError, TypeError): raise ConfigError(f"as_of {as_of!r} is not a date (expected YYYY-MM-DD).") from None
+    except (ValueError, TypeError): raise ConfigError(f"as_of {as_of!r} is not a date (expected "
+                                                      "YYYY-MM-DD).") from None
     if day != day.normalize(): raise ConfigError(f"as_of {as_of!r} must be a date without a time.")
     if strategies is None: strategies = default_strategies()   # register_strategy(..., default=True)
     if isinstance(strategies, str): strategies = [strategies]
-    if isinstance(symbols, str):                                # a universe name, e.g. "nifty50_sample" or "all"
+    # a universe name, e.g. "nifty50_sample" or "all"
+    if isinstance(symbols, str):
         check_names([symbols], UNIVERSES, "universe")
         symbols = UNIVERSES[symbols]
     if not strategies: raise ConfigError("strategies: name at least one strategy.")
@@ -106,11 +114,12 @@ def start_daily(as_of: str, strategies: Sequence[str] | None = None, symbols: Se
     for name in strategies: get_strategy(name)                  # unknown names: a did-you-mean error
     cross = [n for n in strategies if get_strategy(n).cross_sectional]
     if shard_count > 1 and cross:
-        raise ConfigError(f"{', '.join(cross)} rank symbols against each other (and read a market-wide feature), so a shard "
-                          "of symbols would change their signals: run them with shard_count = 1.")
+        raise ConfigError(f"{', '.join(cross)} rank symbols against each other (and read a market-wide "
+                          "feature), so a shard of symbols would change their signals: run them with "
+                          "shard_count = 1.")
     run = DailyRun(day, tuple(strategies), tuple(symbols) if symbols else None, str(data), warehouse,
-                   run_id or f"daily-{day:%Y-%m-%d}", check_shard((shard_index, shard_count)), check_cost(cost_bps),
-                   triggered_at=str(triggered_at or ""), universe=str(universe or ""),
+                   run_id or f"daily-{day:%Y-%m-%d}", check_shard((shard_index, shard_count)),
+                   check_cost(cost_bps), triggered_at=str(triggered_at or ""), universe=str(universe or ""),
                    calendar=str(calendar or ""), adjustment=str(adjustment or ""))
     params = params or {}
     extra = [n for n in params if n not in strategies]
@@ -152,12 +161,14 @@ def load_data(run: DailyRun) -> DailyRun:
         run.end("data_stale", f"{len(blocking)} validation error(s)" +
                 (f", {len(stale)} symbol(s) stale" if stale else "") + ": no signals today (fails closed)")
         return run
-    run.quarantined = quarantined_symbols(run.report)         # e.g. an unexplained jump: that symbol only fails closed
+    # e.g. an unexplained jump: that symbol only fails closed
+    run.quarantined = quarantined_symbols(run.report)
     if run.quarantined:
         keep = [s for s in run.bars.symbols if s not in set(run.quarantined)]
         run.bars = run.bars.select(keep)
         run.universes = {name: [s for s in u if s in keep] for name, u in run.universes.items()}
-        if not keep: run.end("data_stale", f"every symbol failed validation ({', '.join(run.quarantined[:5])}...)")
+        if not keep:
+            run.end("data_stale", f"every symbol failed validation ({', '.join(run.quarantined[:5])}...)")
     return run
 
 def compute(run: DailyRun) -> DailyRun:
@@ -202,9 +213,14 @@ def risk_table(run: DailyRun) -> pd.DataFrame:
             if rw.killed: why = "kill switch on"
             elif raw[sym] != 0 and held[sym] == 0:
                 when = fired.index[fired[sym].to_numpy()]
-                why = f"stop-loss fired at the close of {when[-1]:%Y-%m-%d}" if len(when) else "stopped by the risk layer"
-            out.append({"strategy": name, "symbol": sym, "raw_signal": int(raw[sym]), "confidence": float(conf[sym]),
-                        "traded_signal": int(held[sym]), "weight": float(w[sym]), "dropped_because": why})
+                why = (
+                    f"stop-loss fired at the close of {when[-1]:%Y-%m-%d}"
+                    if len(when)
+                    else "stopped by the risk layer"
+                )
+            out.append({"strategy": name, "symbol": sym, "raw_signal": int(raw[sym]),
+                        "confidence": float(conf[sym]), "traded_signal": int(held[sym]),
+                        "weight": float(w[sym]), "dropped_because": why})
     return pd.DataFrame(out, columns=cols).sort_values(["strategy", "symbol"], ignore_index=True)
 
 # %% ../../nbs/32_daily.ipynb #00272a0e
@@ -219,8 +235,9 @@ def signals_table(run: DailyRun) -> pd.DataFrame:
     if not recs: return pd.DataFrame(columns=["strategy", "symbol", "signal", "confidence"])
     df = pd.DataFrame(recs)
     meta = pd.json_normalize(df.pop("metadata").tolist())
-    return pd.concat([df[["strategy", "symbol", "signal", "confidence"]], meta], axis=1).sort_values(["strategy", "symbol"],
-                                                                                                    ignore_index=True)
+    return pd.concat([df[["strategy", "symbol", "signal", "confidence"]], meta], axis=1).sort_values(
+        ["strategy", "symbol"], ignore_index=True
+    )
 
 def positions(run: DailyRun) -> pd.DataFrame:
     "Target weights decided at today's close (to hold tomorrow), strategy × symbol, non-zero only."
@@ -245,8 +262,9 @@ def stage(run: DailyRun, folder: str | None) -> DailyRun:
     "Stage today's signals and performance as Parquet in `folder` (the launcher archives, then loads them): the last step."
     if run.status not in ("running", "killed"): return run
     rows = {"signals": todays_signals(run), "performance": performance(run)}
+    # no folder (research use): checked counts only
     run.rows = stage_rows(folder, **rows, shard=run.shard) if folder else \
-        {name: len(v) for name, v in rows.items()}                  # no folder (research use): checked counts only
+        {name: len(v) for name, v in rows.items()}
     if run.killed: run.status, run.reason = "killed", f"kill switch on for {', '.join(run.killed)}"
     elif run.running: run.status = "succeeded"
     return run
@@ -268,14 +286,26 @@ def equity_figure(run: DailyRun):
 # %% ../../nbs/32_daily.ipynb #cf482d70
 def result(run: DailyRun) -> dict:
     "The run's outcome: status, reason, rows staged, input-data fingerprint, signal count, resolved configurations."
-    return {"run_id": run.run_id, "status": "succeeded" if run.running else run.status, "reason": run.reason,
-            "as_of": f"{run.as_of:%Y-%m-%d}", "shard": list(run.shard), "rows": run.rows,
-            "data_sha256": run.bars.content_hash() if run.bars is not None else None,
-            "signals": len(todays_signals(run)), "killed": run.killed, "quarantined": run.quarantined,
-            "universe": run.universe or None, "adjustment": run.bars.adjustment if run.bars is not None else None,
-            "configs": {name: cfg.model_dump(mode="json") for name, cfg in run.configs.items()},
-            "models": [{"kind": name, **{k: v for k, v in sf.parameters.items() if k.startswith("model")}}
-                       for name, sf in run.signals.items() if "model_hash" in (sf.parameters or {})]}
+    return {
+        "run_id": run.run_id,
+        "status": "succeeded" if run.running else run.status,
+        "reason": run.reason,
+        "as_of": f"{run.as_of:%Y-%m-%d}",
+        "shard": list(run.shard),
+        "rows": run.rows,
+        "data_sha256": run.bars.content_hash() if run.bars is not None else None,
+        "signals": len(todays_signals(run)),
+        "killed": run.killed,
+        "quarantined": run.quarantined,
+        "universe": run.universe or None,
+        "adjustment": run.bars.adjustment if run.bars is not None else None,
+        "configs": {name: cfg.model_dump(mode="json") for name, cfg in run.configs.items()},
+        "models": [
+            {"kind": name, **{k: v for k, v in sf.parameters.items() if k.startswith("model")}}
+            for name, sf in run.signals.items()
+            if "model_hash" in (sf.parameters or {})
+        ],
+    }
 
 def publish(run: DailyRun) -> dict:
     "Publish the run's result as the notebook's machine-readable output and return it."

@@ -13,7 +13,14 @@ import pandas as pd
 from ..backtest import close_returns
 from ..calendar import TradingCalendar, nse_calendar
 from ..core import ConfigError, check_names
-from .daily import DailyRun, compute, load_data, performance, start_daily, todays_signals
+from strategy_engine.stages.daily import (
+    DailyRun,
+    compute,
+    load_data,
+    performance,
+    start_daily,
+    todays_signals,
+)
 from ..metrics import summary
 from ..runs.contract import publish_result
 from ..warehouse import open_warehouse, stage_rows
@@ -29,12 +36,15 @@ PERIODS = ("1d", "1w", "1m", "ytd")
 BOOK = "book"
 MIN_ANNUALISED = 20     # fewer returns than this in a window: CAGR and Calmar are not stated (NaN)
 
-def period_window(as_of, period: str, calendar: TradingCalendar | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+def period_window(as_of, period: str,
+                  calendar: TradingCalendar | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
     "First and last session of `period` ending at session `as_of`: 1d the day; 1w, 1m the trailing week, month; ytd the year."
     check_names([period], PERIODS, "period")
     cal, end = calendar or nse_calendar(), pd.Timestamp(as_of).normalize()
-    if not cal.is_session(end): raise ConfigError(f"{cal.describe(end)}: a report period must end on a session.")
-    after = {"1d": end - pd.Timedelta(days=1), "1w": end - pd.Timedelta(days=7), "1m": end - pd.DateOffset(months=1),
+    if not cal.is_session(end):
+        raise ConfigError(f"{cal.describe(end)}: a report period must end on a session.")
+    after = {"1d": end - pd.Timedelta(days=1), "1w": end - pd.Timedelta(days=7),
+             "1m": end - pd.DateOffset(months=1),
              "ytd": pd.Timestamp(year=end.year, month=1, day=1) - pd.Timedelta(days=1)}[period]
     sessions = cal.sessions(max(after + pd.Timedelta(days=1), cal.coverage[0]), end)
     return sessions[0], end
@@ -43,7 +53,8 @@ def period_window(as_of, period: str, calendar: TradingCalendar | None = None) -
 def book_returns(run: DailyRun) -> pd.DataFrame:
     "Daily net returns, date × (each strategy, then `book`: their equal-capital mean)."
     rets = pd.DataFrame({name: res.returns for name, res in run.results.items()})
-    if BOOK in rets.columns: raise ConfigError(f"a strategy may not be called {BOOK!r}: the report uses it for the whole book.")
+    if BOOK in rets.columns:
+        raise ConfigError(f"a strategy may not be called {BOOK!r}: the report uses it for the whole book.")
     rets[BOOK] = rets.mean(axis=1)
     return rets
 
@@ -56,12 +67,15 @@ def period_rows(run: DailyRun, period: str, calendar: TradingCalendar | None = N
     if len(rets.loc[start:end]) < MIN_ANNUALISED: table[["cagr", "calmar_ratio"]] = np.nan
     gross = pd.DataFrame({n: r.exposure["gross"] for n, r in run.results.items()}).loc[start:end]
     turn = pd.DataFrame({n: r.turnover for n, r in run.results.items()}).loc[start:end]
-    nsig = pd.Series({n: float((sf.signal.loc[start:end].to_numpy() != 0).sum()) for n, sf in run.signals.items()})
+    nsig = pd.Series({n: float((sf.signal.loc[start:end].to_numpy() != 0).sum())
+                      for n, sf in run.signals.items()})
     extra = pd.DataFrame({
         "equity": pd.Series({n: float(r.equity.loc[end]) for n, r in run.results.items()}),
-        "exposure": gross.mean(), "turnover": turn.sum(), "n_signals": nsig.reindex(gross.columns, fill_value=0.0)})
-    extra.loc[BOOK] = [float(np.prod(1.0 + rets[BOOK].loc[:end].to_numpy())), float(gross.mean(axis=1).mean()),
-                       float(turn.mean(axis=1).sum()), float(extra["n_signals"].sum())]
+        "exposure": gross.mean(), "turnover": turn.sum(),
+        "n_signals": nsig.reindex(gross.columns, fill_value=0.0)})
+    extra.loc[BOOK] = [float(np.prod(1.0 + rets[BOOK].loc[:end].to_numpy())),
+                       float(gross.mean(axis=1).mean()), float(turn.mean(axis=1).sum()),
+                       float(extra["n_signals"].sum())]
     out = table.join(extra).rename_axis("strategy").reset_index()
     out.insert(1, "period", period)
     out.insert(0, "date", end)
@@ -86,7 +100,8 @@ def day_positions(run: DailyRun) -> pd.DataFrame:
         frame = pd.DataFrame({"strategy": name, "symbol": res.weights.columns, "signal": prev.to_numpy(),
                               "weight": held.to_numpy(), "return": r, "contribution": held.to_numpy() * r})
         out.append(frame[(frame["weight"] != 0) | (frame["signal"] != 0)])
-    if not out: return pd.DataFrame(columns=["strategy", "symbol", "signal", "weight", "return", "contribution"])
+    if not out:
+        return pd.DataFrame(columns=["strategy", "symbol", "signal", "weight", "return", "contribution"])
     return pd.concat(out, ignore_index=True).sort_values(["strategy", "contribution"], ignore_index=True)
 
 def day_pnl(run: DailyRun) -> pd.DataFrame:
@@ -121,7 +136,8 @@ def signal_outcomes(run: DailyRun, start, end) -> pd.DataFrame:
         rows[name] = {"signals": int(active.sum()), "long": int((h > 0).sum()), "short": int((h < 0).sum()),
                       "hits": int((moved & (np.sign(x) == h)).sum()), "moved": int(moved.sum()),
                       "signed": float((h * x)[active].sum())}
-    out = pd.DataFrame.from_dict(rows, orient="index", columns=["signals", "long", "short", "hits", "moved", "signed"])
+    out = pd.DataFrame.from_dict(rows, orient="index",
+                                 columns=["signals", "long", "short", "hits", "moved", "signed"])
     if out.empty: return pd.DataFrame(columns=OUTCOME_COLUMNS).rename_axis("strategy")
     out.loc[BOOK] = out.sum()
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -160,10 +176,12 @@ def reconcile(run: DailyRun) -> pd.DataFrame:
             diffs = [abs(float(figures.at[name, c]) - float(perf.at[name, c])) for c in RECONCILED]
             worst = max((d for d in diffs if not np.isnan(d)), default=0.0)
             match = all(_close(float(figures.at[name, c]), float(perf.at[name, c])) for c in RECONCILED)
-        rows.append({"strategy": name, "signals": len(mn), "stored_signals": len(st), "signals_match": bool(same.all()),
-                     "stored_figures": name in perf.index, "figures_match": match, "max_abs_diff": worst})
-    out = pd.DataFrame(rows, columns=["strategy", "signals", "stored_signals", "signals_match", "stored_figures",
-                                      "figures_match", "max_abs_diff"]).set_index("strategy")
+        rows.append({"strategy": name, "signals": len(mn), "stored_signals": len(st),
+                     "signals_match": bool(same.all()), "stored_figures": name in perf.index,
+                     "figures_match": match, "max_abs_diff": worst})
+    out = pd.DataFrame(rows, columns=["strategy", "signals", "stored_signals", "signals_match",
+                                      "stored_figures", "figures_match",
+                                      "max_abs_diff"]).set_index("strategy")
     out.attrs["daily_run_found"] = has_daily
     return out
 
@@ -199,8 +217,8 @@ def start_report(as_of: str, period: str = "1m", strategies=None, symbols=None, 
     check_names([period], PERIODS, "period")
     if BOOK in ([strategies] if isinstance(strategies, str) else list(strategies or [])):
         raise ConfigError(f"a strategy may not be called {BOOK!r}: the report uses it for the whole book.")
-    run = start_daily(as_of, strategies, symbols, data, warehouse, run_id or f"report-{as_of}", cost_bps=cost_bps,
-                      universe=universe, calendar=calendar, adjustment=adjustment)
+    run = start_daily(as_of, strategies, symbols, data, warehouse, run_id or f"report-{as_of}",
+                      cost_bps=cost_bps, universe=universe, calendar=calendar, adjustment=adjustment)
     return PerformanceReport(run, period)
 
 def compute_report(rep: PerformanceReport) -> PerformanceReport:
@@ -215,8 +233,8 @@ def compute_report(rep: PerformanceReport) -> PerformanceReport:
 
 def period_table(rep: PerformanceReport) -> pd.DataFrame:
     "The period's figures a reader wants first, one row per strategy and the book."
-    cols = ["total_return", "sharpe_ratio", "max_drawdown", "annual_volatility", "exposure", "turnover", "n_signals",
-            "hit_rate", "equity"]
+    cols = ["total_return", "sharpe_ratio", "max_drawdown", "annual_volatility", "exposure", "turnover",
+            "n_signals", "hit_rate", "equity"]
     if rep.rows.empty: return pd.DataFrame(columns=cols)
     return rep.rows[rep.rows["period"] == rep.period].set_index("strategy")[cols]
 
@@ -227,7 +245,8 @@ def raise_alerts(rep: PerformanceReport, send: bool = True) -> PerformanceReport
     if rep.rows.empty: return rep
     rules = load_alert_rules()
     figures = rep.rows[rep.rows["period"] == rep.period][["strategy", "sharpe_ratio", "max_drawdown"]]
-    record = {"run_id": rep.run.run_id, "kind": "report", "as_of": f"{rep.run.as_of:%Y-%m-%d}", "status": "succeeded"}
+    record = {"run_id": rep.run.run_id, "kind": "report", "as_of": f"{rep.run.as_of:%Y-%m-%d}",
+              "status": "succeeded"}
     rep.alerts = evaluate_rules(record, figures, rules)
     if send and rep.alerts: rep.deliveries = send_alerts(rep.alerts, rules)
     return rep
@@ -239,20 +258,24 @@ def alerts_table(rep: PerformanceReport) -> pd.DataFrame:
     how: dict[tuple, list[str]] = {}
     for dlv in rep.deliveries: how.setdefault(tuple(dlv.key), []).append(f"{dlv.channel}: {dlv.status}")
     return pd.DataFrame([{"rule": a.rule, "strategy": a.strategy, "title": a.title,
-                          "deliveries": ", ".join(how.get(tuple(a.key), ["not sent"]))} for a in rep.alerts], columns=cols)
+                          "deliveries": ", ".join(how.get(tuple(a.key),
+                                                          ["not sent"]))} for a in rep.alerts], columns=cols)
 
 def stage_report(rep: PerformanceReport, folder: str | None) -> PerformanceReport:
     "Stage the report's performance rows as Parquet in `folder` (the launcher archives, then loads them): the last step."
     if not rep.run.running: return rep
-    rep.run.rows = stage_rows(folder, [], rep.rows) if folder else {"signals": 0, "performance": len(rep.rows)}
+    rep.run.rows = (
+        stage_rows(folder, [], rep.rows) if folder else {"signals": 0, "performance": len(rep.rows)}
+    )
     if rep.run.killed: rep.run.reason = f"kill switch on for {', '.join(rep.run.killed)}: no rows for it"
     return rep
 
 def report_result(rep: PerformanceReport) -> dict:
     "The report's outcome: status, reason, period, rows written, data fingerprint, alerts, reconciliation."
     run = rep.run
-    return {"run_id": run.run_id, "status": rep.status, "reason": run.reason, "as_of": f"{run.as_of:%Y-%m-%d}",
-            "period": rep.period, "start": f"{rep.start:%Y-%m-%d}" if rep.start is not None else None, "rows": run.rows,
+    return {"run_id": run.run_id, "status": rep.status, "reason": run.reason,
+            "as_of": f"{run.as_of:%Y-%m-%d}", "period": rep.period,
+            "start": f"{rep.start:%Y-%m-%d}" if rep.start is not None else None, "rows": run.rows,
             "data_sha256": run.bars.content_hash() if run.bars is not None else None,
             "signals": len(todays_signals(run)), "alerts": [a.title for a in rep.alerts],
             "reconciled": reconciled(rep.reconciliation), "killed": run.killed}
@@ -280,5 +303,6 @@ def exposure_figure(rep: PerformanceReport):
     from strategy_engine.plots import plot_exposure
     start = min(rep.start, period_window(rep.run.as_of, "1m", rep.run.sessions)[0])
     held = {n: r.exposure.loc[start: rep.run.as_of] for n, r in rep.run.results.items()}
-    book = pd.DataFrame({k: pd.DataFrame({n: e[k] for n, e in held.items()}).mean(axis=1) for k in ("gross", "net")})
+    book = pd.DataFrame({k: pd.DataFrame({n: e[k] for n, e in held.items()}).mean(axis=1)
+                         for k in ("gross", "net")})
     return plot_exposure(book, f"Book exposure (equal capital across {len(held)} strategies)")

@@ -13,7 +13,13 @@ from pydantic import Field
 
 from .. import indicators as ind
 from ..data import Bars
-from .base import SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers
+from strategy_engine.strategies.base import (
+    SignalFrame,
+    StrategyParams,
+    as_matrix,
+    register_strategy,
+    signal_buffers,
+)
 from ..sweep import distinct, register_signal_sets
 
 # %% auto #0
@@ -22,11 +28,15 @@ __all__ = ['BreakoutParams', 'breakout_signals', 'breakout_signal_sets']
 # %% ../../nbs/13_breakout.ipynb #e47b6c32
 class BreakoutParams(StrategyParams):
     "Parameters of the support/resistance breakout strategy."
-    window: int = Field(default=20, ge=2, le=250, description="bars of support/resistance for the entry (prior bars only)")
-    volume_threshold: float = Field(default=1.5, gt=0, le=10, description="entry needs volume >= this × its mean")
+    window: int = Field(default=20, ge=2, le=250,
+                        description="bars of support/resistance for the entry (prior bars only)")
+    volume_threshold: float = Field(default=1.5, gt=0, le=10,
+                                    description="entry needs volume >= this × its mean")
     volume_window: int = Field(default=20, ge=2, le=250, description="bars in the volume mean")
-    breakout_scale: float = Field(default=0.03, gt=0, le=1, description="break beyond the level (fraction) for full score")
-    allow_short: bool = Field(default=True, description="emit short signals (-1); NSE cash shorts need futures")
+    breakout_scale: float = Field(default=0.03, gt=0, le=1,
+                                  description="break beyond the level (fraction) for full score")
+    allow_short: bool = Field(default=True,
+                              description="emit short signals (-1); NSE cash shorts need futures")
 
 # %% ../../nbs/13_breakout.ipynb #416ae524
 @numba.njit(cache=True, error_model="numpy")
@@ -77,7 +87,8 @@ def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> Signal
     _breakout_kernel(c, as_matrix(bars.high), as_matrix(bars.low), as_matrix(bars.volume), p.window,
                      p.volume_window, float(p.volume_threshold), float(p.breakout_scale), bool(p.allow_short),
                      sup, res, to_res, to_sup, v, signal, confidence)
-    meta = {"resistance": res, "support": sup, "to_resistance": to_res, "to_support": to_sup, "volume_ratio": v}
+    meta = {"resistance": res, "support": sup, "to_resistance": to_res, "to_support": to_sup,
+            "volume_ratio": v}
     return SignalFrame.from_arrays("breakout", close, signal, confidence, meta, p.model_dump())
 
 # %% ../../nbs/13_breakout.ipynb #d8e83a9f

@@ -17,8 +17,8 @@ from pydantic import Field, field_validator, model_validator
 
 from ..core import DataError
 from ..data import Bars
-from ..features import (FEATURE_NAMES, feature_panel, fit_scaler, information_coefficient, label_panel,
-                                      purged_tail, scale, trainable_end, window_valid)
+from ..features import (FEATURE_NAMES, feature_panel, fit_scaler, information_coefficient,
+                                      label_panel, purged_tail, scale, trainable_end, window_valid)
 from ..models import ModelArtifact, register_trainer, resolve_model
 from .base import SignalFrame, StrategyParams, ramp, register_strategy
 
@@ -31,18 +31,24 @@ _MAX_HORIZON = 60
 
 class LSTMTrainParams(StrategyParams):
     "How the LSTM is trained: the YAML's `parameters.train`, stored with every model."
-    window: int = Field(default=20, ge=2, le=250, description="sessions of features the LSTM reads per prediction")
-    horizon: int = Field(default=5, ge=1, le=_MAX_HORIZON, description="main label: forward excess return over these sessions")
+    window: int = Field(default=20, ge=2, le=250,
+                        description="sessions of features the LSTM reads per prediction")
+    horizon: int = Field(default=5, ge=1, le=_MAX_HORIZON,
+                         description="main label: forward excess return over these sessions")
     aux_horizons: tuple[int, ...] = Field(
         default=(1, 20), description="extra heads (other horizons) whose sign agreement feeds the confidence",
-        json_schema_extra={"allowed": f"a list of up to 4 distinct integers in 1..{_MAX_HORIZON}, none equal to horizon"})
+        json_schema_extra={"allowed": f"a list of up to 4 distinct integers in 1..{_MAX_HORIZON}, none equal "
+                                      "to horizon"})
     hidden_size: int = Field(default=16, ge=2, le=256, description="LSTM units")
     epochs: int = Field(default=20, ge=1, le=500, description="most passes over the training rows")
-    patience: int = Field(default=3, ge=1, le=100, description="stop after this many epochs without a better validation loss")
+    patience: int = Field(default=3, ge=1, le=100,
+                          description="stop after this many epochs without a better validation loss")
     batch_size: int = Field(default=512, ge=8, le=65536, description="windows per gradient step")
     learning_rate: float = Field(default=1e-3, gt=0, le=1, description="Adam step size")
-    validation_fraction: float = Field(default=0.2, gt=0, lt=0.9, description="last fraction of training dates (early stopping)")
-    train_years: float | None = Field(default=None, gt=0, le=50, description="train on the last this-many years only; null: all")
+    validation_fraction: float = Field(default=0.2, gt=0, lt=0.9,
+                                       description="last fraction of training dates (early stopping)")
+    train_years: float | None = Field(default=None, gt=0, le=50,
+                                      description="train on the last this-many years only; null: all")
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="weight initialization and batch order")
 
     @field_validator("aux_horizons", mode="before")
@@ -53,9 +59,14 @@ class LSTMTrainParams(StrategyParams):
     @model_validator(mode="after")
     def _horizons(self) -> LSTMTrainParams:
         h = self.aux_horizons
-        if len(h) > 4 or len(set(h)) != len(h) or self.horizon in h or not all(1 <= x <= _MAX_HORIZON for x in h):
-            raise ValueError(f"aux_horizons {list(h)} must be up to 4 distinct integers in 1..{_MAX_HORIZON}, "
-                             f"none equal to horizon ({self.horizon}).")
+        if (
+            len(h) > 4
+            or len(set(h)) != len(h)
+            or self.horizon in h
+            or not all(1 <= x <= _MAX_HORIZON for x in h)
+        ):
+            raise ValueError(f"aux_horizons {list(h)} must be up to 4 distinct integers in "
+                             f"1..{_MAX_HORIZON}, none equal to horizon ({self.horizon}).")
         return self
 
     @property
@@ -64,12 +75,17 @@ class LSTMTrainParams(StrategyParams):
 class LSTMParams(StrategyParams):
     "Parameters of the LSTM strategy: which model, how predictions become signals, and how to train the next model."
     model: str = Field(default="latest", min_length=1,
-                       description="'latest', a model hash (or a unique 8+ character prefix) or an artifact folder")
-    top_fraction: float = Field(default=0.2, gt=0, le=0.5, description="long the top, short the bottom fraction of each date")
-    allow_short: bool = Field(default=True, description="emit short signals (-1); NSE cash shorts need futures")
+                       description="'latest', a model hash (or a unique 8+ character prefix) or an artifact "
+                                   "folder")
+    top_fraction: float = Field(default=0.2, gt=0, le=0.5,
+                                description="long the top, short the bottom fraction of each date")
+    allow_short: bool = Field(default=True,
+                              description="emit short signals (-1); NSE cash shorts need futures")
     full_confidence_z: float = Field(default=2.0, gt=0, le=10,
-                                     description="|prediction| in validation standard deviations that scores full magnitude")
-    train: LSTMTrainParams = Field(default_factory=LSTMTrainParams, description="training parameters (train_models)")
+                                     description="|prediction| in validation standard deviations that "
+                                                 "scores full magnitude")
+    train: LSTMTrainParams = Field(default_factory=LSTMTrainParams,
+                                   description="training parameters (train_models)")
 
 # %% ../../nbs/16_lstm.ipynb #304fc147
 @contextlib.contextmanager
@@ -96,7 +112,8 @@ def _regressor_class() -> Any:
         "One LSTM layer over the window; a linear head per horizon on its last hidden state."
         def __init__(self, n_features: int, hidden_size: int, n_heads: int):
             super().__init__()
-            self.lstm = torch.nn.LSTM(n_features, hidden_size)       # time-major input: (window, cells, features)
+            # time-major input: (window, cells, features)
+            self.lstm = torch.nn.LSTM(n_features, hidden_size)
             self.head = torch.nn.Linear(hidden_size, n_heads)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,7 +125,8 @@ def _windows(Z: np.ndarray, t: np.ndarray, j: np.ndarray, window: int) -> np.nda
     "`features.gather_windows` laid out time-major, (window, cells, features): the layout torch's LSTM runs fastest on."
     return Z[np.asarray(t)[None, :] + np.arange(1 - window, 1)[:, None], np.asarray(j)[None, :]]
 
-def _forward(net: Any, Z: np.ndarray, t: np.ndarray, j: np.ndarray, window: int, chunk: int = 2048) -> np.ndarray:
+def _forward(net: Any, Z: np.ndarray, t: np.ndarray, j: np.ndarray, window: int,
+             chunk: int = 2048) -> np.ndarray:
     "The network's outputs (cells, heads) for the windows ending at cells (t, j), without gradients, in chunks."
     import torch
     net.eval()
@@ -123,11 +141,13 @@ def _net_from_arrays(arrays: Mapping[str, np.ndarray]) -> Any:
     import torch
     w_ih, head = arrays["net.lstm.weight_ih_l0"], arrays["net.head.weight"]
     net = _regressor_class()(w_ih.shape[1], w_ih.shape[0] // 4, head.shape[0])
-    net.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")})
+    net.load_state_dict({k[4:]: torch.from_numpy(np.array(v))
+                         for k, v in arrays.items() if k.startswith("net.")})
     return net
 
 # %% ../../nbs/16_lstm.ipynb #7c3181d2
-def _mean_loss(net: Any, Z: np.ndarray, target: np.ndarray, t: np.ndarray, j: np.ndarray, window: int) -> float:
+def _mean_loss(net: Any, Z: np.ndarray, target: np.ndarray, t: np.ndarray, j: np.ndarray,
+               window: int) -> float:
     "Mean Huber loss of the network on cells (t, j)."
     import torch
     out = torch.from_numpy(_forward(net, Z, t, j, window))
@@ -153,8 +173,9 @@ def train_lstm(bars: Bars, params: LSTMParams | LSTMTrainParams | None = None) -
     fit_t, fit_j = np.nonzero(usable & (row >= fit.start) & (row < fit.stop))
     val_t, val_j = np.nonzero(usable & (row >= val.start) & (row < val.stop))
     if len(fit_t) < p.batch_size or len(val_t) < 10:
-        raise DataError(f"train_lstm: {len(fit_t)} training and {len(val_t)} validation windows in {bars} are too few "
-                        f"(need at least batch_size={p.batch_size} and 10); give it more symbols or history.")
+        raise DataError(f"train_lstm: {len(fit_t)} training and {len(val_t)} validation windows in {bars} "
+                        f"are too few (need at least batch_size={p.batch_size} and 10); give it more symbols "
+                        "or history.")
     label_std = Y[fit_t, fit_j].std(axis=0)
     target = np.clip(Y / label_std, -5, 5).astype(np.float32)
     history: list[dict] = []
@@ -169,7 +190,8 @@ def train_lstm(bars: Bars, params: LSTMParams | LSTMTrainParams | None = None) -
             for a in range(0, len(order), p.batch_size):
                 idx = order[a:a + p.batch_size]
                 xb = torch.from_numpy(_windows(Z, fit_t[idx], fit_j[idx], p.window))
-                loss = torch.nn.functional.huber_loss(net(xb), torch.from_numpy(target[fit_t[idx], fit_j[idx]]))
+                loss = torch.nn.functional.huber_loss(net(xb),
+                                                      torch.from_numpy(target[fit_t[idx], fit_j[idx]]))
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -186,12 +208,24 @@ def train_lstm(bars: Bars, params: LSTMParams | LSTMTrainParams | None = None) -
     pred[val_t, val_j] = val_out[:, 0]
     val_ic = information_coefficient(pred[val], np.where(usable, Y[..., 0], np.nan)[val], "spearman").mean()
     d = bars.dates
-    info = {"features": list(FEATURE_NAMES), "horizons": list(horizons), "window": p.window, "symbols": list(bars.symbols),
-            "pred_scale": float(np.std(val_out[:, 0]) * label_std[0]),
-            "report": {"epochs_run": len(history), "best_epoch": best_epoch, "best_val_loss": float(best_loss),
-                       "history": history, "val_rank_ic": _finite(val_ic), "n_fit": int(len(fit_t)), "n_val": int(len(val_t)),
-                       "fit_dates": [str(d[fit.start].date()), str(d[fit.stop - 1].date())],
-                       "val_dates": [str(d[val.start].date()), str(d[val.stop - 1].date())]}}
+    info = {
+        "features": list(FEATURE_NAMES),
+        "horizons": list(horizons),
+        "window": p.window,
+        "symbols": list(bars.symbols),
+        "pred_scale": float(np.std(val_out[:, 0]) * label_std[0]),
+        "report": {
+            "epochs_run": len(history),
+            "best_epoch": best_epoch,
+            "best_val_loss": float(best_loss),
+            "history": history,
+            "val_rank_ic": _finite(val_ic),
+            "n_fit": int(len(fit_t)),
+            "n_val": int(len(val_t)),
+            "fit_dates": [str(d[fit.start].date()), str(d[fit.stop - 1].date())],
+            "val_dates": [str(d[val.start].date()), str(d[val.stop - 1].date())],
+        },
+    }
     arrays = {f"net.{k}": v.detach().numpy().copy() for k, v in net.state_dict().items()}
     arrays.update(feature_mean=mean, feature_std=std, label_std=label_std)
     return ModelArtifact("lstm", p.model_dump(mode="json"), bars.content_hash(), d[-1], arrays, info)
@@ -200,8 +234,8 @@ def lstm_predict(artifact: ModelArtifact, bars: Bars) -> np.ndarray:
     "A trained LSTM's predicted forward excess returns, shaped (dates, symbols, horizons); NaN where a window is incomplete."
     if artifact.kind != "lstm": raise DataError(f"{artifact} is a {artifact.kind} model, not an lstm model.")
     if artifact.info.get("features") != list(FEATURE_NAMES):
-        raise DataError(f"{artifact} was trained on features {artifact.info.get('features')}, but this code computes "
-                        f"{list(FEATURE_NAMES)}: retrain it (`strategy-engine run train`).")
+        raise DataError(f"{artifact} was trained on features {artifact.info.get('features')}, but this code "
+                        f"computes {list(FEATURE_NAMES)}: retrain it (`strategy-engine run train`).")
     a, window = artifact.arrays, int(artifact.info["window"])
     Z = scale(feature_panel(bars), a["feature_mean"], a["feature_std"]).astype(np.float32)
     t, j = np.nonzero(window_valid(Z, window))
@@ -225,9 +259,10 @@ def agreement(pred: np.ndarray) -> np.ndarray:
     if aux.shape[-1] == 0: return np.where(np.isfinite(main[..., 0]), 1.0, np.nan)
     return np.where(np.isfinite(main[..., 0]), (np.sign(aux) == np.sign(main)).mean(axis=-1), np.nan)
 
-def signals_from_predictions(strategy: str, like: pd.DataFrame, pred: np.ndarray, agree: np.ndarray, pred_scale: float,
-                             top_fraction: float = 0.2, allow_short: bool = True, full_confidence_z: float = 2.0,
-                             metadata: Mapping[str, Any] | None = None, parameters: Mapping | None = None) -> SignalFrame:
+def signals_from_predictions(strategy: str, like: pd.DataFrame, pred: np.ndarray, agree: np.ndarray,
+                             pred_scale: float, top_fraction: float = 0.2, allow_short: bool = True,
+                             full_confidence_z: float = 2.0, metadata: Mapping[str, Any] | None = None,
+                             parameters: Mapping | None = None) -> SignalFrame:
     "Long the top and short the bottom `top_fraction` of each date's predictions; confidence from magnitude and agreement."
     P = np.asarray(pred, dtype=np.float64)
     fin = np.isfinite(P)
@@ -247,7 +282,8 @@ def lstm_signals(bars: Bars, params: LSTMParams | None = None) -> SignalFrame:
     art = resolve_model("lstm", p.model)
     pred = lstm_predict(art, bars)
     main, agree = pred[..., 0], agreement(pred)
-    used = {**p.model_dump(mode="json", exclude={"train"}), "model_hash": art.model_hash, "model_as_of": art.as_of,
-            "train": art.params}
-    return signals_from_predictions("lstm", bars.close, main, agree, float(art.info["pred_scale"]), p.top_fraction,
-                                    p.allow_short, p.full_confidence_z, {"predicted_return": main, "agreement": agree}, used)
+    used = {**p.model_dump(mode="json", exclude={"train"}), "model_hash": art.model_hash,
+            "model_as_of": art.as_of, "train": art.params}
+    return signals_from_predictions("lstm", bars.close, main, agree, float(art.info["pred_scale"]),
+                                    p.top_fraction, p.allow_short, p.full_confidence_z,
+                                    {"predicted_return": main, "agreement": agree}, used)

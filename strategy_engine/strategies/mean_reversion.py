@@ -13,7 +13,13 @@ from pydantic import Field
 
 from .. import indicators as ind
 from ..data import Bars
-from .base import SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers
+from strategy_engine.strategies.base import (
+    SignalFrame,
+    StrategyParams,
+    as_matrix,
+    register_strategy,
+    signal_buffers,
+)
 from ..sweep import distinct, register_signal_sets
 
 # %% auto #0
@@ -22,13 +28,18 @@ __all__ = ['MeanReversionParams', 'mean_reversion_signals', 'mean_reversion_sign
 # %% ../../nbs/12_mean_reversion.ipynb #1a1ec8a5
 class MeanReversionParams(StrategyParams):
     "Parameters of the Bollinger mean-reversion strategy."
-    bb_window: int = Field(default=20, ge=5, le=250, description="Bollinger window (SMA and standard deviation), bars")
+    bb_window: int = Field(default=20, ge=5, le=250,
+                           description="Bollinger window (SMA and standard deviation), bars")
     n_std: float = Field(default=2.0, gt=0, le=5, description="band half-width in standard deviations")
-    volume_threshold: float = Field(default=1.2, gt=0, le=10, description="entry needs volume >= this × its mean")
+    volume_threshold: float = Field(default=1.2, gt=0, le=10,
+                                    description="entry needs volume >= this × its mean")
     volume_window: int = Field(default=20, ge=2, le=250, description="bars in the volume mean")
-    exit_pct_b: float = Field(default=0.5, ge=0, le=1, description="long exits at %b >= this, short at %b <= 1 - this")
-    depth_scale: float = Field(default=0.25, gt=0, le=5, description="distance beyond the band (band widths) for full score")
-    allow_short: bool = Field(default=True, description="emit short signals (-1); NSE cash shorts need futures")
+    exit_pct_b: float = Field(default=0.5, ge=0, le=1,
+                              description="long exits at %b >= this, short at %b <= 1 - this")
+    depth_scale: float = Field(default=0.25, gt=0, le=5,
+                               description="distance beyond the band (band widths) for full score")
+    allow_short: bool = Field(default=True,
+                              description="emit short signals (-1); NSE cash shorts need futures")
 
 # %% ../../nbs/12_mean_reversion.ipynb #703ab749
 @numba.njit(cache=True)

@@ -13,7 +13,13 @@ from pydantic import Field, model_validator
 
 from .. import indicators as ind
 from ..data import Bars
-from .base import SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers
+from strategy_engine.strategies.base import (
+    SignalFrame,
+    StrategyParams,
+    as_matrix,
+    register_strategy,
+    signal_buffers,
+)
 from ..sweep import distinct, register_signal_sets
 
 # %% auto #0
@@ -24,18 +30,24 @@ class MomentumParams(StrategyParams):
     "Parameters of the momentum strategy (defaults are the documented ones)."
     rsi_period: int = Field(default=14, ge=2, le=100, description="Wilder RSI period, bars")
     momentum_period: int = Field(default=20, ge=2, le=250, description="short momentum window, bars")
-    long_momentum_period: int = Field(default=60, ge=3, le=500, description="long momentum window, bars (> momentum_period)")
-    volume_threshold: float = Field(default=1.5, gt=0, le=10, description="entry needs volume >= this × its mean")
+    long_momentum_period: int = Field(default=60, ge=3, le=500,
+                                      description="long momentum window, bars (> momentum_period)")
+    volume_threshold: float = Field(default=1.5, gt=0, le=10,
+                                    description="entry needs volume >= this × its mean")
     volume_window: int = Field(default=20, ge=2, le=250, description="bars in the volume mean")
-    rsi_entry: float = Field(default=55.0, ge=50, le=90, description="long entry needs RSI >= this; short RSI <= 100 - this")
-    momentum_scale: float = Field(default=0.10, gt=0, le=1, description="short-window momentum that scores full confidence")
-    allow_short: bool = Field(default=True, description="emit short signals (-1); NSE cash shorts need futures")
+    rsi_entry: float = Field(default=55.0, ge=50, le=90,
+                             description="long entry needs RSI >= this; short RSI <= 100 - this")
+    momentum_scale: float = Field(default=0.10, gt=0, le=1,
+                                  description="short-window momentum that scores full confidence")
+    allow_short: bool = Field(default=True,
+                              description="emit short signals (-1); NSE cash shorts need futures")
 
     @model_validator(mode="after")
     def _timeframes(self) -> MomentumParams:
         if self.long_momentum_period <= self.momentum_period:
-            raise ValueError(f"long_momentum_period ({self.long_momentum_period}) must be greater than momentum_period "
-                             f"({self.momentum_period}): the long timeframe confirms the short one.")
+            raise ValueError(f"long_momentum_period ({self.long_momentum_period}) must be greater than "
+                             f"momentum_period ({self.momentum_period}): the long timeframe confirms the "
+                             "short one.")
         return self
 
 # %% ../../nbs/11_momentum.ipynb #93a91e75
@@ -121,7 +133,7 @@ def momentum_signal_sets(bars: Bars, params: Sequence[MomentumParams]) -> np.nda
     (n_s, i_s), (n_l, i_l), (n_r, i_r), (n_v, i_v) = (distinct(params, key) for key in keys)
     whole = lambda a: a[:, 0].astype(np.int64)
     column = lambda key, dtype: np.array([getattr(p, key) for p in params], dtype=dtype)
-    _momentum_sets_kernel(c, as_matrix(bars.volume), whole(n_s), i_s, whole(n_l), i_l, whole(n_r), i_r, whole(n_v),
-                          i_v, column("rsi_entry", float), column("volume_threshold", float),
+    _momentum_sets_kernel(c, as_matrix(bars.volume), whole(n_s), i_s, whole(n_l), i_l, whole(n_r), i_r,
+                          whole(n_v), i_v, column("rsi_entry", float), column("volume_threshold", float),
                           column("momentum_scale", float), column("allow_short", np.bool_), sig)
     return sig

@@ -34,13 +34,20 @@ MARKET_FEATURES = ("log_vol", "efficiency")
 class RegimeFitParams(StrategyParams):
     "How the regime model is fitted: the YAML's `parameters.fit`, stored with every model."
     vol_window: int = Field(default=20, ge=2, le=250, description="sessions in the market volatility")
-    trend_window: int = Field(default=60, ge=5, le=500, description="sessions in the market trend and efficiency ratio")
-    min_train: int = Field(default=504, ge=50, le=10000, description="sessions of market features before the first fit")
-    refit_every: int = Field(default=63, ge=1, le=2520, description="walk-forward: refit after this many sessions")
-    train_size: int | None = Field(default=None, ge=50, le=20000, description="fit on the last this-many sessions; null: all")
-    smooth: int = Field(default=5, ge=1, le=60, description="average the posteriors of the last this-many sessions")
-    n_init: int = Field(default=3, ge=1, le=20, description="Gaussian-mixture restarts (the best likelihood is kept)")
-    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random state of the mixture's initialization")
+    trend_window: int = Field(default=60, ge=5, le=500,
+                              description="sessions in the market trend and efficiency ratio")
+    min_train: int = Field(default=504, ge=50, le=10000,
+                           description="sessions of market features before the first fit")
+    refit_every: int = Field(default=63, ge=1, le=2520,
+                             description="walk-forward: refit after this many sessions")
+    train_size: int | None = Field(default=None, ge=50, le=20000,
+                                   description="fit on the last this-many sessions; null: all")
+    smooth: int = Field(default=5, ge=1, le=60,
+                        description="average the posteriors of the last this-many sessions")
+    n_init: int = Field(default=3, ge=1, le=20,
+                        description="Gaussian-mixture restarts (the best likelihood is kept)")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1,
+                      description="random state of the mixture's initialization")
 
 def market_features(bars: Bars, fit: RegimeFitParams | None = None) -> pd.DataFrame:
     "Date × `MARKET_FEATURES` of the panel's equal-weight market: log volatility and efficiency ratio."
@@ -56,7 +63,8 @@ def market_features(bars: Bars, fit: RegimeFitParams | None = None) -> pd.DataFr
     trend = ell.rolling(f.trend_window).sum()
     path = ell.abs().rolling(f.trend_window).sum()
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = pd.DataFrame({"log_vol": np.log(vol.where(vol > 0)), "efficiency": (trend.abs() / path.where(path > 0))},
+        out = pd.DataFrame({"log_vol": np.log(vol.where(vol > 0)),
+                            "efficiency": (trend.abs() / path.where(path > 0))},
                            index=bars.dates)
     return out[list(MARKET_FEATURES)]
 
@@ -78,14 +86,18 @@ def fit_mixture(F: np.ndarray, fit: RegimeFitParams | None = None) -> dict[str, 
     from threadpoolctl import threadpool_limits
     f = fit or RegimeFitParams()
     F = np.asarray(F, dtype=np.float64)
-    key = hashlib.sha256(F.tobytes() + str(F.shape).encode() + json.dumps(f.model_dump(), sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha256(
+        F.tobytes() + str(F.shape).encode() + json.dumps(f.model_dump(), sort_keys=True).encode()
+    ).hexdigest()
     if key in _FIT_CACHE: return _FIT_CACHE[key]
     if len(F) < 10 or not np.isfinite(F).all():
         raise DataError(f"fit_mixture: needs at least 10 rows of finite market features; got {len(F)} rows.")
     mean, std = F.mean(axis=0), F.std(axis=0)
     std = np.where(std > 0, std, 1.0)
-    gm = GaussianMixture(len(REGIMES), covariance_type="full", n_init=f.n_init, random_state=f.seed, reg_covar=1e-6)
-    with threadpool_limits(1):     # one thread: deterministic, and 10x faster than 2 contended BLAS/OpenMP threads
+    gm = GaussianMixture(len(REGIMES), covariance_type="full", n_init=f.n_init, random_state=f.seed,
+                         reg_covar=1e-6)
+    # one thread: deterministic, and 10x faster than 2 contended BLAS/OpenMP threads
+    with threadpool_limits(1):
         gm.fit((F - mean) / std)
     order = _name_components(gm.means_)
     out = {"feature_mean": mean, "feature_std": std, "weights": gm.weights_[order], "means": gm.means_[order],
@@ -139,13 +151,17 @@ def style_regimes() -> dict[str, tuple[str, ...]]:
 class RegimeParams(StrategyParams):
     "Parameters of the regime strategy: where the mixture comes from and how each regime trades."
     model: str = Field(default="walk_forward", min_length=1,
-                       description="'walk_forward' (fit in the call), 'latest', a model hash (8+ chars) or an artifact folder")
+                       description="'walk_forward' (fit in the call), 'latest', a model hash (8+ chars) or "
+                                   "an artifact folder")
     fit: RegimeFitParams = Field(default_factory=RegimeFitParams, description="how the mixture is fitted")
-    momentum_window: int = Field(default=60, ge=2, le=500, description="trending regime: follow this momentum's sign")
+    momentum_window: int = Field(default=60, ge=2, le=500,
+                                 description="trending regime: follow this momentum's sign")
     momentum_scale: float = Field(default=0.10, gt=0, le=1, description="momentum that scores full strength")
     reversion_window: int = Field(default=20, ge=2, le=250, description="ranging regime: z-score window")
-    reversion_z: float = Field(default=1.0, gt=0, le=5, description="ranging regime: fade |z-score| beyond this")
-    allow_short: bool = Field(default=True, description="emit short signals (-1); NSE cash shorts need futures")
+    reversion_z: float = Field(default=1.0, gt=0, le=5,
+                               description="ranging regime: fade |z-score| beyond this")
+    allow_short: bool = Field(default=True,
+                              description="emit short signals (-1); NSE cash shorts need futures")
 
 def _regime_model(p: RegimeParams) -> ModelArtifact | None:
     return None if p.model == "walk_forward" else resolve_model("regime", p.model)
@@ -155,7 +171,8 @@ def regime_probabilities(bars: Bars, params: RegimeParams | None = None,
     "Date × `REGIMES` smoothed posterior probabilities (NaN before the first fit), walk-forward or from a model."
     p = params or RegimeParams()
     art = artifact if artifact is not None else _regime_model(p)
-    if art is not None and art.kind != "regime": raise DataError(f"{art} is a {art.kind} model, not a regime model.")
+    if art is not None and art.kind != "regime":
+        raise DataError(f"{art} is a {art.kind} model, not a regime model.")
     fit = p.fit if art is None else RegimeFitParams.model_validate(art.params)
     F = market_features(bars, fit).to_numpy()
     raw = walk_forward_posteriors(F, fit) if art is None else mixture_posteriors(F, art.arrays)
@@ -166,7 +183,8 @@ def _codes(probs: np.ndarray) -> np.ndarray:
     fin = np.isfinite(probs).all(axis=1)
     return np.where(fin, np.argmax(np.nan_to_num(probs, nan=-1.0), axis=1), -1)
 
-def regime_series(bars: Bars, params: RegimeParams | None = None, artifact: ModelArtifact | None = None) -> pd.Series:
+def regime_series(bars: Bars, params: RegimeParams | None = None,
+                  artifact: ModelArtifact | None = None) -> pd.Series:
     "Each date's regime: 'trending', 'ranging', 'volatile', or 'unknown' before the first fit (categorical)."
     code = _codes(regime_probabilities(bars, params, artifact).to_numpy())
     names = np.array([*REGIMES, "unknown"], dtype=object)[np.where(code < 0, len(REGIMES), code)]
@@ -211,8 +229,8 @@ def regime_signals(bars: Bars, params: RegimeParams | None = None) -> SignalFram
     meta = {"regime_code": np.broadcast_to(np.where(code >= 0, code, np.nan)[:, None], shape),
             "regime_probability": np.broadcast_to(post[:, None], shape), "price_momentum": mom, "zscore": z}
     fit = p.fit.model_dump(mode="json") if art is None else art.params
-    used = {**p.model_dump(mode="json", exclude={"fit"}), "fit": fit, "model_hash": art.model_hash if art else None,
-            "model_as_of": art.as_of if art else None}
+    used = {**p.model_dump(mode="json", exclude={"fit"}), "fit": fit,
+            "model_hash": art.model_hash if art else None, "model_as_of": art.as_of if art else None}
     return SignalFrame.from_arrays("regime", close, signal, confidence, meta, used)
 
 # %% ../../nbs/17_regime.ipynb #06f2b89e
@@ -224,8 +242,8 @@ def train_regime(bars: Bars, params: RegimeParams | RegimeFitParams | None = Non
     valid = np.flatnonzero(np.isfinite(F).all(axis=1))
     if f.train_size is not None: valid = valid[valid > len(F) - 1 - f.train_size]
     if len(valid) < f.min_train:
-        raise DataError(f"train_regime: {len(valid)} dates of market features in {bars}; the model needs min_train="
-                        f"{f.min_train}. Give it more history.")
+        raise DataError(f"train_regime: {len(valid)} dates of market features in {bars}; the model needs "
+                        f"min_train={f.min_train}. Give it more history.")
     arrays = fit_mixture(F[valid], f)
     code = _codes(_smooth(mixture_posteriors(F, arrays), f.smooth))
     share = {name: float(np.mean(code[valid] == k)) for k, name in enumerate(REGIMES)}
@@ -233,4 +251,5 @@ def train_regime(bars: Bars, params: RegimeParams | RegimeFitParams | None = Non
     info = {"features": list(MARKET_FEATURES), "regimes": list(REGIMES), "symbols": list(bars.symbols),
             "n_train": int(len(valid)), "train_dates": [str(d[valid[0]].date()), str(d[valid[-1]].date())],
             "in_sample_share": share}
-    return ModelArtifact("regime", f.model_dump(mode="json"), bars.content_hash(), d[-1], cast(dict[str, Any], arrays), info)
+    return ModelArtifact("regime", f.model_dump(mode="json"), bars.content_hash(), d[-1],
+                         cast(dict[str, Any], arrays), info)

@@ -230,7 +230,7 @@ def _one_line(text: Any, limit: int = 200) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 def _performance_table(performance: pd.DataFrame, run_id: str) -> pd.DataFrame:
-    "The columns strategy, sharpe_ratio, max_drawdown (numbers), taking `strategy` from the index when needed."
+    "The columns strategy, sharpe_ratio, max_drawdown (numbers), taking `strategy` from the index if needed."
     perf = performance
     if "strategy" not in perf.columns and perf.index.name == "strategy": perf = perf.reset_index()
     missing = [c for c in PERFORMANCE_COLUMNS if c not in perf.columns]
@@ -249,7 +249,7 @@ def _performance_table(performance: pd.DataFrame, run_id: str) -> pd.DataFrame:
 
 def evaluate_rules(run: Mapping[str, Any], performance: pd.DataFrame | None = None,
                    rules: AlertRules | None = None) -> list[Alert]:
-    "The alerts a finished `run` raises under `rules` (default: config/alerts.yaml): its status, then its results."
+    "The alerts a finished `run` raises under `rules` (default config/alerts.yaml): its status, then results."
     rules = rules if rules is not None else load_alert_rules()
     if not isinstance(run, Mapping) or not run.get("run_id") or not run.get("status"):
         raise DataError(f"a run record needs run_id and status (and as_of, kind, error); got {run!r:.200}.")
@@ -304,12 +304,12 @@ def evaluate_rules(run: Mapping[str, Any], performance: pd.DataFrame | None = No
 
 # %% ../nbs/40_alerts.ipynb #1d7877fb
 def backoff_delay(attempt: int, retry: RetryPolicy, retry_after: float | None = None) -> float:
-    "Seconds to wait after failed try `attempt` (1-based): the server's `retry_after`, else base·2^(attempt-1); capped."
+    "Seconds to wait after failed try `attempt` (1-based): the server's `retry_after`, else base·2^(n-1)."
     wait = retry.base_delay_s * 2.0 ** (attempt - 1) if retry_after is None else retry_after
     return float(min(max(wait, 0.0), retry.max_delay_s))
 
 def _retry_after(response: httpx.Response) -> float | None:
-    "A 429's wait in seconds: JSON `parameters.retry_after` (or a top-level one), else the Retry-After header."
+    "A 429's wait in seconds: JSON `parameters.retry_after` (or top-level), else the Retry-After header."
     try: body = response.json()
     except ValueError: body = None
     if isinstance(body, dict):
@@ -334,7 +334,7 @@ def _secrets(env: Mapping[str, str]) -> list[str]:
     return declared + list(secrets_from_environment(env).values())
 
 class RedactingFilter(logging.Filter):
-    "A logging filter that passes each record's message through `redact` (bot paths and secret environment values)."
+    "A logging filter passing each record's message through `redact` (bot paths, secret environment values)."
     def filter(self, record: logging.LogRecord) -> bool:
         try: message = record.getMessage()
         except Exception: return True
@@ -375,7 +375,7 @@ class _Failed(Exception):
 
 def _with_retries(attempt_once: Callable[[], None], retry: RetryPolicy, sleep: Callable[[float], None],
                   what: str, extra: dict[str, Any]) -> int:
-    "Call `attempt_once` until it succeeds (return the tries used), fails permanently, or runs out of tries (`_Failed`)."
+    "Call `attempt_once` until it succeeds (return the tries used), fails for good, or runs out of tries."
     for attempt in range(1, retry.attempts + 1):
         try:
             attempt_once()
@@ -433,7 +433,7 @@ def _flag(name: str, value: str | None, default: bool) -> bool:
     raise ConfigError(f"{name}={value!r} is not a yes/no value; use true or false.")
 
 def _smtp_settings(env: Mapping[str, str]) -> _Smtp:
-    "SMTP settings from the environment, checked (a `ConfigError` names the variable, never a secret's value)."
+    "SMTP settings from the environment, checked (a `ConfigError` names the variable, never a secret)."
     starttls = _flag("SMTP_STARTTLS", env.get("SMTP_STARTTLS"), True)
     port_text = str(env.get("SMTP_PORT") or ("587" if starttls else "25")).strip()
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
@@ -486,7 +486,7 @@ def _email_once(smtp: _Smtp, msg: EmailMessage, timeout: float) -> None:
 # %% ../nbs/40_alerts.ipynb #55b04a9d
 @dataclass(frozen=True)
 class Delivery:
-    "What became of one alert on one channel: sent, duplicate (sent before), skipped (not configured) or failed."
+    "What became of one alert on one channel: sent, duplicate, skipped (not configured) or failed."
     key: tuple[str, ...]    # the alert's key (see `Alert`)
     run_id: str
     channel: str
@@ -522,7 +522,7 @@ def _settle(path: Path, alert: Alert, channel: str, attempts: int) -> None:
 
 def _deliver(alert: Alert, channel: str, env: Mapping[str, str], rules: AlertRules, store: Path,
              clients: Callable[[], httpx.Client], sleep: Callable[[float], None]) -> Delivery:
-    "One alert on one channel: skip, claim, send with retries, settle or release; every failure returned, not raised."
+    "One alert on one channel: skip, claim, send with retries, settle or release; failures returned."
     secrets = _secrets(env)
     # a run's error may quote one
     alert = replace(alert, title=redact(alert.title, secrets), text=redact(alert.text, secrets))
@@ -562,7 +562,7 @@ def send_alerts(alerts: Sequence[Alert], rules: AlertRules | None = None,
                 channels: Sequence[str] | None = None, state_dir: str | Path | None = None,
                 env: Mapping[str, str] | None = None,
                 sleep: Callable[[float], None] = time.sleep) -> list[Delivery]:
-    "Deliver each alert at most once per channel (dedupe store on disk), retrying transient failures; never raises."
+    "Deliver each alert at most once per channel (dedupe store on disk), retrying; never raises."
     env = os.environ if env is None else env
     if rules is None:
         try: rules = load_alert_rules()
@@ -595,7 +595,7 @@ def notify_run(run: Mapping[str, Any], performance: pd.DataFrame | None = None,
                rules: AlertRules | None = None, channels: Sequence[str] | None = None,
                state_dir: str | Path | None = None, env: Mapping[str, str] | None = None,
                sleep: Callable[[float], None] = time.sleep) -> list[Delivery]:
-    "Evaluate the rules for a finished run and send its alerts; whatever goes wrong is logged and returned, never raised."
+    "Evaluate the rules for a finished run and send its alerts; anything going wrong is logged, never raised."
     env = os.environ if env is None else env
     try:
         rules = rules if rules is not None else load_alert_rules()

@@ -91,7 +91,7 @@ class TradingCalendar:
         return local.tz_convert("UTC")
 
     def session_date(self, stamps) -> pd.DatetimeIndex:
-        "The exchange-local date of timestamps: aware ones converted to the exchange's zone first, naive ones as they are."
+        "Exchange-local dates of timestamps: aware ones converted to the exchange's zone, naive ones kept."
         idx = pd.DatetimeIndex(stamps)
         if idx.tz is not None: idx = idx.tz_convert(self.timezone).tz_localize(None)
         return idx.normalize()
@@ -187,6 +187,6 @@ def infer_calendar(dates, min_holidays: int = 3) -> tuple[str, str]:
     return "nse", f"inferred: the bar dates follow the NSE calendar ({len(on_holidays)} on NSE holidays)"
 
 def resolve_calendar(spec: str | None, dates) -> tuple[TradingCalendar, str]:
-    "The calendar `spec` names, else the one `dates` follow (`infer_calendar`); and how it was chosen, in words."
+    "The calendar `spec` names, else the one `dates` follow (`infer_calendar`); how it was chosen, in words."
     name, why = (spec, "given") if spec else infer_calendar(dates)
     return get_calendar(name), f"calendar {name}: {why}"

@@ -28,7 +28,7 @@ __all__ = ['cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_dat
 
 # %% ../nbs/90_cli.ipynb #fb7c4fbf
 class _Parser(argparse.ArgumentParser):
-    "ArgumentParser whose errors add a 'did you mean ...?'; no abbreviated options (`--schedule` is not `--scheduled`)."
+    "ArgumentParser whose errors add a 'did you mean ...?'; no abbreviated options (`--schedule` isn't one)."
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
@@ -92,7 +92,7 @@ def cmd_calendar(args) -> int:
 
 # %% ../nbs/90_cli.ipynb #97adb14e
 def _execute_report(template: str, params: dict, args) -> int:
-    "Execute a report notebook of `nbs/` with papermill into `--out` (default runs/reports/) and say how it ended."
+    "Execute a report notebook of `nbs/` with papermill into `--out` (default runs/reports/); say how it ran."
     from strategy_engine.notebooks import execute_notebook
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = (args.out or runs_dir() / "reports") / f"{Path(template).stem}_{stamp}.ipynb"
@@ -157,13 +157,13 @@ def _check_universe(spec: str):
     except StrategyEngineError as e: raise UsageError(cli_words(str(e))) from None
 
 class UsageError(StrategyEngineError):
-    "A command line that cannot run (unknown strategy, symbol, date or run id): exit 2 before anything starts."
+    "A command line that cannot run (unknown strategy, symbol, date or run id): exit 2 before anything runs."
 
 def _flag_error(e: Exception, flag: str) -> UsageError:
     return UsageError(f"{flag}: {e}")
 
 def _data_symbols(data: str) -> list[str] | None:
-    "The symbols a data spec holds, cheaply (file names of a folder; the synthetic universe); None when unknown here."
+    "The symbols a data spec holds, cheaply (a folder's file names; the synthetic universe); None if unknown."
     from strategy_engine.runs.records import resolve_data
     spec = resolve_data(data)
     if spec == "synthetic":
@@ -174,7 +174,7 @@ def _data_symbols(data: str) -> list[str] | None:
     return sorted({p.name.split(".")[0] for p in path.iterdir() if p.suffix in (".csv", ".parquet", ".gz")})
 
 def precheck(args) -> None:
-    "Check a run command's --strategies, --symbols and --run-id as the HTTP API does, before anything starts (exit 2)."
+    "Check a run command's --strategies, --symbols and --run-id as the HTTP API does, before anything starts."
     from strategy_engine.core import check_names, config_dir
     from strategy_engine.runs.contract import check_run_id
     configured = sorted(p.stem for p in (config_dir() / "strategies").glob("*.yaml"))   # what a run can load
@@ -278,7 +278,7 @@ def _say_launch(launch, stage: str, archive: str | None) -> None:
         _say_performance(launch, archive)
 
 def _say_performance(launch, archive: str | None) -> None:
-    "One `event: performance` line per strategy of a report, one `event: alert` per alert (log-based metrics)."
+    "One `event: performance` line per strategy of a report, one `event: alert` per alert (for log metrics)."
     import io
 
     import pandas as pd
@@ -344,7 +344,7 @@ def _run_overrides(args) -> dict:
     return out
 
 def cmd_audit_verify(args) -> int:
-    "Recompute every archived hash and the ledger chain, and check the warehouse against it; 1 when anything is wrong."
+    "Recompute every archived hash and the ledger chain, check the warehouse against it; 1 if anything's off."
     from strategy_engine.runs.archive import open_archive, verify
     from strategy_engine.runs.records import verify_records
     from strategy_engine.warehouse import default_warehouse_uri, open_warehouse
@@ -370,7 +370,7 @@ def cmd_audit_verify(args) -> int:
     return 0 if report.ok and not problems else 1
 
 def cmd_signals(args) -> int:
-    "Print the signals of a day: the designated run's (as current now, or at --at), or what run --run-id emitted."
+    "Print a day's signals: the designated run's (current now, or at --at), or what run --run-id emitted."
     import pandas as pd
 
     from strategy_engine.warehouse import open_warehouse
@@ -392,7 +392,7 @@ def cmd_signals(args) -> int:
     return 0
 
 def cmd_audit_reconcile(args) -> int:
-    "Complete what crashed runs left half done: chain archived manifests, load archived rows the warehouse lacks."
+    "Complete what crashed runs left half done: chain archived manifests, load rows the warehouse lacks."
     from strategy_engine.runs.archive import open_archive
     from strategy_engine.runs.records import reconcile
     from strategy_engine.warehouse import open_warehouse
@@ -433,7 +433,7 @@ def cmd_run_validate(args) -> int:
     return _run_stage("validate", _stage_params(args, *names), args)
 
 def cmd_run_report(args) -> int:
-    "Launch the performance report notebook of a day (18:00, gated on the day's validation) and print where its record is."
+    "Launch a day's performance report notebook (18:00, gated on its validation); print where it is kept."
     _check_calendar(args)
     _boot_kernel("report", args)
     names = ("strategies", "symbols", "warehouse", "cost_bps", "period", "calendar", "adjustment")
@@ -442,7 +442,7 @@ def cmd_run_report(args) -> int:
     return _run_stage("report", params, args)
 
 def cmd_run_day(args) -> int:
-    "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failed validation."
+    "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failure."
     _check_calendar(args)
     _boot_kernel("validate", args)                      # the first stage's
     from strategy_engine.runs.schedule import run_day
@@ -471,7 +471,7 @@ def cmd_schedule_show(args) -> int:
     return 0
 
 def cmd_schedule_check(args) -> int:
-    "The 09:15 market-open check: each stage's archived outcome; non-zero when the day's validation failed or is missing."
+    "The 09:15 market-open check: each stage's archived outcome; non-zero when validation failed or is none."
     from strategy_engine.runs.schedule import check_day
     check = check_day(_as_of(args.as_of, "auto"), args.archive, alerts=args.alerts)
     print(check.text())
@@ -480,7 +480,7 @@ def cmd_schedule_check(args) -> int:
 
 # %% ../nbs/90_cli.ipynb #862571fe
 def cmd_evaluate(args) -> int:
-    "Evaluate a strategy (in-sample sweep, optional walk-forward, deflated Sharpe, PBO); print and write the JSON report."
+    "Evaluate a strategy (in-sample sweep, walk-forward, deflated Sharpe, PBO); print and write JSON."
     from strategy_engine.evaluation import evaluate, format_report
     config = _config_with(args.strategy, args.param or [])
     bars, cal, words = _research_bars(args)

@@ -51,14 +51,14 @@ def sample_data_dir() -> Path | None:
 
 # %% ../nbs/00_core.ipynb #2fa9f7c8
 def numba_cache_dir() -> Path:
-    "Where numba caches compiled kernels: `$NUMBA_CACHE_DIR`, else `$XDG_CACHE_HOME` or `~/.cache`, `/strategy-engine/numba`."
+    "Where numba caches kernels: `$NUMBA_CACHE_DIR`, else `$XDG_CACHE_HOME` or `~/.cache` + /strategy-engine."
     env = os.environ.get("NUMBA_CACHE_DIR")
     if env: return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "strategy-engine" / "numba"
 
 def _use_user_numba_cache() -> None:
-    "Point numba's cache at `numba_cache_dir()` before any kernel is compiled (an existing NUMBA_CACHE_DIR wins)."
+    "Point numba's cache at `numba_cache_dir()` before any kernel is compiled (a set NUMBA_CACHE_DIR wins)."
     if os.environ.get("NUMBA_CACHE_DIR"): return
     path = numba_cache_dir()
     try: path.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,7 @@ _use_user_numba_cache()
 
 # %% ../nbs/00_core.ipynb #1a76bd05
 def reuse_freed_memory(enable: bool = True) -> bool:
-    "Keep freed memory in the process for reuse (glibc: big blocks from the heap, never trimmed); False without glibc."
+    "Keep freed memory in the process for reuse (glibc: heap blocks, never trimmed); False elsewhere."
     try: mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError): return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4                      # glibc's mallopt parameter numbers
@@ -170,7 +170,7 @@ def _locate(model: type[BaseModel], loc: tuple) -> tuple[list[str], FieldInfo | 
 
 def explain_validation_error(err: ValidationError, model: type[BaseModel], prefix: str, source: str,
                              doc: str = "the documentation") -> ConfigError:
-    "A pydantic `ValidationError` on `model` as a `ConfigError` naming `source`, the key under `prefix`, and what is allowed."
+    "A pydantic `ValidationError` on `model` as a `ConfigError` naming `source`, the key, what is allowed."
     lines = []
     for e in err.errors():
         keys, info, parent = _locate(model, tuple(e["loc"]))

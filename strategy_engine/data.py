@@ -114,7 +114,7 @@ _OFFSET = r"[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})$"
 def _norm(col: str) -> str: return str(col).strip().lower().replace(" ", "_")
 
 def session_dates(values: pd.Series, timezone: str = "Asia/Kolkata") -> pd.Series:
-    "Exchange-local dates of `values` (NaT where unparseable): stamps with an offset are converted to `timezone` first."
+    "Exchange-local dates of `values` (NaT where unparseable); stamps with an offset converted to `timezone`."
     if pd.api.types.is_datetime64_any_dtype(values):
         v = values.dt.tz_convert(timezone).dt.tz_localize(None) if values.dt.tz is not None else values
         return v.dt.normalize()
@@ -241,7 +241,7 @@ DEFAULT_ADJUSTMENT = "splits"        # the one default: split/bonus-adjusted pri
 FILE_ADJUSTMENTS = ("splits", "vendor_total_return")     # what a folder of vendor files can honestly give
 
 def adjustment_of(adjusted: bool | str) -> str:
-    "The adjustment asked for: a name in `ADJUSTMENTS`, or a bool (False: 'splits'; True: the vendor's Adj Close)."
+    "The adjustment asked for: a name in `ADJUSTMENTS`, or a bool (False: 'splits'; True: vendor Adj Close)."
     if isinstance(adjusted, bool | np.bool_): return "vendor_total_return" if adjusted else DEFAULT_ADJUSTMENT
     check_names([adjusted], ADJUSTMENTS, "adjustment")
     return str(adjusted)
@@ -305,7 +305,7 @@ def synthetic_bars(n_symbols: int = 20, start="2015-01-01", end="2024-11-22", se
                 synthetic=True, adjusted=True, adjustment="synthetic")
 
 def with_gaps(bars: Bars, seed: int = 0, rate: float = 0.03) -> Bars:
-    "`bars` with random missing bars (every field NaN) and lone NaN fields, the gaps real data has (for tests)."
+    "`bars` with random missing bars (every field NaN) and lone NaN fields, as real data has (for tests)."
     rng = np.random.default_rng(seed)
     gone = rng.random(bars.close.shape) < rate
     holed = {}
@@ -351,7 +351,7 @@ def _scheme(spec: str) -> str | None:
 
 def open_bars(data: str | Path | None = None, symbols: Sequence[str] | None = None, start=None, end=None,
               adjusted: bool | str = DEFAULT_ADJUSTMENT) -> Bars:
-    "Bars from a data spec: None/'auto' (NSE sample, else synthetic), 'synthetic', a data-source URI, or a path."
+    "Bars from a data spec: None/'auto' (NSE sample, else synthetic), 'synthetic', a source URI or a path."
     spec = str(data) if data is not None else "auto"
     scheme = _scheme(spec)
     if scheme is not None:                                      # a registered source (the warehouse, ...)

@@ -87,7 +87,7 @@ class _Panel:
 
     @cached_property
     def std(self) -> np.ndarray:
-        "Sample standard deviation (ddof=1) of observed returns: exactly 0 for a constant column, NaN below 2."
+        "Sample standard deviation (ddof=1) of observed returns: 0 for a constant column, NaN below 2 values."
         dev = self.filled - self.mean
         dev[self.missing] = 0.0
         np.square(dev, out=dev)
@@ -179,7 +179,7 @@ def _metrics_k(x, periods, risk_free, required):   # pragma: no cover - compiled
 
 def _metrics(returns: Returns, periods: float = PERIODS_PER_YEAR, risk_free: float = 0.0,
              required_return: float | None = None) -> tuple[np.ndarray, pd.DataFrame, bool]:
-    "The kernel's table (column × `_STATS`) of checked returns, the returns as a frame, and whether they were a Series."
+    "The kernel's table (column × `_STATS`) of checked returns, the returns as a frame, and if a Series."
     frame, is_series = _as_frame(returns)
     x = frame.to_numpy(dtype="float64", na_value=np.nan)
     if not x.flags.f_contiguous: x = np.asfortranarray(x)                 # columns contiguous: one pass each
@@ -271,7 +271,7 @@ def _max_drawdown_duration(p: _Panel) -> np.ndarray:
     return np.where(p.n > 0, count.max(axis=0, initial=0), np.nan)
 
 def drawdown_series(returns: Returns) -> pd.Series | pd.DataFrame:
-    "Fall from the running peak of wealth (peak includes the starting 1), a fraction <= 0; NaN before the first return."
+    "Fall from the running peak of wealth (the peak includes the starting 1), <= 0; NaN before any return."
     p = _Panel(returns)
     dd = np.where(np.maximum.accumulate(~p.missing, axis=0), p.drawdown, np.nan)
     if p.is_series: return pd.Series(dd[:, 0], index=p.index, name=p.columns[0])
@@ -282,7 +282,7 @@ def max_drawdown(returns: Returns) -> float | pd.Series:
     return _metric(returns, "max_drawdown")
 
 def max_drawdown_duration(returns: Returns) -> float | pd.Series:
-    "Longest run of periods strictly below a previous peak (recovery day excluded; unrecovered runs count to the end)."
+    "Longest run of periods strictly below a previous peak (recovery day excluded; open runs to the end)."
     return _metric(returns, "max_drawdown_duration")
 
 # %% ../nbs/05_metrics.ipynb #265cf6c7

@@ -89,7 +89,7 @@ _early: dict[tuple[str, str], Any] = {}                  # (template, cwd) -> ke
 _early_lock = threading.Lock()
 
 def template_imports(template: Path | str) -> list[str]:
-    "The modules a template's code cells import at top level, in order (read with `ast`): what `preload` imports."
+    "The modules a template's code cells import at top level, in order (read with `ast`): for `preload`."
     mods: list[str] = []
     for cell in json.loads(Path(template).read_text())["cells"]:
         if cell["cell_type"] != "code": continue
@@ -103,7 +103,7 @@ def template_imports(template: Path | str) -> list[str]:
     return list(dict.fromkeys(mods))
 
 def strict_shell() -> None:
-    "Make `!cmd` in this kernel raise `CalledProcessError` when the command fails (IPython only sets `_exit_code`)."
+    "Make `!cmd` in this kernel raise `CalledProcessError` when it fails (IPython only sets `_exit_code`)."
     import subprocess
 
     from IPython import get_ipython
@@ -118,7 +118,7 @@ def strict_shell() -> None:
     ip.system = system
 
 def preload(modules: Sequence[str]) -> None:
-    "Make the booting kernel strict about shell commands, then import `modules` (one that fails is left to its cell)."
+    "Make the booting kernel strict about shell commands, then import `modules` (a failure waits for a cell)."
     import importlib
     strict_shell()
     for name in modules:
@@ -129,7 +129,7 @@ def preload(modules: Sequence[str]) -> None:
 _IPC_PATH_MAX = 104   # a Unix socket's path holds at most 107 bytes; "-<n>" is added per channel
 
 def _kernel_sockets() -> tuple[str, str]:
-    "Transport and address of a kernel's sockets: ipc in the temporary folder, or in /tmp where that path is too long."
+    "Transport and address of a kernel's sockets: ipc in the temporary folder, or /tmp if that is too long."
     name = f"strategy-engine-kernel-{uuid.uuid4().hex[:12]}"
     for folder in (tempfile.gettempdir(), "/tmp"):
         path = str(Path(folder) / name)
@@ -137,7 +137,7 @@ def _kernel_sockets() -> tuple[str, str]:
     return "tcp", "127.0.0.1"
 
 def start_kernel(template: Path | str, cwd: Path | str | None = None):
-    "Start the `python3` kernel for `template` in `cwd` without waiting for it; it preloads the template's imports."
+    "Start the `python3` kernel for `template` in `cwd` without waiting; it preloads the template's imports."
     import zmq.asyncio
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
@@ -163,7 +163,7 @@ def _early_key(template: Path | str, cwd: Path | str | None) -> tuple[str, str]:
     return str(Path(template).resolve()), str(Path(cwd or project_root()).resolve())
 
 def boot_kernel_early(template: Path | str, cwd: Path | str | None = None) -> None:
-    "Start `template`'s kernel now, to boot while this process gets ready; the next `execute_notebook` of it runs on it."
+    "Start `template`'s kernel now, to boot while this process gets ready; its next execution runs on it."
     km = start_kernel(template, cwd)
     with _early_lock:
         old = _early.pop(_early_key(template, cwd), None)
@@ -181,7 +181,7 @@ def _take_early(template: Path | str, cwd: Path | str | None):
 
 @atexit.register
 def stop_unused_kernels() -> None:
-    "Kill the kernels this process booted early and never used (a refused or replayed run; a day stopped early)."
+    "Kill the kernels this process booted early and never used (a refused or replayed run; a stopped day)."
     with _early_lock:
         kms = list(_early.values())
         _early.clear()
@@ -213,7 +213,7 @@ def _sigterm_stops_the_run() -> Iterator[None]:
 
 @functools.cache
 def _engine() -> str:
-    "Register (once) and name papermill's nbclient engine that runs on a kernel we started and kills it when done."
+    "Register (once) and name papermill's engine that runs on a kernel we started and kills it when done."
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines
     from papermill.log import logger
@@ -314,7 +314,7 @@ def _texts(out: dict) -> list[str]:
             for k, v in data.items() if k in ("text/plain", "text/html")]
 
 def notebook_failure(path: Path | str) -> dict | None:
-    "The first failed cell of an executed notebook: {'cell', 'ename', 'evalue'}, or None when every cell passed."
+    "The first failed cell of an executed notebook: {'cell', 'ename', 'evalue'}, or None if all passed."
     for i, cell in enumerate(_notebook_json(path)["cells"]):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":

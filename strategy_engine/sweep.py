@@ -106,7 +106,7 @@ def signal_sets(name: str, bars: Bars, params: Sequence) -> np.ndarray:
     return out
 
 def distinct(params: Sequence, *keys: str) -> tuple[np.ndarray, np.ndarray]:
-    "The distinct values of `keys` among parameter sets (U × len(keys) floats, sorted) and each set's row in them."
+    "The distinct values of `keys` among parameter sets (U × len(keys) floats, sorted), each set's row."
     values = np.array([[float(getattr(p, k)) for k in keys] for p in params]).reshape(len(params), len(keys))
     unique, row = np.unique(values, axis=0, return_inverse=True)
     return unique, row.reshape(-1).astype(np.int64)

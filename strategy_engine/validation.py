@@ -218,7 +218,7 @@ def _open_session(cal: TradingCalendar, now) -> pd.Timestamp | None:
 
 def validate(bars: Bars, as_of=None, calendar: TradingCalendar | None = None, max_move: float = 0.20,
              max_lag_sessions: int = 0, severity: dict | None = None, now=None) -> ValidationReport:
-    "Check `bars` for defects (see the table above) and return a `ValidationReport`; `now` flags a still-open session's bar."
+    "Check `bars` for defects (table above), return a `ValidationReport`; `now` flags a still-open session."
     sev = {**DEFAULT_SEVERITY, **(severity or {})}
     bad = {k: v for k, v in sev.items() if v not in ("error", "warning") or k not in DEFAULT_SEVERITY}
     if bad:
@@ -246,7 +246,7 @@ def complete_bars(bars: Bars, now, calendar: TradingCalendar | None = None) -> B
     return bars.drop_dates([day]) if day is not None and day in bars.dates else bars
 
 def failed_symbols(report: ValidationReport) -> list[str]:
-    "The symbols with an error finding of their own (a finding without a symbol fails the whole data instead)."
+    "The symbols with an error finding of their own (one without a symbol fails the whole data instead)."
     return sorted({f.symbol for f in report.errors if f.symbol})
 
 def without_failed(bars: Bars, report: ValidationReport) -> Bars:

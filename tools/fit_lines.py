@@ -674,6 +674,16 @@ def candidates(lines: list[str], n: int, toks: Tokens, tree: list[ast.stmt],
         new = split_string(run, lines, limit)
         if new is not None and new[2] != lines[new[0] - 1: new[1]]:
             yield (*new, "string split")
+    elif len(run) == 1 and span is not None and span[0] == span[1] == n and not span[2] and comment is None:
+        # `x = "..."` or `return f"..."`: the literal goes in parentheses, where it may be split
+        tok = run[0]
+        (row, a), (_, b) = tok.start, tok.end
+        if line[b:].strip() == "" and re.search(r"(=|return|yield|assert .*,)\s*$", line[:a]):
+            wrapped = lines[: n - 1] + [f"{line[:a]}({tok.string})"]
+            moved = tokenize.TokenInfo(tok.type, tok.string, (row, a + 1), (row, b + 1), wrapped[-1])
+            new = split_string([moved], wrapped, limit)
+            if new is not None:
+                yield (*new, "string split")
     if span is not None:
         first, last, header = span
         new_lines = format_span(lines, first, last, toks, limit, header=header)

@@ -54,7 +54,7 @@ def cmd_data_ingest(args) -> int:
     return 0 if report.ok else 1
 
 def cmd_data_fetch(args) -> int:
-    "Download sessions' bhavcopies from the exchange archive and ingest them; 1 when a session could not be had."
+    "Download sessions' bhavcopies from the exchange archive and ingest them; 1 when a session is missing."
     from strategy_engine.calendar import nse_calendar
     from strategy_engine.market.fetch import fetch_and_ingest, ingest_missing_sessions
     save = None if args.no_save else (args.save or runs_dir() / "market" / "bhavcopy")
@@ -106,7 +106,8 @@ def cmd_data_actions(args) -> int:
 
 def add_data_commands(data_subparsers) -> None:
     "Add `ingest`, `fetch`, `import` and `actions` to the CLI's `data` sub-command group."
-    wh_help = "the warehouse: duckdb:///PATH or bigquery://PROJECT/DATASET (default: $STRATEGY_ENGINE_WAREHOUSE or runs/)"
+    wh_help = ("the warehouse: duckdb:///PATH or bigquery://PROJECT/DATASET (default: "
+               "$STRATEGY_ENGINE_WAREHOUSE or runs/)")
     ing = data_subparsers.add_parser("ingest", help="ingest exchange bhavcopies (files, zips or folders) "
                                                     "into the warehouse",
                                      description="Each file is one session: written whole or not at all. "

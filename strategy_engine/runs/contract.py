@@ -75,15 +75,16 @@ def check_kind(kind: str) -> str:
     return str(kind)
 
 def check_run_id(run_id: str, what: str = "run id") -> str:
-    "Return `run_id` if it is 1-128 letters, digits, '.', '_' or '-' starting with a letter or digit, else raise."
+    "Return `run_id` if it is 1-128 letters, digits, '.', '_' or '-', starting alphanumeric; else raise."
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
         raise ConfigError(f"{what} {run_id!r} must be 1-128 letters, digits, '.', '_' or '-', starting with "
                           "a letter or digit (e.g. daily-2024-11-22-1a2b3c4d).")
     return run_id
 
 def make_run_id(kind: str, as_of, identity: Mapping | None = None) -> str:
-    "Deterministic run id '<kind>-<YYYY-MM-DD>-<sha8 of identity>' (identity: strategies, data, configuration, ...)."
-    return f"{check_kind(kind)}-{as_date(as_of).isoformat()}-{sha256_hex(canonical_json(dict(identity or {})))[:8]}"
+    "Deterministic run id '<kind>-<YYYY-MM-DD>-<sha8 of identity>' (strategies, data, configuration, ...)."
+    digest = sha256_hex(canonical_json(dict(identity or {})))[:8]
+    return f"{check_kind(kind)}-{as_date(as_of).isoformat()}-{digest}"
 
 def record_id(run_id: str, shard: tuple[int, int]) -> str:
     "The archive id of one shard's record: the run id, with '-s<i>of<n>' when the run is sharded."
@@ -126,7 +127,7 @@ RUN_STEPS = ("executed", "archived_files", "archived_manifest", "ledgered", "loa
 FAILPOINT_ENV = "STRATEGY_ENGINE_FAILPOINT"
 
 def failpoint(step: str, env: Mapping[str, str] | None = None) -> None:
-    "Kill this process right after `step` when $STRATEGY_ENGINE_FAILPOINT asks for it (tests of crash safety)."
+    "Kill this process right after `step` when $STRATEGY_ENGINE_FAILPOINT asks for it (crash-safety tests)."
     spec = (os.environ if env is None else env).get(FAILPOINT_ENV, "")
     if not spec: return
     name, _, how = spec.partition(":")

@@ -84,7 +84,7 @@ def _staged(archive: Archive, folder: str, manifest: Mapping) -> dict:
     return out
 
 def runs_row(manifest: Mapping, manifest_sha256: str, entry: Mapping, archive: Archive) -> dict:
-    "The warehouse `runs` row of an archived record: every field a query needs to get from a row to its notebook."
+    "The warehouse `runs` row of an archived record: all a query needs to go from a row to its notebook."
     ident, cr = manifest.get("identity") or {}, manifest.get("cloud_run") or {}
     return {"run_id": ident.get("run_id") or manifest["run_id"], "attempt": int(entry["attempt"]),
             "kind": manifest.get("kind"), "as_of": manifest["as_of"], "status": manifest["status"],
@@ -120,7 +120,7 @@ def load_record(archive: Archive, warehouse: Warehouse, entry: Mapping) -> dict[
 # %% ../../nbs/36_run_records.ipynb #f9d606bc
 @dataclass
 class Reconciled:
-    "What `reconcile` did: manifests chained, records loaded (with their row counts), and what it could not do."
+    "What `reconcile` did: manifests chained, records loaded (with row counts), what it could not do."
     chained: list[str] = field(default_factory=list)
     loaded: dict[str, dict] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
@@ -139,7 +139,7 @@ def _key(entry: Mapping) -> tuple[str, int, int]:
 ANY = "*"
 
 def _for(entry: Mapping, meant_for: str) -> bool:
-    "Whether a ledger entry's record was meant for warehouse `meant_for` (ANY: every record; entries naming none: any)."
+    "Whether a ledger entry's record was meant for warehouse `meant_for` (ANY: all; naming none: any)."
     return meant_for == ANY or entry.get("warehouse") in (None, meant_for)
 
 def _unchained(archive: Archive, entries) -> list[str]:
@@ -156,7 +156,7 @@ def ledger_fields(manifest: Mapping) -> dict:
             "shard": int((manifest.get("shard") or {}).get("index", 0))}
 
 def _chain(archive: Archive, key: str) -> None:
-    "Chain an archived manifest into the ledger with the bytes stored beside it (`archive_run` completes, never rewrites)."
+    "Chain an archived manifest into the ledger with the bytes stored beside it (completes, never rewrites)."
     import tempfile
     folder = key.rsplit("/", 1)[0]
     manifest = json.loads(archive.get(key))
@@ -169,7 +169,7 @@ def _chain(archive: Archive, key: str) -> None:
         archive_run(archive, manifest, nb, files=files, ledger=ledger_fields(manifest), secrets={})
 
 def _entries_after(archive: Archive, since: int) -> list[tuple[str, dict]]:
-    "The ledger entries with a sequence number above `since` (read one by one; the chain itself is `verify`'s)."
+    "The ledger entries with a sequence number above `since` (one by one; the chain is `verify`'s)."
     import re
     keys = [
         k
@@ -180,7 +180,7 @@ def _entries_after(archive: Archive, since: int) -> list[tuple[str, dict]]:
 
 def reconcile(archive: Archive, warehouse: Warehouse, since: int | None = None, folders: Sequence[str] = (),
               meant_for: str | None = None) -> Reconciled:
-    "Chain archived manifests the ledger lacks and load ledgered records the warehouse lacks (all, or after `since`)."
+    "Chain archived manifests the ledger lacks, load ledgered records the warehouse lacks (all or > `since`)."
     out, meant_for = Reconciled(), meant_for or warehouse.uri
     # everything: the whole chain and every archived manifest
     if since is None:
@@ -210,7 +210,7 @@ def reconcile(archive: Archive, warehouse: Warehouse, since: int | None = None, 
     return out
 
 def rebuild(archive: Archive, warehouse: Warehouse, source: str = ANY) -> Reconciled:
-    "Load every archived record (or those meant for warehouse `source`) into an empty `warehouse`, in ledger order."
+    "Load every archived record (or those meant for warehouse `source`) into an empty `warehouse`, in order."
     counts = warehouse.counts()
     if any(counts.get(t) for t in ("signals", "performance", "runs")):
         raise ConfigError(f"warehouse rebuild needs an empty warehouse; {warehouse.uri} holds {counts}. "
@@ -219,7 +219,7 @@ def rebuild(archive: Archive, warehouse: Warehouse, source: str = ANY) -> Reconc
 
 # %% ../../nbs/36_run_records.ipynb #c4354659
 def verify_records(archive: Archive, warehouse: Warehouse) -> list[str]:
-    "Problems between archive and warehouse: a loaded record missing from the ledger, row counts, records not loaded."
+    "Problems between archive and warehouse: loaded records not in the ledger, row counts, unloaded records."
     entries, _, _ = _read_chain(archive)
     by_key = {_key(e): e for _, e in entries if _for(e, warehouse.uri)}
     problems = []

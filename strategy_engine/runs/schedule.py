@@ -75,7 +75,7 @@ def _day(value) -> pd.Timestamp:
     return day
 
 def scheduled_time(as_of, scheduled: str, calendar: TradingCalendar | None = None) -> pd.Timestamp:
-    "The UTC instant a stage of `as_of` was scheduled at: `scheduled` is 'HH:MM' exchange time, or an ISO time with offset."
+    "The UTC instant a stage of `as_of` was scheduled: `scheduled` is exchange 'HH:MM' or ISO with offset."
     cal, day = calendar or nse_calendar(), _day(as_of)
     text = str(scheduled).strip()
     if _HHMM.fullmatch(text):
@@ -119,7 +119,7 @@ def _weekend_special(day: pd.Timestamp, cal: TradingCalendar) -> bool:
     return day.day_of_week >= 5 and day in cal.special_sessions
 
 def show_plan(start, days: int = 1, calendar: TradingCalendar | None = None) -> str:
-    "The plan of `days` calendar days from `start`, in IST and UTC, one line per stage; non-sessions say why they are skipped."
+    "The plan of `days` calendar days from `start`, IST and UTC, a line per stage; non-sessions say why."
     cal, first = calendar or nse_calendar(), _day(start)
     if not 1 <= int(days) <= 366: raise ConfigError(f"days must be between 1 and 366, got {days!r}.")
     offset = pd.Timestamp("2024-01-01 00:00").tz_localize(cal.timezone).strftime("%z")
@@ -174,7 +174,7 @@ class Gate:
         return f"validation of {self.as_of}: {self.status}{run}{' - ' + self.reason if self.reason else ''}"
 
 def validation_gate(as_of, archive: str | None = None, data: str | None = None) -> Gate:
-    "The gate of `as_of` on `data`: the latest archived `validate` run of that data decides; none lets the day go ahead."
+    "The gate of `as_of` on `data`: the latest archived `validate` run decides; none lets the day go ahead."
     from strategy_engine.runs.records import resolve_data
     day = f"{_day(as_of):%Y-%m-%d}"
     recs = day_records(day, archive)
@@ -191,7 +191,7 @@ def validation_gate(as_of, archive: str | None = None, data: str | None = None) 
 # %% ../../nbs/34_schedule.ipynb #cda99351
 @dataclass(frozen=True)
 class StageOutcome:
-    "How one stage of a day ended: status and exit code, the launch (None when refused), the gate, alerts sent."
+    "How one stage of a day ended: status, exit code, the launch (None when refused), gate, alerts sent."
     stage: str
     as_of: str
     status: str
@@ -219,7 +219,7 @@ def _alert(launched: Launch, stage: str, as_of: str, env: Mapping[str, str]) -> 
 def run_stage(stage: str, parameters: Mapping, archive: str | None = None, *, scheduled: str | None = None,
               key: str | None = None, force: bool = False, alerts: bool = True,
               env: Mapping[str, str] | None = None, **launch_kwargs) -> StageOutcome:
-    "Run one stage: gated on the day's validation (daily, report), once per scheduled time, alerting when it ends badly."
+    "Run one stage: gated on the day's validation (daily, report), once per scheduled time; alert on failure."
     s = get_stage(stage)
     if s.kind is None:
         raise ConfigError(f"stage {stage!r} runs no notebook; use check_day (strategy-engine schedule "
@@ -263,13 +263,13 @@ class DayOutcome:
         return "\n".join([*(str(o) for o in self.stages), *([self.note] if self.note else [])])
 
 def market_store(data) -> str | None:
-    "The market-store URI a data spec reads (duckdb:///... or bigquery://..., without its ?adjust=), else None."
+    "The market-store URI a data spec reads (duckdb:///... or bigquery://..., no ?adjust=), else None."
     text = str(data or "")
     return text.split("?", 1)[0] if re.match(r"(duckdb|bigquery)://", text) else None
 
 def ingest_day(as_of, data: str, base_url: str | None = None, alerts: bool = True,
                env: Mapping[str, str] | None = None, **fetch_options) -> StageOutcome:
-    "The ingest stage: fetch and ingest every session after the store's last one up to `as_of`; alert on failure."
+    "The ingest stage: fetch and ingest the sessions after the store's last up to `as_of`; alert on failure."
     from strategy_engine.market.fetch import ingest_missing_sessions
     as_of, store = f"{_day(as_of):%Y-%m-%d}", market_store(data)
     if store is None:
@@ -291,7 +291,7 @@ def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequen
             env: Mapping[str, str] | None = None, on_stage: Callable[[StageOutcome], None] | None = None,
             universe: str | None = None, ingest: bool | None = None, base_url: str | None = None,
             calendar: str = "", adjustment: str = "", **launch_kwargs) -> DayOutcome:
-    "Run the day's stages in order (ingest, validate, daily, report); skip all on a non-session; stop at a failure."
+    "Run the day's stages in order (ingest, validate, daily, report); none on a non-session; stop at failure."
     day = _day(as_of)
     as_of, cal = f"{day:%Y-%m-%d}", get_calendar(calendar) if calendar else nse_calendar()
     if not cal.is_session(day):
@@ -334,7 +334,9 @@ def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequen
                 note = (f"stopped: the validation of {as_of} ended {out.status}, so {' and '.join(later)} "
                         f"did not run. Fix the data and run `strategy-engine run day --as-of {as_of}` again "
                         "(or `run daily --force` to override).")
-            else: note = f"stopped: {stage} ended {out.status}, so {' and '.join(later) or 'nothing else'} did not run."
+            else:
+                note = (f"stopped: {stage} ended {out.status}, so {' and '.join(later) or 'nothing else'} "
+                        "did not run.")
             return DayOutcome(as_of, tuple(done), note)
         return DayOutcome(as_of, tuple(done))
     finally: stop_unused_kernels()       # the next stage's kernel, when the day stopped early
@@ -342,7 +344,7 @@ def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequen
 # %% ../../nbs/34_schedule.ipynb #548e8288
 @dataclass(frozen=True)
 class DayCheck:
-    "The market-open check of one day: each stage's latest archived outcome, the gate, exit status and alerts."
+    "The market-open check of one day: each stage's latest archived outcome, the gate, exit status, alerts."
     as_of: str
     session: str                # the calendar's words for the day
     records: pd.DataFrame
@@ -363,7 +365,8 @@ class DayCheck:
             elif mine.empty: state = "not archived (yet)"
             else:
                 last = mine.iloc[-1]
-                state = f"{last['status']} (run {last['run_id']}, attempt {last['attempt']}, ended {last['ended_at']})"
+                state = (f"{last['status']} (run {last['run_id']}, attempt {last['attempt']}, ended "
+                         f"{last['ended_at']})")
             lines.append(f"  {s.at} IST  {s.name:<8}  {state}")
         verdict = "OK" if self.exit_code == 0 else "NOT OK"
         lines.append(f"{verdict}: {self.gate} (exit {self.exit_code})")
@@ -373,7 +376,7 @@ class DayCheck:
 
 def check_day(as_of, archive: str | None = None, alerts: bool = True,
               env: Mapping[str, str] | None = None) -> DayCheck:
-    "The 09:15 check: did the day's validation run and pass? Alerts once when it is missing; never writes a run."
+    "The 09:15 check: did the day's validation run and pass? Alerts once if missing; never writes a run."
     env = os.environ if env is None else env
     cal, day = nse_calendar(), _day(as_of)
     words, as_of = cal.describe(day), f"{day:%Y-%m-%d}"

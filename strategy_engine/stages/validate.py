@@ -25,7 +25,7 @@ THROUGH = ("previous_session", "as_of")
 
 @dataclass
 class DayValidation:
-    "The 09:00 validation of one day: the cut-off, the universe, the report, and whether the day may go ahead."
+    "The 09:00 validation of one day: the cut-off, the universe, the report, whether the day may go ahead."
     as_of: pd.Timestamp
     through: str
     run_id: str
@@ -50,7 +50,7 @@ def validate_day(as_of: str, strategies: Sequence[str] | None = None,
                  through: str = "previous_session", max_move: float = 0.20, max_lag: int = 0,
                  run_id: str = "", universe: str | None = None, calendar: str = "",
                  adjustment: str = "") -> DayValidation:
-    "Validate the bars the day's run will trade, cut at the previous session (or `as_of`): may the day go ahead?"
+    "Validate the bars the day's run will trade, cut at the previous session (or `as_of`): may the day go on?"
     check_names([through], THROUGH, "through")
     # parameters, no_session
     run = start_daily(as_of, strategies, symbols, data, None, run_id or f"validate-{as_of}",

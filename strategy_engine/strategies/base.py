@@ -167,11 +167,11 @@ class StrategyConfig(BaseModel):
 
 # %% ../../nbs/10_strategy_base.ipynb #28ad202b
 def _allowed(key: str, info: FieldInfo | None) -> str:
-    "The allowed values of one field in words (`core.allowed_values`), e.g. 'an integer, 2 <= rsi_period <= 100'."
+    "The allowed values of one field in words (`core.allowed_values`), e.g. 'an integer, 2 <= x <= 100'."
     return allowed_values(key, info, doc="the strategy's documentation")
 
 def _explain(err: ValidationError, model: type[BaseModel], prefix: str, source: str) -> ConfigError:
-    "A pydantic `ValidationError` as a `ConfigError` naming file, key and allowed range (`core.explain_validation_error`)."
+    "A pydantic `ValidationError` as a `ConfigError` naming file, key and allowed range."
     return explain_validation_error(err, model, prefix, source, doc="the strategy's documentation")
 
 # %% ../../nbs/10_strategy_base.ipynb #1fef9ae3
@@ -363,7 +363,7 @@ def default_strategies() -> tuple[str, ...]:
     return strategy_names(default=True)
 
 def universe_symbols(config: StrategyConfig, bars: Bars) -> list[str]:
-    "The symbols of `config.universe` in `bars`; an error naming every one missing (see the prose for synthetic bars)."
+    "The symbols of `config.universe` in `bars`; an error naming each one missing (prose: synthetic bars)."
     named = UNIVERSES[config.universe] if isinstance(config.universe, str) else config.universe
     if named is None: return bars.symbols
     # NSE names in the demo universe
@@ -409,13 +409,13 @@ def run_strategy(name: str, bars: Bars, config: StrategyConfig | Mapping | str |
 
 # %% ../../nbs/10_strategy_base.ipynb #5aa7e95f
 def _json_number(x: float, digits: int = 6) -> float | None:
-    "A finite float rounded to `digits` significant digits, or None for NaN/inf (the reference for `_decimal6_k`)."
+    "A finite float rounded to `digits` significant digits, or None for NaN/inf (`_decimal6_k`'s reference)."
     x = float(x)
     return float(f"{x:.{digits}g}") if np.isfinite(x) else None
 
 @numba.njit(cache=True)
 def _signal_faults_k(s, c):   # pragma: no cover - compiled
-    "Bits of the SignalFrame rules broken: 1 a signal outside -1..1, 2 a confidence outside [0, 1] or NaN, 4 one on a 0."
+    "Bits of rules broken: 1 signal outside -1..1, 2 confidence outside [0, 1] or NaN, 4 one on a 0."
     bad = 0
     for i in range(s.shape[1]):
         for t in range(s.shape[0]):
@@ -429,7 +429,7 @@ _POW10 = np.array([10.0 ** k for k in range(23)])   # the powers of ten a double
 
 @numba.njit(cache=True)
 def _decimal6_k(x):   # pragma: no cover - compiled
-    "Each finite x to 6 significant digits as m × 10^(e-5), m in [1e5, 1e6) (0 for zero); ok False where too close to call."
+    "Each finite x to 6 significant digits as m × 10^(e-5), m in [1e5, 1e6) (0 for 0); ok False if too close."
     n = x.shape[0]
     m, e, ok = np.zeros(n, np.int64), np.zeros(n, np.int64), np.ones(n, np.bool_)
     for i in range(n):
@@ -459,7 +459,7 @@ def _decimal6_k(x):   # pragma: no cover - compiled
 
 @numba.njit(cache=True, inline="always")
 def _put_number(m, e, neg, buf, p, d):   # pragma: no cover - compiled
-    "Write repr(float) of the 6-digit decimal m × 10^(e-5) into buf at p (Python's shortest repr); the new end. d: scratch."
+    "Write repr(float) of the 6-digit decimal m × 10^(e-5) into buf at p; the new end. d: scratch."
     if neg:
         buf[p] = 45                                           # '-'
         p += 1
@@ -516,7 +516,7 @@ def _put_number(m, e, neg, buf, p, d):   # pragma: no cover - compiled
 
 @numba.njit(cache=True)
 def _json_objects_k(keys, key_ends, x, m, e, buf, offsets):   # pragma: no cover - compiled
-    "One compact JSON object per record from K value rows x (K × n; NaN/inf omitted) into buf/offsets; the bytes used."
+    "One compact JSON object per record from K value rows x (K × n; NaN/inf omitted) into buf/offsets."
     K, n = x.shape
     digits = np.empty(6, np.uint8)
     p = 0
@@ -553,7 +553,7 @@ def _string_array(data: np.ndarray, offsets: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(kind, len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 def _metadata_json(names: list[str], values: list[np.ndarray]) -> pa.Array:
-    "Canonical JSON text per record (sorted keys, no spaces, NaN/inf omitted, 6 significant digits) as Arrow strings."
+    "Canonical JSON per record (sorted keys, no spaces, NaN/inf omitted, 6 significant digits) as Arrow."
     order = sorted(range(len(names)), key=lambda k: names[k])
     n = len(values[0]) if values else 0
     x = np.empty((len(order), n))
@@ -572,7 +572,7 @@ def _metadata_json(names: list[str], values: list[np.ndarray]) -> pa.Array:
 
 @numba.njit(cache=True)
 def _join_k(parts, ends, index, sep, buf, offsets):   # pragma: no cover - compiled
-    "Per row r, the strings parts[index[c, r]] of each column c (C × n) joined by byte `sep`, into buf and offsets."
+    "Per row r, the strings parts[index[c, r]] of each column c (C × n) joined by byte `sep`, into buf."
     C, n = index.shape
     p = 0
     offsets[0] = 0
@@ -588,7 +588,7 @@ def _join_k(parts, ends, index, sep, buf, offsets):   # pragma: no cover - compi
         offsets[r + 1] = p
 
 def _joined(strings: list[str], index: np.ndarray, sep: str = "_") -> pa.Array:
-    "Arrow strings: row r is strings[index[0, r]] + sep + strings[index[1, r]] + ... (one column of index: a take)."
+    "Arrow strings: row r is strings[index[0, r]] + sep + strings[index[1, r]] + ... (one column: a take)."
     raw = [s.encode() for s in strings]
     ends = np.cumsum([len(b) for b in raw], dtype=np.int64)
     parts = np.frombuffer(b"".join(raw) or b"\0", np.uint8)
@@ -600,7 +600,7 @@ def _joined(strings: list[str], index: np.ndarray, sep: str = "_") -> pa.Array:
 
 @numba.njit(cache=True)
 def _round4_k(x):   # pragma: no cover - compiled
-    "round(x, 4) of each value as Python rounds (the decimal nearest); ok False at a near-tie, for Python to settle."
+    "round(x, 4) of each value as Python rounds (nearest decimal); ok False at a near-tie, for Python."
     out, ok = np.empty_like(x), np.ones(x.shape[0], np.bool_)
     for i in range(x.shape[0]):
         y = x[i] * 1e4
@@ -616,7 +616,7 @@ def _round4(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SignalFrame:
-    "A strategy's output: signal in {-1, 0, 1} and confidence in [0, 1] per date × symbol, plus metadata frames."
+    "A strategy's output: signal in {-1, 0, 1} and confidence in [0, 1] per date × symbol; metadata frames."
     strategy: str
     signal: pd.DataFrame                          # int8, date × symbol: 1 long, -1 short, 0 flat
     confidence: pd.DataFrame                      # float64 in [0, 1]; exactly 0 where signal is 0
@@ -673,7 +673,7 @@ class SignalFrame:
         return np.array([self._row(d) for d in dates], dtype=np.intp)
 
     def records(self, dates: Any = None, include_zero: bool = False) -> pa.Table:
-        "The wire-format records of `dates` (None: the last date; 'all'; a date; a list) as one Arrow table, column-wise."
+        "The wire-format records of `dates` (None: the last date; 'all'; a date; a list) as one Arrow table."
         from strategy_engine.calendar import nse_calendar
         rows = self._rows(dates)
         sig = np.ascontiguousarray(self.signal.to_numpy()[rows])             # dates × symbols, row-major
@@ -704,7 +704,7 @@ class SignalFrame:
                                               for k in meta])})
 
     def to_records(self, date: Any = None, include_zero: bool = False) -> list[dict]:
-        "JSON-ready signal records for one date (default: the last date), non-zero signals only unless `include_zero`."
+        "JSON-ready signal records for one date (default the last), non-zero signals unless `include_zero`."
         table = self.records(self.dates[self._row(date)], include_zero).to_pydict()
         order = list(self.metadata)
         out = []
@@ -757,7 +757,7 @@ def _hold_kernel(el, es, xl, xs, score, valid):   # pragma: no cover - compiled
 def hold_positions(enter_long: np.ndarray, enter_short: np.ndarray, exit_long: np.ndarray,
                    exit_short: np.ndarray, score: np.ndarray,
                    valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "Positions opened by entry rules and held until exit rules, with the score of the latest entry as confidence."
+    "Positions opened by entry rules and held until exit rules, the latest entry's score as confidence."
     rules = [np.asfortranarray(a, dtype=np.bool_)
              for a in (enter_long, enter_short, exit_long, exit_short, valid)]
     shape = rules[0].shape
@@ -769,7 +769,7 @@ def hold_positions(enter_long: np.ndarray, enter_short: np.ndarray, exit_long: n
     return _hold_kernel(el, es, xl, xs, np.asfortranarray(score, dtype=np.float64), ok)
 
 def signal_buffers(like: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    "Empty column-major signal (int8) and confidence (float64) arrays shaped like `like`, for a rule kernel to fill."
+    "Empty column-major signal (int8) and confidence (float64) arrays shaped like `like`, for a rule kernel."
     t, n = like.shape
     return np.empty((n, t), np.int8).T, np.empty((n, t)).T    # numpy's memory (huge pages), not the kernel's
 
@@ -807,7 +807,7 @@ def _diff(full: pd.DataFrame, cut: pd.DataFrame, tol: float) -> np.ndarray:
 def lookahead_violations(name_or_fn: str | Callable[[Bars], SignalFrame], bars: Bars, cut_dates: Iterable,
                          config: StrategyConfig | Mapping | None = None, restrict_universe: bool = True,
                          tol: float = 1e-9) -> list[Violation]:
-    "Differences between signals on data cut at each date and the full-data signals up to it; [] means causal."
+    "Differences between signals on data cut at each date and the full-data signals up to it; [] is causal."
     if isinstance(name_or_fn, str):
         name = name_or_fn
         run: Callable[[Bars], SignalFrame] = lambda b: run_strategy(name, b, config, restrict_universe)

@@ -195,7 +195,8 @@ def test_shards_union_equals_the_unsharded_run(where, nse_dir):
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, out + err
-    q = "select date, strategy, symbol, signal, confidence, signal_id, timestamp, metadata from signals_current order by all"
+    q = ("select date, strategy, symbol, signal, confidence, signal_id, timestamp, metadata from "
+         "signals_current order by all")
     assert rows(where, q) == rows(whole, q)
     assert sorted(r[0] for r in rows(where, "select shard from runs")) == [0, 1, 2]
     ms = manifests(where)

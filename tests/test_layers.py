@@ -8,7 +8,8 @@ import pytest
 
 def imported_by(module: str) -> set[str]:
     "The strategy_engine modules a fresh interpreter has loaded after importing `module`."
-    code = f"import json, sys, {module}; print(json.dumps(sorted(m for m in sys.modules if m.startswith('strategy_engine'))))"
+    code = (f"import json, sys, {module}; print(json.dumps(sorted(m for m in sys.modules if "
+            "m.startswith('strategy_engine'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return set(json.loads(out.stdout))

@@ -365,6 +365,21 @@ def unfold(lines: list[str], first: int, last: int, tree: list[ast.stmt], toks: 
     return out
 
 
+def split_statements(lines: list[str], n: int, tree: list[ast.stmt]) -> list[str] | None:
+    "Line `n`'s statements joined by `;` on lines of their own (E702), when they make up the whole line."
+    line = lines[n - 1]
+    indent = _indent(line)
+    raw = line.encode()
+    mine = sorted((x for x in tree if x.lineno == x.end_lineno == n), key=lambda x: x.col_offset)
+    if len(mine) < 2 or mine[0].col_offset != len(indent.encode()):
+        return None
+    pieces = [raw[a.col_offset: a.end_col_offset].decode() for a in mine]
+    gaps = [raw[a.end_col_offset: b.col_offset].decode().strip() for a, b in zip(mine, mine[1:])]
+    if any(gap != ";" for gap in gaps) or raw[mine[-1].end_col_offset:].decode().strip() not in ("", ";"):
+        return None
+    return [indent + piece for piece in pieces]
+
+
 def _smallest_span(
     tree: list[ast.stmt], lines: list[str], n: int, toks: Tokens
 ) -> tuple[int, int, str | None] | None:
@@ -651,6 +666,9 @@ def candidates(lines: list[str], n: int, toks: Tokens, tree: list[ast.stmt],
                 yield n, n, above + [code], "comment moved above"
     if span is not None and not span[2] and _is_string_statement(tree, span[0]):
         return
+    parts = split_statements(lines, n, tree)
+    if parts is not None:
+        yield n, n, parts, "statements split at `;`"
     if span is not None and span[2] == "oneline":  # `if x: y` too long: y goes on a line of its own
         unfolded = unfold(lines, span[0], span[1], tree, toks)
         if unfolded is not None:

@@ -1,9 +1,9 @@
 """Benchmark: training and inference budgets of the ML strategies (LSTM, regime) on the NSE sample.
 
 Prints wall and CPU times; not part of the tests. Run: `make bench` or `.venv/bin/python bench/ml_bench.py`.
-Budgets (ML issue): training on 50 symbols × 10 years within 5 minutes on the 2-core machine; inference for one
-daily run within 1 s. Trains with the configured parameters (config/strategies/lstm.yaml, regime.yaml) into a
-temporary model store, so it never touches runs/models/.
+Budgets (ML issue): training on 50 symbols × 10 years within 5 minutes on the 2-core machine; inference for
+one daily run within 1 s. Trains with the configured parameters (config/strategies/lstm.yaml, regime.yaml)
+into a temporary model store, so it never touches runs/models/.
 """
 import os
 import tempfile

@@ -1,10 +1,11 @@
 """Benchmark (issue #14): producing signal records in bulk and writing them into the warehouse.
 
 1,171,203 records (three metadata fields, one date after another) from a synthetic SignalFrame: made by
-`SignalFrame.records` (Arrow, built column-wise), then written by `Warehouse.write_run` into a fresh DuckDB file
-(checked column-wise, registered as Arrow, one transaction); the target is under 3 s for both (the former path took
-3 minutes to make the records and 17 s to write them). Then every non-zero record of every date of the NSE sample
-for the three rule strategies. Not part of the tests. Run: `.venv/bin/python bench/records_bench.py`.
+`SignalFrame.records` (Arrow, built column-wise), then written by `Warehouse.write_run` into a fresh DuckDB
+file (checked column-wise, registered as Arrow, one transaction); the target is under 3 s for both (the former
+path took 3 minutes to make the records and 17 s to write them). Then every non-zero record of every date of
+the NSE sample for the three rule strategies. Not part of the tests. Run: `.venv/bin/python
+bench/records_bench.py`.
 """
 import os
 import tempfile

@@ -1,16 +1,16 @@
 """Benchmark (issue #14): cost against the size of the universe, peak memory, and cold start.
 
-Each universe size runs in a fresh process: 500, 2,000 and 5,000 synthetic symbols × 5,040 days, the public path
-(signals + weights + backtest + metrics) of each rule strategy, and momentum through the risk layer (`apply_risk`:
-stops and caps) instead of equal weights, best of 3 after one warm-up call, with the user and
-system CPU time of the timed calls (getrusage) and the peak RSS of the process (bars included). Targets: 2,000 symbols
-at most 4.5× the 500-symbol time, system time under 20 % of user time, peak memory under 0.5 GB at 500 symbols
-(measured from a reset of the peak RSS after the bars are built: the synthetic generator's own peak is not the
-pipeline's).
-Cold start: a fresh interpreter that imports `strategy_engine.backtest` and makes its first call (numba cache warm),
-target under 1 s. Each size runs twice: with the package's default, `core.reuse_freed_memory()` (freed pages kept
-for the next call), and with glibc's own settings (STRATEGY_ENGINE_REUSE_MEMORY=0). Not part of the tests.
-Run: `.venv/bin/python bench/scaling_bench.py [SIZES...]`.
+Each universe size runs in a fresh process: 500, 2,000 and 5,000 synthetic symbols × 5,040 days, the public
+path (signals + weights + backtest + metrics) of each rule strategy, and momentum through the risk layer
+(`apply_risk`: stops and caps) instead of equal weights, best of 3 after one warm-up call, with the user and
+system CPU time of the timed calls (getrusage) and the peak RSS of the process (bars included). Targets: 2,000
+symbols at most 4.5× the 500-symbol time, system time under 20 % of user time, peak memory under 0.5 GB at 500
+symbols (measured from a reset of the peak RSS after the bars are built: the synthetic generator's own peak is
+not the pipeline's). Cold start: a fresh interpreter that imports `strategy_engine.backtest` and makes its
+first call (numba cache warm), target under 1 s. Each size runs twice: with the package's default,
+`core.reuse_freed_memory()` (freed pages kept for the next call), and with glibc's own settings
+(STRATEGY_ENGINE_REUSE_MEMORY=0). Not part of the tests. Run: `.venv/bin/python bench/scaling_bench.py
+[SIZES...]`.
 """
 import json
 import os
@@ -33,7 +33,8 @@ def status(key):
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith(key))
 import gc
 gc.collect()
-with open("/proc/self/clear_refs", "w") as f: f.write("5")            # reset the peak: what follows is the pipeline's
+with open("/proc/self/clear_refs", "w") as f:   # reset the peak: what follows is the pipeline's
+    f.write("5")
 out["bars_rss_mb"] = status("VmRSS:")
 for name in ("momentum", "mean_reversion", "breakout", "momentum+risk"):
     cfg = load_config(name.split("+")[0])
@@ -60,7 +61,8 @@ t0 = time.perf_counter()
 import numpy as np, pandas as pd
 from strategy_engine.backtest import backtest
 dates = pd.bdate_range("2015-01-01", periods=2520)
-close = pd.DataFrame({"A": 100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 2520)))}, index=dates)
+steps = np.random.default_rng(0).normal(0, 0.01, 2520)
+close = pd.DataFrame({"A": 100 * np.exp(np.cumsum(steps))}, index=dates)
 res = backtest(close, pd.DataFrame({"A": 1.0}, index=dates))
 res.stats
 print(time.perf_counter() - t0)

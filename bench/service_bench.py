@@ -1,7 +1,7 @@
 """Benchmark: the HTTP service under load, on loopback only.
 
-Starts `strategy_engine.service.serve()` (uvicorn, one process) in a temporary warehouse and archive with the real NSE
-sample, runs one real production request so the warehouse has performance rows, then measures
+Starts `strategy_engine.service.serve()` (uvicorn, one process) in a temporary warehouse and archive with the
+real NSE sample, runs one real production request so the warehouse has performance rows, then measures
   * requests/s and latency of GET /health, GET /performance (a stored and a derived period) and the
     dashboard page GET / of a signed-in session (a bounded number of requests, 1 and 4 client threads),
   * N concurrent identical POST /execute-strategies with one Idempotency-Key: exactly one run must start

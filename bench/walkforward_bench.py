@@ -1,8 +1,9 @@
-"""Benchmark: 100-combination walk-forward of each rule strategy over 50 symbols × 15 years, and a whole `evaluate`.
+"""Benchmark: 100-combination walk-forward of each rule strategy over 50 symbols × 15 years, and a whole
+`evaluate`.
 
-Prints best-of-N wall times; not part of the tests. Run: `.venv/bin/python bench/walkforward_bench.py`.
-Target (issue: evaluation): a 100-combination walk-forward over 50 symbols × 15 years under 10 s.
-Uses the NSE sample (50 symbols, 2010-01-04 .. 2024-11-22) when present, else 50 synthetic symbols × 3,780 days.
+Prints best-of-N wall times; not part of the tests. Run: `.venv/bin/python bench/walkforward_bench.py`. Target
+(issue: evaluation): a 100-combination walk-forward over 50 symbols × 15 years under 10 s. Uses the NSE sample
+(50 symbols, 2010-01-04 .. 2024-11-22) when present, else 50 synthetic symbols × 3,780 days.
 """
 import resource
 import time

@@ -1,4 +1,4 @@
-"""Alerts against real servers on loopback: an aiosmtpd SMTP server and a local HTTP server playing the Telegram Bot API."""
+"""Alerts against real servers on loopback: an aiosmtpd SMTP server and a fake Telegram Bot API."""
 import email
 import email.policy
 import json
@@ -86,7 +86,7 @@ class FakeTelegram:
 
 @pytest.fixture(autouse=True)
 def clean_alert_env(monkeypatch):
-    """No test sees the developer's real channel settings (nothing may reach a real Telegram or mail server)."""
+    """No test sees the developer's real channel settings (nothing may reach real Telegram or mail)."""
     for name in ALERT_ENV:
         monkeypatch.delenv(name, raising=False)
 
@@ -161,7 +161,7 @@ def tls_files(tmp_path) -> tuple[Path, Path]:
 
 
 def no_secrets(caplog, deliveries, *secrets):
-    """Assert that no secret appears in any captured log record (message or attribute) nor in the deliveries."""
+    """Assert that no secret appears in any captured log record (message or attribute) or delivery."""
     everything = caplog.text + "".join(repr(r.__dict__) + r.getMessage()
                                        for r in caplog.records) + repr(deliveries)
     for secret in secrets:
@@ -375,7 +375,8 @@ def test_same_alert_twice_is_delivered_once_also_from_a_second_process(telegram,
 CHILD = """
 import json, sys
 from strategy_engine.alerts import AlertRules, RetryPolicy, evaluate_rules, send_alerts
-rules = AlertRules(channels=("telegram",), retry=RetryPolicy(attempts=1, base_delay_s=0, max_delay_s=0, timeout_s=10))
+rules = AlertRules(channels=("telegram",),
+                   retry=RetryPolicy(attempts=1, base_delay_s=0, max_delay_s=0, timeout_s=10))
 alerts = evaluate_rules(json.loads(sys.argv[1]), None, rules)
 print(json.dumps([d.status for d in send_alerts(alerts, rules, state_dir=sys.argv[2])]))
 """

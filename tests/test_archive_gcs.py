@@ -124,7 +124,8 @@ def make_handler(gcs: FakeGCS):
                 meta_part, data_part = parts[1], parts[2]
                 meta = json.loads(meta_part[meta_part.index(b"\r\n\r\n") + 4:-2])
                 data = data_part[data_part.index(b"\r\n\r\n") + 4:-2]
-                if "crc32c" in meta and meta["crc32c"] != base64.b64encode(struct.pack(">I", google_crc32c.value(data))).decode():
+                crc = base64.b64encode(struct.pack(">I", google_crc32c.value(data))).decode()
+                if "crc32c" in meta and meta["crc32c"] != crc:
                     return self._send(400, {"error": {"code": 400, "message": "crc32c mismatch"}})
                 return self._finish_upload(meta["name"], data, query)
             if query.get("uploadType") == "resumable":
@@ -198,7 +199,7 @@ def uploads(gcs: FakeGCS) -> list[dict]:
 
 
 def test_put_is_create_only(gcs):
-    """RELIABILITY 4: a second upload to an existing object path fails 412; same bytes read as already archived."""
+    """RELIABILITY 4: a second upload to an existing object path fails 412; same bytes: already archived."""
     arc = open_archive(f"gs://{BUCKET}/prod/runs", client=gcs.client)
     assert isinstance(arc, GCSArchive)
     key = "2024/11/22/daily-2024-11-22-abcd1234/attempt-1/manifest.json"

@@ -105,8 +105,8 @@ US_TICKERS = ["AAPL", "MSFT", "AMZN", "JPM", "XOM", "KO"]
 
 @pytest.fixture(scope="module")
 def us_dir(tmp_path_factory) -> Path:
-    """A folder of US-style per-symbol CSVs: the seeded synthetic generator's bars on every weekday (US sessions
-    include most NSE holidays), named as US tickers."""
+    """A folder of US-style per-symbol CSVs: the seeded synthetic generator's bars on every weekday (US
+    sessions include most NSE holidays), named as US tickers."""
     from strategy_engine.data import synthetic_bars
     bars = synthetic_bars(n_symbols=len(US_TICKERS), start="2019-01-01", n_days=1500, seed=11)
     out = tmp_path_factory.mktemp("us")
@@ -147,7 +147,7 @@ def test_errors_name_cli_flags_not_python_arguments(us_dir):
 
 
 def test_report_logs_json_lines_with_run_id_stage_trace_and_performance_events(tmp_path, nse_dir):
-    """issue 16: job logs as JSON lines on stdout; one event=performance line per strategy for the log metrics."""
+    """issue 16: job logs as JSON lines on stdout; one event=performance line per strategy for log metrics."""
     env = {**os.environ, "X_CLOUD_TRACE_CONTEXT": "4bf92f3577b34da6a3ce929d0e0e4736/1;o=1",
            "GOOGLE_CLOUD_PROJECT": "acme-trading",
            "STRATEGY_ENGINE_WAREHOUSE": f"duckdb:///{tmp_path}/wh.duckdb"}

@@ -47,7 +47,7 @@ def manifests(where):
 
 
 def test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept(where, nse_dir):
-    """RELIABILITY 1: re-running the same run id gives one current set of rows, identical content; every attempt is kept."""
+    """RELIABILITY 1: a re-run of a run id gives one current set of rows, same content; all attempts kept."""
     first = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
     assert first.returncode == 0, first.stdout + first.stderr
     before = rows(where, "select strategy, symbol, signal, confidence from signals_current order by all")
@@ -76,7 +76,7 @@ def test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept(where, n
 
 
 def test_failing_cell_is_archived_as_failed(where, nse_dir):
-    """RELIABILITY 7: a raising cell gives exit 1; the notebook is archived with status failed, the cell and ename."""
+    """RELIABILITY 7: a raising cell gives exit 1; the notebook is archived as failed, with cell and ename."""
     bad = where["tmp"] / "bad"
     bad.mkdir()
     (bad / "TCS.csv").write_text("Date,Adj Close,Close,High,Low,Open,Volume\n2024-11-22,1,1,1,1,oops,1\n")
@@ -101,7 +101,7 @@ def test_timeout_is_recorded(where):
 
 
 def test_non_session_and_stale_days(where, nse_dir):
-    """RELIABILITY 12 and 13: a holiday ends no_session with no rows; stale data ends data_stale, no signals."""
+    """RELIABILITY 12 and 13: a holiday ends no_session, no rows; stale data ends data_stale, no signals."""
     r = daily(where, "--as-of", "2024-11-15")            # Guru Nanak Jayanti: an exchange holiday
     assert r.returncode == 0 and r.stdout.startswith("no_session"), r.stdout + r.stderr
     r = daily(where, "--as-of", "2024-11-25")            # a session after the sample ends: stale data
@@ -111,7 +111,7 @@ def test_non_session_and_stale_days(where, nse_dir):
 
 
 def test_parameter_values_arrive_unchanged_and_unknown_names_are_refused(where, nse_dir):
-    """RELIABILITY 10: hostile parameter values arrive unchanged; unknown names are refused before papermill."""
+    """RELIABILITY 10: hostile parameter values arrive unchanged; unknown names refused before papermill."""
     odd = where["tmp"] / 'it\'s "odd"\\ dir\nwith newline'
     odd.mkdir()
     for s in ("TCS", "INFY"): shutil.copy(nse_dir / f"{s}.csv", odd / f"{s}.csv")
@@ -240,7 +240,7 @@ def test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded(
 
 
 def test_make_run_on_a_bare_clone_runs_the_synthetic_universe_twice_the_same(where):
-    """No NSE sample beside the repository: `make run`'s command runs the daily job on the labelled synthetic universe."""
+    """No NSE sample beside the repository: `make run`'s command runs the daily job on synthetic data."""
     env = {**os.environ, "STRATEGY_ENGINE_DATA": str(where["tmp"] / "no-such-folder")}
     first = daily(where, "--as-of", "latest", "--no-log-output", "--no-alerts", env=env)
     assert first.returncode == 0 and first.stdout.startswith("succeeded:"), first.stdout + first.stderr

@@ -1,8 +1,9 @@
-"""What can be checked of the deployment without Docker or Google Cloud: specs parse, commands are valid CLI calls,
-and deploy/deploy.sh and scripts/verify_deployment.sh run against stub gcloud/curl/terraform executables.
+"""What can be checked of the deployment without Docker or Google Cloud: specs parse, commands are valid CLI
+calls, and deploy/deploy.sh and scripts/verify_deployment.sh run against stub gcloud/curl/terraform
+executables.
 
-Not tested here (no Docker engine, no GCP project): deploying, IAM's real effect. Building and running the image:
-`make image-check` (buildah); infra/ itself: tests/test_infra.py.
+Not tested here (no Docker engine, no GCP project): deploying, IAM's real effect. Building and running the
+image: `make image-check` (buildah); infra/ itself: tests/test_infra.py.
 """
 import json
 import os
@@ -67,7 +68,7 @@ def test_dockerfile_is_multistage_nonroot_cpu_torch():
 
 
 def test_dockerfile_warm_up_compiles_the_numba_kernels(tmp_path):
-    """The image's warm-up command is a valid `run daily` that succeeds on a bare image and fills the numba cache."""
+    """The image's warm-up command is a valid `run daily` that passes on a bare image, filling the cache."""
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     [line] = [x for x in text.splitlines() if x.startswith("RUN strategy-engine ")]
     args = shlex.split(line.split("&&")[0])[2:]

@@ -1,4 +1,4 @@
-"""`make docs`: the notebooks, executed, as a static site whose links and images all resolve (tools/build_docs.py)."""
+"""`make docs`: the notebooks, executed, as a static site whose links and images resolve."""
 import subprocess
 import sys
 from pathlib import Path

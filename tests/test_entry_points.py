@@ -1,4 +1,4 @@
-"""The seed's entry points: `python -m strategy_engine` is the CLI; `python -m strategy_engine.main --mode M` the job."""
+"""The entry points: `python -m strategy_engine` is the CLI; `-m strategy_engine.main --mode M` the job."""
 import json
 import os
 import re

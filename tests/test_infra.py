@@ -1,10 +1,11 @@
-"""The infrastructure as code, checked without a cloud account (RELIABILITY.md case 6, the deploy half of case 25).
+"""The infrastructure as code, checked without a cloud account (RELIABILITY.md case 6, the deploy half of case
+25).
 
-Terraform cannot download providers here, so `infra/` is parsed with python-hcl2 and its properties are asserted
-against the settings it reads (environments/*.yaml), the code it must match (warehouse TABLES, the schedule's
-STAGES, the alert rules) and the seed's rules; checkov scans it (zero failed checks; each skip justified in place),
-the workflow is checked against GitHub's schema and the Dockerfile with hadolint.
-Not proved here: that Google accepts the plan (terraform validate/plan need the provider), IAM's real effect.
+Terraform cannot download providers here, so `infra/` is parsed with python-hcl2 and its properties are
+asserted against the settings it reads (environments/*.yaml), the code it must match (warehouse TABLES, the
+schedule's STAGES, the alert rules) and the seed's rules; checkov scans it (zero failed checks; each skip
+justified in place), the workflow is checked against GitHub's schema and the Dockerfile with hadolint. Not
+proved here: that Google accepts the plan (terraform validate/plan need the provider), IAM's real effect.
 """
 import json
 import os
@@ -98,7 +99,7 @@ def environment(name: str) -> dict:
 
 
 def resolve(expr, env: dict, depth: int = 0):
-    """The value of a simple reference (`${local.env.a.b}`, `${local.x}`) for one environment; other text as is."""
+    """A simple reference's value (`${local.env.a.b}`, `${local.x}`) for an environment; other text as is."""
     if not isinstance(expr, str) or depth > 5:
         return expr
     m = re.fullmatch(r"\$\{local\.env\.([\w.]+)\}", expr)
@@ -211,7 +212,7 @@ def test_archive_bucket_is_write_once():
 
 
 def test_archive_second_region():
-    """Production's bucket is a dual-region (two distinct regions under one lock); staging says why it has none."""
+    """Production's bucket is dual-region (two regions under one lock); staging says why it has none."""
     bucket = resources("google_storage_bucket")["archive"]
     [placement] = bucket["dynamic"]
     assert "custom_placement_config" in placement

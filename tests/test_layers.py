@@ -1,4 +1,4 @@
-"""The import graph goes one way: entry points -> runner (runs/) -> notebooks -> stages -> domain -> storage -> core."""
+"""The import graph goes one way: entry points -> runs/ -> notebooks -> stages -> domain -> core."""
 import json
 import subprocess
 import sys

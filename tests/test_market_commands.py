@@ -1,4 +1,4 @@
-"""Issue 13: `data ingest | fetch | import | actions` through a parser built the way the CLI builds its `data` group."""
+"""Issue 13: `data ingest | fetch | import | actions` through a parser built as the CLI builds it."""
 from __future__ import annotations
 
 import argparse

@@ -145,7 +145,7 @@ def test_a_week_of_sessions_end_to_end_with_a_holiday_a_late_file_and_a_correcti
 
 
 def test_run_day_ingests_from_the_exchange_then_trades_and_stops_on_a_late_file(archive, tmp_path):
-    """`run day` on a market store: ingest (catching up), validate, daily, report; a late file stops it at ingest."""
+    """`run day` on a market store: ingest (catching up), validate, daily, report; a late file stops it."""
     import json
 
     from strategy_engine.market.bhavcopy import write_bhavcopy

@@ -1,4 +1,4 @@
-"""Issue 13: bhavcopies into the warehouse and out again as the same Bars the CSV loader gives; corporate actions."""
+"""Issue 13: bhavcopies into the warehouse, out again as the Bars the CSV loader gives; corporate actions."""
 from __future__ import annotations
 
 import subprocess
@@ -160,7 +160,7 @@ SPLIT_ACTIONS = (
 
 
 def split_market(tmp_path):
-    "AAA splits 10:1 on 2024-08-06 (raw prints; the exchange's PREVCLOSE adjusted that day); BBB does nothing."
+    "AAA splits 10:1 on 2024-08-06 (raw prints; the exchange's PREVCLOSE adjusted that day); BBB is still."
     days = nse_calendar().sessions("2024-08-01", "2024-08-08")
     rows = market_rows(days, {"AAA": [1000, 1010, 1020, 102, 103, 104], "BBB": [50, 51, 52, 53, 54, 55]})
     rows[3].loc[rows[3]["symbol"] == "AAA", "prev_close"] = 102.0
@@ -192,7 +192,7 @@ def test_a_split_without_its_action_fails_closed_for_that_symbol_only(tmp_path):
 def test_a_split_with_its_action_gives_a_continuous_series_and_a_late_action_changes_only_its_symbol(
     tmp_path,
 ):
-    """RELIABILITY 15: a 10:1 split with its action is continuous; a late action re-adjusts only its symbol."""
+    """RELIABILITY 15: a 10:1 split with its action is continuous; a late action re-adjusts its symbol."""
     uri = split_market(tmp_path)
     before = read_market_bars(uri)
     (tmp_path / "CA.csv").write_bytes(SPLIT_ACTIONS)

@@ -1,4 +1,4 @@
-"""Issue 13: a point-in-time universe from the market store (no look-ahead, no survivorship, EQ series only)."""
+"""Issue 13: a point-in-time universe from the market store (no look-ahead, no survivorship, EQ only)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Issue 13: bars that cannot be trusted never pass `data validate`; the loader's errors name file, line and column."""
+"""Issue 13: untrustworthy bars never pass `data validate`; the loader's errors name file, line and column."""
 from __future__ import annotations
 
 import pandas as pd

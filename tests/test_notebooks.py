@@ -96,7 +96,7 @@ def test_a_kernel_that_dies_is_a_failed_run_with_its_notebook_kept(tmp_path):
 
 
 def test_sigterm_stops_the_run_not_the_process(tmp_path):
-    """Cloud Run's task timeout: SIGTERM, then ~10 s later SIGKILL. The run ends `killed`, its notebook kept, no kernel left."""
+    """Cloud Run's task timeout: SIGTERM, then SIGKILL; the run ends `killed`, notebook kept, no kernel."""
     started = tmp_path / "started"
     tpl = make_template(tmp_path / "t.ipynb", 'marker = ""', "print('working')",
                         "import pathlib, time\npathlib.Path(marker).touch()\ntime.sleep(60)",

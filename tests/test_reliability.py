@@ -70,8 +70,8 @@ def nse_bars(nse_dir):
 
 @pytest.mark.parametrize("name", strategy_names(needs_training=False))   # every rule strategy in the registry
 def test_case_17_and_18_no_lookahead_and_a_stable_warm_up(nse_bars, name):
-    """RELIABILITY 17 and 18: signals on data cut at D equal the full-history signals up to D; the last date's signals
-    agree when the history starts N and 2N bars earlier."""
+    """RELIABILITY 17 and 18: signals on data cut at D equal the full-history signals up to D; the last date's
+    signals agree when the history starts N and 2N bars earlier."""
     from strategy_engine.strategies.base import lookahead_violations, run_strategy
     cuts = nse_bars.dates[[-250, -60, -2]]
     assert lookahead_violations(name, nse_bars, cuts) == []
@@ -92,8 +92,8 @@ def _staged_signals(where: Path, seed: str) -> bytes:
 
 
 def test_case_19_golden_master_and_byte_identical_replay(tmp_path, nse_dir):
-    """RELIABILITY 19: on the frozen NSE sample the signal list hash and key metrics equal the checked-in values, and two
-    processes with other hash seeds stage byte-identical rows."""
+    """RELIABILITY 19: on the frozen NSE sample the signal list hash and key metrics equal the checked-in
+    values, and two processes with other hash seeds stage byte-identical rows."""
     a, b = _staged_signals(tmp_path / "a", "1"), _staged_signals(tmp_path / "b", "4242")
     assert a == b
     from strategy_engine.stages import daily
@@ -138,8 +138,8 @@ SIGNAL_MODULES = ("daily.py", "reports.py", "indicators.py", "backtest.py", "ris
 
 
 def test_case_20_no_wall_clock_in_the_code_that_makes_signals():
-    """RELIABILITY 20: no code a production notebook runs to make signals reads the wall clock (the faked-clock run is
-    tests/test_daily_run.py::test_same_as_of_on_another_day_gives_the_same_signals)."""
+    """RELIABILITY 20: no code a production notebook runs to make signals reads the wall clock (the
+    faked-clock run is tests/test_daily_run.py::test_same_as_of_on_another_day_gives_the_same_signals)."""
     clock = re.compile(
         r"\b(datetime\.now|date\.today|datetime\.today|Timestamp\.now|Timestamp\.today|time\.time)\("
     )
@@ -155,7 +155,7 @@ def test_case_20_no_wall_clock_in_the_code_that_makes_signals():
 
 
 def test_case_21_kill_switch_stops_a_strategy_before_it_emits(tmp_path, nse_dir):
-    """RELIABILITY 21: a kill switch on ends the run `killed` (exit 5): no rows of that strategy, the others loaded."""
+    """RELIABILITY 21: a kill switch ends the run `killed` (exit 5): no rows of that strategy, others in."""
     cfg = tmp_path / "config"
     shutil.copytree(ROOT / "config", cfg)
     y = cfg / "strategies" / "momentum.yaml"
@@ -179,8 +179,8 @@ def test_case_21_kill_switch_stops_a_strategy_before_it_emits(tmp_path, nse_dir)
 @pytest.mark.skipif(shutil.which("faketime") is None,
                     reason="faketime not installed (make test installs it as root)")
 def test_case_16_a_run_before_the_close_refuses_the_days_bar(tmp_path, nse_dir):
-    """RELIABILITY 16: triggered at 10:00 IST (a UTC/IST cron mix-up) the run refuses the incomplete same-day bar and
-    fails closed; triggered at 16:00 IST it uses that day's bar."""
+    """RELIABILITY 16: triggered at 10:00 IST (a UTC/IST cron mix-up) the run refuses the incomplete same-day
+    bar and fails closed; triggered at 16:00 IST it uses that day's bar."""
     def at(utc: str, tag: str):
         return subprocess.run(
             [

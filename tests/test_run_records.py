@@ -1,4 +1,4 @@
-"""Run records: the archive is the truth and the warehouse its index (issue 12), through the real CLI and launcher."""
+"""Run records: the archive is the truth, the warehouse its index (issue 12), via the real CLI."""
 import json
 import os
 import shutil
@@ -61,7 +61,8 @@ def snapshot(where) -> dict:
 def crash_loop(tmp_path_factory):
     """Every crash case at once (each its own archive and warehouse, nothing shared): crash, reconcile, retry.
 
-    The cases are independent, so their runs go in parallel (`run_cli_many`); the test per case reads its states."""
+    The cases are independent, so their runs go in parallel (`run_cli_many`); the test per case reads its
+    states."""
     places = {c: {"warehouse": f"duckdb:///{(t := tmp_path_factory.mktemp('crash'))}/wh.duckdb",
                   "archive": str(t / "archive"), "tmp": t} for c in CASES}
     crashed = run_cli_many([(daily_args(places[c], "--data", "synthetic"),
@@ -87,7 +88,7 @@ def crash_loop(tmp_path_factory):
 def test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete(
     crash_loop, step, how
 ):
-    """RELIABILITY 2: kill -9 / SIGTERM after each step of a run; then reconcile, and a retry, converge to one clean run."""
+    """RELIABILITY 2: kill -9 / SIGTERM after each step; reconcile and a retry converge to one clean run."""
     state = crash_loop[(step, how)]
     crashed = state["crashed"]
     assert crashed.returncode in (-9, -15), crashed.stdout + crashed.stderr
@@ -113,8 +114,9 @@ def test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory, nse_dir):
-    """One archive and warehouse with a day's history, shared by the tests that only read it (a test that changes
-    anything copies it first): the NSE run, a run of other data, then a narrower NSE run that becomes current."""
+    """One archive and warehouse with a day's history, shared by the tests that only read it (a test that
+    changes anything copies it first): the NSE run, a run of other data, then a narrower NSE run that becomes
+    current."""
     t = tmp_path_factory.mktemp("history")
     where = {"warehouse": f"duckdb:///{t}/wh.duckdb", "archive": str(t / "archive"), "tmp": t}
     for extra in ((), ("--data", "synthetic"), ("--strategies", "momentum", "--symbols", "RELIANCE", "TCS")):
@@ -125,7 +127,7 @@ def history(tmp_path_factory, nse_dir):
 
 
 def test_history_is_kept_and_the_day_is_never_a_mixture(history, nse_dir):
-    """Issue 12: a narrower later run of the day becomes current as a whole; the earlier runs' rows stay, whole."""
+    """Issue 12: a narrower later run of the day becomes current whole; earlier runs' rows stay whole."""
     where, m1, m2 = history["where"], history["nse"], history["narrow"]
     assert m1["run_id"] != m2["run_id"]
     now = current(where)
@@ -159,7 +161,7 @@ def test_history_is_kept_and_the_day_is_never_a_mixture(history, nse_dir):
 
 
 def test_other_data_is_another_run_that_replaces_nothing(history, nse_dir):
-    """Issue 12: --data synthetic for the same day gets its own run id; the NSE run's rows and manifest stay true."""
+    """Issue 12: --data synthetic for the same day gets its own run id; the NSE run's records stay true."""
     where, a, b = history["where"], history["nse"], history["synthetic"]
     assert a["run_id"] != b["run_id"] and a["identity"]["data"]["uri"] == str(nse_dir)
     assert (
@@ -172,7 +174,7 @@ def test_other_data_is_another_run_that_replaces_nothing(history, nse_dir):
 
 
 def test_manifest_and_runs_row_are_complete(history):
-    """RELIABILITY 25 / issue 12: identity, who, code, data, configuration, files and row counts that match."""
+    """RELIABILITY 25 / issue 12: identity, who, code, data, configuration, files and row counts match."""
     where, m = history["where"], history["nse"]
     for field in ("run_id", "kind", "as_of", "status", "exit_code", "started_at", "ended_at", "git_commit",
                   "algo_id", "started_by", "data_sha256", "parameters_sha256", "notebook_sha256",
@@ -206,7 +208,7 @@ def test_a_changed_config_is_another_identity(where, tmp_path):
 
 
 def test_rebuild_from_the_archive_reproduces_the_tables_row_for_row(history, tmp_path):
-    """Issue 12: `warehouse rebuild --from-archive` into an empty warehouse equals the warehouse the runs built."""
+    """Issue 12: `warehouse rebuild --from-archive` into an empty warehouse equals the one the runs built."""
     where = history["where"]
     fresh = f"duckdb:///{tmp_path}/rebuilt.duckdb"
     out = run_cli("warehouse", "rebuild", "--from-archive", where["archive"], "--warehouse", fresh)
@@ -221,7 +223,7 @@ def test_rebuild_from_the_archive_reproduces_the_tables_row_for_row(history, tmp
 
 
 def test_audit_verify_fails_on_a_missing_archive_and_on_a_deleted_newest_run(where, tmp_path):
-    """Issue 12: an absent archive is not OK; deleting the newest run (folder and ledger tail) is caught via the warehouse."""
+    """Issue 12: an absent archive is not OK; deleting the newest run is caught via the warehouse."""
     missing = run_cli("audit", "verify", "--archive", str(tmp_path / "no-such-path"), "--warehouse",
                       where["warehouse"])
     assert missing.returncode == 1 and "does not exist" in missing.stdout
@@ -259,7 +261,7 @@ def test_a_typo_fails_before_anything_starts(where, nse_dir, flags, flag, hint):
 
 
 def test_on_cloud_run_a_run_without_its_image_identity_does_not_start(where):
-    """Issue 12: in the container the commit and image digest are passed at build/deploy and checked at start."""
+    """Issue 12: in the container the commit and image digest are passed at build/deploy, checked at start."""
     env = {**os.environ, "CLOUD_RUN_JOB": "strategy-engine-daily", "STRATEGY_ENGINE_GIT_COMMIT": "unknown"}
     env.pop("STRATEGY_ENGINE_IMAGE_DIGEST", None)
     out = daily(where, "--data", "synthetic", env=env)
@@ -274,7 +276,7 @@ def test_on_cloud_run_a_run_without_its_image_identity_does_not_start(where):
 
 
 def test_a_failed_validation_of_other_data_does_not_block_this_data(where, nse_dir, tmp_path):
-    """Issue 12: the 09:00 gate is per data location: a stale folder blocks its own runs, not the production data's."""
+    """Issue 12: the 09:00 gate is per data location: a stale folder blocks its own runs, not production's."""
     stale = tmp_path / "stale"
     stale.mkdir()
     for sym in ("RELIANCE", "TCS"):

@@ -1,6 +1,6 @@
-"""The trading day end to end: the stages as the scheduler and a person run them (`strategy-engine run validate|daily|
-report|day`, `schedule show|check`), with real papermill kernels, a DuckDB file, a local archive and a local stand-in
-for the Telegram Bot API. Few symbols and holiday dates keep it short.
+"""The trading day end to end: the stages as the scheduler and a person run them (`strategy-engine run
+validate|daily| report|day`, `schedule show|check`), with real papermill kernels, a DuckDB file, a local
+archive and a local stand-in for the Telegram Bot API. Few symbols and holiday dates keep it short.
 """
 import json
 import os
@@ -64,7 +64,7 @@ class FakeTelegram:
 
 @pytest.fixture
 def where(tmp_path):
-    """A private warehouse, archive and runs folder (alert dedupe store), and an environment without real channels."""
+    """A private warehouse, archive and runs folder (alert dedupe store), and no real channels."""
     env = {k: v for k, v in os.environ.items() if k not in ALERT_ENV}
     env["STRATEGY_ENGINE_RUNS"] = str(tmp_path / "runs")
     return {"warehouse": f"duckdb:///{tmp_path}/wh.duckdb", "archive": str(tmp_path / "archive"),
@@ -277,7 +277,7 @@ def test_schedule_show_prints_ist_and_utc():
 
 
 def test_a_day_that_stops_early_leaves_no_kernel_behind(where, nse_dir, monkeypatch):
-    """run_day boots each next stage's kernel ahead; when validation stops the day, that kernel is killed at once."""
+    """run_day boots each next stage's kernel ahead; when validation stops the day, that kernel is killed."""
     # inherited by every kernel started here
     monkeypatch.setenv("RUN_DAY_KERNEL_TEST", str(where["tmp"]))
     day = run_day(STALE, symbols=["TCS", "INFY"], archive=where["archive"], warehouse=where["warehouse"],

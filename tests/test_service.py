@@ -1,6 +1,6 @@
-"""The HTTP service with real parts: `serve()` (uvicorn) on loopback in its own process, called over HTTP with httpx;
-the real NSE sample, papermill runs, a DuckDB warehouse and a local archive in a temporary folder; headless Chromium
-loading the archived notebook page. The whole file runs in well under 90 s.
+"""The HTTP service with real parts: `serve()` (uvicorn) on loopback in its own process, called over HTTP with
+httpx; the real NSE sample, papermill runs, a DuckDB warehouse and a local archive in a temporary folder;
+headless Chromium loading the archived notebook page. The whole file runs in well under 90 s.
 """
 import json
 import os
@@ -95,7 +95,7 @@ def server(tmp_path_factory, nse_dir):
 
 @pytest.fixture(scope="module")
 def seed_run(server):
-    """The seed request run for real once (as_of left out: the last session of the data), with an Idempotency-Key."""
+    """The seed request run for real once (as_of left out: the data's last session), with Idempotency-Key."""
     health_latency, done = [], threading.Event()
 
     def probe():  # /health must stay responsive while the launcher runs in a worker thread
@@ -302,8 +302,8 @@ def test_concurrent_scheduler_retries_start_exactly_one_run(server, seed_run):
 
 
 def test_performance_reads_the_warehouse(server, seed_run):
-    """/performance answers the day's designated run (after the scheduled test run above: that one), never a mixture;
-    the seed run's rows are kept in the table."""
+    """/performance answers the day's designated run (after the scheduled test run above: that one), never a
+    mixture; the seed run's rows are kept in the table."""
     cols = ["sharpe_ratio", "total_return", "max_drawdown", "equity", "turnover", "n_signals"]
     want = server.sql(f"select run_id, date, {', '.join(cols)} from performance_current where strategy = "
                       "'momentum' and period = 'to_date'")
@@ -529,7 +529,7 @@ def test_identical_concurrent_bodies_without_a_key_start_one_run(server, seed_ru
 
 
 def test_rate_limit_and_range_cap(tmp_path):
-    """RELIABILITY 23: a burst above the per-token rate limit gets 429; a /performance range above the cap gets 422."""
+    """RELIABILITY 23: a burst above the per-token rate limit gets 429; a /performance range too wide, 422."""
     srv = Server(tmp_path, STRATEGY_ENGINE_SERVICE_RATE_LIMIT_PER_MINUTE="3",
                  STRATEGY_ENGINE_SERVICE_MAX_RANGE_DAYS="30")
     try:

@@ -1,4 +1,5 @@
-"""BigQuery backend: the real google-cloud-bigquery client against a local HTTP endpoint speaking BigQuery's REST API.
+"""BigQuery backend: the real google-cloud-bigquery client against a local HTTP endpoint speaking BigQuery's
+REST API.
 
 The endpoint (`FakeBigQuery`) records every request and keeps its tables in DuckDB: table resources
 become DuckDB tables, Parquet load jobs are inserted, and query jobs run through
@@ -241,7 +242,8 @@ class FakeBigQuery:
         if query.get("uploadType") == "resumable" and method == "POST":
             uid = uuid.uuid4().hex
             self.uploads[uid] = {"meta": json.loads(body), "data": b""}
-            where = f"{self.url}/upload/bigquery/v2/projects/{self.project}/jobs?uploadType=resumable&upload_id={uid}"
+            where = (f"{self.url}/upload/bigquery/v2/projects/{self.project}/jobs"
+                     f"?uploadType=resumable&upload_id={uid}")
             return 200, None, {"Location": where}
         if query.get("uploadType") == "resumable" and method == "PUT":
             up = self.uploads[query["upload_id"]]

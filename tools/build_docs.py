@@ -1,13 +1,13 @@
 """Render the library and research notebooks, executed, to a static HTML site (no Quarto), and check it.
 
     python tools/build_docs.py [--out _docs] [--only 22_plots 05_metrics] [--skip-slow] [--jobs 2]
-    python tools/build_docs.py --check _docs          # links and images of a built site; exit 1 naming each problem
+    python tools/build_docs.py --check _docs    # links and images of a built site; exit 1 naming problems
 
-Each notebook of nbs/ (not the papermill templates in nbs/production/) is executed in its own folder, as nbdev_test
-and JupyterLab run it, then rendered with nbconvert's lab template; plots are embedded as data: URIs, links to other
-notebooks point at their pages, and index.html lists the chapters in reading order (the file names' order) with
-each chapter's one-line summary. A notebook that fails to execute is still rendered, up to its error, and the build
-exits 1 naming it.
+Each notebook of nbs/ (not the papermill templates in nbs/production/) is executed in its own folder, as
+nbdev_test and JupyterLab run it, then rendered with nbconvert's lab template; plots are embedded as data:
+URIs, links to other notebooks point at their pages, and index.html lists the chapters in reading order (the
+file names' order) with each chapter's one-line summary. A notebook that fails to execute is still rendered,
+up to its error, and the build exits 1 naming it.
 """
 from __future__ import annotations
 

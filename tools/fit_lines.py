@@ -840,10 +840,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.check and not args.paths:
         left += [f"{_name(p)} line {n} ({w} columns; fix its notebook)"
                  for p in generated_modules() for n, w in long_lines_of_module(p, args.limit)]
-    print("\n".join(left))
+    if left:
+        print("\n".join(left))
     if args.check:
-        print(f"{len(left)} line(s) over {args.limit} columns")
-        return 1 if left else 0
+        if not left:
+            print(f"fit_lines: every line fits in {args.limit} columns")
+            return 0
+        print(f"{len(left)} line(s) over {args.limit} columns: run `.venv/bin/python tools/fit_lines.py`, "
+              "then fix by hand what it lists")
+        return 1
     print(f"{cells_changed} cell(s) or file(s) changed in {files_changed} file(s); {fixed} line(s) fitted; "
           f"{len(left)} left over {args.limit} columns")
     if kinds:

@@ -494,6 +494,8 @@ def split_string(run: list[tokenize.TokenInfo], lines: list[str],
     first, last = run[0].start[0], run[-1].end[0]
     head, tail = lines[first - 1][: run[0].start[1]], lines[last - 1][run[-1].end[1]:]
     pad = " " * width(head)
+    if width(pad) > limit * 3 // 5:  # pieces squeezed against the right edge: leave it to ruff
+        return None
     # cut points: after a space, outside {...} of an f-string, never inside an escape
     cuts, depth, i = [], 0, 0
     while i < len(body):

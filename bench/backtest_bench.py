@@ -4,15 +4,16 @@ For momentum, mean reversion and breakout on 500 synthetic symbols × 5,040 days
 `run_strategy` + `signals_to_weights` + `backtest` + `.stats` (signals, weights, backtest and metrics) is
 timed next to
   * the hand-fused numba kernel of the same rule (`bench/fused_bench.py`): the floor; target within 3× of it;
-  * vectorbt 1.2.0 (its indicators, `Portfolio.from_signals` on one cash-sharing book, its metrics): target ≤
-    0.05×;
+  * vectorbt 1.2.0 (its indicators, `Portfolio.from_signals` on one cash-sharing book, its metrics): target
+    ≤ 0.05×;
   * plain numpy (rolling sums, a loop over dates for the Wilder average and the state machine, whole-matrix
-book). Then the 100-combination momentum sweep (public `sweep` vs the hand-fused sweep vs vectorbt, which
-broadcasts all combinations as columns of one call), one book per symbol (`backtest(books="symbol")` vs 500
-single calls), and peak memory. Timings are best of N wall time, with CPU time beside them: the machine is
-shared, so the load average is printed too. Not part of the tests. Run: `.venv/bin/python
-bench/backtest_bench.py [--quick]` (--quick: no vectorbt). Scaling over the universe (500 / 2,000 / 5,000
-symbols) and cold start: `bench/scaling_bench.py`.
+    book).
+Then the 100-combination momentum sweep (public `sweep` vs the hand-fused sweep vs vectorbt, which broadcasts
+all combinations as columns of one call), one book per symbol (`backtest(books="symbol")` vs 500 single
+calls), and peak memory. Timings are best of N wall time, with CPU time beside them: the machine is shared, so
+the load average is printed too. Not part of the tests.
+Run: `.venv/bin/python bench/backtest_bench.py [--quick]` (--quick: no vectorbt).
+Scaling over the universe (500 / 2,000 / 5,000 symbols) and cold start: `bench/scaling_bench.py`.
 """
 import os
 import resource

@@ -1,5 +1,4 @@
-"""Benchmark: wall time of the whole daily run (kernel start, 50 NSE symbols × 3 strategies, DuckDB write,
-archive).
+"""Benchmark: wall time of the whole daily run (kernel start, 50 NSE symbols × 3 strategies, write, archive).
 
 Runs `strategy-engine run daily` as the scheduler does, in a fresh temporary warehouse and archive. Target
 (issue #4): under 5 s on this machine. Not part of the tests.

@@ -1,5 +1,4 @@
-"""Hand-fused kernels of the three rule strategies: the floor the package's public path is measured against
-(issue #14).
+"""Hand-fused kernels of the three rule strategies: the floor the public path is held to (issue #14).
 
 Each `fused_*` is one numba function that does what `run_strategy` + `signals_to_weights` + `backtest` +
 `.stats` do for one rule on a gap-free panel: pass 1 walks each symbol's column once, computing the indicators
@@ -18,7 +17,7 @@ import numpy as np
 
 @numba.njit(cache=True)
 def _book(c, sig, cap, cost_bps):
-    "Passes 2 and 3: equal-weight book of `sig` (T × N) on closes `c`, net of costs: return, Sharpe, DD."
+    "Passes 2, 3: equal-weight book of `sig` (T × N) on closes `c`, net of costs: return, Sharpe, drawdown."
     T, N = c.shape
     n = np.zeros(T)
     for j in range(N):

@@ -1,5 +1,4 @@
-"""Issue 13 benchmarks (figures printed, not a test): whole-market bhavcopies into DuckDB, and a panel out of
-it.
+"""Issue 13 benchmarks (figures printed, not a test): whole-market bhavcopies into DuckDB, a panel out of it.
 
     .venv/bin/python bench/ingest_bench.py [--sessions 2500] [--symbols 2000] [--panel-years 15] [--workers 2]
 

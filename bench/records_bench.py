@@ -4,8 +4,8 @@
 `SignalFrame.records` (Arrow, built column-wise), then written by `Warehouse.write_run` into a fresh DuckDB
 file (checked column-wise, registered as Arrow, one transaction); the target is under 3 s for both (the former
 path took 3 minutes to make the records and 17 s to write them). Then every non-zero record of every date of
-the NSE sample for the three rule strategies. Not part of the tests. Run: `.venv/bin/python
-bench/records_bench.py`.
+the NSE sample for the three rule strategies. Not part of the tests.
+Run: `.venv/bin/python bench/records_bench.py`.
 """
 import os
 import tempfile

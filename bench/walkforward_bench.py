@@ -1,5 +1,4 @@
-"""Benchmark: 100-combination walk-forward of each rule strategy over 50 symbols × 15 years, and a whole
-`evaluate`.
+"""Benchmark: 100-combination walk-forward per rule strategy, 50 symbols × 15 years, and a whole `evaluate`.
 
 Prints best-of-N wall times; not part of the tests. Run: `.venv/bin/python bench/walkforward_bench.py`. Target
 (issue: evaluation): a 100-combination walk-forward over 50 symbols × 15 years under 10 s. Uses the NSE sample

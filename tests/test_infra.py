@@ -1,5 +1,4 @@
-"""The infrastructure as code, checked without a cloud account (RELIABILITY.md case 6, the deploy half of case
-25).
+"""The infrastructure as code, checked without a cloud account (RELIABILITY.md case 6, half of case 25).
 
 Terraform cannot download providers here, so `infra/` is parsed with python-hcl2 and its properties are
 asserted against the settings it reads (environments/*.yaml), the code it must match (warehouse TABLES, the

@@ -1,6 +1,7 @@
-"""The trading day end to end: the stages as the scheduler and a person run them (`strategy-engine run
-validate|daily| report|day`, `schedule show|check`), with real papermill kernels, a DuckDB file, a local
-archive and a local stand-in for the Telegram Bot API. Few symbols and holiday dates keep it short.
+"""The trading day end to end: the stages as the scheduler and a person run them
+(`strategy-engine run validate|daily|report|day`, `schedule show|check`), with real papermill kernels, a
+DuckDB file, a local archive and a local stand-in for the Telegram Bot API. Few symbols and holiday dates keep
+it short.
 """
 import json
 import os

@@ -1,5 +1,4 @@
-"""BigQuery backend: the real google-cloud-bigquery client against a local HTTP endpoint speaking BigQuery's
-REST API.
+"""BigQuery backend: the real google-cloud-bigquery client against a local server speaking its REST API.
 
 The endpoint (`FakeBigQuery`) records every request and keeps its tables in DuckDB: table resources
 become DuckDB tables, Parquet load jobs are inserted, and query jobs run through

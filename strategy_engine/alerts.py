@@ -142,10 +142,11 @@ class AlertRules(BaseModel):
                               description="alert when a strategy's Sharpe ratio is below this")
     max_drawdown: float = Field(default=0.05, gt=0, lt=1,
                                 description="alert when a drawdown is deeper than this fraction")
-    alert_statuses: tuple[str, ...] = Field(default=("failed", "timeout", "data_stale", "killed"),
-                                            json_schema_extra={"allowed": "a list of run statuses: "
-                                                                          f"{', '.join(RUN_STATUSES)}"},
-                                            description="run statuses that raise an alert")
+    alert_statuses: tuple[str, ...] = Field(
+        default=("failed", "timeout", "data_stale", "killed"),
+        json_schema_extra={"allowed": f"a list of run statuses: {', '.join(RUN_STATUSES)}"},
+        description="run statuses that raise an alert",
+    )
     channels: tuple[str, ...] = Field(default_factory=channel_names,
                                       json_schema_extra={"allowed": "a list of registered channels"},
                                       description="where alerts go (each still needs its environment "

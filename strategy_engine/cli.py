@@ -363,9 +363,9 @@ def cmd_audit_verify(args) -> int:
     else:
         with open_warehouse(uri) as wh:
             problems = verify_records(store, wh)
-            print(f"warehouse {wh.uri}: " + ("every loaded record is in the ledger with its row "
-                                             "counts" if not problems
-                                              else f"{len(problems)} problem(s)"))
+            verdict = ("every loaded record is in the ledger with its row counts" if not problems
+                       else f"{len(problems)} problem(s)")
+            print(f"warehouse {wh.uri}: {verdict}")
         for p in problems[:20]: print(f"  {p}")
     return 0 if report.ok and not problems else 1
 
@@ -610,8 +610,9 @@ def _stage_options(p: argparse.ArgumentParser, stored: bool, gated: bool, run_id
 def _output_options(p: argparse.ArgumentParser) -> None:
     "How a command reports: quiet lines (default) or papermill's cell log, human or JSON lines."
     p.add_argument("--verbose", action="store_true", help="also print papermill's cell log and cell output")
-    p.add_argument("--log-format", choices=("human", "json"), help="plain lines, or one JSON object per line "
-                   "(Cloud Logging; the default on Cloud Run, where $CLOUD_RUN_JOB is set)")
+    p.add_argument("--log-format", choices=("human", "json"),
+                   help="plain lines, or one JSON object per line (Cloud Logging; the default on Cloud Run, "
+                        "where $CLOUD_RUN_JOB is set)")
     p.add_argument("--no-log-output", dest="verbose", action="store_false", help=argparse.SUPPRESS)  # default
 
 def _research_options(p: argparse.ArgumentParser, params: bool = True) -> None:

@@ -71,13 +71,10 @@ def _checks(bars: Bars, cal: TradingCalendar, as_of, max_move: float, max_lag_se
     covered = (dates >= lo_cov) & (dates <= hi_cov)
     if (~covered).any():
         out = dates[~covered]
-        found.append(Finding("calendar_coverage", sev["calendar_coverage"], f"{len(out)} date(s) outside the "
-                                                                            f"{cal.name} calendar's coverage "
-                                                                            f"{lo_cov.date()} .. "
-                                                                            f"{hi_cov.date()} "
-                                                                            f"({out[0].date()} ..); not "
-                                                                            "checked against "
-                                                                            "sessions.", "", tuple(out)))
+        found.append(Finding("calendar_coverage", sev["calendar_coverage"],
+                             f"{len(out)} date(s) outside the {cal.name} calendar's coverage {lo_cov.date()} "
+                             f".. {hi_cov.date()} ({out[0].date()} ..); not checked against sessions.",
+                             "", tuple(out)))
     cd = dates[covered]
     sessions = cal.sessions(cd[0], cd[-1]) if len(cd) else pd.DatetimeIndex([])
     weekend = pd.Series((dates.day_of_week >= 5) & covered & ~dates.isin(cal.special_sessions), index=dates)
@@ -199,8 +196,9 @@ class ValidationReport:
     def raise_if_failed(self) -> ValidationReport:
         "Fail closed: raise `DataError` listing the errors, else return the report."
         if not self.ok:
-            raise DataError("Data validation failed:\n" + "\n".join(f"  [{f.check}] "
-                                                                    f"{f.message}" for f in self.errors))
+            raise DataError(
+                "Data validation failed:\n" + "\n".join(f"  [{f.check}] {f.message}" for f in self.errors)
+            )
         return self
 
 # %% ../nbs/03_validation.ipynb #f2bc66e2
@@ -228,13 +226,11 @@ def validate(bars: Bars, as_of=None, calendar: TradingCalendar | None = None, ma
     findings = _checks(bars, cal, as_of, max_move, max_lag_sessions, sev) if len(bars.dates) else []
     if now is not None and (day := _open_session(cal, now)) is not None and day in bars.dates:
         close = EVENING_DONE if cal.session_kind(day) == "evening" else cal.session_close
-        findings.append(Finding("incomplete_bar", sev["incomplete_bar"], f"bars dated {day.date()} come from "
-                                                                         "a session still open at "
-                                                                         f"{pd.Timestamp(now)} ({cal.name} "
-                                                                         f"closes at {close} "
-                                                                         f"{cal.timezone}): drop them "
-                                                                         "(validation.complete_bars) or run "
-                                                                         "after the close", "", (day,)))
+        findings.append(Finding("incomplete_bar", sev["incomplete_bar"],
+                                f"bars dated {day.date()} come from a session still open at "
+                                f"{pd.Timestamp(now)} ({cal.name} closes at {close} {cal.timezone}): drop "
+                                "them (validation.complete_bars) or run after the close",
+                                "", (day,)))
     d = bars.dates
     return ValidationReport(tuple(findings), bars.source, bars.synthetic, len(bars.symbols),
                             d[0] if len(d) else None, d[-1] if len(d) else None,

@@ -331,8 +331,12 @@ def test_telegram_400_is_not_retried(telegram, tmp_path, caplog):
                         {})]
     [d] = send_alerts(evaluate_rules(FAILED_RUN, None, TELEGRAM_ONLY), TELEGRAM_ONLY, state_dir=tmp_path,
                       sleep=pytest.fail)
-    assert (d.status, d.attempts, d.error, len(telegram.requests)) == ("failed", 1, "HTTP 400 Bad Request: "
-                                                                                    "chat not found", 1)
+    assert (d.status, d.attempts, d.error, len(telegram.requests)) == (
+        "failed",
+        1,
+        "HTTP 400 Bad Request: chat not found",
+        1,
+    )
     no_secrets(caplog, [d], TOKEN)
 
 

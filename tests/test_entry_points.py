@@ -29,8 +29,9 @@ def test_test_mode_runs_the_daily_job_in_a_throwaway_folder():
     assert r.returncode == 0, r.stdout + r.stderr
     first, status = r.stdout.splitlines()[:2]
     temp = re.search(r"warehouse duckdb:///(\S+)/warehouse.duckdb,", first).group(1)
-    assert first.startswith("mode test: data synthetic") and status.startswith("succeeded: run "
-                                                                               "daily-"), r.stdout
+    assert first.startswith("mode test: data synthetic") and status.startswith("succeeded: run daily-"), (
+        r.stdout
+    )
     assert f"notebook: {temp}/archive/" in r.stdout and "Executing Cell" not in r.stdout + r.stderr
     assert not Path(temp).exists()                                      # thrown away when the job ends
 

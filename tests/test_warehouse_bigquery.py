@@ -412,8 +412,9 @@ def test_concurrent_update_abort_is_retried(fake):
     fake.query_errors.append("Query error: Transaction is aborted due to concurrent update against table "
                              f"{PROJECT}:{DATASET}.signals. Transaction ID: 61e30eea at [24:9]")
     assert wh.write_run(run, sig, perf)["signals"] == 9
-    scripts = [r for r in fake.calls("POST", r"/queries$") if r["json"]["query"].startswith("BEGIN "
-                                                                                            "TRANSACTION")]
+    scripts = [
+        r for r in fake.calls("POST", r"/queries$") if r["json"]["query"].startswith("BEGIN TRANSACTION")
+    ]
     assert len(scripts) == 2 and scripts[0]["json"]["query"] == scripts[1]["json"]["query"]
     assert wh.counts()["signals"] == 9
 
@@ -426,10 +427,13 @@ def test_failed_script_writes_nothing_and_cleans_up(fake):
     fake.requests.clear()
     fake.fail_queries_matching = "BEGIN TRANSACTION"
     changed = [{**r, "confidence": 0.5} for r in sig]
-    msg = expect_error(lambda: wh.write_run({**run, "status": "failed"}, changed, perf),
-                       "writing run 'R' attempt 1 shard 0 failed", "injected failure", "re-running the "
-                                                                                       "write is safe",
-                       exc=WarehouseError)
+    msg = expect_error(
+        lambda: wh.write_run({**run, "status": "failed"}, changed, perf),
+        "writing run 'R' attempt 1 shard 0 failed",
+        "injected failure",
+        "re-running the write is safe",
+        exc=WarehouseError,
+    )
     print(msg)
     # not a concurrency abort: no retry
     assert len([r for r in fake.calls("POST", r"/queries$")]) == 1
@@ -449,9 +453,14 @@ def test_shard_overlap_error_becomes_a_data_error(fake):
     run, sig, _ = example_run("2024-11-22", syms, run_id="Y")
     split = [shard_symbols(syms, (k, 2)) for k in (0, 1)]
     wh.write_run(run, [r for r in sig if r["symbol"] in split[1]], None, shard=(1, 2))
-    print(expect_error(lambda: wh.write_run(run, sig, None, shard=(0, 2)), "shard overlap: shard 1 of this "
-                                                                           "run already wrote",
-                       "use warehouse.shard_symbols", exc=DataError))
+    print(
+        expect_error(
+            lambda: wh.write_run(run, sig, None, shard=(0, 2)),
+            "shard overlap: shard 1 of this run already wrote",
+            "use warehouse.shard_symbols",
+            exc=DataError,
+        )
+    )
     assert wh.counts()["runs"] == 1
 
 

@@ -411,8 +411,8 @@ def _smallest_span(
                 continue
             head_end = colon[0]
             if body[0].lineno == head_end:  # a one-line compound statement (`if x: y`)
-                single = len(body) == 1 and not any(getattr(node, k, None) for k in ("orelse", "handlers",
-                                                                                      "finalbody"))
+                single = len(body) == 1 and not any(getattr(node, k, None)
+                                                    for k in ("orelse", "handlers", "finalbody"))
                 if not (node.end_lineno == head_end or single):
                     continue
                 if not aligned_end(node.end_lineno, node.end_col_offset or 0):
@@ -690,7 +690,10 @@ def candidates(lines: list[str], n: int, toks: Tokens, tree: list[ast.stmt],
     # string literals ending a line's code, inside brackets: joined and cut again at spaces
     run = string_run(toks, n)
     depth = {tok.start: d for tok, d in toks.strings}
-    if run and depth[run[0].start] > 0:  # inside brackets, where the pieces may go on lines of their own
+    rest = lines[run[-1].end[0] - 1][run[-1].end[1]:] if run else ""
+    # inside brackets, where the pieces may go on lines of their own, and not an operand (`"..." if x else y`)
+    if run and depth[run[0].start] > 0 and not re.search(r"\b(if|else|for|and|or|in|is|not)\b|[-+*/%.@<>=]",
+                                                         rest.split("#")[0]):
         new = split_string(run, lines, limit)
         if new is not None and new[2] != lines[new[0] - 1: new[1]]:
             yield (*new, "string split")

@@ -128,10 +128,10 @@ class CatchUp:
 
     def text(self) -> str:
         head = f"Sessions to fetch: {len(self.sessions)}" + (
-            f" ({self.sessions[0].date()} .. {self.sessions[-1].date()})" if self.sessions else " (the "
-                                                                                                "store is "
-                                                                                                "up to "
-                                                                                                "date)")
+            f" ({self.sessions[0].date()} .. {self.sessions[-1].date()})"
+            if self.sessions
+            else " (the store is up to date)"
+        )
         lines = [f"  {f.status}: {f.session.date()} {f.url}" + (f" ({f.message})" if f.message else "")
                  for f in self.fetched if f.status != "fetched"]
         return "\n".join([head, *lines, self.report.text()])

@@ -205,8 +205,8 @@ def reconcile(archive: Archive, warehouse: Warehouse, since: int | None = None, 
     for _, entry in entries:
         if not _for(entry, meant_for) or loaded.get(_key(entry)) == entry.get("manifest_sha256"): continue
         try: out.loaded[str(entry["manifest_key"])] = load_record(archive, warehouse, entry)
-        except (ArchiveError, ValueError, KeyError) as e: out.problems.append(f"{entry['manifest_key']}: "
-                                                                              f"cannot load it: {e}")
+        except (ArchiveError, ValueError, KeyError) as e:
+            out.problems.append(f"{entry['manifest_key']}: cannot load it: {e}")
     return out
 
 def rebuild(archive: Archive, warehouse: Warehouse, source: str = ANY) -> Reconciled:

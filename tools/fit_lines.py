@@ -9,12 +9,15 @@ shortens it (one that fits before one that only shortens):
    parameter (the house style of `backtest`), if that fits; otherwise the comment moves onto its own line
    above (above the whole statement when it ends one of several lines), wrapped if needed, when the code alone
    fits;
-3. a one-line `if x: y` (any compound statement) that is too long: `y` moves onto its own line;
+3. statements joined by `;` go on lines of their own (E702); a one-line `if x: y` (any compound statement)
+   that is too long: `y` moves onto its own line;
 4. the brackets around the line, re-laid in the house style: items aligned after the open bracket and packed a
    line at a time (one a line, comments beside, when they were one a line or hold comments), or a one-line
-   comprehension broken before its `for`; the pair that changes the fewest lines wins;
-5. implicitly concatenated string literals inside brackets, joined and cut again at spaces (an f-string piece
-   keeps its `f` only where it has a placeholder);
+   comprehension broken before its `for`; the pair that changes the fewest lines wins; never when the items
+   would start past 3/5 of the line;
+5. implicitly concatenated string literals inside brackets (or a lone literal assigned or returned, put in
+   parentheses), joined and cut again at spaces; an f-string piece keeps its `f` only where it has a
+   placeholder; never a literal that is an operand (`"..." if x else y`) or starts past 3/5 of the line;
 6. the smallest statement holding the line (only the header of a `def`/`class`/`if`/`for`/`with` whose header
    is long) through `ruff format` (dedented, line length 110 minus its indent, quotes preserved), re-indented.
 Every other line of the cell or file stays byte-identical. A change is kept only when
@@ -28,7 +31,8 @@ long words) is listed for a hand fix.
 
 `--check` without paths also reads the generated `strategy_engine/` modules (a module docstring comes from the
 notebook's summary line), skipping the `__all__` list that nbdev itself wraps at 120 columns.
-Deterministic and idempotent (a second run changes nothing); a run over the whole tree takes seconds.
+Deterministic and idempotent (a second run changes nothing). Over this tree: the first pass took 9 s of CPU
+(1,972 lines), a run over a fitted tree under 1 s.
 """
 from __future__ import annotations
 

@@ -63,9 +63,10 @@ sync-check: $(DEV_STAMP)  ## fail when nbdev_export + nbdev_clean would change a
 	if [ -n "$$st" ]; then echo "sync-check: notebooks and strategy_engine/ are out of sync (run nbdev_export && nbdev_clean, commit both):"; echo "$$st"; exit 1; fi
 	@$(BIN)/python tools/orphan_modules.py
 
-lint: $(DEV_STAMP)  ## ruff + mypy over the package, tests and benchmarks
+lint: $(DEV_STAMP)  ## ruff + mypy over the package, tests and benchmarks; lines to 110 columns in notebooks too
 	$(BIN)/ruff check strategy_engine tests bench tools scripts
 	$(BIN)/mypy strategy_engine
+	$(BIN)/python tools/fit_lines.py --check
 
 nbtest: $(DEV_STAMP)  ## run the test cells of every library notebook
 	$(BIN)/nbdev_test --n_workers 2 --timing

@@ -1,14 +1,18 @@
 """Benchmark (issue #14): the public path of each rule strategy against its peers, measured in the same run.
 
 For momentum, mean reversion and breakout on 500 synthetic symbols × 5,040 days (20 years), the public path
-`run_strategy` + `signals_to_weights` + `backtest` + `.stats` (signals, weights, backtest and metrics) is timed next to
+`run_strategy` + `signals_to_weights` + `backtest` + `.stats` (signals, weights, backtest and metrics) is
+timed next to
   * the hand-fused numba kernel of the same rule (`bench/fused_bench.py`): the floor; target within 3× of it;
-  * vectorbt 1.2.0 (its indicators, `Portfolio.from_signals` on one cash-sharing book, its metrics): target ≤ 0.05×;
-  * plain numpy (rolling sums, a loop over dates for the Wilder average and the state machine, whole-matrix book).
-Then the 100-combination momentum sweep (public `sweep` vs the hand-fused sweep vs vectorbt, which broadcasts all
-combinations as columns of one call), one book per symbol (`backtest(books="symbol")` vs 500 single calls), and
-peak memory. Timings are best of N wall time, with CPU time beside them: the machine is shared, so the load average
-is printed too. Not part of the tests. Run: `.venv/bin/python bench/backtest_bench.py [--quick]` (--quick: no vectorbt).
+  * vectorbt 1.2.0 (its indicators, `Portfolio.from_signals` on one cash-sharing book, its metrics): target
+    ≤ 0.05×;
+  * plain numpy (rolling sums, a loop over dates for the Wilder average and the state machine, whole-matrix
+    book).
+Then the 100-combination momentum sweep (public `sweep` vs the hand-fused sweep vs vectorbt, which broadcasts
+all combinations as columns of one call), one book per symbol (`backtest(books="symbol")` vs 500 single
+calls), and peak memory. Timings are best of N wall time, with CPU time beside them: the machine is shared, so
+the load average is printed too. Not part of the tests.
+Run: `.venv/bin/python bench/backtest_bench.py [--quick]` (--quick: no vectorbt).
 Scaling over the universe (500 / 2,000 / 5,000 symbols) and cold start: `bench/scaling_bench.py`.
 """
 import os
@@ -21,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fused_bench import fused_breakout, fused_mean_reversion, fused_momentum, fused_sweep_momentum  # noqa: E402
+# noqa: E402
+from fused_bench import fused_breakout, fused_mean_reversion, fused_momentum, fused_sweep_momentum
 
 from strategy_engine.backtest import backtest, signals_to_weights  # noqa: E402
 from strategy_engine.core import sample_data_dir  # noqa: E402
@@ -52,22 +57,25 @@ def public(name: str, bars: Bars, cfg: StrategyConfig) -> pd.DataFrame:
 
 
 def arrays(bars: Bars) -> dict[str, np.ndarray]:
-    return {k: np.asfortranarray(getattr(bars, k).to_numpy(dtype=float)) for k in ("close", "high", "low", "volume")}
+    return {k: np.asfortranarray(getattr(bars, k).to_numpy(dtype=float))
+            for k in ("close", "high", "low", "volume")}
 
 
 def fused(name: str, a: dict, cfg: StrategyConfig):
     p, cap = cfg.parameters, cfg.risk_limits.max_position_size
     if name == "momentum":
-        return fused_momentum(a["close"], a["volume"], p.momentum_period, p.long_momentum_period, p.rsi_period,
-                              p.volume_window, p.rsi_entry, p.volume_threshold, p.allow_short, cap, 10.0)
+        return fused_momentum(a["close"], a["volume"], p.momentum_period, p.long_momentum_period,
+                              p.rsi_period, p.volume_window, p.rsi_entry, p.volume_threshold, p.allow_short,
+                              cap, 10.0)
     if name == "mean_reversion":
-        return fused_mean_reversion(a["close"], a["volume"], p.bb_window, p.n_std, p.volume_window, p.volume_threshold,
-                                    p.exit_pct_b, p.allow_short, cap, 10.0)
-    return fused_breakout(a["close"], a["high"], a["low"], a["volume"], p.window, p.volume_window, p.volume_threshold,
-                          p.allow_short, cap, 10.0)
+        return fused_mean_reversion(a["close"], a["volume"], p.bb_window, p.n_std, p.volume_window,
+                                    p.volume_threshold, p.exit_pct_b, p.allow_short, cap, 10.0)
+    return fused_breakout(a["close"], a["high"], a["low"], a["volume"], p.window, p.volume_window,
+                          p.volume_threshold, p.allow_short, cap, 10.0)
 
 
-# ---- plain numpy: the same rules, whole-matrix where numpy can, a loop over dates where the rule is recursive
+# ---- plain numpy: the same rules, whole-matrix where numpy can, a loop over dates where the rule is
+# recursive
 def _roll_mean_prior(x: np.ndarray, n: int) -> np.ndarray:
     cs = np.cumsum(x, axis=0)
     out = np.full_like(x, np.nan)
@@ -75,7 +83,8 @@ def _roll_mean_prior(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _latch(up: np.ndarray, down: np.ndarray, exit_long: np.ndarray, exit_short: np.ndarray, valid: np.ndarray):
+def _latch(up: np.ndarray, down: np.ndarray, exit_long: np.ndarray, exit_short: np.ndarray,
+           valid: np.ndarray):
     state = np.zeros(up.shape[1], np.int8)
     sig = np.zeros(up.shape, np.int8)
     for t in range(len(up)):
@@ -94,7 +103,11 @@ def _numpy_book(c: np.ndarray, sig: np.ndarray, cap: float) -> tuple:
     before = np.vstack([np.zeros((1, c.shape[1])), held[:-1]])
     ret = (1 - 0.001 * np.abs(held - before).sum(axis=1)) * (1 + (held * r).sum(axis=1)) - 1
     wealth = np.cumprod(1 + ret)
-    return wealth[-1] - 1, ret.mean() / ret.std(ddof=1) * np.sqrt(252), (wealth / np.maximum.accumulate(wealth) - 1).min()
+    return (
+        wealth[-1] - 1,
+        ret.mean() / ret.std(ddof=1) * np.sqrt(252),
+        (wealth / np.maximum.accumulate(wealth) - 1).min(),
+    )
 
 
 def numpy_path(name: str, a: dict, cfg: StrategyConfig) -> tuple:
@@ -130,8 +143,8 @@ def numpy_path(name: str, a: dict, cfg: StrategyConfig) -> tuple:
             sd = np.sqrt(np.maximum(s2 / w - mid * mid, 0))
             b = (c - (mid - p.n_std * sd)) / (2 * p.n_std * sd)
             heavy = vr >= p.volume_threshold
-            sig = _latch((b < 0) & heavy, (b > 1) & heavy & p.allow_short, b >= p.exit_pct_b, b <= 1 - p.exit_pct_b,
-                         np.isfinite(b) & np.isfinite(vr))
+            sig = _latch((b < 0) & heavy, (b > 1) & heavy & p.allow_short, b >= p.exit_pct_b,
+                         b <= 1 - p.exit_pct_b, np.isfinite(b) & np.isfinite(vr))
         else:
             h, lo_, w = pd.DataFrame(a["high"]), pd.DataFrame(a["low"]), p.window
             res, sup = h.rolling(w).max().shift(1).to_numpy(), lo_.rolling(w).min().shift(1).to_numpy()
@@ -164,9 +177,10 @@ def vectorbt_path(name: str, bars: Bars, cfg: StrategyConfig, vbt) -> tuple:
         heavy = vr >= p.volume_threshold
         entries, short_entries = (close > res) & heavy, (close < sup) & heavy
         exits, short_exits = close < 0.5 * (sup + res), close > 0.5 * (sup + res)
-    pf = vbt.Portfolio.from_signals(close, entries, exits, short_entries=short_entries, short_exits=short_exits,
-                                    size=cfg.risk_limits.max_position_size * 1e10, size_type="value", fees=0.001,
-                                    init_cash=1e10, group_by=True, cash_sharing=True, call_seq="auto", freq="1D")
+    pf = vbt.Portfolio.from_signals(close, entries, exits, short_entries=short_entries,
+                                    short_exits=short_exits, size=cfg.risk_limits.max_position_size * 1e10,
+                                    size_type="value", fees=0.001, init_cash=1e10, group_by=True,
+                                    cash_sharing=True, call_seq="auto", freq="1D")
     return pf.total_return(), pf.sharpe_ratio(), pf.max_drawdown()
 
 
@@ -190,17 +204,19 @@ def vectorbt_sweep(bars: Bars, cfg: StrategyConfig, vbt) -> pd.Series:
     names = pd.MultiIndex.from_tuples(keys, names=["momentum_period", "rsi_entry", "volume_threshold"])
     stack = lambda frames: pd.concat(frames, axis=1, keys=names)
     wide = stack([close] * len(keys))
-    pf = vbt.Portfolio.from_signals(wide, stack(ent), stack(ext), short_entries=stack(sent), short_exits=stack(sext),
-                                    size=cfg.risk_limits.max_position_size * 1e10, size_type="value", fees=0.001,
-                                    init_cash=1e10, group_by=list(names.names), cash_sharing=True, call_seq="auto",
-                                    freq="1D")
+    pf = vbt.Portfolio.from_signals(wide, stack(ent), stack(ext), short_entries=stack(sent),
+                                    short_exits=stack(sext), size=cfg.risk_limits.max_position_size * 1e10,
+                                    size_type="value", fees=0.001, init_cash=1e10, group_by=list(names.names),
+                                    cash_sharing=True, call_seq="auto", freq="1D")
     return pf.sharpe_ratio()
 
 
 def fused_sweep(bars: Bars, cfg: StrategyConfig):
-    close = np.asfortranarray(bars.close.ffill().bfill().to_numpy(dtype=float))      # the kernel assumes no gaps
+    # the kernel assumes no gaps
+    close = np.asfortranarray(bars.close.ffill().bfill().to_numpy(dtype=float))
     volume = np.asfortranarray(bars.volume.fillna(0).to_numpy(dtype=float))
-    combos = [(n, e, t) for n in GRID["momentum_period"] for e in GRID["rsi_entry"] for t in GRID["volume_threshold"]]
+    combos = [(n, e, t)
+              for n in GRID["momentum_period"] for e in GRID["rsi_entry"] for t in GRID["volume_threshold"]]
     n_s, e, thr = (np.array(x) for x in zip(*combos, strict=True))
     p = cfg.parameters
     return fused_sweep_momentum(close, volume, n_s.astype(np.int64),
@@ -214,12 +230,14 @@ def main() -> None:
     if not quick:
         warnings.filterwarnings("ignore")
         import vectorbt as vbt
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures are best of N; CPU time beside)")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures are best of N; CPU time "
+          "beside)")
     cfgs = {n: load_config(n) for n in STRATEGIES}
     t0 = time.perf_counter()
     warm = synthetic_bars(5, n_days=300)
     for n in STRATEGIES: public(n, warm, cfgs[n])
-    print(f"first calls (numba kernels from the cache, or compiled): {(time.perf_counter() - t0) * 1e3:.0f} ms")
+    print(f"first calls (numba kernels from the cache, or compiled): {(time.perf_counter() - t0) * 1e3:.0f} "
+          "ms")
 
     big = synthetic_bars(500, n_days=5040, seed=11)
     a = arrays(big)
@@ -241,16 +259,20 @@ def main() -> None:
 
     cfg = cfgs["momentum"]
     nse = sample_data_dir()
-    b20 = load_bars(nse, symbols=list(cfg.universe), start="2014-11-22") if nse else synthetic_bars(20, n_days=2520)
+    b20 = (
+        load_bars(nse, symbols=list(cfg.universe), start="2014-11-22")
+        if nse
+        else synthetic_bars(20, n_days=2520)
+    )
     sweep("momentum", b20, GRID)
     fused_sweep(b20, cfg)
     ours = best(lambda: sweep("momentum", b20, GRID))
     floor = best(lambda: fused_sweep(b20, cfg))
     peer = best(lambda: vectorbt_sweep(b20, cfg, vbt), repeat=2) if vbt else (float("nan"),) * 2
-    print(f"\nSweep: momentum, 100 combinations × {b20.close.shape[1]} symbols × {b20.close.shape[0]} days ({b20.label}):"
-          f" public {ours[0]:.1f} ms (CPU {ours[1]:.0f}), hand-fused {floor[0]:.1f} ms, vectorbt {peer[0]:.0f} ms:"
-          f" {ours[0] / floor[0]:.2f}× fused, {ours[0] / peer[0]:.3f}× vectorbt; best Sharpe "
-          f"{sweep('momentum', b20, GRID).best()['sharpe_ratio']:.2f}")
+    print(f"\nSweep: momentum, 100 combinations × {b20.close.shape[1]} symbols × {b20.close.shape[0]} days "
+          f"({b20.label}): public {ours[0]:.1f} ms (CPU {ours[1]:.0f}), hand-fused {floor[0]:.1f} ms, "
+          f"vectorbt {peer[0]:.0f} ms: {ours[0] / floor[0]:.2f}× fused, {ours[0] / peer[0]:.3f}× vectorbt; "
+          f"best Sharpe {sweep('momentum', b20, GRID).best()['sharpe_ratio']:.2f}")
 
     sf = run_strategy("momentum", big, cfg, restrict_universe=False)
     w = signals_to_weights(sf.signal, cfg.risk_limits.max_position_size)

@@ -1,12 +1,13 @@
-"""Hand-fused kernels of the three rule strategies: the floor the package's public path is measured against (issue #14).
+"""Hand-fused kernels of the three rule strategies: the floor the public path is held to (issue #14).
 
-Each `fused_*` is one numba function that does what `run_strategy` + `signals_to_weights` + `backtest` + `.stats` do
-for one rule on a gap-free panel: pass 1 walks each symbol's column once, computing the indicators incrementally
-(ring buffers, running sums, Wilder averages) and the rule's state machine, and writes only the int8 signal; pass 2
-walks the columns again for the portfolio's gross return and turnover (equal weight 1/n_t, capped); pass 3 compounds
-the book and computes total return, Sharpe and max drawdown. No metadata, no confidence, no validation, no pandas:
-what a person would write by hand for speed. `fused_sweep_momentum` runs K parameter combinations of momentum the same
-way. Imported by `backtest_bench.py`; run alone it times them: `.venv/bin/python bench/fused_bench.py`.
+Each `fused_*` is one numba function that does what `run_strategy` + `signals_to_weights` + `backtest` +
+`.stats` do for one rule on a gap-free panel: pass 1 walks each symbol's column once, computing the indicators
+incrementally (ring buffers, running sums, Wilder averages) and the rule's state machine, and writes only the
+int8 signal; pass 2 walks the columns again for the portfolio's gross return and turnover (equal weight 1/n_t,
+capped); pass 3 compounds the book and computes total return, Sharpe and max drawdown. No metadata, no
+confidence, no validation, no pandas: what a person would write by hand for speed. `fused_sweep_momentum` runs
+K parameter combinations of momentum the same way. Imported by `backtest_bench.py`; run alone it times them:
+`.venv/bin/python bench/fused_bench.py`.
 """
 import time
 
@@ -16,7 +17,7 @@ import numpy as np
 
 @numba.njit(cache=True)
 def _book(c, sig, cap, cost_bps):
-    "Passes 2 and 3: equal-weight book of `sig` (T × N) on closes `c`, net of costs: total return, Sharpe, max drawdown."
+    "Passes 2, 3: equal-weight book of `sig` (T × N) on closes `c`, net of costs: return, Sharpe, drawdown."
     T, N = c.shape
     n = np.zeros(T)
     for j in range(N):
@@ -45,7 +46,7 @@ def _book(c, sig, cap, cost_bps):
 
 @numba.njit(cache=True)
 def _momentum_column(c, v, j, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_thr, allow_short, sig):
-    "One symbol's momentum signals in one pass: c_t/c_{t-n} - 1 twice, Wilder RSI, volume over its prior mean."
+    "One symbol's momentum signals in one pass: c_t/c_{t-n} - 1 twice, Wilder RSI, volume over prior mean."
     T = c.shape[0]
     state, g, lo, vsum = 0, 0.0, 0.0, 0.0
     for t in range(T):
@@ -77,7 +78,7 @@ def _momentum_column(c, v, j, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_thr, allow_
 
 @numba.njit(cache=True)
 def fused_momentum(c, v, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_thr, allow_short, cap, cost_bps):
-    "Momentum: signals, weights, backtest and metrics in one compiled call; (total return, Sharpe, max drawdown), signals."
+    "Momentum: signals, weights, backtest, metrics in one compiled call; (return, Sharpe, drawdown), signals."
     T, N = c.shape
     sig = np.empty((N, T), np.int8).T
     for j in range(N): _momentum_column(c, v, j, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_thr, allow_short, sig)
@@ -86,7 +87,7 @@ def fused_momentum(c, v, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_thr, allow_short
 
 @numba.njit(cache=True)
 def fused_mean_reversion(c, v, w, n_std, vol_n, vol_thr, exit_pct_b, allow_short, cap, cost_bps):
-    "Bollinger mean reversion fused: running sum and sum of squares of the window, volume over its prior mean."
+    "Bollinger mean reversion fused: running sum and sum of squares of the window, volume over prior mean."
     T, N = c.shape
     sig = np.empty((N, T), np.int8).T
     for j in range(N):
@@ -145,14 +146,15 @@ def fused_breakout(c, h, lo, v, w, vol_n, vol_thr, allow_short, cap, cost_bps):
             heavy = v[t, j] >= vol_thr * (vsum / vol_n)
             up, down = (x > res) & heavy, allow_short & (x < sup) & heavy
             if up != down: state = 1 if up else -1
-            elif ((state == 1) & (x < 0.5 * (sup + res))) | ((state == -1) & (x > 0.5 * (sup + res))): state = 0
+            elif ((state == 1) & (x < 0.5 * (sup + res))) | ((state == -1) & (x > 0.5 * (sup + res))):
+                state = 0
             sig[t, j] = state
     return _book(c, sig, cap, cost_bps), sig
 
 
 @numba.njit(cache=True)
 def fused_sweep_momentum(c, v, n_s, rsi_entry, vol_thr, n_l, rsi_n, vol_n, allow_short, cap, cost_bps):
-    "K momentum combinations (n_s, rsi_entry, vol_thr: arrays of K): RSI and volume ratio once, then each rule + book."
+    "K momentum combinations (n_s, rsi_entry, vol_thr: arrays of K): RSI, volume ratio once; rule + book."
     T, N = c.shape
     K = n_s.shape[0]
     rsi, vr = np.full((N, T), np.nan).T, np.full((N, T), np.nan).T   # the parameters the grid does not sweep

@@ -1,4 +1,4 @@
-"""Issue 13 benchmarks (figures printed, not a test): whole-market bhavcopies into DuckDB, and a panel out of it.
+"""Issue 13 benchmarks (figures printed, not a test): whole-market bhavcopies into DuckDB, a panel out of it.
 
     .venv/bin/python bench/ingest_bench.py [--sessions 2500] [--symbols 2000] [--panel-years 15] [--workers 2]
 
@@ -51,16 +51,17 @@ def bench_ingest(root: Path, n_sessions: int, n_symbols: int, workers: int) -> N
     files = [write_bhavcopy(rows, root / "in") for rows in synthetic_market(days, n_symbols=n_symbols)]
     gen = time.perf_counter() - t
     size = sum(f.stat().st_size for f in files) / 2**20
-    print(f"generated {len(files)} files ({days[0].date()} .. {days[-1].date()}, {n_symbols} symbols + 50 other "
-          f"series each, {size:.0f} MiB) in {gen:.1f} s")
+    print(f"generated {len(files)} files ({days[0].date()} .. {days[-1].date()}, {n_symbols} symbols + 50 "
+          f"other series each, {size:.0f} MiB) in {gen:.1f} s")
     t, c = time.perf_counter(), cpu_s()
     report = ingest_files([root / "in"], DuckDBWarehouse(root / "w.duckdb"), workers=workers)
     took, used = time.perf_counter() - t, cpu_s() - c
     rows = sum(r.rows for r in report.results)
     assert report.ok and report.count("ingested") == len(files), report.text()
     rate = took / len(files)
-    print(f"ingest: {len(files)} files, {rows:,} rows in {took:.1f} s ({1000 * rate:.1f} ms per file, workers={workers}); "
-          f"2,500 files at this rate: {2500 * rate:.0f} s (target 60 s); CPU {used:.1f} s (this process and its workers)")
+    print(f"ingest: {len(files)} files, {rows:,} rows in {took:.1f} s ({1000 * rate:.1f} ms per file, "
+          f"workers={workers}); 2,500 files at this rate: {2500 * rate:.0f} s (target 60 s); CPU {used:.1f} "
+          "s (this process and its workers)")
     t = time.perf_counter()
     again = ingest_files([root / "in"], DuckDBWarehouse(root / "w.duckdb"), workers=workers)
     assert again.count("unchanged") == len(files)
@@ -87,22 +88,25 @@ def bench_panel(root: Path, n_symbols: int, years: int) -> None:
     days = sessions(int(years * 250))
     t = time.perf_counter()
     write_panel_store(root / "panel.duckdb", days, n_symbols)
-    print(f"panel store: {len(days)} sessions x {n_symbols} symbols written in {time.perf_counter() - t:.1f} s")
+    print(f"panel store: {len(days)} sessions x {n_symbols} symbols written in {time.perf_counter() - t:.1f} "
+          "s")
     uri = f"duckdb:///{root / 'panel.duckdb'}"
-    code = ("import resource, sys, time; from strategy_engine.market.store import read_market_bars\n"
-            "for attempt in (1, 2):\n"
-            "    t, c = time.perf_counter(), time.process_time(); bars = read_market_bars(sys.argv[1])\n"
-            "    took, cpu = time.perf_counter() - t, time.process_time() - c\n"
-            "    print(f'load panel (attempt {attempt}): {bars.close.shape[0]} dates x {bars.close.shape[1]} symbols, '\n"
-            "          f'{int(bars.close.notna().sum().sum()):,} bars, split-adjusted, in {took:.2f} s wall, '\n"
-            "          f'{cpu:.2f} s CPU (target 2 s)')\n"
-            "print(f'peak RSS of the loading process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB')")
-    subprocess.run([sys.executable, "-c", code, uri], check=True)       # a fresh process: its own time and memory
+    code = ("import resource, sys, time; from strategy_engine.market.store import read_market_bars\nfor "
+            "attempt in (1, 2):\n    t, c = time.perf_counter(), time.process_time(); bars = "
+            "read_market_bars(sys.argv[1])\n    took, cpu = time.perf_counter() - t, time.process_time() - "
+            "c\n    print(f'load panel (attempt {attempt}): {bars.close.shape[0]} dates x "
+            "{bars.close.shape[1]} symbols, '\n          f'{int(bars.close.notna().sum().sum()):,} bars, "
+            "split-adjusted, in {took:.2f} s wall, '\n          f'{cpu:.2f} s CPU (target 2 "
+            "s)')\nprint(f'peak RSS of the loading process: "
+            "{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB')")
+    # a fresh process: its own time and memory
+    subprocess.run([sys.executable, "-c", code, uri], check=True)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sessions", type=int, default=500, help="files to ingest (default 500; the target is 2500)")
+    p.add_argument("--sessions", type=int, default=500,
+                   help="files to ingest (default 500; the target is 2500)")
     p.add_argument("--symbols", type=int, default=2000)
     p.add_argument("--panel-years", type=float, default=15)
     p.add_argument("--workers", type=int, default=2)

@@ -35,7 +35,8 @@ def once(root: Path, store: str, as_of: str, symbols: list[str], universe: str |
     chosen = ["--universe", universe] if universe else ["--symbols", *symbols]
     t, c = time.perf_counter(), cpu()
     r = subprocess.run([str(CLI), "run", "daily", "--as-of", as_of, "--data", store, *chosen, "--no-alerts",
-                        "--warehouse", f"duckdb:///{root / f'runs-{k}.duckdb'}", "--archive", root / f"archive-{k}"],
+                        "--warehouse", f"duckdb:///{root / f'runs-{k}.duckdb'}", "--archive",
+                        root / f"archive-{k}"],
                        capture_output=True, text=True)
     took = time.perf_counter() - t
     if r.returncode != 0: sys.exit(f"run failed ({r.returncode}): {r.stdout[-3000:]}{r.stderr[-3000:]}")
@@ -47,7 +48,8 @@ def once(root: Path, store: str, as_of: str, symbols: list[str], universe: str |
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--symbols", type=int, default=2000)
-    p.add_argument("--years", type=float, default=3, help="history in the store (250 sessions a year; default 3)")
+    p.add_argument("--years", type=float, default=3,
+                   help="history in the store (250 sessions a year; default 3)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--universe", help="a point-in-time universe spec instead of every symbol")
     a = p.parse_args()
@@ -60,8 +62,8 @@ def main() -> None:
               f"({days[0].date()} .. {days[-1].date()}):")
         times = [once(root, store, f"{days[-1]:%Y-%m-%d}", symbols, a.universe, k) for k in range(a.runs)]
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"whole command: min {min(times):.2f} s, median {statistics.median(times):.2f} s over {len(times)} runs "
-              f"(target < 15 s); peak RSS of the largest process: {peak:.0f} MiB")
+        print(f"whole command: min {min(times):.2f} s, median {statistics.median(times):.2f} s over "
+              f"{len(times)} runs (target < 15 s); peak RSS of the largest process: {peak:.0f} MiB")
 
 
 if __name__ == "__main__":

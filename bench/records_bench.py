@@ -1,10 +1,11 @@
 """Benchmark (issue #14): producing signal records in bulk and writing them into the warehouse.
 
 1,171,203 records (three metadata fields, one date after another) from a synthetic SignalFrame: made by
-`SignalFrame.records` (Arrow, built column-wise), then written by `Warehouse.write_run` into a fresh DuckDB file
-(checked column-wise, registered as Arrow, one transaction); the target is under 3 s for both (the former path took
-3 minutes to make the records and 17 s to write them). Then every non-zero record of every date of the NSE sample
-for the three rule strategies. Not part of the tests. Run: `.venv/bin/python bench/records_bench.py`.
+`SignalFrame.records` (Arrow, built column-wise), then written by `Warehouse.write_run` into a fresh DuckDB
+file (checked column-wise, registered as Arrow, one transaction); the target is under 3 s for both (the former
+path took 3 minutes to make the records and 17 s to write them). Then every non-zero record of every date of
+the NSE sample for the three rule strategies. Not part of the tests.
+Run: `.venv/bin/python bench/records_bench.py`.
 """
 import os
 import tempfile
@@ -38,7 +39,8 @@ def main() -> None:
     sig = np.ones((n_days, n_sym), np.int8)
     sig.flat[n:] = 0
     sf = SignalFrame.from_arrays("momentum", like, sig, np.where(sig != 0, rng.random(sig.shape), 0.0),
-                                 {"rsi": rng.uniform(0, 100, sig.shape), "volume_ratio": rng.lognormal(0, 0.5, sig.shape),
+                                 {"rsi": rng.uniform(0, 100, sig.shape),
+                                  "volume_ratio": rng.lognormal(0, 0.5, sig.shape),
                                   "price_momentum": rng.normal(0, 0.05, sig.shape)})
     sf.records(like.index[:2])
     secs, table = timed(lambda: sf.records("all"))
@@ -50,7 +52,8 @@ def main() -> None:
             c0, t0 = time.process_time(), time.perf_counter()
             records = sf.records("all")
             t1 = time.perf_counter()
-            n = wh.write_run({"run_id": "bench", "kind": "backfill", "as_of": "2023-12-29"}, records)["signals"]
+            n = wh.write_run({"run_id": "bench", "kind": "backfill", "as_of": "2023-12-29"},
+                             records)["signals"]
             t2, cpu = time.perf_counter(), time.process_time() - c0
             assert wh.counts()["signals"] == n
         return t1 - t0, t2 - t1, cpu, n
@@ -69,8 +72,8 @@ def main() -> None:
         frame = run_strategy(name, bars, load_config(name), restrict_universe=False)
         s, t = timed(lambda frame=frame: frame.records("all"))
         total, secs = total + t.num_rows, secs + s
-    print(f"{bars.label}: {len(bars.dates):,} dates × {len(bars.symbols)} symbols × 3 strategies: {total:,} non-zero "
-          f"records in {secs:.2f} s ({total / secs:,.0f} records/s)")
+    print(f"{bars.label}: {len(bars.dates):,} dates × {len(bars.symbols)} symbols × 3 strategies: {total:,} "
+          f"non-zero records in {secs:.2f} s ({total / secs:,.0f} records/s)")
 
 
 if __name__ == "__main__":

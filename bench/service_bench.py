@@ -1,7 +1,7 @@
 """Benchmark: the HTTP service under load, on loopback only.
 
-Starts `strategy_engine.service.serve()` (uvicorn, one process) in a temporary warehouse and archive with the real NSE
-sample, runs one real production request so the warehouse has performance rows, then measures
+Starts `strategy_engine.service.serve()` (uvicorn, one process) in a temporary warehouse and archive with the
+real NSE sample, runs one real production request so the warehouse has performance rows, then measures
   * requests/s and latency of GET /health, GET /performance (a stored and a derived period) and the
     dashboard page GET / of a signed-in session (a bounded number of requests, 1 and 4 client threads),
   * N concurrent identical POST /execute-strategies with one Idempotency-Key: exactly one run must start
@@ -36,10 +36,16 @@ def free_port() -> int:
 def start(tmp: Path, **settings: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "STRATEGY_ENGINE_API_TOKEN": EXEC, "STRATEGY_ENGINE_READ_TOKEN": READ,
-           "STRATEGY_ENGINE_WAREHOUSE": f"duckdb:///{tmp}/wh.duckdb", "STRATEGY_ENGINE_ARCHIVE": str(tmp / "archive"),
+           "STRATEGY_ENGINE_WAREHOUSE": f"duckdb:///{tmp}/wh.duckdb",
+           "STRATEGY_ENGINE_ARCHIVE": str(tmp / "archive"),
            **{f"STRATEGY_ENGINE_SERVICE_{k.upper()}": v for k, v in settings.items()}}
-    proc = subprocess.Popen([sys.executable, "-c", f"from strategy_engine.service import serve; serve(port={port})"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "server.stderr").open("wb"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", f"from strategy_engine.service import serve; serve(port={port})"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "server.stderr").open("wb"),
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -80,27 +86,28 @@ def load(url: str, path: str, params: dict | None, n: int, threads: int,
 
 def report(name: str, rps: float, lat: list[float], threads: int) -> None:
     q = statistics.quantiles(lat, n=100)
-    print(f"  {name:<34} {threads} thread(s): {rps:7.0f} req/s   p50 {q[49] * 1e3:6.2f} ms   p99 {q[98] * 1e3:6.2f} ms "
-          f"({len(lat)} requests)")
+    print(f"  {name:<34} {threads} thread(s): {rps:7.0f} req/s   p50 {q[49] * 1e3:6.2f} ms   p99 "
+          f"{q[98] * 1e3:6.2f} ms ({len(lat)} requests)")
 
 
 def main() -> None:
     from strategy_engine.core import sample_data_dir
-    if sample_data_dir() is None: raise SystemExit("the NSE sample (../shared/data/nse) is needed for this benchmark")
+    if sample_data_dir() is None:
+        raise SystemExit("the NSE sample (../shared/data/nse) is needed for this benchmark")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         t0 = time.perf_counter()
         proc, url = start(tmp)
-        print(f"service up on {url} in {time.perf_counter() - t0:.1f} s (uvicorn, 1 process; {os.cpu_count()} cores shared "
-              "with the client)")
+        print(f"service up on {url} in {time.perf_counter() - t0:.1f} s (uvicorn, 1 process; "
+              f"{os.cpu_count()} cores shared with the client)")
         try:
             with httpx.Client(base_url=url, timeout=300, headers={"Authorization": f"Bearer {EXEC}"}) as c:
                 t0 = time.perf_counter()
                 r = c.post("/execute-strategies", json=SEED)
                 first = r.json()
                 assert r.status_code == 200 and first["status"] == "succeeded", r.text
-                print(f"one production request (seed body, 2 symbols x 2 strategies, papermill run + archive): "
-                      f"{time.perf_counter() - t0:.2f} s -> {first['run_id']} {first['status']}, "
+                print("one production request (seed body, 2 symbols x 2 strategies, papermill run + "
+                      f"archive): {time.perf_counter() - t0:.2f} s -> {first['run_id']} {first['status']}, "
                       f"{len(first['signals'])} signal(s)")
             for path, params, n in [("/health", None, 3000), ("/performance", {"strategy": "momentum"}, 600),
                                     ("/performance", None, 600), ("/performance", {"period": "1w"}, 600)]:
@@ -115,7 +122,8 @@ def main() -> None:
                 report("/ (dashboard, signed in)", rps, lat, threads)
 
             n = 8
-            body = {"strategies": ["momentum"], "symbols": ["INFY", "SBIN"], "mode": "production", "as_of": "2024-11-22"}
+            body = {"strategies": ["momentum"], "symbols": ["INFY", "SBIN"], "mode": "production",
+                    "as_of": "2024-11-22"}
             out: list = [None] * n
             health: list[float] = []
             done = threading.Event()
@@ -123,7 +131,8 @@ def main() -> None:
             def call(i: int) -> None:
                 with httpx.Client(base_url=url, timeout=300) as c:
                     out[i] = c.post("/execute-strategies", json=body,
-                                    headers={"Authorization": f"Bearer {EXEC}", "Idempotency-Key": "bench-concurrent-1"})
+                                    headers={"Authorization": f"Bearer {EXEC}",
+                                             "Idempotency-Key": "bench-concurrent-1"})
 
             def probe() -> None:
                 with httpx.Client(base_url=url) as c:
@@ -147,17 +156,24 @@ def main() -> None:
             manifests = [json.loads(m.read_text()) for m in (tmp / "archive").rglob("manifest.json")]
             started = sum(m["run_id"] in run_ids for m in manifests)
             replayed = sum(a["replayed"] for a in answers)
-            ok = all(r.status_code == 200 for r in out) and len(run_ids) == 1 and started == 1 and replayed == n - 1
-            print(f"  {n} concurrent identical POST /execute-strategies, one Idempotency-Key: {started} run started, "
-                  f"{replayed} replayed, 1 run id: {len(run_ids) == 1}; all answered in {wall:.2f} s; "
-                  f"/health meanwhile max {max(health) * 1e3:.0f} ms over {len(health)} probes -> {'OK' if ok else 'FAILED'}")
+            ok = (
+                all(r.status_code == 200 for r in out)
+                and len(run_ids) == 1
+                and started == 1
+                and replayed == n - 1
+            )
+            print(f"  {n} concurrent identical POST /execute-strategies, one Idempotency-Key: {started} run "
+                  f"started, {replayed} replayed, 1 run id: {len(run_ids) == 1}; all answered in {wall:.2f} "
+                  f"s; /health meanwhile max {max(health) * 1e3:.0f} ms over {len(health)} probes -> "
+                  f"{'OK' if ok else 'FAILED'}")
             if not ok: raise SystemExit(1)
         finally:
             proc.terminate()
             proc.wait(20)
         proc, url = start(tmp, performance_ttl_s="0")            # every request reads the DuckDB file
         try:
-            print("without the performance cache (STRATEGY_ENGINE_SERVICE_PERFORMANCE_TTL_S=0): each request opens DuckDB")
+            print("without the performance cache (STRATEGY_ENGINE_SERVICE_PERFORMANCE_TTL_S=0): each "
+                  "request opens DuckDB")
             for threads in (1, 4):
                 rps, lat = load(url, "/performance", {"strategy": "momentum"}, 300, threads)
                 report("/performance?strategy=momentum", rps, lat, threads)

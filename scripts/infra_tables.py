@@ -2,8 +2,8 @@
 """Write infra/tables.json from strategy_engine.warehouse.TABLES: the BigQuery tables Terraform creates.
 
 The warehouse code creates its tables with `bigquery_table(spec)` (REQUIRED columns, monthly partitions on
-`spec.partition`, clustering on `spec.cluster`); Terraform must create exactly those, so the JSON is generated from
-the same specs and tests/test_infra.py fails when it is stale. Usage: scripts/infra_tables.py [--check]
+`spec.partition`, clustering on `spec.cluster`); Terraform must create exactly those, so the JSON is generated
+from the same specs and tests/test_infra.py fails when it is stale. Usage: scripts/infra_tables.py [--check]
 """
 import importlib
 import json
@@ -18,14 +18,14 @@ OUT = Path(__file__).resolve().parents[1] / "infra" / "tables.json"
 
 
 def load_all_tables() -> dict:
-    "TABLES after importing every module of the package: modules add their tables with register_table on import."
+    "TABLES after importing every module of the package (modules add tables with register_table on import)."
     for m in pkgutil.walk_packages(strategy_engine.__path__, "strategy_engine."):
         importlib.import_module(m.name)
     return TABLES
 
 
 def tables() -> dict:
-    "Per table: schema (name, type, mode), monthly partitioning field and clustering, as Terraform reads them."
+    "Per table: schema (name, type, mode), monthly partitioning field, clustering, as Terraform reads them."
     load_all_tables()
     return {name: {"schema": [{"name": c, "type": t, "mode": "REQUIRED" if c in spec.not_null else "NULLABLE"}
                               for c, t in spec.columns.items()],

@@ -29,8 +29,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .runs.contract import STATUSES
-from .core import (ConfigError, DataError, check_names, config_dir, did_you_mean, explain_validation_error,
-                                  runs_dir, secrets_from_environment)
+from .core import (ConfigError, DataError, check_names, config_dir, did_you_mean,
+                                  explain_validation_error, runs_dir, secrets_from_environment)
 from .core import redact as redact_values
 
 _log = logging.getLogger("strategy_engine.alerts")
@@ -112,7 +112,8 @@ def _known(values: tuple[str, ...], allowed: Sequence[str], what: str) -> tuple[
     "Check a list of names: each one allowed (with a did-you-mean), none twice."
     for name in values:
         if name not in allowed:
-            raise ValueError(f"{name!r} is not a {what}.{did_you_mean(name, allowed)} Allowed: {', '.join(allowed)}.")
+            raise ValueError(f"{name!r} is not a {what}.{did_you_mean(name, allowed)} Allowed: "
+                             f"{', '.join(allowed)}.")
     twice = [n for i, n in enumerate(values) if n in values[:i]]
     if twice: raise ValueError(f"{twice[0]!r} is listed twice.")
     return values
@@ -121,27 +122,35 @@ class RetryPolicy(BaseModel):
     "How a channel retries a transient failure: HTTP 429 or 5xx, SMTP 4xx, a refused or dropped connection."
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
     attempts: int = Field(default=4, ge=1, le=10, description="tries in all, the first included")
-    base_delay_s: float = Field(default=1.0, ge=0, le=60, description="wait after the first failure; doubles after each")
-    max_delay_s: float = Field(default=30.0, ge=0, le=600, description="cap on any wait, a server's retry_after included")
+    base_delay_s: float = Field(default=1.0, ge=0, le=60,
+                                description="wait after the first failure; doubles after each")
+    max_delay_s: float = Field(default=30.0, ge=0, le=600,
+                               description="cap on any wait, a server's retry_after included")
     timeout_s: float = Field(default=10.0, gt=0, le=120, description="connect and read timeout of one try")
 
     @model_validator(mode="after")
     def _cap_not_below_base(self) -> RetryPolicy:
         if self.max_delay_s < self.base_delay_s:
-            raise ValueError(f"max_delay_s ({self.max_delay_s}) must be >= base_delay_s ({self.base_delay_s}).")
+            raise ValueError(f"max_delay_s ({self.max_delay_s}) must be >= base_delay_s "
+                             f"({self.base_delay_s}).")
         return self
 
 class AlertRules(BaseModel):
     "Which runs and results raise an alert, on which channels, retried how (`config/alerts.yaml`)."
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-    min_sharpe: float = Field(default=1.0, ge=-10, le=10, description="alert when a strategy's Sharpe ratio is below this")
-    max_drawdown: float = Field(default=0.05, gt=0, lt=1, description="alert when a drawdown is deeper than this fraction")
-    alert_statuses: tuple[str, ...] = Field(default=("failed", "timeout", "data_stale", "killed"),
-                                            json_schema_extra={"allowed": f"a list of run statuses: {', '.join(RUN_STATUSES)}"},
-                                            description="run statuses that raise an alert")
+    min_sharpe: float = Field(default=1.0, ge=-10, le=10,
+                              description="alert when a strategy's Sharpe ratio is below this")
+    max_drawdown: float = Field(default=0.05, gt=0, lt=1,
+                                description="alert when a drawdown is deeper than this fraction")
+    alert_statuses: tuple[str, ...] = Field(
+        default=("failed", "timeout", "data_stale", "killed"),
+        json_schema_extra={"allowed": f"a list of run statuses: {', '.join(RUN_STATUSES)}"},
+        description="run statuses that raise an alert",
+    )
     channels: tuple[str, ...] = Field(default_factory=channel_names,
                                       json_schema_extra={"allowed": "a list of registered channels"},
-                                      description="where alerts go (each still needs its environment variables)")
+                                      description="where alerts go (each still needs its environment "
+                                                  "variables)")
     retry: RetryPolicy = Field(default=RetryPolicy(), description="retry policy of every channel")
 
     @field_validator("alert_statuses", "channels", mode="before")
@@ -150,7 +159,8 @@ class AlertRules(BaseModel):
 
     @field_validator("alert_statuses")
     @classmethod
-    def _statuses(cls, value: tuple[str, ...]) -> tuple[str, ...]: return _known(value, RUN_STATUSES, "run status")
+    def _statuses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known(value, RUN_STATUSES, "run status")
 
     @field_validator("channels")
     @classmethod
@@ -162,12 +172,14 @@ def rules_from_dict(raw: Any, source: str = "<dict>") -> AlertRules:
     "Validate `{'alerts': {...}}` (or the inner mapping) into `AlertRules`; errors name `source` and the key."
     if isinstance(raw, Mapping) and "alerts" in raw:
         extra = [str(k) for k in raw if k != "alerts"]
-        if extra: raise ConfigError(f"{source}: unknown top-level key {extra[0]!r}; the file holds one `alerts:` mapping.")
+        if extra:
+            raise ConfigError(f"{source}: unknown top-level key {extra[0]!r}; the file holds one `alerts:` "
+                              "mapping.")
         raw = raw["alerts"]
     if raw is None: raw = {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source}: `alerts` must be a mapping with keys {', '.join(AlertRules.model_fields)}; "
-                          f"got {type(raw).__name__}.")
+        raise ConfigError(f"{source}: `alerts` must be a mapping with keys "
+                          f"{', '.join(AlertRules.model_fields)}; got {type(raw).__name__}.")
     try: return AlertRules.model_validate(dict(raw))
     except ValidationError as e:
         raise explain_validation_error(e, AlertRules, "alerts", source, doc="nbs/40_alerts.ipynb") from None
@@ -180,19 +192,22 @@ def load_alert_rules(path: str | Path | None = None) -> AlertRules:
     "Read and validate `config/alerts.yaml` (or `path`) into `AlertRules`."
     file = Path(path) if path is not None else alerts_config_path()
     try: raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError: raise ConfigError(f"{file}: no such file; the alert rules live in config/alerts.yaml.") from None
+    except FileNotFoundError: raise ConfigError(f"{file}: no such file; the alert rules live in "
+                                                "config/alerts.yaml.") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"{file}: cannot be read as YAML ({e}).") from None
     if not isinstance(raw, Mapping) or "alerts" not in raw:
         first = str(next(iter(raw))) if isinstance(raw, Mapping) and raw else ""
-        raise ConfigError(f"{file}: expected one top-level `alerts:` mapping.{did_you_mean(first, ['alerts'])}")
+        raise ConfigError(f"{file}: expected one top-level `alerts:` "
+                          f"mapping.{did_you_mean(first, ['alerts'])}")
     return rules_from_dict(raw, str(file))
 
 # %% ../nbs/40_alerts.ipynb #eec5c19f
 @dataclass(frozen=True)
 class Alert:
     "One alert to deliver: what happened to which run; `key` decides what counts as the same alert."
-    key: tuple[str, ...]    # (run_id, status) for a run's status; (run_id, status, rule, strategy) for a result
+    # (run_id, status) for a run's status; (run_id, status, rule, strategy) for a result
+    key: tuple[str, ...]
     run_id: str
     status: str             # the run's status
     rule: str               # "status", "min_sharpe" or "max_drawdown"
@@ -216,24 +231,26 @@ def _one_line(text: Any, limit: int = 200) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 def _performance_table(performance: pd.DataFrame, run_id: str) -> pd.DataFrame:
-    "The columns strategy, sharpe_ratio, max_drawdown (numbers), taking `strategy` from the index when needed."
+    "The columns strategy, sharpe_ratio, max_drawdown (numbers), taking `strategy` from the index if needed."
     perf = performance
     if "strategy" not in perf.columns and perf.index.name == "strategy": perf = perf.reset_index()
     missing = [c for c in PERFORMANCE_COLUMNS if c not in perf.columns]
     if missing:
-        raise DataError(f"run {run_id}: the performance table lacks column(s) {', '.join(missing)}."
-                        f"{did_you_mean(missing[0], map(str, perf.columns))} Expected one row per strategy with "
-                        f"{', '.join(PERFORMANCE_COLUMNS)} (as metrics.summary returns).")
+        raise DataError(f"run {run_id}: the performance table lacks column(s) "
+                        f"{', '.join(missing)}.{did_you_mean(missing[0], map(str, perf.columns))} Expected "
+                        f"one row per strategy with {', '.join(PERFORMANCE_COLUMNS)} (as metrics.summary "
+                        "returns).")
     out = pd.DataFrame({"strategy": perf["strategy"].astype(str)})
     for col in PERFORMANCE_COLUMNS[1:]:
         try: out[col] = pd.to_numeric(perf[col]).astype("float64")
         except (ValueError, TypeError):
-            raise DataError(f"run {run_id}: performance column {col} holds non-numbers; expected floats.") from None
+            raise DataError(f"run {run_id}: performance column {col} holds non-numbers; expected "
+                            "floats.") from None
     return out
 
 def evaluate_rules(run: Mapping[str, Any], performance: pd.DataFrame | None = None,
                    rules: AlertRules | None = None) -> list[Alert]:
-    "The alerts a finished `run` raises under `rules` (default: config/alerts.yaml): its status, then its results."
+    "The alerts a finished `run` raises under `rules` (default config/alerts.yaml): its status, then results."
     rules = rules if rules is not None else load_alert_rules()
     if not isinstance(run, Mapping) or not run.get("run_id") or not run.get("status"):
         raise DataError(f"a run record needs run_id and status (and as_of, kind, error); got {run!r:.200}.")
@@ -243,41 +260,64 @@ def evaluate_rules(run: Mapping[str, Any], performance: pd.DataFrame | None = No
     alerts = []
     if status in rules.alert_statuses:
         error = str(run.get("error") or "").strip()
-        text = f"{where} {_STATUS_WORDS[status]} (status {status})." + (f"\nError: {error[:2000]}" if error else "")
+        text = f"{where} {_STATUS_WORDS[status]} (status {status})." + (
+            f"\nError: {error[:2000]}" if error else ""
+        )
         alerts.append(Alert((run_id, status), run_id, status, "status", "error",
                             _one_line(f"Run {run_id} {_STATUS_WORDS[status]}"), text))
     if performance is None or not len(performance): return alerts
     perf = _performance_table(performance, run_id)
     low = (perf["sharpe_ratio"] < rules.min_sharpe).to_numpy()          # NaN compares False: no alert
     deep = (perf["max_drawdown"].abs() > rules.max_drawdown).to_numpy()
-    for strategy, sharpe, drawdown, is_low, is_deep in zip(perf["strategy"], perf["sharpe_ratio"], perf["max_drawdown"],
-                                                           low, deep):
+    for strategy, sharpe, drawdown, is_low, is_deep in zip(perf["strategy"], perf["sharpe_ratio"],
+                                                           perf["max_drawdown"], low, deep):
         if is_low:
-            alerts.append(Alert((run_id, status, "min_sharpe", strategy), run_id, status, "min_sharpe", "warning",
-                                _one_line(f"{strategy}: Sharpe {sharpe:.2f} below {rules.min_sharpe:.2f}"),
-                                f"{where}: strategy {strategy} has a Sharpe ratio of {sharpe:.2f}, below the minimum "
-                                f"{rules.min_sharpe:.2f} (min_sharpe in config/alerts.yaml).", strategy))
+            alerts.append(
+                Alert(
+                    (run_id, status, "min_sharpe", strategy),
+                    run_id,
+                    status,
+                    "min_sharpe",
+                    "warning",
+                    _one_line(f"{strategy}: Sharpe {sharpe:.2f} below {rules.min_sharpe:.2f}"),
+                    f"{where}: strategy {strategy} has a Sharpe ratio of {sharpe:.2f}, below the "
+                    f"minimum {rules.min_sharpe:.2f} (min_sharpe in "
+                    "config/alerts.yaml).",
+                    strategy,
+                )
+            )
         if is_deep:
-            alerts.append(Alert((run_id, status, "max_drawdown", strategy), run_id, status, "max_drawdown", "warning",
-                                _one_line(f"{strategy}: drawdown {abs(drawdown):.1%} beyond {rules.max_drawdown:.1%}"),
-                                f"{where}: strategy {strategy} has a maximum drawdown of {abs(drawdown):.2%}, beyond the "
-                                f"limit of {rules.max_drawdown:.2%} (max_drawdown in config/alerts.yaml).", strategy))
+            alerts.append(
+                Alert(
+                    (run_id, status, "max_drawdown", strategy),
+                    run_id,
+                    status,
+                    "max_drawdown",
+                    "warning",
+                    _one_line(f"{strategy}: drawdown {abs(drawdown):.1%} beyond {rules.max_drawdown:.1%}"),
+                    f"{where}: strategy {strategy} has a maximum drawdown of "
+                    f"{abs(drawdown):.2%}, beyond the limit of {rules.max_drawdown:.2%} "
+                    "(max_drawdown in config/alerts.yaml).",
+                    strategy,
+                )
+            )
     return alerts
 
 # %% ../nbs/40_alerts.ipynb #1d7877fb
 def backoff_delay(attempt: int, retry: RetryPolicy, retry_after: float | None = None) -> float:
-    "Seconds to wait after failed try `attempt` (1-based): the server's `retry_after`, else base·2^(attempt-1); capped."
+    "Seconds to wait after failed try `attempt` (1-based): the server's `retry_after`, else base·2^(n-1)."
     wait = retry.base_delay_s * 2.0 ** (attempt - 1) if retry_after is None else retry_after
     return float(min(max(wait, 0.0), retry.max_delay_s))
 
 def _retry_after(response: httpx.Response) -> float | None:
-    "A 429's wait in seconds: JSON `parameters.retry_after` (or a top-level one), else the Retry-After header."
+    "A 429's wait in seconds: JSON `parameters.retry_after` (or top-level), else the Retry-After header."
     try: body = response.json()
     except ValueError: body = None
     if isinstance(body, dict):
         for holder in (body.get("parameters"), body):
             value = holder.get("retry_after") if isinstance(holder, dict) else None
-            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value): return float(value)
+            if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+                return float(value)
     try: value = float(response.headers.get("Retry-After", ""))
     except ValueError: return None          # absent, or an HTTP-date: use our own backoff
     return value if math.isfinite(value) else None
@@ -295,7 +335,7 @@ def _secrets(env: Mapping[str, str]) -> list[str]:
     return declared + list(secrets_from_environment(env).values())
 
 class RedactingFilter(logging.Filter):
-    "A logging filter that passes each record's message through `redact` (bot paths and secret environment values)."
+    "A logging filter passing each record's message through `redact` (bot paths, secret environment values)."
     def filter(self, record: logging.LogRecord) -> bool:
         try: message = record.getMessage()
         except Exception: return True
@@ -307,7 +347,8 @@ def _install_redaction(*names: str) -> None:
     "Put one `RedactingFilter` on each named logger (idempotent, also across module reloads)."
     for name in names:
         target = logging.getLogger(name)
-        if not any(type(f).__name__ == "RedactingFilter" for f in target.filters): target.addFilter(RedactingFilter())
+        if not any(type(f).__name__ == "RedactingFilter" for f in target.filters):
+            target.addFilter(RedactingFilter())
 
 _install_redaction("httpx", "strategy_engine.alerts")
 
@@ -335,17 +376,19 @@ class _Failed(Exception):
 
 def _with_retries(attempt_once: Callable[[], None], retry: RetryPolicy, sleep: Callable[[float], None],
                   what: str, extra: dict[str, Any]) -> int:
-    "Call `attempt_once` until it succeeds (return the tries used), fails permanently, or runs out of tries (`_Failed`)."
+    "Call `attempt_once` until it succeeds (return the tries used), fails for good, or runs out of tries."
     for attempt in range(1, retry.attempts + 1):
         try:
             attempt_once()
             return attempt
         except PermanentError as e: raise _Failed(str(e), attempt) from None
         except TransientError as e:
-            if attempt == retry.attempts: raise _Failed(f"{e} (gave up after {attempt} tries)", attempt) from None
+            if attempt == retry.attempts:
+                raise _Failed(f"{e} (gave up after {attempt} tries)", attempt) from None
             wait = backoff_delay(attempt, retry, e.retry_after)
             _log.warning("alert for run %s (%s) via %s: try %d of %d failed (%s); retrying in %.2f s",
-                           extra["run_id"], extra["status"], what, attempt, retry.attempts, e, wait, extra=extra)
+                         extra["run_id"], extra["status"], what, attempt, retry.attempts, e, wait,
+                         extra=extra)
             sleep(wait)
     raise _Failed("no tries were made", 0)
 
@@ -391,18 +434,19 @@ def _flag(name: str, value: str | None, default: bool) -> bool:
     raise ConfigError(f"{name}={value!r} is not a yes/no value; use true or false.")
 
 def _smtp_settings(env: Mapping[str, str]) -> _Smtp:
-    "SMTP settings from the environment, checked (a `ConfigError` names the variable, never a secret's value)."
+    "SMTP settings from the environment, checked (a `ConfigError` names the variable, never a secret)."
     starttls = _flag("SMTP_STARTTLS", env.get("SMTP_STARTTLS"), True)
     port_text = str(env.get("SMTP_PORT") or ("587" if starttls else "25")).strip()
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"SMTP_PORT={port_text!r} is not a port number (1..65535).")
     recipients = tuple(a.strip() for a in env["ALERT_EMAIL_TO"].split(",") if a.strip())
-    if not recipients: raise ConfigError("ALERT_EMAIL_TO holds no address; give one or more, separated by commas.")
+    if not recipients:
+        raise ConfigError("ALERT_EMAIL_TO holds no address; give one or more, separated by commas.")
     user, password, host = env.get("SMTP_USER", ""), env.get("SMTP_PASSWORD", ""), env["SMTP_HOST"].strip()
     if bool(user) != bool(password): raise ConfigError("set both SMTP_USER and SMTP_PASSWORD, or neither.")
     if user and not starttls and host not in _LOOPBACK:
-        raise ConfigError(f"SMTP_USER is set but SMTP_STARTTLS is off: the password would cross the network to {host} "
-                          "in clear text. Set SMTP_STARTTLS=true.")
+        raise ConfigError("SMTP_USER is set but SMTP_STARTTLS is off: the password would cross the network "
+                          f"to {host} in clear text. Set SMTP_STARTTLS=true.")
     return _Smtp(host, int(port_text), env["SMTP_FROM"].strip(), recipients, user, password, starttls)
 
 def _email_message(alert: Alert, smtp: _Smtp) -> EmailMessage:
@@ -443,7 +487,7 @@ def _email_once(smtp: _Smtp, msg: EmailMessage, timeout: float) -> None:
 # %% ../nbs/40_alerts.ipynb #55b04a9d
 @dataclass(frozen=True)
 class Delivery:
-    "What became of one alert on one channel: sent, duplicate (sent before), skipped (not configured) or failed."
+    "What became of one alert on one channel: sent, duplicate, skipped (not configured) or failed."
     key: tuple[str, ...]    # the alert's key (see `Alert`)
     run_id: str
     channel: str
@@ -459,15 +503,16 @@ def _now() -> str: return datetime.now(UTC).isoformat(timespec="seconds")
 
 def _record(alert: Alert, channel: str, state: str, **more: Any) -> str:
     "The JSON of a claim file."
-    return json.dumps({"key": list(alert.key), "channel": channel, "run_id": alert.run_id, "status": alert.status,
-                       "rule": alert.rule, "strategy": alert.strategy, "title": alert.title, "state": state,
-                       "pid": os.getpid(), **more}, indent=1)
+    return json.dumps({"key": list(alert.key), "channel": channel, "run_id": alert.run_id,
+                       "status": alert.status, "rule": alert.rule, "strategy": alert.strategy,
+                       "title": alert.title, "state": state, "pid": os.getpid(), **more}, indent=1)
 
 def _claim(path: Path, alert: Alert, channel: str) -> bool:
     "Create `path` only if absent (O_EXCL): True when this process now owns the alert on this channel."
     try: fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError: return False
-    with os.fdopen(fd, "w", encoding="utf-8") as f: f.write(_record(alert, channel, "sending", claimed_at=_now()))
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(_record(alert, channel, "sending", claimed_at=_now()))
     return True
 
 def _settle(path: Path, alert: Alert, channel: str, attempts: int) -> None:
@@ -478,17 +523,19 @@ def _settle(path: Path, alert: Alert, channel: str, attempts: int) -> None:
 
 def _deliver(alert: Alert, channel: str, env: Mapping[str, str], rules: AlertRules, store: Path,
              clients: Callable[[], httpx.Client], sleep: Callable[[float], None]) -> Delivery:
-    "One alert on one channel: skip, claim, send with retries, settle or release; every failure returned, not raised."
+    "One alert on one channel: skip, claim, send with retries, settle or release; failures returned."
     secrets = _secrets(env)
-    alert = replace(alert, title=redact(alert.title, secrets), text=redact(alert.text, secrets))   # a run's error may quote one
+    # a run's error may quote one
+    alert = replace(alert, title=redact(alert.title, secrets), text=redact(alert.text, secrets))
     extra = {"run_id": alert.run_id, "status": alert.status, "channel": channel, "alert_key": alert.digest}
     def done(status: str, attempts: int = 0, error: str = "") -> Delivery:
         error = redact(error, secrets)
-        level = {"sent": logging.INFO, "duplicate": logging.INFO, "skipped": logging.WARNING}.get(status, logging.ERROR)
+        level = {"sent": logging.INFO, "duplicate": logging.INFO,
+                 "skipped": logging.WARNING}.get(status, logging.ERROR)
         tries = f" after {attempts} tr{'y' if attempts == 1 else 'ies'}" if attempts else ""
-        _log.log(level, "alert %r for run %s (%s) via %s: %s%s%s", alert.title, alert.run_id, alert.status, channel,
-                   status, tries, f": {error}" if error else "",
-                   extra={**extra, "delivery": status, "attempts": attempts, "error": error})
+        _log.log(level, "alert %r for run %s (%s) via %s: %s%s%s", alert.title, alert.run_id, alert.status,
+                 channel, status, tries, f": {error}" if error else "",
+                 extra={**extra, "delivery": status, "attempts": attempts, "error": error})
         return Delivery(alert.key, alert.run_id, channel, status, attempts, error)
 
     sender = _CHANNELS[channel]
@@ -504,17 +551,19 @@ def _deliver(alert: Alert, channel: str, env: Mapping[str, str], rules: AlertRul
         attempts = _with_retries(send, rules.retry, sleep, channel, extra)
         claimed = None
         try: _settle(path, alert, channel, attempts)
-        except OSError as e: _log.warning("alert sent, but its record could not be updated: %s", e, extra=extra)
+        except OSError as e: _log.warning("alert sent, but its record could not be updated: %s", e,
+                                          extra=extra)
         return done("sent", attempts)
     except _Failed as e: return done("failed", e.attempts, str(e))
     except Exception as e: return done("failed", 0, f"{type(e).__name__}: {e}")
     finally:
         if claimed is not None: claimed.unlink(missing_ok=True)      # release: a later retry may try again
 
-def send_alerts(alerts: Sequence[Alert], rules: AlertRules | None = None, channels: Sequence[str] | None = None,
-                state_dir: str | Path | None = None, env: Mapping[str, str] | None = None,
+def send_alerts(alerts: Sequence[Alert], rules: AlertRules | None = None,
+                channels: Sequence[str] | None = None, state_dir: str | Path | None = None,
+                env: Mapping[str, str] | None = None,
                 sleep: Callable[[float], None] = time.sleep) -> list[Delivery]:
-    "Deliver each alert at most once per channel (dedupe store on disk), retrying transient failures; never raises."
+    "Deliver each alert at most once per channel (dedupe store on disk), retrying; never raises."
     env = os.environ if env is None else env
     if rules is None:
         try: rules = load_alert_rules()
@@ -537,15 +586,17 @@ def send_alerts(alerts: Sequence[Alert], rules: AlertRules | None = None, channe
                     error = (f"unknown channel {channel!r}.{did_you_mean(channel, _CHANNELS)} "
                              f"Registered: {', '.join(_CHANNELS)}.")
                     _log.error("alert for run %s: %s", alert.run_id, error,
-                                 extra={"run_id": alert.run_id, "status": alert.status, "channel": channel, "delivery": "failed"})
+                                 extra={"run_id": alert.run_id, "status": alert.status, "channel": channel,
+                                        "delivery": "failed"})
                     out.append(Delivery(alert.key, alert.run_id, channel, "failed", 0, error))
                 else: out.append(_deliver(alert, channel, env, rules, store, clients, sleep))
     return out
 
-def notify_run(run: Mapping[str, Any], performance: pd.DataFrame | None = None, rules: AlertRules | None = None,
-               channels: Sequence[str] | None = None, state_dir: str | Path | None = None,
-               env: Mapping[str, str] | None = None, sleep: Callable[[float], None] = time.sleep) -> list[Delivery]:
-    "Evaluate the rules for a finished run and send its alerts; whatever goes wrong is logged and returned, never raised."
+def notify_run(run: Mapping[str, Any], performance: pd.DataFrame | None = None,
+               rules: AlertRules | None = None, channels: Sequence[str] | None = None,
+               state_dir: str | Path | None = None, env: Mapping[str, str] | None = None,
+               sleep: Callable[[float], None] = time.sleep) -> list[Delivery]:
+    "Evaluate the rules for a finished run and send its alerts; anything going wrong is logged, never raised."
     env = os.environ if env is None else env
     try:
         rules = rules if rules is not None else load_alert_rules()

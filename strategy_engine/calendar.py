@@ -33,16 +33,17 @@ class TradingCalendar:
     holidays: pd.DatetimeIndex
     special_sessions: pd.DatetimeIndex       # weekend sessions and evening-only sessions (they are sessions)
     labels: dict = field(default_factory=dict, repr=False)   # date -> name of the holiday/special session
-    evening_sessions: pd.DatetimeIndex = field(default_factory=lambda: pd.DatetimeIndex([]), repr=False)  # Muhurat
+    # Muhurat
+    evening_sessions: pd.DatetimeIndex = field(default_factory=lambda: pd.DatetimeIndex([]), repr=False)
 
     def _check(self, start: pd.Timestamp, end: pd.Timestamp) -> None:
         lo, hi = self.coverage
         if start < lo or end > hi:
             bad = start if start < lo else end
             raise CalendarError(
-                f"{self.name} calendar has no holiday list for {bad.date()}: it covers {lo.date()} .. {hi.date()}. "
-                f"Add that year's holidays to config/calendar/{self.name.lower()}.csv and extend `coverage` "
-                f"in config/calendar/{self.name.lower()}.yaml.")
+                f"{self.name} calendar has no holiday list for {bad.date()}: it covers {lo.date()} .. "
+                f"{hi.date()}. Add that year's holidays to config/calendar/{self.name.lower()}.csv and "
+                f"extend `coverage` in config/calendar/{self.name.lower()}.yaml.")
 
     def sessions(self, start, end) -> pd.DatetimeIndex:
         "All sessions from `start` to `end`, both inclusive."
@@ -72,14 +73,16 @@ class TradingCalendar:
         "The last session on or before `date` (strictly before when `inclusive=False`)."
         d = pd.Timestamp(date).normalize() - pd.Timedelta(days=0 if inclusive else 1)
         s = self.sessions(max(d - pd.Timedelta(days=30), self.coverage[0]), d)
-        if not len(s): raise CalendarError(f"No {self.name} session on or before {d.date()} within the calendar.")
+        if not len(s):
+            raise CalendarError(f"No {self.name} session on or before {d.date()} within the calendar.")
         return s[-1]
 
     def next_session(self, date, inclusive: bool = False) -> pd.Timestamp:
         "The first session after `date` (on or after when `inclusive=True`)."
         d = pd.Timestamp(date).normalize() + pd.Timedelta(days=0 if inclusive else 1)
         s = self.sessions(d, min(d + pd.Timedelta(days=30), self.coverage[1]))
-        if not len(s): raise CalendarError(f"No {self.name} session on or after {d.date()} within the calendar.")
+        if not len(s):
+            raise CalendarError(f"No {self.name} session on or after {d.date()} within the calendar.")
         return s[0]
 
     def session_close_utc(self, date) -> pd.Timestamp:
@@ -88,7 +91,7 @@ class TradingCalendar:
         return local.tz_convert("UTC")
 
     def session_date(self, stamps) -> pd.DatetimeIndex:
-        "The exchange-local date of timestamps: aware ones converted to the exchange's zone first, naive ones as they are."
+        "Exchange-local dates of timestamps: aware ones converted to the exchange's zone, naive ones kept."
         idx = pd.DatetimeIndex(stamps)
         if idx.tz is not None: idx = idx.tz_convert(self.timezone).tz_localize(None)
         return idx.normalize()
@@ -97,7 +100,9 @@ class TradingCalendar:
         "A plain-words answer to 'is this a session?'"
         d = pd.Timestamp(date).normalize()
         if d in self.labels:
-            kind = {"evening": "evening-only session", "holiday": "holiday"}.get(self.session_kind(d), "special session")
+            kind = {"evening": "evening-only session", "holiday": "holiday"}.get(
+                self.session_kind(d), "special session"
+            )
             return f"{d.date()}: {kind} ({self.labels[d]})"
         return f"{d.date()}: {'session' if self.is_session(d) else 'weekend'}"
 
@@ -113,7 +118,9 @@ def load_calendar(path: Path | str) -> TradingCalendar:
     csv_path = path.parent / spec["exceptions"]
     rows = pd.read_csv(csv_path, comment="#", dtype=str)
     missing = {"date", "kind", "name"} - set(rows.columns)
-    if missing: raise ConfigError(f"{csv_path}: missing column(s) {sorted(missing)}; expected date, kind, name, source.")
+    if missing:
+        raise ConfigError(f"{csv_path}: missing column(s) {sorted(missing)}; expected date, kind, name, "
+                          "source.")
     dates = pd.to_datetime(rows["date"], format="%Y-%m-%d", errors="coerce")
     for i in rows.index[dates.isna()]:
         raise ConfigError(f"{csv_path}: row {i + 1}: date {rows.at[i, 'date']!r} is not YYYY-MM-DD.")
@@ -124,7 +131,8 @@ def load_calendar(path: Path | str) -> TradingCalendar:
     hol = rows["kind"].eq("holiday")
     weekend_hol = dates[hol & (dates.dt.day_of_week >= 5)]
     if len(weekend_hol):
-        raise ConfigError(f"{csv_path}: holiday {weekend_hol.iloc[0].date()} falls on a weekend; list only weekday holidays.")
+        raise ConfigError(f"{csv_path}: holiday {weekend_hol.iloc[0].date()} falls on a weekend; list only "
+                          "weekday holidays.")
     cov = spec["coverage"]
     return TradingCalendar(
         name=str(spec["name"]), timezone=str(spec["timezone"]), session_close=str(spec["session_close"]),
@@ -187,7 +195,7 @@ def _chosen(spec: str | None, dates) -> tuple[str, str]:
     return name, f"calendar: {name} (inferred from the data: {why})"
 
 def resolve_calendar(spec: str | None, dates) -> tuple[TradingCalendar, str]:
-    "The calendar `spec` names, else the one `dates` follow (`infer_calendar`); and how it was chosen, in words."
+    "The calendar `spec` names, else the one `dates` follow (`infer_calendar`), and how it was chosen."
     name, words = _chosen(spec, dates)
     return get_calendar(name), words
 

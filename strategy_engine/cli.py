@@ -29,7 +29,7 @@ __all__ = ['cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_dat
 
 # %% ../nbs/90_cli.ipynb #fb7c4fbf
 class _Parser(argparse.ArgumentParser):
-    "ArgumentParser whose errors add a 'did you mean ...?'; no abbreviated options (`--schedule` is not `--scheduled`)."
+    "ArgumentParser whose errors add a 'did you mean ...?'; no abbreviated options (`--schedule` isn't one)."
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
@@ -53,14 +53,16 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
 def _date(text: str) -> str:
     "argparse type: a YYYY-MM-DD date, returned as that string."
     try: return datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d")
-    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected YYYY-MM-DD)") from None
+    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected "
+                                                        "YYYY-MM-DD)") from None
 
 # %% ../nbs/90_cli.ipynb #ba0763a6
 def cmd_data_validate(args) -> int:
     "Validate a data directory and print the report; 1 when it fails."
     from strategy_engine.data import load_bars
     from strategy_engine.validation import validate
-    bars = load_bars(args.path, symbols=args.symbols)        # split-adjusted Close: what the runs read (issue 13)
+    # split-adjusted Close: what the runs read (issue 13)
+    bars = load_bars(args.path, symbols=args.symbols)
     report = validate(bars, as_of=args.as_of, max_move=args.max_move, max_lag_sessions=args.max_lag)
     print(report.to_json() if args.json else report.text(limit=args.limit))
     return 0 if report.ok else 1
@@ -71,7 +73,8 @@ def cmd_data_info(args) -> int:
     bars = open_bars(args.data)
     print(bars)
     counts = bars.close.notna().sum()
-    print(f"bars per symbol: min {counts.min()} ({counts.idxmin()}), max {counts.max()}; symbols: {' '.join(bars.symbols)}")
+    print(f"bars per symbol: min {counts.min()} ({counts.idxmin()}), max {counts.max()}; symbols: "
+          f"{' '.join(bars.symbols)}")
     return 0
 
 def cmd_calendar(args) -> int:
@@ -90,7 +93,7 @@ def cmd_calendar(args) -> int:
 
 # %% ../nbs/90_cli.ipynb #97adb14e
 def _execute_report(template: str, params: dict, args) -> int:
-    "Execute a report notebook of `nbs/` with papermill into `--out` (default runs/reports/) and say how it ended."
+    "Execute a report notebook of `nbs/` with papermill into `--out` (default runs/reports/); say how it ran."
     from strategy_engine.notebooks import execute_notebook
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = (args.out or runs_dir() / "reports") / f"{Path(template).stem}_{stamp}.ipynb"
@@ -144,7 +147,8 @@ def _boot_kernel(kind: str, args) -> None:
     from strategy_engine.runs.launcher import template_path
     from strategy_engine.notebooks import boot_kernel_early
     try: boot_kernel_early(template_path(kind))
-    except Exception: pass    # only a head start: the run starts its own kernel and reports what stops it, in its record
+    # only a head start: the run starts its own kernel and reports what stops it, in its record
+    except Exception: pass
 
 def _stage_params(args, *names: str) -> dict:
     "The notebook parameters of a `run` command: as_of, data, and those of `names` the user gave."
@@ -157,7 +161,8 @@ def _stage_params(args, *names: str) -> dict:
         if args.symbols == ["all"]: params["symbols"] = _every_symbol(args.data)
     if "universe" in names and getattr(args, "universe", None): _check_universe(args.universe)
     for name in names:
-        if name not in ("strategies", "symbols") and getattr(args, name, None) is not None: params[name] = getattr(args, name)
+        if name not in ("strategies", "symbols") and getattr(args, name, None) is not None:
+            params[name] = getattr(args, name)
     return params
 
 def _check_universe(spec: str):
@@ -167,13 +172,13 @@ def _check_universe(spec: str):
     except StrategyEngineError as e: raise UsageError(cli_words(str(e))) from None
 
 class UsageError(StrategyEngineError):
-    "A command line that cannot run (unknown strategy, symbol, date or run id): exit 2 before anything starts."
+    "A command line that cannot run (unknown strategy, symbol, date or run id): exit 2 before anything runs."
 
 def _flag_error(e: Exception, flag: str) -> UsageError:
     return UsageError(f"{flag}: {e}")
 
 def _data_symbols(data: str) -> list[str] | None:
-    "The symbols a data spec holds, cheaply (file names of a folder; the synthetic universe); None when unknown here."
+    "The symbols a data spec holds, cheaply (a folder's file names; the synthetic universe); None if unknown."
     from strategy_engine.runs.records import resolve_data
     spec = resolve_data(data)
     if spec == "synthetic":
@@ -184,7 +189,7 @@ def _data_symbols(data: str) -> list[str] | None:
     return sorted({p.name.split(".")[0] for p in path.iterdir() if p.suffix in (".csv", ".parquet", ".gz")})
 
 def precheck(args) -> None:
-    "Check a run command's --strategies, --symbols and --run-id as the HTTP API does, before anything starts (exit 2)."
+    "Check a run command's --strategies, --symbols and --run-id as the HTTP API does, before anything starts."
     from strategy_engine.core import check_names, config_dir
     from strategy_engine.runs.contract import check_run_id
     configured = sorted(p.stem for p in (config_dir() / "strategies").glob("*.yaml"))   # what a run can load
@@ -193,7 +198,8 @@ def precheck(args) -> None:
     symbols, data = getattr(args, "symbols", None) or [], getattr(args, "data", None) or "auto"
     known = _data_symbols(data) if symbols else None
     universes = _universes() if known is not None and len(symbols) == 1 and symbols[0] not in known else {}
-    if known is not None and not (symbols[0] in universes and universes[symbols[0]] is None):   # 'all': every symbol
+    # 'all': every symbol
+    if known is not None and not (symbols[0] in universes and universes[symbols[0]] is None):
         named = universes.get(symbols[0])
         try: check_names(list(named or symbols), known, "symbol", f"the data ({data})" +
                          (f", in universe {symbols[0]}" if named else ""))
@@ -282,12 +288,13 @@ def _say_launch(launch, stage: str, archive: str | None, calendar: str = "") -> 
     if wh and not launch.replayed: say(f"  warehouse: {wh}", warehouse=wh, **ids)
     if calendar: say(f"  {calendar}", **ids)
     if launch.record_id:
-        say(f"  open it: strategy-engine serve, then http://127.0.0.1:8080/runs/{launch.run_id}/notebook", **ids)
+        say(f"  open it: strategy-engine serve, then http://127.0.0.1:8080/runs/{launch.run_id}/notebook",
+            **ids)
     if stage == "report" and launch.status == "succeeded" and not launch.replayed:
         _say_performance(launch, archive)
 
 def _say_performance(launch, archive: str | None) -> None:
-    "One `event: performance` line per strategy of a report, one `event: alert` per alert (log-based metrics)."
+    "One `event: performance` line per strategy of a report, one `event: alert` per alert (for log metrics)."
     import io
 
     import pandas as pd
@@ -370,7 +377,7 @@ def _run_overrides(args, strategies: Sequence[str] | None = None) -> dict:
     return out
 
 def cmd_audit_verify(args) -> int:
-    "Recompute every archived hash and the ledger chain, and check the warehouse against it; 1 when anything is wrong."
+    "Recompute every archived hash and the ledger chain, check the warehouse against it; 1 if anything's off."
     from strategy_engine.runs.archive import open_archive, verify
     from strategy_engine.runs.records import verify_records
     from strategy_engine.warehouse import default_warehouse_uri, open_warehouse
@@ -380,25 +387,33 @@ def cmd_audit_verify(args) -> int:
     problems: list[str] = []
     uri = args.warehouse or default_warehouse_uri()
     if args.no_warehouse: pass
-    elif args.warehouse is None and uri.startswith("duckdb:///") and not Path(uri[len("duckdb:///"):]).exists():
+    elif (
+        args.warehouse is None
+        and uri.startswith("duckdb:///")
+        and not Path(uri[len("duckdb:///") :]).exists()
+    ):
         print(f"warehouse {uri}: not there; only the archive was checked (--warehouse names another)")
     else:
         with open_warehouse(uri) as wh:
             problems = verify_records(store, wh)
-            print(f"warehouse {wh.uri}: " + ("every loaded record is in the ledger with its row counts" if not problems
-                                              else f"{len(problems)} problem(s)"))
+            verdict = ("every loaded record is in the ledger with its row counts" if not problems
+                       else f"{len(problems)} problem(s)")
+            print(f"warehouse {wh.uri}: {verdict}")
         for p in problems[:20]: print(f"  {p}")
     return 0 if report.ok and not problems else 1
 
 def cmd_signals(args) -> int:
-    "Print the signals of a day: the designated run's (as current now, or at --at), or what run --run-id emitted."
+    "Print a day's signals: the designated run's (current now, or at --at), or what run --run-id emitted."
     import pandas as pd
 
     from strategy_engine.warehouse import open_warehouse
-    if args.attempt is not None and not args.run_id: raise UsageError("--attempt needs --run-id: the attempt of which run?")
-    if args.at and args.run_id: raise UsageError("--at reads what was current at a time; with --run-id, use --attempt.")
+    if args.attempt is not None and not args.run_id:
+        raise UsageError("--attempt needs --run-id: the attempt of which run?")
+    if args.at and args.run_id:
+        raise UsageError("--at reads what was current at a time; with --run-id, use --attempt.")
     with open_warehouse(args.warehouse) as wh:
-        rows = wh.read_signals(start=args.date, end=args.date, run_id=args.run_id, attempt=args.attempt, at=args.at)
+        rows = wh.read_signals(start=args.date, end=args.date, run_id=args.run_id, attempt=args.attempt,
+                               at=args.at)
         where = wh.uri
     if rows.empty:
         print(f"no signals for {args.date} in {where}" + (f" from run {args.run_id}" if args.run_id else "")
@@ -410,7 +425,7 @@ def cmd_signals(args) -> int:
     return 0
 
 def cmd_audit_reconcile(args) -> int:
-    "Complete what crashed runs left half done: chain archived manifests, load archived rows the warehouse lacks."
+    "Complete what crashed runs left half done: chain archived manifests, load rows the warehouse lacks."
     from strategy_engine.runs.archive import open_archive
     from strategy_engine.runs.records import reconcile
     from strategy_engine.warehouse import open_warehouse
@@ -451,7 +466,7 @@ def cmd_run_validate(args) -> int:
     return _run_stage("validate", _stage_params(args, *names), args)
 
 def cmd_run_report(args) -> int:
-    "Launch the performance report notebook of a day (18:00, gated on the day's validation) and print where its record is."
+    "Launch a day's performance report notebook (18:00, gated on its validation); print where it is kept."
     _check_calendar(args)
     _boot_kernel("report", args)
     names = ("strategies", "symbols", "warehouse", "cost_bps", "period", "adjustment")
@@ -461,7 +476,7 @@ def cmd_run_report(args) -> int:
     return _run_stage("report", params, args)
 
 def cmd_run_day(args) -> int:
-    "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failed validation."
+    "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failure."
     _check_calendar(args)
     _boot_kernel("validate", args)                      # the first stage's
     from strategy_engine.runs.schedule import run_day
@@ -492,7 +507,7 @@ def cmd_schedule_show(args) -> int:
     return 0
 
 def cmd_schedule_check(args) -> int:
-    "The 09:15 market-open check: each stage's archived outcome; non-zero when the day's validation failed or is missing."
+    "The 09:15 market-open check: each stage's archived outcome; non-zero when validation failed or is none."
     from strategy_engine.runs.schedule import check_day
     check = check_day(_as_of(args.as_of, "auto"), args.archive, alerts=args.alerts)
     print(check.text())
@@ -501,11 +516,12 @@ def cmd_schedule_check(args) -> int:
 
 # %% ../nbs/90_cli.ipynb #862571fe
 def cmd_evaluate(args) -> int:
-    "Evaluate a strategy (in-sample sweep, optional walk-forward, deflated Sharpe, PBO); print and write the JSON report."
+    "Evaluate a strategy (in-sample sweep, walk-forward, deflated Sharpe, PBO); print and write JSON."
     from strategy_engine.evaluation import evaluate, format_report
     config = _config_with(args.strategy, args.param or [])
     bars, cal, words = _research_bars(args)
-    chosen = bool(args.symbols) or bool(args.universe)   # symbols or a rule the user named: not the YAML universe
+    # symbols or a rule the user named: not the YAML universe
+    chosen = bool(args.symbols) or bool(args.universe)
     rule = _check_universe(args.universe) if args.universe else None
     membership = None
     if rule is not None:
@@ -516,7 +532,8 @@ def cmd_evaluate(args) -> int:
                           config=config, restrict_universe=not (bars.synthetic or chosen),
                           long_only=args.long_only, membership=membership)
     report["data"]["universe"] = str(rule) if rule else ("the symbols given" if args.symbols else
-                                                         "the strategy's symbol list: today's names, survivorship-biased")
+                                                         "the strategy's symbol list: today's names, "
+                                                         "survivorship-biased")
     report["data"].update(calendar=cal.name, calendar_chosen=words, adjustment=bars.adjustment,
                           parameters_overridden=dict(p.split("=", 1) for p in args.param or []))
     print(format_report(report))
@@ -599,30 +616,42 @@ def _stage_options(p: argparse.ArgumentParser, stored: bool, gated: bool, run_id
                    scheduled: bool = True) -> None:
     "The options every `run` command of a trading-day stage shares."
     p.add_argument("--as-of", required=True, type=lambda s: s if s in ("latest", "today") else _date(s),
-                   help="the trading date YYYY-MM-DD, 'today' (IST, for the scheduler) or 'latest' (last date of the data)")
+                   help="the trading date YYYY-MM-DD, 'today' (IST, for the scheduler) or 'latest' (last "
+                        "date of the data)")
     p.add_argument("--strategies", nargs="+", help="names (default: the default set, see `strategies list`)")
-    p.add_argument("--symbols", nargs="+", help="symbols, or one universe name such as nifty50_sample (default: each "
-                                                "strategy's universe)")
-    p.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
-    p.add_argument("--warehouse", help="where the run's records are indexed: duckdb:///PATH or bigquery://PROJECT/DATASET "
-                                       "(default: $STRATEGY_ENGINE_WAREHOUSE or runs/warehouse.duckdb)")
+    p.add_argument("--symbols", nargs="+", help="symbols, or one universe name such as nifty50_sample "
+                                                "(default: each strategy's universe)")
+    p.add_argument("--data", default="auto",
+                   help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
+    p.add_argument("--warehouse", help="where the run's records are indexed: duckdb:///PATH or "
+                                       "bigquery://PROJECT/DATASET (default: $STRATEGY_ENGINE_WAREHOUSE or "
+                                       "runs/warehouse.duckdb)")
     if stored:
-        p.add_argument("--cost-bps", type=float, help="cost per unit of turnover in bps (default 10: core.DEFAULT_COST_BPS)")
-    p.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+        p.add_argument("--cost-bps", type=float,
+                       help="cost per unit of turnover in bps (default 10: core.DEFAULT_COST_BPS)")
+    p.add_argument("--archive",
+                   help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
     if run_id_help: p.add_argument("--run-id", help=f"override the run id (default: {run_id_help})")
-    if gated: p.add_argument("--force", action="store_true", help="run even though the day's archived validation failed")
+    if gated:
+        p.add_argument("--force", action="store_true",
+                       help="run even though the day's archived validation failed")
     if scheduled:
-        p.add_argument("--scheduled", metavar="HH:MM", help="the scheduled time (IST) of this trigger: a retried trigger with "
-                                                             "the same time replays the first run instead of running again")
-        p.add_argument("--idempotency-key", help="run at most once per this key (default with --scheduled: stage + time)")
-    p.add_argument("--no-alerts", dest="alerts", action="store_false", help="raise no alert when the run ends badly")
-    p.add_argument("--timeout", type=float, default=600, help="per-cell execution timeout in seconds (default 600)")
+        p.add_argument("--scheduled", metavar="HH:MM", help="the scheduled time (IST) of this trigger: a "
+                                                            "retried trigger with the same time replays the "
+                                                            "first run instead of running again")
+        p.add_argument("--idempotency-key",
+                       help="run at most once per this key (default with --scheduled: stage + time)")
+    p.add_argument("--no-alerts", dest="alerts", action="store_false",
+                   help="raise no alert when the run ends badly")
+    p.add_argument("--timeout", type=float, default=600,
+                   help="per-cell execution timeout in seconds (default 600)")
 
 def _output_options(p: argparse.ArgumentParser) -> None:
     "How a command reports: quiet lines (default) or papermill's cell log, human or JSON lines."
     p.add_argument("--verbose", action="store_true", help="also print papermill's cell log and cell output")
-    p.add_argument("--log-format", choices=("human", "json"), help="plain lines, or one JSON object per line "
-                   "(Cloud Logging; the default on Cloud Run, where $CLOUD_RUN_JOB is set)")
+    p.add_argument("--log-format", choices=("human", "json"),
+                   help="plain lines, or one JSON object per line (Cloud Logging; the default on Cloud Run, "
+                        "where $CLOUD_RUN_JOB is set)")
     p.add_argument("--no-log-output", dest="verbose", action="store_false", help=argparse.SUPPRESS)  # default
 
 def _research_options(p: argparse.ArgumentParser, params: bool = True) -> None:
@@ -643,20 +672,25 @@ def _research_options(p: argparse.ArgumentParser, params: bool = True) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     "The `strategy-engine` argument parser with every sub-command."
-    p = _Parser(prog="strategy-engine", description="Strategy Engine: research-to-production systematic equity trading.")
+    p = _Parser(prog="strategy-engine",
+                description="Strategy Engine: research-to-production systematic equity trading.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     data = sub.add_parser("data", help="inspect and validate market data")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser)
     v = dsub.add_parser("validate", help="validate a data directory; exit 1 when it fails",
-                        description="Validate bars: duplicates, bad prices, OHLC consistency, phantom bars, weekends, "
-                                    "holidays, large moves, missing sessions and (with --as-of) staleness.")
+                        description="Validate bars: duplicates, bad prices, OHLC consistency, phantom bars, "
+                                    "weekends, holidays, large moves, missing sessions and (with --as-of) "
+                                    "staleness.")
     v.add_argument("path", help="directory of per-symbol CSV files or long Parquet files (or one file)")
-    v.add_argument("--as-of", type=_date, help="check freshness: the data must reach the last session on or before this date")
+    v.add_argument("--as-of", type=_date,
+                   help="check freshness: the data must reach the last session on or before this date")
     v.add_argument("--max-lag", type=int, default=0, help="sessions the data may lag --as-of (default 0)")
-    v.add_argument("--max-move", type=float, default=0.20, help="flag |daily return| above this (default 0.20)")
+    v.add_argument("--max-move", type=float, default=0.20,
+                   help="flag |daily return| above this (default 0.20)")
     v.add_argument("--symbols", nargs="+", help="validate only these symbols")
-    v.add_argument("--unadjusted", action="store_true", help="Close as it is (the default now; kept for old scripts)")
+    v.add_argument("--unadjusted", action="store_true",
+                   help="Close as it is (the default now; kept for old scripts)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     v.add_argument("--limit", type=int, default=30, help="findings shown per severity (default 30)")
     v.set_defaults(func=cmd_data_validate)
@@ -664,7 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("data", nargs="?", default="auto", help="'auto' (default), 'synthetic', or a path")
     i.set_defaults(func=cmd_data_info)
     from strategy_engine.market.commands import add_data_commands
-    add_data_commands(dsub)                 # ingest, fetch, import, actions: exchange files into the warehouse
+    # ingest, fetch, import, actions: exchange files into the warehouse
+    add_data_commands(dsub)
     from strategy_engine.strategies.commands import add_strategies_commands
     add_strategies_commands(sub)            # strategies list, show NAME, new NAME: the registry
     from strategy_engine.stages.backfill import add_backfill_command
@@ -678,7 +713,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="execute a report notebook and archive it under runs/")
     rsub = rep.add_subparsers(dest="report_command", required=True, metavar="REPORT", parser_class=_Parser)
     rd = rsub.add_parser("data", help="data validation report and indicator plots")
-    rd.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
+    rd.add_argument("--data", default="auto",
+                    help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
     rd.add_argument("--symbols", nargs="+", help="symbols to plot")
     rd.add_argument("--as-of", type=_date, help="also check freshness against this date")
     rd.add_argument("--out", type=Path, help="folder for the executed notebook (default runs/reports)")
@@ -686,109 +722,140 @@ def build_parser() -> argparse.ArgumentParser:
     _research_options(rd, params=False)
     rd.set_defaults(func=cmd_report_data)
     rr = rsub.add_parser("research", help="the strategy research report: three strategies vs buy-and-hold")
-    rr.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
+    rr.add_argument("--data", default="auto",
+                    help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
     rr.add_argument("--start", type=_date, default="2010-01-01", help="first date (default 2010-01-01)")
     rr.add_argument("--end", type=_date, default="2024-11-22", help="last date (default 2024-11-22)")
-    rr.add_argument("--cost-bps", type=float, help="cost per unit of turnover in bps (default 10: core.DEFAULT_COST_BPS)")
+    rr.add_argument("--cost-bps", type=float,
+                    help="cost per unit of turnover in bps (default 10: core.DEFAULT_COST_BPS)")
     _research_options(rr)        # --calendar, --adjustment (--adjusted: the notebook says why not), --param
     rr.add_argument("--out", type=Path, help="folder for the executed notebook (default runs/reports)")
     rr.add_argument("--timeout", type=float, default=600, help="per-cell execution timeout in seconds")
     rr.set_defaults(func=cmd_report_research)
     run = sub.add_parser("run", help="launch a production notebook (papermill), archive it with its manifest")
     runsub = run.add_subparsers(dest="run_command", required=True, metavar="JOB", parser_class=_Parser)
-    rdaily = runsub.add_parser("daily", help="the daily signals run for one NSE session (19:30 IST, after the ingest)",
-                               description="Execute nbs/production/daily_signals.ipynb for --as-of, write signals and "
-                                           "performance to the warehouse, archive the notebook, manifest and ledger entry. "
-                                           "Refused when the day's archived validation failed, unless --force.")
+    rdaily = runsub.add_parser("daily", help="the daily signals run for one NSE session (19:30 IST, after "
+                                             "the ingest)",
+                               description="Execute nbs/production/daily_signals.ipynb for --as-of, write "
+                                           "signals and performance to the warehouse, archive the notebook, "
+                                           "manifest and ledger entry. Refused when the day's archived "
+                                           "validation failed, unless --force.")
     _stage_options(rdaily, stored=True, gated=True, run_id_help="date + strategy set + shard count")
     _research_options(rdaily)
     rdaily.set_defaults(func=cmd_run_daily)
-    rtrain = runsub.add_parser("train", help="train the ML models (lstm, regime) up to --as-of; archived like every run")
+    rtrain = runsub.add_parser("train", help="train the ML models (lstm, regime) up to --as-of; archived "
+                                             "like every run")
     rtrain.add_argument("--as-of", required=True, type=lambda s: s if s in ("latest", "today") else _date(s),
-                        help="the last date training may see: YYYY-MM-DD, 'today' or 'latest' (last date of the data)")
+                        help="the last date training may see: YYYY-MM-DD, 'today' or 'latest' (last date of "
+                             "the data)")
     rtrain.add_argument("--strategies", nargs="+", help="models to train (default: lstm regime)")
-    rtrain.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
-    rtrain.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
-    rtrain.add_argument("--warehouse", help="where the run's record is indexed (default: $STRATEGY_ENGINE_WAREHOUSE or "
-                                            "runs/warehouse.duckdb)")
-    rtrain.add_argument("--timeout", type=float, default=900, help="per-cell execution timeout in seconds (default 900)")
-    rtrain.add_argument("--symbols", nargs="+", help="symbols to train on, or 'all': every symbol of the data "
-                                                     "(default: each model's configured universe)")
+    rtrain.add_argument("--data", default="auto",
+                        help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
+    rtrain.add_argument("--archive",
+                        help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+    rtrain.add_argument("--warehouse", help="where the run's record is indexed (default: "
+                                            "$STRATEGY_ENGINE_WAREHOUSE or runs/warehouse.duckdb)")
+    rtrain.add_argument("--timeout", type=float, default=900,
+                        help="per-cell execution timeout in seconds (default 900)")
+    rtrain.add_argument("--symbols", nargs="+", help="symbols to train on, or 'all': every symbol of the "
+                                                     "data (default: each model's configured universe)")
     _research_options(rtrain)
     rtrain.set_defaults(func=cmd_run_train)
-    rval = runsub.add_parser("validate", help="the data validation of one NSE session (09:00 IST); exit 4 stale, 1 bad bars",
-                             description="Execute nbs/production/validate_data.ipynb for --as-of: freshness, missing "
-                                         "sessions, bad bars and large moves of the universe the daily run trades, on the "
-                                         "bars through the previous session; archive it. A failed validation stops the "
-                                         "daily run and the report of that day.")
+    rval = runsub.add_parser("validate", help="the data validation of one NSE session (09:00 IST); exit 4 "
+                                              "stale, 1 bad bars",
+                             description="Execute nbs/production/validate_data.ipynb for --as-of: "
+                                         "freshness, missing sessions, bad bars and large moves of the "
+                                         "universe the daily run trades, on the bars through the previous "
+                                         "session; archive it. A failed validation stops the daily run and "
+                                         "the report of that day.")
     _stage_options(rval, stored=False, gated=False, run_id_help="date + strategy set")
     rval.add_argument("--through", choices=("previous_session", "as_of"),
-                      help="validate the bars through the previous session (default, the 09:00 view) or through --as-of")
+                      help="validate the bars through the previous session (default, the 09:00 view) or "
+                           "through --as-of")
     rval.add_argument("--max-move", type=float, help="flag |daily return| above this (default 0.20)")
     rval.add_argument("--max-lag", type=int, help="sessions the data may lag the cut-off (default 0)")
     _research_options(rval, params=False)
     rval.set_defaults(func=cmd_run_validate)
     rrep = runsub.add_parser("report", help="the performance report of one NSE session (20:00 IST)",
-                             description="Execute nbs/production/performance_report.ipynb for --as-of: per strategy and "
-                                         "for the book, P&L, Sharpe, drawdown, exposure, turnover over --period, the day's "
-                                         "signals against the market, alerts; write it to the warehouse's performance table.")
+                             description="Execute nbs/production/performance_report.ipynb for --as-of: per "
+                                         "strategy and for the book, P&L, Sharpe, drawdown, exposure, "
+                                         "turnover over --period, the day's signals against the market, "
+                                         "alerts; write it to the warehouse's performance table.")
     _stage_options(rrep, stored=True, gated=True, run_id_help="date + strategy set + period")
     rrep.add_argument("--period", choices=("1d", "1w", "1m", "ytd"), default="1m",
                       help="window of the figures and of the alert rules (default 1m)")
     _research_options(rrep)
     rrep.set_defaults(func=cmd_run_report)
-    rday = runsub.add_parser("day", help="run the day's stages in order: ingest, validate, daily, report (stops at a failure)",
-                             description="Run ingest (when --data is a market store), validate, daily and report for "
-                                         "--as-of, in order, each run archived as its own. Nothing runs on a day that is "
-                                         "not a session; the first stage that fails stops the day.")
+    rday = runsub.add_parser("day", help="run the day's stages in order: ingest, validate, daily, report "
+                                         "(stops at a failure)",
+                             description="Run ingest (when --data is a market store), validate, daily and "
+                                         "report for --as-of, in order, each run archived as its own. "
+                                         "Nothing runs on a day that is not a session; the first stage that "
+                                         "fails stops the day.")
     _stage_options(rday, stored=True, gated=False, scheduled=False)
     rday.add_argument("--no-ingest", dest="ingest", action="store_const", const=False, default=None,
-                      help="skip the ingest stage (default: ingest when --data is duckdb:///... or bigquery://...)")
-    rday.add_argument("--base-url", help="the exchange archive to fetch from (default: $STRATEGY_ENGINE_NSE_ARCHIVE "
-                                         "or NSE's)")
+                      help="skip the ingest stage (default: ingest when --data is duckdb:///... or "
+                           "bigquery://...)")
+    rday.add_argument("--base-url", help="the exchange archive to fetch from (default: "
+                                         "$STRATEGY_ENGINE_NSE_ARCHIVE or NSE's)")
     for job in (rdaily, rval, rday):
-        job.add_argument("--universe", metavar="SPEC", help="a point-in-time universe: top:N:MEASURE:WINDOW[:SERIES], "
-                                                            "e.g. top:100:traded_value:60 (members each day, from data "
-                                                            "up to that day)")
-    rday.add_argument("--period", choices=("1d", "1w", "1m", "ytd"), default="1m", help="the report's period (default 1m)")
+        job.add_argument("--universe", metavar="SPEC", help="a point-in-time universe: "
+                                                            "top:N:MEASURE:WINDOW[:SERIES], e.g. "
+                                                            "top:100:traded_value:60 (members each day, "
+                                                            "from data up to that day)")
+    rday.add_argument("--period", choices=("1d", "1w", "1m", "ytd"), default="1m",
+                      help="the report's period (default 1m)")
     _research_options(rday)
     rday.set_defaults(func=cmd_run_day)
     for job in (rdaily, rtrain, rval, rrep, rday): _output_options(job)
 
     sched = sub.add_parser("schedule", help="the trading day's plan and the market-open check")
-    ssub = sched.add_subparsers(dest="schedule_command", required=True, metavar="ACTION", parser_class=_Parser)
+    ssub = sched.add_subparsers(dest="schedule_command", required=True, metavar="ACTION",
+                                parser_class=_Parser)
     ss = ssub.add_parser("show", help="print the day's stages in IST and UTC (non-sessions: skipped)")
     ss.add_argument("--date", type=_date, help="first day YYYY-MM-DD (default: today in IST)")
     ss.add_argument("--days", type=int, default=1, help="how many calendar days to show (default 1)")
     ss.set_defaults(func=cmd_schedule_show)
-    sc = ssub.add_parser("check", help="the 09:15 check: did the day's validation run and pass? (exit 0 when it did)")
+    sc = ssub.add_parser("check",
+                         help="the 09:15 check: did the day's validation run and pass? (exit 0 when it did)")
     sc.add_argument("--as-of", required=True, type=lambda s: s if s == "today" else _date(s),
                     help="the trading date YYYY-MM-DD or 'today' (IST, for the scheduler)")
-    sc.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
-    sc.add_argument("--no-alerts", dest="alerts", action="store_false", help="do not alert when no validation was archived")
+    sc.add_argument("--archive",
+                    help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+    sc.add_argument("--no-alerts", dest="alerts", action="store_false",
+                    help="do not alert when no validation was archived")
     sc.set_defaults(func=cmd_schedule_check)
 
     audit = sub.add_parser("audit", help="verify the run archive")
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION", parser_class=_Parser)
-    av = asub.add_parser("verify", help="recompute every hash and the ledger chain; exit 1 naming the first broken run")
-    av.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
-    av.add_argument("--expected-head", help="the ledger head hash recorded elsewhere (detects deleted newest entries)")
-    av.add_argument("--warehouse", help="the warehouse to check against the archive (default: $STRATEGY_ENGINE_WAREHOUSE "
-                                        "or runs/warehouse.duckdb)")
+    av = asub.add_parser("verify",
+                         help="recompute every hash and the ledger chain; exit 1 naming the first broken run")
+    av.add_argument("--archive",
+                    help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+    av.add_argument("--expected-head",
+                    help="the ledger head hash recorded elsewhere (detects deleted newest entries)")
+    av.add_argument("--warehouse", help="the warehouse to check against the archive (default: "
+                                        "$STRATEGY_ENGINE_WAREHOUSE or runs/warehouse.duckdb)")
     av.add_argument("--no-warehouse", action="store_true", help="check the archive alone")
-    av.add_argument("--allow-empty", action="store_true", help="an empty or missing archive is expected: exit 0")
+    av.add_argument("--allow-empty", action="store_true",
+                    help="an empty or missing archive is expected: exit 0")
     av.set_defaults(func=cmd_audit_verify)
-    ar = asub.add_parser("reconcile", help="complete crashed runs from the archive: chain manifests, load missing rows")
-    ar.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
-    ar.add_argument("--warehouse", help="duckdb:///PATH or bigquery://PROJECT/DATASET (default: the embedded DuckDB)")
+    ar = asub.add_parser("reconcile",
+                         help="complete crashed runs from the archive: chain manifests, load missing rows")
+    ar.add_argument("--archive",
+                    help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+    ar.add_argument("--warehouse",
+                    help="duckdb:///PATH or bigquery://PROJECT/DATASET (default: the embedded DuckDB)")
     ar.set_defaults(func=cmd_audit_reconcile)
 
-    sg = sub.add_parser("signals", help="the signals of a day: the designated run's, as current now or at a time, or a run's")
+    sg = sub.add_parser("signals", help="the signals of a day: the designated run's, as current now or at a "
+                                        "time, or a run's")
     sg.add_argument("--date", required=True, type=_date, help="the trading date YYYY-MM-DD")
     sg.add_argument("--run-id", help="what this run emitted that day (default: the day's designated run)")
     sg.add_argument("--attempt", type=int, help="with --run-id: that attempt (default: each shard's latest)")
     sg.add_argument("--at", help="what was current at this time (ISO 8601, UTC unless it has an offset)")
-    sg.add_argument("--warehouse", help="duckdb:///PATH or bigquery://PROJECT/DATASET (default: the embedded DuckDB)")
+    sg.add_argument("--warehouse",
+                    help="duckdb:///PATH or bigquery://PROJECT/DATASET (default: the embedded DuckDB)")
     sg.set_defaults(func=cmd_signals)
 
     whp = sub.add_parser("warehouse", help="the warehouse as an index of the archive")
@@ -796,38 +863,50 @@ def build_parser() -> argparse.ArgumentParser:
     wr = wsub.add_parser("rebuild", help="load every archived record into an empty warehouse, row for row")
     wr.add_argument("--from-archive", dest="archive", required=True, metavar="ARCHIVE",
                     help="the archive to rebuild from: a folder or gs://bucket/prefix")
-    wr.add_argument("--warehouse", required=True, help="an empty warehouse: duckdb:///PATH or bigquery://PROJECT/DATASET")
-    wr.add_argument("--source-warehouse", help="load only the records meant for this warehouse URI (default: every record)")
+    wr.add_argument("--warehouse", required=True,
+                    help="an empty warehouse: duckdb:///PATH or bigquery://PROJECT/DATASET")
+    wr.add_argument("--source-warehouse",
+                    help="load only the records meant for this warehouse URI (default: every record)")
     wr.set_defaults(func=cmd_warehouse_rebuild)
 
     runs = sub.add_parser("runs", help="find archived runs")
     rsub2 = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION", parser_class=_Parser)
     rl = rsub2.add_parser("list", help="list archived runs")
-    rl.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+    rl.add_argument("--archive",
+                    help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
     rl.add_argument("--limit", type=int, help="show at most this many (newest)")
     rl.set_defaults(func=cmd_runs_list)
     rs = rsub2.add_parser("show", help="one run's manifest and verification")
     rs.add_argument("run_id", help="the run id (see `runs list`)")
-    rs.add_argument("--archive", help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+    rs.add_argument("--archive",
+                    help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
     rs.set_defaults(func=cmd_runs_show)
-    ev = sub.add_parser("evaluate", help="walk-forward evaluation with deflated Sharpe and PBO; prints and writes a JSON report")
+    ev = sub.add_parser("evaluate", help="walk-forward evaluation with deflated Sharpe and PBO; prints and "
+                                         "writes a JSON report")
     ev.add_argument("--strategy", required=True, help="a registered strategy (e.g. momentum)")
-    ev.add_argument("--walk-forward", action="store_true", help="choose parameters on rolling train windows, score out of sample")
-    ev.add_argument("--data", default="auto", help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
+    ev.add_argument("--walk-forward", action="store_true",
+                    help="choose parameters on rolling train windows, score out of sample")
+    ev.add_argument("--data", default="auto",
+                    help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
     ev.add_argument("--start", type=_date, help="first date")
     ev.add_argument("--end", type=_date, help="last date")
-    ev.add_argument("--cost-bps", type=float, help="cost per unit of turnover in bps (default 10: core.DEFAULT_COST_BPS)")
+    ev.add_argument("--cost-bps", type=float,
+                    help="cost per unit of turnover in bps (default 10: core.DEFAULT_COST_BPS)")
     ev.add_argument("--long-only", action="store_true", help="drop the short side of the signals")
     ev.add_argument("--symbols", nargs="+", help="symbols to evaluate, or 'all': every symbol of the data "
                                                  "(default: the strategy's universe)")
     _research_options(ev)
-    ev.add_argument("--universe", metavar="SPEC", help="a point-in-time universe, e.g. top:20:traded_value:60: a "
-                                                       "symbol is traded only on the days it is a member")
-    ev.add_argument("--out", type=Path, help="JSON report path (default runs/evaluations/<strategy>_<UTC time>.json)")
+    ev.add_argument("--universe", metavar="SPEC", help="a point-in-time universe, e.g. "
+                                                       "top:20:traded_value:60: a symbol is traded only on "
+                                                       "the days it is a member")
+    ev.add_argument("--out", type=Path,
+                    help="JSON report path (default runs/evaluations/<strategy>_<UTC time>.json)")
     ev.set_defaults(func=cmd_evaluate)
 
-    sv = sub.add_parser("serve", help="the HTTP service (FastAPI on uvicorn): /health, /execute-strategies, /performance, /runs")
-    sv.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 on Cloud Run)")
+    sv = sub.add_parser("serve", help="the HTTP service (FastAPI on uvicorn): /health, /execute-strategies, "
+                                      "/performance, /runs")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="interface to bind (default 127.0.0.1; 0.0.0.0 on Cloud Run)")
     sv.add_argument("--port", type=int, default=8080, help="port (default 8080; Cloud Run sets $PORT)")
     sv.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (default $LOG_LEVEL or INFO)")
     sv.set_defaults(func=cmd_serve)
@@ -841,7 +920,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         fmt = _configure_output(args)
         return func(args)
-    except UsageError as e:                  # a wrong command line: nothing started, nothing archived, no alert
+    # a wrong command line: nothing started, nothing archived, no alert
+    except UsageError as e:
         _error(e, fmt)
         return 2
     except StrategyEngineError as e:

@@ -51,33 +51,37 @@ def sample_data_dir() -> Path | None:
 
 # %% ../nbs/00_core.ipynb #2fa9f7c8
 def numba_cache_dir() -> Path:
-    "Where numba caches compiled kernels: `$NUMBA_CACHE_DIR`, else `$XDG_CACHE_HOME` or `~/.cache`, `/strategy-engine/numba`."
+    "Where numba caches kernels: `$NUMBA_CACHE_DIR`, else `$XDG_CACHE_HOME` or `~/.cache` + /strategy-engine."
     env = os.environ.get("NUMBA_CACHE_DIR")
     if env: return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "strategy-engine" / "numba"
 
 def _use_user_numba_cache() -> None:
-    "Point numba's cache at `numba_cache_dir()` before any kernel is compiled (an existing NUMBA_CACHE_DIR wins)."
+    "Point numba's cache at `numba_cache_dir()` before any kernel is compiled (a set NUMBA_CACHE_DIR wins)."
     if os.environ.get("NUMBA_CACHE_DIR"): return
     path = numba_cache_dir()
     try: path.mkdir(parents=True, exist_ok=True)
     except OSError: return                      # read-only home: leave numba's default (beside the source)
     if not os.access(path, os.W_OK): return
     os.environ["NUMBA_CACHE_DIR"] = str(path)
-    numba = sys.modules.get("numba")            # numba reads its settings on import: update them if it came first
+    # numba reads its settings on import: update them if it came first
+    numba = sys.modules.get("numba")
     if numba is not None: numba.config.CACHE_DIR = str(path)
 
 _use_user_numba_cache()
 
 # %% ../nbs/00_core.ipynb #1a76bd05
 def reuse_freed_memory(enable: bool = True) -> bool:
-    "Keep freed memory in the process for reuse (glibc: big blocks from the heap, never trimmed); False without glibc."
+    "Keep freed memory in the process for reuse (glibc: heap blocks, never trimmed); False elsewhere."
     try: mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError): return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4                      # glibc's mallopt parameter numbers
-    settings = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1)) if enable else ((M_MMAP_MAX, 65536),
-                                                                                  (M_TRIM_THRESHOLD, 128 * 1024))
+    settings = (
+        ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
+        if enable
+        else ((M_MMAP_MAX, 65536), (M_TRIM_THRESHOLD, 128 * 1024))
+    )
     return all(mallopt(key, value) == 1 for key, value in settings)
 
 if os.environ.get("STRATEGY_ENGINE_REUSE_MEMORY", "1") != "0": reuse_freed_memory()   # the default
@@ -109,7 +113,8 @@ def check_names(names: Iterable[str], allowed: Iterable[str], what: str, where: 
         if name not in allowed:
             shown = ", ".join(map(str, allowed[:60])) + (" ..." if len(allowed) > 60 else "")
             loc = f" in {where}" if where else ""
-            raise UnknownNameError(f"Unknown {what} {name!r}{loc}.{did_you_mean(name, allowed)} Allowed: {shown}")
+            raise UnknownNameError(f"Unknown {what} {name!r}{loc}.{did_you_mean(name, allowed)} Allowed: "
+                                   f"{shown}")
 
 # %% ../nbs/00_core.ipynb #fa93eb70
 def expect_error(fn, *needles: str, exc: type[BaseException] = StrategyEngineError) -> str:
@@ -124,7 +129,8 @@ def expect_error(fn, *needles: str, exc: type[BaseException] = StrategyEngineErr
 
 # %% ../nbs/00_core.ipynb #f8b19fd1
 _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "too_long"}
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short",
+                 "too_long"}
 
 def allowed_values(key: str, info: FieldInfo | None, doc: str = "the documentation") -> str:
     "The allowed values of one pydantic field in words, e.g. 'an integer, 2 <= rsi_period <= 100'."
@@ -164,7 +170,7 @@ def _locate(model: type[BaseModel], loc: tuple) -> tuple[list[str], FieldInfo | 
 
 def explain_validation_error(err: ValidationError, model: type[BaseModel], prefix: str, source: str,
                              doc: str = "the documentation") -> ConfigError:
-    "A pydantic `ValidationError` on `model` as a `ConfigError` naming `source`, the key under `prefix`, and what is allowed."
+    "A pydantic `ValidationError` on `model` as a `ConfigError` naming `source`, the key, what is allowed."
     lines = []
     for e in err.errors():
         keys, info, parent = _locate(model, tuple(e["loc"]))
@@ -173,7 +179,8 @@ def explain_validation_error(err: ValidationError, model: type[BaseModel], prefi
         kind, value = e["type"], e.get("input")
         if kind == "extra_forbidden":
             allowed = list(parent.model_fields) if parent is not None else []
-            lines.append(f"unknown key {key}.{did_you_mean(name, allowed)} Allowed keys: {', '.join(allowed)}.")
+            lines.append(f"unknown key {key}.{did_you_mean(name, allowed)} Allowed keys: "
+                         f"{', '.join(allowed)}.")
         elif kind == "missing":
             lines.append(f"missing key {key}; allowed: {allowed_values(name, info, doc)}.")
         elif kind == "value_error":

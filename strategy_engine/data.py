@@ -47,7 +47,8 @@ class Bars:
     synthetic: bool = False         # True for generated demo data: label it wherever it is shown
     adjusted: bool = True           # OHLC scaled by Adj Close / Close (total-return prices)
     issues: tuple = field(default=(), repr=False)  # loader findings (duplicate or unsorted dates)
-    adjustment: str = ""            # how prices were adjusted: vendor_total_return, vendor_splits, raw, splits, total_return
+    # how prices were adjusted: vendor_total_return, vendor_splits, raw, splits, total_return
+    adjustment: str = ""
 
     def __post_init__(self):
         ref = self.close
@@ -61,7 +62,8 @@ class Bars:
     @property
     def dates(self) -> pd.DatetimeIndex: return self.close.index
     @property
-    def label(self) -> str: return f"SYNTHETIC demo data ({self.source})" if self.synthetic else f"real data ({self.source})"
+    def label(self) -> str:
+        return f"SYNTHETIC demo data ({self.source})" if self.synthetic else f"real data ({self.source})"
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         check_names([name], FIELDS, "field", "Bars")
@@ -76,8 +78,14 @@ class Bars:
         "A sub-panel: chosen symbols (in that order) and dates from `start` to `end` inclusive."
         if symbols is not None: check_names(symbols, self.symbols, "symbol", self.source)
         cols = list(symbols) if symbols is not None else self.symbols
-        rows = self.dates[(self.dates >= pd.Timestamp(start) if start else True) &
-                          (self.dates <= pd.Timestamp(end) if end else True)] if (start or end) else self.dates
+        rows = (
+            self.dates[
+                (self.dates >= pd.Timestamp(start) if start else True)
+                & (self.dates <= pd.Timestamp(end) if end else True)
+            ]
+            if (start or end)
+            else self.dates
+        )
         return replace(self, **{f: getattr(self, f).loc[rows, cols] for f in FIELDS})
 
     def drop_dates(self, dates) -> Bars:
@@ -106,7 +114,7 @@ _OFFSET = r"[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}:?\d{2})$"
 def _norm(col: str) -> str: return str(col).strip().lower().replace(" ", "_")
 
 def session_dates(values: pd.Series, timezone: str = "Asia/Kolkata") -> pd.Series:
-    "Exchange-local dates of `values` (NaT where unparseable): stamps with an offset are converted to `timezone` first."
+    "Exchange-local dates of `values` (NaT where unparseable); stamps with an offset converted to `timezone`."
     if pd.api.types.is_datetime64_any_dtype(values):
         v = values.dt.tz_convert(timezone).dt.tz_localize(None) if values.dt.tz is not None else values
         return v.dt.normalize()
@@ -145,9 +153,11 @@ def _read_table(file: Path, adjusted: bool) -> pd.DataFrame:
     try:
         raw = pd.read_parquet(file) if file.suffix == ".parquet" else pd.read_csv(file, skipinitialspace=True)
     except pd.errors.EmptyDataError:
-        raise DataError(f"{file}: the file is empty; expected a header ({', '.join(_REQUIRED)}) and rows.") from None
+        raise DataError(f"{file}: the file is empty; expected a header ({', '.join(_REQUIRED)}) and "
+                        "rows.") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError, OverflowError) as e:
-        raise DataError(f"{file}: cannot be parsed as {'Parquet' if file.suffix == '.parquet' else 'CSV'}: {e}") from None
+        raise DataError(f"{file}: cannot be parsed as {'Parquet' if file.suffix == '.parquet' else 'CSV'}: "
+                        f"{e}") from None
     names = {_norm(c): str(c) for c in raw.columns}
     raw.columns = [_norm(c) for c in raw.columns]
     if "symbol" not in raw.columns: raw["symbol"] = file.stem
@@ -155,16 +165,18 @@ def _read_table(file: Path, adjusted: bool) -> pd.DataFrame:
     if adjusted and "adj_close" not in raw.columns and file.suffix != ".parquet": missing.append("adj_close")
     if missing:
         hints = "".join(did_you_mean(m, raw.columns) for m in missing)
-        extra = (" (the vendor's total return needs Adj Close; the default, adjusted='splits', uses Close as it is)"
+        extra = (" (the vendor's total return needs Adj Close; the default, adjusted='splits', uses Close "
+                 "as it is)"
                  if "adj_close" in missing else "")
-        raise DataError(f"{file}: missing column(s) {', '.join(missing)}{extra}; found {', '.join(raw.columns)}.{hints}")
+        raise DataError(f"{file}: missing column(s) {', '.join(missing)}{extra}; found "
+                        f"{', '.join(raw.columns)}.{hints}")
     if raw.empty: raise DataError(f"{file}: has a header but no rows.")
     out = pd.DataFrame({"symbol": raw["symbol"].astype(str)})
     dates = session_dates(raw["date"])
     if dates.isna().any():
         i = int(np.flatnonzero(dates.isna())[0])
-        raise DataError(f"{file}: line {i + 2}: date {raw['date'].iloc[i]!r} is not a date (expected YYYY-MM-DD; "
-                        f"column {names['date']!r}).")
+        raise DataError(f"{file}: line {i + 2}: date {raw['date'].iloc[i]!r} is not a date (expected "
+                        f"YYYY-MM-DD; column {names['date']!r}).")
     out["date"] = dates
     for c in _NUMERIC:
         if c not in raw.columns: continue
@@ -180,7 +192,8 @@ def _read_table(file: Path, adjusted: bool) -> pd.DataFrame:
 def _files(path: Path) -> list[Path]:
     if path.is_file(): return [path]
     if not path.is_dir(): raise DataError(f"{path}: no such file or directory.")
-    files = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".parquet") and not p.name.startswith("."))
+    files = sorted(p
+                   for p in path.iterdir() if p.suffix in (".csv", ".parquet") and not p.name.startswith("."))
     if not files: raise DataError(f"{path}: no .csv or .parquet files in this directory.")
     return files
 
@@ -190,11 +203,20 @@ def _file_issues(long: pd.DataFrame, source: str) -> tuple:
     issues = []
     dup = long[long.duplicated(["symbol", "date"], keep=False)]
     for sym, g in dup.groupby("symbol", sort=True):
-        issues.append(Finding("duplicate_dates", "error", f"{sym}: {g['date'].nunique()} date(s) appear more than once "
-                              f"in {source}; the last row was kept.", str(sym), tuple(sorted(g["date"].unique()))))
+        issues.append(
+            Finding(
+                "duplicate_dates",
+                "error",
+                f"{sym}: {g['date'].nunique()} date(s) appear more than once "
+                f"in {source}; the last row was kept.",
+                str(sym),
+                tuple(sorted(g["date"].unique())),
+            )
+        )
     unsorted = long.groupby("symbol", sort=True)["date"].apply(lambda d: not d.is_monotonic_increasing)
     for sym in unsorted[unsorted].index:
-        issues.append(Finding("unsorted_dates", "error", f"{sym}: dates are not in ascending order in {source}; sorted on load.",
+        issues.append(Finding("unsorted_dates", "error",
+                              f"{sym}: dates are not in ascending order in {source}; sorted on load.",
                               str(sym)))
     return tuple(issues)
 
@@ -208,8 +230,10 @@ def bars_from_long(long: pd.DataFrame, source: str = "", adjusted: bool = True, 
         long = long.assign(**{f: long[f] * factor for f in ("open", "high", "low", "close")})
     cols = list(symbols) if symbols is not None else sorted(long["symbol"].unique())
     wide = long.pivot(index="date", columns="symbol", values=list(FIELDS)).sort_index()
-    frames = {f: wide[f].reindex(columns=cols).astype("float64").rename_axis(index="date", columns="symbol") for f in FIELDS}
-    return Bars(**frames, source=source, adjusted=adjusted, synthetic=synthetic, issues=issues, adjustment=adjustment)
+    frames = {f: wide[f].reindex(columns=cols).astype("float64").rename_axis(index="date", columns="symbol")
+              for f in FIELDS}
+    return Bars(**frames, source=source, adjusted=adjusted, synthetic=synthetic, issues=issues,
+                adjustment=adjustment)
 
 # %% ../nbs/02_data.ipynb #7cb410e1
 ADJUSTMENTS = ("splits", "total_return", "raw", "vendor_total_return")
@@ -217,7 +241,7 @@ DEFAULT_ADJUSTMENT = "splits"        # the one default: split/bonus-adjusted pri
 FILE_ADJUSTMENTS = ("splits", "vendor_total_return")     # what a folder of vendor files can honestly give
 
 def adjustment_of(adjusted: bool | str) -> str:
-    "The adjustment asked for: a name in `ADJUSTMENTS`, or a bool (False: 'splits'; True: the vendor's Adj Close)."
+    "The adjustment asked for: a name in `ADJUSTMENTS`, or a bool (False: 'splits'; True: vendor Adj Close)."
     if isinstance(adjusted, bool | np.bool_): return "vendor_total_return" if adjusted else DEFAULT_ADJUSTMENT
     check_names([adjusted], ADJUSTMENTS, "adjustment")
     return str(adjusted)
@@ -227,9 +251,10 @@ def load_bars(path, symbols: Sequence[str] | None = None, start=None, end=None,
     "Load per-symbol CSV files or long Parquet/CSV rows from `path` (a directory or a file) into `Bars`."
     adjustment = adjustment_of(adjusted)
     if adjustment not in FILE_ADJUSTMENTS:
-        raise DataError(f"{path}: adjusted={adjustment!r} needs the corporate-actions ledger, which a folder of files "
-                        f"does not carry; allowed here: {', '.join(FILE_ADJUSTMENTS)}. Import the folder into the "
-                        f"warehouse (strategy-engine data import DIR) and read duckdb:///...?adjust={adjustment}.")
+        raise DataError(f"{path}: adjusted={adjustment!r} needs the corporate-actions ledger, which a folder "
+                        f"of files does not carry; allowed here: {', '.join(FILE_ADJUSTMENTS)}. Import the "
+                        "folder into the warehouse (strategy-engine data import DIR) and read "
+                        f"duckdb:///...?adjust={adjustment}.")
     vendor = adjustment == "vendor_total_return"
     path = Path(path)
     files = _files(path)
@@ -245,7 +270,8 @@ def load_bars(path, symbols: Sequence[str] | None = None, start=None, end=None,
     if start is not None: long = long[long["date"] >= pd.Timestamp(start)]
     if end is not None: long = long[long["date"] <= pd.Timestamp(end)]
     if long.empty:
-        raise DataError(f"{path}: no bars between {start} and {end}; the data covers {lo.date()} .. {hi.date()}.")
+        raise DataError(f"{path}: no bars between {start} and {end}; the data covers {lo.date()} .. "
+                        f"{hi.date()}.")
     return bars_from_long(long, source=str(path), adjusted=vendor, symbols=symbols,
                           adjustment="vendor_total_return" if vendor else "vendor_splits")
 
@@ -279,7 +305,7 @@ def synthetic_bars(n_symbols: int = 20, start="2015-01-01", end="2024-11-22", se
                 synthetic=True, adjusted=True, adjustment="synthetic")
 
 def with_gaps(bars: Bars, seed: int = 0, rate: float = 0.03) -> Bars:
-    "`bars` with random missing bars (every field NaN) and lone NaN fields, the gaps real data has (for tests)."
+    "`bars` with random missing bars (every field NaN) and lone NaN fields, as real data has (for tests)."
     rng = np.random.default_rng(seed)
     gone = rng.random(bars.close.shape) < rate
     holed = {}
@@ -293,24 +319,27 @@ def with_gaps(bars: Bars, seed: int = 0, rate: float = 0.03) -> Bars:
 # %% ../nbs/02_data.ipynb #c1acc559
 DataLoader = Callable[..., Bars]      # loader(uri, symbols=None, start=None, end=None, adjusted='splits')
 DATA_SOURCES: dict[str, str | DataLoader] = {
-    "duckdb": "strategy_engine.market.store:open_market_bars",      # the warehouse's raw bars + actions ledger
+    # the warehouse's raw bars + actions ledger
+    "duckdb": "strategy_engine.market.store:open_market_bars",
     "bigquery": "strategy_engine.market.store:open_market_bars",
 }
 
 def register_data_source(scheme: str, loader: str | DataLoader) -> None:
     "Make `scheme://...` data specs read by `loader` (a callable, or a lazy 'module:function' string)."
     if not isinstance(loader, str) and not callable(loader):
-        raise TypeError(f"register_data_source({scheme!r}, ...): the loader must be callable or 'module:function'.")
+        raise TypeError(f"register_data_source({scheme!r}, ...): the loader must be callable or "
+                        "'module:function'.")
     if isinstance(loader, str) and ":" not in loader:
-        raise ValueError(f"register_data_source({scheme!r}, {loader!r}): a lazy loader is written 'module:function'.")
+        raise ValueError(f"register_data_source({scheme!r}, {loader!r}): a lazy loader is written "
+                         "'module:function'.")
     DATA_SOURCES[scheme.lower()] = loader
 
 def data_source(scheme: str) -> DataLoader:
     "The loader registered for `scheme`, imported now if it was registered by name."
     loader = DATA_SOURCES.get(scheme.lower())
     if loader is None:
-        raise DataError(f"no data source for {scheme}://...{did_you_mean(scheme, DATA_SOURCES)} "
-                        f"Registered: {', '.join(sorted(DATA_SOURCES))}; or give a directory of CSV/Parquet files.")
+        raise DataError(f"no data source for {scheme}://...{did_you_mean(scheme, DATA_SOURCES)} Registered: "
+                        f"{', '.join(sorted(DATA_SOURCES))}; or give a directory of CSV/Parquet files.")
     if isinstance(loader, str):
         module, _, name = loader.partition(":")
         loader = getattr(importlib.import_module(module), name)
@@ -322,7 +351,7 @@ def _scheme(spec: str) -> str | None:
 
 def open_bars(data: str | Path | None = None, symbols: Sequence[str] | None = None, start=None, end=None,
               adjusted: bool | str = DEFAULT_ADJUSTMENT) -> Bars:
-    "Bars from a data spec: None/'auto' (NSE sample, else synthetic), 'synthetic', a data-source URI, or a path."
+    "Bars from a data spec: None/'auto' (NSE sample, else synthetic), 'synthetic', a source URI or a path."
     spec = str(data) if data is not None else "auto"
     scheme = _scheme(spec)
     if scheme is not None:                                      # a registered source (the warehouse, ...)
@@ -342,16 +371,19 @@ def check_data_source(uri: str, symbols: Sequence[str], start, end) -> Bars:
     need(isinstance(full, Bars), f"returned {type(full).__name__}, not Bars")
     for f in FIELDS:
         fr = full[f]
-        need(isinstance(fr.index, pd.DatetimeIndex) and fr.index.name == "date", f"{f}: index is not a DatetimeIndex 'date'")
+        need(isinstance(fr.index, pd.DatetimeIndex) and fr.index.name == "date",
+             f"{f}: index is not a DatetimeIndex 'date'")
         need(fr.index.is_monotonic_increasing and fr.index.is_unique, f"{f}: dates not sorted and unique")
-        need(fr.index.tz is None and bool((fr.index == fr.index.normalize()).all()), f"{f}: dates are not plain session dates")
+        need(fr.index.tz is None and bool((fr.index == fr.index.normalize()).all()),
+             f"{f}: dates are not plain session dates")
         need(fr.columns.name == "symbol" and fr.columns.is_unique, f"{f}: columns are not unique symbols")
         need(all(fr.dtypes.eq("float64")), f"{f}: not float64")
     need(bool(full.adjustment), "does not say how prices were adjusted (Bars.adjustment)")
     need(bool(full.close.notna().any().all()), "a symbol column without any bar")
     part = open_bars(uri, symbols=list(symbols), start=start, end=end)
     need(part.symbols == list(symbols), f"symbols {part.symbols} != {list(symbols)}")
-    need(part.dates.min() >= pd.Timestamp(start) and part.dates.max() <= pd.Timestamp(end), "start/end not honoured")
+    need(part.dates.min() >= pd.Timestamp(start) and part.dates.max() <= pd.Timestamp(end),
+         "start/end not honoured")
     want = full.select(list(symbols), start, end)
     need(part.close.equals(want.close), "a selection differs from the same rows of the whole panel")
     return full

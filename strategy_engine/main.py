@@ -57,7 +57,8 @@ def mode_settings(mode: str, env: Mapping[str, str] | None = None, temp: Path | 
     if mode == "test":
         folder = Path(temp or tempfile.mkdtemp(prefix="strategy-engine-test-"))
         wh = f"duckdb:///{folder / 'warehouse.duckdb'}"
-        return ModeSettings(mode, "synthetic", wh, str(folder / "archive"), "latest", "human", temp=str(folder))
+        return ModeSettings(mode, "synthetic", wh, str(folder / "archive"), "latest", "human",
+                            temp=str(folder))
     missing = [n for n in PRODUCTION_ENV if not env.get(n)]
     if missing:
         raise ConfigError(f"--mode production needs {', '.join(missing)} in the environment (the deployment "
@@ -76,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from strategy_engine.cli import _Parser
     from strategy_engine.cli import main as cli_main
     from strategy_engine.logs import configure_job_logging, say
-    p = _Parser(prog="python -m strategy_engine.main", description="Run the main job (the daily run) in a mode.")
-    p.add_argument("--mode", choices=MODES, default="development", help="development (default), test, production")
+    p = _Parser(prog="python -m strategy_engine.main",
+                description="Run the main job (the daily run) in a mode.")
+    p.add_argument("--mode", choices=MODES, default="development",
+                   help="development (default), test, production")
     p.add_argument("--print-settings", action="store_true", help="print the mode's settings and exit")
     p.add_argument("--keep", action="store_true", help="test mode: keep the throwaway folder")
     args = p.parse_args(argv)

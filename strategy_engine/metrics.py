@@ -29,10 +29,14 @@ def _as_frame(returns) -> tuple[pd.DataFrame, bool]:
     if isinstance(returns, pd.Series):
         return _as_frame(returns.to_frame(name="returns" if returns.name is None else returns.name))[0], True
     if not isinstance(returns, pd.DataFrame):
-        raise DataError(f"Expected a pandas Series or DataFrame of simple returns, got {type(returns).__name__}; "
-                        "wrap an array as pd.Series(values, index=dates).")
+        raise DataError("Expected a pandas Series or DataFrame of simple returns, got "
+                        f"{type(returns).__name__}; wrap an array as pd.Series(values, index=dates).")
     if not (returns.dtypes == "float64").all():
-        bad = [c for c, d in returns.dtypes.items() if pd.api.types.is_bool_dtype(d) or not pd.api.types.is_numeric_dtype(d)]
+        bad = [
+            c
+            for c, d in returns.dtypes.items()
+            if pd.api.types.is_bool_dtype(d) or not pd.api.types.is_numeric_dtype(d)
+        ]
         if bad:
             raise DataError(f"Returns must be numbers; column {bad[0]!r} has dtype {returns[bad[0]].dtype}. "
                             "Convert it with pd.to_numeric(..., errors='coerce').")
@@ -40,8 +44,8 @@ def _as_frame(returns) -> tuple[pd.DataFrame, bool]:
 
 def _check_periods(periods: float) -> float:
     if not (isinstance(periods, (int, float)) and np.isfinite(periods) and periods > 0):
-        raise ConfigError(f"periods must be a positive number of return periods per year (252 for daily bars), "
-                          f"got {periods!r}.")
+        raise ConfigError("periods must be a positive number of return periods per year (252 for daily "
+                          f"bars), got {periods!r}.")
     return float(periods)
 
 # %% ../nbs/05_metrics.ipynb #f706026c
@@ -60,8 +64,8 @@ class _Panel:
         self.filled = np.where(self.missing, 0.0, self.x)
         if not np.isfinite(self.filled).all():
             i, j = np.argwhere(~np.isfinite(self.filled))[0]
-            raise DataError(f"Returns of {self.columns[j]!r} are infinite on {_when(self.index, i)} (a return from a "
-                            "zero price?); replace them with NaN or fix the prices.")
+            raise DataError(f"Returns of {self.columns[j]!r} are infinite on {_when(self.index, i)} (a "
+                            "return from a zero price?); replace them with NaN or fix the prices.")
         priced = (self.low > 0) & (self.mean > 1)
         if priced.any():
             j = int(np.flatnonzero(priced)[0])
@@ -83,7 +87,7 @@ class _Panel:
 
     @cached_property
     def std(self) -> np.ndarray:
-        "Sample standard deviation (ddof=1) of observed returns: exactly 0 for a constant column, NaN below 2."
+        "Sample standard deviation (ddof=1) of observed returns: 0 for a constant column, NaN below 2 values."
         dev = self.filled - self.mean
         dev[self.missing] = 0.0
         np.square(dev, out=dev)
@@ -113,8 +117,9 @@ class _Panel:
         return pd.Series(values, index=self.columns, name=name, dtype="float64")
 
 # %% ../nbs/05_metrics.ipynb #d8f4ae08
-_STATS = ("days", "total_return", "cagr", "annual_volatility", "sharpe_ratio", "sortino_ratio", "max_drawdown",
-          "max_drawdown_duration", "calmar_ratio", "hit_rate", "profit_factor", "first", "last", "bad", "low", "mean")
+_STATS = ("days", "total_return", "cagr", "annual_volatility", "sharpe_ratio", "sortino_ratio",
+          "max_drawdown", "max_drawdown_duration", "calmar_ratio", "hit_rate", "profit_factor", "first",
+          "last", "bad", "low", "mean")
 _AT = {k: i for i, k in enumerate(_STATS)}
 
 @numba.njit(cache=True, error_model="numpy")
@@ -174,18 +179,19 @@ def _metrics_k(x, periods, risk_free, required):   # pragma: no cover - compiled
 
 def _metrics(returns: Returns, periods: float = PERIODS_PER_YEAR, risk_free: float = 0.0,
              required_return: float | None = None) -> tuple[np.ndarray, pd.DataFrame, bool]:
-    "The kernel's table (column × `_STATS`) of checked returns, the returns as a frame, and whether they were a Series."
+    "The kernel's table (column × `_STATS`) of checked returns, the returns as a frame, and if a Series."
     frame, is_series = _as_frame(returns)
     x = frame.to_numpy(dtype="float64", na_value=np.nan)
     if not x.flags.f_contiguous: x = np.asfortranarray(x)                 # columns contiguous: one pass each
     req = float(risk_free if required_return is None else required_return)
     stats = _metrics_k(x, float(periods), float(risk_free), req)
     bad = stats[:, _AT["bad"]]
-    if (bad >= 0).any():                               # the first infinite value in date order, then column order
+    # the first infinite value in date order, then column order
+    if (bad >= 0).any():
         i = int(np.where(bad >= 0, bad, np.inf).min())
         j = int(np.flatnonzero(bad == i)[0])
-        raise DataError(f"Returns of {frame.columns[j]!r} are infinite on {_when(frame.index, i)} (a return from a "
-                        "zero price?); replace them with NaN or fix the prices.")
+        raise DataError(f"Returns of {frame.columns[j]!r} are infinite on {_when(frame.index, i)} (a return "
+                        "from a zero price?); replace them with NaN or fix the prices.")
     priced = (stats[:, _AT["low"]] > 0) & (stats[:, _AT["mean"]] > 1)
     if priced.any():
         j = int(np.flatnonzero(priced)[0])
@@ -221,7 +227,8 @@ def cagr(returns: Returns, periods: float = PERIODS_PER_YEAR) -> float | pd.Seri
 def _annual_volatility(p: _Panel, periods: float) -> np.ndarray: return p.std * np.sqrt(periods)
 
 def _sharpe(p: _Panel, risk_free: float, periods: float) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):   # a constant risk-free rate leaves the std unchanged
+    # a constant risk-free rate leaves the std unchanged
+    with np.errstate(invalid="ignore", divide="ignore"):
         return (p.mean - risk_free) / p.std * np.sqrt(periods)
 
 def annual_volatility(returns: Returns, periods: float = PERIODS_PER_YEAR) -> float | pd.Series:
@@ -259,11 +266,12 @@ def _max_drawdown_duration(p: _Panel) -> np.ndarray:
     count = np.cumsum(~p.missing, axis=0, dtype=np.int32)  # c_t: observations so far
     top = np.where(under, 0, count)                        # l_t: c at the last day at or above the peak
     np.maximum.accumulate(top, axis=0, out=top)
-    count -= top                                           # c_t - l_t: periods under water so far (0 when not)
+    # c_t - l_t: periods under water so far (0 when not)
+    count -= top
     return np.where(p.n > 0, count.max(axis=0, initial=0), np.nan)
 
 def drawdown_series(returns: Returns) -> pd.Series | pd.DataFrame:
-    "Fall from the running peak of wealth (peak includes the starting 1), a fraction <= 0; NaN before the first return."
+    "Fall from the running peak of wealth (the peak includes the starting 1), <= 0; NaN before any return."
     p = _Panel(returns)
     dd = np.where(np.maximum.accumulate(~p.missing, axis=0), p.drawdown, np.nan)
     if p.is_series: return pd.Series(dd[:, 0], index=p.index, name=p.columns[0])
@@ -274,7 +282,7 @@ def max_drawdown(returns: Returns) -> float | pd.Series:
     return _metric(returns, "max_drawdown")
 
 def max_drawdown_duration(returns: Returns) -> float | pd.Series:
-    "Longest run of periods strictly below a previous peak (recovery day excluded; unrecovered runs count to the end)."
+    "Longest run of periods strictly below a previous peak (recovery day excluded; open runs to the end)."
     return _metric(returns, "max_drawdown_duration")
 
 # %% ../nbs/05_metrics.ipynb #265cf6c7
@@ -333,11 +341,13 @@ def summary(returns: Returns, periods: float = PERIODS_PER_YEAR, risk_free: floa
     return _table(frame.index, frame.columns, col("days"), col("first"), col("last"),
                   {k: col(k) for k in SUMMARY_COLUMNS[3:]})
 
-def _summary_reference(returns: Returns, periods: float = PERIODS_PER_YEAR, risk_free: float = 0.0) -> pd.DataFrame:
+def _summary_reference(returns: Returns, periods: float = PERIODS_PER_YEAR,
+                       risk_free: float = 0.0) -> pd.DataFrame:
     "`summary` by the numpy reference (`_Panel`): what the kernel is tested against."
     p, periods, risk_free = _Panel(returns), _check_periods(periods), float(risk_free)
     missing = p.missing
-    first, last = (np.argmin(missing, axis=0), len(p.x) - 1 - np.argmin(missing[::-1], axis=0)) if len(p.x) else (p.n, p.n)
+    first, last = (np.argmin(missing, axis=0),
+                   len(p.x) - 1 - np.argmin(missing[::-1], axis=0)) if len(p.x) else (p.n, p.n)
     return _table(p.index, p.columns, p.n, first, last, {
         "total_return": _total_return(p), "cagr": _cagr(p, periods),
         "annual_volatility": _annual_volatility(p, periods), "sharpe_ratio": _sharpe(p, risk_free, periods),

@@ -54,13 +54,15 @@ def _declared(template: str, mtime_ns: int) -> dict[str, str]:
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for t in targets:
-                if isinstance(t, ast.Name): out[t.id] = (ast.get_source_segment(src, node.value) or "") if node.value else ""
+                if isinstance(t, ast.Name):
+                    out[t.id] = (ast.get_source_segment(src, node.value) or "") if node.value else ""
     return out
 
 def _plain(value, where: str) -> None:
     if value is None or isinstance(value, (bool, str, int)): return
     if isinstance(value, float):
-        if not math.isfinite(value): raise ConfigError(f"{where}: {value!r} is not allowed; numbers must be finite.")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {value!r} is not allowed; numbers must be finite.")
         return
     if isinstance(value, (list, tuple)):
         for i, v in enumerate(value): _plain(v, f"{where}[{i}]")
@@ -70,8 +72,8 @@ def _plain(value, where: str) -> None:
             if not isinstance(k, str): raise ConfigError(f"{where}: key {k!r} is not a string.")
             _plain(v, f"{where}[{k!r}]")
         return
-    raise ConfigError(f"{where}: a {type(value).__name__} is not a plain JSON value; allowed: string, number, "
-                      "boolean, null, and lists/dicts of them (pass dates and paths as strings).")
+    raise ConfigError(f"{where}: a {type(value).__name__} is not a plain JSON value; allowed: string, "
+                      "number, boolean, null, and lists/dicts of them (pass dates and paths as strings).")
 
 def check_parameters(template: Path | str, parameters: dict) -> dict:
     "Refuse unknown parameter names and non-plain values before papermill runs; return the parameters."
@@ -87,7 +89,7 @@ _early: dict[tuple[str, str], Any] = {}                  # (template, cwd) -> ke
 _early_lock = threading.Lock()
 
 def template_imports(template: Path | str) -> list[str]:
-    "The modules a template's code cells import at top level, in order (read with `ast`): what `preload` imports."
+    "The modules a template's code cells import at top level, in order (read with `ast`): for `preload`."
     mods: list[str] = []
     for cell in json.loads(Path(template).read_text())["cells"]:
         if cell["cell_type"] != "code": continue
@@ -101,7 +103,7 @@ def template_imports(template: Path | str) -> list[str]:
     return list(dict.fromkeys(mods))
 
 def strict_shell() -> None:
-    "Make `!cmd` in this kernel raise `CalledProcessError` when the command fails (IPython only sets `_exit_code`)."
+    "Make `!cmd` in this kernel raise `CalledProcessError` when it fails (IPython only sets `_exit_code`)."
     import subprocess
 
     from IPython import get_ipython
@@ -116,17 +118,18 @@ def strict_shell() -> None:
     ip.system = system
 
 def preload(modules: Sequence[str]) -> None:
-    "Make the booting kernel strict about shell commands, then import `modules` (one that fails is left to its cell)."
+    "Make the booting kernel strict about shell commands, then import `modules` (a failure waits for a cell)."
     import importlib
     strict_shell()
     for name in modules:
         try: importlib.import_module(name)
-        except Exception: pass       # e.g. `pandas.DataFrame` from `from pandas import DataFrame`: not a module
+        # e.g. `pandas.DataFrame` from `from pandas import DataFrame`: not a module
+        except Exception: pass
 
 _IPC_PATH_MAX = 104   # a Unix socket's path holds at most 107 bytes; "-<n>" is added per channel
 
 def _kernel_sockets() -> tuple[str, str]:
-    "Transport and address of a kernel's sockets: ipc in the temporary folder, or in /tmp where that path is too long."
+    "Transport and address of a kernel's sockets: ipc in the temporary folder, or /tmp if that is too long."
     name = f"strategy-engine-kernel-{uuid.uuid4().hex[:12]}"
     for folder in (tempfile.gettempdir(), "/tmp"):
         path = str(Path(folder) / name)
@@ -134,16 +137,18 @@ def _kernel_sockets() -> tuple[str, str]:
     return "tcp", "127.0.0.1"
 
 def start_kernel(template: Path | str, cwd: Path | str | None = None):
-    "Start the `python3` kernel for `template` in `cwd` without waiting for it; it preloads the template's imports."
+    "Start the `python3` kernel for `template` in `cwd` without waiting; it preloads the template's imports."
     import zmq.asyncio
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
     boot = f"__import__('strategy_engine.notebooks').notebooks.preload({template_imports(template)!r})"
     transport, ip = _kernel_sockets()
-    # The process's one zmq context, never a context of its own: a manager dropped half-started (an early boot that
-    # failed, e.g. on an ipc path over the limit) left a context whose garbage collection blocked forever in `term()`
-    # on its open sockets, at whatever line of the command the collector happened to run.
-    km = AsyncKernelManager(kernel_name=KERNEL, transport=transport, ip=ip, context=zmq.asyncio.Context.instance())
+    # The process's one zmq context, never a context of its own: a manager dropped half-started (an early boot
+    # that
+    # failed, e.g. on an ipc path over the limit) left a context whose garbage collection blocked forever in
+    # `term()` on its open sockets, at whatever line of the command the collector happened to run.
+    km = AsyncKernelManager(kernel_name=KERNEL, transport=transport, ip=ip,
+                            context=zmq.asyncio.Context.instance())
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}    # figures inline, into the record
     run_sync(km.start_kernel)(extra_arguments=[*_KERNEL_ARGS, f"--IPKernelApp.exec_lines={boot}"],
                               cwd=_early_key(template, cwd)[1], env=env)
@@ -158,7 +163,7 @@ def _early_key(template: Path | str, cwd: Path | str | None) -> tuple[str, str]:
     return str(Path(template).resolve()), str(Path(cwd or project_root()).resolve())
 
 def boot_kernel_early(template: Path | str, cwd: Path | str | None = None) -> None:
-    "Start `template`'s kernel now, to boot while this process gets ready; the next `execute_notebook` of it runs on it."
+    "Start `template`'s kernel now, to boot while this process gets ready; its next execution runs on it."
     km = start_kernel(template, cwd)
     with _early_lock:
         old = _early.pop(_early_key(template, cwd), None)
@@ -176,7 +181,7 @@ def _take_early(template: Path | str, cwd: Path | str | None):
 
 @atexit.register
 def stop_unused_kernels() -> None:
-    "Kill the kernels this process booted early and never used (a refused or replayed run; a day stopped early)."
+    "Kill the kernels this process booted early and never used (a refused or replayed run; a stopped day)."
     with _early_lock:
         kms = list(_early.values())
         _early.clear()
@@ -208,21 +213,24 @@ def _sigterm_stops_the_run() -> Iterator[None]:
 
 @functools.cache
 def _engine() -> str:
-    "Register (once) and name papermill's nbclient engine that runs on a kernel we started and kills it when done."
+    "Register (once) and name papermill's engine that runs on a kernel we started and kills it when done."
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, papermill_engines
     from papermill.log import logger
 
     class StartedKernelEngine(NBClientEngine):
         @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
-                                     start_timeout=60, execution_timeout=None, km=None, **kwargs):
-            client = PapermillNotebookClient(nb_man, km=km, kernel_name=kernel_name, log=logger, log_output=log_output,
-                                             stdout_file=stdout_file, stderr_file=stderr_file, startup_timeout=start_timeout,
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, km=None,
+                                     **kwargs):
+            client = PapermillNotebookClient(nb_man, km=km, kernel_name=kernel_name, log=logger,
+                                             log_output=log_output, stdout_file=stdout_file,
+                                             stderr_file=stderr_file, startup_timeout=start_timeout,
                                              timeout=execution_timeout, shutdown_kernel="immediate")
             try: return client.execute()
             finally:
-                if client.km is not None: client._cleanup_kernel()   # kill the kernel, close the client's channels
+                # kill the kernel, close the client's channels
+                if client.km is not None: client._cleanup_kernel()
 
     papermill_engines.register("strategy-engine", StartedKernelEngine)
     return "strategy-engine"
@@ -240,21 +248,33 @@ def execute_notebook(template: Path | str, output: Path | str, parameters: dict 
     try:
         with _sigterm_stops_the_run():
             km = _take_early(template, cwd) or start_kernel(template, cwd)
-            pm.execute_notebook(str(template), str(output), parameters=parameters, kernel_name=KERNEL, engine_name=_engine(),
-                                km=km, execution_timeout=math.ceil(timeout) if timeout else None,   # whole seconds
-                                cwd=_early_key(template, cwd)[1], log_output=log_output, progress_bar=progress_bar)
+            pm.execute_notebook(str(template),
+                                str(output),
+                                parameters=parameters,
+                                kernel_name=KERNEL,
+                                engine_name=_engine(),
+                                km=km,
+                                execution_timeout=math.ceil(timeout) if timeout else None,   # whole seconds
+                                cwd=_early_key(template, cwd)[1],
+                                log_output=log_output,
+                                progress_bar=progress_bar)
     except _Stopped as e:
-        status, error = "killed", f"stopped by {e} while the notebook ran (a Cloud Run task timeout, or a cancel)"
+        status, error = (
+            "killed",
+            f"stopped by {e} while the notebook ran (a Cloud Run task timeout, or a cancel)",
+        )
         _mark_interrupted(output, "RunKilled", error)
     except pm.PapermillExecutionError as e:
         status, error = "failed", f"{e.ename}: {e.evalue}"
-    except Exception as e:  # the client's TimeoutError (or a wrapped one); a dead kernel; a kernel that never started
+    # the client's TimeoutError (or a wrapped one); a dead kernel; a kernel that never started
+    except Exception as e:
         if "timeout" in type(e).__name__.lower() or "timed out" in str(e).lower():
             status, error = "timeout", f"cell execution exceeded {timeout} s"
         else: status, error = "failed", f"{type(e).__name__}: {e}"
         _mark_interrupted(output, type(e).__name__, error)
     finally:
-        if km is not None: stop_kernel(km)   # the engine has killed it already, unless papermill failed before it ran
+        # the engine has killed it already, unless papermill failed before it ran
+        if km is not None: stop_kernel(km)
     return Execution(status, output, time.perf_counter() - t0, error)
 
 def _mark_interrupted(output: Path, ename: str, evalue: str) -> None:
@@ -262,9 +282,12 @@ def _mark_interrupted(output: Path, ename: str, evalue: str) -> None:
     import nbformat
     if not output.exists(): return                        # the kernel never started: nothing ran
     nb = nbformat.read(str(output), as_version=4)
-    started = [c for c in nb.cells if c.cell_type == "code" and (c.metadata.get("papermill") or {}).get("start_time")]
+    started = [
+        c for c in nb.cells if c.cell_type == "code" and (c.metadata.get("papermill") or {}).get("start_time")
+    ]
     if started:
-        started[-1].outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]))
+        started[-1].outputs.append(nbformat.v4.new_output("error", ename=ename, evalue=evalue,
+                                                          traceback=[f"{ename}: {evalue}"]))
         started[-1].metadata["papermill"].update(exception=True, status="failed")
     nb.metadata.setdefault("papermill", {})["exception"] = True
     nbformat.write(nb, str(output))
@@ -287,10 +310,11 @@ def _texts(out: dict) -> list[str]:
     if out.get("output_type") == "stream": return [out.get("text", "") if isinstance(out.get("text"), str)
                                                    else "".join(out.get("text", []))]
     data = out.get("data", {})
-    return ["".join(v) if isinstance(v, list) else str(v) for k, v in data.items() if k in ("text/plain", "text/html")]
+    return ["".join(v) if isinstance(v, list) else str(v)
+            for k, v in data.items() if k in ("text/plain", "text/html")]
 
 def notebook_failure(path: Path | str) -> dict | None:
-    "The first failed cell of an executed notebook: {'cell', 'ename', 'evalue'}, or None when every cell passed."
+    "The first failed cell of an executed notebook: {'cell', 'ename', 'evalue'}, or None if all passed."
     for i, cell in enumerate(_notebook_json(path)["cells"]):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
@@ -298,7 +322,8 @@ def notebook_failure(path: Path | str) -> dict | None:
             for text in _texts(out):
                 if _TRACEBACK in text:
                     last = [ln for ln in text.strip().splitlines() if ln.strip()][-1][:300]
-                    return {"cell": i, "ename": "TracebackShown", "evalue": f"a cell showed a traceback: {last}"}
+                    return {"cell": i, "ename": "TracebackShown",
+                            "evalue": f"a cell showed a traceback: {last}"}
     return None
 
 def _summary_markdown(summary: Mapping) -> str:
@@ -311,9 +336,11 @@ def _summary_markdown(summary: Mapping) -> str:
              "| | |", "|---|---|",
              f"| run | `{summary.get('run_id')}` |", f"| as of | {summary.get('as_of')} |",
              f"| data | `{data.get('uri')}` (sha256 `{str(data.get('sha256'))[:12]}`) |",
-             f"| configuration | sha256 `{str(config.get('sha256'))[:12]}` of {', '.join(config.get('files') or []) or 'none'} |",
+             f"| configuration | sha256 `{str(config.get('sha256'))[:12]}` of "
+             f"{', '.join(config.get('files') or []) or 'none'} |",
              f"| strategies | {', '.join(ident.get('strategies') or []) or '-'} |",
-             f"| started by | {summary.get('started_by')}{' (scheduled)' if summary.get('scheduled') else ''} |",
+             "| started by | "
+             f"{summary.get('started_by')}{' (scheduled)' if summary.get('scheduled') else ''} |",
              f"| code | commit `{str(summary.get('git_commit'))[:12]}`{dirty}, "
              f"image `{summary.get('image_digest') or '-'}`, algo `{summary.get('algo_id')}` |",
              f"| rows staged | {rows} |"]

@@ -20,7 +20,8 @@ def plot_equity(returns: pd.DataFrame | pd.Series, title: str = "", log: bool = 
     r = returns.to_frame() if isinstance(returns, pd.Series) else returns
     equity = (1 + r.fillna(0.0)).cumprod()
     dd = drawdown_series(r)
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1.3]})
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 6), sharex=True,
+                                   gridspec_kw={"height_ratios": [3, 1.3]})
     for c in r.columns:
         ax1.plot(equity.index, equity[c], lw=1.1, label=str(c))
         ax2.plot(dd.index, 100 * dd[c], lw=0.9)

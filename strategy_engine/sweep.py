@@ -81,8 +81,8 @@ class SweepResult:
 
     def __repr__(self) -> str:
         b = self.best()
-        return (f"SweepResult({self.strategy}: {len(self.params)} combinations × {len(self.returns)} days; best Sharpe "
-                f"{b['sharpe_ratio']:.2f} at {dict(self.params.loc[b.name])})")
+        return (f"SweepResult({self.strategy}: {len(self.params)} combinations × {len(self.returns)} days; "
+                f"best Sharpe {b['sharpe_ratio']:.2f} at {dict(self.params.loc[b.name])})")
 
 # %% ../nbs/21_sweep.ipynb #d3b71d31
 _SIGNAL_SETS: dict[str, Callable[..., np.ndarray]] = {}
@@ -106,19 +106,21 @@ def signal_sets(name: str, bars: Bars, params: Sequence) -> np.ndarray:
     return out
 
 def distinct(params: Sequence, *keys: str) -> tuple[np.ndarray, np.ndarray]:
-    "The distinct values of `keys` among parameter sets (U × len(keys) floats, sorted) and each set's row in them."
+    "The distinct values of `keys` among parameter sets (U × len(keys) floats, sorted), each set's row."
     values = np.array([[float(getattr(p, k)) for k in keys] for p in params]).reshape(len(params), len(keys))
     unique, row = np.unique(values, axis=0, return_inverse=True)
     return unique, row.reshape(-1).astype(np.int64)
 
 # %% ../nbs/21_sweep.ipynb #d14bfc54
 def sweep(name: str, bars: Bars, grid: Mapping[str, Sequence], config: StrategyConfig | None = None,
-          cost_bps: float | None = None, restrict_universe: bool = True, long_only: bool = False) -> SweepResult:
+          cost_bps: float | None = None, restrict_universe: bool = True,
+          long_only: bool = False) -> SweepResult:
     "Backtest every combination of `grid` (strategy parameters) of strategy `name` on `bars` at once."
     cost = check_cost(cost_bps)
     get_strategy(name)                                       # an unknown name: the error names the choices
     cfg = config or load_config(name)
-    configs = [cfg.with_parameters(**combo) for combo in parameter_grid(grid)]   # validated like the YAML file
+    # validated like the YAML file
+    configs = [cfg.with_parameters(**combo) for combo in parameter_grid(grid)]
     if restrict_universe:
         symbols = universe_symbols(cfg, bars)
         if symbols != bars.symbols: bars = bars.select(symbols)
@@ -133,4 +135,5 @@ def sweep(name: str, bars: Bars, grid: Mapping[str, Sequence], config: StrategyC
     returns = pd.DataFrame((factor - 1.0).T, index=bars.dates, columns=combos)
     params = pd.DataFrame(parameter_grid(grid), index=combos)
     stats = params.join(summary(returns).set_axis(combos))
-    return SweepResult(name, params, returns, pd.DataFrame(turnover.T, index=bars.dates, columns=combos), stats)
+    return SweepResult(name, params, returns, pd.DataFrame(turnover.T, index=bars.dates, columns=combos),
+                       stats)

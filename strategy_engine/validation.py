@@ -24,7 +24,8 @@ DEFAULT_SEVERITY = {
     "duplicate_dates": "error", "unsorted_dates": "error", "bad_price": "error", "ohlc_inconsistent": "error",
     "stale": "error", "bad_volume": "error", "unexplained_jump": "error", "incomplete_bar": "error",
     "flat_zero_volume": "warning", "zero_volume": "warning", "weekend_date": "warning",
-    "holiday_bar": "warning", "large_move": "warning", "missing_sessions": "warning", "calendar_coverage": "warning",
+    "holiday_bar": "warning", "large_move": "warning", "missing_sessions": "warning",
+    "calendar_coverage": "warning",
 }
 
 def _per_symbol(check: str, mask: pd.DataFrame, severity: str, what: str) -> list[Finding]:
@@ -34,16 +35,20 @@ def _per_symbol(check: str, mask: pd.DataFrame, severity: str, what: str) -> lis
     for j in np.flatnonzero(hits.any(axis=0)):
         dates = mask.index[hits[:, j]]
         sym = str(mask.columns[j])
-        shown = ", ".join(str(d.date()) for d in dates[:5]) + (f" and {len(dates) - 5} more" if len(dates) > 5 else "")
+        shown = ", ".join(str(d.date()) for d in dates[:5]) + (
+            f" and {len(dates) - 5} more" if len(dates) > 5 else ""
+        )
         out.append(Finding(check, severity, f"{sym}: {len(dates)} {what}: {shown}", sym, tuple(dates)))
     return out
 
 # %% ../nbs/03_validation.ipynb #48424a9d
-def _checks(bars: Bars, cal: TradingCalendar, as_of, max_move: float, max_lag_sessions: int, sev: dict) -> list[Finding]:
+def _checks(bars: Bars, cal: TradingCalendar, as_of, max_move: float, max_lag_sessions: int,
+            sev: dict) -> list[Finding]:
     o, h, lo, c, v = bars.open, bars.high, bars.low, bars.close, bars.volume
     present = o.notna() | h.notna() | lo.notna() | c.notna() | v.notna()
     found: list[Finding] = list(f if f.severity == sev.get(f.check, f.severity) else
-                                Finding(f.check, sev[f.check], f.message, f.symbol, f.dates, f.value) for f in bars.issues)
+                                Finding(f.check, sev[f.check], f.message, f.symbol, f.dates,
+                                        f.value) for f in bars.issues)
     finite = lambda f: pd.DataFrame(np.isfinite(f.to_numpy(np.float64)), f.index, f.columns)
     not_finite = present & ~(finite(o) & finite(h) & finite(lo) & finite(c))
     nonpos = (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0)
@@ -57,21 +62,25 @@ def _checks(bars: Bars, cal: TradingCalendar, as_of, max_move: float, max_lag_se
                          "bar(s) with High below max(Open, Close) or Low above min(Open, Close)")
     flat = (o == h) & (h == lo) & (lo == c) & (v == 0)
     found += _per_symbol("flat_zero_volume", flat, sev["flat_zero_volume"],
-                         "flat bar(s) with zero volume (phantom bars: drop or forward-fill before computing returns)")
-    found += _per_symbol("zero_volume", (v == 0) & ~flat, sev["zero_volume"], "bar(s) with prices but zero volume")
+                         "flat bar(s) with zero volume (phantom bars: drop or forward-fill before computing "
+                         "returns)")
+    found += _per_symbol("zero_volume", (v == 0) & ~flat, sev["zero_volume"],
+                         "bar(s) with prices but zero volume")
     dates = bars.dates
     lo_cov, hi_cov = cal.coverage
     covered = (dates >= lo_cov) & (dates <= hi_cov)
     if (~covered).any():
         out = dates[~covered]
-        found.append(Finding("calendar_coverage", sev["calendar_coverage"], f"{len(out)} date(s) outside the {cal.name} "
-                             f"calendar's coverage {lo_cov.date()} .. {hi_cov.date()} ({out[0].date()} ..); not checked "
-                             "against sessions.", "", tuple(out)))
+        found.append(Finding("calendar_coverage", sev["calendar_coverage"],
+                             f"{len(out)} date(s) outside the {cal.name} calendar's coverage {lo_cov.date()} "
+                             f".. {hi_cov.date()} ({out[0].date()} ..); not checked against sessions.",
+                             "", tuple(out)))
     cd = dates[covered]
     sessions = cal.sessions(cd[0], cd[-1]) if len(cd) else pd.DatetimeIndex([])
     weekend = pd.Series((dates.day_of_week >= 5) & covered & ~dates.isin(cal.special_sessions), index=dates)
     holiday = pd.Series(dates.isin(cal.holidays), index=dates)
-    found += _per_symbol("weekend_date", present & weekend.to_numpy()[:, None], sev["weekend_date"], "bar(s) on a weekend")
+    found += _per_symbol("weekend_date", present & weekend.to_numpy()[:, None], sev["weekend_date"],
+                         "bar(s) on a weekend")
     found += _per_symbol("holiday_bar", present & holiday.to_numpy()[:, None], sev["holiday_bar"],
                          f"bar(s) on {cal.name} holidays")
     # missing sessions: inside each symbol's own first..last bar
@@ -79,15 +88,17 @@ def _checks(bars: Bars, cal: TradingCalendar, as_of, max_move: float, max_lag_se
     has = cs.notna()
     inside = has.cummax() & has[::-1].cummax()[::-1]
     is_session = pd.Series(cs.index.isin(sessions), index=cs.index)
-    found += _per_symbol("missing_sessions", inside & ~has & is_session.to_numpy()[:, None], sev["missing_sessions"],
-                         f"{cal.name} session(s) without a bar")
+    found += _per_symbol("missing_sessions", inside & ~has & is_session.to_numpy()[:, None],
+                         sev["missing_sessions"], f"{cal.name} session(s) without a bar")
     # large moves between consecutive existing bars
     ret = c / c.ffill().shift(1) - 1
     big = ret.abs() > max_move
     for j, i in zip(*np.nonzero(big.to_numpy().T)):
         sym, d, r = str(c.columns[j]), c.index[i], float(ret.iat[i, j])
-        found.append(Finding("large_move", sev["large_move"], f"{sym}: {r:+.1%} on {d.date()} (|return| > {max_move:.0%}: "
-                             "an unadjusted split/demerger, or a real move)", sym, (d,), r))
+        found.append(Finding("large_move", sev["large_move"], f"{sym}: {r:+.1%} on {d.date()} (|return| > "
+                                                              f"{max_move:.0%}: an unadjusted "
+                                                              "split/demerger, or a real "
+                                                              "move)", sym, (d,), r))
     if as_of is not None:
         expected = cal.previous_session(as_of)
         for _ in range(max_lag_sessions): expected = cal.previous_session(expected, inclusive=False)
@@ -97,8 +108,10 @@ def _checks(bars: Bars, cal: TradingCalendar, as_of, max_move: float, max_lag_se
         for sym, d in last.items():
             if d is None or pd.isna(d) or d < expected:
                 when = "never" if d is None or pd.isna(d) else str(pd.Timestamp(d).date())
-                found.append(Finding("stale", sev["stale"], f"{sym}: last bar {when}, but as of {pd.Timestamp(as_of).date()} "
-                                     f"the data should reach {expected.date()}", str(sym), (expected,)))
+                found.append(Finding("stale", sev["stale"], f"{sym}: last bar {when}, but as of "
+                                                            f"{pd.Timestamp(as_of).date()} the data should "
+                                                            "reach "
+                                                            f"{expected.date()}", str(sym), (expected,)))
     return found
 
 # %% ../nbs/03_validation.ipynb #022babf9
@@ -122,10 +135,12 @@ class ValidationReport:
 
     def to_frame(self) -> pd.DataFrame:
         "One row per finding: check, severity, symbol, n_dates, first_date, value, message."
-        return pd.DataFrame([{"check": f.check, "severity": f.severity, "symbol": f.symbol, "n_dates": len(f.dates),
-                              "first_date": f.dates[0] if f.dates else pd.NaT, "value": f.value, "message": f.message}
+        return pd.DataFrame([{"check": f.check, "severity": f.severity, "symbol": f.symbol,
+                              "n_dates": len(f.dates), "first_date": f.dates[0] if f.dates else pd.NaT,
+                              "value": f.value, "message": f.message}
                              for f in self.findings],
-                            columns=["check", "severity", "symbol", "n_dates", "first_date", "value", "message"])
+                            columns=["check", "severity", "symbol", "n_dates", "first_date", "value",
+                                     "message"])
 
     def summary(self) -> pd.DataFrame:
         "One row per check that fired: severity, symbols affected, dates affected."
@@ -141,7 +156,8 @@ class ValidationReport:
         kind = "SYNTHETIC demo data" if self.synthetic else "data"
         head = [f"Validation of {kind} {self.source}: {self.symbols} symbols, {span}"
                 + (f", as of {self.as_of.date()}" if self.as_of is not None else ""),
-                f"Result: {'PASS' if self.ok else 'FAIL'} ({len(self.errors)} error(s), {len(self.warnings)} warning(s))"]
+                f"Result: {'PASS' if self.ok else 'FAIL'} ({len(self.errors)} error(s), {len(self.warnings)} "
+                "warning(s))"]
         for name, group in (("ERRORS", self.errors), ("WARNINGS", self.warnings)):
             if not group: continue
             head.append(f"{name}:")
@@ -154,17 +170,35 @@ class ValidationReport:
     def to_dict(self) -> dict:
         "A JSON-ready dict of the report (dates as ISO strings)."
         iso = lambda d: None if d is None else pd.Timestamp(d).strftime("%Y-%m-%d")
-        return {"ok": self.ok, "source": self.source, "synthetic": self.synthetic, "symbols": self.symbols,
-                "first_date": iso(self.first_date), "last_date": iso(self.last_date), "as_of": iso(self.as_of),
-                "findings": [{"check": f.check, "severity": f.severity, "symbol": f.symbol, "message": f.message,
-                              "dates": [iso(d) for d in f.dates], "value": f.value} for f in self.findings]}
+        return {
+            "ok": self.ok,
+            "source": self.source,
+            "synthetic": self.synthetic,
+            "symbols": self.symbols,
+            "first_date": iso(self.first_date),
+            "last_date": iso(self.last_date),
+            "as_of": iso(self.as_of),
+            "findings": [
+                {
+                    "check": f.check,
+                    "severity": f.severity,
+                    "symbol": f.symbol,
+                    "message": f.message,
+                    "dates": [iso(d) for d in f.dates],
+                    "value": f.value,
+                }
+                for f in self.findings
+            ],
+        }
 
     def to_json(self) -> str: return json.dumps(self.to_dict(), indent=1)
 
     def raise_if_failed(self) -> ValidationReport:
         "Fail closed: raise `DataError` listing the errors, else return the report."
         if not self.ok:
-            raise DataError("Data validation failed:\n" + "\n".join(f"  [{f.check}] {f.message}" for f in self.errors))
+            raise DataError(
+                "Data validation failed:\n" + "\n".join(f"  [{f.check}] {f.message}" for f in self.errors)
+            )
         return self
 
 # %% ../nbs/03_validation.ipynb #f2bc66e2
@@ -182,18 +216,21 @@ def _open_session(cal: TradingCalendar, now) -> pd.Timestamp | None:
 
 def validate(bars: Bars, as_of=None, calendar: TradingCalendar | None = None, max_move: float = 0.20,
              max_lag_sessions: int = 0, severity: dict | None = None, now=None) -> ValidationReport:
-    "Check `bars` for defects (see the table above) and return a `ValidationReport`; `now` flags a still-open session's bar."
+    "Check `bars` for defects (table above), return a `ValidationReport`; `now` flags a still-open session."
     sev = {**DEFAULT_SEVERITY, **(severity or {})}
     bad = {k: v for k, v in sev.items() if v not in ("error", "warning") or k not in DEFAULT_SEVERITY}
-    if bad: raise DataError(f"validate(severity=...): {bad} not allowed; checks are {sorted(DEFAULT_SEVERITY)}, "
-                            "severities 'error' or 'warning'.")
+    if bad:
+        raise DataError(f"validate(severity=...): {bad} not allowed; checks are {sorted(DEFAULT_SEVERITY)}, "
+                        "severities 'error' or 'warning'.")
     cal = calendar or nse_calendar()
     findings = _checks(bars, cal, as_of, max_move, max_lag_sessions, sev) if len(bars.dates) else []
     if now is not None and (day := _open_session(cal, now)) is not None and day in bars.dates:
         close = EVENING_DONE if cal.session_kind(day) == "evening" else cal.session_close
-        findings.append(Finding("incomplete_bar", sev["incomplete_bar"], f"bars dated {day.date()} come from a session "
-                                f"still open at {pd.Timestamp(now)} ({cal.name} closes at {close} {cal.timezone}): drop "
-                                "them (validation.complete_bars) or run after the close", "", (day,)))
+        findings.append(Finding("incomplete_bar", sev["incomplete_bar"],
+                                f"bars dated {day.date()} come from a session still open at "
+                                f"{pd.Timestamp(now)} ({cal.name} closes at {close} {cal.timezone}): drop "
+                                "them (validation.complete_bars) or run after the close",
+                                "", (day,)))
     d = bars.dates
     return ValidationReport(tuple(findings), bars.source, bars.synthetic, len(bars.symbols),
                             d[0] if len(d) else None, d[-1] if len(d) else None,
@@ -205,7 +242,7 @@ def complete_bars(bars: Bars, now, calendar: TradingCalendar | None = None) -> B
     return bars.drop_dates([day]) if day is not None and day in bars.dates else bars
 
 def failed_symbols(report: ValidationReport) -> list[str]:
-    "The symbols with an error finding of their own (a finding without a symbol fails the whole data instead)."
+    "The symbols with an error finding of their own (one without a symbol fails the whole data instead)."
     return sorted({f.symbol for f in report.errors if f.symbol})
 
 def without_failed(bars: Bars, report: ValidationReport) -> Bars:

@@ -14,10 +14,12 @@ CLI = Path(sys.executable).parent / "strategy-engine"
 
 @pytest.fixture(scope="session", autouse=True)
 def default_warehouse(tmp_path_factory):
-    """Runs a test does not point elsewhere index their records in a throwaway warehouse, never the checkout's runs/."""
+    """Runs not pointed elsewhere index records in a throwaway warehouse, never the checkout's runs/."""
     import os
     if "STRATEGY_ENGINE_WAREHOUSE" not in os.environ:
-        os.environ["STRATEGY_ENGINE_WAREHOUSE"] = f"duckdb:///{tmp_path_factory.mktemp('default-warehouse')}/wh.duckdb"
+        os.environ["STRATEGY_ENGINE_WAREHOUSE"] = (
+            f"duckdb:///{tmp_path_factory.mktemp('default-warehouse')}/wh.duckdb"
+        )
     yield os.environ["STRATEGY_ENGINE_WAREHOUSE"]
 
 
@@ -31,14 +33,16 @@ def nse_dir() -> Path:
 
 def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the installed `strategy-engine` console script as a user would."""
-    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT, env=env)
 
 
-def run_cli_many(calls: list[tuple[tuple, dict | None]], timeout: float = 300) -> list[subprocess.CompletedProcess]:
-    """Run independent `strategy-engine` commands at once (each `(args, env)`), results in order: the suite's fast path
-    for cases that share nothing (their own archive and warehouse each)."""
-    procs = [subprocess.Popen([str(CLI), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=ROOT, env=env) for args, env in calls]
+def run_cli_many(calls: list[tuple[tuple, dict | None]],
+                 timeout: float = 300) -> list[subprocess.CompletedProcess]:
+    """Run independent `strategy-engine` commands at once (each `(args, env)`), results in order: the suite's
+    fast path for cases that share nothing (their own archive and warehouse each)."""
+    procs = [subprocess.Popen([str(CLI), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=ROOT, env=env) for args, env in calls]
     done = []
     for (args, _), proc in zip(calls, procs):
         out, err = proc.communicate(timeout=timeout)
@@ -58,7 +62,7 @@ def make_template(path: Path, parameters: str, *cells: str) -> Path:
 
 
 def processes_with_env(name: str, value: str) -> list[int]:
-    """Live processes whose environment holds `name=value` (Linux /proc): e.g. kernels a command left running."""
+    """Live processes whose environment holds `name=value` (Linux /proc), e.g. kernels left running."""
     needle, found = f"{name}={value}".encode(), []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit(): continue

@@ -63,8 +63,9 @@ class FakeGCS:
     def resource(self, name: str) -> dict:
         data, gen = self.objects[name]
         crc = base64.b64encode(struct.pack(">I", google_crc32c.value(data))).decode()
-        return {"kind": "storage#object", "bucket": BUCKET, "name": name, "generation": str(gen), "metageneration": "1",
-                "size": str(len(data)), "crc32c": crc, "md5Hash": base64.b64encode(hashlib.md5(data).digest()).decode(),
+        return {"kind": "storage#object", "bucket": BUCKET, "name": name, "generation": str(gen),
+                "metageneration": "1", "size": str(len(data)), "crc32c": crc,
+                "md5Hash": base64.b64encode(hashlib.md5(data).digest()).decode(),
                 "id": f"{BUCKET}/{name}/{gen}"}
 
     def create(self, name: str, data: bytes, if_generation_match: str | None) -> tuple[int, dict]:
@@ -72,7 +73,8 @@ class FakeGCS:
         with self.lock:
             current = self.objects.get(name)
             if if_generation_match is not None and int(if_generation_match) != (current[1] if current else 0):
-                return 412, {"error": {"code": 412, "message": "At least one of the pre-conditions you specified did not hold."}}
+                return 412, {"error": {"code": 412, "message": "At least one of the pre-conditions you "
+                                                               "specified did not hold."}}
             self.objects[name] = (data, next(self.generations))
             return 200, self.resource(name)
 
@@ -80,7 +82,8 @@ class FakeGCS:
 def make_handler(gcs: FakeGCS):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True     # headers and body in separate packets would cost ~40 ms per request
+        # headers and body in separate packets would cost ~40 ms per request
+        disable_nagle_algorithm = True
         wbufsize = 1 << 16
 
         def log_message(self, *args):  # keep pytest output clean
@@ -88,7 +91,8 @@ def make_handler(gcs: FakeGCS):
 
         def _send(self, code: int, body: bytes | dict = b"", headers: dict | None = None):
             if isinstance(body, dict):
-                body, headers = json.dumps(body).encode(), {"Content-Type": "application/json", **(headers or {})}
+                body, headers = json.dumps(body).encode(), {"Content-Type": "application/json",
+                                                            **(headers or {})}
             self.send_response(code)
             for k, v in (headers or {}).items(): self.send_header(k, v)
             self.send_header("Content-Length", str(len(body)))
@@ -99,7 +103,8 @@ def make_handler(gcs: FakeGCS):
             url = urlsplit(self.path)
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
-            gcs.requests.append({"method": self.command, "path": url.path, "query": query, "bytes": len(body)})
+            gcs.requests.append({"method": self.command, "path": url.path, "query": query,
+                                 "bytes": len(body)})
             return url.path, query, body
 
         def _finish_upload(self, name: str, data: bytes, query: dict):
@@ -119,7 +124,8 @@ def make_handler(gcs: FakeGCS):
                 meta_part, data_part = parts[1], parts[2]
                 meta = json.loads(meta_part[meta_part.index(b"\r\n\r\n") + 4:-2])
                 data = data_part[data_part.index(b"\r\n\r\n") + 4:-2]
-                if "crc32c" in meta and meta["crc32c"] != base64.b64encode(struct.pack(">I", google_crc32c.value(data))).decode():
+                crc = base64.b64encode(struct.pack(">I", google_crc32c.value(data))).decode()
+                if "crc32c" in meta and meta["crc32c"] != crc:
                     return self._send(400, {"error": {"code": 400, "message": "crc32c mismatch"}})
                 return self._finish_upload(meta["name"], data, query)
             if query.get("uploadType") == "resumable":
@@ -129,7 +135,8 @@ def make_handler(gcs: FakeGCS):
                 sid = hashlib.sha256(f"{meta['name']}{len(gcs.sessions)}".encode()).hexdigest()[:16]
                 gcs.sessions[sid] = {"name": meta["name"], "query": query, "data": b""}
                 host = f"http://127.0.0.1:{self.server.server_address[1]}"
-                return self._send(200, b"", {"Location": f"{host}{path}?uploadType=resumable&upload_id={sid}"})
+                return self._send(200, b"",
+                                  {"Location": f"{host}{path}?uploadType=resumable&upload_id={sid}"})
             self._send(400, {"error": {"code": 400, "message": "unsupported uploadType"}})
 
         def do_PUT(self):
@@ -148,15 +155,17 @@ def make_handler(gcs: FakeGCS):
             meta = re.fullmatch(rf"/storage/v1/b/{BUCKET}/o/(.+)", path)
             if download or meta:
                 name = unquote((download or meta)[1])
-                if name not in gcs.objects: return self._send(404, {"error": {"code": 404, "message": f"No such object: {name}"}})
+                if name not in gcs.objects:
+                    return self._send(404, {"error": {"code": 404, "message": f"No such object: {name}"}})
                 if meta: return self._send(200, gcs.resource(name))
                 r = gcs.resource(name)
                 return self._send(200, gcs.objects[name][0], {
                     "Content-Type": "application/octet-stream", "x-goog-generation": r["generation"],
                     "x-goog-hash": f"crc32c={r['crc32c']},md5={r['md5Hash']}"})
             if path == f"/storage/v1/b/{BUCKET}":         # the client's background bucket-metadata fetch
-                return self._send(200, {"kind": "storage#bucket", "name": BUCKET, "id": BUCKET, "location": "ASIA-SOUTH1",
-                                        "metageneration": "1", "storageClass": "STANDARD"})
+                return self._send(200, {"kind": "storage#bucket", "name": BUCKET, "id": BUCKET,
+                                        "location": "ASIA-SOUTH1", "metageneration": "1",
+                                        "storageClass": "STANDARD"})
             if path == f"/storage/v1/b/{BUCKET}/o":
                 names = sorted(n for n in gcs.objects if n.startswith(query.get("prefix", "")))
                 start = int(query.get("pageToken", 0))
@@ -175,8 +184,11 @@ def gcs():
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(fake))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    fake.client = storage.Client(project="test", credentials=AnonymousCredentials(),
-                                 client_options={"api_endpoint": f"http://127.0.0.1:{server.server_address[1]}"})
+    fake.client = storage.Client(
+        project="test",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": f"http://127.0.0.1:{server.server_address[1]}"},
+    )
     yield fake
     server.shutdown()
     server.server_close()
@@ -187,7 +199,7 @@ def uploads(gcs: FakeGCS) -> list[dict]:
 
 
 def test_put_is_create_only(gcs):
-    """RELIABILITY 4: a second upload to an existing object path fails 412; same bytes read as already archived."""
+    """RELIABILITY 4: a second upload to an existing object path fails 412; same bytes: already archived."""
     arc = open_archive(f"gs://{BUCKET}/prod/runs", client=gcs.client)
     assert isinstance(arc, GCSArchive)
     key = "2024/11/22/daily-2024-11-22-abcd1234/attempt-1/manifest.json"
@@ -195,9 +207,11 @@ def test_put_is_create_only(gcs):
     assert list(gcs.objects) == [f"prod/runs/{key}"]
     generation = gcs.objects[f"prod/runs/{key}"][1]
     assert arc.put(key, b'{"status":"succeeded"}') == ALREADY
-    with pytest.raises(ArchiveConflict, match=f"gs://{BUCKET}/prod/runs/{key} is already archived with different bytes"):
+    with pytest.raises(ArchiveConflict,
+                       match=f"gs://{BUCKET}/prod/runs/{key} is already archived with different bytes"):
         arc.put(key, b'{"status":"failed"}')
-    assert gcs.objects[f"prod/runs/{key}"] == (b'{"status":"succeeded"}', generation)  # same bytes, same generation
+    # same bytes, same generation
+    assert gcs.objects[f"prod/runs/{key}"] == (b'{"status":"succeeded"}', generation)
     ups = uploads(gcs)
     assert len(ups) == 3 and all(u["query"].get("ifGenerationMatch") == "0" for u in ups), ups
     assert all(u["query"]["uploadType"] == "multipart" for u in ups)
@@ -223,7 +237,8 @@ def test_list_pages_and_prefixes(gcs):
 
 def test_lost_response_is_retried_and_reads_as_already_archived(gcs):
     arc = GCSArchive(BUCKET, "", gcs.client)
-    gcs.lose_responses = 1                     # stored, but the client sees 503 and retries with the same precondition
+    # stored, but the client sees 503 and retries with the same precondition
+    gcs.lose_responses = 1
     assert arc.put("ledger/00000000.json", b"entry") == ALREADY
     ups = uploads(gcs)
     assert len(ups) == 2 and all(u["query"]["ifGenerationMatch"] == "0" for u in ups)
@@ -268,13 +283,17 @@ def test_archive_verify_and_tampering_over_gcs(gcs, tmp_path):
     arc = open_archive(f"gs://{BUCKET}/runs", client=gcs.client)
     r = [_archive_day(arc, tmp_path, d, f"run {d}") for d in ("2024-11-20", "2024-11-21", "2024-11-22")]
     assert [x["seq"] for x in r] == [0, 1, 2]
-    assert r[1]["notebook_uri"] == f"gs://{BUCKET}/runs/2024/11/21/{r[1]['run_id']}/attempt-1/daily_signals.ipynb"
+    assert (
+        r[1]["notebook_uri"]
+        == f"gs://{BUCKET}/runs/2024/11/21/{r[1]['run_id']}/attempt-1/daily_signals.ipynb"
+    )
     report = verify(arc)
     assert report.ok and report.entries == 3 and report.head == r[2]["hash"], report.summary()
     assert list(list_runs(arc)["run_id"]) == [x["run_id"] for x in r]
     assert show_run(arc, r[1]["run_id"])["verified"]
     assert all(u["query"].get("ifGenerationMatch") == "0" for u in uploads(gcs))
-    assert len(uploads(gcs)) == 9                       # notebook, manifest, ledger entry per run; nothing rewritten
+    # notebook, manifest, ledger entry per run; nothing rewritten
+    assert len(uploads(gcs)) == 9
 
     # someone with overwrite rights (no retention lock) changes one byte of run 2's notebook
     name = f"runs/2024/11/21/{r[1]['run_id']}/attempt-1/daily_signals.ipynb"
@@ -282,7 +301,8 @@ def test_archive_verify_and_tampering_over_gcs(gcs, tmp_path):
     data[len(data) // 2] ^= 1
     gcs.objects[name] = (bytes(data), gcs.objects[name][1] + 1)
     report = verify(arc)
-    assert [(p.run_id, p.kind) for p in report.problems] == [(r[1]["run_id"], "notebook_hash")], report.summary()
+    assert [(p.run_id, p.kind) for p in report.problems] == [(r[1]["run_id"],
+                                                              "notebook_hash")], report.summary()
     assert not show_run(arc, r[1]["run_id"])["verified"] and show_run(arc, r[2]["run_id"])["verified"]
 
     # ... or deletes a ledger entry
@@ -308,7 +328,8 @@ def test_secret_scan_over_gcs(gcs, tmp_path):
     _archive_day(arc, tmp_path, "2024-11-22", "clean output")
     secret = {"SMTP_PASSWORD": "hunter2-but-longer"}
     assert scan_for_secrets(arc, secret) == []
-    arc.put("2024/11/22/leaky/attempt-1/daily_signals.ipynb", json.dumps({"text": "pw=hunter2-but-longer"}).encode())
+    arc.put("2024/11/22/leaky/attempt-1/daily_signals.ipynb",
+            json.dumps({"text": "pw=hunter2-but-longer"}).encode())
     assert [(h.key, h.name) for h in scan_for_secrets(arc, secret)] == [
         ("2024/11/22/leaky/attempt-1/daily_signals.ipynb", "SMTP_PASSWORD")]
 
@@ -319,4 +340,5 @@ def test_object_names_are_url_quoted(gcs):
     assert arc.get("2024/11/22/a.b_c-d/attempt-1/manifest.json") == b"{}"
     downloads = [r for r in gcs.requests if r["path"].startswith("/download/")]
     quoted = quote("x/2024/11/22/a.b_c-d/attempt-1/manifest.json", safe="")
-    assert [(r["path"], r["query"]) for r in downloads] == [(f"/download/storage/v1/b/{BUCKET}/o/{quoted}", {"alt": "media"})]
+    assert [(r["path"], r["query"]) for r in downloads] == [(f"/download/storage/v1/b/{BUCKET}/o/{quoted}",
+                                                             {"alt": "media"})]

@@ -47,12 +47,15 @@ def test_backfill_equals_the_daily_stage_row_for_row(filled, nse_dir):
             key = ["strategy", "symbol"]
             _same(mine[data].sort_values(key).reset_index(drop=True),
                   staged[data].sort_values(key).reset_index(drop=True), f"backfill vs daily stage, {day}")
-            held = wh.read_target_weights(run_id=run["run_id"], start=day, end=day)      # and its target weights
-            want = _conform(_weights_rows(pq.read_table(folder / "target_weights.parquet").to_pandas(), "d", 0),
+            # and its target weights
+            held = wh.read_target_weights(run_id=run["run_id"], start=day, end=day)
+            want = _conform(_weights_rows(pq.read_table(folder / "target_weights.parquet").to_pandas(), "d",
+                                          0),
                             TABLES["target_weights"])
             w = ["date", *key, "weight"]
             assert len(want) > 5
-            _same(held[w].sort_values(key).reset_index(drop=True), want[w].sort_values(key).reset_index(drop=True),
+            _same(held[w].sort_values(key).reset_index(drop=True),
+                  want[w].sort_values(key).reset_index(drop=True),
                   f"backfill vs daily stage target weights, {day}")
 
 

@@ -100,7 +100,11 @@ def test_evaluate_writes_a_json_report(tmp_path, nse_dir):
     assert r.returncode == 0, r.stdout + r.stderr
     report = json.loads(out.read_text())
     text = json.dumps(report)
-    assert "deflated" in text and "pbo" in text.lower() and "out_of_sample" in text.replace("oos", "out_of_sample")
+    assert (
+        "deflated" in text
+        and "pbo" in text.lower()
+        and "out_of_sample" in text.replace("oos", "out_of_sample")
+    )
 
 
 US_TICKERS = ["AAPL", "MSFT", "AMZN", "JPM", "XOM", "KO"]
@@ -108,15 +112,16 @@ US_TICKERS = ["AAPL", "MSFT", "AMZN", "JPM", "XOM", "KO"]
 
 @pytest.fixture(scope="module")
 def us_dir(tmp_path_factory) -> Path:
-    """A folder of US-style per-symbol CSVs: the seeded synthetic generator's bars on every weekday (US sessions
-    include most NSE holidays), named as US tickers."""
+    """A folder of US-style per-symbol CSVs: the seeded synthetic generator's bars on every weekday (US
+    sessions include most NSE holidays), named as US tickers."""
     from strategy_engine.data import synthetic_bars
     bars = synthetic_bars(n_symbols=len(US_TICKERS), start="2019-01-01", n_days=1500, seed=11)
     out = tmp_path_factory.mktemp("us")
     for sym, ticker in zip(bars.symbols, US_TICKERS):
         pd.DataFrame({"Date": bars.dates.strftime("%Y-%m-%d"), "Open": bars.open[sym].values,
-                      "High": bars.high[sym].values, "Low": bars.low[sym].values, "Close": bars.close[sym].values,
-                      "Adj Close": bars.close[sym].values, "Volume": bars.volume[sym].values.astype("int64")},
+                      "High": bars.high[sym].values, "Low": bars.low[sym].values,
+                      "Close": bars.close[sym].values, "Adj Close": bars.close[sym].values,
+                      "Volume": bars.volume[sym].values.astype("int64")},
                      ).to_csv(out / f"{ticker}.csv", index=False)
     return out
 
@@ -128,7 +133,8 @@ def test_evaluate_runs_on_us_data_every_symbol_a_parameter_and_the_inferred_cale
     assert r.returncode == 0, r.stdout + r.stderr
     assert "6 symbols" in r.stdout and "calendar: weekdays (inferred from the data: " in r.stdout, r.stdout
     data = json.loads(out.read_text())["data"]
-    assert data["calendar"] == "WEEKDAYS" and data["days"] == 1500       # no US session dropped as an NSE holiday
+    # no US session dropped as an NSE holiday
+    assert data["calendar"] == "WEEKDAYS" and data["days"] == 1500
     assert data["parameters_overridden"] == {"rsi_period": "10"} and data["symbols"] == 6
 
 
@@ -151,51 +157,62 @@ def test_report_research_on_us_data_names_its_data_universe_and_calendar_not_nse
 
 
 def test_errors_name_cli_flags_not_python_arguments(us_dir):
-    r = run_cli("evaluate", "--strategy", "momentum", "--data", us_dir)   # the YAML's NSE universe is not there
+    # the YAML's NSE universe is not there
+    r = run_cli("evaluate", "--strategy", "momentum", "--data", us_dir)
     assert r.returncode == 1 and "pass --symbols all to run on every symbol" in r.stderr, r.stderr
     r = run_cli("evaluate", "--strategy", "momentum", "--data", us_dir, "--symbols", "all", "--raw")
     assert r.returncode == 2 and "--adjustment raw needs the corporate-actions ledger" in r.stderr, r.stderr
-    r = run_cli("evaluate", "--strategy", "momentum", "--data", us_dir, "--symbols", "AAPL", "--param", "rsi_perod=9")
+    r = run_cli("evaluate", "--strategy", "momentum", "--data", us_dir, "--symbols", "AAPL", "--param",
+                "rsi_perod=9")
     assert r.returncode == 2 and "--param" in r.stderr and "Did you mean 'rsi_period'" in r.stderr, r.stderr
-    r = run_cli("evaluate", "--strategy", "momentum", "--data", us_dir, "--symbols", "AAPL", "--calendar", "nsee")
+    r = run_cli("evaluate", "--strategy", "momentum", "--data", us_dir, "--symbols", "AAPL", "--calendar",
+                "nsee")
     assert r.returncode == 2 and "--calendar" in r.stderr and "Did you mean 'nse'" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
 
 
 def test_report_logs_json_lines_with_run_id_stage_trace_and_performance_events(tmp_path, nse_dir):
-    """issue 16: job logs as JSON lines on stdout; one event=performance line per strategy for the log metrics."""
+    """issue 16: job logs as JSON lines on stdout; one event=performance line per strategy for log metrics."""
     env = {**os.environ, "X_CLOUD_TRACE_CONTEXT": "4bf92f3577b34da6a3ce929d0e0e4736/1;o=1",
-           "GOOGLE_CLOUD_PROJECT": "acme-trading", "STRATEGY_ENGINE_WAREHOUSE": f"duckdb:///{tmp_path}/wh.duckdb"}
+           "GOOGLE_CLOUD_PROJECT": "acme-trading",
+           "STRATEGY_ENGINE_WAREHOUSE": f"duckdb:///{tmp_path}/wh.duckdb"}
     r = run_cli("run", "report", "--as-of", "2024-11-22", "--force", "--strategies", "momentum", "breakout",
                 "--symbols", "TCS", "INFY", "RELIANCE", "--archive", tmp_path / "archive", "--no-alerts",
                 "--log-format", "json", env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = [json.loads(x) for x in r.stdout.splitlines()]               # every line is one JSON object
-    status = next(x for x in lines if x["logger"] == "strategy_engine.job")    # the run's status line comes first
+    # the run's status line comes first
+    status = next(x for x in lines if x["logger"] == "strategy_engine.job")
     assert status["status"] == "succeeded" and status["stage"] == "report" and status["severity"] == "INFO"
     assert status["run_id"].startswith("report-2024-11-22-") and status["manifest"].endswith("manifest.json")
-    assert all(x["logging.googleapis.com/trace"] == "projects/acme-trading/traces/4bf92f3577b34da6a3ce929d0e0e4736"
-               for x in lines)
+    assert all(
+        x["logging.googleapis.com/trace"] == "projects/acme-trading/traces/4bf92f3577b34da6a3ce929d0e0e4736"
+        for x in lines
+    )
     perf = {x["strategy"]: x for x in lines if x.get("event") == "performance"}
     assert set(perf) == {"momentum", "breakout", "book"}, lines
-    assert all(isinstance(x["sharpe_ratio"], float) and x["max_drawdown"] <= 0 and x["run_id"] == status["run_id"]
-               for x in perf.values())
+    assert all(
+        isinstance(x["sharpe_ratio"], float) and x["max_drawdown"] <= 0 and x["run_id"] == status["run_id"]
+        for x in perf.values()
+    )
     alerts = [x["message"] for x in lines if x.get("event") == "alert"]    # infra/monitoring.tf's alerts_sent
     assert all("Sharpe" in a or "drawdown" in a for a in alerts), alerts
-    assert len(alerts) == sum((x["sharpe_ratio"] < 1.0) + (x["max_drawdown"] < -0.05) for x in perf.values()), alerts
+    assert len(alerts) == sum((x["sharpe_ratio"] < 1.0) + (x["max_drawdown"] < -0.05)
+                              for x in perf.values()), alerts
     assert "Executing Cell" not in r.stdout + r.stderr
 
 
 def test_run_train_on_us_data_every_symbol_and_the_inferred_calendar(tmp_path, us_dir):
     env = {**os.environ, "STRATEGY_ENGINE_MODELS": str(tmp_path / "models"),
            "STRATEGY_ENGINE_WAREHOUSE": f"duckdb:///{tmp_path}/wh.duckdb"}
-    r = run_cli("run", "train", "--as-of", "latest", "--data", us_dir, "--symbols", "all", "--strategies", "regime",
-                "--param", "regime.momentum_window=40", "--archive", tmp_path / "archive", env=env)
+    r = run_cli("run", "train", "--as-of", "latest", "--data", us_dir, "--symbols", "all", "--strategies",
+                "regime", "--param", "regime.momentum_window=40", "--archive", tmp_path / "archive", env=env)
     assert r.returncode == 0 and r.stdout.startswith("succeeded: run train-2024-09-30-"), r.stdout + r.stderr
     assert "model regime: " in r.stdout and "Executing Cell" not in r.stdout + r.stderr
     assert "  calendar: weekdays (inferred from the data: 83 bar dates are NSE holidays" in r.stdout, r.stdout
     [nb] = (tmp_path / "archive").rglob("train_models.ipynb")
-    text = "\n".join(str(o.get("text", "")) for c in nbformat.read(nb, as_version=4).cells for o in c.get("outputs", []))
+    text = "\n".join(str(o.get("text", ""))
+                     for c in nbformat.read(nb, as_version=4).cells for o in c.get("outputs", []))
     assert "1500 dates × 6 symbols" in text and "calendar: weekdays" in text, text
     [manifest] = (tmp_path / "archive").rglob("train-*/attempt-1/manifest.json")
     m = json.loads(manifest.read_text())
@@ -217,7 +234,9 @@ def test_run_validate_daily_and_report_on_us_data_infer_the_calendar_say_it_and_
     assert "  calendar: weekdays (inferred from the data: " in v.stdout, v.stdout
     v = run_cli("run", "validate", "--as-of", "2024-09-30", "--data", us_dir, "--symbols", "all",
                 "--archive", tmp_path / "archive", "--no-alerts", env=env)       # the 09:00 gate of the day
-    assert v.returncode == 0 and "6 symbol(s) pass through 2024-09-27 (0 warning(s))" in v.stdout, v.stdout + v.stderr
+    assert v.returncode == 0 and "6 symbol(s) pass through 2024-09-27 (0 warning(s))" in v.stdout, (
+        v.stdout + v.stderr
+    )
     [nb] = [p for p in (tmp_path / "archive").rglob("validate_data.ipynb") if "2024/09/30" in p.as_posix()]
     cells = nbformat.read(nb, as_version=4).cells
     text = "\n".join(str(o.get("text", "")) for c in cells for o in c.get("outputs", []))
@@ -235,7 +254,8 @@ def test_run_validate_daily_and_report_on_us_data_infer_the_calendar_say_it_and_
     assert m["parameters"]["params"] == {"momentum": {"rsi_period": 9}}          # --param: recorded, and used
     assert m["configs"]["momentum"]["parameters"]["rsi_period"] == 9
     [nb] = (tmp_path / "archive").rglob("daily_signals.ipynb")
-    text = "\n".join(str(o.get("text", "")) for c in nbformat.read(nb, as_version=4).cells for o in c.get("outputs", []))
+    text = "\n".join(str(o.get("text", ""))
+                     for c in nbformat.read(nb, as_version=4).cells for o in c.get("outputs", []))
     assert "Result: PASS (0 error(s), 0 warning(s))" in text and "1500 dates × 6 symbols" in text, text
     r = run_cli("run", "report", "--as-of", "latest", "--data", us_dir, "--symbols", "all", "--calendar",
                 "weekdays", "--param", "momentum.rsi_period=9", "--archive", tmp_path / "archive",
@@ -258,5 +278,6 @@ def test_run_validate_daily_and_report_on_us_data_infer_the_calendar_say_it_and_
     assert r.returncode == 2 and "--param" in r.stderr and "Did you mean 'rsi_period'" in r.stderr, r.stderr
     r = run_cli("run", "daily", "--as-of", "latest", "--data", us_dir, "--calendar", "weekdys", env=env)
     assert r.returncode == 2 and "--calendar" in r.stderr and "Did you mean 'weekdays'" in r.stderr, r.stderr
-    r = run_cli("run", "daily", "--as-of", "latest", "--data", us_dir, "--param", "momentum.rsi_perod=9", env=env)
+    r = run_cli("run", "daily", "--as-of", "latest", "--data", us_dir, "--param", "momentum.rsi_perod=9",
+                env=env)
     assert r.returncode == 2 and "--param" in r.stderr and "Did you mean 'rsi_period'" in r.stderr, r.stderr

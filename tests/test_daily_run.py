@@ -27,11 +27,13 @@ SYMBOLS = ["RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "SBIN", "ITC", "L
 
 @pytest.fixture
 def where(tmp_path):
-    return {"warehouse": f"duckdb:///{tmp_path}/wh.duckdb", "archive": str(tmp_path / "archive"), "tmp": tmp_path}
+    return {"warehouse": f"duckdb:///{tmp_path}/wh.duckdb", "archive": str(tmp_path / "archive"),
+            "tmp": tmp_path}
 
 
 def daily(where, *extra, env=None):
-    return run_cli("run", "daily", "--warehouse", where["warehouse"], "--archive", where["archive"], *extra, env=env)
+    return run_cli("run", "daily", "--warehouse", where["warehouse"], "--archive", where["archive"], *extra,
+                   env=env)
 
 
 def rows(where, sql):
@@ -45,17 +47,23 @@ def manifests(where):
 
 
 def test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept(where, nse_dir):
-    """RELIABILITY 1: re-running the same run id gives one current set of rows, identical content; every attempt is kept."""
+    """RELIABILITY 1: a re-run of a run id gives one current set of rows, same content; all attempts kept."""
     first = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
     assert first.returncode == 0, first.stdout + first.stderr
     before = rows(where, "select strategy, symbol, signal, confidence from signals_current order by all")
     assert before and rows(where, "select count(*) from performance_current")[0][0] == 3
     second = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
     assert second.returncode == 0
-    assert rows(where, "select strategy, symbol, signal, confidence from signals_current order by all") == before
-    assert rows(where, "select attempt, count(*) from signals group by attempt order by attempt") == [(1, len(before)),
-                                                                                                      (2, len(before))]
-    assert rows(where, "select attempt, status from runs order by attempt") == [(1, "succeeded"), (2, "succeeded")]
+    assert rows(where,
+                "select strategy, symbol, signal, confidence from signals_current order by all") == before
+    assert rows(where, "select attempt, count(*) from signals group by attempt order by attempt") == [
+        (1, len(before)),
+        (2, len(before)),
+    ]
+    assert rows(where, "select attempt, status from runs order by attempt") == [
+        (1, "succeeded"),
+        (2, "succeeded"),
+    ]
     ms = manifests(where)
     assert len(ms) == 2 and {m["status"] for m in ms} == {"succeeded"} and ms[0]["run_id"] == ms[1]["run_id"]
     assert ms[0]["data_sha256"] == ms[1]["data_sha256"] and len(ms[0]["git_commit"]) >= 7
@@ -68,7 +76,7 @@ def test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept(where, n
 
 
 def test_failing_cell_is_archived_as_failed(where, nse_dir):
-    """RELIABILITY 7: a raising cell gives exit 1; the notebook is archived with status failed, the cell and ename."""
+    """RELIABILITY 7: a raising cell gives exit 1; the notebook is archived as failed, with cell and ename."""
     bad = where["tmp"] / "bad"
     bad.mkdir()
     (bad / "TCS.csv").write_text("Date,Adj Close,Close,High,Low,Open,Volume\n2024-11-22,1,1,1,1,oops,1\n")
@@ -93,7 +101,7 @@ def test_timeout_is_recorded(where):
 
 
 def test_non_session_and_stale_days(where, nse_dir):
-    """RELIABILITY 12 and 13: a holiday ends no_session with no rows; stale data ends data_stale, no signals."""
+    """RELIABILITY 12 and 13: a holiday ends no_session, no rows; stale data ends data_stale, no signals."""
     r = daily(where, "--as-of", "2024-11-15")            # Guru Nanak Jayanti: an exchange holiday
     assert r.returncode == 0 and r.stdout.startswith("no_session"), r.stdout + r.stderr
     r = daily(where, "--as-of", "2024-11-25")            # a session after the sample ends: stale data
@@ -103,11 +111,12 @@ def test_non_session_and_stale_days(where, nse_dir):
 
 
 def test_parameter_values_arrive_unchanged_and_unknown_names_are_refused(where, nse_dir):
-    """RELIABILITY 10: hostile parameter values arrive unchanged; unknown names are refused before papermill."""
+    """RELIABILITY 10: hostile parameter values arrive unchanged; unknown names refused before papermill."""
     odd = where["tmp"] / 'it\'s "odd"\\ dir\nwith newline'
     odd.mkdir()
     for s in ("TCS", "INFY"): shutil.copy(nse_dir / f"{s}.csv", odd / f"{s}.csv")
-    result = launch("daily", {"as_of": DAY, "data": str(odd), "symbols": ["TCS", "INFY"], "warehouse": where["warehouse"]},
+    result = launch("daily", {"as_of": DAY, "data": str(odd), "symbols": ["TCS", "INFY"],
+                              "warehouse": where["warehouse"]},
                     archive=where["archive"])
     assert result.status == "succeeded", result.error
     assert result.manifest["parameters"]["data"] == str(odd)
@@ -117,7 +126,8 @@ def test_parameter_values_arrive_unchanged_and_unknown_names_are_refused(where, 
     with pytest.raises(UnknownNameError, match="Did you mean 'as_of'"):
         launch("daily", {"as_off": DAY}, archive=where["archive"])
     with pytest.raises(UnknownNameError):
-        launch("daily", {"as_of": DAY, "__import__('os').system('touch x') or a": 1}, archive=where["archive"])
+        launch("daily", {"as_of": DAY, "__import__('os').system('touch x') or a": 1},
+               archive=where["archive"])
     assert len(manifests(where)) == 1                    # the refused launches archived nothing
 
 
@@ -149,36 +159,44 @@ def test_one_changed_byte_fails_audit_and_names_the_run(two_runs, tmp_path, targ
     assert r.returncode == 1 and run_id in r.stdout, r.stdout
 
 
-@pytest.mark.skipif(shutil.which("faketime") is None, reason="faketime not installed (make test installs it as root)")
+@pytest.mark.skipif(shutil.which("faketime") is None,
+                    reason="faketime not installed (make test installs it as root)")
 def test_same_as_of_on_another_day_gives_the_same_signals(where, nse_dir):
     """RELIABILITY 20: with the clock faked (libfaketime), as_of=D gives the same output."""
     env = dict(os.environ)
-    a = subprocess.run(["faketime", "2031-03-03 08:00:00", str(Path(sys.executable).parent / "strategy-engine"), "run", "daily",
-                        "--as-of", DAY, "--symbols", *SYMBOLS, "--warehouse", where["warehouse"], "--archive", where["archive"],
+    a = subprocess.run(["faketime", "2031-03-03 08:00:00",
+                        str(Path(sys.executable).parent / "strategy-engine"), "run", "daily", "--as-of", DAY,
+                        "--symbols", *SYMBOLS, "--warehouse", where["warehouse"], "--archive",
+                        where["archive"],
                         "--no-log-output"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert a.returncode == 0, a.stdout + a.stderr
     first = rows(where, "select signal_id, signal, confidence, metadata from signals_current order by all")
     b = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
     assert b.returncode == 0
-    assert rows(where, "select signal_id, signal, confidence, metadata from signals_current order by all") == first
+    assert rows(where,
+                "select signal_id, signal, confidence, metadata from signals_current order by all") == first
     starts = sorted(m["started_at"] for m in manifests(where))
     assert starts[-1].startswith("2031-03-03"), starts          # the clock really was faked for the first run
 
 
 def test_shards_union_equals_the_unsharded_run(where, nse_dir):
-    whole = {**where, "warehouse": f"duckdb:///{where['tmp']}/whole.duckdb", "archive": str(where["tmp"] / "whole")}
+    whole = {**where, "warehouse": f"duckdb:///{where['tmp']}/whole.duckdb",
+             "archive": str(where["tmp"] / "whole")}
     assert daily(whole, "--as-of", DAY).returncode == 0
     procs = []
     for i in range(3):
-        env = {**os.environ, "CLOUD_RUN_TASK_INDEX": str(i), "CLOUD_RUN_TASK_COUNT": "3", "CLOUD_RUN_EXECUTION": "exec-1"}
+        env = {**os.environ, "CLOUD_RUN_TASK_INDEX": str(i), "CLOUD_RUN_TASK_COUNT": "3",
+               "CLOUD_RUN_EXECUTION": "exec-1"}
         procs.append(subprocess.Popen(
-            [str(Path(sys.executable).parent / "strategy-engine"), "run", "daily", "--as-of", DAY, "--warehouse",
-             where["warehouse"], "--archive", where["archive"], "--no-log-output"], env=env, cwd=ROOT,
+            [str(Path(sys.executable).parent / "strategy-engine"), "run", "daily", "--as-of", DAY,
+             "--warehouse", where["warehouse"], "--archive", where["archive"],
+             "--no-log-output"], env=env, cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, out + err
-    q = "select date, strategy, symbol, signal, confidence, signal_id, timestamp, metadata from signals_current order by all"
+    q = ("select date, strategy, symbol, signal, confidence, signal_id, timestamp, metadata from "
+         "signals_current order by all")
     assert rows(where, q) == rows(whole, q)
     assert sorted(r[0] for r in rows(where, "select shard from runs")) == [0, 1, 2]
     ms = manifests(where)
@@ -187,7 +205,8 @@ def test_shards_union_equals_the_unsharded_run(where, nse_dir):
 
 def test_archive_holds_no_secrets(where, nse_dir):
     """RELIABILITY 11: a scan of every archived object finds no secret value."""
-    secrets = {"TELEGRAM_BOT_TOKEN": "123456:very-secret-token-value", "STRATEGY_ENGINE_API_TOKEN": "api-token-0123456789"}
+    secrets = {"TELEGRAM_BOT_TOKEN": "123456:very-secret-token-value",
+               "STRATEGY_ENGINE_API_TOKEN": "api-token-0123456789"}
     r = daily(where, "--as-of", DAY, "--symbols", "TCS", env={**os.environ, **secrets})
     assert r.returncode == 0, r.stdout + r.stderr
     assert scan_for_secrets(open_archive(where["archive"]), secrets) == []
@@ -196,13 +215,15 @@ def test_archive_holds_no_secrets(where, nse_dir):
 
 def test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded(where, nse_dir):
     env = {**os.environ, "STRATEGY_ENGINE_MODELS": str(where["tmp"] / "models")}
-    r = run_cli("run", "train", "--as-of", DAY, "--strategies", "lstm", "--archive", where["archive"], env=env)
+    r = run_cli("run", "train", "--as-of", DAY, "--strategies", "lstm", "--archive", where["archive"],
+                env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     [train] = manifests(where)
     [model] = train["models"]
     assert model["kind"] == "lstm" and len(model["model_hash"]) == 64 and model["data_hash"]
     folder = Path(where["archive"], "2024/11/22", train["run_id"], "attempt-1")
-    for rel, sha in train["artifacts"].items():                  # archived beside the run, hashes in the manifest
+    # archived beside the run, hashes in the manifest
+    for rel, sha in train["artifacts"].items():
         assert rel.startswith(f"lstm/{model['model_hash']}/")
         assert hashlib.sha256((folder / "artifacts" / rel).read_bytes()).hexdigest() == sha
     d = daily(where, "--as-of", DAY, "--strategies", "lstm", env=env)
@@ -210,7 +231,8 @@ def test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded(
     daily_manifest = [m for m in manifests(where) if m["kind"] == "daily"][0]
     assert [m["model_hash"] for m in daily_manifest["models"]] == [model["model_hash"]]
     assert run_cli("audit", "verify", "--archive", where["archive"]).returncode == 0
-    swapped = folder / "artifacts" / sorted(train["artifacts"])[0]                # a model file replaced after the run
+    # a model file replaced after the run
+    swapped = folder / "artifacts" / sorted(train["artifacts"])[0]
     swapped.chmod(0o644)
     swapped.write_bytes(swapped.read_bytes() + b"\0")
     v = run_cli("audit", "verify", "--archive", where["archive"])
@@ -218,7 +240,7 @@ def test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded(
 
 
 def test_make_run_on_a_bare_clone_runs_the_synthetic_universe_twice_the_same(where):
-    """No NSE sample beside the repository: `make run`'s command runs the daily job on the labelled synthetic universe."""
+    """No NSE sample beside the repository: `make run`'s command runs the daily job on synthetic data."""
     env = {**os.environ, "STRATEGY_ENGINE_DATA": str(where["tmp"] / "no-such-folder")}
     first = daily(where, "--as-of", "latest", "--no-log-output", "--no-alerts", env=env)
     assert first.returncode == 0 and first.stdout.startswith("succeeded:"), first.stdout + first.stderr
@@ -236,12 +258,15 @@ def test_sigterm_mid_run_is_archived_as_killed(where, nse_dir):
     RELIABILITY 8: SIGTERM mid-run (a Cloud Run task timeout) is archived as killed, in bounded time."""
     tmp = where["tmp"] / "tmp"
     tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp)}                                    # where the launcher's output notebook appears
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "strategy-engine"), "run", "daily", "--as-of", DAY,
-                             "--warehouse", where["warehouse"], "--archive", where["archive"], "--no-log-output", "--no-alerts"],
+    # where the launcher's output notebook appears
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "strategy-engine"), "run", "daily", "--as-of",
+                             DAY, "--warehouse", where["warehouse"], "--archive", where["archive"],
+                             "--no-log-output", "--no-alerts"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     deadline = time.monotonic() + 120
-    while not list(tmp.glob("strategy-engine-*/daily_signals.ipynb")):           # papermill has started the notebook
+    # papermill has started the notebook
+    while not list(tmp.glob("strategy-engine-*/daily_signals.ipynb")):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)

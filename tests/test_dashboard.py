@@ -271,7 +271,7 @@ def _near(img: np.ndarray, rgb: str, tol: int = 40) -> int:
 
 
 def notebook_weights(notebook: Path) -> dict[tuple[str, str], float]:
-    "The archived notebook's 'Target weights for tomorrow' table (symbol × strategy, % of capital), non-zero cells."
+    "The archived notebook's 'Target weights for tomorrow' table (symbol × strategy, % of capital)."
     cells = json.loads(notebook.read_text())["cells"]
     [i] = [i for i, c in enumerate(cells) if "Target weights for tomorrow" in "".join(c["source"])]
     [text] = [o["data"]["text/plain"] for o in cells[i + 1]["outputs"] if "text/plain" in o.get("data", {})]

@@ -1,8 +1,9 @@
-"""What can be checked of the deployment without Docker or Google Cloud: specs parse, commands are valid CLI calls,
-and deploy/deploy.sh and scripts/verify_deployment.sh run against stub gcloud/curl/terraform executables.
+"""What can be checked of the deployment without Docker or Google Cloud: specs parse, commands are valid CLI
+calls, and deploy/deploy.sh and scripts/verify_deployment.sh run against stub gcloud/curl/terraform
+executables.
 
-Not tested here (no Docker engine, no GCP project): deploying, IAM's real effect. Building and running the image:
-`make image-check` (buildah); infra/ itself: tests/test_infra.py.
+Not tested here (no Docker engine, no GCP project): deploying, IAM's real effect. Building and running the
+image: `make image-check` (buildah); infra/ itself: tests/test_infra.py.
 """
 import json
 import os
@@ -29,7 +30,8 @@ def test_job_spec_runs_a_valid_daily_command():
     assert args.command == "run" and args.run_command == "daily" and args.as_of == "today"
     assert args.warehouse.startswith("bigquery://") and args.archive.startswith("gs://")
     secret_envs = [e for e in container["env"] if "valueFrom" in e]
-    assert {e["name"] for e in secret_envs} >= {"TELEGRAM_BOT_TOKEN"}          # secrets come from Secret Manager
+    # secrets come from Secret Manager
+    assert {e["name"] for e in secret_envs} >= {"TELEGRAM_BOT_TOKEN"}
     assert all("value" not in e for e in secret_envs)
 
 
@@ -42,9 +44,11 @@ def test_scheduler_stages_are_valid_commands_at_their_times():
         args = build_parser().parse_args([str(a) for a in container["args"]])
         minute, hour = job["schedule"].split()[:2]
         if hasattr(args, "scheduled") and args.scheduled:
-            assert args.scheduled == f"{int(hour):02d}:{int(minute):02d}", job["name"]   # the idempotency key's time
+            # the idempotency key's time
+            assert args.scheduled == f"{int(hour):02d}:{int(minute):02d}", job["name"]
         times[job["stage"]] = f"{int(hour):02d}:{int(minute):02d}"
-    assert times == {"validate": "09:00", "monitor": "09:15", "ingest": "19:00", "daily": "19:30", "report": "20:00"}
+    assert times == {"validate": "09:00", "monitor": "09:15", "ingest": "19:00", "daily": "19:30",
+                     "report": "20:00"}
 
 
 def test_deploy_script_is_valid_bash():
@@ -64,7 +68,7 @@ def test_dockerfile_is_multistage_nonroot_cpu_torch():
 
 
 def test_dockerfile_warm_up_compiles_the_numba_kernels(tmp_path):
-    """The image's warm-up command is a valid `run daily` that succeeds on a bare image and fills the numba cache."""
+    """The image's warm-up command is a valid `run daily` that passes on a bare image, filling the cache."""
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     [line] = [x for x in text.splitlines() if x.startswith("RUN strategy-engine ")]
     args = shlex.split(line.split("&&")[0])[2:]
@@ -72,15 +76,18 @@ def test_dockerfile_warm_up_compiles_the_numba_kernels(tmp_path):
     build_parser().parse_args(args)                                          # a valid command line
     local = [a.replace("/tmp/warm", str(tmp_path / "warm")) for a in args]
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "NUMBA_CPU_NAME": "generic",
-           "STRATEGY_ENGINE_DATA": str(tmp_path / "no-sample"), "STRATEGY_ENGINE_RUNS": str(tmp_path / "runs")}
+           "STRATEGY_ENGINE_DATA": str(tmp_path / "no-sample"),
+           "STRATEGY_ENGINE_RUNS": str(tmp_path / "runs")}
     r = run_cli(*local, env=env)
     assert r.returncode == 0 and r.stdout.startswith("succeeded:"), r.stdout + r.stderr
-    assert len(list((tmp_path / "numba").rglob("*.nbi"))) >= 5                 # the daily job's kernels, cached
+    # the daily job's kernels, cached
+    assert len(list((tmp_path / "numba").rglob("*.nbi"))) >= 5
 
 
-# ------------------------------------------------------------------ deploy.sh and verify_deployment.sh with stubs
-# Stub `gcloud`, `curl` and `terraform` executables on PATH record their arguments and answer canned output, so the
-# scripts' own logic (what they call, how they judge the answers, how they fail) runs for real.
+# ------------------------------------------------------------------ deploy.sh and verify_deployment.sh with
+# stubs
+# Stub `gcloud`, `curl` and `terraform` executables on PATH record their arguments and answer canned output,
+# so the scripts' own logic (what they call, how they judge the answers, how they fail) runs for real.
 NOW = int(datetime(2026, 12, 3, 12, 0, tzinfo=UTC).timestamp())
 DIGEST = "sha256:" + "ab" * 32
 PROD = "strategy-engine-prod"
@@ -120,29 +127,59 @@ def _execution(name, finished, ok=True):
     return {"metadata": {"name": name, "creationTimestamp": finished},
             "status": {"completionTime": finished,
                        "conditions": [{"type": "Completed", "status": "True" if ok else "False",
-                                       "message": "" if ok else "Task strategy-engine-daily-x-0 failed: exit 4"}]}}
+                                       "message": "" if ok else "Task strategy-engine-daily-x-0 failed: "
+                                                                "exit 4"}]}}
 
 
 def healthy(project=PROD, years=6, locked=True):
     """Canned answers of a healthy deployment of `project`."""
     return {
-        "gcloud_run_services_describe.out": {"metadata": {"name": "strategy-engine-api"}, "status": {"url": URL}},
+        "gcloud_run_services_describe.out": {
+            "metadata": {"name": "strategy-engine-api"},
+            "status": {"url": URL},
+        },
         "gcloud_auth_print-identity-token.out": "id-token-123",
-        "gcloud_run_jobs_executions_list.out": [_execution("strategy-engine-daily-old", "2026-12-02T10:05:00Z"),
-                                                _execution("strategy-engine-daily-new", "2026-12-03T10:04:00Z"),
-                                                {"metadata": {"name": "strategy-engine-daily-running"},
-                                                 "status": {"conditions": [{"type": "Completed", "status": "Unknown"}]}}],
+        "gcloud_run_jobs_executions_list.out": [
+            _execution("strategy-engine-daily-old", "2026-12-02T10:05:00Z"),
+            _execution("strategy-engine-daily-new", "2026-12-03T10:04:00Z"),
+            {
+                "metadata": {"name": "strategy-engine-daily-running"},
+                "status": {"conditions": [{"type": "Completed", "status": "Unknown"}]},
+            },
+        ],
         "gcloud_storage_buckets_describe.out": {
-            "name": f"{project}-strategy-runs", "public_access_prevention": "enforced",
+            "name": f"{project}-strategy-runs",
+            "public_access_prevention": "enforced",
             "uniform_bucket_level_access": True,
-            "retention_policy": {"retentionPeriod": str(int(years * 31557600)), "isLocked": locked,
-                                 "effectiveTime": "2026-01-01T00:00:00Z"}},
-        "gcloud_run_jobs_describe.out": {"spec": {"template": {"spec": {"template": {"spec": {
-            "serviceAccountName": f"strategy-engine@{project}.iam.gserviceaccount.com",
-            "containers": [{"image": IMAGE}]}}}}}},
-        "curl.body": {"status": "degraded", "ready": False, "version": "0.1.0",
-                      "checks": {"warehouse": {"ok": True, "backend": "bigquery"},
-                                 "archive": {"ok": False, "backend": "gs", "detail": "storage.objects.create missing"}}},
+            "retention_policy": {
+                "retentionPeriod": str(int(years * 31557600)),
+                "isLocked": locked,
+                "effectiveTime": "2026-01-01T00:00:00Z",
+            },
+        },
+        "gcloud_run_jobs_describe.out": {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "serviceAccountName": f"strategy-engine@{project}.iam.gserviceaccount.com",
+                                "containers": [{"image": IMAGE}],
+                            }
+                        }
+                    }
+                }
+            }
+        },
+        "curl.body": {
+            "status": "degraded",
+            "ready": False,
+            "version": "0.1.0",
+            "checks": {
+                "warehouse": {"ok": True, "backend": "bigquery"},
+                "archive": {"ok": False, "backend": "gs", "detail": "storage.objects.create missing"},
+            },
+        },
         "curl.code": "200",
     }
 
@@ -156,16 +193,19 @@ def _stubs(tmp_path, answers: dict) -> dict:
         (bin_ / name).chmod(0o755)
     for name, value in answers.items():
         (stub / name).write_text(value if isinstance(value, str) else json.dumps(value))
-    return {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "STUB_DIR": str(stub), "PYTHON": sys.executable,
-            "VERIFY_NOW": str(NOW)}
+    return {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "STUB_DIR": str(stub),
+            "PYTHON": sys.executable, "VERIFY_NOW": str(NOW)}
 
 
 def verify(tmp_path, answers, *args, env_name="production"):
     env = _stubs(tmp_path, answers)
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "verify_deployment.sh"), env_name, *args], capture_output=True,
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "verify_deployment.sh"), env_name,
+                        *args], capture_output=True,
                        text=True, timeout=120, env=env)
-    log = {n: (tmp_path / "stub" / f"{n}.log").read_text() if (tmp_path / "stub" / f"{n}.log").exists() else ""
-           for n in ("gcloud", "curl")}
+    log = {
+        n: (tmp_path / "stub" / f"{n}.log").read_text() if (tmp_path / "stub" / f"{n}.log").exists() else ""
+        for n in ("gcloud", "curl")
+    }
     return r, log
 
 
@@ -178,9 +218,13 @@ def test_verify_deployment_passes_a_healthy_production(tmp_path):
     assert "retention 6.00 y, locked=true" in r.stdout and f"runs as strategy-engine@{PROD}" in r.stdout
     assert r.stdout.rstrip().endswith(f"verify production ({PROD}): all checks passed")
     calls = log["gcloud"].splitlines()
-    assert f"run services describe strategy-engine-api --region asia-south1 --project {PROD} --format json" in calls
+    assert (
+        f"run services describe strategy-engine-api --region asia-south1 --project {PROD} --format json"
+        in calls
+    )
     assert f"storage buckets describe gs://{PROD}-strategy-runs --project {PROD} --format json" in calls
-    assert any(c.startswith("run jobs executions list --job strategy-engine-daily --region asia-south1") for c in calls)
+    assert any(c.startswith("run jobs executions list --job strategy-engine-daily --region asia-south1")
+               for c in calls)
     assert f"auth print-identity-token --audiences={URL}" in calls
     assert f"Authorization: Bearer id-token-123 {URL}/health" in log["curl"]
 
@@ -189,7 +233,8 @@ def test_verify_deployment_staging_is_unlocked_by_design(tmp_path):
     answers = healthy("strategy-engine-staging", years=5, locked=False)
     r, _ = verify(tmp_path, answers, env_name="staging")
     assert r.returncode == 0, r.stdout + r.stderr
-    locked = healthy("strategy-engine-staging", years=5, locked=True)          # drift from lock_retention: false
+    # drift from lock_retention: false
+    locked = healthy("strategy-engine-staging", years=5, locked=True)
     (tmp_path / "b").mkdir()
     r, _ = verify(tmp_path / "b", locked, env_name="staging")
     assert r.returncode == 1 and "retention policy is locked but lock_retention is false" in r.stdout
@@ -207,39 +252,108 @@ def _bucket(**rp):
 
 
 FAILURES = {
-    "unlocked": (_broken(**{"gcloud_storage_buckets_describe.out": _bucket(isLocked=False)}),
-                 "FAIL: archive bucket: retention policy is NOT locked but lock_retention is true"),
-    "short retention": (_broken(**{"gcloud_storage_buckets_describe.out": _bucket(retentionPeriod=str(4 * 31557600))}),
-                        "FAIL: archive bucket: retention 4.00 y < 6 y"),
-    "no retention": (_broken(**{"gcloud_storage_buckets_describe.out": lambda b: {k: v for k, v in b.items()
-                                                                                  if k != "retention_policy"}}),
-                     "retention 0.00 y < 6 y; retention policy is NOT locked"),
-    "versioning": (_broken(**{"gcloud_storage_buckets_describe.out": lambda b: {**b, "versioning_enabled": True}}),
-                   "FAIL: archive bucket: versioning is on"),
-    "default identity": (_broken(**{"gcloud_run_jobs_describe.out": {"spec": {"template": {"spec": {"template": {
-        "spec": {"containers": [{"image": IMAGE}]}}}}}}}),
-        "FAIL: job identity: the job runs as the default compute service account"),
-    "other image": (_broken(**{"gcloud_run_jobs_describe.out": lambda j: json.loads(json.dumps(j).replace("ab", "cd"))}),
-                    "FAIL: job identity: the job runs ["),
-    "failed run": (_broken(**{"gcloud_run_jobs_executions_list.out": lambda e: [
-        *e, _execution("strategy-engine-daily-bad", "2026-12-03T11:00:00Z", ok=False)]}),
-        "FAIL: last run: the last execution strategy-engine-daily-bad failed: Task strategy-engine-daily-x-0 failed"),
-    "no run": (_broken(**{"gcloud_run_jobs_executions_list.out": []}), "FAIL: last run: no finished execution"),
+    "unlocked": (
+        _broken(**{"gcloud_storage_buckets_describe.out": _bucket(isLocked=False)}),
+        "FAIL: archive bucket: retention policy is NOT locked but lock_retention is true",
+    ),
+    "short retention": (
+        _broken(**{"gcloud_storage_buckets_describe.out": _bucket(retentionPeriod=str(4 * 31557600))}),
+        "FAIL: archive bucket: retention 4.00 y < 6 y",
+    ),
+    "no retention": (
+        _broken(
+            **{
+                "gcloud_storage_buckets_describe.out": lambda b: {
+                    k: v for k, v in b.items() if k != "retention_policy"
+                }
+            }
+        ),
+        "retention 0.00 y < 6 y; retention policy is NOT locked",
+    ),
+    "versioning": (
+        _broken(**{"gcloud_storage_buckets_describe.out": lambda b: {**b, "versioning_enabled": True}}),
+        "FAIL: archive bucket: versioning is on",
+    ),
+    "default identity": (
+        _broken(
+            **{
+                "gcloud_run_jobs_describe.out": {
+                    "spec": {"template": {"spec": {"template": {"spec": {"containers": [{"image": IMAGE}]}}}}}
+                }
+            }
+        ),
+        "FAIL: job identity: the job runs as the default compute service account",
+    ),
+    "other image": (
+        _broken(**{"gcloud_run_jobs_describe.out": lambda j: json.loads(json.dumps(j).replace("ab", "cd"))}),
+        "FAIL: job identity: the job runs [",
+    ),
+    "failed run": (
+        _broken(
+            **{
+                "gcloud_run_jobs_executions_list.out": lambda e: [
+                    *e,
+                    _execution("strategy-engine-daily-bad", "2026-12-03T11:00:00Z", ok=False),
+                ]
+            }
+        ),
+        "FAIL: last run: the last execution strategy-engine-daily-bad failed: Task "
+        "strategy-engine-daily-x-0 failed",
+    ),
+    "no run": (
+        _broken(**{"gcloud_run_jobs_executions_list.out": []}),
+        "FAIL: last run: no finished execution",
+    ),
     "health 503": (_broken(**{"curl.code": "503"}), "FAIL: service: GET " + URL + "/health answered 503"),
-    "warehouse down": (_broken(**{"curl.body": lambda h: {**h, "checks": {**h["checks"], "warehouse": {
-        "ok": False, "error": "Forbidden: 403 Access Denied: BigQuery"}}}}),
-        "FAIL: service: /health: warehouse check failed: Forbidden: 403"),
-    "api can write": (_broken(**{"curl.body": lambda h: {**h, "checks": {**h["checks"], "archive": {
-        "ok": True, "detail": "storage.objects.create granted"}}}}),
-        "archive create permission is granted but service.execute is false"),
-    "service unreachable": (_broken(**{"curl.rc": "7"}), "FAIL: service: GET " + URL + "/health answered 000"),
-    "describe denied": (_broken(**{"gcloud_run_services_describe.out": "", "gcloud_run_services_describe.rc": "1",
-                                   "gcloud_run_services_describe.err": "ERROR: (gcloud.run.services.describe) "
-                                                                       "PERMISSION_DENIED"}),
-                        "FAIL: service: cannot describe strategy-engine-api in strategy-engine-prod/asia-south1: "
-                        "ERROR: (gcloud.run.services.describe) PERMISSION_DENIED"),
-    "bad json": (_broken(**{"gcloud_storage_buckets_describe.out": "not json"}),
-                 "FAIL: archive bucket: gcloud's answer could not be read (json.decoder.JSONDecodeError: Expecting value"),
+    "warehouse down": (
+        _broken(
+            **{
+                "curl.body": lambda h: {
+                    **h,
+                    "checks": {
+                        **h["checks"],
+                        "warehouse": {"ok": False, "error": "Forbidden: 403 Access Denied: BigQuery"},
+                    },
+                }
+            }
+        ),
+        "FAIL: service: /health: warehouse check failed: Forbidden: 403",
+    ),
+    "api can write": (
+        _broken(
+            **{
+                "curl.body": lambda h: {
+                    **h,
+                    "checks": {
+                        **h["checks"],
+                        "archive": {"ok": True, "detail": "storage.objects.create granted"},
+                    },
+                }
+            }
+        ),
+        "archive create permission is granted but service.execute is false",
+    ),
+    "service unreachable": (
+        _broken(**{"curl.rc": "7"}),
+        "FAIL: service: GET " + URL + "/health answered 000",
+    ),
+    "describe denied": (
+        _broken(
+            **{
+                "gcloud_run_services_describe.out": "",
+                "gcloud_run_services_describe.rc": "1",
+                "gcloud_run_services_describe.err": "ERROR: (gcloud.run.services.describe) PERMISSION_DENIED",
+            }
+        ),
+        "FAIL: service: cannot describe strategy-engine-api in "
+        "strategy-engine-prod/asia-south1: ERROR: (gcloud.run.services.describe) "
+        "PERMISSION_DENIED",
+    ),
+    "bad json": (
+        _broken(**{"gcloud_storage_buckets_describe.out": "not json"}),
+        "FAIL: archive bucket: gcloud's answer could not be read (json.decoder.JSONDecodeError: "
+        "Expecting value",
+    ),
 }
 
 
@@ -250,24 +364,34 @@ def test_verify_deployment_fails_clearly(tmp_path, case):
     assert r.returncode == 1, r.stdout + r.stderr
     assert message in r.stdout, r.stdout
     failed = [line.split(":")[1].strip() for line in r.stdout.splitlines() if line.startswith("FAIL:")]
-    assert failed and r.stderr.strip().split("failed: ")[-1].split(",") == failed     # the summary names each check
+    # the summary names each check
+    assert failed and r.stderr.strip().split("failed: ")[-1].split(",") == failed
     assert "check(s) failed" in r.stderr and "all checks passed" not in r.stdout
 
 
 def test_verify_deployment_old_run_and_usage(tmp_path):
     env = _stubs(tmp_path, healthy())
-    env["VERIFY_NOW"] = str(NOW + 3 * 86400)                                     # three days later, nothing new ran
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "verify_deployment.sh"), "production"], capture_output=True,
+    # three days later, nothing new ran
+    env["VERIFY_NOW"] = str(NOW + 3 * 86400)
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "verify_deployment.sh"),
+                        "production"], capture_output=True,
                        text=True, timeout=120, env=env)
-    assert r.returncode == 1 and "FAIL: last run: the last execution strategy-engine-daily-new finished 73.9 h ago " \
-                                 "(more than 26 h)" in r.stdout
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "verify_deployment.sh"), "production", "--max-age-hours", "80"],
+    assert (
+        r.returncode == 1
+        and "FAIL: last run: the last execution strategy-engine-daily-new finished 73.9 h ago "
+        "(more than 26 h)"
+        in r.stdout
+    )
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "verify_deployment.sh"), "production",
+                        "--max-age-hours", "80"],
                        capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stdout
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "verify_deployment.sh"), "prod"], capture_output=True, text=True,
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "verify_deployment.sh"),
+                        "prod"], capture_output=True, text=True,
                        timeout=60, env=env)
     assert r.returncode == 2 and "no environments/prod.yaml (environments: production staging" in r.stderr
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "verify_deployment.sh")], capture_output=True, text=True,
+    r = subprocess.run(["bash",
+                        str(ROOT / "scripts" / "verify_deployment.sh")], capture_output=True, text=True,
                        timeout=60, env=env)
     assert r.returncode == 2 and "usage:" in r.stderr
 
@@ -276,32 +400,44 @@ def test_deploy_applies_terraform_for_the_environment(tmp_path):
     env = _stubs(tmp_path, {})
     deploy = str(ROOT / "deploy" / "deploy.sh")
     staged = IMAGE.replace(PROD, "strategy-engine-staging")
-    r = subprocess.run(["bash", deploy, "staging", staged], capture_output=True, text=True, timeout=60, env=env)
+    r = subprocess.run(["bash", deploy, "staging", staged], capture_output=True, text=True, timeout=60,
+                       env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     init, apply = (tmp_path / "stub" / "terraform.log").read_text().splitlines()
-    assert init.startswith("-chdir=infra init") and "-backend-config=bucket=strategy-engine-staging-tfstate" in init
+    assert (
+        init.startswith("-chdir=infra init")
+        and "-backend-config=bucket=strategy-engine-staging-tfstate" in init
+    )
     assert "-backend-config=prefix=strategy-engine/staging" in init
     assert apply.startswith("-chdir=infra apply") and f"-var environment=staging -var image={staged}" in apply
-    assert not (tmp_path / "stub" / "gcloud.log").exists()                      # an image given: nothing built
-    r = subprocess.run(["bash", deploy, "production", IMAGE.replace(f"@{DIGEST}", ":latest")], capture_output=True,
+    # an image given: nothing built
+    assert not (tmp_path / "stub" / "gcloud.log").exists()
+    r = subprocess.run(["bash", deploy, "production",
+                        IMAGE.replace(f"@{DIGEST}", ":latest")], capture_output=True,
                        text=True, timeout=60, env=env)
     assert r.returncode == 2 and "must be pinned by digest" in r.stderr
     r = subprocess.run(["bash", deploy, "qa", IMAGE], capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 2 and "no environments/qa.yaml" in r.stderr
-    assert len((tmp_path / "stub" / "terraform.log").read_text().splitlines()) == 2   # neither refusal ran terraform
+    # neither refusal ran terraform
+    assert len((tmp_path / "stub" / "terraform.log").read_text().splitlines()) == 2
 
 
 def test_deploy_without_an_image_builds_the_commit_and_deploys_its_digest(tmp_path):
-    env = _stubs(tmp_path, {"gcloud_builds_submit.out": "DONE", "gcloud_artifacts_docker_images_describe.out": DIGEST})
-    r = subprocess.run(["bash", str(ROOT / "deploy" / "deploy.sh"), "production"], capture_output=True, text=True,
+    env = _stubs(tmp_path,
+                 {"gcloud_builds_submit.out": "DONE", "gcloud_artifacts_docker_images_describe.out": DIGEST})
+    r = subprocess.run(["bash", str(ROOT / "deploy" / "deploy.sh"),
+                        "production"], capture_output=True, text=True,
                        timeout=60, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
     build, describe = (tmp_path / "stub" / "gcloud.log").read_text().splitlines()
     assert build.startswith(f"builds submit --project {PROD} --region asia-south1 --config")
     tag = f"asia-south1-docker.pkg.dev/{PROD}/strategy-engine/strategy-engine:{commit}"
     assert describe.startswith(f"artifacts docker images describe {tag}")
     config = (tmp_path / "stub" / "config.yaml").read_text()
-    assert f"GIT_COMMIT={commit}" in config and tag in config                 # the commit is baked into the image
+    # the commit is baked into the image
+    assert f"GIT_COMMIT={commit}" in config and tag in config
     apply = (tmp_path / "stub" / "terraform.log").read_text().splitlines()[1]
-    assert f"-var environment=production -var image={IMAGE}" in apply          # deployed by digest, not by tag
+    # deployed by digest, not by tag
+    assert f"-var environment=production -var image={IMAGE}" in apply

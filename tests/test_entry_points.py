@@ -1,4 +1,4 @@
-"""The seed's entry points: `python -m strategy_engine` is the CLI; `python -m strategy_engine.main --mode M` the job."""
+"""The entry points: `python -m strategy_engine` is the CLI; `-m strategy_engine.main --mode M` the job."""
 import json
 import os
 import re
@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PRODUCTION = {"GOOGLE_CLOUD_PROJECT": "acme-trading", "BIGQUERY_DATASET": "strategy_engine", "ENVIRONMENT": "staging",
-              "LOG_LEVEL": "INFO"}
+PRODUCTION = {"GOOGLE_CLOUD_PROJECT": "acme-trading", "BIGQUERY_DATASET": "strategy_engine",
+              "ENVIRONMENT": "staging", "LOG_LEVEL": "INFO"}
 
 
 def module(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k not in PRODUCTION and k != "CLOUD_RUN_JOB"}
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout,
-                          env={**base, **(env or {})})
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env={**base, **(env or {})})
 
 
 def test_python_m_strategy_engine_is_the_cli():
@@ -29,7 +29,9 @@ def test_test_mode_runs_the_daily_job_in_a_throwaway_folder():
     assert r.returncode == 0, r.stdout + r.stderr
     first, status = r.stdout.splitlines()[:2]
     temp = re.search(r"warehouse duckdb:///(\S+)/warehouse.duckdb,", first).group(1)
-    assert first.startswith("mode test: data synthetic") and status.startswith("succeeded: run daily-"), r.stdout
+    assert first.startswith("mode test: data synthetic") and status.startswith("succeeded: run daily-"), (
+        r.stdout
+    )
     assert f"notebook: {temp}/archive/" in r.stdout and "Executing Cell" not in r.stdout + r.stderr
     assert not Path(temp).exists()                                      # thrown away when the job ends
 
@@ -41,6 +43,7 @@ def test_production_mode_refuses_without_its_environment_and_names_it():
     assert r.returncode == 2 and "Did you mean 'staging'" in r.stderr
     r = module("strategy_engine.main", "--mode", "production", "--print-settings", env=PRODUCTION)
     assert r.returncode == 0, r.stdout + r.stderr
-    line = json.loads(r.stdout.splitlines()[0])                         # production logs JSON lines (Cloud Logging)
+    # production logs JSON lines (Cloud Logging)
+    line = json.loads(r.stdout.splitlines()[0])
     assert line["warehouse"] == "bigquery://acme-trading/strategy_engine" and line["environment"] == "staging"
     assert line["archive"] == "gs://acme-trading-strategy-runs/runs" and line["severity"] == "INFO"

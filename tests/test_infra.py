@@ -1,10 +1,10 @@
-"""The infrastructure as code, checked without a cloud account (RELIABILITY.md case 6, the deploy half of case 25).
+"""The infrastructure as code, checked without a cloud account (RELIABILITY.md case 6, half of case 25).
 
-Terraform cannot download providers here, so `infra/` is parsed with python-hcl2 and its properties are asserted
-against the settings it reads (environments/*.yaml), the code it must match (warehouse TABLES, the schedule's
-STAGES, the alert rules) and the seed's rules; checkov scans it (zero failed checks; each skip justified in place),
-the workflow is checked against GitHub's schema and the Dockerfile with hadolint.
-Not proved here: that Google accepts the plan (terraform validate/plan need the provider), IAM's real effect.
+Terraform cannot download providers here, so `infra/` is parsed with python-hcl2 and its properties are
+asserted against the settings it reads (environments/*.yaml), the code it must match (warehouse TABLES, the
+schedule's STAGES, the alert rules) and the seed's rules; checkov scans it (zero failed checks; each skip
+justified in place), the workflow is checked against GitHub's schema and the Dockerfile with hadolint. Not
+proved here: that Google accepts the plan (terraform validate/plan need the provider), IAM's real effect.
 """
 import json
 import os
@@ -32,11 +32,12 @@ INFRA = ROOT / "infra"
 ENVIRONMENTS = ("production", "staging")
 YEAR_S = 31557600                                      # 365.25 days: how GCS counts retention years
 PRIMITIVE = re.compile(r"roles/(owner|editor|viewer)\b")
-SECRET_ENV_CONSUMERS = {"TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "SMTP_PASSWORD", "STRATEGY_ENGINE_API_TOKEN",
-                        "STRATEGY_ENGINE_READ_TOKEN"}
+SECRET_ENV_CONSUMERS = {"TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "SMTP_PASSWORD",
+                        "STRATEGY_ENGINE_API_TOKEN", "STRATEGY_ENGINE_READ_TOKEN"}
 
 
-# ---------------------------------------------------------------------------------------------- parsing helpers
+# ---------------------------------------------------------------------------------------------- parsing
+# helpers
 def _unquote(value):
     """python-hcl2 keeps the quotes of string literals and block labels: strip them, recursively."""
     if isinstance(value, str):
@@ -44,7 +45,8 @@ def _unquote(value):
     if isinstance(value, list):
         return [_unquote(v) for v in value]
     if isinstance(value, dict):
-        return {_unquote(k): _unquote(v) for k, v in value.items() if k not in ("__is_block__", "__comments__")}
+        return {_unquote(k): _unquote(v)
+                for k, v in value.items() if k not in ("__is_block__", "__comments__")}
     return value
 
 
@@ -96,7 +98,7 @@ def environment(name: str) -> dict:
 
 
 def resolve(expr, env: dict, depth: int = 0):
-    """The value of a simple reference (`${local.env.a.b}`, `${local.x}`) for one environment; other text as is."""
+    """A simple reference's value (`${local.env.a.b}`, `${local.x}`) for an environment; other text as is."""
     if not isinstance(expr, str) or depth > 5:
         return expr
     m = re.fullmatch(r"\$\{local\.env\.([\w.]+)\}", expr)
@@ -149,8 +151,10 @@ def test_every_terraform_file_parses_and_is_formatted():
     assert len(files) >= 10
     for f in files:
         assert parsed(f), f"{f} parsed to nothing"
-    if shutil.which("terraform"):                      # fmt needs no provider; present on this machine, not required
-        r = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff", str(INFRA)], capture_output=True,
+    # fmt needs no provider; present on this machine, not required
+    if shutil.which("terraform"):
+        r = subprocess.run(["terraform", "fmt", "-check", "-recursive", "-diff",
+                            str(INFRA)], capture_output=True,
                            text=True, timeout=60)
         assert r.returncode == 0, "terraform fmt would change:\n" + r.stdout
 
@@ -159,7 +163,9 @@ def test_environments_are_the_single_source():
     prod, staging = environment("production"), environment("staging")
 
     def keys(d, prefix=""):
-        return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, f"{k}.")}
+        return {prefix + k for k in d} | {
+            x for k, v in d.items() if isinstance(v, dict) for x in keys(v, f"{k}.")
+        }
     assert keys(prod) == keys(staging), "the environments must set the same keys"
     for name in ENVIRONMENTS:
         e = environment(name)
@@ -184,7 +190,8 @@ def test_archive_bucket_is_write_once():
     assert bucket["uniform_bucket_level_access"] is True and bucket["public_access_prevention"] == "enforced"
     assert bucket["versioning"][0]["enabled"] is False
     assert bucket["force_destroy"] is False and bucket["lifecycle"][0]["prevent_destroy"] is True
-    assert "lifecycle_rule" not in bucket                           # nothing expires or deletes archive objects
+    # nothing expires or deletes archive objects
+    assert "lifecycle_rule" not in bucket
     [policy] = bucket["retention_policy"]
     assert tf_locals()["retention_seconds"] == f"${{floor(local.env.archive.retention_years * {YEAR_S})}}"
     assert resolve(bucket["name"], {}) == "${local.env.project}-strategy-runs"
@@ -197,12 +204,14 @@ def test_archive_bucket_is_write_once():
         assert locked is (name == "production"), f"{name}: lock_retention must be {name == 'production'}"
     assert environment("production")["archive"]["retention_years"] == 6
     # versioning off is a deliberate, justified checkov skip, not an oversight
-    assert any(c.startswith("checkov:skip=CKV_GCP_78:") and "retention" in c for c in comments("google_storage_bucket",
-                                                                                                  "archive"))
+    assert any(
+        c.startswith("checkov:skip=CKV_GCP_78:") and "retention" in c
+        for c in comments("google_storage_bucket", "archive")
+    )
 
 
 def test_archive_second_region():
-    """Production's bucket is a dual-region (two distinct regions under one lock); staging says why it has none."""
+    """Production's bucket is dual-region (two regions under one lock); staging says why it has none."""
     bucket = resources("google_storage_bucket")["archive"]
     [placement] = bucket["dynamic"]
     assert "custom_placement_config" in placement
@@ -216,7 +225,8 @@ def test_archive_second_region():
 
 def test_job_may_create_archive_objects_but_never_delete_or_overwrite():
     roles = custom_roles()
-    assert roles["archive_writer"] == {"storage.objects.create", "storage.objects.get", "storage.objects.list"}
+    assert roles["archive_writer"] == {"storage.objects.create", "storage.objects.get",
+                                       "storage.objects.list"}
     assert roles["archive_reader"] == {"storage.objects.get", "storage.objects.list"}
     job = "google_service_account.job.email"
     allowed = {"${google_project_iam_custom_role.archive_writer.name}", "roles/bigquery.dataEditor",
@@ -226,12 +236,16 @@ def test_job_may_create_archive_objects_but_never_delete_or_overwrite():
     for where, role in job_grants:
         assert role in allowed, f"{where} grants the job {role}"
         if role == "roles/bigquery.dataEditor":
-            assert where.startswith("google_bigquery_dataset_iam_member."), "dataEditor only on its own dataset"
+            assert where.startswith("google_bigquery_dataset_iam_member."), (
+                "dataEditor only on its own dataset"
+            )
         if role.startswith("roles/storage") or "archive" in role:
             assert where.startswith("google_storage_bucket_iam_member."), "archive roles only on the bucket"
     for perms in roles.values():                                     # no custom role anywhere deletes objects
-        assert not any(p.startswith("storage.objects.") and p.split(".")[-1] in ("delete", "update", "setIamPolicy")
-                       for p in perms), perms
+        assert not any(
+            p.startswith("storage.objects.") and p.split(".")[-1] in ("delete", "update", "setIamPolicy")
+            for p in perms
+        ), perms
     writer = resources("google_storage_bucket_iam_member")["job_archive"]
     assert writer["role"] == "${google_project_iam_custom_role.archive_writer.name}"
     assert writer["bucket"] == "${google_storage_bucket.archive.name}"
@@ -252,7 +266,10 @@ def test_service_reads_and_scheduler_only_starts_the_job():
     scheduler = "google_service_account.scheduler.email"
     grants = [(where, role) for where, role, body in member_bindings() if scheduler in json.dumps(body)]
     assert grants == [("google_cloud_run_v2_job_iam_member.scheduler", "roles/run.jobsExecutorWithOverrides")]
-    assert resources("google_cloud_run_v2_job_iam_member")["scheduler"]["name"] == "${google_cloud_run_v2_job.daily.name}"
+    assert (
+        resources("google_cloud_run_v2_job_iam_member")["scheduler"]["name"]
+        == "${google_cloud_run_v2_job.daily.name}"
+    )
 
 
 def test_no_primitive_roles_and_nothing_public():
@@ -267,9 +284,12 @@ def test_no_primitive_roles_and_nothing_public():
     assert bootstrap_roles and not any(PRIMITIVE.search(r) for r in bootstrap_roles)
     # one service account per actor, and the names the deploy specs use
     accounts = {n: b["account_id"] for n, b in resources("google_service_account").items()}
-    assert accounts == {"job": "strategy-engine", "api": "strategy-engine-api", "scheduler": "strategy-engine-scheduler"}
+    assert accounts == {"job": "strategy-engine", "api": "strategy-engine-api",
+                        "scheduler": "strategy-engine-scheduler"}
     job_yaml = yaml.safe_load((ROOT / "deploy" / "cloudrun-job.yaml").read_text())
-    assert job_yaml["spec"]["template"]["spec"]["template"]["spec"]["serviceAccountName"].startswith("strategy-engine@")
+    assert job_yaml["spec"]["template"]["spec"]["template"]["spec"]["serviceAccountName"].startswith(
+        "strategy-engine@"
+    )
 
 
 def test_data_access_audit_logs_for_bucket_and_dataset():
@@ -284,15 +304,25 @@ def test_every_secret_referenced_exists_and_reaches_its_consumer():
     assert {v["env"] for v in secrets.values()} == SECRET_ENV_CONSUMERS
     for name, v in secrets.items():
         assert re.fullmatch(r"[a-z][a-z0-9-]+", name)
-        assert v["job"] is True or v["api"] is True or v["api"].startswith("${local.env."), f"{name} is read by nobody"
+        assert v["job"] is True or v["api"] is True or v["api"].startswith("${local.env."), (
+            f"{name} is read by nobody"
+        )
     text = "\n".join(f.read_text() for f in tf_files())
     for ref in re.findall(r"google_secret_manager_secret\.secrets\[\"?([\w.-]+)\"?\]", text):
-        assert ref in ("each.key", "env.key") or ref in secrets, f"secret {ref} is referenced but not declared"
+        assert ref in ("each.key", "env.key") or ref in secrets, (
+            f"secret {ref} is referenced but not declared"
+        )
     # the job reads exactly the alert channels' secrets; the API the tokens; each through Secret Manager
-    assert {v["env"] for v in secrets.values() if v["job"] is True} == {"TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID",
-                                                                         "SMTP_PASSWORD"}
+    assert {v["env"] for v in secrets.values() if v["job"] is True} == {
+        "TELEGRAM_BOT_TOKEN",
+        "TELEGRAM_CHAT_ID",
+        "SMTP_PASSWORD",
+    }
     accessors = resources("google_secret_manager_secret_iam_member")
-    assert accessors["job"]["for_each"] == "${local.job_secrets}" and accessors["api"]["for_each"] == "${local.api_secrets}"
+    assert (
+        accessors["job"]["for_each"] == "${local.job_secrets}"
+        and accessors["api"]["for_each"] == "${local.api_secrets}"
+    )
     assert {a["role"] for a in accessors.values()} == {"roles/secretmanager.secretAccessor"}
     # the job spec in deploy/ names only declared secrets
     job_yaml = yaml.safe_load((ROOT / "deploy" / "cloudrun-job.yaml").read_text())
@@ -321,7 +351,8 @@ def test_tables_match_the_warehouse():
         assert [(f["name"], f["type"], f["mode"]) for f in got["schema"]] == \
                [(f["name"], f["type"], f.get("mode", "NULLABLE")) for f in want["schema"]["fields"]], name
         assert (got["partition"], got["partition_type"]) == \
-               ((want["timePartitioning"]["field"], want["timePartitioning"]["type"]) if "timePartitioning" in want
+               ((want["timePartitioning"]["field"],
+                 want["timePartitioning"]["type"]) if "timePartitioning" in want
                 else (None, "MONTH")), name
         assert got["cluster"] == (want.get("clustering") or {}).get("fields", []), name
     table = resources("google_bigquery_table")["tables"]
@@ -332,7 +363,10 @@ def test_tables_match_the_warehouse():
     assert "each.value.partition" in partitioning["time_partitioning"]["for_each"]
     assert "each.value.cluster" in table["clustering"]
     dataset = resources("google_bigquery_dataset")["warehouse"]
-    assert dataset["dataset_id"] == "${local.dataset_id}" and tf_locals()["dataset_id"] == "${local.env.warehouse.dataset}"
+    assert (
+        dataset["dataset_id"] == "${local.dataset_id}"
+        and tf_locals()["dataset_id"] == "${local.env.warehouse.dataset}"
+    )
     assert table["deletion_protection"] == "${local.env.warehouse.deletion_protection}"
     assert environment("production")["warehouse"]["deletion_protection"] is True
 
@@ -358,22 +392,32 @@ def test_scheduler_entries_are_the_stages():
     assert target["uri"] == "${each.value.httpTarget.uri}"
     assert target["oauth_token"][0]["service_account_email"] == "${google_service_account.scheduler.email}"
     assert "each.value.httpTarget.body" in target["body"]
-    assert sched["paused"] == "${local.env.schedule.paused}" and environment("production")["schedule"]["paused"] is False
+    assert (
+        sched["paused"] == "${local.env.schedule.paused}"
+        and environment("production")["schedule"]["paused"] is False
+    )
 
 
 def test_job_and_service_are_sized_by_the_environment():
     job = resources("google_cloud_run_v2_job")["daily"]
     assert job["name"] == "${local.job_name}"
     [tmpl] = job["template"]
-    assert tmpl["task_count"] == "${local.env.job.tasks}" and tmpl["parallelism"] == "${local.env.job.parallelism}"
+    assert (
+        tmpl["task_count"] == "${local.env.job.tasks}"
+        and tmpl["parallelism"] == "${local.env.job.parallelism}"
+    )
     [task] = tmpl["template"]
-    assert task["max_retries"] == "${local.env.job.max_retries}" and "local.env.job.timeout_seconds" in task["timeout"]
+    assert (
+        task["max_retries"] == "${local.env.job.max_retries}"
+        and "local.env.job.timeout_seconds" in task["timeout"]
+    )
     assert task["service_account"] == "${google_service_account.job.email}"
     [container] = task["containers"]
     assert container["image"] == "${var.image}" and container["args"] == "${local.job_args}"
     plain = {e["name"] for e in container["env"]}
     assert {"ENVIRONMENT", "STRATEGY_ENGINE_IMAGE_DIGEST"} <= plain
-    # the job's command line is deploy/cloudrun-job.yaml's, a valid `run daily` on this environment's resources
+    # the job's command line is deploy/cloudrun-job.yaml's, a valid `run daily` on this environment's
+    # resources
     job_yaml = yaml.safe_load((ROOT / "deploy" / "cloudrun-job.yaml").read_text())
     [c] = job_yaml["spec"]["template"]["spec"]["template"]["spec"]["containers"]
     for name in ENVIRONMENTS:
@@ -393,9 +437,11 @@ def test_job_and_service_are_sized_by_the_environment():
     assert sc["command"] == ["strategy-engine"] and build_parser().parse_args(sc["args"]).command == "serve"
     assert sc["startup_probe"][0]["http_get"][0]["path"] == "/health"
     assert "@sha256:" in Path(INFRA / "variables.tf").read_text()       # the image is pinned by digest
-    # the run manifests' image identity (runs.launcher.image_identity requires it on Cloud Run): job and service
+    # the run manifests' image identity (runs.launcher.image_identity requires it on Cloud Run): job and
+    # service
     assert tf_locals()["image_digest"] == '${split("@", var.image)[1]}'
-    digests = re.findall(r"STRATEGY_ENGINE_IMAGE_DIGEST\W+(?:value\s*=\s*)?local\.image_digest", (INFRA / "run.tf").read_text())
+    digests = re.findall(r"STRATEGY_ENGINE_IMAGE_DIGEST\W+(?:value\s*=\s*)?local\.image_digest",
+                         (INFRA / "run.tf").read_text())
     assert len(digests) == 2
 
 
@@ -408,15 +454,18 @@ def test_monitoring_covers_the_seed_rules():
     lat = policies["api_latency"]["conditions"][0]["condition_threshold"][0]
     assert "local.env.monitoring.latency_seconds * 1000" in str(lat["threshold_value"])
     assert "request_latencies" in lat["filter"]
-    assert 'result=\\"failed\\"' in policies["job_failed"]["conditions"][0]["condition_threshold"][0]["filter"] or \
-        'result="failed"' in policies["job_failed"]["conditions"][0]["condition_threshold"][0]["filter"]
+    assert (
+        'result=\\"failed\\"' in policies["job_failed"]["conditions"][0]["condition_threshold"][0]["filter"]
+        or 'result="failed"' in policies["job_failed"]["conditions"][0]["condition_threshold"][0]["filter"]
+    )
     assert "absent_over_time" in json.dumps(policies["daily_run_missing"])
     assert "data_stale" in json.dumps(policies["stale_data"])
     for name in ENVIRONMENTS:
         m = environment(name)["monitoring"]
         assert m["error_rate"] == 0.01 and m["latency_seconds"] == 5
         rules = yaml.safe_load((ROOT / "config" / "alerts.yaml").read_text())["alerts"]
-        assert (m["sharpe_min"], m["drawdown_max"]) == (rules["min_sharpe"], rules["max_drawdown"]) == (1.0, 0.05)
+        assert (m["sharpe_min"], m["drawdown_max"]) == (rules["min_sharpe"],
+                                                        rules["max_drawdown"]) == (1.0, 0.05)
         assert m["alert_emails"] and all("@" in a for a in m["alert_emails"])
     assert resources("google_monitoring_notification_channel")["email"]["type"] == "email"
     assert all(p["notification_channels"] == "${local.channels}" for p in policies.values())
@@ -428,7 +477,8 @@ def test_monitoring_covers_the_seed_rules():
     used |= {m.replace("strategy_engine_", "strategy_engine/") for m in
              re.findall(r"user_(strategy_engine_\w+)\{", json.dumps(policies))}
     assert used and used <= metrics, used - metrics
-    values = {"environment": "production", "job_name": "j", "api_name": "a", "sharpe_min": "1.0", "drawdown": "0.05"}
+    values = {"environment": "production", "job_name": "j", "api_name": "a", "sharpe_min": "1.0",
+              "drawdown": "0.05"}
     board = json.loads(re.sub(r"\$\{(\w+)\}", lambda m: values[m.group(1)], dashboard))
     titles = " | ".join(t["widget"]["title"] for t in board["mosaicLayout"]["tiles"])
     for needed in ("P&L", "drawdown", "System health", "Data quality", "Sharpe"):
@@ -446,17 +496,20 @@ def test_checkov_finds_nothing_and_every_skip_is_justified():
     checkov = _checkov()
     if checkov is None:
         if os.environ.get("CI"):
-            pytest.fail("checkov is missing in CI: `make test` installs it into .venv/checkov (infra/requirements-checkov.txt)")
+            pytest.fail("checkov is missing in CI: `make test` installs it into .venv/checkov "
+                        "(infra/requirements-checkov.txt)")
         pytest.skip("checkov is not installed (make infra-check installs it into .venv/checkov)")
     r = subprocess.run([checkov, "-d", str(INFRA), "--framework", "terraform", "--skip-download", "--quiet",
                         "-o", "json"], capture_output=True, text=True, timeout=300,
                        env={"BC_SKIP_MAPPING": "TRUE", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())})
     report = json.loads(r.stdout)
     summary = report["summary"]
-    failed = [f"{c['check_id']} {c['resource']} ({c['file_path']})" for c in report["results"]["failed_checks"]]
+    failed = [f"{c['check_id']} {c['resource']} ({c['file_path']})"
+              for c in report["results"]["failed_checks"]]
     assert summary["failed"] == 0 and not failed, "\n".join(failed)
     assert summary["passed"] >= 50 and summary["parsing_errors"] == 0
-    skips = [line.strip() for f in INFRA.rglob("*.tf") for line in f.read_text().splitlines() if "checkov:skip=" in line]
+    skips = [line.strip()
+             for f in INFRA.rglob("*.tf") for line in f.read_text().splitlines() if "checkov:skip=" in line]
     assert summary["skipped"] == len(skips)
     for s in skips:
         m = re.search(r"checkov:skip=(CKV_\w+):(.+)", s)

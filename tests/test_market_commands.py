@@ -1,4 +1,4 @@
-"""Issue 13: `data ingest | fetch | import | actions` through a parser built the way the CLI builds its `data` group."""
+"""Issue 13: `data ingest | fetch | import | actions` through a parser built as the CLI builds it."""
 from __future__ import annotations
 
 import argparse
@@ -21,7 +21,8 @@ def run(*argv: str) -> int:
 
 
 def test_ingest_then_again_then_a_malformed_file(tmp_path, capsys):
-    files, _ = build_sample_bhavcopies(tmp_path / "in", ["TCS", "INFY"], "2024-07-01", "2024-07-10", zipped=True)
+    files, _ = build_sample_bhavcopies(tmp_path / "in", ["TCS", "INFY"], "2024-07-01", "2024-07-10",
+                                       zipped=True)
     wh = f"duckdb:///{tmp_path / 'w.duckdb'}"
     assert run("ingest", str(tmp_path / "in"), "--warehouse", wh) == 0
     assert "8 ingested" in capsys.readouterr().out
@@ -40,8 +41,9 @@ def test_import_and_actions(tmp_path, capsys):
     assert run("import", str(nse_dir()), "--symbols", "TCS", "WIPRO", "--warehouse", wh) == 0
     out = capsys.readouterr().out
     assert "sessions written" in out and "2014-04-24" in out
-    (tmp_path / "CA.csv").write_text("SYMBOL,SERIES,PURPOSE,EX-DATE\nWIPRO,EQ,BONUS 1:3,06-Mar-2019\n"
-                                     "WIPRO,EQ,DIVIDEND - RS 1 PER SHARE,10-Jul-2019\nTCS,EQ,DEMERGER,01-Jan-2020\n")
+    (tmp_path / "CA.csv").write_text("SYMBOL,SERIES,PURPOSE,EX-DATE\nWIPRO,EQ,BONUS "
+                                     "1:3,06-Mar-2019\nWIPRO,EQ,DIVIDEND - RS 1 PER "
+                                     "SHARE,10-Jul-2019\nTCS,EQ,DEMERGER,01-Jan-2020\n")
     assert run("actions", str(tmp_path / "CA.csv"), "--warehouse", wh) == 0
     out = capsys.readouterr().out
     assert "bonus 1, dividend 1" in out and "line 4: TCS 2020-01-01: DEMERGER" in out
@@ -62,9 +64,12 @@ def test_fetch_a_range_a_holiday_and_catching_up(tmp_path, archive, capsys):
     rows = market(days)
     for d in days[:2]: archive.put(rows[d])
     wh = f"duckdb:///{tmp_path / 'w.duckdb'}"
-    common = ["--warehouse", wh, "--base-url", archive.base, "--save", str(tmp_path / "raw"), "--retries", "0"]
+    common = ["--warehouse", wh, "--base-url", archive.base, "--save", str(tmp_path / "raw"), "--retries",
+              "0"]
     assert run("fetch", "--from", "2024-08-13", "--to", "2024-08-15", *common) == 0
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir())[0].startswith("BhavCopy_NSE_CM_0_0_0_20240813")
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir())[0].startswith(
+        "BhavCopy_NSE_CM_0_0_0_20240813"
+    )
     assert run("fetch", "--date", "2024-08-15", *common) == 2
     assert "holiday" in capsys.readouterr().err
     assert run("fetch", "--missing", "--as-of", "2024-08-16", *common) == 1   # not published yet: 404

@@ -9,7 +9,13 @@ import pytest
 
 from strategy_engine.calendar import CalendarError, nse_calendar
 from strategy_engine.market.bhavcopy import bhavcopy_text, synthetic_market
-from strategy_engine.market.fetch import ARCHIVE_ENV, bhavcopy_url, fetch_and_ingest, fetch_sessions, ingest_missing_sessions
+from strategy_engine.market.fetch import (
+    ARCHIVE_ENV,
+    bhavcopy_url,
+    fetch_and_ingest,
+    fetch_sessions,
+    ingest_missing_sessions,
+)
 from strategy_engine.market.store import ingest_log, read_market_bars
 from strategy_engine.validation import validate
 
@@ -57,8 +63,10 @@ class Archive:
         day = pd.Timestamp(rows["date"].iloc[0])
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr(bhavcopy_name(day, fmt), bhavcopy_text(rows, fmt or ("udiff" if day >= pd.Timestamp("2024-07-08")
-                                                                             else "legacy")))
+            z.writestr(
+                bhavcopy_name(day, fmt),
+                bhavcopy_text(rows, fmt or ("udiff" if day >= pd.Timestamp("2024-07-08") else "legacy")),
+            )
         self.files[self.path(day)] = buf.getvalue()
 
 
@@ -71,8 +79,10 @@ def archive():
 
 
 def market(days, n=25, seed=3):
-    return {pd.Timestamp(r["date"].iloc[0]): r for r in synthetic_market(pd.DatetimeIndex(days), n_symbols=n, seed=seed,
-                                                                         other_series=2)}
+    return {
+        pd.Timestamp(r["date"].iloc[0]): r
+        for r in synthetic_market(pd.DatetimeIndex(days), n_symbols=n, seed=seed, other_series=2)
+    }
 
 
 def test_404_truncated_zip_and_503_then_200(archive):
@@ -118,12 +128,15 @@ def test_a_week_of_sessions_end_to_end_with_a_holiday_a_late_file_and_a_correcti
         if as_of == late:
             assert not run.ok and [f.status for f in run.fetched] == ["missing"]
     log = ingest_log(uri)
-    assert sorted(pd.to_datetime(log["session"])) == list(days)      # the late file arrived, the holiday was never asked
+    # the late file arrived, the holiday was never asked
+    assert sorted(pd.to_datetime(log["session"])) == list(days)
     assert not any(archive.path("2024-08-15") == p for p, _ in archive.requests)
-    assert ingest_missing_sessions("2024-08-20", uri, archive.base).sessions == ()       # up to date: nothing to do
+    # up to date: nothing to do
+    assert ingest_missing_sessions("2024-08-20", uri, archive.base).sessions == ()
     fixed = rows[pd.Timestamp("2024-08-13")].copy()
     fixed.loc[0, "volume"] = fixed.loc[0, "volume"] * 2 + 1            # a corrected traded quantity
-    archive.put(fixed)                                                # the exchange re-publishes a corrected file
+    # the exchange re-publishes a corrected file
+    archive.put(fixed)
     redo = fetch_and_ingest([pd.Timestamp("2024-08-13")], uri, archive.base)
     assert [r.status for r in redo.report.results] == ["replaced"]
     bars = read_market_bars(uri, adjustment="raw")
@@ -132,7 +145,7 @@ def test_a_week_of_sessions_end_to_end_with_a_holiday_a_late_file_and_a_correcti
 
 
 def test_run_day_ingests_from_the_exchange_then_trades_and_stops_on_a_late_file(archive, tmp_path):
-    """`run day` on a market store: ingest (catching up), validate, daily, report; a late file stops it at ingest."""
+    """`run day` on a market store: ingest (catching up), validate, daily, report; a late file stops it."""
     import json
 
     from strategy_engine.market.bhavcopy import write_bhavcopy
@@ -152,7 +165,9 @@ def test_run_day_ingests_from_the_exchange_then_trades_and_stops_on_a_late_file(
             "--warehouse", f"duckdb:///{tmp_path / 'runs.duckdb'}", "--archive", tmp_path / "archive",
             "--base-url", archive.base]
     late = run_cli("run", "day", "--as-of", "2024-08-14", *args)
-    assert late.returncode == 1 and "stopped: the ingest of 2024-08-14 failed" in late.stdout, late.stdout + late.stderr
+    assert late.returncode == 1 and "stopped: the ingest of 2024-08-14 failed" in late.stdout, (
+        late.stdout + late.stderr
+    )
     assert not list((tmp_path / "archive").rglob("manifest.json"))      # nothing ran on yesterday's bars
     day = run_cli("run", "day", "--as-of", "2024-08-14", *args)         # the file is there now
     assert day.returncode == 0, day.stdout[-3000:] + day.stderr[-3000:]

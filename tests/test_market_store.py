@@ -1,4 +1,4 @@
-"""Issue 13: bhavcopies into the warehouse and out again as the same Bars the CSV loader gives; corporate actions."""
+"""Issue 13: bhavcopies into the warehouse, out again as the Bars the CSV loader gives; corporate actions."""
 from __future__ import annotations
 
 import subprocess
@@ -8,13 +8,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures.bhavcopy_fixtures import build_sample_bhavcopies, market_rows, nse_dir, sample_bars, write_bhavcopy
+from fixtures.bhavcopy_fixtures import (
+    build_sample_bhavcopies,
+    market_rows,
+    nse_dir,
+    sample_bars,
+    write_bhavcopy,
+)
 
 from strategy_engine.calendar import nse_calendar
 from strategy_engine.data import DATA_SOURCES, FIELDS, check_data_source, open_bars
 from strategy_engine.market import store
 from strategy_engine.market.bhavcopy import bhavcopy_text, read_bhavcopy
-from strategy_engine.market.store import import_bars_dir, ingest_actions, ingest_files, ingest_log, read_market_bars
+from strategy_engine.market.store import (
+    import_bars_dir,
+    ingest_actions,
+    ingest_files,
+    ingest_log,
+    read_market_bars,
+)
 from strategy_engine.validation import validate
 from strategy_engine.warehouse import DuckDBWarehouse
 
@@ -38,10 +50,12 @@ def test_both_formats_give_the_csv_loaders_bars_exactly(tmp_path, zipped):
     assert any(n.startswith("cm") for n in names) and any(n.startswith("BhavCopy_NSE_CM") for n in names)
     report = ingest_files([tmp_path / "in"], uri_of(tmp_path / "w.duckdb"))
     assert report.ok and report.count("ingested") == len(want.dates)
-    got = open_bars(uri_of(tmp_path / "w.duckdb"), symbols=sorted(SYMBOLS))       # through the data-source registry
+    # through the data-source registry
+    got = open_bars(uri_of(tmp_path / "w.duckdb"), symbols=sorted(SYMBOLS))
     assert got.adjustment == "splits" and not got.issues
     assert_same_bars(got, want.select(sorted(SYMBOLS)))
-    raw = open_bars(uri_of(tmp_path / "w.duckdb") + "?adjust=raw", symbols=["TCS", "INFY"], start="2024-07-01")
+    raw = open_bars(uri_of(tmp_path / "w.duckdb") + "?adjust=raw", symbols=["TCS", "INFY"],
+                    start="2024-07-01")
     assert_same_bars(raw, want.select(["TCS", "INFY"], "2024-07-01"))
 
 
@@ -137,14 +151,16 @@ def ingest_and_uri(tmp_path) -> str:
     return uri
 
 
-SPLIT_ACTIONS = (b"SYMBOL,COMPANY NAME,SERIES,PURPOSE,FACE VALUE,EX-DATE,RECORD DATE\n"
-                 b"AAA,A Ltd,EQ,FACE VALUE SPLIT (SUB-DIVISION) - FROM RS 10/- PER SHARE TO RE 1/- PER SHARE,10,"
-                 b"06-Aug-2024,06-Aug-2024\n"
-                 b"CCC,C Ltd,EQ,SCHEME OF ARRANGEMENT,10,06-Aug-2024,06-Aug-2024\n")
+SPLIT_ACTIONS = (
+    b"SYMBOL,COMPANY NAME,SERIES,PURPOSE,FACE VALUE,EX-DATE,RECORD DATE\n"
+    b"AAA,A Ltd,EQ,FACE VALUE SPLIT (SUB-DIVISION) - FROM RS 10/- PER SHARE TO RE 1/- PER SHARE,10,"
+    b"06-Aug-2024,06-Aug-2024\n"
+    b"CCC,C Ltd,EQ,SCHEME OF ARRANGEMENT,10,06-Aug-2024,06-Aug-2024\n"
+)
 
 
 def split_market(tmp_path):
-    "AAA splits 10:1 on 2024-08-06 (raw prints; the exchange's PREVCLOSE adjusted that day); BBB does nothing."
+    "AAA splits 10:1 on 2024-08-06 (raw prints; the exchange's PREVCLOSE adjusted that day); BBB is still."
     days = nse_calendar().sessions("2024-08-01", "2024-08-08")
     rows = market_rows(days, {"AAA": [1000, 1010, 1020, 102, 103, 104], "BBB": [50, 51, 52, 53, 54, 55]})
     rows[3].loc[rows[3]["symbol"] == "AAA", "prev_close"] = 102.0
@@ -166,12 +182,17 @@ def test_a_split_without_its_action_fails_closed_for_that_symbol_only(tmp_path):
     assert set(run.results) == set(run.strategies) == set(default_strategies())
     assert result(run)["quarantined"] == ["AAA"]
     from strategy_engine.stages.validate import validate_day
-    day = validate_day("2024-08-08", symbols=["AAA", "BBB"], data=uri, through="as_of")         # the 09:00 stage agrees
-    assert day.status == "succeeded" and "1 quarantined" in day.reason and "[unexplained_jump] AAA" in day.reason
+    # the 09:00 stage agrees
+    day = validate_day("2024-08-08", symbols=["AAA", "BBB"], data=uri, through="as_of")
+    assert (
+        day.status == "succeeded" and "1 quarantined" in day.reason and "[unexplained_jump] AAA" in day.reason
+    )
 
 
-def test_a_split_with_its_action_gives_a_continuous_series_and_a_late_action_changes_only_its_symbol(tmp_path):
-    """RELIABILITY 15: a 10:1 split with its action is continuous; a late action re-adjusts only its symbol."""
+def test_a_split_with_its_action_gives_a_continuous_series_and_a_late_action_changes_only_its_symbol(
+    tmp_path,
+):
+    """RELIABILITY 15: a 10:1 split with its action is continuous; a late action re-adjusts its symbol."""
     uri = split_market(tmp_path)
     before = read_market_bars(uri)
     (tmp_path / "CA.csv").write_bytes(SPLIT_ACTIONS)
@@ -182,11 +203,13 @@ def test_a_split_with_its_action_gives_a_continuous_series_and_a_late_action_cha
     r = after.close["AAA"].pct_change().dropna()
     assert r.min() > -0.05 and np.isclose(after.close["AAA"].iloc[0], 100.0)
     from strategy_engine.stages.daily import load_data, start_daily
-    run = load_data(start_daily("2024-08-08", symbols=["AAA", "BBB"], data=uri))            # what the run sees
+    # what the run sees
+    run = load_data(start_daily("2024-08-08", symbols=["AAA", "BBB"], data=uri))
     assert not run.quarantined and run.bars.close["AAA"].pct_change().min() > -0.05
     assert after.volume["AAA"].iloc[0] == 10000.0
     assert after.close["BBB"].equals(before.close["BBB"])                 # the late action touched only AAA
-    ingest_actions(tmp_path / "CA.csv", uri)                                # the ledger applied twice: no change
+    # the ledger applied twice: no change
+    ingest_actions(tmp_path / "CA.csv", uri)
     assert_same_bars(read_market_bars(uri), after)
     wh = DuckDBWarehouse(tmp_path / "w.duckdb")
     assert len(wh.read_table("market_actions")) == 1 and len(wh.read_table("market_actions_unparsed")) == 1
@@ -216,7 +239,9 @@ def test_every_registered_data_source_returns_valid_bars(tmp_path, monkeypatch):
     bq = BigQueryOnDuckDB()
     ingest_files([tmp_path / "in"], bq)                   # the BigQuery SQL, run on a local DuckDB
     real = store._warehouse
-    monkeypatch.setattr(store, "_warehouse", lambda w: (bq, False) if str(w).startswith("bigquery://") else real(w))
+    monkeypatch.setattr(
+        store, "_warehouse", lambda w: (bq, False) if str(w).startswith("bigquery://") else real(w)
+    )
     uris = {"duckdb": uri_of(db), "bigquery": "bigquery://local-project/strategy_engine"}
     assert set(DATA_SOURCES) == set(uris), "a new data source needs a fixture here"
     panels = {s: check_data_source(u, ["TCS", "INFY"], "2024-07-05", "2024-07-20") for s, u in uris.items()}
@@ -277,8 +302,8 @@ def test_run_daily_from_the_warehouse_on_a_day_the_sample_lacks(tmp_path):
     rows["prev_close"] = last[rows["symbol"]].to_numpy()
     write_bhavcopy(rows, tmp_path / "in")
     assert ingest_files([tmp_path / "in"], uri).ok
-    r = run_cli("run", "daily", "--as-of", "2024-11-25", "--data", uri, "--symbols", *symbols,
-                "--warehouse", uri_of(tmp_path / "out.duckdb"), "--archive", tmp_path / "archive", "--no-log-output")
+    r = run_cli("run", "daily", "--as-of", "2024-11-25", "--data", uri, "--symbols", *symbols, "--warehouse",
+                uri_of(tmp_path / "out.duckdb"), "--archive", tmp_path / "archive", "--no-log-output")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "succeeded" in r.stdout
     manifests = list((tmp_path / "archive").rglob("manifest.json"))

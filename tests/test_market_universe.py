@@ -1,4 +1,4 @@
-"""Issue 13: a point-in-time universe from the market store (no look-ahead, no survivorship, EQ series only)."""
+"""Issue 13: a point-in-time universe from the market store (no look-ahead, no survivorship, EQ only)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,12 @@ import pytest
 from strategy_engine.calendar import nse_calendar
 from strategy_engine.market.bhavcopy import synthetic_market, write_bhavcopy
 from strategy_engine.market.store import ingest_files, read_market_bars, read_market_field
-from strategy_engine.market.universe import check_point_in_time, series_eligible, store_universe, top_by_traded_value
+from strategy_engine.market.universe import (
+    check_point_in_time,
+    series_eligible,
+    store_universe,
+    top_by_traded_value,
+)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ def test_parameter_values_arrive_unchanged(tmp_path):
                         "import json\nopen(out, 'w').write(json.dumps({'text': text, 'items': items}))")
     nasty = 'quote " single \' backslash \\ newline \n tab \t unicode ₹ }} {{ $x'
     result = tmp_path / "result.json"
-    ex = execute_notebook(tpl, tmp_path / "o.ipynb", {"text": nasty, "items": [nasty, {"k": nasty}], "out": str(result)})
+    ex = execute_notebook(tpl, tmp_path / "o.ipynb",
+                          {"text": nasty, "items": [nasty, {"k": nasty}], "out": str(result)})
     assert ex.status == "succeeded", ex.error
     assert json.loads(result.read_text()) == {"text": nasty, "items": [nasty, {"k": nasty}]}
 
@@ -48,7 +49,8 @@ def test_timeout_is_its_own_status(tmp_path):
     tpl = make_template(tmp_path / "t.ipynb", "x = 1", "import time\ntime.sleep(30)")
     ex = execute_notebook(tpl, tmp_path / "o.ipynb", timeout=3)
     assert ex.status == "timeout" and ex.output.exists() and ex.seconds < 25
-    assert "exceeded 3 s" in notebook_error(ex.output)                         # the record says where and why it stopped
+    # the record says where and why it stopped
+    assert "exceeded 3 s" in notebook_error(ex.output)
 
 
 def test_production_templates_keep_their_parameters_tag():
@@ -63,36 +65,42 @@ def test_production_templates_keep_their_parameters_tag():
 
 def test_a_kernel_booted_early_runs_the_notebook_preloaded_and_is_killed_after(tmp_path):
     tpl = make_template(tmp_path / "t.ipynb", 'out = ""',
-                        "import json, os, sys\n"
-                        "seen = {'pid': os.getpid(), 'cwd': os.getcwd(), 'preloaded': 'tabnanny' in sys.modules}\n"
-                        "json.dump(seen, open(out, 'w'))",
+                        "import json, os, sys\nseen = {'pid': os.getpid(), 'cwd': os.getcwd(), 'preloaded': "
+                        "'tabnanny' in sys.modules}\njson.dump(seen, open(out, 'w'))",
                         "import tabnanny",
                         "import no_such_module_anywhere")
     boot_kernel_early(tpl, tmp_path)
     pid = notebooks._early[notebooks._early_key(tpl, tmp_path)].provisioner.pid
     ex = execute_notebook(tpl, tmp_path / "o.ipynb", {"out": str(tmp_path / "r.json")}, cwd=tmp_path)
     seen = json.loads((tmp_path / "r.json").read_text())
-    assert seen == {"pid": pid, "cwd": str(tmp_path.resolve()), "preloaded": True}    # the early kernel, its imports done
-    assert ex.status == "failed" and ex.error.startswith("ModuleNotFoundError")        # a failed preload: its cell raises
+    # the early kernel, its imports done
+    assert seen == {"pid": pid, "cwd": str(tmp_path.resolve()), "preloaded": True}
+    # a failed preload: its cell raises
+    assert ex.status == "failed" and ex.error.startswith("ModuleNotFoundError")
     with pytest.raises(ProcessLookupError): os.kill(pid, 0)                            # killed and reaped
     assert not notebooks._early
 
 
 def test_a_kernel_that_dies_is_a_failed_run_with_its_notebook_kept(tmp_path):
     """RELIABILITY 8: a dead kernel ends the run failed, notebook kept."""
-    tpl = make_template(tmp_path / "t.ipynb", "x = 1", "print('before the crash')", "import os\nos._exit(3)", "print('never')")
-    ex = execute_notebook(tpl, tmp_path / "o.ipynb")                    # no exception out of the launcher's call
+    tpl = make_template(tmp_path / "t.ipynb", "x = 1", "print('before the crash')", "import os\nos._exit(3)",
+                        "print('never')")
+    # no exception out of the launcher's call
+    ex = execute_notebook(tpl, tmp_path / "o.ipynb")
     assert ex.status == "failed" and ex.error.startswith("DeadKernelError"), ex
     cells = nbformat.read(ex.output, as_version=4).cells
-    assert cells[1].outputs[0]["text"] == "before the crash\n" and not cells[3].outputs     # kept as far as it got
-    assert cells[2].outputs[-1]["ename"] == "DeadKernelError"                   # the cell that was running says why
+    # kept as far as it got
+    assert cells[1].outputs[0]["text"] == "before the crash\n" and not cells[3].outputs
+    # the cell that was running says why
+    assert cells[2].outputs[-1]["ename"] == "DeadKernelError"
 
 
 def test_sigterm_stops_the_run_not_the_process(tmp_path):
-    """Cloud Run's task timeout: SIGTERM, then ~10 s later SIGKILL. The run ends `killed`, its notebook kept, no kernel left."""
+    """Cloud Run's task timeout: SIGTERM, then SIGKILL; the run ends `killed`, notebook kept, no kernel."""
     started = tmp_path / "started"
     tpl = make_template(tmp_path / "t.ipynb", 'marker = ""', "print('working')",
-                        "import pathlib, time\npathlib.Path(marker).touch()\ntime.sleep(60)", "print('never')")
+                        "import pathlib, time\npathlib.Path(marker).touch()\ntime.sleep(60)",
+                        "print('never')")
     code = ("import dataclasses, json, sys\nfrom strategy_engine.notebooks import execute_notebook\n"
             "ex = execute_notebook(sys.argv[1], sys.argv[2], {'marker': sys.argv[3]})\n"
             "print(json.dumps(dataclasses.asdict(ex), default=str))")
@@ -110,14 +118,18 @@ def test_sigterm_stops_the_run_not_the_process(tmp_path):
     ex = json.loads(out.splitlines()[-1])
     assert ex["status"] == "killed" and "SIGTERM" in ex["error"], ex
     cells = nbformat.read(ex["output"], as_version=4).cells
-    assert cells[2].outputs[0]["text"] == "working\n" and not cells[4].outputs    # [1]: papermill's injected parameters
-    assert cells[3].outputs[-1]["ename"] == "RunKilled"                          # the cell that was running says why
+    # [1]: papermill's injected parameters
+    assert cells[2].outputs[0]["text"] == "working\n" and not cells[4].outputs
+    # the cell that was running says why
+    assert cells[3].outputs[-1]["ename"] == "RunKilled"
     assert notebook_error(ex["output"]).startswith("RunKilled: stopped by SIGTERM")
-    assert processes_with_env("SIGTERM_TEST", str(tmp_path)) == []                # the kernel went with the run
+    # the kernel went with the run
+    assert processes_with_env("SIGTERM_TEST", str(tmp_path)) == []
 
 
 def test_figures_reach_the_record_even_under_a_headless_backend(tmp_path, monkeypatch):
-    monkeypatch.setenv("MPLBACKEND", "Agg")                              # as a headless image (the Dockerfile) might set
+    # as a headless image (the Dockerfile) might set
+    monkeypatch.setenv("MPLBACKEND", "Agg")
     tpl = make_template(tmp_path / "t.ipynb", "n = 3",
                         "import matplotlib.pyplot as plt\nplt.plot(range(n))\nplt.show()")
     ex = execute_notebook(tpl, tmp_path / "o.ipynb")

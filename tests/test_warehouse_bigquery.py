@@ -1,4 +1,4 @@
-"""BigQuery backend: the real google-cloud-bigquery client against a local HTTP endpoint speaking BigQuery's REST API.
+"""BigQuery backend: the real google-cloud-bigquery client against a local server speaking its REST API.
 
 The endpoint (`FakeBigQuery`) records every request and keeps its tables in DuckDB: table resources
 become DuckDB tables, Parquet load jobs are inserted, and query jobs run through
@@ -74,7 +74,15 @@ def _cell(v, typ: str, int64_ts: bool):
     "One value in BigQuery's REST row format (everything is a string or null)."
     if v is None: return None
     if typ == "FLOAT":
-        return "NaN" if math.isnan(v) else "Infinity" if v == math.inf else "-Infinity" if v == -math.inf else repr(float(v))
+        return (
+            "NaN"
+            if math.isnan(v)
+            else "Infinity"
+            if v == math.inf
+            else "-Infinity"
+            if v == -math.inf
+            else repr(float(v))
+        )
     if typ == "BOOLEAN": return "true" if v else "false"
     if typ == "DATE": return v.isoformat()
     if typ == "TIMESTAMP":
@@ -93,8 +101,12 @@ def _param(p: dict):
 
 def _scalar(typ: str, v: str | None):
     if v is None: return None
-    parse: dict[str, Callable[[str], object]] = {"INT64": int, "FLOAT64": float, "BOOL": lambda s: s == "true",
-                                                 "DATE": dt.date.fromisoformat}
+    parse: dict[str, Callable[[str], object]] = {
+        "INT64": int,
+        "FLOAT64": float,
+        "BOOL": lambda s: s == "true",
+        "DATE": dt.date.fromisoformat,
+    }
     return parse.get(typ, str)(v)
 
 
@@ -112,7 +124,8 @@ class FakeBigQuery:
         self.requests: list[dict] = []
         self.query_errors: list[str] = []         # messages of the next query jobs to fail (400 invalidQuery)
         self.fail_queries_matching: str | None = None
-        self.failures: list[str] = []             # exceptions inside the fake itself: a test bug, checked at teardown
+        # exceptions inside the fake itself: a test bug, checked at teardown
+        self.failures: list[str] = []
         self.lock = threading.Lock()
         fake = self
 
@@ -124,12 +137,14 @@ class FakeBigQuery:
                     with fake.lock:
                         lower = {k.lower(): v for k, v in self.headers.items()}
                         status, out, headers = fake.route(self.command, self.path, lower, body)
-                except Exception as e:                 # answer at once (a dropped connection would be retried for minutes)
+                # answer at once (a dropped connection would be retried for minutes)
+                except Exception as e:
                     fake.failures.append(f"{self.command} {self.path}: {type(e).__name__}: {e}")
                     status, out, headers = fake.error(400, "invalid", f"fake endpoint failure: {e}")
                 data = b"" if out is None else json.dumps(out).encode()
                 self.send_response(status)
-                for k, v in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
+                for k, v in {"Content-Type": "application/json", "Content-Length": str(len(data)),
+                             **headers}.items():
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)
@@ -154,7 +169,8 @@ class FakeBigQuery:
     def route(self, method: str, raw_path: str, headers: dict, body: bytes):
         url = urlsplit(raw_path)
         path, query = url.path, {k: v[0] for k, v in parse_qs(url.query).items()}
-        record: dict[str, Any] = {"method": method, "path": path, "query": query, "headers": headers, "body": body}
+        record: dict[str, Any] = {"method": method, "path": path, "query": query, "headers": headers,
+                                  "body": body}
         self.requests.append(record)
         if path.startswith("/upload/"): return self.upload(method, query, headers, body, record)
         m = re.fullmatch(r"/bigquery/v2/projects/([^/]+)/(.*)", path)
@@ -162,7 +178,11 @@ class FakeBigQuery:
         rest = m.group(2)
         record["json"] = json.loads(body) if body else None
         if mt := re.fullmatch(r"datasets/([^/]+)/tables", rest):
-            return self.create_table(mt.group(1), record["json"]) if method == "POST" else self.unknown(method, path)
+            return (
+                self.create_table(mt.group(1), record["json"])
+                if method == "POST"
+                else self.unknown(method, path)
+            )
         if mt := re.fullmatch(r"datasets/([^/]+)/tables/([^/]+)", rest):
             key = (mt.group(1), mt.group(2))
             if method == "GET":
@@ -175,7 +195,11 @@ class FakeBigQuery:
                 return 204, None, {}
         if method == "POST" and rest == "queries": return self.query(record["json"])
         if mt := re.fullmatch(r"jobs/([^/]+)", rest):
-            return (200, self.jobs[mt.group(1)], {}) if mt.group(1) in self.jobs else self.error(404, "notFound", "no such job")
+            return (
+                (200, self.jobs[mt.group(1)], {})
+                if mt.group(1) in self.jobs
+                else self.error(404, "notFound", "no such job")
+            )
         return self.unknown(method, path)
 
     def unknown(self, method, path):
@@ -190,35 +214,44 @@ class FakeBigQuery:
     def create_table(self, dataset: str, resource: dict):
         ref = resource["tableReference"]
         key = (dataset, ref["tableId"])
-        if key in self.tables: return self.error(409, "duplicate", f"Already Exists: Table {PROJECT}:{dataset}.{ref['tableId']}")
+        if key in self.tables:
+            return self.error(409, "duplicate", f"Already Exists: Table {PROJECT}:{dataset}.{ref['tableId']}")
         self.con.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.project}"."{dataset}"')
-        if "view" in resource:                       # a view: its standard-SQL query, run as BigQuery would (transpiled)
+        # a view: its standard-SQL query, run as BigQuery would (transpiled)
+        if "view" in resource:
             name = f"`{self.project}.{dataset}.{ref['tableId']}`"
             bigquery_on_duckdb(self.con, f"CREATE VIEW {name} AS {resource['view']['query']}")
             self.tables[key] = {**resource, "kind": "bigquery#table", "type": "VIEW",
                                 "id": f"{PROJECT}:{dataset}.{ref['tableId']}"}
             return 200, self.tables[key], {}
-        cols = ", ".join(f'"{f["name"]}" {_DUCK[f["type"]]}{" NOT NULL" if f.get("mode") == "REQUIRED" else ""}'
+        cols = ", ".join(f'"{f["name"]}" '
+                         f'{_DUCK[f["type"]]}{" NOT NULL" if f.get("mode") == "REQUIRED" else ""}'
                          for f in resource["schema"]["fields"])
         self.con.execute(f'CREATE TABLE "{self.project}"."{dataset}"."{ref["tableId"]}" ({cols})')
-        self.tables[key] = {**resource, "kind": "bigquery#table", "id": f"{PROJECT}:{dataset}.{ref['tableId']}"}
+        self.tables[key] = {**resource, "kind": "bigquery#table",
+                            "id": f"{PROJECT}:{dataset}.{ref['tableId']}"}
         return 200, self.tables[key], {}
 
     def upload(self, method: str, query: dict, headers: dict, body: bytes, record: dict):
         if query.get("uploadType") == "multipart":
-            msg = email.parser.BytesParser().parsebytes(b"Content-Type: " + headers["content-type"].encode() + b"\r\n\r\n" + body)
-            meta, data = (part.get_payload(decode=True) for part in msg.get_payload())  # type: ignore[union-attr]
+            msg = email.parser.BytesParser().parsebytes(
+                b"Content-Type: " + headers["content-type"].encode() + b"\r\n\r\n" + body
+            )
+            # type: ignore[union-attr]
+            meta, data = (part.get_payload(decode=True) for part in msg.get_payload())
             return self.load(json.loads(meta), data, record)  # type: ignore[arg-type]
         if query.get("uploadType") == "resumable" and method == "POST":
             uid = uuid.uuid4().hex
             self.uploads[uid] = {"meta": json.loads(body), "data": b""}
-            where = f"{self.url}/upload/bigquery/v2/projects/{self.project}/jobs?uploadType=resumable&upload_id={uid}"
+            where = (f"{self.url}/upload/bigquery/v2/projects/{self.project}/jobs"
+                     f"?uploadType=resumable&upload_id={uid}")
             return 200, None, {"Location": where}
         if query.get("uploadType") == "resumable" and method == "PUT":
             up = self.uploads[query["upload_id"]]
             up["data"] += body
             total = headers.get("content-range", "").rsplit("/", 1)[-1]
-            if total != "*" and len(up["data"]) == int(total): return self.load(up["meta"], up["data"], record)
+            if total != "*" and len(up["data"]) == int(total):
+                return self.load(up["meta"], up["data"], record)
             return 308, None, {"Range": f"bytes=0-{len(up['data']) - 1}"}
         return self.unknown(method, "upload")
 
@@ -253,7 +286,8 @@ class FakeBigQuery:
         if result is not None and "Count" not in result.column_names:
             types = [_arrow_to_bq(f.type) for f in result.schema]
             int64_ts = req.get("formatOptions", {}).get("useInt64Timestamp", False)
-            out["schema"] = {"fields": [{"name": f.name, "type": t, "mode": "NULLABLE"} for f, t in zip(result.schema, types)]}
+            out["schema"] = {"fields": [{"name": f.name, "type": t, "mode": "NULLABLE"}
+                                        for f, t in zip(result.schema, types)]}
             out["rows"] = [{"f": [{"v": _cell(v, t, int64_ts)} for v, t in zip(row.values(), types)]}
                            for row in result.to_pylist()]
             out["totalRows"] = str(result.num_rows)
@@ -266,7 +300,8 @@ class FakeBigQuery:
         return [r for r in self.requests if r["method"] == method and re.search(pattern, r["path"])]
 
     def table(self, name: str) -> pd.DataFrame:
-        return self.con.sql(f'SELECT * FROM "{self.project}"."{DATASET}"."{name}"').to_arrow_table().to_pandas()
+        return self.con.sql('SELECT * FROM '
+                            f'"{self.project}"."{DATASET}"."{name}"').to_arrow_table().to_pandas()
 
 
 @pytest.fixture
@@ -284,19 +319,22 @@ def _warehouse(fake: FakeBigQuery, **kw) -> BigQueryWarehouse:
 def test_tables_are_created_partitioned_and_clustered(fake):
     wh = _warehouse(fake)
     assert wh.counts() == dict.fromkeys(TABLES, 0)
-    posted = {r["json"]["tableReference"]["tableId"]: r["json"] for r in fake.calls("POST", r"/datasets/[^/]+/tables$")}
+    posted = {r["json"]["tableReference"]["tableId"]: r["json"]
+              for r in fake.calls("POST", r"/datasets/[^/]+/tables$")}
     views = {name: body for name, body in posted.items() if "view" in body}
     created = {name: body for name, body in posted.items() if "view" not in body}
     assert set(created) == set(TABLES) and set(views) == {f"{t}_current" for t in RUN_TABLES}
     assert set(RUN_TABLES) == {"signals", "target_weights", "performance", "runs"}
-    assert all(not v["view"].get("useLegacySql", False) and "ROW_NUMBER()" in v["view"]["query"] for v in views.values())
+    assert all(not v["view"].get("useLegacySql", False) and "ROW_NUMBER()" in v["view"]["query"]
+               for v in views.values())
     assert created["signals"]["timePartitioning"] == {"type": "MONTH", "field": "date"}
     assert created["signals"]["clustering"] == {"fields": ["strategy", "symbol", "run_id"]}
     assert created["performance"]["timePartitioning"]["field"] == "date"
     assert created["target_weights"]["clustering"] == {"fields": ["strategy", "symbol", "run_id"]}
     assert created["runs"]["timePartitioning"] == {"type": "MONTH", "field": "as_of"}
     assert created["runs"]["clustering"] == {"fields": ["kind", "status", "run_id"]}
-    assert "bars" not in created                                  # market data: the market store's market_bars
+    # market data: the market store's market_bars
+    assert "bars" not in created
     for name, spec in TABLES.items():
         fields = created[name]["schema"]["fields"]
         assert [(f["name"], f["type"]) for f in fields] == list(spec.columns.items())
@@ -304,7 +342,8 @@ def test_tables_are_created_partitioned_and_clustered(fake):
     # a second process finds the tables there: 409 on insert, then the client reads them back
     again = _warehouse(fake)
     assert again.counts() == dict.fromkeys(TABLES, 0)
-    assert len(fake.calls("GET", r"/datasets/[^/]+/tables/[^/]+$")) == len(TABLES) + len(RUN_TABLES)   # and the views
+    # and the views
+    assert len(fake.calls("GET", r"/datasets/[^/]+/tables/[^/]+$")) == len(TABLES) + len(RUN_TABLES)
     count_sql = fake.calls("POST", r"/queries$")[-1]["json"]["query"]
     assert count_sql.count("UNION ALL") == len(TABLES) - 1                        # counts() is one query
 
@@ -351,7 +390,8 @@ def test_write_run_requests(fake):
     assert body["useLegacySql"] is False and body["parameterMode"] == "NAMED"
     assert sorted(body["queryParameters"], key=lambda p: p["name"]) == [
         {"name": "attempt", "parameterType": {"type": "INT64"}, "parameterValue": {"value": "1"}},
-        {"name": "run_id", "parameterType": {"type": "STRING"}, "parameterValue": {"value": "2024-11-22_daily"}},
+        {"name": "run_id", "parameterType": {"type": "STRING"},
+         "parameterValue": {"value": "2024-11-22_daily"}},
         {"name": "shard", "parameterType": {"type": "INT64"}, "parameterValue": {"value": "1"}}]
     assert "2024-11-22_daily" not in body["query"]
     # 4. the staging tables are deleted afterwards
@@ -359,8 +399,14 @@ def test_write_run_requests(fake):
     assert deleted == set(stages.values())
     # 5. and the targets hold the rows
     got = fake.table("signals").sort_values("symbol")
-    assert sorted(got["symbol"].unique()) == sorted(mine) and (got["shard"] == 1).all() and len(got) == 3 * len(mine)
-    assert fake.table("runs")[["run_id", "shard", "shard_count"]].values.tolist() == [["2024-11-22_daily", 1, 2]]
+    assert (
+        sorted(got["symbol"].unique()) == sorted(mine)
+        and (got["shard"] == 1).all()
+        and len(got) == 3 * len(mine)
+    )
+    assert fake.table("runs")[["run_id", "shard", "shard_count"]].values.tolist() == [
+        ["2024-11-22_daily", 1, 2]
+    ]
     w = fake.table("target_weights").sort_values(["strategy", "symbol"])
     want = pd.DataFrame(weights).sort_values(["strategy", "symbol"])
     assert w["weight"].tolist() == want["weight"].tolist() and (w["shard"] == 1).all()
@@ -373,7 +419,9 @@ def test_concurrent_update_abort_is_retried(fake):
     fake.query_errors.append("Query error: Transaction is aborted due to concurrent update against table "
                              f"{PROJECT}:{DATASET}.signals. Transaction ID: 61e30eea at [24:9]")
     assert wh.write_run(run, sig, perf)["signals"] == 9
-    scripts = [r for r in fake.calls("POST", r"/queries$") if r["json"]["query"].startswith("BEGIN TRANSACTION")]
+    scripts = [
+        r for r in fake.calls("POST", r"/queries$") if r["json"]["query"].startswith("BEGIN TRANSACTION")
+    ]
     assert len(scripts) == 2 and scripts[0]["json"]["query"] == scripts[1]["json"]["query"]
     assert wh.counts()["signals"] == 9
 
@@ -386,17 +434,23 @@ def test_failed_script_writes_nothing_and_cleans_up(fake):
     fake.requests.clear()
     fake.fail_queries_matching = "BEGIN TRANSACTION"
     changed = [{**r, "confidence": 0.5} for r in sig]
-    msg = expect_error(lambda: wh.write_run({**run, "status": "failed"}, changed, perf),
-                       "writing run 'R' attempt 1 shard 0 failed", "injected failure", "re-running the write is safe",
-                       exc=WarehouseError)
+    msg = expect_error(
+        lambda: wh.write_run({**run, "status": "failed"}, changed, perf),
+        "writing run 'R' attempt 1 shard 0 failed",
+        "injected failure",
+        "re-running the write is safe",
+        exc=WarehouseError,
+    )
     print(msg)
-    assert len([r for r in fake.calls("POST", r"/queries$")]) == 1             # not a concurrency abort: no retry
+    # not a concurrency abort: no retry
+    assert len([r for r in fake.calls("POST", r"/queries$")]) == 1
     created = {r["json"]["tableReference"]["tableId"] for r in fake.calls("POST", r"/tables$")}
     deleted = {r["path"].rsplit("/", 1)[-1] for r in fake.calls("DELETE", r"/tables/")}
     assert deleted == created and len(created) == len(RUN_TABLES)
     for name, frame in before.items(): pd.testing.assert_frame_equal(fake.table(name), frame)
     fake.fail_queries_matching = None
-    fake.query_errors.extend(["Query error: Transaction is aborted due to concurrent update against table x"] * 3)
+    fake.query_errors.extend(["Query error: Transaction is aborted due to concurrent update against table "
+                              "x"] * 3)
     expect_error(lambda: wh.write_run(run, changed, perf), "failed after 3 attempt(s)", exc=WarehouseError)
 
 
@@ -406,8 +460,14 @@ def test_shard_overlap_error_becomes_a_data_error(fake):
     run, sig, _ = example_run("2024-11-22", syms, run_id="Y")
     split = [shard_symbols(syms, (k, 2)) for k in (0, 1)]
     wh.write_run(run, [r for r in sig if r["symbol"] in split[1]], None, shard=(1, 2))
-    print(expect_error(lambda: wh.write_run(run, sig, None, shard=(0, 2)), "shard overlap: shard 1 of this run already wrote",
-                       "use warehouse.shard_symbols", exc=DataError))
+    print(
+        expect_error(
+            lambda: wh.write_run(run, sig, None, shard=(0, 2)),
+            "shard overlap: shard 1 of this run already wrote",
+            "use warehouse.shard_symbols",
+            exc=DataError,
+        )
+    )
     assert wh.counts()["runs"] == 1
 
 
@@ -416,12 +476,16 @@ def test_reads_send_typed_parameters(fake):
     run, sig, perf = example_run("2024-11-22", ["RELIANCE", "TCS", "INFY"])
     wh.write_run(run, sig, perf)
     fake.requests.clear()
-    got = wh.read_signals(start="2024-11-22", end=dt.date(2024, 11, 22), strategy="momentum", symbols=["TCS", "INFY"])
+    got = wh.read_signals(start="2024-11-22", end=dt.date(2024, 11, 22), strategy="momentum",
+                          symbols=["TCS", "INFY"])
     assert sorted(got["symbol"]) == ["INFY", "TCS"] and (got["strategy"] == "momentum").all()
     assert got["timestamp"].iloc[0] == pd.Timestamp("2024-11-22 10:00", tz="UTC")
     assert json.loads(got["metadata"].iloc[0])["synthetic"] is True
     body = fake.calls("POST", r"/queries$")[0]["json"]
-    assert "TO_JSON_STRING(`metadata`) AS `metadata`" in body["query"] and "`symbol` IN UNNEST(@p3)" in body["query"]
+    assert (
+        "TO_JSON_STRING(`metadata`) AS `metadata`" in body["query"]
+        and "`symbol` IN UNNEST(@p3)" in body["query"]
+    )
     assert body["queryParameters"] == [
         {"name": "p0", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "2024-11-22"}},
         {"name": "p1", "parameterType": {"type": "DATE"}, "parameterValue": {"value": "2024-11-22"}},
@@ -432,10 +496,12 @@ def test_reads_send_typed_parameters(fake):
     assert runs["run_id"].tolist() == ["2024-11-22_daily"]
     assert fake.calls("POST", r"/queries$")[-1]["json"]["query"].endswith("LIMIT 1")
     fake.requests.clear()
-    then = wh.read_signals(at="2024-11-22T10:30:00Z")                 # what was current then: a TIMESTAMP parameter
+    # what was current then: a TIMESTAMP parameter
+    then = wh.read_signals(at="2024-11-22T10:30:00Z")
     assert len(then) == 9
     body = fake.calls("POST", r"/queries$")[0]["json"]
-    assert {"name": "at", "parameterType": {"type": "TIMESTAMP"}, "parameterValue": {"value": "2024-11-22 10:30:00+00:00"}} \
+    assert {"name": "at", "parameterType": {"type": "TIMESTAMP"},
+            "parameterValue": {"value": "2024-11-22 10:30:00+00:00"}} \
         in body["queryParameters"] and "FIRST_VALUE(`run_id`)" in body["query"]
 
 
@@ -443,7 +509,8 @@ def test_contract_through_the_client(fake):
     facts = check_warehouse(_warehouse(fake))
     duck = check_warehouse(DuckDBWarehouse())
     _same_snapshot(facts["tables"], duck["tables"], "BigQuery (via client and local endpoint) vs DuckDB")
-    assert facts["fault_points"] == len(RUN_TABLES)                                            # a fault after each stage load
+    # a fault after each stage load
+    assert facts["fault_points"] == len(RUN_TABLES)
     assert facts["counts"] == duck["counts"]
 
 
@@ -453,12 +520,14 @@ def test_bulk_signals_go_in_as_one_parquet_load_job(fake, nse_dir):
     reads back exactly."""
     wh = _warehouse(fake)
     bars = load_bars(nse_dir)
-    records = pa.concat_tables([run_strategy(name, bars, load_config(name), restrict_universe=False).records("all")
+    records = pa.concat_tables([run_strategy(name, bars, load_config(name),
+                                             restrict_universe=False).records("all")
                                 for name in ("momentum", "mean_reversion", "breakout")])
     run = {"run_id": "bulk", "kind": "backfill", "as_of": "2024-11-22", "ended_at": "2024-11-22T12:00:00Z"}
     assert wh.write_run(run, records)["signals"] == records.num_rows > 200_000
     uploads = fake.calls("POST", r"^/upload/")
-    assert [r["query"]["uploadType"] for r in uploads] == ["resumable", "multipart"]    # signals, runs (no performance)
+    # signals, runs (no performance)
+    assert [r["query"]["uploadType"] for r in uploads] == ["resumable", "multipart"]
     sent = b"".join(r["body"] for r in fake.calls("PUT", r"^/upload/"))
     assert len(sent) > 5 * 1024 * 1024
     batches, _ = _run_batches(run, records, None, (0, 1))
@@ -466,5 +535,6 @@ def test_bulk_signals_go_in_as_one_parquet_load_job(fake, nse_dir):
     back = wh.read_signals(run_id="bulk", start="2020-01-01", end="2020-12-31", symbols=["TCS", "INFY"])
     want = _conform(batches["signals"], TABLES["signals"])
     want = want[(want["date"].dt.year == 2020) & want["symbol"].isin(["TCS", "INFY"])]
-    _same(back, want.sort_values(["date", "strategy", "symbol"]).reset_index(drop=True), "bulk signals, read back")
+    _same(back, want.sort_values(["date", "strategy", "symbol"]).reset_index(drop=True),
+          "bulk signals, read back")
     assert wh.read_signals().empty                                      # a backfill is never current

@@ -1,13 +1,13 @@
 """Render the library and research notebooks, executed, to a static HTML site (no Quarto), and check it.
 
     python tools/build_docs.py [--out _docs] [--only 22_plots 05_metrics] [--skip-slow] [--jobs 2]
-    python tools/build_docs.py --check _docs          # links and images of a built site; exit 1 naming each problem
+    python tools/build_docs.py --check _docs    # links and images of a built site; exit 1 naming problems
 
-Each notebook of nbs/ (not the papermill templates in nbs/production/) is executed in its own folder, as nbdev_test
-and JupyterLab run it, then rendered with nbconvert's lab template; plots are embedded as data: URIs, links to other
-notebooks point at their pages, and index.html lists the chapters in reading order (the file names' order) with
-each chapter's one-line summary. A notebook that fails to execute is still rendered, up to its error, and the build
-exits 1 naming it.
+Each notebook of nbs/ (not the papermill templates in nbs/production/) is executed in its own folder, as
+nbdev_test and JupyterLab run it, then rendered with nbconvert's lab template; plots are embedded as data:
+URIs, links to other notebooks point at their pages, and index.html lists the chapters in reading order (the
+file names' order) with each chapter's one-line summary. A notebook that fails to execute is still rendered,
+up to its error, and the build exits 1 naming it.
 
 The site works offline: the markdown's TeX ($...$, $$...$$) becomes MathML at build time (latex2mathml;
 browsers render MathML natively), and the page template (tools/docs_template/offline) drops the scripts the
@@ -54,7 +54,8 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
     stems = {p.stem: p for p in found}
     missing = [s for s in only if s not in stems]
     if missing:
-        raise SystemExit(f"build_docs: --only {' '.join(missing)}: no such notebook in nbs/ (have: {', '.join(stems)})")
+        raise SystemExit(f"build_docs: --only {' '.join(missing)}: no such notebook in nbs/ (have: "
+                         f"{', '.join(stems)})")
     return [stems[s] for s in only]
 
 
@@ -151,10 +152,11 @@ def write_index(pages: list[Page], out: Path) -> None:
         rows.append(f'<li><a href="{p.html_name}">{html.escape(p.notebook.stem)}: {html.escape(p.title)}</a>'
                     f'{" — " + html.escape(p.summary) if p.summary else ""}{state}</li>')
     (out / "index.html").write_text(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Strategy Engine</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}li{margin:.3em 0}.error{color:#b00}"
-        "</style></head><body><h1>Strategy Engine</h1>\n<p>The notebooks of <code>nbs/</code>, executed, in reading "
-        "order. Built by <code>make docs</code> (tools/build_docs.py).</p>\n<ol>\n" + "\n".join(rows) +
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Strategy "
+        "Engine</title><style>body{font-family:sans-serif;max-width:60em;margin:2em auto}li{margin:.3em "
+        "0}.error{color:#b00}</style></head><body><h1>Strategy Engine</h1>\n<p>The notebooks of "
+        "<code>nbs/</code>, executed, in reading order. Built by <code>make docs</code> "
+        "(tools/build_docs.py).</p>\n<ol>\n" + "\n".join(rows) +
         "\n</ol></body></html>\n", encoding="utf-8")
 
 
@@ -222,9 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     "Build the site (or check one) and say what it did."
     p = argparse.ArgumentParser(prog="tools/build_docs.py", description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "_docs", help="the site's folder (default _docs/)")
-    p.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="render only these notebooks (stems, e.g. 22_plots)")
+    p.add_argument("--only", nargs="+", metavar="NOTEBOOK",
+                   help="render only these notebooks (stems, e.g. 22_plots)")
     p.add_argument("--no-execute", action="store_true", help="render the outputs stored in the notebooks")
-    p.add_argument("--skip-slow", action="store_true", help="do not execute cells flagged #| slow or #| notest")
+    p.add_argument("--skip-slow", action="store_true",
+                   help="do not execute cells flagged #| slow or #| notest")
     p.add_argument("--jobs", type=int, default=2, help="notebooks executed at once (default 2)")
     p.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds (default 900)")
     p.add_argument("--check", type=Path, metavar="SITE",
@@ -240,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     def one(path: Path) -> Page:
         page = render(path, args.out, not args.no_execute, args.skip_slow, args.timeout)
-        print(f"{page.notebook.stem}: {page.seconds:.0f} s" + (f" - {page.error}" if page.error else ""), flush=True)
+        print(f"{page.notebook.stem}: {page.seconds:.0f} s" + (f" - {page.error}" if page.error else ""),
+              flush=True)
         return page
     with ThreadPoolExecutor(max(1, args.jobs)) as pool: pages = list(pool.map(one, chosen))
     write_index(pages, args.out)

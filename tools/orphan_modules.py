@@ -10,7 +10,8 @@ for module in sorted((root / "strategy_engine").rglob("*.py")):
     for line in head:
         m = re.search(r"File to edit: (\S+\.ipynb)", line)
         if m and not (module.parent / m.group(1)).resolve().exists():
-            orphans.append(f"{module.relative_to(root)} (generated from {m.group(1)}, which no longer exists)")
+            orphans.append(f"{module.relative_to(root)} (generated from {m.group(1)}, which no longer "
+                           "exists)")
 if orphans:
     print("sync-check: orphan modules; delete them or restore their notebooks:\n  " + "\n  ".join(orphans))
     sys.exit(1)

@@ -25,7 +25,8 @@ def _day(text: str) -> dt.date:
         from zoneinfo import ZoneInfo
         return dt.datetime.now(ZoneInfo("Asia/Kolkata")).date()
     try: return dt.datetime.strptime(text, "%Y-%m-%d").date()
-    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD (or today)") from None
+    except ValueError: raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD (or "
+                                                        "today)") from None
 
 def _guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     "A handler whose engine errors print one line (never a traceback) and exit 1; calendar refusals exit 2."
@@ -67,7 +68,7 @@ def cmd_data_ingest(args) -> int:
     return 0 if report.ok else 1
 
 def cmd_data_fetch(args) -> int:
-    "Download sessions' bhavcopies from the exchange archive and ingest them; 1 when a session could not be had."
+    "Download sessions' bhavcopies from the exchange archive and ingest them; 1 when a session is missing."
     from strategy_engine.calendar import nse_calendar
     from strategy_engine.logs import Progress, heartbeat
     from strategy_engine.market.fetch import fetch_and_ingest, ingest_missing_sessions
@@ -80,7 +81,8 @@ def cmd_data_fetch(args) -> int:
         if args.date is not None: sessions = [args.date]
         else:
             if args.to < args.start:
-                print(f"strategy-engine: error: --to {args.to} is before --from {args.start}", file=sys.stderr)
+                print(f"strategy-engine: error: --to {args.to} is before --from {args.start}",
+                      file=sys.stderr)
                 return 2
             sessions = list(nse_calendar().sessions(args.start, args.to))
         bar, parts = Progress("fetch", total=len(sessions)), []
@@ -99,8 +101,10 @@ def cmd_data_import(args) -> int:
     with heartbeat(Progress(f"import {args.dir}")):
         report = import_bars_dir(args.dir, args.warehouse, symbols=args.symbols)
     skipped = [r for r in report.results if r.status == "not_a_session"]
-    print(f"Import of {args.dir}: {report.count('ingested')} sessions written, {report.count('unchanged')} already held"
-          + (f", {len(skipped)} non-session dates skipped ({', '.join(f'{r.session:%Y-%m-%d}' for r in skipped[:5])})"
+    print(f"Import of {args.dir}: {report.count('ingested')} sessions written, {report.count('unchanged')} "
+          "already held"
+          + (f", {len(skipped)} non-session dates skipped "
+             f"({', '.join(f'{r.session:%Y-%m-%d}' for r in skipped[:5])})"
              if skipped else "") + ".")
     return 0
 
@@ -124,52 +128,67 @@ def cmd_data_actions(args) -> int:
 
     from strategy_engine.market.store import ingest_actions
     ledger, unparsed = ingest_actions(args.file, args.warehouse)
-    print(f"Actions ledger: {len(ledger)} entries from {args.file} "
-          f"({', '.join(f'{k} {n}' for k, n in ledger['kind'].value_counts().sort_index().items()) or 'none'}).")
+    print(
+        f"Actions ledger: {len(ledger)} entries from {args.file} "
+        f"({', '.join(f'{k} {n}' for k, n in ledger['kind'].value_counts().sort_index().items()) or 'none'})."
+    )
     if len(unparsed):
-        print(f"Not understood, not applied ({len(unparsed)}): a jump on these ex-dates fails validation until the "
-              "action is entered by hand.")
+        print(f"Not understood, not applied ({len(unparsed)}): a jump on these ex-dates fails validation "
+              "until the action is entered by hand.")
         for r in unparsed.itertuples():
             print(f"  line {r.line}: {r.symbol} {pd.Timestamp(r.ex_date).date()}: {r.purpose}")
-    if args.json: print(json.dumps({"entries": len(ledger), "unparsed": unparsed.astype(str).to_dict("records")}))
+    if args.json:
+        print(json.dumps({"entries": len(ledger), "unparsed": unparsed.astype(str).to_dict("records")}))
     return 0
 
 def add_data_commands(data_subparsers) -> None:
     "Add `ingest`, `fetch`, `import` and `actions` to the CLI's `data` sub-command group."
-    wh_help = "the warehouse: duckdb:///PATH or bigquery://PROJECT/DATASET (default: $STRATEGY_ENGINE_WAREHOUSE or runs/)"
-    ing = data_subparsers.add_parser("ingest", help="ingest exchange bhavcopies (files, zips or folders) into the warehouse",
-                                     description="Each file is one session: written whole or not at all. The same file "
-                                     "again changes nothing; another file for a session replaces it and is logged.")
-    ing.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="bhavcopy .csv/.zip files or folders of them")
+    wh_help = ("the warehouse: duckdb:///PATH or bigquery://PROJECT/DATASET (default: "
+               "$STRATEGY_ENGINE_WAREHOUSE or runs/)")
+    ing = data_subparsers.add_parser("ingest", help="ingest exchange bhavcopies (files, zips or folders) "
+                                                    "into the warehouse",
+                                     description="Each file is one session: written whole or not at all. "
+                                                 "The same file again changes nothing; another file for a "
+                                                 "session replaces it and is logged.")
+    ing.add_argument("paths", nargs="+", type=Path, metavar="PATH",
+                     help="bhavcopy .csv/.zip files or folders of them")
     ing.add_argument("--warehouse", help=wh_help)
     ing.add_argument("--series", nargs="+", default=list(SERIES),
                      help=f"equity series to keep (default: {' '.join(SERIES)})")
     ing.add_argument("--workers", type=int, default=1, help="processes parsing files (default 1)")
     ing.set_defaults(func=_guarded(cmd_data_ingest))
-    fe = data_subparsers.add_parser("fetch", help="download bhavcopies from the exchange archive and ingest them",
-                                    description="Sessions come from the calendar: holidays and weekends are never asked for.")
+    fe = data_subparsers.add_parser("fetch", help="download bhavcopies from the exchange archive and ingest "
+                                                  "them",
+                                    description="Sessions come from the calendar: holidays and weekends are "
+                                                "never asked for.")
     which = fe.add_mutually_exclusive_group(required=True)
     which.add_argument("--date", type=_day, help="one session YYYY-MM-DD")
     which.add_argument("--from", dest="start", type=_day, help="first day of a range (with --to)")
-    which.add_argument("--missing", action="store_true", help="every session after the store's last, up to --as-of")
+    which.add_argument("--missing", action="store_true",
+                       help="every session after the store's last, up to --as-of")
     fe.add_argument("--to", type=_day, help="last day of the range")
-    fe.add_argument("--as-of", type=_day, help="with --missing: the last session to fetch (YYYY-MM-DD or today, IST)")
+    fe.add_argument("--as-of", type=_day,
+                    help="with --missing: the last session to fetch (YYYY-MM-DD or today, IST)")
     fe.add_argument("--warehouse", help=wh_help)
     fe.add_argument("--base-url", help="archive base URL (default: $STRATEGY_ENGINE_NSE_ARCHIVE or NSE's)")
     fe.add_argument("--save", type=Path, help="keep the downloaded files here (default runs/market/bhavcopy)")
     fe.add_argument("--no-save", action="store_true", help="do not keep the downloaded files")
     fe.add_argument("--retries", type=int, default=4, help="retries of a transient failure (default 4)")
     fe.set_defaults(func=_guarded(_fetch_usage(cmd_data_fetch)))
-    im = data_subparsers.add_parser("import", help="load a folder of per-symbol CSV files into the warehouse's bars",
-                                    description="For history the exchange files do not cover, e.g. the NSE sample: "
-                                    "stored as the vendor's split-adjusted prices (the ledger's earlier splits are not "
-                                    "applied to them again).")
-    im.add_argument("dir", type=Path, help="a folder of SYMBOL.csv files (Date, Open, High, Low, Close, Volume)")
+    im = data_subparsers.add_parser("import", help="load a folder of per-symbol CSV files into the "
+                                                   "warehouse's bars",
+                                    description="For history the exchange files do not cover, e.g. the NSE "
+                                                "sample: stored as the vendor's split-adjusted prices (the "
+                                                "ledger's earlier splits are not applied to them again).")
+    im.add_argument("dir", type=Path,
+                    help="a folder of SYMBOL.csv files (Date, Open, High, Low, Close, Volume)")
     im.add_argument("--symbols", nargs="+", help="only these symbols")
     im.add_argument("--warehouse", help=wh_help)
     im.set_defaults(func=_guarded(cmd_data_import))
-    ac = data_subparsers.add_parser("actions", help="read the exchange's corporate-actions file into the actions ledger")
-    ac.add_argument("file", type=Path, help="CSV with SYMBOL, SERIES, PURPOSE, EX-DATE (RECORD DATE, ... optional)")
+    ac = data_subparsers.add_parser("actions",
+                                    help="read the exchange's corporate-actions file into the actions ledger")
+    ac.add_argument("file", type=Path,
+                    help="CSV with SYMBOL, SERIES, PURPOSE, EX-DATE (RECORD DATE, ... optional)")
     ac.add_argument("--warehouse", help=wh_help)
     ac.add_argument("--json", action="store_true", help="also print a JSON summary")
     ac.set_defaults(func=_guarded(cmd_data_actions))

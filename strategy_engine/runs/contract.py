@@ -33,7 +33,8 @@ class RunStatus(StrEnum):
     NO_SESSION = "no_session"
     KILLED = "killed"
 
-STATUSES = tuple(s.value for s in RunStatus if s is not RunStatus.RUNNING)   # the statuses a finished run can have
+# the statuses a finished run can have
+STATUSES = tuple(s.value for s in RunStatus if s is not RunStatus.RUNNING)
 EXIT_CODES = {"succeeded": 0, "no_session": 0, "failed": 1, "timeout": 3, "data_stale": 4, "killed": 5}
 USAGE_EXIT = 2          # a usage error: exits before anything starts
 OK_STATUSES = ("succeeded", "no_session")
@@ -53,7 +54,8 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 def canonical_json(obj) -> bytes:
     "The one byte form of a JSON value that hashes are taken over: sorted keys, no spaces, UTF-8, no NaN."
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()
 
 def sha256_hex(data: bytes) -> str:
     "Hex sha256 of `data`."
@@ -73,15 +75,16 @@ def check_kind(kind: str) -> str:
     return str(kind)
 
 def check_run_id(run_id: str, what: str = "run id") -> str:
-    "Return `run_id` if it is 1-128 letters, digits, '.', '_' or '-' starting with a letter or digit, else raise."
+    "Return `run_id` if it is 1-128 letters, digits, '.', '_' or '-', starting alphanumeric; else raise."
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
-        raise ConfigError(f"{what} {run_id!r} must be 1-128 letters, digits, '.', '_' or '-', starting with a letter "
-                          "or digit (e.g. daily-2024-11-22-1a2b3c4d).")
+        raise ConfigError(f"{what} {run_id!r} must be 1-128 letters, digits, '.', '_' or '-', starting with "
+                          "a letter or digit (e.g. daily-2024-11-22-1a2b3c4d).")
     return run_id
 
 def make_run_id(kind: str, as_of, identity: Mapping | None = None) -> str:
-    "Deterministic run id '<kind>-<YYYY-MM-DD>-<sha8 of identity>' (identity: strategies, data, configuration, ...)."
-    return f"{check_kind(kind)}-{as_date(as_of).isoformat()}-{sha256_hex(canonical_json(dict(identity or {})))[:8]}"
+    "Deterministic run id '<kind>-<YYYY-MM-DD>-<sha8 of identity>' (strategies, data, configuration, ...)."
+    digest = sha256_hex(canonical_json(dict(identity or {})))[:8]
+    return f"{check_kind(kind)}-{as_date(as_of).isoformat()}-{digest}"
 
 def record_id(run_id: str, shard: tuple[int, int]) -> str:
     "The archive id of one shard's record: the run id, with '-s<i>of<n>' when the run is sharded."
@@ -96,9 +99,11 @@ def shard_of(parameters: Mapping | None = None, env: Mapping[str, str] | None = 
     n = parameters.get("shard_count", env.get("CLOUD_RUN_TASK_COUNT", 1))
     try: i, n = int(i), int(n)
     except (TypeError, ValueError):
-        raise ConfigError(f"shard index/count must be integers, got {i!r}/{n!r} (CLOUD_RUN_TASK_INDEX/COUNT).") from None
+        raise ConfigError(f"shard index/count must be integers, got {i!r}/{n!r} "
+                          "(CLOUD_RUN_TASK_INDEX/COUNT).") from None
     if not (n >= 1 and 0 <= i < n):
-        raise ConfigError(f"shard ({i}, {n}) is invalid: need 0 <= index < count (CLOUD_RUN_TASK_INDEX, CLOUD_RUN_TASK_COUNT).")
+        raise ConfigError(f"shard ({i}, {n}) is invalid: need 0 <= index < count (CLOUD_RUN_TASK_INDEX, "
+                          "CLOUD_RUN_TASK_COUNT).")
     return i, n
 
 # %% ../../nbs/29_run_contract.ipynb #8c70a859
@@ -122,7 +127,7 @@ RUN_STEPS = ("executed", "archived_files", "archived_manifest", "ledgered", "loa
 FAILPOINT_ENV = "STRATEGY_ENGINE_FAILPOINT"
 
 def failpoint(step: str, env: Mapping[str, str] | None = None) -> None:
-    "Kill this process right after `step` when $STRATEGY_ENGINE_FAILPOINT asks for it (tests of crash safety)."
+    "Kill this process right after `step` when $STRATEGY_ENGINE_FAILPOINT asks for it (crash-safety tests)."
     spec = (os.environ if env is None else env).get(FAILPOINT_ENV, "")
     if not spec: return
     name, _, how = spec.partition(":")

@@ -16,7 +16,8 @@ from ..core import ConfigError, config_dir, project_root, sample_data_dir
 from .archive import Archive, ArchiveError, _read_chain, archive_run, sha256_hex
 from .contract import failpoint
 if TYPE_CHECKING: from strategy_engine.warehouse import Warehouse    # no import at run time: the CLI checks a
-                                                                      # command line with this module before a kernel boots
+                                                                      # command line with this module before a
+                                                                      # kernel boots
 
 # %% auto #0
 __all__ = ['DATA_SUFFIXES', 'STAGED_TABLES', 'ANY', 'resolve_data', 'data_identity', 'config_identity', 'runs_row', 'load_record',
@@ -38,8 +39,13 @@ def data_identity(spec: str | None) -> dict:
     "{'uri': resolved location, 'sha256': fingerprint of its content} of a data spec."
     uri = resolve_data(spec)
     path = Path(uri)
-    if "://" in uri or uri == "synthetic" or not path.exists(): return {"uri": uri, "sha256": sha256_hex(uri.encode())}
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(DATA_SUFFIXES))
+    if "://" in uri or uri == "synthetic" or not path.exists():
+        return {"uri": uri, "sha256": sha256_hex(uri.encode())}
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(DATA_SUFFIXES))
+    )
     digest = sha256_hex(b"".join(f"{p.relative_to(path.parent if path.is_file() else path)}\0".encode()
                                  + bytes.fromhex(sha256_hex(p.read_bytes())) for p in files))
     return {"uri": uri, "sha256": digest, "files": len(files)}
@@ -47,7 +53,8 @@ def data_identity(spec: str | None) -> dict:
 def config_identity(strategies: Sequence[str] | None) -> dict:
     "{'files': {strategy: sha256 of its YAML}, 'sha256': of them all}: the configuration a run starts from."
     folder = config_dir() / "strategies"
-    if strategies is None:                               # the default set is resolved in the kernel: every YAML counts
+    # the default set is resolved in the kernel: every YAML counts
+    if strategies is None:
         names = sorted(p.stem for p in folder.glob("*.yaml"))
     else:
         names = sorted(set(strategies))
@@ -70,25 +77,27 @@ def _staged(archive: Archive, folder: str, manifest: Mapping) -> dict:
         if sha is None: continue
         data = archive.get(f"{folder}/{rel}")
         if sha256_hex(data) != sha:
-            raise ArchiveError(f"{archive.uri(folder + '/' + rel)}: sha256 {sha256_hex(data)[:12]} is not the manifest's "
-                               f"{sha[:12]}: the staged rows were altered; nothing was loaded.")
+            raise ArchiveError(f"{archive.uri(folder + '/' + rel)}: sha256 {sha256_hex(data)[:12]} is not "
+                               f"the manifest's {sha[:12]}: the staged rows were altered; nothing was "
+                               "loaded.")
         out[name] = pq.read_table(io.BytesIO(data)).to_pandas()
     return out
 
 def runs_row(manifest: Mapping, manifest_sha256: str, entry: Mapping, archive: Archive) -> dict:
-    "The warehouse `runs` row of an archived record: every field a query needs to get from a row to its notebook."
+    "The warehouse `runs` row of an archived record: all a query needs to go from a row to its notebook."
     ident, cr = manifest.get("identity") or {}, manifest.get("cloud_run") or {}
-    return {"run_id": ident.get("run_id") or manifest["run_id"],
-            "attempt": int(entry["attempt"]), "kind": manifest.get("kind"), "as_of": manifest["as_of"],
-            "status": manifest["status"], "exit_code": manifest.get("exit_code"), "started_at": manifest.get("started_at"),
+    return {"run_id": ident.get("run_id") or manifest["run_id"], "attempt": int(entry["attempt"]),
+            "kind": manifest.get("kind"), "as_of": manifest["as_of"], "status": manifest["status"],
+            "exit_code": manifest.get("exit_code"), "started_at": manifest.get("started_at"),
             "ended_at": manifest.get("ended_at"), "started_by": manifest.get("started_by"),
             "scheduled": bool(manifest.get("scheduled")), "algo_id": manifest.get("algo_id"),
             "data_uri": (ident.get("data") or {}).get("uri"), "data_sha256": manifest.get("data_sha256"),
-            "config_sha256": (ident.get("config") or {}).get("sha256"), "git_commit": manifest.get("git_commit"),
-            "image_digest": manifest.get("image_digest"), "cloud_run_execution": cr.get("execution"),
-            "failed_cell": manifest.get("failed_cell"), "error": manifest.get("error") or None,
-            "rows": manifest.get("warehouse_rows") or {}, "ledger_seq": int(entry["seq"]),
-            "manifest_sha256": manifest_sha256, "manifest_uri": archive.uri(str(entry["manifest_key"])),
+            "config_sha256": (ident.get("config") or {}).get("sha256"),
+            "git_commit": manifest.get("git_commit"), "image_digest": manifest.get("image_digest"),
+            "cloud_run_execution": cr.get("execution"), "failed_cell": manifest.get("failed_cell"),
+            "error": manifest.get("error") or None, "rows": manifest.get("warehouse_rows") or {},
+            "ledger_seq": int(entry["seq"]), "manifest_sha256": manifest_sha256,
+            "manifest_uri": archive.uri(str(entry["manifest_key"])),
             "notebook_uri": archive.uri(str(entry["notebook_key"])) if entry.get("notebook_key") else None,
             "manifest": manifest}
 
@@ -97,7 +106,8 @@ def load_record(archive: Archive, warehouse: Warehouse, entry: Mapping) -> dict[
     mkey = str(entry["manifest_key"])
     body = archive.get(mkey)
     if sha256_hex(body) != entry.get("manifest_sha256"):
-        raise ArchiveError(f"{archive.uri(mkey)}: the manifest does not match its ledger entry; run `audit verify`.")
+        raise ArchiveError(f"{archive.uri(mkey)}: the manifest does not match its ledger entry; run `audit "
+                           "verify`.")
     manifest = json.loads(body)
     shard = manifest.get("shard") or {"index": 0, "count": 1}
     staged = _staged(archive, mkey.rsplit("/", 1)[0], manifest)
@@ -111,38 +121,43 @@ def load_record(archive: Archive, warehouse: Warehouse, entry: Mapping) -> dict[
 # %% ../../nbs/36_run_records.ipynb #f9d606bc
 @dataclass
 class Reconciled:
-    "What `reconcile` did: manifests chained, records loaded (with their row counts), and what it could not do."
+    "What `reconcile` did: manifests chained, records loaded (with row counts), what it could not do."
     chained: list[str] = field(default_factory=list)
     loaded: dict[str, dict] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        parts = [f"{len(self.chained)} manifest(s) chained into the ledger", f"{len(self.loaded)} record(s) loaded"]
+        parts = [f"{len(self.chained)} manifest(s) chained into the ledger",
+                 f"{len(self.loaded)} record(s) loaded"]
         return ", ".join(parts) + "".join(f"\n  problem: {p}" for p in self.problems)
 
 def _key(entry: Mapping) -> tuple[str, int, int]:
     "(run_id, attempt, shard) of a ledger entry: what its record is keyed by in the warehouse."
-    return (str(entry.get("warehouse_run_id") or entry.get("run_id")), int(entry.get("attempt", 0)), int(entry.get("shard", 0)))
+    return (str(entry.get("warehouse_run_id") or entry.get("run_id")), int(entry.get("attempt", 0)),
+            int(entry.get("shard", 0)))
 
-ANY = "*"          # `reconcile(..., meant_for=ANY)`: records meant for any warehouse (a rebuild into a new one)
+# `reconcile(..., meant_for=ANY)`: records meant for any warehouse (a rebuild into a new one)
+ANY = "*"
 
 def _for(entry: Mapping, meant_for: str) -> bool:
-    "Whether a ledger entry's record was meant for warehouse `meant_for` (ANY: every record; entries naming none: any)."
+    "Whether a ledger entry's record was meant for warehouse `meant_for` (ANY: all; naming none: any)."
     return meant_for == ANY or entry.get("warehouse") in (None, meant_for)
 
 def _unchained(archive: Archive, entries) -> list[str]:
     import re
     ledgered = {e.get("manifest_key") for _, e in entries}
-    return [k for k in archive.list() if re.fullmatch(r"\d{4}/\d{2}/\d{2}/[^/]+/attempt-\d+/manifest\.json", k)
+    return [k for k in archive.list() if re.fullmatch(r"\d{4}/\d{2}/\d{2}/[^/]+/attempt-\d+/manifest\.json",
+                                                      k)
             and k not in ledgered]
 
 def ledger_fields(manifest: Mapping) -> dict:
     "What a ledger entry says beyond the hashes: the warehouse the record is meant for, its run id and shard."
-    return {"warehouse": manifest.get("warehouse"), "warehouse_run_id": (manifest.get("identity") or {}).get("run_id"),
+    return {"warehouse": manifest.get("warehouse"),
+            "warehouse_run_id": (manifest.get("identity") or {}).get("run_id"),
             "shard": int((manifest.get("shard") or {}).get("index", 0))}
 
 def _chain(archive: Archive, key: str) -> None:
-    "Chain an archived manifest into the ledger with the bytes stored beside it (`archive_run` completes, never rewrites)."
+    "Chain an archived manifest into the ledger with the bytes stored beside it (completes, never rewrites)."
     import tempfile
     folder = key.rsplit("/", 1)[0]
     manifest = json.loads(archive.get(key))
@@ -155,22 +170,30 @@ def _chain(archive: Archive, key: str) -> None:
         archive_run(archive, manifest, nb, files=files, ledger=ledger_fields(manifest), secrets={})
 
 def _entries_after(archive: Archive, since: int) -> list[tuple[str, dict]]:
-    "The ledger entries with a sequence number above `since` (read one by one; the chain itself is `verify`'s)."
+    "The ledger entries with a sequence number above `since` (one by one; the chain is `verify`'s)."
     import re
-    keys = [k for k in archive.list("ledger/") if (m := re.fullmatch(r"ledger/(\d{8})\.json", k)) and int(m[1]) > since]
+    keys = [
+        k
+        for k in archive.list("ledger/")
+        if (m := re.fullmatch(r"ledger/(\d{8})\.json", k)) and int(m[1]) > since
+    ]
     return [(k, json.loads(archive.get(k))) for k in keys]
 
 def reconcile(archive: Archive, warehouse: Warehouse, since: int | None = None, folders: Sequence[str] = (),
               meant_for: str | None = None) -> Reconciled:
-    "Chain archived manifests the ledger lacks and load ledgered records the warehouse lacks (all, or after `since`)."
+    "Chain archived manifests the ledger lacks, load ledgered records the warehouse lacks (all or > `since`)."
     out, meant_for = Reconciled(), meant_for or warehouse.uri
-    if since is None:                                   # everything: the whole chain and every archived manifest
+    # everything: the whole chain and every archived manifest
+    if since is None:
         entries, _, _ = _read_chain(archive)
         unchained = _unchained(archive, entries)
-    else:                                               # a launch: entries after `since`, manifests in `folders`
+    # a launch: entries after `since`, manifests in `folders`
+    else:
         entries = _entries_after(archive, since)
         ledgered = {e.get("manifest_key") for _, e in entries}
-        unchained = [k for f in folders for k in archive.list(f) if k.endswith("/manifest.json") and k not in ledgered]
+        unchained = [
+            k for f in folders for k in archive.list(f) if k.endswith("/manifest.json") and k not in ledgered
+        ]
     for key in unchained:
         try:
             _chain(archive, key)
@@ -183,43 +206,47 @@ def reconcile(archive: Archive, warehouse: Warehouse, since: int | None = None, 
     for _, entry in entries:
         if not _for(entry, meant_for) or loaded.get(_key(entry)) == entry.get("manifest_sha256"): continue
         try: out.loaded[str(entry["manifest_key"])] = load_record(archive, warehouse, entry)
-        except (ArchiveError, ValueError, KeyError) as e: out.problems.append(f"{entry['manifest_key']}: cannot load it: {e}")
+        except (ArchiveError, ValueError, KeyError) as e:
+            out.problems.append(f"{entry['manifest_key']}: cannot load it: {e}")
     return out
 
 def rebuild(archive: Archive, warehouse: Warehouse, source: str = ANY) -> Reconciled:
-    "Load every archived record (or those meant for warehouse `source`) into an empty `warehouse`, in ledger order."
+    "Load every archived record (or those meant for warehouse `source`) into an empty `warehouse`, in order."
     counts = warehouse.counts()
     if any(counts.get(t) for t in (*STAGED_TABLES, "runs")):
-        raise ConfigError(f"warehouse rebuild needs an empty warehouse; {warehouse.uri} holds {counts}. Rebuild into a new "
-                          "file or dataset, then switch to it.")
+        raise ConfigError(f"warehouse rebuild needs an empty warehouse; {warehouse.uri} holds {counts}. "
+                          "Rebuild into a new file or dataset, then switch to it.")
     return reconcile(archive, warehouse, meant_for=source)
 
 # %% ../../nbs/36_run_records.ipynb #c4354659
 def verify_records(archive: Archive, warehouse: Warehouse) -> list[str]:
-    "Problems between archive and warehouse: a loaded record missing from the ledger, row counts, records not loaded."
+    "Problems between archive and warehouse: loaded records not in the ledger, row counts, unloaded records."
     entries, _, _ = _read_chain(archive)
     by_key = {_key(e): e for _, e in entries if _for(e, warehouse.uri)}
     problems = []
     runs = warehouse.read_runs()
-    runs = runs[runs["manifest_uri"].fillna("").str.startswith(archive.uri("") + "/")]   # loaded from this archive
+    # loaded from this archive
+    runs = runs[runs["manifest_uri"].fillna("").str.startswith(archive.uri("") + "/")]
     counts = {table: warehouse.row_counts(table) for table in STAGED_TABLES}              # one scan per table
     for r in runs.itertuples():
         key = (r.run_id, int(r.attempt), int(r.shard))
         e = by_key.get(key)
         if e is None or e.get("manifest_sha256") != r.manifest_sha256:
-            problems.append(f"run {r.run_id} attempt {r.attempt} shard {r.shard}: loaded in {warehouse.uri} (ledger seq "
-                            f"{r.ledger_seq}) but {'absent from' if e is None else 'different in'} the archive's ledger: "
-                            "the archived record was removed or replaced")
+            problems.append(f"run {r.run_id} attempt {r.attempt} shard {r.shard}: loaded in {warehouse.uri} "
+                            f"(ledger seq {r.ledger_seq}) but "
+                            f"{'absent from' if e is None else 'different in'} the archive's ledger: the "
+                            "archived record was removed or replaced")
             continue
         want = json.loads(r.rows) if isinstance(r.rows, str) else (r.rows or {})
         for table in STAGED_TABLES:
             got, mine = counts[table].get(key, 0), int(want.get(table, 0))
             if got != mine:
-                problems.append(f"run {r.run_id} attempt {r.attempt} shard {r.shard}: {table} holds {got} rows in the "
-                                f"warehouse, its manifest says {mine}")
+                problems.append(f"run {r.run_id} attempt {r.attempt} shard {r.shard}: {table} holds {got} "
+                                f"rows in the warehouse, its manifest says {mine}")
     loaded = {(r.run_id, int(r.attempt), int(r.shard)) for r in runs.itertuples()}
     for key, e in by_key.items():
         if key not in loaded:
-            problems.append(f"run {key[0]} attempt {key[1]} shard {key[2]}: archived (ledger seq {e.get('seq')}) but not "
-                            "loaded into the warehouse: run `strategy-engine audit reconcile`")
+            problems.append(f"run {key[0]} attempt {key[1]} shard {key[2]}: archived (ledger seq "
+                            f"{e.get('seq')}) but not loaded into the warehouse: run `strategy-engine audit "
+                            "reconcile`")
     return problems

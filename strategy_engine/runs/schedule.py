@@ -31,7 +31,8 @@ class Stage:
     "One stage of the trading day: its name, local time, the launcher kind it runs (None: a check) and why."
     name: str
     at: str                     # exchange-local time "HH:MM" (IST)
-    kind: str | None            # the launcher kind it executes; None: no notebook (the 09:15 check, the ingest)
+    # the launcher kind it executes; None: no notebook (the 09:15 check, the ingest)
+    kind: str | None
     gated: bool                 # refused when the day's validation failed, unless forced
     purpose: str
 
@@ -41,8 +42,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("monitor", "09:15", None, False,
           "market-open check: the morning's validation ran and passed (reads the archive; no intraday data)"),
     Stage("ingest", "19:00", None, False,
-          "the exchange's end-of-day files of every session since the last one ingested, into the market store"),
-    Stage("daily", "19:30", "daily", True, "signals, risk-sized weights and the backtest to date; warehouse rows"),
+          "the exchange's end-of-day files of every session since the last one ingested, into the market "
+          "store"),
+    Stage("daily", "19:30", "daily", True,
+          "signals, risk-sized weights and the backtest to date; warehouse rows"),
     Stage("report", "20:00", "report", True,
           "performance report: the day's P&L, the period's Sharpe, drawdown, exposure, turnover; alerts"),
 )
@@ -72,18 +75,20 @@ def _day(value) -> pd.Timestamp:
     return day
 
 def scheduled_time(as_of, scheduled: str, calendar: TradingCalendar | None = None) -> pd.Timestamp:
-    "The UTC instant a stage of `as_of` was scheduled at: `scheduled` is 'HH:MM' exchange time, or an ISO time with offset."
+    "The UTC instant a stage of `as_of` was scheduled: `scheduled` is exchange 'HH:MM' or ISO with offset."
     cal, day = calendar or nse_calendar(), _day(as_of)
     text = str(scheduled).strip()
-    if _HHMM.fullmatch(text): return pd.Timestamp(f"{day.date()} {text}").tz_localize(cal.timezone).tz_convert("UTC")
+    if _HHMM.fullmatch(text):
+        return pd.Timestamp(f"{day.date()} {text}").tz_localize(cal.timezone).tz_convert("UTC")
     try: when = pd.Timestamp(text)
     except (TypeError, ValueError): when = pd.NaT
     if pd.isna(when) or when.tzinfo is None:
-        raise ConfigError(f"scheduled time {scheduled!r}: give HH:MM ({cal.name} local time, e.g. 09:00) or an ISO time "
-                          "with its offset (e.g. 2024-11-22T09:00:00+05:30).")
+        raise ConfigError(f"scheduled time {scheduled!r}: give HH:MM ({cal.name} local time, e.g. 09:00) or "
+                          "an ISO time with its offset (e.g. 2024-11-22T09:00:00+05:30).")
     local = when.tz_convert(cal.timezone)
     if local.normalize().tz_localize(None) != day:
-        raise ConfigError(f"scheduled time {scheduled!r} falls on {local.date()} ({cal.timezone}), not on as_of {day.date()}.")
+        raise ConfigError(f"scheduled time {scheduled!r} falls on {local.date()} ({cal.timezone}), not on "
+                          f"as_of {day.date()}.")
     return when.tz_convert("UTC")
 
 def idempotency_key(stage: str, as_of, scheduled: str, shard: tuple[int, int] = (0, 1),
@@ -114,7 +119,7 @@ def _weekend_special(day: pd.Timestamp, cal: TradingCalendar) -> bool:
     return day.day_of_week >= 5 and day in cal.special_sessions
 
 def show_plan(start, days: int = 1, calendar: TradingCalendar | None = None) -> str:
-    "The plan of `days` calendar days from `start`, in IST and UTC, one line per stage; non-sessions say why they are skipped."
+    "The plan of `days` calendar days from `start`, IST and UTC, a line per stage; non-sessions say why."
     cal, first = calendar or nse_calendar(), _day(start)
     if not 1 <= int(days) <= 366: raise ConfigError(f"days must be between 1 and 366, got {days!r}.")
     offset = pd.Timestamp("2024-01-01 00:00").tz_localize(cal.timezone).strftime("%z")
@@ -123,7 +128,8 @@ def show_plan(start, days: int = 1, calendar: TradingCalendar | None = None) -> 
     for day in pd.date_range(first, periods=int(days), freq="D"):
         p = plan(day, cal)
         if p.empty:
-            lines.append(f"{day:%Y-%m-%d %a}  {cal.describe(day).split(': ', 1)[1]}: no session, every stage skipped")
+            lines.append(f"{day:%Y-%m-%d %a}  {cal.describe(day).split(': ', 1)[1]}: no session, every stage "
+                         "skipped")
             continue
         lines.append(f"{day:%Y-%m-%d %a}  {cal.describe(day).split(': ', 1)[1]}")
         if _weekend_special(day, cal):
@@ -134,8 +140,8 @@ def show_plan(start, days: int = 1, calendar: TradingCalendar | None = None) -> 
     return "\n".join(lines)
 
 # %% ../../nbs/34_schedule.ipynb #1f18debb
-RECORD_COLUMNS = ["kind", "run_id", "attempt", "status", "exit_code", "started_at", "ended_at", "error", "manifest_key",
-                  "data_uri"]
+RECORD_COLUMNS = ["kind", "run_id", "attempt", "status", "exit_code", "started_at", "ended_at", "error",
+                  "manifest_key", "data_uri"]
 
 def day_records(as_of, archive: str | None = None) -> pd.DataFrame:
     "Every run archived for `as_of` (all kinds and attempts), oldest first by end time."
@@ -146,8 +152,9 @@ def day_records(as_of, archive: str | None = None) -> pd.DataFrame:
         if not key.endswith("/manifest.json"): continue
         try: m = json.loads(store.get(key))
         except (ArchiveError, ValueError): continue
-        rows.append({"kind": m.get("kind"), "run_id": m.get("run_id"), "attempt": int(key.split("/attempt-")[1].split("/")[0]),
-                     "status": m.get("status"), "exit_code": m.get("exit_code"), "started_at": m.get("started_at"),
+        rows.append({"kind": m.get("kind"), "run_id": m.get("run_id"),
+                     "attempt": int(key.split("/attempt-")[1].split("/")[0]), "status": m.get("status"),
+                     "exit_code": m.get("exit_code"), "started_at": m.get("started_at"),
                      "ended_at": m.get("ended_at"), "error": m.get("error", ""), "manifest_key": key,
                      "data_uri": ((m.get("identity") or {}).get("data") or {}).get("uri")})
     out = pd.DataFrame(rows, columns=RECORD_COLUMNS)
@@ -167,7 +174,7 @@ class Gate:
         return f"validation of {self.as_of}: {self.status}{run}{' - ' + self.reason if self.reason else ''}"
 
 def validation_gate(as_of, archive: str | None = None, data: str | None = None) -> Gate:
-    "The gate of `as_of` on `data`: the latest archived `validate` run of that data decides; none lets the day go ahead."
+    "The gate of `as_of` on `data`: the latest archived `validate` run decides; none lets the day go ahead."
     from strategy_engine.runs.records import resolve_data
     day = f"{_day(as_of):%Y-%m-%d}"
     recs = day_records(day, archive)
@@ -175,8 +182,8 @@ def validation_gate(as_of, archive: str | None = None, data: str | None = None) 
     if data is not None:                 # a validation of other data neither blocks nor clears this run
         recs = recs[recs["data_uri"].isna() | (recs["data_uri"] == resolve_data(data))]
     if recs.empty:
-        return Gate(True, day, "missing", "", "no validation run archived for this day; the daily run validates its own "
-                                              "bars and fails closed")
+        return Gate(True, day, "missing", "", "no validation run archived for this day; the daily run "
+                                              "validates its own bars and fails closed")
     last = recs.iloc[-1]
     ok = last["status"] in ("succeeded", "no_session")
     return Gate(bool(ok), day, str(last["status"]), str(last["run_id"]), str(last["error"] or ""))
@@ -184,7 +191,7 @@ def validation_gate(as_of, archive: str | None = None, data: str | None = None) 
 # %% ../../nbs/34_schedule.ipynb #cda99351
 @dataclass(frozen=True)
 class StageOutcome:
-    "How one stage of a day ended: status and exit code, the launch (None when refused), the gate, alerts sent."
+    "How one stage of a day ended: status, exit code, the launch (None when refused), gate, alerts sent."
     stage: str
     as_of: str
     status: str
@@ -205,16 +212,18 @@ class StageOutcome:
 def _alert(launched: Launch, stage: str, as_of: str, env: Mapping[str, str]) -> tuple:
     "Raise the alert of a stage that ended badly (never raises itself)."
     from strategy_engine.alerts import notify_run
-    run = {"run_id": launched.record_id or f"{stage}-{as_of}", "kind": stage, "as_of": as_of, "status": launched.status,
-           "error": launched.error or (launched.result or {}).get("reason", "")}
+    run = {"run_id": launched.record_id or f"{stage}-{as_of}", "kind": stage, "as_of": as_of,
+           "status": launched.status, "error": launched.error or (launched.result or {}).get("reason", "")}
     return tuple(notify_run(run, env=env))
 
 def run_stage(stage: str, parameters: Mapping, archive: str | None = None, *, scheduled: str | None = None,
               key: str | None = None, force: bool = False, alerts: bool = True,
               env: Mapping[str, str] | None = None, **launch_kwargs) -> StageOutcome:
-    "Run one stage: gated on the day's validation (daily, report), once per scheduled time, alerting when it ends badly."
+    "Run one stage: gated on the day's validation (daily, report), once per scheduled time; alert on failure."
     s = get_stage(stage)
-    if s.kind is None: raise ConfigError(f"stage {stage!r} runs no notebook; use check_day (strategy-engine schedule check).")
+    if s.kind is None:
+        raise ConfigError(f"stage {stage!r} runs no notebook; use check_day (strategy-engine schedule "
+                          "check).")
     env = os.environ if env is None else env
     if "as_of" not in parameters: raise ConfigError(f"run {stage}: as_of (YYYY-MM-DD) is required.")
     as_of = f"{_day(parameters['as_of']):%Y-%m-%d}"
@@ -224,17 +233,20 @@ def run_stage(stage: str, parameters: Mapping, archive: str | None = None, *, sc
         if not gate.ok:
             status = "data_stale" if gate.status == "data_stale" else "failed"
             return StageOutcome(stage, as_of, status, EXIT_CODES[status], None, gate, (),
-                                f"not started: the {gate}. Fix the data and run `strategy-engine run validate --as-of "
-                                f"{as_of}` again, or pass --force to run anyway.")
-    if key is None and scheduled is not None: key = idempotency_key(stage, as_of, scheduled, shard_of(parameters, env))
-    if scheduled is not None:             # who started it: the scheduler, with its time (designates the day's run)
+                                f"not started: the {gate}. Fix the data and run `strategy-engine run "
+                                f"validate --as-of {as_of}` again, or pass --force to run anyway.")
+    if key is None and scheduled is not None:
+        key = idempotency_key(stage, as_of, scheduled, shard_of(parameters, env))
+    # who started it: the scheduler, with its time (designates the day's run)
+    if scheduled is not None:
         launch_kwargs = {"by": f"scheduler:{as_of}T{scheduled}+05:30", "scheduled": True, **launch_kwargs}
     if key: launched = launch_once(s.kind, parameters, key, archive=archive, env=env, **launch_kwargs)
     else: launched = launch(s.kind, parameters, archive=archive, env=env, **launch_kwargs)
     sent = ()
     if alerts and not launched.replayed and launched.status not in ("succeeded", "no_session"):
         sent = _alert(launched, stage, as_of, env)
-    return StageOutcome(stage, as_of, launched.status, launched.exit_code, launched, gate, sent, launched.error)
+    return StageOutcome(stage, as_of, launched.status, launched.exit_code, launched, gate, sent,
+                        launched.error)
 
 # %% ../../nbs/34_schedule.ipynb #eed23259
 @dataclass(frozen=True)
@@ -251,13 +263,13 @@ class DayOutcome:
         return "\n".join([*(str(o) for o in self.stages), *([self.note] if self.note else [])])
 
 def market_store(data) -> str | None:
-    "The market-store URI a data spec reads (duckdb:///... or bigquery://..., without its ?adjust=), else None."
+    "The market-store URI a data spec reads (duckdb:///... or bigquery://..., no ?adjust=), else None."
     text = str(data or "")
     return text.split("?", 1)[0] if re.match(r"(duckdb|bigquery)://", text) else None
 
 def ingest_day(as_of, data: str, base_url: str | None = None, alerts: bool = True,
                env: Mapping[str, str] | None = None, **fetch_options) -> StageOutcome:
-    "The ingest stage: fetch and ingest every session after the store's last one up to `as_of`; alert on failure."
+    "The ingest stage: fetch and ingest the sessions after the store's last up to `as_of`; alert on failure."
     from strategy_engine.market.fetch import ingest_missing_sessions
     as_of, store = f"{_day(as_of):%Y-%m-%d}", market_store(data)
     if store is None:
@@ -268,54 +280,76 @@ def ingest_day(as_of, data: str, base_url: str | None = None, alerts: bool = Tru
     sent: tuple = ()
     if alerts and not caught.ok:
         from strategy_engine.alerts import notify_run
-        sent = tuple(notify_run({"run_id": f"ingest-{as_of}", "kind": "ingest", "as_of": as_of, "status": status,
+        sent = tuple(notify_run({"run_id": f"ingest-{as_of}", "kind": "ingest", "as_of": as_of,
+                                 "status": status,
                                  "error": caught.text()[-500:]}, env=os.environ if env is None else env))
     return StageOutcome("ingest", as_of, status, EXIT_CODES[status], None, None, sent, caught.text())
 
-def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequence[str] | str | None = None,
-            data: str = "auto", warehouse: str | None = None, period: str = REPORT_PERIOD, cost_bps: float | None = None,
-            archive: str | None = None, alerts: bool = True, env: Mapping[str, str] | None = None,
-            on_stage: Callable[[StageOutcome], None] | None = None, universe: str | None = None,
-            ingest: bool | None = None, base_url: str | None = None, calendar: str = "", adjustment: str = "",
-            params: Mapping[str, Mapping] | None = None,      # strategy -> {parameter: value} (daily, report)
+def run_day(as_of: str,
+            strategies: Sequence[str] | None = None,
+            symbols: Sequence[str] | str | None = None,
+            data: str = "auto",
+            warehouse: str | None = None,
+            period: str = REPORT_PERIOD,
+            cost_bps: float | None = None,
+            archive: str | None = None,
+            alerts: bool = True,
+            env: Mapping[str, str] | None = None,
+            on_stage: Callable[[StageOutcome], None] | None = None,
+            universe: str | None = None,
+            ingest: bool | None = None,
+            base_url: str | None = None,
+            calendar: str = "",
+            adjustment: str = "",
+            params: Mapping[str, Mapping] | None = None,   # strategy -> {parameter: value} (daily, report)
             **launch_kwargs) -> DayOutcome:
-    "Run the day's stages in order (ingest, validate, daily, report); skip all on a non-session; stop at a failure."
+    "The day's stages in order (ingest, validate, daily, report); none on a non-session; stop at a failure."
     day = _day(as_of)
     as_of, cal = f"{day:%Y-%m-%d}", get_calendar(calendar) if calendar else nse_calendar()
-    if not cal.is_session(day): return DayOutcome(as_of, (), f"{cal.describe(day)}: not a session, every stage skipped.")
-    if ingest is None: ingest = market_store(data) is not None      # a folder of files has nothing to ingest into
+    if not cal.is_session(day):
+        return DayOutcome(as_of, (), f"{cal.describe(day)}: not a session, every stage skipped.")
+    # a folder of files has nothing to ingest into
+    if ingest is None: ingest = market_store(data) is not None
     common = {k: v for k, v in {"as_of": as_of, "strategies": list(strategies) if strategies else None,
-                                "symbols": symbols if isinstance(symbols, str) or symbols is None else list(symbols),
+                                "symbols": symbols if isinstance(symbols,
+                                                                 str) or symbols is None else list(symbols),
                                 "data": data}.items() if v is not None}
     chosen = {"universe": universe, "calendar": calendar, "adjustment": adjustment}   # rule, sessions, prices
     ruled = {**common, **{k: v for k, v in chosen.items() if v}}
     stored = {"warehouse": warehouse, "cost_bps": cost_bps, "params": params or None}
     stored = {k: v for k, v in stored.items() if v is not None}
     report = {**ruled, **stored, "period": period, **({} if alerts else {"send_alerts": False})}
-    steps: tuple[tuple[str, dict], ...] = (("validate", ruled), ("daily", {**ruled, **stored}), ("report", report))
+    steps: tuple[tuple[str, dict], ...] = (("validate", ruled), ("daily", {**ruled, **stored}),
+                                           ("report", report))
     done: list[StageOutcome] = []
     if ingest:
         got = ingest_day(as_of, data, base_url, alerts, env)
         done.append(got)
         if on_stage is not None: on_stage(got)
         if got.status != "succeeded":
-            return DayOutcome(as_of, tuple(done), f"stopped: the ingest of {as_of} failed, so validate, daily and "
-                              f"report did not run. Once the exchange's file is there, run `strategy-engine run day "
-                              f"--as-of {as_of}` again (sessions already ingested are not fetched twice).")
+            return DayOutcome(as_of, tuple(done), f"stopped: the ingest of {as_of} failed, so validate, "
+                                                  "daily and report did not run. Once the exchange's file "
+                                                  f"is there, run `strategy-engine run day --as-of {as_of}` "
+                                                  "again (sessions already ingested are not fetched twice).")
     try:
         for i, (stage, params) in enumerate(steps):
-            if i + 1 < len(steps):           # the next stage's kernel boots on the other core while this one runs
+            # the next stage's kernel boots on the other core while this one runs
+            if i + 1 < len(steps):
                 try: boot_kernel_early(template_path(get_stage(steps[i + 1][0]).kind or ""))
                 except Exception: pass       # only a head start: that stage starts its own kernel otherwise
-            out = run_stage(stage, params, archive, alerts=alerts, env=env, warehouse=warehouse, **launch_kwargs)
+            out = run_stage(stage, params, archive, alerts=alerts, env=env, warehouse=warehouse,
+                            **launch_kwargs)
             done.append(out)
             if on_stage is not None: on_stage(out)
             if out.status in ("succeeded", "killed"): continue
             later = [s for s, _ in steps[i + 1:]]
             if stage == "validate":
-                note = (f"stopped: the validation of {as_of} ended {out.status}, so {' and '.join(later)} did not run. Fix the "
-                        f"data and run `strategy-engine run day --as-of {as_of}` again (or `run daily --force` to override).")
-            else: note = f"stopped: {stage} ended {out.status}, so {' and '.join(later) or 'nothing else'} did not run."
+                note = (f"stopped: the validation of {as_of} ended {out.status}, so {' and '.join(later)} "
+                        f"did not run. Fix the data and run `strategy-engine run day --as-of {as_of}` again "
+                        "(or `run daily --force` to override).")
+            else:
+                note = (f"stopped: {stage} ended {out.status}, so {' and '.join(later) or 'nothing else'} "
+                        "did not run.")
             return DayOutcome(as_of, tuple(done), note)
         return DayOutcome(as_of, tuple(done))
     finally: stop_unused_kernels()       # the next stage's kernel, when the day stopped early
@@ -323,7 +357,7 @@ def run_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequen
 # %% ../../nbs/34_schedule.ipynb #548e8288
 @dataclass(frozen=True)
 class DayCheck:
-    "The market-open check of one day: each stage's latest archived outcome, the gate, exit status and alerts."
+    "The market-open check of one day: each stage's latest archived outcome, the gate, exit status, alerts."
     as_of: str
     session: str                # the calendar's words for the day
     records: pd.DataFrame
@@ -338,11 +372,14 @@ class DayCheck:
         for s in STAGES:
             mine = self.records[self.records["kind"] == s.kind] if s.kind else self.records.iloc[0:0]
             if s.kind is None:
-                state = "this check" if s.name == "monitor" else "not archived (see strategy-engine data fetch)"
+                state = (
+                    "this check" if s.name == "monitor" else "not archived (see strategy-engine data fetch)"
+                )
             elif mine.empty: state = "not archived (yet)"
             else:
                 last = mine.iloc[-1]
-                state = f"{last['status']} (run {last['run_id']}, attempt {last['attempt']}, ended {last['ended_at']})"
+                state = (f"{last['status']} (run {last['run_id']}, attempt {last['attempt']}, ended "
+                         f"{last['ended_at']})")
             lines.append(f"  {s.at} IST  {s.name:<8}  {state}")
         verdict = "OK" if self.exit_code == 0 else "NOT OK"
         lines.append(f"{verdict}: {self.gate} (exit {self.exit_code})")
@@ -350,8 +387,9 @@ class DayCheck:
 
     __str__ = text
 
-def check_day(as_of, archive: str | None = None, alerts: bool = True, env: Mapping[str, str] | None = None) -> DayCheck:
-    "The 09:15 check: did the day's validation run and pass? Alerts once when it is missing; never writes a run."
+def check_day(as_of, archive: str | None = None, alerts: bool = True,
+              env: Mapping[str, str] | None = None) -> DayCheck:
+    "The 09:15 check: did the day's validation run and pass? Alerts once if missing; never writes a run."
     env = os.environ if env is None else env
     cal, day = nse_calendar(), _day(as_of)
     words, as_of = cal.describe(day), f"{day:%Y-%m-%d}"
@@ -362,9 +400,20 @@ def check_day(as_of, archive: str | None = None, alerts: bool = True, env: Mappi
         sent: tuple = ()
         if alerts:
             from strategy_engine.alerts import notify_run
-            sent = tuple(notify_run({"run_id": f"monitor-{as_of}", "kind": "monitor", "as_of": as_of, "status": "failed",
-                                     "error": f"no validation run archived for {as_of} at the market-open check: the "
-                                              "09:00 stage did not run or did not finish. The daily run will validate its "
-                                              "own data."}, env=env))
-        return DayCheck(as_of, words, records, Gate(False, as_of, "missing", "", gate.reason), EXIT_CODES["failed"], sent)
+            sent = tuple(
+                notify_run(
+                    {
+                        "run_id": f"monitor-{as_of}",
+                        "kind": "monitor",
+                        "as_of": as_of,
+                        "status": "failed",
+                        "error": f"no validation run archived for {as_of} at the market-open "
+                        "check: the 09:00 stage did not run or did not finish. The "
+                        "daily run will validate its own data.",
+                    },
+                    env=env,
+                )
+            )
+        return DayCheck(as_of, words, records, Gate(False, as_of, "missing", "", gate.reason),
+                        EXIT_CODES["failed"], sent)
     return DayCheck(as_of, words, records, gate, 0 if gate.ok else EXIT_CODES.get(gate.status, 1))

@@ -390,7 +390,8 @@ def _by_symbol(df: pd.DataFrame, fields: Sequence[str], json_columns: Sequence[s
 
 def run_signals(warehouse: Warehouse, run_id: str, as_of: str) -> list[dict]:
     "A run's signals from the warehouse as DESIGN.md's wire records, ordered by strategy and symbol."
-    return _by_symbol(warehouse.read_signals(start=as_of, end=as_of, run_id=run_id), SIGNAL_FIELDS, ["metadata"])
+    return _by_symbol(warehouse.read_signals(start=as_of, end=as_of, run_id=run_id), SIGNAL_FIELDS,
+                      ["metadata"])
 
 
 def run_target_weights(warehouse: Warehouse, run_id: str, as_of: str) -> list[dict]:

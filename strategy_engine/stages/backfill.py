@@ -107,7 +107,8 @@ def backfill(start, end, strategies: Sequence[str] | None = None, symbols: Seque
     run_id = make_run_id("backfill", sessions[-1], identity)
     store = open_archive(archive)
     with open_warehouse(warehouse) as wh, tempfile.TemporaryDirectory(prefix="strategy-engine-") as tmp:
-        kept = [d for d in sessions if d not in skipped]           # target weights: the daily stage's, per session
+        # target weights: the daily stage's, per session
+        kept = [d for d in sessions if d not in skipped]
         counts = stage_rows(tmp, records, None, target_weights=daily.target_weight_rows(run, kept))
         files = {f"rows/{p.name}": p.read_bytes() for p in sorted(Path(tmp).glob("*.parquet"))}
         extra = {"identity": {"run_id": run_id, **identity}, "started_by": by or started_by(),

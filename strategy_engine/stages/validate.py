@@ -25,7 +25,7 @@ THROUGH = ("previous_session", "as_of")
 
 @dataclass
 class DayValidation:
-    "The 09:00 validation of one day: the cut-off, the universe, the report, and whether the day may go ahead."
+    "The 09:00 validation of one day: the cut-off, the universe, the report, whether the day may go ahead."
     as_of: pd.Timestamp
     through: str
     run_id: str
@@ -45,23 +45,28 @@ def _listing(findings, limit: int = 3) -> str:
     shown = "; ".join(f"[{f.check}] {f.message}" for f in findings[:limit])
     return shown + (f"; and {len(findings) - limit} more" if len(findings) > limit else "")
 
-def validate_day(as_of: str, strategies: Sequence[str] | None = None, symbols: Sequence[str] | str | None = None,
-                 data: str = "auto", through: str = "previous_session", max_move: float = 0.20, max_lag: int = 0,
+def validate_day(as_of: str, strategies: Sequence[str] | None = None,
+                 symbols: Sequence[str] | str | None = None, data: str = "auto",
+                 through: str = "previous_session", max_move: float = 0.20, max_lag: int = 0,
                  run_id: str = "", universe: str | None = None, calendar: str = "",
                  adjustment: str = "") -> DayValidation:
-    "Validate the bars the day's run will trade, cut at the previous session (or `as_of`): may the day go ahead?"
+    "Validate the bars the day's run will trade, cut at the previous session (or `as_of`): may the day go on?"
     check_names([through], THROUGH, "through")
-    run = start_daily(as_of, strategies, symbols, data, None, run_id or f"validate-{as_of}",   # parameters, no_session
+    # parameters, no_session
+    run = start_daily(as_of, strategies, symbols, data, None, run_id or f"validate-{as_of}",
                       universe=universe, calendar=calendar, adjustment=adjustment)
     v = DayValidation(run.as_of, through, run.run_id, sessions=run.sessions)
     if not run.running:
         v.status, v.reason = run.status, run.reason
         return v
     cal = run.sessions
-    v.cutoff = cal.previous_session(run.as_of, inclusive=False) if through == "previous_session" else run.as_of
+    v.cutoff = (
+        cal.previous_session(run.as_of, inclusive=False) if through == "previous_session" else run.as_of
+    )
     bars = open_bars(data, end=v.cutoff, **({"adjusted": adjustment} if adjustment else {}))
     if run.symbols is not None: check_names(run.symbols, bars.symbols, "symbol", bars.source)
-    v.universe = sorted({s for u in scope_symbols(run, bars).values() for s in u})     # what the 15:30 run loads
+    # what the 15:30 run loads
+    v.universe = sorted({s for u in scope_symbols(run, bars).values() for s in u})
     v.bars = bars.select(v.universe)
     v.report = validate(v.bars, as_of=v.cutoff, max_move=max_move, max_lag_sessions=max_lag, calendar=cal)
     stale = [f for f in v.report.errors if f.check == "stale"]
@@ -71,7 +76,10 @@ def validate_day(as_of: str, strategies: Sequence[str] | None = None, symbols: S
         v.status, v.reason = "data_stale", (f"{len(stale)} of {n} symbol(s) stale: the bars must reach "
                                             f"{v.cutoff.date()}: " + _listing(stale))
     elif blocking or len(left_out) == n:
-        v.status, v.reason = "failed", f"{len(v.report.errors)} validation error(s): " + _listing(v.report.errors)
+        v.status, v.reason = (
+            "failed",
+            f"{len(v.report.errors)} validation error(s): " + _listing(v.report.errors),
+        )
     else:
         out = (f"; {len(left_out)} quarantined (the 15:30 run leaves them out): "
                + _listing([f for f in v.report.errors if f.symbol in left_out]) if left_out else "")
@@ -86,10 +94,12 @@ def freshness(v: DayValidation) -> pd.DataFrame:
     close = v.bars.close
     has = close.notna().to_numpy()
     idx = np.where(has.any(axis=0), len(has) - 1 - np.argmax(has[::-1], axis=0), -1)
-    last = pd.Series(pd.DatetimeIndex([close.index[i] if i >= 0 else pd.NaT for i in idx]), index=close.columns)
+    last = pd.Series(pd.DatetimeIndex([close.index[i] if i >= 0 else pd.NaT for i in idx]),
+                     index=close.columns)
     cal = v.sessions or nse_calendar()
     sessions = cal.sessions(max(cal.coverage[0], close.index[0]) if len(close.index) else v.cutoff, v.cutoff)
-    behind = len(sessions) - np.searchsorted(sessions, last.fillna(sessions[0] - pd.Timedelta(days=1)), side="right")
+    behind = len(sessions) - np.searchsorted(sessions, last.fillna(sessions[0] - pd.Timedelta(days=1)),
+                                             side="right")
     out = pd.DataFrame({"last_bar": last, "sessions_behind": behind.astype("int64")}).rename_axis("symbol")
     return out.sort_values(["sessions_behind", "last_bar"], ascending=[False, True], kind="stable")
 
@@ -100,13 +110,16 @@ def coverage_figure(v: DayValidation, sessions: int = 60):
         print(f"Nothing to plot: {v.status} - {v.reason}")
         return None
     cal = v.sessions or nse_calendar()
-    days = cal.sessions(max(cal.coverage[0], v.cutoff - pd.Timedelta(days=3 * sessions)), v.cutoff)[-sessions:]
+    days = cal.sessions(max(cal.coverage[0], v.cutoff - pd.Timedelta(days=3 * sessions)),
+                        v.cutoff)[-sessions:]
     counts = v.bars.close.reindex(days).notna().sum(axis=1)
     fig, ax = plt.subplots(figsize=(11, 2.4))
-    ax.bar(counts.index, counts.to_numpy(), width=0.8, color=np.where(counts < len(v.universe), "tab:red", "tab:blue"))
+    ax.bar(counts.index, counts.to_numpy(), width=0.8,
+           color=np.where(counts < len(v.universe), "tab:red", "tab:blue"))
     ax.axhline(len(v.universe), c="k", lw=0.6)
     ax.set_ylabel("symbols with a bar")
-    ax.set_title(f"Bars per {cal.name} session up to {v.cutoff.date()} ({len(v.universe)} symbols; red: some missing)"
+    ax.set_title(f"Bars per {cal.name} session up to {v.cutoff.date()} ({len(v.universe)} symbols; red: some "
+                 "missing)"
                  + (" — SYNTHETIC DATA" if v.bars.synthetic else ""))
     fig.tight_layout()
     return fig
@@ -115,8 +128,8 @@ def coverage_figure(v: DayValidation, sessions: int = 60):
 def validation_result(v: DayValidation) -> dict:
     "The validation run's outcome: status, reason, cut-off, counts, input-data fingerprint."
     rep = v.report
-    return {"run_id": v.run_id, "status": "succeeded" if v.status == "running" else v.status, "reason": v.reason,
-            "as_of": f"{v.as_of:%Y-%m-%d}", "through": v.through,
+    return {"run_id": v.run_id, "status": "succeeded" if v.status == "running" else v.status,
+            "reason": v.reason, "as_of": f"{v.as_of:%Y-%m-%d}", "through": v.through,
             "cutoff": f"{v.cutoff:%Y-%m-%d}" if v.cutoff is not None else None, "symbols": len(v.universe),
             "errors": len(rep.errors) if rep else 0, "warnings": len(rep.warnings) if rep else 0, "rows": {},
             "data_sha256": v.bars.content_hash() if v.bars is not None else None}

@@ -24,8 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
-from ..core import (ConfigError, DataError, UnknownNameError, allowed_values, config_dir, did_you_mean,
-                                  explain_validation_error)
+from ..core import (ConfigError, DataError, UnknownNameError, allowed_values, config_dir,
+                                  did_you_mean, explain_validation_error)
 from ..data import Bars
 
 # %% auto #0
@@ -50,35 +50,52 @@ class StrategyParams(BaseModel):
 class RiskLimits(BaseModel):
     "Per-strategy risk limits, applied by `strategy_engine.risk` (nbs/23_risk); every key has a default."
     model_config = _MODEL_CONFIG
-    max_position_size: float = Field(default=0.05, gt=0, le=1, description="largest weight of one position, fraction of equity")
-    stop_loss: float | None = Field(default=None, gt=0, lt=1, description="stop distance below/above entry, fraction of price")
-    atr_stop: float | None = Field(default=None, gt=0, le=20, description="stop distance below/above entry, in ATRs at entry")
-    atr_period: int = Field(default=14, ge=2, le=250, description="Wilder ATR period of atr_stop and vol_estimator 'atr', bars")
+    max_position_size: float = Field(default=0.05, gt=0, le=1,
+                                     description="largest weight of one position, fraction of equity")
+    stop_loss: float | None = Field(default=None, gt=0, lt=1,
+                                    description="stop distance below/above entry, fraction of price")
+    atr_stop: float | None = Field(default=None, gt=0, le=20,
+                                   description="stop distance below/above entry, in ATRs at entry")
+    atr_period: int = Field(default=14, ge=2, le=250,
+                            description="Wilder ATR period of atr_stop and vol_estimator 'atr', bars")
     vol_target: float | None = Field(default=None, gt=0, le=1,
-                                     description="annualised volatility per position: weight = vol_target / sigma (null: 1/n)")
-    vol_estimator: Literal["std", "atr"] = Field(default="std", description="sigma: std of daily returns, or ATR / close",
+                                     description="annualised volatility per position: weight = vol_target / "
+                                                 "sigma (null: 1/n)")
+    vol_estimator: Literal["std", "atr"] = Field(default="std",
+                                                 description="sigma: std of daily returns, or ATR / close",
                                                  json_schema_extra={"allowed": "'std' or 'atr'"})
-    vol_window: int = Field(default=20, ge=2, le=500, description="bars in the rolling std of returns (vol_estimator 'std')")
-    sector_cap: float | None = Field(default=None, gt=0, le=1, description="largest sum of |weight| in one sector")
-    top_n: int | None = Field(default=None, ge=1, le=1000, description="how many of the largest positions top_n_cap covers")
-    top_n_cap: float | None = Field(default=None, gt=0, le=10, description="largest sum of |weight| of the top_n largest")
+    vol_window: int = Field(default=20, ge=2, le=500,
+                            description="bars in the rolling std of returns (vol_estimator 'std')")
+    sector_cap: float | None = Field(default=None, gt=0, le=1,
+                                     description="largest sum of |weight| in one sector")
+    top_n: int | None = Field(default=None, ge=1, le=1000,
+                              description="how many of the largest positions top_n_cap covers")
+    top_n_cap: float | None = Field(default=None, gt=0, le=10,
+                                    description="largest sum of |weight| of the top_n largest")
     max_gross: float = Field(default=1.0, gt=0, le=10, description="largest gross exposure, sum of |weight|")
     max_net: float = Field(default=1.0, ge=0, le=10, description="largest net exposure, |sum of weights|")
-    max_drawdown: float | None = Field(default=None, gt=0, lt=1, description="drawdown that turns the drawdown guard on")
-    drawdown_scale: float = Field(default=0.5, ge=0, lt=1, description="exposure multiplier while the drawdown guard is on")
+    max_drawdown: float | None = Field(default=None, gt=0, lt=1,
+                                       description="drawdown that turns the drawdown guard on")
+    drawdown_scale: float = Field(default=0.5, ge=0, lt=1,
+                                  description="exposure multiplier while the drawdown guard is on")
     resume_drawdown: float | None = Field(default=None, ge=0, lt=1,
-                                          description="guard off when the drawdown is back within this (null: max_drawdown / 2)")
-    kill_switch: bool = Field(default=False, description="true: the strategy emits no signals and its run ends killed")
+                                          description="guard off when the drawdown is back within this "
+                                                      "(null: max_drawdown / 2)")
+    kill_switch: bool = Field(default=False,
+                              description="true: the strategy emits no signals and its run ends killed")
 
     @model_validator(mode="after")
     def _pairs(self) -> RiskLimits:
         if (self.top_n is None) != (self.top_n_cap is None):
-            raise ValueError(f"top_n ({self.top_n}) and top_n_cap ({self.top_n_cap}) go together: set both or neither.")
+            raise ValueError(f"top_n ({self.top_n}) and top_n_cap ({self.top_n_cap}) go together: set both "
+                             "or neither.")
         if self.resume_drawdown is not None:
-            if self.max_drawdown is None: raise ValueError("resume_drawdown needs max_drawdown (the guard it ends).")
+            if self.max_drawdown is None:
+                raise ValueError("resume_drawdown needs max_drawdown (the guard it ends).")
             if self.resume_drawdown >= self.max_drawdown:
-                raise ValueError(f"resume_drawdown ({self.resume_drawdown}) must be smaller than max_drawdown "
-                                 f"({self.max_drawdown}): the guard resumes on a smaller drawdown than the one that started it.")
+                raise ValueError(f"resume_drawdown ({self.resume_drawdown}) must be smaller than "
+                                 f"max_drawdown ({self.max_drawdown}): the guard resumes on a smaller "
+                                 "drawdown than the one that started it.")
         return self
 
     @property
@@ -88,15 +105,16 @@ class RiskLimits(BaseModel):
         return self.resume_drawdown if self.resume_drawdown is not None else self.max_drawdown / 2
 
 NIFTY50_SAMPLE = (
-    "ADANIENT", "ADANIPORTS", "APOLLOHOSP", "ASIANPAINT", "AXISBANK", "BAJAJ-AUTO", "BAJAJFINSV", "BAJFINANCE",
-    "BHARTIARTL", "BPCL", "BRITANNIA", "CIPLA", "COALINDIA", "DIVISLAB", "DRREDDY", "EICHERMOT", "GRASIM", "HCLTECH",
-    "HDFCBANK", "HDFCLIFE", "HEROMOTOCO", "HINDALCO", "HINDUNILVR", "ICICIBANK", "INDUSINDBK", "INFY", "ITC",
-    "JSWSTEEL", "KOTAKBANK", "LT", "LTIM", "MARUTI", "MM", "NESTLEIND", "NTPC", "ONGC", "POWERGRID", "RELIANCE",
-    "SBILIFE", "SBIN", "SUNPHARMA", "TATACONSUM", "TATAMOTORS", "TATASTEEL", "TCS", "TECHM", "TITAN", "ULTRACEMCO",
-    "UPL", "WIPRO")
+    "ADANIENT", "ADANIPORTS", "APOLLOHOSP", "ASIANPAINT", "AXISBANK", "BAJAJ-AUTO", "BAJAJFINSV",
+    "BAJFINANCE", "BHARTIARTL", "BPCL", "BRITANNIA", "CIPLA", "COALINDIA", "DIVISLAB", "DRREDDY", "EICHERMOT",
+    "GRASIM", "HCLTECH", "HDFCBANK", "HDFCLIFE", "HEROMOTOCO", "HINDALCO", "HINDUNILVR", "ICICIBANK",
+    "INDUSINDBK", "INFY", "ITC", "JSWSTEEL", "KOTAKBANK", "LT", "LTIM", "MARUTI", "MM", "NESTLEIND", "NTPC",
+    "ONGC", "POWERGRID", "RELIANCE", "SBILIFE", "SBIN", "SUNPHARMA", "TATACONSUM", "TATAMOTORS", "TATASTEEL",
+    "TCS", "TECHM", "TITAN", "ULTRACEMCO", "UPL", "WIPRO")
 NSE_LARGE_CAPS = (
-    "RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "HINDUNILVR", "ITC", "SBIN", "BHARTIARTL", "KOTAKBANK",
-    "LT", "AXISBANK", "ASIANPAINT", "MARUTI", "BAJFINANCE", "HCLTECH", "WIPRO", "SUNPHARMA", "TITAN", "ULTRACEMCO")
+    "RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "HINDUNILVR", "ITC", "SBIN", "BHARTIARTL",
+    "KOTAKBANK", "LT", "AXISBANK", "ASIANPAINT", "MARUTI", "BAJFINANCE", "HCLTECH", "WIPRO", "SUNPHARMA",
+    "TITAN", "ULTRACEMCO")
 UNIVERSES: dict[str, tuple[str, ...] | None] = {   # name -> symbols; None = every symbol in the data
     "all": None, "nifty50_sample": NIFTY50_SAMPLE, "nse_large_caps": NSE_LARGE_CAPS}
 
@@ -106,8 +124,12 @@ class StrategyConfig(BaseModel):
     name: str = Field(min_length=1, description="the registered strategy name, equal to the file name")
     parameters: SerializeAsAny[StrategyParams] = StrategyParams()
     universe: tuple[str, ...] | str = Field(
-        default="all", description="symbols to trade",
-        json_schema_extra={"allowed": "a list of symbols, or a universe name: " + ", ".join(map(repr, UNIVERSES))})
+        default="all",
+        description="symbols to trade",
+        json_schema_extra={
+            "allowed": "a list of symbols, or a universe name: " + ", ".join(map(repr, UNIVERSES))
+        },
+    )
     risk_limits: RiskLimits = RiskLimits()
 
     @field_validator("universe", mode="before")
@@ -119,10 +141,12 @@ class StrategyConfig(BaseModel):
                                  f"Allowed: a list of symbols, or one of {', '.join(map(repr, UNIVERSES))}.")
             return v
         if not isinstance(v, list | tuple):
-            raise ValueError(f"expected a list of symbols or a universe name ({', '.join(map(repr, UNIVERSES))}), "
-                             f"got {type(v).__name__} {v!r}.")
+            raise ValueError("expected a list of symbols or a universe name "
+                             f"({', '.join(map(repr, UNIVERSES))}), got {type(v).__name__} {v!r}.")
         bad = [s for s in v if not isinstance(s, str) or not s.strip()]
-        if not v or bad: raise ValueError(f"a universe list needs at least one symbol, each a non-empty string; got {list(v)!r}.")
+        if not v or bad:
+            raise ValueError("a universe list needs at least one symbol, each a non-empty string; got "
+                             f"{list(v)!r}.")
         twice = sorted({s for s in v if list(v).count(s) > 1})
         if twice: raise ValueError(f"symbol(s) listed more than once: {', '.join(twice)}.")
         return tuple(v)
@@ -131,7 +155,8 @@ class StrategyConfig(BaseModel):
         "A copy with some parameters replaced, validated like the file (e.g. for a parameter sweep)."
         model = type(self.parameters)
         try: params = model.model_validate({**self.parameters.model_dump(), **overrides})
-        except ValidationError as e: raise _explain(e, model, "strategy.parameters", "with_parameters()") from None
+        except ValidationError as e: raise _explain(e, model, "strategy.parameters",
+                                                    "with_parameters()") from None
         return self.model_copy(update={"parameters": params})
 
     def to_dict(self) -> dict:
@@ -142,17 +167,18 @@ class StrategyConfig(BaseModel):
 
 # %% ../../nbs/10_strategy_base.ipynb #28ad202b
 def _allowed(key: str, info: FieldInfo | None) -> str:
-    "The allowed values of one field in words (`core.allowed_values`), e.g. 'an integer, 2 <= rsi_period <= 100'."
+    "The allowed values of one field in words (`core.allowed_values`), e.g. 'an integer, 2 <= x <= 100'."
     return allowed_values(key, info, doc="the strategy's documentation")
 
 def _explain(err: ValidationError, model: type[BaseModel], prefix: str, source: str) -> ConfigError:
-    "A pydantic `ValidationError` as a `ConfigError` naming file, key and allowed range (`core.explain_validation_error`)."
+    "A pydantic `ValidationError` as a `ConfigError` naming file, key and allowed range."
     return explain_validation_error(err, model, prefix, source, doc="the strategy's documentation")
 
 # %% ../../nbs/10_strategy_base.ipynb #1fef9ae3
 def parameter_table(model: type[BaseModel]) -> pd.DataFrame:
     "One row per field of a config model: default, allowed values (from its constraints) and description."
-    rows = [{"parameter": k, "default": f.default, "allowed": _allowed(k, f), "description": f.description or ""}
+    rows = [{"parameter": k, "default": f.default, "allowed": _allowed(k, f),
+             "description": f.description or ""}
             for k, f in model.model_fields.items()]
     return pd.DataFrame(rows).set_index("parameter")
 
@@ -161,21 +187,24 @@ def config_from_dict(raw: Mapping, source: str = "<dict>") -> StrategyConfig:
     "Validate a mapping (`{'strategy': {...}}` or the inner block) into a `StrategyConfig`."
     if isinstance(raw, Mapping) and "strategy" in raw:
         extra = [str(k) for k in raw if k != "strategy"]
-        if extra: raise ConfigError(f"{source}: unknown top-level key {extra[0]}; the file holds one `strategy:` mapping.")
+        if extra:
+            raise ConfigError(f"{source}: unknown top-level key {extra[0]}; the file holds one `strategy:` "
+                              "mapping.")
         raw = raw["strategy"]
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source}: `strategy` must be a mapping with keys name, parameters, universe, risk_limits; "
-                          f"got {type(raw).__name__}.")
+        raise ConfigError(f"{source}: `strategy` must be a mapping with keys name, parameters, universe, "
+                          f"risk_limits; got {type(raw).__name__}.")
     name = raw.get("name")
     known = known_strategies()
     if not isinstance(name, str):
-        raise ConfigError(f"{source}: strategy.name is missing or not a string; allowed: one of {', '.join(known)}.")
+        raise ConfigError(f"{source}: strategy.name is missing or not a string; allowed: one of "
+                          f"{', '.join(known)}.")
     try: spec = get_strategy(name)
     except UnknownNameError as e: raise ConfigError(f"{source}: strategy.name: {e}") from None
     params_raw = raw.get("parameters") or {}
     if not isinstance(params_raw, Mapping):
-        raise ConfigError(f"{source}: strategy.parameters must be a mapping of {', '.join(spec.params.model_fields)}; "
-                          f"got {type(params_raw).__name__}.")
+        raise ConfigError(f"{source}: strategy.parameters must be a mapping of "
+                          f"{', '.join(spec.params.model_fields)}; got {type(params_raw).__name__}.")
     try: params = spec.params.model_validate(dict(params_raw))
     except ValidationError as e: raise _explain(e, spec.params, "strategy.parameters", source) from None
     try: return StrategyConfig.model_validate({**raw, "parameters": params})
@@ -202,7 +231,8 @@ def load_config(name_or_path: str | Path) -> StrategyConfig:
     if not isinstance(raw, dict) or "strategy" not in raw:
         keys = list(raw) if isinstance(raw, dict) else []
         hint = "".join(did_you_mean(str(k), ["strategy"]) for k in keys[:1])
-        raise ConfigError(f"{path}: expected one top-level `strategy:` mapping; found {keys or type(raw).__name__}.{hint}")
+        raise ConfigError(f"{path}: expected one top-level `strategy:` mapping; found "
+                          f"{keys or type(raw).__name__}.{hint}")
     cfg = config_from_dict(raw, source=str(path))
     if cfg.name != path.stem:
         raise ConfigError(f"{path}: strategy.name {cfg.name!r} does not match the file name; "
@@ -256,13 +286,15 @@ def register_strategy(name: str, params: type[StrategyParams], *,
     if not name.isidentifier():
         raise ConfigError(f"Strategy name {name!r} must be a Python identifier (it names a module).")
     if not (isinstance(params, type) and issubclass(params, StrategyParams)):
-        raise ConfigError(f"Strategy {name!r}: its parameters model must subclass StrategyParams, got {params!r}.")
+        raise ConfigError(f"Strategy {name!r}: its parameters model must subclass StrategyParams, got "
+                          f"{params!r}.")
     checked = _check_grid(name, params, grid)
     def decorate(fn: Callable) -> Callable:
         old = _REGISTRY.get(name)
         if old is not None and old.fn.__qualname__ != fn.__qualname__:
-            raise ConfigError(f"Strategy {name!r} is already registered by {old.fn.__module__}.{old.fn.__qualname__}; "
-                              f"choose another name for {fn.__module__}.{fn.__qualname__}.")
+            raise ConfigError(f"Strategy {name!r} is already registered by "
+                              f"{old.fn.__module__}.{old.fn.__qualname__}; choose another name for "
+                              f"{fn.__module__}.{fn.__qualname__}.")
         doc = (fn.__doc__ or "").strip()
         _REGISTRY[name] = StrategySpec(name, fn, params, doc, checked, bool(cross_sectional),
                                        bool(needs_training), tuple(regimes), bool(default))
@@ -306,10 +338,11 @@ def get_strategy(name: str) -> StrategySpec:
     if name not in _REGISTRY:
         known = known_strategies()
         if name in known:
-            raise UnknownNameError(f"Strategy {name!r} has a configuration file but no signal function: module "
-                                   f"strategy_engine.strategies.{name} is missing or does not register {name!r} "
-                                   f"(run nbdev_export after adding its notebook).")
-        raise UnknownNameError(f"Unknown strategy {name!r}.{did_you_mean(name, known)} Available: {', '.join(known)}.")
+            raise UnknownNameError(f"Strategy {name!r} has a configuration file but no signal function: "
+                                   f"module strategy_engine.strategies.{name} is missing or does not "
+                                   f"register {name!r} (run nbdev_export after adding its notebook).")
+        raise UnknownNameError(f"Unknown strategy {name!r}.{did_you_mean(name, known)} Available: "
+                               f"{', '.join(known)}.")
     return _REGISTRY[name]
 
 def registered_strategies() -> dict[str, StrategySpec]:
@@ -330,17 +363,21 @@ def default_strategies() -> tuple[str, ...]:
     return strategy_names(default=True)
 
 def universe_symbols(config: StrategyConfig, bars: Bars) -> list[str]:
-    "The symbols of `config.universe` in `bars`; an error naming every one missing (see the prose for synthetic bars)."
+    "The symbols of `config.universe` in `bars`; an error naming each one missing (prose: synthetic bars)."
     named = UNIVERSES[config.universe] if isinstance(config.universe, str) else config.universe
     if named is None: return bars.symbols
-    if bars.synthetic and not set(named) & set(bars.symbols): return bars.symbols   # NSE names in the demo universe
+    # NSE names in the demo universe
+    if bars.synthetic and not set(named) & set(bars.symbols): return bars.symbols
     have = set(bars.symbols)
     missing = [s for s in named if s not in have]
     if missing:
-        hints = "; ".join(f"{s!r}{did_you_mean(s, bars.symbols)}" for s in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        hints = "; ".join(f"{s!r}{did_you_mean(s, bars.symbols)}" for s in missing[:10]) + (
+            " ..." if len(missing) > 10 else ""
+        )
         raise UnknownNameError(
-            f"{len(missing)} symbol(s) in the universe of strategy {config.name!r} are not in the data ({bars.source}): "
-            f"{hints}. Fix `universe` in {config.name}.yaml, or pass restrict_universe=False to run on every symbol.")
+            f"{len(missing)} symbol(s) in the universe of strategy {config.name!r} are not in the data "
+            f"({bars.source}): {hints}. Fix `universe` in {config.name}.yaml, or pass "
+            "restrict_universe=False to run on every symbol.")
     return list(named)
 
 def as_config(name: str, config: StrategyConfig | Mapping | str | Path | None,
@@ -372,13 +409,13 @@ def run_strategy(name: str, bars: Bars, config: StrategyConfig | Mapping | str |
 
 # %% ../../nbs/10_strategy_base.ipynb #5aa7e95f
 def _json_number(x: float, digits: int = 6) -> float | None:
-    "A finite float rounded to `digits` significant digits, or None for NaN/inf (the reference for `_decimal6_k`)."
+    "A finite float rounded to `digits` significant digits, or None for NaN/inf (`_decimal6_k`'s reference)."
     x = float(x)
     return float(f"{x:.{digits}g}") if np.isfinite(x) else None
 
 @numba.njit(cache=True)
 def _signal_faults_k(s, c):   # pragma: no cover - compiled
-    "Bits of the SignalFrame rules broken: 1 a signal outside -1..1, 2 a confidence outside [0, 1] or NaN, 4 one on a 0."
+    "Bits of rules broken: 1 signal outside -1..1, 2 confidence outside [0, 1] or NaN, 4 one on a 0."
     bad = 0
     for i in range(s.shape[1]):
         for t in range(s.shape[0]):
@@ -392,7 +429,7 @@ _POW10 = np.array([10.0 ** k for k in range(23)])   # the powers of ten a double
 
 @numba.njit(cache=True)
 def _decimal6_k(x):   # pragma: no cover - compiled
-    "Each finite x to 6 significant digits as m × 10^(e-5), m in [1e5, 1e6) (0 for zero); ok False where too close to call."
+    "Each finite x to 6 significant digits as m × 10^(e-5), m in [1e5, 1e6) (0 for 0); ok False if too close."
     n = x.shape[0]
     m, e, ok = np.zeros(n, np.int64), np.zeros(n, np.int64), np.ones(n, np.bool_)
     for i in range(n):
@@ -406,12 +443,14 @@ def _decimal6_k(x):   # pragma: no cover - compiled
         for _ in range(4):                                    # the estimate is corrected by a step
             k = 5 - ex
             if k > 22 or k < -22: break                       # 10^k not exact: leave it to Python
-            y = v * _POW10[k] if k >= 0 else v / _POW10[-k]   # one rounding: within an ulp of the exact product
+            # one rounding: within an ulp of the exact product
+            y = v * _POW10[k] if k >= 0 else v / _POW10[-k]
             if y >= 1e6: ex += 1
             elif y < 1e5: ex -= 1
             else:
                 f = y - np.floor(y)
-                ok[i] = abs(f - 0.5) >= 1e-7                  # a near-tie: the exact decimal decides, Python does
+                # a near-tie: the exact decimal decides, Python does
+                ok[i] = abs(f - 0.5) >= 1e-7
                 r = int(np.floor(y + 0.5))
                 if r == 1_000_000: r, ex = 100_000, ex + 1
                 m[i], e[i] = r, ex
@@ -420,7 +459,7 @@ def _decimal6_k(x):   # pragma: no cover - compiled
 
 @numba.njit(cache=True, inline="always")
 def _put_number(m, e, neg, buf, p, d):   # pragma: no cover - compiled
-    "Write repr(float) of the 6-digit decimal m × 10^(e-5) into buf at p (Python's shortest repr); the new end. d: scratch."
+    "Write repr(float) of the 6-digit decimal m × 10^(e-5) into buf at p; the new end. d: scratch."
     if neg:
         buf[p] = 45                                           # '-'
         p += 1
@@ -431,7 +470,8 @@ def _put_number(m, e, neg, buf, p, d):   # pragma: no cover - compiled
         d[i] = 48 + m % 10
         m //= 10
     nd = 6
-    while nd > 1 and d[nd - 1] == 48: nd -= 1                 # no trailing zeros: the shortest round-trip form
+    # no trailing zeros: the shortest round-trip form
+    while nd > 1 and d[nd - 1] == 48: nd -= 1
     if -4 <= e < 16:                                          # positional, as repr does in this range
         if e >= 0:
             for i in range(e + 1):
@@ -476,7 +516,7 @@ def _put_number(m, e, neg, buf, p, d):   # pragma: no cover - compiled
 
 @numba.njit(cache=True)
 def _json_objects_k(keys, key_ends, x, m, e, buf, offsets):   # pragma: no cover - compiled
-    "One compact JSON object per record from K value rows x (K × n; NaN/inf omitted) into buf/offsets; the bytes used."
+    "One compact JSON object per record from K value rows x (K × n; NaN/inf omitted) into buf/offsets."
     K, n = x.shape
     digits = np.empty(6, np.uint8)
     p = 0
@@ -513,24 +553,26 @@ def _string_array(data: np.ndarray, offsets: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(kind, len(offsets) - 1, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 def _metadata_json(names: list[str], values: list[np.ndarray]) -> pa.Array:
-    "Canonical JSON text per record (sorted keys, no spaces, NaN/inf omitted, 6 significant digits) as Arrow strings."
+    "Canonical JSON per record (sorted keys, no spaces, NaN/inf omitted, 6 significant digits) as Arrow."
     order = sorted(range(len(names)), key=lambda k: names[k])
     n = len(values[0]) if values else 0
     x = np.empty((len(order), n))
     for row, k in enumerate(order): x[row] = values[k]
     m, e, ok = (a.reshape(x.shape) for a in _decimal6_k(x.ravel()))
-    for k, r in zip(*np.nonzero(~ok & np.isfinite(x)), strict=True):   # near-ties, extreme exponents, subnormals
+    # near-ties, extreme exponents, subnormals
+    for k, r in zip(*np.nonzero(~ok & np.isfinite(x)), strict=True):
         m[k, r], e[k, r] = _digits6(x[k, r])
     keys = [json.dumps(names[k]).encode() + b":" for k in order]
     key_ends = np.cumsum([len(b) for b in keys], dtype=np.int64)
-    buf = np.empty(n * (2 + int(key_ends[-1] if len(keys) else 0) + len(keys) * 26) + 1, np.uint8)   # an upper bound
+    # an upper bound
+    buf = np.empty(n * (2 + int(key_ends[-1] if len(keys) else 0) + len(keys) * 26) + 1, np.uint8)
     offsets = np.empty(n + 1, np.int64)                       # (numpy's memory: huge pages, few page faults)
     used = _json_objects_k(np.frombuffer(b"".join(keys) or b"\0", np.uint8), key_ends, x, m, e, buf, offsets)
     return _string_array(buf[:used], offsets)
 
 @numba.njit(cache=True)
 def _join_k(parts, ends, index, sep, buf, offsets):   # pragma: no cover - compiled
-    "Per row r, the strings parts[index[c, r]] of each column c (C × n) joined by byte `sep`, into buf and offsets."
+    "Per row r, the strings parts[index[c, r]] of each column c (C × n) joined by byte `sep`, into buf."
     C, n = index.shape
     p = 0
     offsets[0] = 0
@@ -546,7 +588,7 @@ def _join_k(parts, ends, index, sep, buf, offsets):   # pragma: no cover - compi
         offsets[r + 1] = p
 
 def _joined(strings: list[str], index: np.ndarray, sep: str = "_") -> pa.Array:
-    "Arrow strings: row r is strings[index[0, r]] + sep + strings[index[1, r]] + ... (one column of index: a take)."
+    "Arrow strings: row r is strings[index[0, r]] + sep + strings[index[1, r]] + ... (one column: a take)."
     raw = [s.encode() for s in strings]
     ends = np.cumsum([len(b) for b in raw], dtype=np.int64)
     parts = np.frombuffer(b"".join(raw) or b"\0", np.uint8)
@@ -558,7 +600,7 @@ def _joined(strings: list[str], index: np.ndarray, sep: str = "_") -> pa.Array:
 
 @numba.njit(cache=True)
 def _round4_k(x):   # pragma: no cover - compiled
-    "round(x, 4) of each value as Python rounds (the decimal nearest); ok False at a near-tie, for Python to settle."
+    "round(x, 4) of each value as Python rounds (nearest decimal); ok False at a near-tie, for Python."
     out, ok = np.empty_like(x), np.ones(x.shape[0], np.bool_)
     for i in range(x.shape[0]):
         y = x[i] * 1e4
@@ -574,7 +616,7 @@ def _round4(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SignalFrame:
-    "A strategy's output: signal in {-1, 0, 1} and confidence in [0, 1] per date × symbol, plus metadata frames."
+    "A strategy's output: signal in {-1, 0, 1} and confidence in [0, 1] per date × symbol; metadata frames."
     strategy: str
     signal: pd.DataFrame                          # int8, date × symbol: 1 long, -1 short, 0 flat
     confidence: pd.DataFrame                      # float64 in [0, 1]; exactly 0 where signal is 0
@@ -584,20 +626,25 @@ class SignalFrame:
     def __post_init__(self):
         s, c, who = self.signal, self.confidence, f"SignalFrame({self.strategy!r})"
         if not all(pd.api.types.is_integer_dtype(t) for t in s.dtypes):
-            raise DataError(f"{who}: signal must have an integer dtype, got {sorted(set(map(str, s.dtypes)))}.")
+            raise DataError(f"{who}: signal must have an integer dtype, got "
+                            f"{sorted(set(map(str, s.dtypes)))}.")
         for what, fr in [("confidence", c), *((f"metadata[{k!r}]", m) for k, m in self.metadata.items())]:
             if not (fr.index.equals(s.index) and fr.columns.equals(s.columns)):
-                raise DataError(f"{who}: {what} is not aligned with signal (same dates and symbols required).")
-        bad = _signal_faults_k(s.to_numpy(), c.to_numpy(dtype=np.float64)) if s.size else 0   # one compiled pass
+                raise DataError(f"{who}: {what} is not aligned with signal (same dates and symbols "
+                                "required).")
+        # one compiled pass
+        bad = _signal_faults_k(s.to_numpy(), c.to_numpy(dtype=np.float64)) if s.size else 0
         if bad & 1: raise DataError(f"{who}: signal values must be -1, 0 or 1.")
         if bad & 2: raise DataError(f"{who}: confidence must lie in [0, 1] with no NaN.")
         if bad & 4: raise DataError(f"{who}: confidence must be 0 where the signal is 0.")
 
     @classmethod
     def from_arrays(cls, strategy: str, like: pd.DataFrame, signal: np.ndarray, confidence: np.ndarray,
-                    metadata: Mapping[str, Any] | None = None, parameters: Mapping | None = None) -> SignalFrame:
+                    metadata: Mapping[str, Any] | None = None,
+                    parameters: Mapping | None = None) -> SignalFrame:
         "Build from numpy arrays shaped like the date × symbol frame `like` (metadata: arrays or frames)."
-        mk = lambda a, dtype: pd.DataFrame(np.asarray(a, dtype=dtype), index=like.index, columns=like.columns, copy=False)
+        mk = lambda a, dtype: pd.DataFrame(np.asarray(a, dtype=dtype), index=like.index, columns=like.columns,
+                                           copy=False)
         meta = {k: mk(v, np.float64) for k, v in (metadata or {}).items()}
         return cls(strategy, mk(signal, np.int8), mk(confidence, np.float64), meta, dict(parameters or {}))
 
@@ -626,18 +673,24 @@ class SignalFrame:
         return np.array([self._row(d) for d in dates], dtype=np.intp)
 
     def records(self, dates: Any = None, include_zero: bool = False) -> pa.Table:
-        "The wire-format records of `dates` (None: the last date; 'all'; a date; a list) as one Arrow table, column-wise."
+        "The wire-format records of `dates` (None: the last date; 'all'; a date; a list) as one Arrow table."
         from strategy_engine.calendar import nse_calendar
         rows = self._rows(dates)
         sig = np.ascontiguousarray(self.signal.to_numpy()[rows])             # dates × symbols, row-major
-        flat = np.arange(sig.size) if include_zero else np.flatnonzero(sig)   # date-major, then the symbols' order
+        # date-major, then the symbols' order
+        flat = np.arange(sig.size) if include_zero else np.flatnonzero(sig)
         at, col = np.divmod(flat, sig.shape[1])
         row = rows[at]
         days = self.dates[rows]
         cal = nse_calendar()
-        close = (days.normalize() + pd.Timedelta(f"{cal.session_close}:00")).tz_localize(cal.timezone).tz_convert("UTC")
+        close = (
+            (days.normalize() + pd.Timedelta(f"{cal.session_close}:00"))
+            .tz_localize(cal.timezone)
+            .tz_convert("UTC")
+        )
         symbols, n_sym = [str(s) for s in self.symbols], len(self.symbols)
-        strings = symbols + list(days.strftime("%Y%m%d")) + [self.strategy.upper()]   # what the ids are made of
+        # what the ids are made of
+        strings = symbols + list(days.strftime("%Y%m%d")) + [self.strategy.upper()]
         ids = np.stack([col, n_sym + at, np.full(len(flat), len(strings) - 1)])
         meta = list(self.metadata)
         return pa.table({
@@ -647,24 +700,27 @@ class SignalFrame:
             "signal": pa.array(sig.ravel()[flat].astype(np.int8)),
             "confidence": pa.array(_round4(self.confidence.to_numpy(dtype=np.float64)[row, col])),
             "timestamp": _joined(list(close.strftime("%Y-%m-%dT%H:%M:%SZ")), at),
-            "metadata": _metadata_json(meta, [self.metadata[k].to_numpy(dtype=np.float64)[row, col] for k in meta])})
+            "metadata": _metadata_json(meta, [self.metadata[k].to_numpy(dtype=np.float64)[row, col]
+                                              for k in meta])})
 
     def to_records(self, date: Any = None, include_zero: bool = False) -> list[dict]:
-        "JSON-ready signal records for one date (default: the last date), non-zero signals only unless `include_zero`."
+        "JSON-ready signal records for one date (default the last), non-zero signals unless `include_zero`."
         table = self.records(self.dates[self._row(date)], include_zero).to_pydict()
         order = list(self.metadata)
         out = []
         for i, text in enumerate(table["metadata"]):
             md = json.loads(text)
-            out.append({"signal_id": table["signal_id"][i], "symbol": table["symbol"][i], "strategy": self.strategy,
-                        "signal": table["signal"][i], "confidence": table["confidence"][i],
-                        "timestamp": table["timestamp"][i], "metadata": {k: md[k] for k in order if k in md}})
+            out.append({"signal_id": table["signal_id"][i], "symbol": table["symbol"][i],
+                        "strategy": self.strategy, "signal": table["signal"][i],
+                        "confidence": table["confidence"][i], "timestamp": table["timestamp"][i],
+                        "metadata": {k: md[k] for k in order if k in md}})
         return out
 
     def table(self, date: Any = None, include_zero: bool = False) -> pd.DataFrame:
         "The records of one date as a table (one row per symbol, metadata as columns), strongest first."
         recs = self.to_records(date, include_zero)
-        rows = [{"symbol": r["symbol"], "signal": r["signal"], "confidence": r["confidence"], **r["metadata"]} for r in recs]
+        rows = [{"symbol": r["symbol"], "signal": r["signal"], "confidence": r["confidence"], **r["metadata"]}
+                for r in recs]
         cols = ["symbol", "signal", "confidence", *self.metadata]
         df = pd.DataFrame(rows, columns=cols)
         return df.sort_values(["confidence", "symbol"], ascending=[False, True], ignore_index=True)
@@ -698,18 +754,22 @@ def _hold_kernel(el, es, xl, xs, score, valid):   # pragma: no cover - compiled
                 conf[t, j] = c
     return sig, conf
 
-def hold_positions(enter_long: np.ndarray, enter_short: np.ndarray, exit_long: np.ndarray, exit_short: np.ndarray,
-                   score: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    "Positions opened by entry rules and held until exit rules, with the score of the latest entry as confidence."
-    rules = [np.asfortranarray(a, dtype=np.bool_) for a in (enter_long, enter_short, exit_long, exit_short, valid)]
+def hold_positions(enter_long: np.ndarray, enter_short: np.ndarray, exit_long: np.ndarray,
+                   exit_short: np.ndarray, score: np.ndarray,
+                   valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    "Positions opened by entry rules and held until exit rules, the latest entry's score as confidence."
+    rules = [np.asfortranarray(a, dtype=np.bool_)
+             for a in (enter_long, enter_short, exit_long, exit_short, valid)]
     shape = rules[0].shape
     if len(shape) != 2 or any(a.shape != shape for a in rules) or np.shape(score) != shape:
-        raise DataError(f"hold_positions: all rule matrices must have the same 2-D shape, got {[a.shape for a in rules]}.")
+        raise DataError("hold_positions: all rule matrices must have the same 2-D shape, got "
+                        f"{[a.shape for a in rules]}.")
     el, es, xl, xs, ok = rules
-    return _hold_kernel(el, es, xl, xs, np.asfortranarray(score, dtype=np.float64), ok)   # one layout: one compile
+    # one layout: one compile
+    return _hold_kernel(el, es, xl, xs, np.asfortranarray(score, dtype=np.float64), ok)
 
 def signal_buffers(like: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    "Empty column-major signal (int8) and confidence (float64) arrays shaped like `like`, for a rule kernel to fill."
+    "Empty column-major signal (int8) and confidence (float64) arrays shaped like `like`, for a rule kernel."
     t, n = like.shape
     return np.empty((n, t), np.int8).T, np.empty((n, t)).T    # numpy's memory (huge pages), not the kernel's
 
@@ -747,7 +807,7 @@ def _diff(full: pd.DataFrame, cut: pd.DataFrame, tol: float) -> np.ndarray:
 def lookahead_violations(name_or_fn: str | Callable[[Bars], SignalFrame], bars: Bars, cut_dates: Iterable,
                          config: StrategyConfig | Mapping | None = None, restrict_universe: bool = True,
                          tol: float = 1e-9) -> list[Violation]:
-    "Differences between signals on data cut at each date and the full-data signals up to it; [] means causal."
+    "Differences between signals on data cut at each date and the full-data signals up to it; [] is causal."
     if isinstance(name_or_fn, str):
         name = name_or_fn
         run: Callable[[Bars], SignalFrame] = lambda b: run_strategy(name, b, config, restrict_universe)
@@ -762,11 +822,14 @@ def lookahead_violations(name_or_fn: str | Callable[[Bars], SignalFrame], bars: 
             what = "dates" if not full.dates[:n].equals(part.dates) else "symbols"
             found.append(Violation(cut_ts, what, 0, None, "", float("nan"), float("nan")))
             continue
-        frames = [("signal", full.signal, part.signal, 0.0), ("confidence", full.confidence, part.confidence, tol)]
-        frames += [(f"metadata:{k}", m, part.metadata.get(k, m.iloc[:0]), tol) for k, m in full.metadata.items()]
+        frames = [("signal", full.signal, part.signal, 0.0),
+                  ("confidence", full.confidence, part.confidence, tol)]
+        frames += [(f"metadata:{k}", m, part.metadata.get(k, m.iloc[:0]), tol)
+                   for k, m in full.metadata.items()]
         for what, a, b, t in frames:
             if b.shape != (n, len(full.symbols)):
-                found.append(Violation(cut_ts, what, n * len(full.symbols), None, "", float("nan"), float("nan")))
+                found.append(Violation(cut_ts, what, n * len(full.symbols), None, "", float("nan"),
+                                       float("nan")))
                 continue
             bad = _diff(a.iloc[:n], b, t)
             if bad.any():

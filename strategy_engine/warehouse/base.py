@@ -135,7 +135,7 @@ class Warehouse(ABC):
 
     def write_run(self, run: Mapping, signals, performance=None, shard: tuple[int, int] = (0, 1),
                   target_weights=None) -> dict[str, int]:
-        "Write one run shard (its `runs` row, signals, target weights, performance) atomically; a rewrite replaces."
+        "One run shard (`runs` row, signals, target weights, performance) in one write; a rewrite replaces."
         batches, owner = _run_batches(run, signals, performance, shard, target_weights)
         self._write(batches, owner)
         return {name: len(frame) for name, frame in batches.items()}
@@ -184,7 +184,7 @@ class Warehouse(ABC):
     def read_target_weights(self, start=None, end=None, strategy: str | Sequence[str] | None = None,
                             symbols: str | Sequence[str] | None = None, run_id: str | None = None,
                             attempt: int | None = None, at=None) -> pd.DataFrame:
-        "Target weights decided at the close of `start <= date <= end`: of the designated runs, or of `run_id`."
+        "Target weights decided at the close of `start <= date <= end`: designated runs', or `run_id`'s."
         filters = _between("date", start, end) + _is("strategy", strategy) + _is("symbol", symbols)
         return self._run_rows("target_weights", filters, ("date", "strategy", "symbol", "shard"), run_id,
                               attempt, at)

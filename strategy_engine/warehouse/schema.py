@@ -462,7 +462,11 @@ def _weights_rows(weights, run_id: str, shard: int, attempt: int = 1) -> pd.Data
                         "date": _dates(df["date"], "target_weights: date")}, index=df.index)
     for c in ("strategy", "symbol"): out[c] = _names(df[c], c, "target_weights")
     w = df["weight"]
-    num = pd.Series(np.nan, index=df.index) if pd.api.types.is_bool_dtype(w) else pd.to_numeric(w, errors="coerce")
+    num = (
+        pd.Series(np.nan, index=df.index)
+        if pd.api.types.is_bool_dtype(w)
+        else pd.to_numeric(w, errors="coerce")
+    )
     bad = ~np.isfinite(num.to_numpy(dtype=np.float64, na_value=np.nan))
     if bad.any():
         i = _first(bad)
@@ -543,7 +547,8 @@ def stage_rows(folder: Path | str, signals=None, performance=None, shard: tuple[
     wire = perf.drop(columns=[*RUN_OWNER, "shard_count"])
     pq.write_table(pa.Table.from_pandas(wire, preserve_index=False), folder / "performance.parquet")
     counts = {"signals": sig.num_rows, "performance": len(perf)}
-    if target_weights is not None:                     # a stage that decides weights (daily); others stage none
+    # a stage that decides weights (daily); others stage none
+    if target_weights is not None:
         w = _arrow(_weights_rows(target_weights, "staged", i), TABLES["target_weights"])
         pq.write_table(w.drop_columns(list(RUN_OWNER)), folder / "target_weights.parquet")
         counts["target_weights"] = w.num_rows

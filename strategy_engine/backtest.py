@@ -76,6 +76,9 @@ def _nonfinite_k(a, transposed):   # pragma: no cover  (numba)
     R, C = a.shape
     first, nan = -1, False
     for c in range(C):
+        finite = True
+        for r in range(R): finite &= a[r, c] - a[r, c] == 0       # NaN, ±inf: NaN; vectorized, no branch
+        if finite: continue                                   # the usual column: one read, nothing to report
         for r in range(R):
             x = a[r, c]
             if x != x: nan = True
@@ -333,19 +336,24 @@ def _equal_weights_k(s, cap, long_only, w):   # pragma: no cover  (numba)
     "`equal_weights` of one T × N signal matrix (any number type, NaN = 0) into `w`; the flat index of a bad value, or -1."
     T, N = s.shape
     n = np.zeros(T, np.int64)
+    shorts = not long_only
     for i in range(N):                                        # count the day's positions, column by column
-        for t in range(T):
+        bad = False
+        for t in range(T):                                    # branch-free, so the loop vectorizes
             x = s[t, i]
-            if x != x or x == 0: continue
-            if x != 1 and x != -1: return t * N + i
-            if x > 0 or not long_only: n[t] += 1
+            bad |= (x == x) & (x != 0) & (x != 1) & (x != -1)
+            n[t] += (x > 0) | (shorts & (x < 0))              # NaN is neither
+        if bad:
+            for t in range(T):                                # the first bad value of this column
+                x = s[t, i]
+                if x == x and x != 0 and x != 1 and x != -1: return t * N + i
     size = np.empty(T)
     for t in range(T): size[t] = min(1.0 / max(n[t], 1), cap)
     for i in range(N):
         for t in range(T):
-            x = s[t, i]
-            x = 0.0 if x != x or (long_only and x < 0) else float(x)
-            w[t, i] = x * size[t] + 0.0
+            x = float(s[t, i])
+            keep = (x == x) & (shorts | (x >= 0))             # NaN, and shorts when long-only, count as 0
+            w[t, i] = (x if keep else 0.0) * size[t] + 0.0
     return -1
 
 def equal_weights(s: np.ndarray, cap: float, long_only: bool = False) -> np.ndarray:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import difflib
 import math
 import os
@@ -15,11 +14,12 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
+if TYPE_CHECKING:     # pydantic loads where it is used: `import strategy_engine.backtest` never needs it
+    from pydantic import BaseModel, ValidationError
+    from pydantic.fields import FieldInfo
 
 import strategy_engine
 
@@ -73,7 +73,7 @@ _use_user_numba_cache()
 # %% ../nbs/00_core.ipynb #1a76bd05
 def reuse_freed_memory(enable: bool = True) -> bool:
     "Keep freed memory in the process for reuse (glibc: big blocks from the heap, never trimmed); False without glibc."
-    try: mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    try: mallopt = ctypes.CDLL("libc.so.6").mallopt     # glibc's soname (`find_library` would run ldconfig)
     except (OSError, AttributeError): return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4                      # glibc's mallopt parameter numbers
     settings = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1)) if enable else ((M_MMAP_MAX, 65536),
@@ -128,6 +128,7 @@ _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_e
 
 def allowed_values(key: str, info: FieldInfo | None, doc: str = "the documentation") -> str:
     "The allowed values of one pydantic field in words, e.g. 'an integer, 2 <= rsi_period <= 100'."
+    from pydantic import BaseModel
     if info is None: return f"see {doc}"
     extra = info.json_schema_extra
     if isinstance(extra, dict) and "allowed" in extra: return str(extra["allowed"])
@@ -148,6 +149,7 @@ def allowed_values(key: str, info: FieldInfo | None, doc: str = "the documentati
 
 def _locate(model: type[BaseModel], loc: tuple) -> tuple[list[str], FieldInfo | None, type[BaseModel] | None]:
     "Walk an error location through nested models: (keys, the field's info, the model holding it)."
+    from pydantic import BaseModel
     keys: list[str] = []
     info: FieldInfo | None = None
     cur: type[BaseModel] | None = model

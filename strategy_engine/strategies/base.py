@@ -33,8 +33,8 @@ __all__ = ['NIFTY50_SAMPLE', 'NSE_LARGE_CAPS', 'UNIVERSES', 'FACTS', 'STRATEGIES
            'StrategyConfig', 'parameter_table', 'config_from_dict', 'strategy_config_path', 'load_config',
            'StrategySpec', 'register_strategy', 'available_strategies', 'known_strategies', 'strategy_folders',
            'get_strategy', 'registered_strategies', 'strategy_names', 'default_strategies', 'universe_symbols',
-           'as_config', 'run_strategy', 'SignalFrame', 'hold_positions', 'signal_buffers', 'as_matrix', 'ramp',
-           'Violation', 'lookahead_violations']
+           'as_config', 'run_strategy', 'SignalFrame', 'hold_positions', 'signal_buffers', 'symbol_blocks', 'as_matrix',
+           'ramp', 'Violation', 'lookahead_violations']
 
 # %% ../../nbs/10_strategy_base.ipynb #2c24900e
 from typing import Literal
@@ -379,14 +379,14 @@ def _json_number(x: float, digits: int = 6) -> float | None:
 @numba.njit(cache=True)
 def _signal_faults_k(s, c):   # pragma: no cover - compiled
     "Bits of the SignalFrame rules broken: 1 a signal outside -1..1, 2 a confidence outside [0, 1] or NaN, 4 one on a 0."
-    bad = 0
-    for i in range(s.shape[1]):
+    out_of_range, bad_confidence, confident_flat = False, False, False
+    for i in range(s.shape[1]):                               # `|` on booleans, no branch: it vectorizes
         for t in range(s.shape[0]):
             x, y = s[t, i], c[t, i]
-            if x < -1 or x > 1: bad |= 1
-            if not (y >= 0 and y <= 1): bad |= 2
-            if x == 0 and y != 0: bad |= 4
-    return bad
+            out_of_range |= (x < -1) | (x > 1)
+            bad_confidence |= ~((y >= 0) & (y <= 1))          # NaN fails both comparisons
+            confident_flat |= (x == 0) & (y != 0)
+    return (1 if out_of_range else 0) | (2 if bad_confidence else 0) | (4 if confident_flat else 0)
 
 _POW10 = np.array([10.0 ** k for k in range(23)])   # the powers of ten a double holds exactly
 
@@ -712,6 +712,10 @@ def signal_buffers(like: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     "Empty column-major signal (int8) and confidence (float64) arrays shaped like `like`, for a rule kernel to fill."
     t, n = like.shape
     return np.empty((n, t), np.int8).T, np.empty((n, t)).T    # numpy's memory (huge pages), not the kernel's
+
+def symbol_blocks(n_symbols: int) -> int:
+    "How many blocks of symbols a parallel kernel shares out: four per numba thread, at most one per symbol."
+    return min(n_symbols, 4 * numba.get_num_threads())    # read here: in a kernel it stops the caching
 
 def as_matrix(x: Any) -> np.ndarray:
     "A date × symbol frame's values as a float64 column-major array, the layout the compiled kernels expect."

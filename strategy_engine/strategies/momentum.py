@@ -13,7 +13,8 @@ from pydantic import Field, model_validator
 
 from .. import indicators as ind
 from ..data import Bars
-from .base import SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers
+from .base import (SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers,
+                                             symbol_blocks)
 from ..sweep import distinct, register_signal_sets
 
 # %% auto #0
@@ -62,19 +63,21 @@ def _momentum_rule(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_short, si
         sig[t] = state                                        # every cell written: outputs need no zeroing
         conf[t] = cf if state != 0 else 0.0
 
-@numba.njit(cache=True)
-def _momentum_kernel(c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale, allow_short,
-                     m_s, m_l, r, v, sig, conf):   # pragma: no cover
-    "Indicators and rule fused, symbol by symbol: the rule reads a column's indicators while still in cache."
-    b_s, b_l, b_v = np.empty(n_s), np.empty(n_l), np.empty(vol_n)
-    for j in range(c.shape[1]):
-        x = c[:, j]
-        ind._roc_col(x, n_s, b_s, m_s[:, j])                  # the indicators' own column code: same bits
-        ind._roc_col(x, n_l, b_l, m_l[:, j])
-        ind._rsi_col(x, rsi_n, r[:, j])
-        ind._mean_ratio_col(vol[:, j], vol_n, b_v, v[:, j])
-        _momentum_rule(x, m_s[:, j], m_l[:, j], r[:, j], v[:, j], rsi_entry, vol_threshold,
-                       momentum_scale, allow_short, sig[:, j], conf[:, j])
+@numba.njit(cache=True, parallel=True)
+def _momentum_kernel(blocks, c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale,
+                     allow_short, m_s, m_l, r, v, sig, conf):   # pragma: no cover
+    "Indicators and rule fused, symbol by symbol, blocks of symbols over threads: indicators read in cache."
+    N = c.shape[1]
+    for k in numba.prange(blocks):
+        b_s, b_l, b_v = np.empty(n_s), np.empty(n_l), np.empty(vol_n)   # the block's own scratch
+        for j in range(k * N // blocks, (k + 1) * N // blocks):
+            x = c[:, j]
+            ind._roc_col(x, n_s, b_s, m_s[:, j])              # the indicators' own column code: same bits
+            ind._roc_col(x, n_l, b_l, m_l[:, j])
+            ind._rsi_col(x, rsi_n, r[:, j])
+            ind._mean_ratio_col(vol[:, j], vol_n, b_v, v[:, j])
+            _momentum_rule(x, m_s[:, j], m_l[:, j], r[:, j], v[:, j], rsi_entry, vol_threshold,
+                           momentum_scale, allow_short, sig[:, j], conf[:, j])
 
 @register_strategy("momentum", MomentumParams, default=True, regimes=["trending"],
                    grid={"momentum_period": [5, 10, 20, 30, 40], "long_momentum_period": [60, 120],
@@ -86,9 +89,10 @@ def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> Signal
     c = as_matrix(close)
     m_s, m_l, r, v = (np.empty((c.shape[1], c.shape[0])).T for _ in range(4))   # column-major
     signal, confidence = signal_buffers(close)
-    _momentum_kernel(c, as_matrix(bars.volume), p.momentum_period, p.long_momentum_period, p.rsi_period,
-                     p.volume_window, float(p.rsi_entry), float(p.volume_threshold), float(p.momentum_scale),
-                     bool(p.allow_short), m_s, m_l, r, v, signal, confidence)
+    _momentum_kernel(symbol_blocks(c.shape[1]), c, as_matrix(bars.volume), p.momentum_period,
+                     p.long_momentum_period, p.rsi_period, p.volume_window, float(p.rsi_entry),
+                     float(p.volume_threshold), float(p.momentum_scale), bool(p.allow_short),
+                     m_s, m_l, r, v, signal, confidence)
     meta = {"rsi": r, "volume_ratio": v, "price_momentum": m_s, "trend_momentum": m_l}
     return SignalFrame.from_arrays("momentum", close, signal, confidence, meta, p.model_dump())
 

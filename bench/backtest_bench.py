@@ -230,13 +230,13 @@ def main() -> None:
         warnings.filterwarnings("ignore")
         import vectorbt as vbt
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures are best of N; CPU time beside)")
-    print(f"threads: public path {numba.get_num_threads()} (numba, {os.environ.get('NUMBA_THREADING_LAYER', 'default')}"
-          " layer) and 1 (pinned); hand-fused, numpy and vectorbt 1 (single-threaded code)")
     cfgs = {n: load_config(n) for n in STRATEGIES}
     t0 = time.perf_counter()
     warm = synthetic_bars(5, n_days=300)
     for n in STRATEGIES: public(n, warm, cfgs[n])
     print(f"first calls (numba kernels from the cache, or compiled): {(time.perf_counter() - t0) * 1e3:.0f} ms")
+    print(f"threads: public path {numba.get_num_threads()} (numba's {numba.threading_layer()} layer) and 1 (pinned); "
+          "hand-fused, numpy and vectorbt 1 (single-threaded code)")
 
     big = synthetic_bars(500, n_days=5040, seed=11)
     a = arrays(big)

@@ -583,7 +583,7 @@ class SignalFrame:
 
     def __post_init__(self):
         s, c, who = self.signal, self.confidence, f"SignalFrame({self.strategy!r})"
-        if not all(pd.api.types.is_integer_dtype(t) for t in s.dtypes):
+        if not all(pd.api.types.is_integer_dtype(t) for t in set(s.dtypes)):   # each distinct dtype once
             raise DataError(f"{who}: signal must have an integer dtype, got {sorted(set(map(str, s.dtypes)))}.")
         for what, fr in [("confidence", c), *((f"metadata[{k!r}]", m) for k, m in self.metadata.items())]:
             if not (fr.index.equals(s.index) and fr.columns.equals(s.columns)):

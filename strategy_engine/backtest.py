@@ -14,7 +14,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from .core import ConfigError, DataError, UnknownNameError, check_cost, did_you_mean
+from .core import ConfigError, DataError, UnknownNameError, check_cost, did_you_mean, thread_blocks
 from .data import Bars
 from .metrics import summary as metrics_summary
 
@@ -213,33 +213,49 @@ def close_returns(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _prices(close), _returns_k(close)
 
 @numba.njit(cache=True)
-def _books_k(w, r, close, codes, cost_bps, by_column, as_returns, growth, turnover, exposure, net, equity):   # pragma: no cover
+def _price_before(close, i, t0):   # pragma: no cover  (numba)
+    "Symbol i's price on day t0 - 1 (missing-bar rule): its last close so far, else its first close, else 1."
+    for t in range(t0 - 1, -1, -1):
+        if close[t, i] == close[t, i]: return close[t, i]
+    for t in range(t0, close.shape[0]):
+        if close[t, i] == close[t, i]: return close[t, i]
+    return 1.0
+
+@numba.njit(cache=True)
+def _books_dates(k, start, end, w, r, close, codes, growth, turnover, exposure, net):   # pragma: no cover
+    "Weight set k's gross return, turnover and exposures on days start..end-1, walking each symbol's column."
+    T, N = w.shape[1], w.shape[2]
+    from_close = close.shape[0] == T and T > 0                # returns on the way, as `_returns_into` does
+    start = max(start, 1)
+    for i in range(N):
+        b = codes[i]
+        if b < 0: continue
+        prev = _price_before(close, i, start) if from_close else 1.0
+        for t in range(start, end):
+            if from_close:
+                x = close[t, i]
+                p = x if x == x else prev
+                rt = p / prev - 1.0
+                prev = p
+            else: rt = r[t, i]
+            held = w[k, t - 1, i]
+            growth[k, b, t] += held * rt                      # the gross return, for now
+            turnover[k, b, t] += abs(held - w[k, t - 2, i]) if t >= 2 else abs(held)   # day 1: from cash
+            exposure[k, b, t] += abs(held)
+            net[k, b, t] += held
+
+@numba.njit(cache=True, parallel=True)
+def _books_k(blocks, w, r, close, codes, cost_bps, by_column, as_returns, growth, turnover, exposure, net,
+             equity):   # pragma: no cover
     "K weight sets × B books (symbol i in book codes[i], none if < 0) in one pass, into the zeroed K × B × T outputs."
     K, T, N = w.shape
-    from_close = close.shape[0] == T and T > 0                # returns computed on the way, as `_returns_into` does
     for k in range(K):
-        if by_column:                                         # column-major weights: walk each symbol's column
-            for i in range(N):
-                b = codes[i]
-                if b < 0: continue
-                prev = 1.0
-                if from_close:
-                    for t in range(T):
-                        if close[t, i] == close[t, i]:
-                            prev = close[t, i]
-                            break
-                for t in range(1, T):
-                    if from_close:
-                        x = close[t, i]
-                        p = x if x == x else prev
-                        rt = p / prev - 1.0
-                        prev = p
-                    else: rt = r[t, i]
-                    held = w[k, t - 1, i]
-                    growth[k, b, t] += held * rt              # the gross return, for now
-                    turnover[k, b, t] += abs(held - w[k, t - 2, i]) if t >= 2 else abs(held)   # day 1: from cash
-                    exposure[k, b, t] += abs(held)
-                    net[k, b, t] += held
+        if by_column and blocks <= 1:                         # column-major weights: each symbol's column
+            _books_dates(k, 0, T, w, r, close, codes, growth, turnover, exposure, net)
+        elif by_column:                                       # ... by blocks of dates over the threads: a
+            for block in numba.prange(blocks):               # day adds its symbols in order, same bits
+                _books_dates(k, block * T // blocks, (block + 1) * T // blocks, w, r, close, codes, growth,
+                             turnover, exposure, net)
         else:                                                 # row-major: walk each day's row (same sums, same order)
             for t in range(1, T):
                 for i in range(N):
@@ -270,7 +286,8 @@ def _run_books(w: np.ndarray, r: np.ndarray | None, cost_bps: float, codes: np.n
     if r is None: r, close = np.empty((0, 0)), np.asarray(close, dtype="float64")   # returns inside the kernel
     else: r, close = np.asarray(r, dtype="float64"), np.empty((0, 0))
     out = tuple(np.zeros((books.shape[0], n_books, w.shape[-2])) for _ in range(5))   # numpy's memory: huge pages
-    _books_k(books, r, close, codes, float(cost_bps), by_column, as_returns, *out)
+    blocks = thread_blocks(books.shape[1], books.size)        # of dates, when walking the columns
+    _books_k(blocks, books, r, close, codes, float(cost_bps), by_column, as_returns, *out)
     return out
 
 def portfolio_path(w: np.ndarray, r: np.ndarray, cost_bps: float) -> tuple[np.ndarray, np.ndarray]:

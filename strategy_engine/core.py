@@ -24,10 +24,11 @@ if TYPE_CHECKING:     # pydantic loads where it is used: `import strategy_engine
 import strategy_engine
 
 # %% auto #0
-__all__ = ['DEFAULT_COST_BPS', 'SECRET_WORDS', 'project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'numba_cache_dir',
-           'reuse_freed_memory', 'StrategyEngineError', 'DataError', 'ConfigError', 'UnknownNameError', 'did_you_mean',
-           'check_names', 'expect_error', 'allowed_values', 'explain_validation_error', 'check_cost', 'is_secret_name',
-           'secrets_from_environment', 'redact', 'redact_query', 'redact_url', 'guarded']
+__all__ = ['PARALLEL_MIN_CELLS', 'DEFAULT_COST_BPS', 'SECRET_WORDS', 'project_root', 'config_dir', 'runs_dir', 'sample_data_dir',
+           'numba_cache_dir', 'thread_blocks', 'reuse_freed_memory', 'StrategyEngineError', 'DataError', 'ConfigError',
+           'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error', 'allowed_values',
+           'explain_validation_error', 'check_cost', 'is_secret_name', 'secrets_from_environment', 'redact',
+           'redact_query', 'redact_url', 'guarded']
 
 # %% ../nbs/00_core.ipynb #4b3cddee
 def project_root() -> Path:
@@ -56,6 +57,15 @@ def numba_cache_dir() -> Path:
     if env: return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "strategy-engine" / "numba"
+
+PARALLEL_MIN_CELLS = 200_000   # below this many cells (dates × symbols) a kernel stays on the calling thread
+
+def thread_blocks(n: int, cells: int) -> int:
+    "How many blocks a parallel kernel shares `n` items out in: 4 per numba thread, at most n (1: one thread)."
+    import numba                                  # already loaded by every caller (a kernel module)
+    threads = numba.get_num_threads()             # read outside the kernel: inside, it stops numba's caching
+    if threads == 1 or cells < PARALLEL_MIN_CELLS: return 1
+    return min(n, 4 * threads)
 
 def _use_user_numba_cache() -> None:
     "Point numba's cache at `numba_cache_dir()` before any kernel is compiled (an existing NUMBA_CACHE_DIR wins)."

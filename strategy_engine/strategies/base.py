@@ -33,8 +33,8 @@ __all__ = ['NIFTY50_SAMPLE', 'NSE_LARGE_CAPS', 'UNIVERSES', 'FACTS', 'STRATEGIES
            'StrategyConfig', 'parameter_table', 'config_from_dict', 'strategy_config_path', 'load_config',
            'StrategySpec', 'register_strategy', 'available_strategies', 'known_strategies', 'strategy_folders',
            'get_strategy', 'registered_strategies', 'strategy_names', 'default_strategies', 'universe_symbols',
-           'as_config', 'run_strategy', 'SignalFrame', 'hold_positions', 'signal_buffers', 'symbol_blocks', 'as_matrix',
-           'ramp', 'Violation', 'lookahead_violations']
+           'as_config', 'run_strategy', 'SignalFrame', 'hold_positions', 'signal_buffers', 'as_matrix', 'ramp',
+           'Violation', 'lookahead_violations']
 
 # %% ../../nbs/10_strategy_base.ipynb #2c24900e
 from typing import Literal
@@ -712,10 +712,6 @@ def signal_buffers(like: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     "Empty column-major signal (int8) and confidence (float64) arrays shaped like `like`, for a rule kernel to fill."
     t, n = like.shape
     return np.empty((n, t), np.int8).T, np.empty((n, t)).T    # numpy's memory (huge pages), not the kernel's
-
-def symbol_blocks(n_symbols: int) -> int:
-    "How many blocks of symbols a parallel kernel shares out: four per numba thread, at most one per symbol."
-    return min(n_symbols, 4 * numba.get_num_threads())    # read here: in a kernel it stops the caching
 
 def as_matrix(x: Any) -> np.ndarray:
     "A date × symbol frame's values as a float64 column-major array, the layout the compiled kernels expect."

@@ -13,8 +13,8 @@ from pydantic import Field, model_validator
 
 from .. import indicators as ind
 from ..data import Bars
-from .base import (SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers,
-                                             symbol_blocks)
+from ..core import thread_blocks
+from .base import SignalFrame, StrategyParams, as_matrix, register_strategy, signal_buffers
 from ..sweep import distinct, register_signal_sets
 
 # %% auto #0
@@ -63,21 +63,27 @@ def _momentum_rule(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_short, si
         sig[t] = state                                        # every cell written: outputs need no zeroing
         conf[t] = cf if state != 0 else 0.0
 
+@numba.njit(cache=True)
+def _momentum_block(j0, j1, c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale,
+                    allow_short, m_s, m_l, r, v, sig, conf):   # pragma: no cover
+    "Indicators and rule fused for symbols j0..j1-1, one by one: indicators read in cache."
+    b_s, b_l, b_v = np.empty(n_s), np.empty(n_l), np.empty(vol_n)   # the block's own scratch
+    for j in range(j0, j1):
+        x = c[:, j]
+        ind._roc_col(x, n_s, b_s, m_s[:, j])                  # the indicators' own column code: same bits
+        ind._roc_col(x, n_l, b_l, m_l[:, j])
+        ind._rsi_col(x, rsi_n, r[:, j])
+        ind._mean_ratio_col(vol[:, j], vol_n, b_v, v[:, j])
+        _momentum_rule(x, m_s[:, j], m_l[:, j], r[:, j], v[:, j], rsi_entry, vol_threshold,
+                       momentum_scale, allow_short, sig[:, j], conf[:, j])
+
 @numba.njit(cache=True, parallel=True)
-def _momentum_kernel(blocks, c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale,
-                     allow_short, m_s, m_l, r, v, sig, conf):   # pragma: no cover
-    "Indicators and rule fused, symbol by symbol, blocks of symbols over threads: indicators read in cache."
+def _momentum_kernel(blocks, c, *args):   # pragma: no cover
+    "`_momentum_block` over all symbols: `blocks` blocks over numba's threads, or (1) this thread alone."
     N = c.shape[1]
-    for k in numba.prange(blocks):
-        b_s, b_l, b_v = np.empty(n_s), np.empty(n_l), np.empty(vol_n)   # the block's own scratch
-        for j in range(k * N // blocks, (k + 1) * N // blocks):
-            x = c[:, j]
-            ind._roc_col(x, n_s, b_s, m_s[:, j])              # the indicators' own column code: same bits
-            ind._roc_col(x, n_l, b_l, m_l[:, j])
-            ind._rsi_col(x, rsi_n, r[:, j])
-            ind._mean_ratio_col(vol[:, j], vol_n, b_v, v[:, j])
-            _momentum_rule(x, m_s[:, j], m_l[:, j], r[:, j], v[:, j], rsi_entry, vol_threshold,
-                           momentum_scale, allow_short, sig[:, j], conf[:, j])
+    if blocks <= 1: _momentum_block(0, N, c, *args)
+    else:
+        for k in numba.prange(blocks): _momentum_block(k * N // blocks, (k + 1) * N // blocks, c, *args)
 
 @register_strategy("momentum", MomentumParams, default=True, regimes=["trending"],
                    grid={"momentum_period": [5, 10, 20, 30, 40], "long_momentum_period": [60, 120],
@@ -89,7 +95,7 @@ def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> Signal
     c = as_matrix(close)
     m_s, m_l, r, v = (np.empty((c.shape[1], c.shape[0])).T for _ in range(4))   # column-major
     signal, confidence = signal_buffers(close)
-    _momentum_kernel(symbol_blocks(c.shape[1]), c, as_matrix(bars.volume), p.momentum_period,
+    _momentum_kernel(thread_blocks(c.shape[1], c.size), c, as_matrix(bars.volume), p.momentum_period,
                      p.long_momentum_period, p.rsi_period, p.volume_window, float(p.rsi_entry),
                      float(p.volume_threshold), float(p.momentum_scale), bool(p.allow_short),
                      m_s, m_l, r, v, signal, confidence)

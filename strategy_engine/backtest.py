@@ -286,7 +286,7 @@ def _run_books(w: np.ndarray, r: np.ndarray | None, cost_bps: float, codes: np.n
     if r is None: r, close = np.empty((0, 0)), np.asarray(close, dtype="float64")   # returns inside the kernel
     else: r, close = np.asarray(r, dtype="float64"), np.empty((0, 0))
     out = tuple(np.zeros((books.shape[0], n_books, w.shape[-2])) for _ in range(5))   # numpy's memory: huge pages
-    blocks = thread_blocks(books.shape[1], books[0].size)     # of dates, per weight set (one parallel region each)
+    blocks = thread_blocks(books.shape[1], books[0].size)     # of dates; each weight set: one parallel region
     _books_k(blocks, books, r, close, codes, float(cost_bps), by_column, as_returns, *out)
     return out
 

@@ -71,7 +71,7 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; best of {n} fresh processes each")
     fresh(COLD)                                                   # compile whatever the cache lacks
-    _, log = fresh(COLD, {"NUMBA_DEBUG_CACHE": "1"})
+    log = "".join(fresh(COLD, {"NUMBA_DEBUG_CACHE": "1"}))       # numba prints its cache log on stdout
     loaded, saved = log.count("data loaded"), log.count("data saved")
     kernels = sorted(set(re.findall(r"data loaded from '.*?/([\w.]+)-\d+\.py", log)))
     cold = best_of(COLD, n)

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import UnionType
@@ -65,6 +66,7 @@ def thread_blocks(n: int, cells: int) -> int:
     import numba                                  # already loaded by every caller (a kernel module)
     threads = numba.get_num_threads()             # read outside the kernel: inside, it stops numba's caching
     if threads == 1 or cells < PARALLEL_MIN_CELLS: return 1
+    if threading.current_thread() is not threading.main_thread(): return 1   # workqueue: one at a time
     return min(n, 4 * threads)
 
 def _use_user_numba_cache() -> None:

@@ -13,7 +13,8 @@ Then the 100-combination momentum sweep (public `sweep` vs the hand-fused sweep 
 combinations as columns of one call), one book per symbol (`backtest(books="symbol")` vs 500 single calls), and
 peak memory. Timings are best of N wall time, with CPU time beside them: the machine is shared, so the load average
 is printed too. Not part of the tests. Run: `.venv/bin/python bench/backtest_bench.py [--quick]` (--quick: no vectorbt).
-Scaling over the universe (500 / 2,000 / 5,000 symbols) and cold start: `bench/scaling_bench.py`.
+Scaling over the universe (500 / 2,000 / 5,000 symbols): `bench/scaling_bench.py`; cold start, broken down:
+`bench/cold_start_bench.py`.
 """
 import os
 import resource

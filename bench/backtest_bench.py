@@ -4,16 +4,20 @@ For momentum, mean reversion and breakout on 500 synthetic symbols × 5,040 days
 `run_strategy` + `signals_to_weights` + `backtest` + `.stats` (signals, weights, backtest and metrics) is
 timed next to
   * the hand-fused numba kernel of the same rule (`bench/fused_bench.py`): the floor; target within 3× of it;
-  * vectorbt 1.2.0 (its indicators, `Portfolio.from_signals` on one cash-sharing book, its metrics): target
-    ≤ 0.05×;
+  * vectorbt 1.2.0 (its indicators, `Portfolio.from_signals` on one cash-sharing book, its metrics): target ≤
+    0.05×;
   * plain numpy (rolling sums, a loop over dates for the Wilder average and the state machine, whole-matrix
     book).
-Then the 100-combination momentum sweep (public `sweep` vs the hand-fused sweep vs vectorbt, which broadcasts
-all combinations as columns of one call), one book per symbol (`backtest(books="symbol")` vs 500 single
-calls), and peak memory. Timings are best of N wall time, with CPU time beside them: the machine is shared, so
-the load average is printed too. Not part of the tests.
-Run: `.venv/bin/python bench/backtest_bench.py [--quick]` (--quick: no vectorbt).
-Scaling over the universe (500 / 2,000 / 5,000 symbols) and cold start: `bench/scaling_bench.py`.
+Threads: the package's rule kernels share blocks of symbols out over numba's threads (`NUMBA_NUM_THREADS`,
+default every core); the hand-fused kernels, numpy and vectorbt 1.2.0 (`Portfolio.from_signals` and its
+indicators, plain `njit`) run on one thread. So the public path is timed twice, with numba's threads and
+pinned to one (`numba.set_num_threads(1)`), and both ratios are printed: the one-thread figure is the
+like-for-like comparison. Then the 100-combination momentum sweep (public `sweep` vs the hand-fused sweep vs
+vectorbt, which broadcasts all combinations as columns of one call), one book per symbol
+(`backtest(books="symbol")` vs 500 single calls), and peak memory. Timings are best of N wall time, with CPU
+time beside them: the machine is shared, so the load average is printed too. Not part of the tests. Run:
+`.venv/bin/python bench/backtest_bench.py [--quick]` (--quick: no vectorbt). Scaling over the universe (500 /
+2,000 / 5,000 symbols): `bench/scaling_bench.py`; cold start, broken down: `bench/cold_start_bench.py`.
 """
 import os
 import resource
@@ -21,6 +25,7 @@ import sys
 import time
 import warnings
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -54,6 +59,16 @@ def public(name: str, bars: Bars, cfg: StrategyConfig) -> pd.DataFrame:
     "The package's path: signals, weights, backtest, metrics."
     sf = run_strategy(name, bars, cfg, restrict_universe=False)
     return backtest(bars, signals_to_weights(sf.signal, cfg.risk_limits.max_position_size)).stats
+
+
+def one_thread(fn):
+    "`fn` run with numba pinned to one thread (the like-for-like figure against single-threaded peers)."
+    def run():
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try: return fn()
+        finally: numba.set_num_threads(threads)
+    return run
 
 
 def arrays(bars: Bars) -> dict[str, np.ndarray]:
@@ -238,24 +253,33 @@ def main() -> None:
     for n in STRATEGIES: public(n, warm, cfgs[n])
     print(f"first calls (numba kernels from the cache, or compiled): {(time.perf_counter() - t0) * 1e3:.0f} "
           "ms")
+    print(f"threads: public path {numba.get_num_threads()} (numba's {numba.threading_layer()} layer) and 1 "
+          "(pinned); hand-fused, numpy and vectorbt 1 (single-threaded code)")
 
     big = synthetic_bars(500, n_days=5040, seed=11)
     a = arrays(big)
     print(f"\n{big.label}: 500 symbols × 5,040 days; signals + weights + backtest + metrics, ms (wall / CPU)")
-    print(f"  {'strategy':15s} {'public':>15s} {'hand-fused':>15s} {'numpy':>15s} {'vectorbt':>15s}   "
-          f"{'÷ fused':>8s} {'÷ numpy':>8s} {'÷ vectorbt':>10s}  signals = fused")
+    threads = numba.get_num_threads()
+    print(f"  {'strategy':15s} {'public':>15s} {'public, 1 thr':>15s} {'hand-fused':>15s} {'numpy':>15s} "
+          f"{'vectorbt':>15s}   {'÷ fused':>8s} {'÷ numpy':>8s} {'÷ vectorbt':>10s}  signals = fused")
     for n in STRATEGIES:
         ours = best(lambda n=n: public(n, big, cfgs[n]))
+        single = best(one_thread(lambda n=n: public(n, big, cfgs[n])))
         floor = best(lambda n=n: fused(n, a, cfgs[n]))
         plain = best(lambda n=n: numpy_path(n, a, cfgs[n]), repeat=2)
-        peer = best(lambda n=n: vectorbt_path(n, big, cfgs[n], vbt), repeat=2) if vbt else (float("nan"),) * 2
+        peer = best(lambda n=n: vectorbt_path(n, big, cfgs[n], vbt), repeat=3) if vbt else (float("nan"),) * 2
         sig = run_strategy(n, big, cfgs[n], restrict_universe=False).signal.to_numpy()
         agree = (sig == fused(n, a, cfgs[n])[1]).mean()
         fmt = lambda x: f"{x[0]:7.1f} / {x[1]:5.0f}"
-        print(f"  {n:15s} {fmt(ours):>15s} {fmt(floor):>15s} {fmt(plain):>15s} {fmt(peer):>15s}   "
-              f"{ours[0] / floor[0]:7.2f}× {ours[0] / plain[0]:7.2f}× {ours[0] / peer[0]:9.3f}×  {agree:.4%}")
-        print(f"  {'(by CPU time)':15s} {'':>15s} {'':>15s} {'':>15s} {'':>15s}   "
-              f"{ours[1] / floor[1]:7.2f}× {ours[1] / plain[1]:7.2f}× {ours[1] / peer[1]:9.3f}×")
+        ratios = lambda x, i, f=floor, p=plain, v=peer: (
+            f"{x[i] / f[i]:7.2f}× {x[i] / p[i]:7.2f}× {x[i] / v[i]:9.3f}×"
+        )
+        print(f"  {n:15s} {fmt(ours):>15s} {fmt(single):>15s} {fmt(floor):>15s} {fmt(plain):>15s} "
+              f"{fmt(peer):>15s}   {ratios(ours, 0)}  {agree:.4%}   ({threads} threads, wall)")
+        print(f"  {'':15s} {'':>15s} {'':>15s} {'':>15s} {'':>15s} {'':>15s}   {ratios(single, 0)}   (1 "
+              "thread, wall)")
+        print(f"  {'':15s} {'':>15s} {'':>15s} {'':>15s} {'':>15s} {'':>15s}   {ratios(single, 1)}   (1 "
+              "thread, CPU)")
 
     cfg = cfgs["momentum"]
     nse = sample_data_dir()

@@ -6,11 +6,11 @@ path (signals + weights + backtest + metrics) of each rule strategy, and momentu
 system CPU time of the timed calls (getrusage) and the peak RSS of the process (bars included). Targets: 2,000
 symbols at most 4.5× the 500-symbol time, system time under 20 % of user time, peak memory under 0.5 GB at 500
 symbols (measured from a reset of the peak RSS after the bars are built: the synthetic generator's own peak is
-not the pipeline's).
-Cold start: a fresh interpreter that imports `strategy_engine.backtest` and makes its first call (numba cache
-warm), target under 1 s. Each size runs twice: with the package's default, `core.reuse_freed_memory()` (freed
-pages kept for the next call), and with glibc's own settings (STRATEGY_ENGINE_REUSE_MEMORY=0). Not part of the
-tests. Run: `.venv/bin/python bench/scaling_bench.py [SIZES...]`.
+not the pipeline's). Cold start: a fresh interpreter that imports `strategy_engine.backtest` and makes its
+first call (numba cache warm), target under 1 s (its breakdown: `bench/cold_start_bench.py`). Each size runs
+twice: with the package's default, `core.reuse_freed_memory()` (freed pages kept for the next call), and with
+glibc's own settings (STRATEGY_ENGINE_REUSE_MEMORY=0). Not part of the tests. Run: `.venv/bin/python
+bench/scaling_bench.py [SIZES...]`.
 """
 import json
 import os

@@ -14,7 +14,14 @@ import numba
 import numpy as np
 import pandas as pd
 
-from .core import ConfigError, DataError, UnknownNameError, check_cost, did_you_mean
+from strategy_engine.core import (
+    ConfigError,
+    DataError,
+    UnknownNameError,
+    check_cost,
+    did_you_mean,
+    thread_blocks,
+)
 from .data import Bars
 from .metrics import summary as metrics_summary
 
@@ -86,6 +93,9 @@ def _nonfinite_k(a, transposed):   # pragma: no cover  (numba)
     R, C = a.shape
     first, nan = -1, False
     for c in range(C):
+        finite = True
+        for r in range(R): finite &= a[r, c] - a[r, c] == 0       # NaN, ±inf: NaN; vectorized, no branch
+        if finite: continue                                   # the usual column: one read, nothing to report
         for r in range(R):
             x = a[r, c]
             if x != x: nan = True
@@ -220,37 +230,49 @@ def close_returns(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _prices(close), _returns_k(close)
 
 @numba.njit(cache=True)
-def _books_k(w, r, close, codes, cost_bps, by_column, as_returns, growth, turnover, exposure, net,
+def _price_before(close, i, t0):   # pragma: no cover  (numba)
+    "Symbol i's price on day t0 - 1 (missing-bar rule): its last close so far, else its first close, else 1."
+    for t in range(t0 - 1, -1, -1):
+        if close[t, i] == close[t, i]: return close[t, i]
+    for t in range(t0, close.shape[0]):
+        if close[t, i] == close[t, i]: return close[t, i]
+    return 1.0
+
+@numba.njit(cache=True)
+def _books_dates(k, start, end, w, r, close, codes, growth, turnover, exposure, net):   # pragma: no cover
+    "Weight set k's gross return, turnover and exposures on days start..end-1, walking each symbol's column."
+    T, N = w.shape[1], w.shape[2]
+    from_close = close.shape[0] == T and T > 0                # returns on the way, as `_returns_into` does
+    start = max(start, 1)
+    for i in range(N):
+        b = codes[i]
+        if b < 0: continue
+        prev = _price_before(close, i, start) if from_close else 1.0
+        for t in range(start, end):
+            if from_close:
+                x = close[t, i]
+                p = x if x == x else prev
+                rt = p / prev - 1.0
+                prev = p
+            else: rt = r[t, i]
+            held = w[k, t - 1, i]
+            growth[k, b, t] += held * rt                      # the gross return, for now
+            turnover[k, b, t] += abs(held - w[k, t - 2, i]) if t >= 2 else abs(held)   # day 1: from cash
+            exposure[k, b, t] += abs(held)
+            net[k, b, t] += held
+
+@numba.njit(cache=True, parallel=True)
+def _books_k(blocks, w, r, close, codes, cost_bps, by_column, as_returns, growth, turnover, exposure, net,
              equity):   # pragma: no cover
-    "K weight sets × B books (symbol i in book codes[i], none if < 0) in one pass, into zeroed outputs."
+    "K weight sets × B books (symbol i in book codes[i]; none if < 0) in one pass into zeroed K × B × T."
     K, T, N = w.shape
-    # returns computed on the way, as `_returns_into` does
-    from_close = close.shape[0] == T and T > 0
     for k in range(K):
-        # column-major weights: walk each symbol's column
-        if by_column:
-            for i in range(N):
-                b = codes[i]
-                if b < 0: continue
-                prev = 1.0
-                if from_close:
-                    for t in range(T):
-                        if close[t, i] == close[t, i]:
-                            prev = close[t, i]
-                            break
-                for t in range(1, T):
-                    if from_close:
-                        x = close[t, i]
-                        p = x if x == x else prev
-                        rt = p / prev - 1.0
-                        prev = p
-                    else: rt = r[t, i]
-                    held = w[k, t - 1, i]
-                    growth[k, b, t] += held * rt              # the gross return, for now
-                    # day 1: from cash
-                    turnover[k, b, t] += abs(held - w[k, t - 2, i]) if t >= 2 else abs(held)
-                    exposure[k, b, t] += abs(held)
-                    net[k, b, t] += held
+        if by_column and blocks <= 1:                         # column-major weights: each symbol's column
+            _books_dates(k, 0, T, w, r, close, codes, growth, turnover, exposure, net)
+        elif by_column:                                       # ... by blocks of dates over the threads: a
+            for block in numba.prange(blocks):               # day adds its symbols in order, same bits
+                _books_dates(k, block * T // blocks, (block + 1) * T // blocks, w, r, close, codes, growth,
+                             turnover, exposure, net)
         # row-major: walk each day's row (same sums, same order)
         else:
             for t in range(1, T):
@@ -286,7 +308,8 @@ def _run_books(w: np.ndarray, r: np.ndarray | None, cost_bps: float, codes: np.n
     else: r, close = np.asarray(r, dtype="float64"), np.empty((0, 0))
     # numpy's memory: huge pages
     out = tuple(np.zeros((books.shape[0], n_books, w.shape[-2])) for _ in range(5))
-    _books_k(books, r, close, codes, float(cost_bps), by_column, as_returns, *out)
+    blocks = thread_blocks(books.shape[1], books[0].size)     # of dates; each weight set: one parallel region
+    _books_k(blocks, books, r, close, codes, float(cost_bps), by_column, as_returns, *out)
     return out
 
 def portfolio_path(w: np.ndarray, r: np.ndarray, cost_bps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -359,19 +382,24 @@ def _equal_weights_k(s, cap, long_only, w):   # pragma: no cover  (numba)
     "`equal_weights` of a T × N signal matrix (any number type, NaN = 0) into `w`; a bad value's index or -1."
     T, N = s.shape
     n = np.zeros(T, np.int64)
+    shorts = not long_only
     for i in range(N):                                        # count the day's positions, column by column
-        for t in range(T):
+        bad = False
+        for t in range(T):                                    # branch-free, so the loop vectorizes
             x = s[t, i]
-            if x != x or x == 0: continue
-            if x != 1 and x != -1: return t * N + i
-            if x > 0 or not long_only: n[t] += 1
+            bad |= (x == x) & (x != 0) & (x != 1) & (x != -1)
+            n[t] += (x > 0) | (shorts & (x < 0))              # NaN is neither
+        if bad:
+            for t in range(T):                                # the first bad value of this column
+                x = s[t, i]
+                if x == x and x != 0 and x != 1 and x != -1: return t * N + i
     size = np.empty(T)
     for t in range(T): size[t] = min(1.0 / max(n[t], 1), cap)
     for i in range(N):
         for t in range(T):
-            x = s[t, i]
-            x = 0.0 if x != x or (long_only and x < 0) else float(x)
-            w[t, i] = x * size[t] + 0.0
+            x = float(s[t, i])
+            keep = (x == x) & (shorts | (x >= 0))             # NaN, and shorts when long-only, count as 0
+            w[t, i] = (x if keep else 0.0) * size[t] + 0.0
     return -1
 
 def equal_weights(s: np.ndarray, cap: float, long_only: bool = False) -> np.ndarray:

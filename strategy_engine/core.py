@@ -6,28 +6,30 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import difflib
 import math
 import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
+if TYPE_CHECKING:     # pydantic loads where it is used: `import strategy_engine.backtest` never needs it
+    from pydantic import BaseModel, ValidationError
+    from pydantic.fields import FieldInfo
 
 import strategy_engine
 
 # %% auto #0
-__all__ = ['DEFAULT_COST_BPS', 'SECRET_WORDS', 'project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'numba_cache_dir',
-           'reuse_freed_memory', 'StrategyEngineError', 'DataError', 'ConfigError', 'UnknownNameError', 'did_you_mean',
-           'check_names', 'expect_error', 'allowed_values', 'explain_validation_error', 'check_cost', 'is_secret_name',
-           'secrets_from_environment', 'redact', 'redact_query', 'redact_url', 'guarded']
+__all__ = ['PARALLEL_MIN_CELLS', 'DEFAULT_COST_BPS', 'SECRET_WORDS', 'project_root', 'config_dir', 'runs_dir', 'sample_data_dir',
+           'numba_cache_dir', 'thread_blocks', 'reuse_freed_memory', 'StrategyEngineError', 'DataError', 'ConfigError',
+           'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error', 'allowed_values',
+           'explain_validation_error', 'check_cost', 'is_secret_name', 'secrets_from_environment', 'redact',
+           'redact_query', 'redact_url', 'guarded']
 
 # %% ../nbs/00_core.ipynb #4b3cddee
 def project_root() -> Path:
@@ -57,6 +59,16 @@ def numba_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "strategy-engine" / "numba"
 
+PARALLEL_MIN_CELLS = 200_000   # below this many cells (dates × symbols) a kernel stays on the calling thread
+
+def thread_blocks(n: int, cells: int) -> int:
+    "How many blocks a parallel kernel splits `n` items into: 4 per numba thread, at most n (1: one thread)."
+    import numba                                  # already loaded by every caller (a kernel module)
+    threads = numba.get_num_threads()             # read outside the kernel: inside, it stops numba's caching
+    if threads == 1 or cells < PARALLEL_MIN_CELLS: return 1
+    if threading.current_thread() is not threading.main_thread(): return 1   # workqueue: one at a time
+    return min(n, 4 * threads)
+
 def _use_user_numba_cache() -> None:
     "Point numba's cache at `numba_cache_dir()` before any kernel is compiled (a set NUMBA_CACHE_DIR wins)."
     if os.environ.get("NUMBA_CACHE_DIR"): return
@@ -73,8 +85,8 @@ _use_user_numba_cache()
 
 # %% ../nbs/00_core.ipynb #1a76bd05
 def reuse_freed_memory(enable: bool = True) -> bool:
-    "Keep freed memory in the process for reuse (glibc: heap blocks, never trimmed); False elsewhere."
-    try: mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    "Keep freed memory for reuse (glibc: big blocks from the heap, never trimmed); False without glibc."
+    try: mallopt = ctypes.CDLL("libc.so.6").mallopt     # glibc's soname (`find_library` would run ldconfig)
     except (OSError, AttributeError): return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4                      # glibc's mallopt parameter numbers
     settings = (
@@ -134,6 +146,7 @@ _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_e
 
 def allowed_values(key: str, info: FieldInfo | None, doc: str = "the documentation") -> str:
     "The allowed values of one pydantic field in words, e.g. 'an integer, 2 <= rsi_period <= 100'."
+    from pydantic import BaseModel
     if info is None: return f"see {doc}"
     extra = info.json_schema_extra
     if isinstance(extra, dict) and "allowed" in extra: return str(extra["allowed"])
@@ -154,6 +167,7 @@ def allowed_values(key: str, info: FieldInfo | None, doc: str = "the documentati
 
 def _locate(model: type[BaseModel], loc: tuple) -> tuple[list[str], FieldInfo | None, type[BaseModel] | None]:
     "Walk an error location through nested models: (keys, the field's info, the model holding it)."
+    from pydantic import BaseModel
     keys: list[str] = []
     info: FieldInfo | None = None
     cur: type[BaseModel] | None = model

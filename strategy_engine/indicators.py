@@ -113,8 +113,52 @@ def _window_stats(anchor, s1, s2, w, run, last):
     return anchor + m, np.sqrt(max(s2 / w - m * m, 0.0))
 
 @numba.njit(cache=True)
+def _gap_free(x):
+    "True when one column holds no NaN (one pass, vectorized): the column functions' fast path applies."
+    nan = False
+    for t in range(x.shape[0]): nan |= x[t] != x[t]
+    return not nan
+
+@numba.njit(cache=True)
+def _moments_dense(x, w, prior, mean, std, with_std):
+    "`_moments_col` of a column without NaN: the same operations in the same order, the window read in place."
+    since, anchor, s1, s2, run, last = 0, 0.0, 0.0, 0.0, 0, np.nan
+    if x.shape[0]: anchor = x[0]
+    for t in range(x.shape[0]):
+        v = x[t]
+        mean[t], std[t] = np.nan, np.nan
+        if prior and t >= w:
+            if with_std: mean[t], std[t] = _window_stats(anchor, s1, s2, w, run, last)
+            else: mean[t] = last if run >= w else anchor + s1 / w
+        if t >= w:                                                # drop the value w bars back
+            d = x[t - w] - anchor
+            s1 -= d
+            if with_std: s2 -= d * d
+        d = v - anchor
+        s1 += d
+        if with_std: s2 += d * d
+        run = run + 1 if v == last else 1
+        last = v
+        since += 1
+        if since >= w:                                            # re-anchor: the ring's sum, its order
+            total = 0.0
+            for i in range(t - w + 1, t + 1): total += x[i]
+            anchor = total / w
+            s1, s2, since = 0.0, 0.0, 0
+            for i in range(t - w + 1, t + 1):
+                d = x[i] - anchor
+                s1 += d
+                s2 += d * d
+        if not prior and t + 1 >= w:
+            if with_std: mean[t], std[t] = _window_stats(anchor, s1, s2, w, run, last)
+            else: mean[t] = last if run >= w else anchor + s1 / w
+
+@numba.njit(cache=True)
 def _moments_col(x, w, prior, buf, mean, std, with_std=True):
-    "Mean and population std of a column's last `w` non-NaN values (the `w` before today if `prior`)."
+    "Mean and population std of a column's last `w` non-NaN values (before today if `prior`), into mean/std."
+    if _gap_free(x):
+        _moments_dense(x, w, prior, mean, std, with_std)
+        return
     k, since, anchor, s1, s2, run, last = 0, 0, 0.0, 0.0, 0.0, 0, np.nan     # buf: the window, a ring buffer
     pos = 0                                                       # k % w, kept without a division
     for t in range(x.shape[0]):
@@ -201,6 +245,29 @@ def _minmax_k(a, w, is_max, prior):
     return out
 
 @numba.njit(cache=True, error_model="numpy")
+def _mean_ratio_dense(v, w, out):
+    "`_mean_ratio_col` of a column without NaN: same operations in the same order, the window read in place."
+    since, anchor, s1, run, last = 0, 0.0, 0.0, 0, np.nan
+    if v.shape[0]: anchor = v[0]
+    for t in range(v.shape[0]):
+        x = v[t]
+        out[t] = np.nan
+        if t >= w:
+            m = last if run >= w else anchor + s1 / w
+            if m > 0: out[t] = x / m
+            s1 -= v[t - w] - anchor                               # drop the value w bars back
+        s1 += x - anchor
+        run = run + 1 if x == last else 1
+        last = x
+        since += 1
+        if since >= w:                                            # re-anchor: the ring's sum, its order
+            total = 0.0
+            for i in range(t - w + 1, t + 1): total += v[i]
+            anchor = total / w
+            s1, since = 0.0, 0
+            for i in range(t - w + 1, t + 1): s1 += v[i] - anchor
+
+@numba.njit(cache=True, error_model="numpy")
 def _rsi_col(x, period, out):
     "Wilder's RSI of one column in one pass: changes, the two Wilder averages and the ratio, no temporaries."
     alpha = 1 / period
@@ -240,6 +307,10 @@ def _rsi_k(c, period):
 @numba.njit(cache=True, error_model="numpy")
 def _roc_col(x, n, buf, out):
     "Rate of change of one column over its last `n` non-NaN values, x_t / x_{t-n} - 1; buf: n scratch values."
+    if _gap_free(x):                                              # no NaN: x_{t-n} is n rows back, no ring
+        for t in range(min(n, x.shape[0])): out[t] = np.nan
+        for t in range(n, x.shape[0]): out[t] = x[t] / x[t - n] - 1
+        return
     k, pos = 0, 0
     for t in range(x.shape[0]):
         v = x[t]
@@ -265,7 +336,10 @@ def _roc_k(c, n):
 
 @numba.njit(cache=True, error_model="numpy")
 def _mean_ratio_col(v, w, buf, out):
-    "One column's values over the mean of the `w` non-NaN values before each (NaN unless > 0); buf: scratch."
+    "A column's values over the mean of the `w` non-NaN values before each (NaN unless > 0); buf: w scratch."
+    if _gap_free(v):
+        _mean_ratio_dense(v, w, out)
+        return
     k, since, anchor, s1, run, last, pos = 0, 0, 0.0, 0.0, 0, np.nan, 0   # `_moments_col` (prior, mean only),
     for t in range(v.shape[0]):                                   # inlined: same operations, same bits
         x = v[t]

@@ -415,15 +415,15 @@ def _json_number(x: float, digits: int = 6) -> float | None:
 
 @numba.njit(cache=True)
 def _signal_faults_k(s, c):   # pragma: no cover - compiled
-    "Bits of rules broken: 1 signal outside -1..1, 2 confidence outside [0, 1] or NaN, 4 one on a 0."
-    bad = 0
-    for i in range(s.shape[1]):
+    "Broken SignalFrame rules as bits: 1 signal outside -1..1, 2 confidence outside [0, 1] or NaN, 4 one on 0"
+    out_of_range, bad_confidence, confident_flat = False, False, False
+    for i in range(s.shape[1]):                               # `|` on booleans, no branch: it vectorizes
         for t in range(s.shape[0]):
             x, y = s[t, i], c[t, i]
-            if x < -1 or x > 1: bad |= 1
-            if not (y >= 0 and y <= 1): bad |= 2
-            if x == 0 and y != 0: bad |= 4
-    return bad
+            out_of_range |= (x < -1) | (x > 1)
+            bad_confidence |= ~((y >= 0) & (y <= 1))          # NaN fails both comparisons
+            confident_flat |= (x == 0) & (y != 0)
+    return (1 if out_of_range else 0) | (2 if bad_confidence else 0) | (4 if confident_flat else 0)
 
 _POW10 = np.array([10.0 ** k for k in range(23)])   # the powers of ten a double holds exactly
 
@@ -625,7 +625,7 @@ class SignalFrame:
 
     def __post_init__(self):
         s, c, who = self.signal, self.confidence, f"SignalFrame({self.strategy!r})"
-        if not all(pd.api.types.is_integer_dtype(t) for t in s.dtypes):
+        if not all(pd.api.types.is_integer_dtype(t) for t in set(s.dtypes)):   # each distinct dtype once
             raise DataError(f"{who}: signal must have an integer dtype, got "
                             f"{sorted(set(map(str, s.dtypes)))}.")
         for what, fr in [("confidence", c), *((f"metadata[{k!r}]", m) for k, m in self.metadata.items())]:

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from .. import indicators as ind
 from ..data import Bars
+from ..core import thread_blocks
 from strategy_engine.strategies.base import (
     SignalFrame,
     StrategyParams,
@@ -64,15 +65,24 @@ def _breakout_rule(c, sup, res, v, vol_thr, scale, allow_short, sig, conf, to_r,
         conf[t] = cf if state != 0 else 0.0
 
 @numba.njit(cache=True)
-def _breakout_kernel(c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, allow_short,
-                     sup, res, to_res, to_sup, v, sig, conf):   # pragma: no cover
-    "Channel, volume ratio and rule fused, symbol by symbol: the rule reads its columns in cache."
-    scratch, rows, b_v = np.empty((6, c.shape[0])), np.empty(c.shape[0], np.int64), np.empty(vol_n)
-    for j in range(c.shape[1]):
+def _breakout_block(j0, j1, c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, allow_short,
+                    sup, res, to_res, to_sup, v, sig, conf):   # pragma: no cover
+    "Channel, volume ratio and rule fused for symbols j0..j1-1, one by one: columns read in cache."
+    T = c.shape[0]
+    scratch, rows, b_v = np.empty((6, T)), np.empty(T, np.int64), np.empty(vol_n)   # the block's own scratch
+    for j in range(j0, j1):
         ind._channel_col(h[:, j], lo[:, j], w, scratch, rows, sup[:, j], res[:, j])   # the indicators' code
         ind._mean_ratio_col(vol[:, j], vol_n, b_v, v[:, j])
         _breakout_rule(c[:, j], sup[:, j], res[:, j], v[:, j], vol_thr, breakout_scale, allow_short,
                        sig[:, j], conf[:, j], to_res[:, j], to_sup[:, j])
+
+@numba.njit(cache=True, parallel=True)
+def _breakout_kernel(blocks, c, *args):   # pragma: no cover
+    "`_breakout_block` over all symbols: `blocks` blocks over numba's threads, or (1) this thread alone."
+    N = c.shape[1]
+    if blocks <= 1: _breakout_block(0, N, c, *args)
+    else:
+        for k in numba.prange(blocks): _breakout_block(k * N // blocks, (k + 1) * N // blocks, c, *args)
 
 @register_strategy("breakout", BreakoutParams, default=True, regimes=["trending"],
                    grid={"window": [10, 15, 20, 30, 40, 55, 75, 100, 150, 200],
@@ -84,9 +94,10 @@ def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> Signal
     c = as_matrix(close)
     sup, res, to_res, to_sup, v = (np.empty((c.shape[1], c.shape[0])).T for _ in range(5))   # column-major
     signal, confidence = signal_buffers(close)
-    _breakout_kernel(c, as_matrix(bars.high), as_matrix(bars.low), as_matrix(bars.volume), p.window,
-                     p.volume_window, float(p.volume_threshold), float(p.breakout_scale), bool(p.allow_short),
-                     sup, res, to_res, to_sup, v, signal, confidence)
+    _breakout_kernel(thread_blocks(c.shape[1], c.size), c, as_matrix(bars.high), as_matrix(bars.low),
+                     as_matrix(bars.volume), p.window, p.volume_window, float(p.volume_threshold),
+                     float(p.breakout_scale), bool(p.allow_short), sup, res, to_res, to_sup, v,
+                     signal, confidence)
     meta = {"resistance": res, "support": sup, "to_resistance": to_res, "to_support": to_sup,
             "volume_ratio": v}
     return SignalFrame.from_arrays("breakout", close, signal, confidence, meta, p.model_dump())

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from .. import indicators as ind
 from ..data import Bars
+from ..core import thread_blocks
 from strategy_engine.strategies.base import (
     SignalFrame,
     StrategyParams,
@@ -66,18 +67,26 @@ def _mean_reversion_rule(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig
         conf[t] = cf if state != 0 else 0.0
 
 @numba.njit(cache=True)
-def _mean_reversion_kernel(c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, depth_scale, allow_short,
-                           pct_b, bandwidth, v, sig, conf):   # pragma: no cover
-    "Bands, volume ratio and rule fused, symbol by symbol: the rule reads a column's bands still in cache."
+def _mean_reversion_block(j0, j1, c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, depth_scale, allow_short,
+                          pct_b, bandwidth, v, sig, conf):   # pragma: no cover
+    "Bands, volume ratio and rule fused for symbols j0..j1-1, one by one: bands read in cache."
     T = c.shape[0]
-    buf, b_v = np.empty(w), np.empty(vol_n)
-    std, mid, upper, lower = np.empty(T), np.empty(T), np.empty(T), np.empty(T)   # one column's scratch
-    for j in range(c.shape[1]):
+    buf, b_v = np.empty(w), np.empty(vol_n)                   # the block's own scratch
+    std, mid, upper, lower = np.empty(T), np.empty(T), np.empty(T), np.empty(T)
+    for j in range(j0, j1):
         x = c[:, j]
         ind._bollinger_col(x, w, n_std, buf, std, mid, upper, lower, pct_b[:, j], bandwidth[:, j])
         ind._mean_ratio_col(vol[:, j], vol_n, b_v, v[:, j])
         _mean_reversion_rule(x, pct_b[:, j], v[:, j], vol_thr, exit_pct_b, depth_scale, allow_short,
                              sig[:, j], conf[:, j])
+
+@numba.njit(cache=True, parallel=True)
+def _mean_reversion_kernel(blocks, c, *args):   # pragma: no cover
+    "`_mean_reversion_block` over all symbols: `blocks` blocks over the threads, or (1) this thread alone."
+    N = c.shape[1]
+    if blocks <= 1: _mean_reversion_block(0, N, c, *args)
+    else:
+        for k in numba.prange(blocks): _mean_reversion_block(k * N // blocks, (k + 1) * N // blocks, c, *args)
 
 @register_strategy("mean_reversion", MeanReversionParams, default=True, regimes=["ranging"],
                    grid={"bb_window": [10, 15, 20, 30, 40], "n_std": [1.5, 2.0, 2.5, 3.0],
@@ -89,9 +98,9 @@ def mean_reversion_signals(bars: Bars, params: MeanReversionParams | None = None
     c = as_matrix(close)
     b, width, v = (np.empty((c.shape[1], c.shape[0])).T for _ in range(3))   # column-major
     signal, confidence = signal_buffers(close)
-    _mean_reversion_kernel(c, as_matrix(bars.volume), p.bb_window, float(p.n_std), p.volume_window,
-                           float(p.volume_threshold), float(p.exit_pct_b), float(p.depth_scale),
-                           bool(p.allow_short), b, width, v, signal, confidence)
+    _mean_reversion_kernel(thread_blocks(c.shape[1], c.size), c, as_matrix(bars.volume), p.bb_window,
+                           float(p.n_std), p.volume_window, float(p.volume_threshold), float(p.exit_pct_b),
+                           float(p.depth_scale), bool(p.allow_short), b, width, v, signal, confidence)
     meta = {"pct_b": b, "bandwidth": width, "volume_ratio": v}
     return SignalFrame.from_arrays("mean_reversion", close, signal, confidence, meta, p.model_dump())
 

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from .. import indicators as ind
 from ..data import Bars
+from ..core import thread_blocks
 from strategy_engine.strategies.base import (
     SignalFrame,
     StrategyParams,
@@ -75,11 +76,11 @@ def _momentum_rule(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_short, si
         conf[t] = cf if state != 0 else 0.0
 
 @numba.njit(cache=True)
-def _momentum_kernel(c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale, allow_short,
-                     m_s, m_l, r, v, sig, conf):   # pragma: no cover
-    "Indicators and rule fused, symbol by symbol: the rule reads a column's indicators while still in cache."
-    b_s, b_l, b_v = np.empty(n_s), np.empty(n_l), np.empty(vol_n)
-    for j in range(c.shape[1]):
+def _momentum_block(j0, j1, c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale,
+                    allow_short, m_s, m_l, r, v, sig, conf):   # pragma: no cover
+    "Indicators and rule fused for symbols j0..j1-1, one by one: indicators read in cache."
+    b_s, b_l, b_v = np.empty(n_s), np.empty(n_l), np.empty(vol_n)   # the block's own scratch
+    for j in range(j0, j1):
         x = c[:, j]
         ind._roc_col(x, n_s, b_s, m_s[:, j])                  # the indicators' own column code: same bits
         ind._roc_col(x, n_l, b_l, m_l[:, j])
@@ -87,6 +88,14 @@ def _momentum_kernel(c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, m
         ind._mean_ratio_col(vol[:, j], vol_n, b_v, v[:, j])
         _momentum_rule(x, m_s[:, j], m_l[:, j], r[:, j], v[:, j], rsi_entry, vol_threshold,
                        momentum_scale, allow_short, sig[:, j], conf[:, j])
+
+@numba.njit(cache=True, parallel=True)
+def _momentum_kernel(blocks, c, *args):   # pragma: no cover
+    "`_momentum_block` over all symbols: `blocks` blocks over numba's threads, or (1) this thread alone."
+    N = c.shape[1]
+    if blocks <= 1: _momentum_block(0, N, c, *args)
+    else:
+        for k in numba.prange(blocks): _momentum_block(k * N // blocks, (k + 1) * N // blocks, c, *args)
 
 @register_strategy("momentum", MomentumParams, default=True, regimes=["trending"],
                    grid={"momentum_period": [5, 10, 20, 30, 40], "long_momentum_period": [60, 120],
@@ -98,9 +107,10 @@ def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> Signal
     c = as_matrix(close)
     m_s, m_l, r, v = (np.empty((c.shape[1], c.shape[0])).T for _ in range(4))   # column-major
     signal, confidence = signal_buffers(close)
-    _momentum_kernel(c, as_matrix(bars.volume), p.momentum_period, p.long_momentum_period, p.rsi_period,
-                     p.volume_window, float(p.rsi_entry), float(p.volume_threshold), float(p.momentum_scale),
-                     bool(p.allow_short), m_s, m_l, r, v, signal, confidence)
+    _momentum_kernel(thread_blocks(c.shape[1], c.size), c, as_matrix(bars.volume), p.momentum_period,
+                     p.long_momentum_period, p.rsi_period, p.volume_window, float(p.rsi_entry),
+                     float(p.volume_threshold), float(p.momentum_scale), bool(p.allow_short),
+                     m_s, m_l, r, v, signal, confidence)
     meta = {"rsi": r, "volume_ratio": v, "price_momentum": m_s, "trend_momentum": m_l}
     return SignalFrame.from_arrays("momentum", close, signal, confidence, meta, p.model_dump())
 

@@ -120,16 +120,21 @@ def _as_of(text: str, data: str) -> str:
         import pandas as pd
         return f"{pd.Timestamp.now(tz='Asia/Kolkata'):%Y-%m-%d}"
     if text != "latest": return text
-    from strategy_engine.data import open_bars
-    return f"{open_bars(data).dates[-1]:%Y-%m-%d}"
+    from strategy_engine.data import last_date
+    return f"{last_date(data):%Y-%m-%d}"               # the date columns only, not the panel the kernel loads
 
 def _boot_kernel(kind: str, args) -> None:
-    "Check the command line, then start the kernel of run `kind`, to boot while the command gets ready."
-    precheck(args)
+    "Start the kernel of run `kind` first, to boot while the command checks its flags and gets ready (exit 2: killed)."
+    from strategy_engine.notebooks import boot_kernel_early, stop_unused_kernels
     from strategy_engine.runs.launcher import template_path
-    from strategy_engine.notebooks import boot_kernel_early
     try: boot_kernel_early(template_path(kind))
     except Exception: pass    # only a head start: the run starts its own kernel and reports what stops it, in its record
+    try:
+        _check_calendar(args)
+        precheck(args)
+    except BaseException:
+        stop_unused_kernels()  # a command line that cannot run leaves nothing running
+        raise
 
 def _stage_params(args, *names: str) -> dict:
     "The notebook parameters of a `run` command: as_of, data, and those of `names` the user gave."
@@ -315,7 +320,6 @@ def _check_calendar(args) -> None:
 
 def cmd_run_daily(args) -> int:
     "Launch the daily production notebook (gated on the day's validation) and print where its record is."
-    _check_calendar(args)
     _boot_kernel("daily", args)
     names = ("strategies", "symbols", "warehouse", "cost_bps", "universe", "calendar", "adjustment")
     params = _stage_params(args, *names)
@@ -412,14 +416,12 @@ def cmd_runs_show(args) -> int:
 # %% ../nbs/90_cli.ipynb #1603ba5f
 def cmd_run_validate(args) -> int:
     "Launch the data validation notebook of a day (09:00) and print where its record is."
-    _check_calendar(args)
     _boot_kernel("validate", args)
     names = ("strategies", "symbols", "through", "max_move", "max_lag", "universe", "calendar", "adjustment")
     return _run_stage("validate", _stage_params(args, *names), args)
 
 def cmd_run_report(args) -> int:
     "Launch the performance report notebook of a day (18:00, gated on the day's validation) and print where its record is."
-    _check_calendar(args)
     _boot_kernel("report", args)
     names = ("strategies", "symbols", "warehouse", "cost_bps", "period", "calendar", "adjustment")
     params = _stage_params(args, *names)
@@ -428,7 +430,6 @@ def cmd_run_report(args) -> int:
 
 def cmd_run_day(args) -> int:
     "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failed validation."
-    _check_calendar(args)
     _boot_kernel("validate", args)                      # the first stage's
     from strategy_engine.runs.schedule import run_day
     params = _stage_params(args, "strategies", "symbols", "universe")
@@ -795,7 +796,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 def main(argv: Sequence[str] | None = None) -> int:
-    "Entry point of the `strategy-engine` command."
+    "Entry point of the `strategy-engine` command; as a process's own command (no `argv`) it exits once done."
+    code = _command(argv)
+    if argv is None: _exit_now(code)
+    return code
+
+def _exit_now(code: int) -> None:
+    "End the process: flush, run the atexit handlers, skip the interpreter's teardown of every module (~0.5 s)."
+    import atexit
+    import threading
+    if threading.active_count() > 1: return           # a thread still working: the normal exit waits for it
+    atexit._run_exitfuncs()                           # kernels booted and unused, logging, temporary folders
+    for stream in (sys.stdout, sys.stderr):
+        try: stream.flush()
+        except (OSError, ValueError): pass            # a closed pipe: nothing more to say
+    os._exit(code)
+
+def _command(argv: Sequence[str] | None) -> int:
+    "Parse the command line, run the command, turn its error into an exit status (2: usage, 1: failed)."
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     fmt = "human"

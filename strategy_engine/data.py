@@ -20,7 +20,7 @@ from .core import DataError, check_names, did_you_mean, sample_data_dir
 # %% auto #0
 __all__ = ['FIELDS', 'ADJUSTMENTS', 'DEFAULT_ADJUSTMENT', 'FILE_ADJUSTMENTS', 'DataLoader', 'DATA_SOURCES', 'Finding', 'Bars',
            'session_dates', 'to_numbers', 'bars_from_long', 'adjustment_of', 'load_bars', 'synthetic_bars', 'with_gaps',
-           'register_data_source', 'data_source', 'open_bars', 'check_data_source']
+           'register_data_source', 'data_source', 'open_bars', 'check_data_source', 'last_date']
 
 # %% ../nbs/02_data.ipynb #dbe7223c
 FIELDS = ("open", "high", "low", "close", "volume")
@@ -355,3 +355,34 @@ def check_data_source(uri: str, symbols: Sequence[str], start, end) -> Bars:
     want = full.select(list(symbols), start, end)
     need(part.close.equals(want.close), "a selection differs from the same rows of the whole panel")
     return full
+
+# %% ../nbs/02_data.ipynb #93874cdd
+def _file_last_date(file: Path) -> pd.Timestamp | None:
+    "The last date of one file when its date column reads as plain dates; None: the full loader must decide."
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    try:
+        if file.suffix == ".parquet":
+            import pyarrow.parquet as pq
+            name = next((n for n in pq.read_schema(file).names if _norm(n) == "date"), None)
+            column = pq.read_table(file, columns=[name]).column(0) if name else None
+        else:
+            import pyarrow.csv as pcsv
+            with open(file, encoding="utf-8") as f: header = f.readline().rstrip("\r\n").split(",")
+            name = next((n for n in header if _norm(n) == "date"), None)
+            options = pcsv.ConvertOptions(include_columns=[name]) if name else None
+            column = pcsv.read_csv(file, convert_options=options).column(0) if name else None
+    except (OSError, ValueError, UnicodeDecodeError, pa.ArrowException):
+        return None
+    if column is None or column.null_count or len(column) == 0: return None
+    plain = pa.types.is_date(column.type) or (pa.types.is_timestamp(column.type) and column.type.tz is None)
+    return pd.Timestamp(pc.max(column).as_py()).normalize() if plain else None
+
+def last_date(data: str | Path | None = None) -> pd.Timestamp:
+    "The last session date of a data spec (what `--as-of latest` means), read from the date columns alone."
+    spec = str(data) if data is not None else "auto"
+    if spec == "auto" and sample_data_dir() is not None: spec = str(sample_data_dir())
+    if _scheme(spec) is None and spec not in ("auto", "synthetic") and Path(spec).exists():
+        found = [_file_last_date(f) for f in _files(Path(spec))]
+        if found and all(d is not None for d in found): return max(found)     # type: ignore[type-var]
+    return open_bars(data).dates[-1]

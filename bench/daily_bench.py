@@ -1,12 +1,13 @@
-"""Benchmark: wall time of the whole daily run (kernel start, 50 NSE symbols × 3 strategies, DuckDB write, archive).
+"""Benchmark: wall time of the whole daily run (kernel, 50 NSE symbols × 3 strategies, DuckDB write, archive).
 
-Runs `strategy-engine run daily` as the scheduler does, in a fresh temporary warehouse and archive, and prints the
-median of `--runs` whole commands (target, issue #14: under 2.5 s on this machine, kernel included). With `--breakdown`
-each run is also split into its parts, measured inside the command's own process: interpreter start and CLI import,
-the CLI's preparation (flags, `--as-of latest`), the kernel's boot (process start + the template's imports, beside the
-CLI's preparation) and the wait for it, each notebook cell (from papermill's cell times in the archived notebook), the
-archive write (summary, manifest, archive + ledger), the warehouse (open, pending, load) and what is left. Not part
-of the tests.
+Runs `strategy-engine run daily` as the scheduler does, in a fresh temporary warehouse and archive, and prints
+the median of `--runs` whole commands (target, issue #14: under 2.5 s on this machine, kernel included). With
+`--breakdown` each run is also split into its parts, measured inside the command's own process: interpreter
+start and CLI import, the CLI's preparation (flags, `--as-of latest`), the kernel's boot (process start + the
+template's imports, beside the CLI's preparation) and the wait for it, each notebook cell (papermill's cell
+times in the archived notebook), the archive write (summary, manifest, archive + ledger), the warehouse (open,
+pending, load) and the exit. `--compare CHECKOUT` runs another checkout's command alternately with this one's
+(same load, so the ratio holds on a busy machine). Not part of the tests.
 
     python bench/daily_bench.py                 # 5 whole commands, median
     python bench/daily_bench.py --breakdown     # and where each one's time went
@@ -25,8 +26,8 @@ from pathlib import Path
 CLI = Path(sys.executable).parent / "strategy-engine"
 ROOT = Path(__file__).resolve().parent.parent
 
-# Runs inside the measured command: wraps the functions whose time is a part of the run, then runs the CLI as the
-# console script does. Each part's seconds go to $BREAKDOWN as JSON.
+# Runs inside the measured command: wraps the functions whose time is a part of the run, then runs the CLI as
+# the console script does. Each part's seconds go to $BREAKDOWN as JSON.
 _DRIVER = r'''
 import json, os, sys, time
 t_start = float(os.environ["BENCH_T0"])
@@ -86,7 +87,7 @@ sys.exit(code)
 
 
 def _cells(archive: Path) -> tuple[list[tuple[str, float]], float | None]:
-    "Per code cell of the archived notebook: (first line, seconds), and the first cell's start (epoch seconds)."
+    "Per code cell of the archived notebook: (first line, seconds); and the first cell's start (epoch s)."
     from datetime import datetime
     nb = json.loads(next(archive.rglob("daily_signals.ipynb")).read_text())
     out, first = [], None
@@ -96,7 +97,8 @@ def _cells(archive: Path) -> tuple[list[tuple[str, float]], float | None]:
         start = datetime.fromisoformat(pm["start_time"].replace("Z", "+00:00")).timestamp()
         first = start if first is None else first
         src = "".join(c["source"]).strip().splitlines()
-        label = next((ln for ln in src if ln and not ln.startswith(("#", "import", "from", "pd.set"))), src[0])
+        code = [ln for ln in src if ln and not ln.startswith(("#", "import", "from", "pd.set"))]
+        label = code[0] if code else src[0]
         if "injected-parameters" in c["metadata"].get("tags", []): label = "(injected parameters)"
         out.append((label[:60], float(pm.get("duration") or 0.0)))
     return out, first
@@ -109,7 +111,7 @@ def sample_data_dir() -> Path | None:
 
 
 def once(as_of: str, data: str, breakdown: bool, checkout: Path = ROOT) -> tuple[float, float, dict | None]:
-    "One whole command of `checkout`'s code in a fresh warehouse and archive: wall and CPU seconds, parts when asked."
+    "One command of `checkout`'s code in a fresh warehouse and archive: wall and CPU seconds (and its parts)."
     with tempfile.TemporaryDirectory() as d:
         args = ["run", "daily", "--as-of", as_of, "--symbols", "nifty50_sample", "--data", data,
                 "--warehouse", f"duckdb:///{d}/wh.duckdb", "--archive", f"{d}/archive", "--no-log-output"]
@@ -158,10 +160,11 @@ def main() -> None:
     ap.add_argument("--breakdown", action="store_true", help="also print where each run's time went")
     ap.add_argument("--as-of", default="2024-11-22", help="the day to run (default 2024-11-22; or latest)")
     ap.add_argument("--compare", type=Path, metavar="CHECKOUT",
-                    help="another checkout of the repository (e.g. the commit before a change): its command runs "
-                         "alternately with this one's, so both see the same load; the ratio is what counts")
+                    help="another checkout of the repository (e.g. the commit before a change): its "
+                         "command runs alternately with this one's, so both see the same load; the ratio is what counts")
     args = ap.parse_args()
-    if sample_data_dir() is None: raise SystemExit("the NSE sample (../shared/data/nse) is needed for this benchmark")
+    if sample_data_dir() is None:
+        raise SystemExit("the NSE sample (../shared/data/nse) is needed for this benchmark")
     checkouts = [ROOT, *([args.compare.resolve()] if args.compare else [])]
     times: dict[Path, list[tuple[float, float]]] = {c: [] for c in checkouts}
     for _ in range(args.runs):

@@ -161,7 +161,8 @@ def main() -> None:
     ap.add_argument("--as-of", default="2024-11-22", help="the day to run (default 2024-11-22; or latest)")
     ap.add_argument("--compare", type=Path, metavar="CHECKOUT",
                     help="another checkout of the repository (e.g. the commit before a change): its "
-                         "command runs alternately with this one's, so both see the same load; the ratio is what counts")
+                         "command runs alternately with this one's, so both see the same load; the ratio "
+                         "is what counts")
     args = ap.parse_args()
     if sample_data_dir() is None:
         raise SystemExit("the NSE sample (../shared/data/nse) is needed for this benchmark")

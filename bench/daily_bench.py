@@ -79,11 +79,37 @@ def run_stage(*a, **k):
     finish()
     return real_stage(*a, **k)
 cli._run_stage = run_stage
-code = cli.main(sys.argv[1:])
-marks["main_returned"] = time.time() - t_start
-json.dump({"parts": parts, "marks": marks}, open(os.environ["BREAKDOWN"], "w"))
-sys.exit(code)
+import atexit
+def done():
+    marks["main_returned"] = time.time() - t_start
+    json.dump({"parts": parts, "marks": marks}, open(os.environ["BREAKDOWN"], "w"))
+atexit.register(done)
+sys.argv[0] = "strategy-engine"
+sys.exit(cli.main())           # as the console script calls it (it ends the process itself)
 '''
+
+
+def kernel_boot() -> tuple[float, float]:
+    "Seconds from spawn to ready of a bare python3 kernel, and of the daily template's kernel (its imports preloaded)."
+    from jupyter_core.utils import run_sync
+
+    from strategy_engine.notebooks import start_kernel, stop_kernel
+    from strategy_engine.runs.launcher import template_path
+    bare = ROOT / "bench" / ".bare_template.ipynb"
+    bare.write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    out = []
+    try:
+        for template in (bare, template_path("daily")):
+            t = time.perf_counter()
+            km = start_kernel(template)
+            kc = km.client()
+            kc.start_channels()
+            run_sync(kc._async_wait_for_ready)(timeout=120)
+            out.append(time.perf_counter() - t)
+            kc.stop_channels()
+            stop_kernel(km)
+    finally: bare.unlink()
+    return out[0], out[1]
 
 
 def _cells(archive: Path) -> tuple[list[tuple[str, float]], float | None]:
@@ -150,7 +176,7 @@ def show(b: dict) -> None:
               f"(kernel boot + imports {m['first_cell_at'] - m.get('kernel_spawn_at', 0):.2f} s after spawn)")
     for name, sec in sorted(p.items()): print(f"    {name:<52} {sec:.3f} s")
     for label, sec in b["cells"]: print(f"      cell {label:<50} {sec:.3f} s")
-    print(f"    main returned at                  {m['main_returned']:.2f} s (exit and clean-up "
+    print(f"    main returned at                  {m['main_returned']:.2f} s (exit "
           f"{b['wall'] - m['main_returned']:.2f} s)")
 
 
@@ -173,6 +199,9 @@ def main() -> None:
             dt, cpu, parts = once(args.as_of, "auto", args.breakdown and checkout == ROOT, checkout)
             times[checkout].append((dt, cpu))
             if parts: show(parts)
+        if args.breakdown:
+            bare, daily = kernel_boot()
+            print(f"  kernel alone, spawn to ready: bare {bare:.2f} s, daily template (imports preloaded) {daily:.2f} s")
     for checkout, got in times.items():
         wall, cpu = [w for w, _ in got], [c for _, c in got]
         print(f"{checkout}: daily run, 50 NSE symbols × 3 strategies, whole command (as of {args.as_of}): "

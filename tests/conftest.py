@@ -66,3 +66,69 @@ def processes_with_env(name: str, value: str) -> list[int]:
         except OSError: continue                              # gone meanwhile, or not ours to read
         if needle in env.split(b"\0"): found.append(int(d.name))
     return found
+
+
+# ------------------------------------------------------------------ how `make pytest` spreads the suite
+# Two xdist workers, `--dist loadgroup`, grouped here (`unit_of`): a file is one unit of work (its module fixtures
+# built once, in one worker) except the files in SPREAD, whose tests go out one by one, but for those SHARED lists
+# (they share a module fixture). Units start in the order of COSTLIEST_FIRST (CPU seconds per file and per test,
+# measured for issue 14), then in collection order: the long ones start early, so no worker is left alone with a
+# long file at the end. A stale order costs time only, never a result. (xdist 3.8's own loadgroup marks have no
+# effect under pytest 9: it renames `item._nodeid`, which pytest 9 no longer reads.)
+SPREAD = ("test_daily_run.py", "test_cli.py")
+SHARED = {
+    "test_daily_run.py::test_one_changed_byte_fails_audit_and_names_the_run": "two_runs",
+    "test_daily_run.py::test_archive_holds_no_secrets": "two_runs",
+    "test_daily_run.py::test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept": "rerun",
+    "test_daily_run.py::test_same_as_of_on_another_day_gives_the_same_signals": "rerun",
+}
+COSTLIEST_FIRST = (
+    "test_daily_run.py::test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded",
+    "test_deploy.py",                     # the image's warm-up compiles every numba kernel from a cold cache
+    "test_daily_run.py::test_same_as_of_on_another_day_gives_the_same_signals",
+    "test_daily_run.py::test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept",
+    "test_daily_run.py::test_make_run_on_a_bare_clone_runs_the_synthetic_universe_twice_the_same",
+    "test_daily_run.py::test_shards_union_equals_the_unsharded_run",
+    "test_daily_run.py::test_one_changed_byte_fails_audit_and_names_the_run",
+    "test_daily_run.py::test_archive_holds_no_secrets",
+    "test_cli.py::test_run_validate_and_daily_on_us_data_are_quiet_and_follow_the_calendar_given",
+    "test_market_fetch.py", "test_backfill.py", "test_reliability.py", "test_market_store.py", "test_service.py",
+    "test_run_records.py", "test_dashboard.py", "test_schedule.py", "test_infra.py", "test_notebooks.py",
+)
+
+
+def _test_key(nodeid: str) -> tuple[str, str]:
+    "(file name, 'file::test' without its parameters) of a test id."
+    path, _, test = nodeid.partition("::")
+    file = Path(path).name
+    return file, f"{file}::{test.split('[')[0]}"
+
+
+def unit_of(nodeid: str) -> str:
+    "The unit of work a test belongs to: its file; in a SPREAD file the test alone, or its SHARED group."
+    file, test = _test_key(nodeid)
+    if file not in SPREAD: return nodeid.partition("::")[0]
+    return f"{file}::{SHARED[test]}" if test in SHARED else nodeid
+
+
+def _rank(item: pytest.Item) -> int:
+    "Where `item` starts: its place in COSTLIEST_FIRST (by test, else by file), or after every listed one."
+    file, test = _test_key(item.nodeid)
+    return next((i for i, entry in enumerate(COSTLIEST_FIRST) if entry in (file, test)), len(COSTLIEST_FIRST))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The costliest units first (each worker collects, then reports this order to the scheduler)."""
+    items.sort(key=_rank)                          # stable: the rest keep their collection order
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """With `--dist loadgroup`: units of work by `unit_of`, handed out in collection order."""
+    if config.getoption("dist") != "loadgroup": return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class CostliestFirst(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str: return unit_of(nodeid)
+
+    config.option.loadscopereorder = False         # collection order, not "most tests first"
+    return CostliestFirst(config, log)

@@ -19,7 +19,7 @@ from strategy_engine.core import UnknownNameError
 from strategy_engine.runs.archive import open_archive, scan_for_secrets
 from strategy_engine.runs.launcher import launch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, processes_with_env, run_cli
 
 DAY = "2024-11-22"                  # the last session of the NSE sample
 SYMBOLS = ["RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "SBIN", "ITC", "LT"]
@@ -268,3 +268,12 @@ def test_sigterm_mid_run_is_archived_as_killed(where, nse_dir):
     [m] = manifests(where)
     assert m["status"] == "killed" and "SIGTERM" in m["error"] and m["notebook_sha256"]
     assert run_cli("audit", "verify", "--archive", where["archive"]).returncode == 0
+
+
+def test_a_usage_error_exits_2_and_kills_the_kernel_booted_first(where, tmp_path):
+    """The kernel boots before the flags are checked (the command's head start); a command line that cannot run
+    exits 2 with its did-you-mean, archives nothing and leaves no kernel behind."""
+    env = {**os.environ, "USAGE_ERROR_TEST": str(tmp_path)}
+    r = daily(where, "--as-of", DAY, "--strategies", "momentun", env=env)
+    assert r.returncode == 2 and "--strategies" in r.stderr and "Did you mean 'momentum'" in r.stderr, r.stderr
+    assert manifests(where) == [] and processes_with_env("USAGE_ERROR_TEST", str(tmp_path)) == []

@@ -138,6 +138,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=_rank)                          # stable: the rest keep their collection order
 
 
+@pytest.hookimpl(optionalhook=True)             # a run without xdist (-p no:xdist) does not know this hook
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """With `--dist loadgroup`: units of work by `unit_of`, handed out in collection order."""
     if config.getoption("dist") != "loadgroup": return None

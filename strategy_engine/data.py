@@ -113,7 +113,7 @@ def session_dates(values: pd.Series, timezone: str = "Asia/Kolkata") -> pd.Serie
     if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
         return pd.to_datetime(values, errors="coerce").dt.normalize()
     text = values.astype(str).str.strip()
-    if len(text) and bool(text.str.len().eq(10).all()):     # plain YYYY-MM-DD, the usual file: one C parse (issue 14)
+    if len(text) and bool(text.str.len().eq(10).all()):     # plain YYYY-MM-DD, the usual file: one C parse
         plain = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
         if plain.notna().all(): return plain.astype("datetime64[us]").dt.normalize().rename(None)
     aware = text.str.contains(_OFFSET, regex=True)

@@ -90,7 +90,7 @@ sys.exit(cli.main())           # as the console script calls it (it ends the pro
 
 
 def kernel_boot() -> tuple[float, float]:
-    "Seconds from spawn to ready of a bare python3 kernel, and of the daily template's kernel (its imports preloaded)."
+    "Seconds from spawn to ready of a bare python3 kernel and of the daily template's (imports preloaded)."
     from jupyter_core.utils import run_sync
 
     from strategy_engine.notebooks import start_kernel, stop_kernel
@@ -140,7 +140,8 @@ def once(as_of: str, data: str, breakdown: bool, checkout: Path = ROOT,
          symbols: str = "nifty50_sample") -> tuple[float, float, dict | None]:
     "One command of `checkout`'s code in a fresh warehouse and archive: wall and CPU seconds (and its parts)."
     with tempfile.TemporaryDirectory() as d:
-        args = ["run", "daily", "--as-of", as_of, *(["--symbols", symbols] if symbols else []), "--data", data,
+        chosen = ["--symbols", symbols] if symbols else []
+        args = ["run", "daily", "--as-of", as_of, *chosen, "--data", data,
                 "--warehouse", f"duckdb:///{d}/wh.duckdb", "--archive", f"{d}/archive", "--no-log-output"]
         env = {**os.environ, "BREAKDOWN": f"{d}/breakdown.json", "PYTHONPATH": str(checkout),
                "STRATEGY_ENGINE_DATA": str(sample_data_dir())}           # one sample for every checkout
@@ -187,7 +188,7 @@ def main() -> None:
     ap.add_argument("--breakdown", action="store_true", help="also print where each run's time went")
     ap.add_argument("--as-of", default="2024-11-22", help="the day to run (default 2024-11-22; or latest)")
     ap.add_argument("--symbols", default="nifty50_sample",
-                    help="the --symbols of the run (default nifty50_sample: 50 symbols for every strategy); '' "
+                    help="the --symbols of the run (default nifty50_sample: 50 symbols each strategy); '' "
                          "for none: each strategy's own universe, as `make run` runs it")
     ap.add_argument("--compare", type=Path, metavar="CHECKOUT",
                     help="another checkout of the repository (e.g. the commit before a change): its "
@@ -200,12 +201,14 @@ def main() -> None:
     times: dict[Path, list[tuple[float, float]]] = {c: [] for c in checkouts}
     for _ in range(args.runs):
         for checkout in checkouts:
-            dt, cpu, parts = once(args.as_of, "auto", args.breakdown and checkout == ROOT, checkout, args.symbols)
+            breakdown = args.breakdown and checkout == ROOT
+            dt, cpu, parts = once(args.as_of, "auto", breakdown, checkout, args.symbols)
             times[checkout].append((dt, cpu))
             if parts: show(parts)
         if args.breakdown:
             bare, daily = kernel_boot()
-            print(f"  kernel alone, spawn to ready: bare {bare:.2f} s, daily template (imports preloaded) {daily:.2f} s")
+            print(f"  kernel alone, spawn to ready: bare {bare:.2f} s, "
+                  f"daily template (imports preloaded) {daily:.2f} s")
     for checkout, got in times.items():
         wall, cpu = [w for w, _ in got], [c for _, c in got]
         shown = f"--symbols {args.symbols}" if args.symbols else "each strategy's own universe"

@@ -124,7 +124,7 @@ def _as_of(text: str, data: str) -> str:
     return f"{last_date(data):%Y-%m-%d}"               # the date columns only, not the panel the kernel loads
 
 def _boot_kernel(kind: str, args) -> None:
-    "Start run `kind`'s kernel first, to boot while the command checks its flags and gets ready (exit 2: killed)."
+    "Start run `kind`'s kernel first, to boot while the command checks its flags and gets ready (exit 2)."
     from strategy_engine.notebooks import boot_kernel_early, stop_unused_kernels
     from strategy_engine.runs.launcher import template_path
     try: boot_kernel_early(template_path(kind))
@@ -802,7 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 def _exit_now(code: int) -> None:
-    "End the process: flush, run the atexit handlers, skip the interpreter's teardown of its modules (~0.5 s)."
+    "End the process: flush, run the atexit handlers, skip the teardown of every module (~0.5 s)."
     import atexit
     import threading
     if threading.active_count() > 1: return           # a thread still working: the normal exit waits for it

@@ -69,27 +69,29 @@ def processes_with_env(name: str, value: str) -> list[int]:
 
 
 # ------------------------------------------------------------------ how `make pytest` spreads the suite
-# Two xdist workers, `--dist loadgroup`, grouped here (`unit_of`): a file is one unit of work (its module fixtures
-# built once, in one worker) except the files in SPREAD, whose tests go out one by one, but for those SHARED lists
-# (they share a module fixture). Units start in the order of COSTLIEST_FIRST (CPU seconds per file and per test,
-# measured for issue 14), then in collection order: the long ones start early, so no worker is left alone with a
-# long file at the end. A stale order costs time only, never a result. (xdist 3.8's own loadgroup marks have no
-# effect under pytest 9: it renames `item._nodeid`, which pytest 9 no longer reads.)
+# Two xdist workers, `--dist loadgroup`, grouped here (`unit_of`): a file is one unit of work (its module
+# fixtures built once, in one worker) except the files in SPREAD, whose tests go out one by one, but for
+# those SHARED lists (they share a module fixture). Units start in the order of COSTLIEST_FIRST (CPU seconds
+# per file and per test, measured for issue 14), then in collection order: the long ones start early, so no
+# worker is left alone with a long file at the end. A stale order costs time only, never a result. (xdist
+# 3.8's own loadgroup marks have no effect under pytest 9: it renames `item._nodeid`, which pytest 9 no longer
+# reads.)
 SPREAD = ("test_daily_run.py", "test_cli.py", "test_run_records.py", "test_schedule.py")
 SHARED = {
     "test_daily_run.py::test_one_changed_byte_fails_audit_and_names_the_run": "two_runs",
     "test_daily_run.py::test_archive_holds_no_secrets": "two_runs",
     "test_daily_run.py::test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept": "rerun",
     "test_daily_run.py::test_same_as_of_on_another_day_gives_the_same_signals": "rerun",
-    "test_run_records.py::test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete":
-        "crash_loop",
+    "test_run_records.py::"
+    "test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete": "crash_loop",
     "test_run_records.py::test_history_is_kept_and_the_day_is_never_a_mixture": "history",
     "test_run_records.py::test_other_data_is_another_run_that_replaces_nothing": "history",
     "test_run_records.py::test_manifest_and_runs_row_are_complete": "history",
     "test_run_records.py::test_rebuild_from_the_archive_reproduces_the_tables_row_for_row": "history",
 }
 COSTLIEST_FIRST = (
-    "test_run_records.py::test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete",
+    "test_run_records.py::"
+    "test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete",
     "test_service.py",
     "test_daily_run.py::test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded",
     "test_deploy.py",                     # the image's warm-up compiles every numba kernel from a cold cache

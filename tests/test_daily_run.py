@@ -49,27 +49,31 @@ FAKETIME = shutil.which("faketime")
 
 @pytest.fixture(scope="module")
 def rerun(tmp_path_factory, nse_dir) -> dict:
-    """The same run twice (8 symbols): the first with the clock faked to 2031 when libfaketime is installed, the
-    second plainly; the signals after each. Shared by the rerun and the faked-clock tests (RELIABILITY 1 and 20)."""
+    """The same run twice (8 symbols): the first with the clock faked to 2031 when libfaketime is
+    installed, the second plainly; the signals after each. Shared by the rerun and the faked-clock tests
+    (RELIABILITY 1 and 20)."""
     t = tmp_path_factory.mktemp("rerun")
     where = {"warehouse": f"duckdb:///{t}/wh.duckdb", "archive": str(t / "archive"), "tmp": t}
     args = ["run", "daily", "--as-of", DAY, "--symbols", *SYMBOLS, "--warehouse", where["warehouse"],
             "--archive", where["archive"]]
     clock = [FAKETIME, "2031-03-03 08:00:00"] if FAKETIME else []
-    first = subprocess.run([*clock, str(Path(sys.executable).parent / "strategy-engine"), *args, "--no-log-output"],
-                           capture_output=True, text=True, env=dict(os.environ), cwd=ROOT, timeout=300)
+    cli = str(Path(sys.executable).parent / "strategy-engine")
+    first = subprocess.run([*clock, cli, *args, "--no-log-output"], capture_output=True, text=True,
+                           env=dict(os.environ), cwd=ROOT, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     query = "select strategy, symbol, signal, confidence from signals_current order by all"
     ids = "select signal_id, signal, confidence, metadata from signals_current order by all"
     before, before_ids = rows(where, query), rows(where, ids)
     performance = rows(where, "select count(*) from performance_current")[0][0]
     second = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
-    return {"where": where, "faked": bool(FAKETIME), "second": second, "before": before, "after": rows(where, query),
-            "before_ids": before_ids, "after_ids": rows(where, ids), "performance": performance}
+    return {"where": where, "faked": bool(FAKETIME), "second": second, "before": before,
+            "after": rows(where, query), "before_ids": before_ids, "after_ids": rows(where, ids),
+            "performance": performance}
 
 
 def test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept(rerun):
-    """RELIABILITY 1: re-running the same run id gives one current set of rows, identical content; every attempt is kept."""
+    """RELIABILITY 1: re-running the same run id gives one current set of rows, identical content; every
+    attempt is kept."""
     where, before = rerun["where"], rerun["before"]
     assert before and rerun["performance"] == 3
     assert rerun["second"].returncode == 0
@@ -142,13 +146,14 @@ def test_parameter_values_arrive_unchanged_and_unknown_names_are_refused(where, 
     assert len(manifests(where)) == 1                    # the refused launches archived nothing
 
 
-SECRETS = {"TELEGRAM_BOT_TOKEN": "123456:very-secret-token-value", "STRATEGY_ENGINE_API_TOKEN": "api-token-0123456789"}
+SECRETS = {"TELEGRAM_BOT_TOKEN": "123456:very-secret-token-value",
+           "STRATEGY_ENGINE_API_TOKEN": "api-token-0123456789"}
 
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, nse_dir) -> dict:
-    """An archive of two runs of the day, shared by the tamper tests (each tampers with a copy) and the secrets
-    test: the second run has secret values in its environment."""
+    """An archive of two runs of the day, shared by the tamper tests (each tampers with a copy) and the
+    secrets test: the second run has secret values in its environment."""
     t = tmp_path_factory.mktemp("two-runs")
     where = {"warehouse": f"duckdb:///{t}/wh.duckdb", "archive": str(t / "archive"), "tmp": t}
     assert daily(where, "--as-of", DAY, "--symbols", "TCS", "INFY").returncode == 0
@@ -213,8 +218,8 @@ def test_archive_holds_no_secrets(two_runs):
 
 def test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded(where, nse_dir):
     env = {**os.environ, "STRATEGY_ENGINE_MODELS": str(where["tmp"] / "models")}
-    r = run_cli("run", "train", "--as-of", DAY, "--strategies", "lstm", "--symbols", *SYMBOLS[:4],   # a small fit
-                "--archive", where["archive"], env=env)
+    r = run_cli("run", "train", "--as-of", DAY, "--strategies", "lstm", "--symbols", *SYMBOLS[:4],
+                "--archive", where["archive"], env=env)                   # a small fit: 4 symbols
     assert r.returncode == 0, r.stdout + r.stderr
     [train] = manifests(where)
     [model] = train["models"]
@@ -271,9 +276,10 @@ def test_sigterm_mid_run_is_archived_as_killed(where, nse_dir):
 
 
 def test_a_usage_error_exits_2_and_kills_the_kernel_booted_first(where, tmp_path):
-    """The kernel boots before the flags are checked (the command's head start); a command line that cannot run
-    exits 2 with its did-you-mean, archives nothing and leaves no kernel behind."""
+    """The kernel boots before the flags are checked (the command's head start); a command line that cannot
+    run exits 2 with its did-you-mean, archives nothing and leaves no kernel behind."""
     env = {**os.environ, "USAGE_ERROR_TEST": str(tmp_path)}
     r = daily(where, "--as-of", DAY, "--strategies", "momentun", env=env)
-    assert r.returncode == 2 and "--strategies" in r.stderr and "Did you mean 'momentum'" in r.stderr, r.stderr
+    assert r.returncode == 2 and "--strategies" in r.stderr, r.stderr
+    assert "Did you mean 'momentum'" in r.stderr, r.stderr
     assert manifests(where) == [] and processes_with_env("USAGE_ERROR_TEST", str(tmp_path)) == []

@@ -71,10 +71,11 @@ lint: $(DEV_STAMP)  ## ruff + mypy over the package, tests and benchmarks; lines
 nbtest: $(DEV_STAMP)  ## run the test cells of every library notebook
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
-# Two workers, one test file each at a time (--dist loadfile keeps a file's module fixtures in one process); a test
-# that hangs fails after 15 minutes instead of holding CI.
+# Two workers; a test file is one unit (its module fixtures built once, in one process) except the files
+# tests/conftest.py spreads test by test, and the costliest units start first (conftest: unit_of, COSTLIEST_FIRST);
+# a test that hangs fails after 15 minutes instead of holding CI.
 pytest: $(DEV_STAMP)  ## integration, CLI and service tests
-	$(BIN)/pytest -q -n 2 --dist loadfile --timeout=900 tests
+	$(BIN)/pytest -q -n 2 --dist loadgroup --timeout=900 tests
 
 infra-check: $(DEV_STAMP) $(CHECKOV_STAMP)  ## infra/ (python-hcl2 + checkov), workflow schema, hadolint, deploy and verify scripts (~25 s)
 	$(BIN)/pytest -q tests/test_infra.py tests/test_deploy.py

@@ -134,21 +134,26 @@ def _as_of(text: str, data: str) -> str:
 
 @functools.cache
 def _bar_dates(data: str, end: str | None = None):
-    "A data spec's bar dates, read once per command; with `end`, the 3 years up to it (for a calendar)."
+    "A data spec's session dates from its date columns, read once per command; with `end`, 3 years to it."
     import pandas as pd
 
-    from strategy_engine.data import open_bars
-    if end is None: return open_bars(data).dates
-    return open_bars(data, start=pd.Timestamp(end) - pd.DateOffset(years=3), end=end).dates
+    from strategy_engine.data import data_dates
+    if end is None: return data_dates(data)
+    return data_dates(data, start=pd.Timestamp(end) - pd.DateOffset(years=3), end=end)
 
 def _boot_kernel(kind: str, args) -> None:
-    "Check the command line, then start the kernel of run `kind`, to boot while the command gets ready."
-    precheck(args)
+    "Start run `kind`'s kernel first, to boot while the command checks its flags and gets ready (exit 2)."
+    from strategy_engine.notebooks import boot_kernel_early, stop_unused_kernels
     from strategy_engine.runs.launcher import template_path
-    from strategy_engine.notebooks import boot_kernel_early
     try: boot_kernel_early(template_path(kind))
     # only a head start: the run starts its own kernel and reports what stops it, in its record
     except Exception: pass
+    try:
+        _check_calendar(args)
+        precheck(args)
+    except BaseException:
+        stop_unused_kernels()  # a command line that cannot run leaves nothing running
+        raise
 
 def _stage_params(args, *names: str) -> dict:
     "The notebook parameters of a `run` command: as_of, data, and those of `names` the user gave."
@@ -354,7 +359,6 @@ def _run_calendar(args, params: dict) -> str:
 
 def cmd_run_daily(args) -> int:
     "Launch the daily production notebook (gated on the day's validation) and print where its record is."
-    _check_calendar(args)
     _boot_kernel("daily", args)
     names = ("strategies", "symbols", "warehouse", "cost_bps", "universe", "adjustment")
     params = _stage_params(args, *names)
@@ -460,14 +464,12 @@ def cmd_runs_show(args) -> int:
 # %% ../nbs/90_cli.ipynb #1603ba5f
 def cmd_run_validate(args) -> int:
     "Launch the data validation notebook of a day (09:00) and print where its record is."
-    _check_calendar(args)
     _boot_kernel("validate", args)
     names = ("strategies", "symbols", "through", "max_move", "max_lag", "universe", "adjustment")
     return _run_stage("validate", _stage_params(args, *names), args)
 
 def cmd_run_report(args) -> int:
     "Launch a day's performance report notebook (18:00, gated on its validation); print where it is kept."
-    _check_calendar(args)
     _boot_kernel("report", args)
     names = ("strategies", "symbols", "warehouse", "cost_bps", "period", "adjustment")
     params = _stage_params(args, *names)
@@ -477,7 +479,6 @@ def cmd_run_report(args) -> int:
 
 def cmd_run_day(args) -> int:
     "Run the day's stages in order (validate, daily, report), printing each as it ends; stop at a failure."
-    _check_calendar(args)
     _boot_kernel("validate", args)                      # the first stage's
     from strategy_engine.runs.schedule import run_day
     params = _stage_params(args, "strategies", "symbols", "universe")
@@ -592,7 +593,6 @@ def cmd_serve(args) -> int:
 
 def cmd_run_train(args) -> int:
     "Launch the model-training notebook; its artifacts go to the model store, their hashes into the manifest."
-    _check_calendar(args)
     _boot_kernel("train", args)
     from strategy_engine.runs.launcher import launch
     params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
@@ -913,7 +913,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 def main(argv: Sequence[str] | None = None) -> int:
-    "Entry point of the `strategy-engine` command."
+    "Entry point of the `strategy-engine` command; as a process's own command (no `argv`) it exits once done."
+    code = _command(argv)
+    if argv is None: _exit_now(code)
+    return code
+
+def _exit_now(code: int) -> None:
+    "End the process: flush, run the atexit handlers, skip the teardown of every module (~0.5 s)."
+    import atexit
+    import threading
+    if threading.active_count() > 1: return           # a thread still working: the normal exit waits for it
+    atexit._run_exitfuncs()                           # kernels booted and unused, logging, temporary folders
+    for stream in (sys.stdout, sys.stderr):
+        try: stream.flush()
+        except (OSError, ValueError): pass            # a closed pipe: nothing more to say
+    os._exit(code)
+
+def _command(argv: Sequence[str] | None) -> int:
+    "Parse the command line, run the command, turn its error into an exit status (2: usage, 1: failed)."
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     fmt = "human"

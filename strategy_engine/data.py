@@ -20,7 +20,8 @@ from .core import DataError, check_names, did_you_mean, sample_data_dir
 # %% auto #0
 __all__ = ['FIELDS', 'ADJUSTMENTS', 'DEFAULT_ADJUSTMENT', 'FILE_ADJUSTMENTS', 'DataLoader', 'DATA_SOURCES', 'Finding', 'Bars',
            'session_dates', 'to_numbers', 'bars_from_long', 'adjustment_of', 'load_bars', 'synthetic_bars', 'with_gaps',
-           'register_data_source', 'data_source', 'open_bars', 'check_data_source', 'data_label', 'data_heading']
+           'register_data_source', 'data_source', 'open_bars', 'check_data_source', 'data_label', 'data_heading',
+           'data_dates', 'last_date']
 
 # %% ../nbs/02_data.ipynb #dbe7223c
 FIELDS = ("open", "high", "low", "close", "volume")
@@ -121,6 +122,9 @@ def session_dates(values: pd.Series, timezone: str = "Asia/Kolkata") -> pd.Serie
     if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
         return pd.to_datetime(values, errors="coerce").dt.normalize()
     text = values.astype(str).str.strip()
+    if len(text) and bool(text.str.len().eq(10).all()):     # plain YYYY-MM-DD, the usual file: one C parse
+        plain = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+        if plain.notna().all(): return plain.astype("datetime64[us]").dt.normalize().rename(None)
     aware = text.str.contains(_OFFSET, regex=True)
     out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
     if (~aware).any():
@@ -400,3 +404,48 @@ def data_heading(bars: Bars, universe: str, calendar: str) -> str:
     span = f"{bars.dates[0]:%Y-%m-%d} .. {bars.dates[-1]:%Y-%m-%d}" if len(bars.dates) else "no dates"
     return (f"## Data: {data_label(bars)}\n\n{len(bars.symbols)} symbols ({universe}), {span}, "
             f"prices {bars.adjustment}; {calendar}.")
+
+# %% ../nbs/02_data.ipynb #93874cdd
+def _file_dates(file: Path) -> np.ndarray | None:
+    "One file's distinct dates when its date column reads as plain dates; None: the full loader must decide."
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    try:
+        if file.suffix == ".parquet":
+            import pyarrow.parquet as pq
+            name = next((n for n in pq.read_schema(file).names if _norm(n) == "date"), None)
+            column = pq.read_table(file, columns=[name]).column(0) if name else None
+        else:
+            import pyarrow.csv as pcsv
+            with open(file, encoding="utf-8") as f:
+                header = f.readline().rstrip("\r\n").split(",")
+            name = next((n for n in header if _norm(n) == "date"), None)
+            options = pcsv.ConvertOptions(include_columns=[name]) if name else None
+            column = pcsv.read_csv(file, convert_options=options).column(0) if name else None
+    except (OSError, ValueError, UnicodeDecodeError, pa.ArrowException):
+        return None
+    if column is None or column.null_count or len(column) == 0: return None
+    plain = pa.types.is_date(column.type) or (pa.types.is_timestamp(column.type) and column.type.tz is None)
+    if not plain: return None
+    return np.unique(
+        pc.cast(column, pa.timestamp("us")).to_numpy(zero_copy_only=False).astype("datetime64[D]")
+    )
+
+def data_dates(data: str | Path | None = None, start=None, end=None) -> pd.DatetimeIndex:
+    "The sessions of a data spec (a bar of any symbol) in `start..end`, read from the date columns alone."
+    spec = str(data) if data is not None else "auto"
+    if spec == "auto" and sample_data_dir() is not None: spec = str(sample_data_dir())
+    if _scheme(spec) is None and spec not in ("auto", "synthetic") and Path(spec).exists():
+        found = [_file_dates(f) for f in _files(Path(spec))]
+        if found and all(d is not None for d in found):
+            dates = pd.DatetimeIndex(np.unique(np.concatenate([d for d in found if d is not None])))
+            dates = dates.astype("datetime64[us]")
+            lo = pd.Timestamp(start) if start is not None else dates[0] if len(dates) else None
+            hi = pd.Timestamp(end) if end is not None else dates[-1] if len(dates) else None
+            return dates[(dates >= lo) & (dates <= hi)] if len(dates) else dates
+    return open_bars(data, start=start, end=end).dates
+
+def last_date(data: str | Path | None = None) -> pd.Timestamp:
+    "The last session date of a data spec (what `--as-of latest` means), read from the date columns alone."
+    return data_dates(data)[-1]
+

@@ -70,3 +70,88 @@ def processes_with_env(name: str, value: str) -> list[int]:
         except OSError: continue                              # gone meanwhile, or not ours to read
         if needle in env.split(b"\0"): found.append(int(d.name))
     return found
+
+
+# ------------------------------------------------------------------ how `make pytest` spreads the suite
+# Two xdist workers, `--dist loadgroup`, grouped here (`unit_of`): a file is one unit of work (its module
+# fixtures built once, in one worker) except the files in SPREAD, whose tests go out one by one, but for
+# those SHARED lists (they share a module fixture). Units start in the order of COSTLIEST_FIRST (CPU seconds
+# per file and per test, measured for issue 14), then in collection order: the long ones start early, so no
+# worker is left alone with a long file at the end. A stale order costs time only, never a result. (xdist
+# 3.8's own loadgroup marks have no effect under pytest 9: it renames `item._nodeid`, which pytest 9 no longer
+# reads.)
+SPREAD = ("test_daily_run.py", "test_cli.py", "test_run_records.py", "test_schedule.py")
+SHARED = {
+    "test_daily_run.py::test_one_changed_byte_fails_audit_and_names_the_run": "two_runs",
+    "test_daily_run.py::test_archive_holds_no_secrets": "two_runs",
+    "test_daily_run.py::test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept": "rerun",
+    "test_daily_run.py::test_same_as_of_on_another_day_gives_the_same_signals": "rerun",
+    "test_run_records.py::"
+    "test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete": "crash_loop",
+    "test_run_records.py::test_history_is_kept_and_the_day_is_never_a_mixture": "history",
+    "test_run_records.py::test_other_data_is_another_run_that_replaces_nothing": "history",
+    "test_run_records.py::test_manifest_and_runs_row_are_complete": "history",
+    "test_run_records.py::test_rebuild_from_the_archive_reproduces_the_tables_row_for_row": "history",
+}
+COSTLIEST_FIRST = (
+    "test_run_records.py::"
+    "test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete",
+    "test_service.py",
+    "test_daily_run.py::test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded",
+    "test_deploy.py",                     # the image's warm-up compiles every numba kernel from a cold cache
+    "test_daily_run.py::test_same_as_of_on_another_day_gives_the_same_signals",
+    "test_daily_run.py::test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept",
+    "test_daily_run.py::test_shards_union_equals_the_unsharded_run",
+    "test_daily_run.py::test_make_run_on_a_bare_clone_runs_the_synthetic_universe_twice_the_same",
+    "test_daily_run.py::test_one_changed_byte_fails_audit_and_names_the_run",
+    "test_daily_run.py::test_archive_holds_no_secrets",
+    "test_run_records.py::test_history_is_kept_and_the_day_is_never_a_mixture",
+    "test_run_records.py::test_other_data_is_another_run_that_replaces_nothing",
+    "test_run_records.py::test_manifest_and_runs_row_are_complete",
+    "test_run_records.py::test_rebuild_from_the_archive_reproduces_the_tables_row_for_row",
+    "test_reliability.py", "test_market_fetch.py", "test_warehouse_contract.py", "test_backfill.py",
+    "test_strategy_registry.py", "test_market_store.py",
+    "test_cli.py::test_run_validate_and_daily_on_us_data_are_quiet_and_follow_the_calendar_given",
+    "test_schedule.py::test_the_report_of_a_day_matches_the_warehouse_rows_of_that_days_run",
+    "test_schedule.py::test_a_stale_day_stops_after_validation_and_raises_one_alert",
+    "test_schedule.py::test_a_holiday_skips_every_stage",
+    "test_warehouse_bigquery.py", "test_dashboard.py", "test_infra.py", "test_notebooks.py",
+)
+
+
+def _test_key(nodeid: str) -> tuple[str, str]:
+    "(file name, 'file::test' without its parameters) of a test id."
+    path, _, test = nodeid.partition("::")
+    file = Path(path).name
+    return file, f"{file}::{test.split('[')[0]}"
+
+
+def unit_of(nodeid: str) -> str:
+    "The unit of work a test belongs to: its file; in a SPREAD file the test alone, or its SHARED group."
+    file, test = _test_key(nodeid)
+    if file not in SPREAD: return nodeid.partition("::")[0]
+    return f"{file}::{SHARED[test]}" if test in SHARED else nodeid
+
+
+def _rank(item: pytest.Item) -> int:
+    "Where `item` starts: its place in COSTLIEST_FIRST (by test, else by file), or after every listed one."
+    file, test = _test_key(item.nodeid)
+    return next((i for i, entry in enumerate(COSTLIEST_FIRST) if entry in (file, test)), len(COSTLIEST_FIRST))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The costliest units first (each worker collects, then reports this order to the scheduler)."""
+    items.sort(key=_rank)                          # stable: the rest keep their collection order
+
+
+@pytest.hookimpl(optionalhook=True)             # a run without xdist (-p no:xdist) does not know this hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """With `--dist loadgroup`: units of work by `unit_of`, handed out in collection order."""
+    if config.getoption("dist") != "loadgroup": return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class CostliestFirst(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str: return unit_of(nodeid)
+
+    config.option.loadscopereorder = False         # collection order, not "most tests first"
+    return CostliestFirst(config, log)

@@ -19,7 +19,7 @@ from strategy_engine.core import UnknownNameError
 from strategy_engine.runs.archive import open_archive, scan_for_secrets
 from strategy_engine.runs.launcher import launch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, processes_with_env, run_cli
 
 DAY = "2024-11-22"                  # the last session of the NSE sample
 SYMBOLS = ["RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "SBIN", "ITC", "LT"]
@@ -46,16 +46,40 @@ def manifests(where):
     return [json.loads(p.read_text()) for p in sorted(Path(where["archive"]).rglob("manifest.json"))]
 
 
-def test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept(where, nse_dir):
-    """RELIABILITY 1: a re-run of a run id gives one current set of rows, same content; all attempts kept."""
-    first = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
+FAKETIME = shutil.which("faketime")
+
+
+@pytest.fixture(scope="module")
+def rerun(tmp_path_factory, nse_dir) -> dict:
+    """The same run twice (8 symbols): the first with the clock faked to 2031 when libfaketime is
+    installed, the second plainly; the signals after each. Shared by the rerun and the faked-clock tests
+    (RELIABILITY 1 and 20)."""
+    t = tmp_path_factory.mktemp("rerun")
+    where = {"warehouse": f"duckdb:///{t}/wh.duckdb", "archive": str(t / "archive"), "tmp": t}
+    args = ["run", "daily", "--as-of", DAY, "--symbols", *SYMBOLS, "--warehouse", where["warehouse"],
+            "--archive", where["archive"]]
+    clock = [FAKETIME, "2031-03-03 08:00:00"] if FAKETIME else []
+    cli = str(Path(sys.executable).parent / "strategy-engine")
+    first = subprocess.run([*clock, cli, *args, "--no-log-output"], capture_output=True, text=True,
+                           env=dict(os.environ), cwd=ROOT, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
-    before = rows(where, "select strategy, symbol, signal, confidence from signals_current order by all")
-    assert before and rows(where, "select count(*) from performance_current")[0][0] == 3
+    query = "select strategy, symbol, signal, confidence from signals_current order by all"
+    ids = "select signal_id, signal, confidence, metadata from signals_current order by all"
+    before, before_ids = rows(where, query), rows(where, ids)
+    performance = rows(where, "select count(*) from performance_current")[0][0]
     second = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
-    assert second.returncode == 0
-    assert rows(where,
-                "select strategy, symbol, signal, confidence from signals_current order by all") == before
+    return {"where": where, "faked": bool(FAKETIME), "second": second, "before": before,
+            "after": rows(where, query), "before_ids": before_ids, "after_ids": rows(where, ids),
+            "performance": performance}
+
+
+def test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept(rerun):
+    """RELIABILITY 1: re-running the same run id gives one current set of rows, identical content; every
+    attempt is kept."""
+    where, before = rerun["where"], rerun["before"]
+    assert before and rerun["performance"] == 3
+    assert rerun["second"].returncode == 0
+    assert rerun["after"] == before
     assert rows(where, "select attempt, count(*) from signals group by attempt order by attempt") == [
         (1, len(before)),
         (2, len(before)),
@@ -131,21 +155,27 @@ def test_parameter_values_arrive_unchanged_and_unknown_names_are_refused(where, 
     assert len(manifests(where)) == 1                    # the refused launches archived nothing
 
 
+SECRETS = {"TELEGRAM_BOT_TOKEN": "123456:very-secret-token-value",
+           "STRATEGY_ENGINE_API_TOKEN": "api-token-0123456789"}
+
+
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory, nse_dir) -> Path:
-    "An archive of two runs of the day, shared by the tamper tests (each tampers with a copy)."
+def two_runs(tmp_path_factory, nse_dir) -> dict:
+    """An archive of two runs of the day, shared by the tamper tests (each tampers with a copy) and the
+    secrets test: the second run has secret values in its environment."""
     t = tmp_path_factory.mktemp("two-runs")
     where = {"warehouse": f"duckdb:///{t}/wh.duckdb", "archive": str(t / "archive"), "tmp": t}
     assert daily(where, "--as-of", DAY, "--symbols", "TCS", "INFY").returncode == 0
-    assert daily(where, "--as-of", DAY, "--symbols", "TCS").returncode == 0
-    return Path(where["archive"])
+    secret = daily(where, "--as-of", DAY, "--symbols", "TCS", env={**os.environ, **SECRETS})
+    assert secret.returncode == 0, secret.stdout + secret.stderr
+    return {"archive": Path(where["archive"]), "secret_run": secret}
 
 
 @pytest.mark.parametrize("target", ["daily_signals.ipynb", "manifest.json"])
 def test_one_changed_byte_fails_audit_and_names_the_run(two_runs, tmp_path, target):
     """RELIABILITY 5: one changed byte of a notebook or manifest fails `audit verify`, naming the run."""
     archive = tmp_path / "archive"
-    shutil.copytree(two_runs, archive)
+    shutil.copytree(two_runs["archive"], archive)
     good = run_cli("audit", "verify", "--archive", archive)
     assert good.returncode == 0, good.stdout
     victim = sorted(archive.rglob(target))[0]
@@ -159,23 +189,12 @@ def test_one_changed_byte_fails_audit_and_names_the_run(two_runs, tmp_path, targ
     assert r.returncode == 1 and run_id in r.stdout, r.stdout
 
 
-@pytest.mark.skipif(shutil.which("faketime") is None,
-                    reason="faketime not installed (make test installs it as root)")
-def test_same_as_of_on_another_day_gives_the_same_signals(where, nse_dir):
+@pytest.mark.skipif(FAKETIME is None, reason="faketime not installed (make test installs it as root)")
+def test_same_as_of_on_another_day_gives_the_same_signals(rerun):
     """RELIABILITY 20: with the clock faked (libfaketime), as_of=D gives the same output."""
-    env = dict(os.environ)
-    a = subprocess.run(["faketime", "2031-03-03 08:00:00",
-                        str(Path(sys.executable).parent / "strategy-engine"), "run", "daily", "--as-of", DAY,
-                        "--symbols", *SYMBOLS, "--warehouse", where["warehouse"], "--archive",
-                        where["archive"],
-                        "--no-log-output"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
-    assert a.returncode == 0, a.stdout + a.stderr
-    first = rows(where, "select signal_id, signal, confidence, metadata from signals_current order by all")
-    b = daily(where, "--as-of", DAY, "--symbols", *SYMBOLS)
-    assert b.returncode == 0
-    assert rows(where,
-                "select signal_id, signal, confidence, metadata from signals_current order by all") == first
-    starts = sorted(m["started_at"] for m in manifests(where))
+    assert rerun["faked"] and rerun["second"].returncode == 0
+    assert rerun["after_ids"] == rerun["before_ids"]
+    starts = sorted(m["started_at"] for m in manifests(rerun["where"]))
     assert starts[-1].startswith("2031-03-03"), starts          # the clock really was faked for the first run
 
 
@@ -203,20 +222,17 @@ def test_shards_union_equals_the_unsharded_run(where, nse_dir):
     assert len({m["run_id"] for m in ms}) == 3 and {m["cloud_run"]["execution"] for m in ms} == {"exec-1"}
 
 
-def test_archive_holds_no_secrets(where, nse_dir):
+def test_archive_holds_no_secrets(two_runs):
     """RELIABILITY 11: a scan of every archived object finds no secret value."""
-    secrets = {"TELEGRAM_BOT_TOKEN": "123456:very-secret-token-value",
-               "STRATEGY_ENGINE_API_TOKEN": "api-token-0123456789"}
-    r = daily(where, "--as-of", DAY, "--symbols", "TCS", env={**os.environ, **secrets})
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert scan_for_secrets(open_archive(where["archive"]), secrets) == []
-    assert all(v not in r.stdout + r.stderr for v in secrets.values())
+    r = two_runs["secret_run"]
+    assert scan_for_secrets(open_archive(str(two_runs["archive"])), SECRETS) == []
+    assert all(v not in r.stdout + r.stderr for v in SECRETS.values())
 
 
 def test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded(where, nse_dir):
     env = {**os.environ, "STRATEGY_ENGINE_MODELS": str(where["tmp"] / "models")}
-    r = run_cli("run", "train", "--as-of", DAY, "--strategies", "lstm", "--archive", where["archive"],
-                env=env)
+    r = run_cli("run", "train", "--as-of", DAY, "--strategies", "lstm", "--symbols", *SYMBOLS[:4],
+                "--archive", where["archive"], env=env)                   # a small fit: 4 symbols
     assert r.returncode == 0, r.stdout + r.stderr
     [train] = manifests(where)
     [model] = train["models"]
@@ -275,3 +291,13 @@ def test_sigterm_mid_run_is_archived_as_killed(where, nse_dir):
     [m] = manifests(where)
     assert m["status"] == "killed" and "SIGTERM" in m["error"] and m["notebook_sha256"]
     assert run_cli("audit", "verify", "--archive", where["archive"]).returncode == 0
+
+
+def test_a_usage_error_exits_2_and_kills_the_kernel_booted_first(where, tmp_path):
+    """The kernel boots before the flags are checked (the command's head start); a command line that cannot
+    run exits 2 with its did-you-mean, archives nothing and leaves no kernel behind."""
+    env = {**os.environ, "USAGE_ERROR_TEST": str(tmp_path)}
+    r = daily(where, "--as-of", DAY, "--strategies", "momentun", env=env)
+    assert r.returncode == 2 and "--strategies" in r.stderr, r.stderr
+    assert "Did you mean 'momentum'" in r.stderr, r.stderr
+    assert manifests(where) == [] and processes_with_env("USAGE_ERROR_TEST", str(tmp_path)) == []

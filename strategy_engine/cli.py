@@ -17,15 +17,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .core import StrategyEngineError, did_you_mean, project_root, runs_dir
+from .core import DataError, StrategyEngineError, did_you_mean, project_root, runs_dir
 from .logs import Progress, heartbeat, say
 
 # %% auto #0
-__all__ = ['cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data', 'cmd_report_research', 'UsageError',
-           'precheck', 'cli_words', 'cmd_run_daily', 'cmd_audit_verify', 'cmd_signals', 'cmd_audit_reconcile',
-           'cmd_warehouse_rebuild', 'cmd_runs_list', 'cmd_runs_show', 'cmd_run_validate', 'cmd_run_report',
-           'cmd_run_day', 'cmd_schedule_show', 'cmd_schedule_check', 'cmd_evaluate', 'cmd_serve', 'cmd_run_train',
-           'build_parser', 'main']
+__all__ = ['DATES_WITHIN', 'cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data', 'cmd_report_research',
+           'UsageError', 'precheck', 'cli_words', 'cmd_run_daily', 'cmd_audit_verify', 'cmd_signals',
+           'cmd_audit_reconcile', 'cmd_warehouse_rebuild', 'cmd_runs_list', 'cmd_runs_show', 'cmd_run_validate',
+           'cmd_run_report', 'cmd_run_day', 'cmd_schedule_show', 'cmd_schedule_check', 'cmd_evaluate', 'cmd_serve',
+           'cmd_run_train', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #fb7c4fbf
 class _Parser(argparse.ArgumentParser):
@@ -132,14 +132,30 @@ def _as_of(text: str, data: str) -> str:
     if text != "latest": return text
     return f"{_bar_dates(data)[-1]:%Y-%m-%d}"
 
+DATES_WITHIN = 30.0   # seconds the command waits for the data's dates; the run itself reads under --timeout
+
 @functools.cache
-def _bar_dates(data: str, end: str | None = None):
-    "A data spec's session dates from its date columns, read once per command; with `end`, 3 years to it."
+def _bar_dates(data: str, end: str | None = None, within: float = DATES_WITHIN):
+    "A data spec's session dates (3 years to `end` if given), read once per command, in `within` s."
+    import threading
+
     import pandas as pd
 
     from strategy_engine.data import data_dates
-    if end is None: return data_dates(data)
-    return data_dates(data, start=pd.Timestamp(end) - pd.DateOffset(years=3), end=end)
+    start = None if end is None else pd.Timestamp(end) - pd.DateOffset(years=3)
+    box: list = []
+
+    def read() -> None:
+        try: box.append(data_dates(data, start=start, end=end))
+        except BaseException as e: box.append(e)
+
+    reader = threading.Thread(target=read, name="bar-dates", daemon=True)   # a FIFO or a hung mount blocks
+    reader.start()
+    reader.join(within)
+    if not box:
+        raise DataError(f"--data {data}: its dates could not be read within {within:g} s")
+    if isinstance(box[0], BaseException): raise box[0]
+    return box[0]
 
 def _boot_kernel(kind: str, args) -> None:
     "Start run `kind`'s kernel first, to boot while the command checks its flags and gets ready (exit 2)."
@@ -346,7 +362,8 @@ def _calendar(args, dates=None, end: str | None = None) -> tuple:
     if args.calendar:
         try: return data_calendar(args.calendar, None)
         except StrategyEngineError as e: raise UsageError(f"--calendar: {e}") from None
-    try: return data_calendar(None, args.data, _bar_dates(args.data, end) if dates is None else dates)
+    within = min(DATES_WITHIN, getattr(args, "timeout", None) or DATES_WITHIN)   # --timeout: the run's
+    try: return data_calendar(None, args.data, _bar_dates(args.data, end, within) if dates is None else dates)
     except StrategyEngineError as e:     # unreadable data: the run fails on it, and says so in its record
         return nse_calendar(), "", f"calendar: nse (the default; the data could not be read: {e})"
 

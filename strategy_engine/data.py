@@ -410,6 +410,7 @@ def _file_dates(file: Path) -> np.ndarray | None:
     "One file's distinct dates when its date column reads as plain dates; None: the full loader must decide."
     import pyarrow as pa
     import pyarrow.compute as pc
+    if not file.is_file(): return None     # a FIFO or a device: the full loader (and its timeout) decides
     try:
         if file.suffix == ".parquet":
             import pyarrow.parquet as pq

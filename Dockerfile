@@ -24,6 +24,10 @@ LABEL org.opencontainers.image.revision="${GIT_COMMIT}" org.opencontainers.image
 # NUMBA_CPU_NAME=generic: the numba kernels compiled below are cached for any x86-64 CPU, not only the build machine's.
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 STRATEGY_ENGINE_HOME=/app MPLBACKEND=Agg NUMBA_CPU_NAME=generic \
     GIT_COMMIT=${GIT_COMMIT} STRATEGY_ENGINE_GIT_COMMIT=${GIT_COMMIT}
+# libgomp1: numba's OpenMP threading layer for the rule kernels' threads (without it numba falls back to its
+# workqueue layer, which aborts when two threads launch parallel kernels at once). Its version is the base's.
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 --user-group engine
 WORKDIR /app
 COPY --from=build /wheels /wheels

@@ -71,6 +71,15 @@ print(json.load(open(m))["git_commit"])') || fail "no single manifest.json archi
 say "the run's manifest records git commit $recorded"
 env_commit=$(run printenv STRATEGY_ENGINE_GIT_COMMIT) || true
 [ "$env_commit" = "$COMMIT" ] || fail "STRATEGY_ENGINE_GIT_COMMIT in the image is '$env_commit', expected $COMMIT"
+layer=$(run python -c 'import numba, numpy as np
+@numba.njit(parallel=True)
+def total(x):
+    s = 0.0
+    for i in numba.prange(x.shape[0]): s += x[i]
+    return s
+total(np.ones(1000)); print(numba.threading_layer())') || fail "numba's parallel kernels do not run in the image"
+[ "$layer" != workqueue ] || fail "numba's threading layer in the image is workqueue (not thread-safe): libgomp1?"
+say "numba's threading layer in the image: $layer"
 size=$("${B[@]}" images --format '{{.Size}}' "$TAG" | head -1)
 say "image $TAG: $size"
 echo "image-check: ok (non-root uid $uid, daily run succeeded, commit recorded, size $size)"

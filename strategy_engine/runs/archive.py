@@ -126,7 +126,9 @@ class LocalArchive(Archive):
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(data); f.flush(); os.fsync(f.fileno())
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
             os.chmod(tmp, 0o444)
             try: os.link(tmp, path)
             except FileExistsError: return self._same_or_conflict(key, path.read_bytes(), data)
@@ -512,12 +514,13 @@ def _read_chain(archive: Archive) -> tuple[list[tuple[str, dict]], list[Problem]
     for key in archive.list("ledger/"):
         m = _LEDGER_KEY.fullmatch(key)
         if not m:
-            problems.append(Problem("", "ledger_entry", key,
-                                    "unexpected object in the ledger folder")); continue
+            problems.append(Problem("", "ledger_entry", key, "unexpected object in the ledger folder"))
+            continue
         seq, raw = int(m[1]), archive.get(key)
         try:
             entry = json.loads(raw)
-            run = str(entry["run_id"]); stored_hash = entry["hash"]
+            run = str(entry["run_id"])
+            stored_hash = entry["hash"]
         except (ValueError, KeyError, TypeError):
             problems.append(Problem("", "ledger_entry", key, "not a readable ledger entry", seq))
             prev_hash, prev_run, expected = "", "", seq + 1
@@ -569,7 +572,8 @@ def _check_files(archive: Archive, entry: dict) -> list[Problem]:
             key = f"{folder}/{rel}"
             try: data = archive.get(key)
             except ArchiveError as e:
-                out.append(Problem(run, "missing_file", key, f"the artifact is missing: {e}", seq)); continue
+                out.append(Problem(run, "missing_file", key, f"the artifact is missing: {e}", seq))
+                continue
             if sha256_hex(data) != sha:
                 out.append(Problem(run, "artifact_hash", key, f"artifact sha256 {sha256_hex(data)[:12]} is "
                                                               f"not the manifest's {str(sha)[:12]}: the "

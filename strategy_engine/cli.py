@@ -21,11 +21,11 @@ from .core import DataError, StrategyEngineError, did_you_mean, project_root, ru
 from .logs import Progress, heartbeat, say
 
 # %% auto #0
-__all__ = ['DATES_WITHIN', 'cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data', 'cmd_report_research',
-           'UsageError', 'precheck', 'cli_words', 'cmd_run_daily', 'cmd_audit_verify', 'cmd_signals',
-           'cmd_audit_reconcile', 'cmd_warehouse_rebuild', 'cmd_runs_list', 'cmd_runs_show', 'cmd_run_validate',
-           'cmd_run_report', 'cmd_run_day', 'cmd_schedule_show', 'cmd_schedule_check', 'cmd_evaluate', 'cmd_serve',
-           'cmd_run_train', 'build_parser', 'main']
+__all__ = ['ARCHIVE_HELP', 'DATES_WITHIN', 'cmd_data_validate', 'cmd_data_info', 'cmd_calendar', 'cmd_report_data',
+           'cmd_report_research', 'UsageError', 'precheck', 'cli_words', 'cmd_run_daily', 'cmd_audit_verify',
+           'cmd_signals', 'cmd_audit_reconcile', 'cmd_warehouse_rebuild', 'cmd_runs_list', 'cmd_runs_show',
+           'cmd_run_validate', 'cmd_run_report', 'cmd_run_day', 'cmd_schedule_show', 'cmd_schedule_check',
+           'cmd_evaluate', 'cmd_serve', 'cmd_run_train', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #fb7c4fbf
 class _Parser(argparse.ArgumentParser):
@@ -132,6 +132,7 @@ def _as_of(text: str, data: str) -> str:
     if text != "latest": return text
     return f"{_bar_dates(data)[-1]:%Y-%m-%d}"
 
+ARCHIVE_HELP = "folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)"
 DATES_WITHIN = 30.0   # seconds the command waits for the data's dates; the run itself reads under --timeout
 
 @functools.cache
@@ -647,7 +648,7 @@ def _stage_options(p: argparse.ArgumentParser, stored: bool, gated: bool, run_id
         p.add_argument("--cost-bps", type=float,
                        help="cost per unit of turnover in bps (default 10: core.DEFAULT_COST_BPS)")
     p.add_argument("--archive",
-                   help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+                   help=ARCHIVE_HELP)
     if run_id_help: p.add_argument("--run-id", help=f"override the run id (default: {run_id_help})")
     if gated:
         p.add_argument("--force", action="store_true",
@@ -769,7 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
     rtrain.add_argument("--data", default="auto",
                         help="'auto' (NSE sample if present, else synthetic), 'synthetic', or a path")
     rtrain.add_argument("--archive",
-                        help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+                        help=ARCHIVE_HELP)
     rtrain.add_argument("--warehouse", help="where the run's record is indexed (default: "
                                             "$STRATEGY_ENGINE_WAREHOUSE or runs/warehouse.duckdb)")
     rtrain.add_argument("--timeout", type=float, default=900,
@@ -838,7 +839,7 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--as-of", required=True, type=lambda s: s if s == "today" else _date(s),
                     help="the trading date YYYY-MM-DD or 'today' (IST, for the scheduler)")
     sc.add_argument("--archive",
-                    help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+                    help=ARCHIVE_HELP)
     sc.add_argument("--no-alerts", dest="alerts", action="store_false",
                     help="do not alert when no validation was archived")
     sc.set_defaults(func=cmd_schedule_check)
@@ -848,7 +849,7 @@ def build_parser() -> argparse.ArgumentParser:
     av = asub.add_parser("verify",
                          help="recompute every hash and the ledger chain; exit 1 naming the first broken run")
     av.add_argument("--archive",
-                    help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+                    help=ARCHIVE_HELP)
     av.add_argument("--expected-head",
                     help="the ledger head hash recorded elsewhere (detects deleted newest entries)")
     av.add_argument("--warehouse", help="the warehouse to check against the archive (default: "
@@ -860,7 +861,7 @@ def build_parser() -> argparse.ArgumentParser:
     ar = asub.add_parser("reconcile",
                          help="complete crashed runs from the archive: chain manifests, load missing rows")
     ar.add_argument("--archive",
-                    help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+                    help=ARCHIVE_HELP)
     ar.add_argument("--warehouse",
                     help="duckdb:///PATH or bigquery://PROJECT/DATASET (default: the embedded DuckDB)")
     ar.set_defaults(func=cmd_audit_reconcile)
@@ -890,13 +891,13 @@ def build_parser() -> argparse.ArgumentParser:
     rsub2 = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION", parser_class=_Parser)
     rl = rsub2.add_parser("list", help="list archived runs")
     rl.add_argument("--archive",
-                    help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+                    help=ARCHIVE_HELP)
     rl.add_argument("--limit", type=int, help="show at most this many (newest)")
     rl.set_defaults(func=cmd_runs_list)
     rs = rsub2.add_parser("show", help="one run's manifest and verification")
     rs.add_argument("run_id", help="the run id (see `runs list`)")
     rs.add_argument("--archive",
-                    help="folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)")
+                    help=ARCHIVE_HELP)
     rs.set_defaults(func=cmd_runs_show)
     ev = sub.add_parser("evaluate", help="walk-forward evaluation with deflated Sharpe and PBO; prints and "
                                          "writes a JSON report")

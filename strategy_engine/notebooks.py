@@ -196,19 +196,31 @@ class Execution:
     seconds: float
     error: str = ""
 
-class _Stopped(BaseException):
-    "SIGTERM arrived while a notebook ran in the main thread."
+def _kill_kernel_now(km) -> None:
+    "SIGKILL a kernel's process group (its process if it has no group of its own); nothing if it is gone."
+    prov = getattr(km, "provisioner", None)
+    process = getattr(prov, "process", None)
+    if process is None: return
+    pgid = getattr(prov, "pgid", None)
+    try:
+        if pgid and pgid != os.getpgrp(): os.killpg(pgid, signal.SIGKILL)
+        else: process.kill()
+    except OSError: pass                                  # already gone
 
 @contextlib.contextmanager
-def _sigterm_stops_the_run() -> Iterator[None]:
-    "While the block runs in the main thread, SIGTERM raises `_Stopped` there instead of ending the process."
+def _sigterm_stops_the_run() -> Iterator[dict]:
+    "While the block runs in the main thread, SIGTERM kills the run's kernel (`run['km']`) and is recorded."
+    run: dict = {"km": None, "stopped": ""}
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield run
         return
     def stop(signum, frame):
-        raise _Stopped(signal.Signals(signum).name)
+        # never raise here: the frame is anywhere inside the event loop, and an exception out of one of its
+        # callbacks is logged and dropped, leaving its future unresolved and the run waiting on it
+        run["stopped"] = run["stopped"] or signal.Signals(signum).name
+        if run["km"] is not None: _kill_kernel_now(run["km"])
     before = signal.signal(signal.SIGTERM, stop)
-    try: yield
+    try: yield run
     finally: signal.signal(signal.SIGTERM, before)
 
 @functools.cache
@@ -246,24 +258,28 @@ def execute_notebook(template: Path | str, output: Path | str, parameters: dict 
     t0 = time.perf_counter()
     status, error, km = "succeeded", "", None
     try:
-        with _sigterm_stops_the_run():
-            km = _take_early(template, cwd) or start_kernel(template, cwd)
-            pm.execute_notebook(str(template),
-                                str(output),
-                                parameters=parameters,
-                                kernel_name=KERNEL,
-                                engine_name=_engine(),
-                                km=km,
-                                execution_timeout=math.ceil(timeout) if timeout else None,   # whole seconds
-                                cwd=_early_key(template, cwd)[1],
-                                log_output=log_output,
-                                progress_bar=progress_bar)
-    except _Stopped as e:
-        status, error = (
-            "killed",
-            f"stopped by {e} while the notebook ran (a Cloud Run task timeout, or a cancel)",
-        )
-        _mark_interrupted(output, "RunKilled", error)
+        with _sigterm_stops_the_run() as run:
+            km = run["km"] = _take_early(template, cwd) or start_kernel(template, cwd)
+            try:
+                if not run["stopped"]:
+                    pm.execute_notebook(str(template),
+                                        str(output),
+                                        parameters=parameters,
+                                        kernel_name=KERNEL,
+                                        engine_name=_engine(),
+                                        km=km,
+                                        execution_timeout=math.ceil(timeout) if timeout else None,   # seconds
+                                        cwd=_early_key(template, cwd)[1],
+                                        log_output=log_output,
+                                        progress_bar=progress_bar)
+            # the kernel killed by the handler: papermill's dead-kernel error, whatever cell it reached
+            except Exception:
+                if not run["stopped"]: raise
+            if run["stopped"]:
+                status = "killed"
+                error = (f"stopped by {run['stopped']} while the notebook ran (a Cloud Run task timeout, or "
+                         "a cancel)")
+                _mark_interrupted(output, "RunKilled", error)
     except pm.PapermillExecutionError as e:
         status, error = "failed", f"{e.ename}: {e.evalue}"
     # the client's TimeoutError (or a wrapped one); a dead kernel; a kernel that never started

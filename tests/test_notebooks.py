@@ -127,6 +127,43 @@ def test_sigterm_stops_the_run_not_the_process(tmp_path):
     assert processes_with_env("SIGTERM_TEST", str(tmp_path)) == []
 
 
+def test_sigterm_at_any_moment_ends_the_run_killed_and_promptly(tmp_path):
+    """SIGTERM while the kernel boots, while papermill starts, or mid-cell: always `killed`, always prompt.
+    The handler never raises into papermill's event loop (an exception out of a loop callback is dropped and
+    left the run waiting on a future that never resolved, until its cell timeout)."""
+    tpl = make_template(tmp_path / "t.ipynb", 'marker = ""', "print('working')",
+                        "import time\ntime.sleep(60)")
+    code = ("import dataclasses, json, pathlib, sys\n"
+            "from strategy_engine.notebooks import check_parameters, execute_notebook\n"
+            "import papermill\n"
+            "check_parameters(sys.argv[1], {})\n"
+            "pathlib.Path(sys.argv[3]).touch()\n"           # what follows is under the run's SIGTERM handler
+            "ex = execute_notebook(sys.argv[1], sys.argv[2], {})\n"
+            "print(json.dumps(dataclasses.asdict(ex), default=str))")
+    env = {**os.environ, "SIGTERM_ANY_TEST": str(tmp_path)}
+    delays = (0.05, 0.5, 1.2, 2.5)        # seconds after the run starts: kernel boot .. cells running
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tpl), str(tmp_path / f"o{i}.ipynb"),
+                               str(tmp_path / f"ready{i}")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env, cwd=ROOT) for i in range(len(delays))]
+    signalled: dict[int, float] = {}
+    deadline = time.monotonic() + 90
+    while len(signalled) < len(procs):               # each one's SIGTERM `delay` after its own start
+        for i, (proc, delay) in enumerate(zip(procs, delays)):
+            ready = tmp_path / f"ready{i}"
+            if i in signalled or not ready.exists(): continue
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            if time.time() >= ready.stat().st_mtime + delay:
+                proc.send_signal(signal.SIGTERM)
+                signalled[i] = time.monotonic()
+        time.sleep(0.005)
+    for i, (proc, delay) in enumerate(zip(procs, delays)):
+        out, err = proc.communicate(timeout=40)
+        assert proc.returncode == 0 and time.monotonic() - signalled[i] < 20, (delay, err)
+        ex = json.loads(out.splitlines()[-1])
+        assert ex["status"] == "killed" and ex["error"].startswith("stopped by SIGTERM"), (delay, ex)
+    assert processes_with_env("SIGTERM_ANY_TEST", str(tmp_path)) == []
+
+
 def test_figures_reach_the_record_even_under_a_headless_backend(tmp_path, monkeypatch):
     # as a headless image (the Dockerfile) might set
     monkeypatch.setenv("MPLBACKEND", "Agg")

@@ -13,6 +13,9 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q --no-compile
 # nothing here). Files written for other Python versions (torch ships some) fail to compile, as they do under pip.
 COMPILE = $(BIN)/python -m compileall -qq -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" || true
 # checkov lives in its own environment (its pins would downgrade packages of .venv): infra/requirements-checkov.txt
+# The package's own bytecode, written once per change of a module: where PYTHONDONTWRITEBYTECODE is set (this
+# machine, the image), every process (each CLI run, each kernel) otherwise recompiles each module it imports.
+PACKAGE_BYTECODE = $(BIN)/python -m compileall -qq strategy_engine
 CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
@@ -53,6 +56,7 @@ $(SYSTEM_STAMP): $(BIN)/python
 	touch $@
 
 run: $(RUNTIME_STAMP)  ## run the daily production job for the last date of the data (NSE sample when present, else synthetic)
+	@$(PACKAGE_BYTECODE)
 	$(BIN)/strategy-engine run daily --as-of latest
 
 # The three set-ups are independent: built side by side (-j3), the checkov environment and the system packages
@@ -77,12 +81,14 @@ lint: $(DEV_STAMP)  ## ruff + mypy over the package, tests and benchmarks; lines
 	$(BIN)/python tools/fit_lines.py --check
 
 nbtest: $(DEV_STAMP)  ## run the test cells of every library notebook
+	@$(PACKAGE_BYTECODE)
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
 # Two workers; a test file is one unit (its module fixtures built once, in one process) except the files
 # tests/conftest.py spreads test by test, and the costliest units start first (conftest: unit_of, COSTLIEST_FIRST);
 # a test that hangs fails after 15 minutes instead of holding CI.
 pytest: $(DEV_STAMP)  ## integration, CLI and service tests
+	@$(PACKAGE_BYTECODE)
 	$(BIN)/pytest -q -n 2 --dist loadgroup --timeout=900 tests
 
 infra-check: $(DEV_STAMP) $(CHECKOV_STAMP)  ## infra/ (python-hcl2 + checkov), workflow schema, hadolint, deploy and verify scripts (~25 s)

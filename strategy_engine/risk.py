@@ -350,7 +350,7 @@ class RiskedWeights:
         held = self.held.to_numpy()
         src = self.signals
         conf = np.where(held != 0, src.confidence.to_numpy() if src is not None else 1.0, 0.0)
-        meta = dict(src.metadata) if src is not None else {}
+        meta = src.metadata if src is not None else {}          # lazy metadata stays lazy
         return SignalFrame(self.strategy, self.held, pd.DataFrame(conf, index=self.held.index,
                                                                   columns=self.held.columns),
                            meta, dict(src.parameters) if src is not None else {})

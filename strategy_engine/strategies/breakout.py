@@ -97,10 +97,11 @@ def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> Signal
     "Breakout signals for every symbol of `bars`: enter on a volume-confirmed channel break, exit at midline."
     p = params or BreakoutParams()
     close = bars.close
-    c, h, lo, vol = (as_matrix(f) for f in (close, bars.high, bars.low, bars.volume))
+    frames = (close, bars.high, bars.low, bars.volume)   # not their arrays: a copy is not kept for later
 
     def run(keep: bool) -> tuple[np.ndarray, ...]:
         "The kernel: signal, confidence and the five indicator panels (T × 0 unless `keep`)."
+        c, h, lo, vol = (as_matrix(f) for f in frames)
         sup, res, to_res, to_sup, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])).T for _ in range(5))
         signal, confidence = signal_buffers(close)
         _breakout_kernel(thread_blocks(c.shape[1], c.size), c, h, lo, vol, p.window, p.volume_window,

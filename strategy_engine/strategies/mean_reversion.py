@@ -100,10 +100,11 @@ def mean_reversion_signals(bars: Bars, params: MeanReversionParams | None = None
     "Bollinger mean-reversion signals for all symbols of `bars`: fade band breaks on volume, exit at mean."
     p = params or MeanReversionParams()
     close = bars.close
-    c, vol = as_matrix(close), as_matrix(bars.volume)
+    volume = bars.volume                      # the frames, not their arrays: a copy is not kept for later
 
     def run(keep: bool) -> tuple[np.ndarray, ...]:
         "The kernel: signal, confidence and the three indicator panels (T × 0 unless `keep`)."
+        c, vol = as_matrix(close), as_matrix(volume)
         b, width, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])).T for _ in range(3))
         signal, confidence = signal_buffers(close)
         _mean_reversion_kernel(thread_blocks(c.shape[1], c.size), c, vol, p.bb_window, float(p.n_std),

@@ -110,10 +110,11 @@ def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> Signal
     "Momentum signals for all symbols of `bars`: entries on agreeing momentum, RSI, volume; exit on reversal."
     p = params or MomentumParams()
     close = bars.close
-    c, vol = as_matrix(close), as_matrix(bars.volume)
+    volume = bars.volume                      # the frames, not their arrays: a copy is not kept for later
 
     def run(keep: bool) -> tuple[np.ndarray, ...]:
         "The kernel: signal, confidence and the four indicator panels (T × 0 unless `keep`)."
+        c, vol = as_matrix(close), as_matrix(volume)
         m_s, m_l, r, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])).T for _ in range(4))
         signal, confidence = signal_buffers(close)
         _momentum_kernel(thread_blocks(c.shape[1], c.size), c, vol, p.momentum_period, p.long_momentum_period,

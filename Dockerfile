@@ -36,7 +36,10 @@ COPY --chown=engine:engine settings.ini setup.py requirements.txt README.md ./
 COPY --chown=engine:engine strategy_engine ./strategy_engine
 COPY --chown=engine:engine nbs ./nbs
 COPY --chown=engine:engine config ./config
+# compileall: PYTHONDONTWRITEBYTECODE stops Python writing bytecode and an editable install ships none:
+# without it every process compiles the package's sources on import (~30 ms for strategy_engine.backtest)
 RUN pip install --no-cache-dir --no-deps -e . \
+ && python -m compileall -q /app/strategy_engine \
  && python -m ipykernel install --name python3 --display-name "Python 3" \
  && mkdir -p /app/runs && chown engine:engine /app/runs
 USER 10001:10001

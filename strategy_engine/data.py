@@ -295,16 +295,54 @@ def synthetic_bars(n_symbols: int = 20, start="2015-01-01", end="2024-11-22", se
     beta = rng.uniform(0.6, 1.4, n)
     idio_vol = rng.uniform(0.010, 0.022, n)
     drift = rng.normal(0.0002, 0.0002, n)
-    r = market[:, None] * beta + drift + rng.normal(0, 1, (t, n)) * idio_vol * regime[:, None]
-    close = rng.uniform(50, 3000, n) * np.exp(np.cumsum(r, axis=0))
-    gap = np.exp(rng.normal(0, 0.004, (t, n)))
-    open_ = np.vstack([close[:1], close[:-1]]) * gap
-    span = np.abs(rng.normal(0, 0.008, (t, n)))
-    high = np.maximum(open_, close) * np.exp(span * rng.uniform(0.2, 1.0, (t, n)))
-    low = np.minimum(open_, close) * np.exp(-span * rng.uniform(0.2, 1.0, (t, n)))
-    volume = np.round(rng.lognormal(13.5, 0.4, n) * np.exp(rng.normal(0, 0.3, (t, n)) + 25 * np.abs(r)))
+    # the draws and arithmetic of the plain formulas (noted beside each step), done in place into the
+    # frames' own column-major arrays: few full-panel temporaries, no copy into the frames
+    panel = lambda: np.empty((n, t)).T                                    # t × n, column-major
+    r = market[:, None] * beta
+    r += drift
+    noise = rng.normal(0, 1, (t, n))
+    noise *= idio_vol
+    noise *= regime[:, None]
+    r += noise                                  # r = market β + drift + N(0, 1) idio_vol regime
+    del noise
+    close = panel()
+    np.cumsum(r, axis=0, out=close)
+    np.exp(close, out=close)
+    np.multiply(rng.uniform(50, 3000, n), close, out=close)   # close = U(50, 3000) exp(cumsum r)
+    x = rng.normal(0, 0.004, (t, n))
+    np.exp(x, out=x)
+    open_ = panel()
+    open_[0], open_[1:] = close[0], close[:-1]
+    open_ *= x                                  # open = previous close × exp(N(0, 0.004)), the first: close
+    span = rng.normal(0, 0.008, (t, n))
+    np.abs(span, out=span)
+    x = rng.uniform(0.2, 1.0, (t, n))
+    x *= span
+    np.exp(x, out=x)
+    high = panel()
+    np.maximum(open_, close, out=high)
+    high *= x                                   # high = max(open, close) exp(span U(0.2, 1))
+    x = rng.uniform(0.2, 1.0, (t, n))
+    x *= span
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    del span
+    low = panel()
+    np.minimum(open_, close, out=low)
+    low *= x                                    # low = min(open, close) exp(-span U(0.2, 1))
+    level = rng.lognormal(13.5, 0.4, n)
+    x = rng.normal(0, 0.3, (t, n))
+    np.abs(r, out=r)
+    r *= 25
+    x += r
+    del r
+    np.exp(x, out=x)
+    volume = panel()
+    np.multiply(level, x, out=volume)
+    np.round(volume, out=volume)                # volume = round(LN(13.5, 0.4) exp(N(0, 0.3) + 25 |r|))
+    del x
     cols = pd.Index([f"SYN{i:03d}" for i in range(n)], name="symbol")
-    mk = lambda a: pd.DataFrame(a, index=dates, columns=cols, dtype="float64")
+    mk = lambda a: pd.DataFrame(a, index=dates, columns=cols, copy=False)
     return Bars(mk(open_), mk(high), mk(low), mk(close), mk(volume), source=f"synthetic(seed={seed})",
                 synthetic=True, adjusted=True, adjustment="synthetic")
 

@@ -128,10 +128,11 @@ def _stop_kernel(sig, close, atr, stop_pct, atr_mult):   # pragma: no cover - co
     for j in range(m):
         side, stopped, pending, level = 0, False, False, np.nan
         last_c, last_a = np.nan, np.nan
+        has_atr = atr.shape[1] > 0                     # no ATR: T × 0, every value NaN
         for t in range(n):
             c, s = close[t, j], sig[t, j]
             if not np.isnan(c): last_c = c
-            if not np.isnan(atr[t, j]): last_a = atr[t, j]
+            if has_atr and not np.isnan(atr[t, j]): last_a = atr[t, j]
             if s == 0:
                 side, stopped = 0, False
             elif s != side:                                # a new entry at this close
@@ -160,8 +161,8 @@ def apply_stops(signal: np.ndarray,                 # date × symbol in {-1, 0, 
     if not stop_pct and not atr_mult: return sig, np.zeros(sig.shape, np.bool_)
     if atr_mult and atr is None: raise ConfigError("apply_stops: atr_mult needs the ATR matrix `atr`.")
     c = as_matrix(close)
-    a = as_matrix(atr) if atr is not None else np.full(c.shape, np.nan, order="F")
-    if not sig.shape == c.shape == a.shape:
+    a = as_matrix(atr) if atr is not None else np.empty((c.shape[0], 0))   # no ATR: no NaN panel
+    if not sig.shape == c.shape or (atr is not None and a.shape != c.shape):
         raise DataError(f"apply_stops: signal, close and atr must have one shape, got {sig.shape}, "
                         f"{c.shape}, {a.shape}.")
     return _stop_kernel(sig, c, a, float(stop_pct or 0.0), float(atr_mult or 0.0))
@@ -350,7 +351,7 @@ class RiskedWeights:
         held = self.held.to_numpy()
         src = self.signals
         conf = np.where(held != 0, src.confidence.to_numpy() if src is not None else 1.0, 0.0)
-        meta = dict(src.metadata) if src is not None else {}
+        meta = src.metadata if src is not None else {}          # lazy metadata stays lazy
         return SignalFrame(self.strategy, self.held, pd.DataFrame(conf, index=self.held.index,
                                                                   columns=self.held.columns),
                            meta, dict(src.parameters) if src is not None else {})
@@ -475,7 +476,8 @@ def apply_risk(signals: SignalFrame | pd.DataFrame,
         w = step("drawdown", w * scale[:, None])
     idx, cols = b.dates, b.close.columns
     binding = pd.DataFrame({k: np.maximum(removed.get(k, np.zeros(len(w))), 0.0) for k in STEPS}, index=idx)
-    return RiskedWeights(name, pd.DataFrame(w + 0.0, index=idx, columns=cols),
+    w += 0.0                                               # -0.0 -> 0.0, in place: w is this call's own
+    return RiskedWeights(name, pd.DataFrame(w, index=idx, columns=cols, copy=False),
                          pd.DataFrame(held, index=idx, columns=cols),
                          pd.DataFrame(fired, index=idx, columns=cols),
                          pd.Series(scale, index=idx, name="scale"), pd.Series(dd, index=idx, name="drawdown"),

@@ -61,6 +61,8 @@ def test_dockerfile_is_multistage_nonroot_cpu_torch():
     assert len(froms) >= 2 and 'ENTRYPOINT ["strategy-engine"]' in text
     assert "USER 10001:10001" in text and "useradd --create-home --uid 10001" in text    # non-root, numeric
     assert "download.pytorch.org/whl/cpu" in text and "ipykernel install --name python3" in text
+    # PYTHONDONTWRITEBYTECODE and an editable install: the package's bytecode is compiled once, in the image
+    assert "PYTHONDONTWRITEBYTECODE=1" not in text or "python -m compileall -q /app/strategy_engine" in text
     for line in text.splitlines():
         if line.startswith("COPY") and "--from=" not in line:
             for src in shlex.split(line)[1:-1]:

@@ -33,8 +33,8 @@ __all__ = ['NIFTY50_SAMPLE', 'NSE_LARGE_CAPS', 'UNIVERSES', 'FACTS', 'STRATEGIES
            'StrategyConfig', 'parameter_table', 'config_from_dict', 'strategy_config_path', 'load_config',
            'StrategySpec', 'register_strategy', 'available_strategies', 'known_strategies', 'strategy_folders',
            'get_strategy', 'registered_strategies', 'strategy_names', 'default_strategies', 'universe_symbols',
-           'as_config', 'run_strategy', 'SignalFrame', 'hold_positions', 'signal_buffers', 'as_matrix', 'ramp',
-           'Violation', 'lookahead_violations']
+           'as_config', 'run_strategy', 'LazyMetadata', 'SignalFrame', 'hold_positions', 'signal_buffers', 'as_matrix',
+           'ramp', 'Violation', 'lookahead_violations']
 
 # %% ../../nbs/10_strategy_base.ipynb #2c24900e
 from typing import Literal
@@ -614,13 +614,49 @@ def _round4(x: np.ndarray) -> np.ndarray:
     for i in np.flatnonzero(~ok): out[i] = round(float(x[i]), 4)
     return out
 
+class LazyMetadata(Mapping):
+    "Metadata frames named up front, computed together on first access: signals alone never pay for them."
+
+    def __init__(self, like: pd.DataFrame, names: Iterable[str],
+                 compute: Callable[[], Mapping[str, np.ndarray]]):   # -> one date × symbol array per name
+        self.index, self.columns, self.names = like.index, like.columns, tuple(names)
+        self._compute: Callable[[], Mapping[str, np.ndarray]] | None = compute
+        self._frames: dict[str, pd.DataFrame] | None = None
+
+    @property
+    def computed(self) -> bool: return self._frames is not None
+
+    def _load(self) -> dict[str, pd.DataFrame]:
+        "Compute every frame once; then drop `compute` (and the inputs it holds)."
+        if self._frames is None:
+            assert self._compute is not None
+            arrays = self._compute()
+            if sorted(arrays) != sorted(self.names):
+                raise DataError(f"LazyMetadata: compute() returned {sorted(arrays)}, not the announced "
+                                f"{sorted(self.names)}.")
+            self._frames = {k: pd.DataFrame(np.asarray(arrays[k], dtype=np.float64), index=self.index,
+                                            columns=self.columns, copy=False) for k in self.names}
+            self._compute = None
+        return self._frames
+
+    def __getitem__(self, key: str) -> pd.DataFrame:
+        if key not in self.names: raise KeyError(key)
+        return self._load()[key]
+
+    def __iter__(self): return iter(self.names)
+    def __len__(self) -> int: return len(self.names)
+    def __reduce__(self): return (dict, (dict(self._load()),))     # pickles (and copies) as a plain dict
+    def __repr__(self) -> str:
+        return f"LazyMetadata({list(self.names)}, {'computed' if self.computed else 'not computed yet'})"
+
 @dataclass(frozen=True)
 class SignalFrame:
     "A strategy's output: signal in {-1, 0, 1} and confidence in [0, 1] per date × symbol; metadata frames."
     strategy: str
     signal: pd.DataFrame                          # int8, date × symbol: 1 long, -1 short, 0 flat
     confidence: pd.DataFrame                      # float64 in [0, 1]; exactly 0 where signal is 0
-    metadata: dict[str, pd.DataFrame] = field(default_factory=dict)  # indicator values behind the signal
+    # indicator values behind the signal (a `LazyMetadata`: computed on first access)
+    metadata: Mapping[str, pd.DataFrame] = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)                   # the parameters that produced it
 
     def __post_init__(self):
@@ -628,7 +664,11 @@ class SignalFrame:
         if not all(pd.api.types.is_integer_dtype(t) for t in set(s.dtypes)):   # each distinct dtype once
             raise DataError(f"{who}: signal must have an integer dtype, got "
                             f"{sorted(set(map(str, s.dtypes)))}.")
-        for what, fr in [("confidence", c), *((f"metadata[{k!r}]", m) for k, m in self.metadata.items())]:
+        # lazy metadata is checked by its labels, not computed
+        lazy = isinstance(self.metadata, LazyMetadata)
+        meta = ([("metadata", self.metadata)] if lazy
+                else [(f"metadata[{k!r}]", m) for k, m in self.metadata.items()])
+        for what, fr in [("confidence", c), *meta]:
             if not (fr.index.equals(s.index) and fr.columns.equals(s.columns)):
                 raise DataError(f"{who}: {what} is not aligned with signal (same dates and symbols "
                                 "required).")
@@ -645,7 +685,8 @@ class SignalFrame:
         "Build from numpy arrays shaped like the date × symbol frame `like` (metadata: arrays or frames)."
         mk = lambda a, dtype: pd.DataFrame(np.asarray(a, dtype=dtype), index=like.index, columns=like.columns,
                                            copy=False)
-        meta = {k: mk(v, np.float64) for k, v in (metadata or {}).items()}
+        meta = (metadata if isinstance(metadata, LazyMetadata)
+                else {k: mk(v, np.float64) for k, v in (metadata or {}).items()})
         return cls(strategy, mk(signal, np.int8), mk(confidence, np.float64), meta, dict(parameters or {}))
 
     @property

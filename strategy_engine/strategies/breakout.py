@@ -15,6 +15,7 @@ from .. import indicators as ind
 from ..data import Bars
 from ..core import thread_blocks
 from strategy_engine.strategies.base import (
+    LazyMetadata,
     SignalFrame,
     StrategyParams,
     as_matrix,
@@ -67,14 +68,19 @@ def _breakout_rule(c, sup, res, v, vol_thr, scale, allow_short, sig, conf, to_r,
 @numba.njit(cache=True)
 def _breakout_block(j0, j1, c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, allow_short,
                     sup, res, to_res, to_sup, v, sig, conf):   # pragma: no cover
-    "Channel, volume ratio and rule fused for symbols j0..j1-1, one by one: columns read in cache."
+    "Channel, volume ratio and rule fused for symbols j0..j1-1, one by one; panels T × 0 are not kept."
     T = c.shape[0]
     scratch, rows, b_v = np.empty((6, T)), np.empty(T, np.int64), np.empty(vol_n)   # the block's own scratch
+    a_s, a_r, a_v = np.empty(T), np.empty(T), np.empty(T)     # one symbol's indicators
+    a_tr, a_ts = np.empty(T), np.empty(T)
+    keep = sup.shape[1] > 0
     for j in range(j0, j1):
-        ind._channel_col(h[:, j], lo[:, j], w, scratch, rows, sup[:, j], res[:, j])   # the indicators' code
-        ind._mean_ratio_col(vol[:, j], vol_n, b_v, v[:, j])
-        _breakout_rule(c[:, j], sup[:, j], res[:, j], v[:, j], vol_thr, breakout_scale, allow_short,
-                       sig[:, j], conf[:, j], to_res[:, j], to_sup[:, j])
+        ind._channel_col(h[:, j], lo[:, j], w, scratch, rows, a_s, a_r)   # the indicators' code: same bits
+        ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
+        _breakout_rule(c[:, j], a_s, a_r, a_v, vol_thr, breakout_scale, allow_short, sig[:, j], conf[:, j],
+                       a_tr, a_ts)
+        if keep:
+            sup[:, j], res[:, j], to_res[:, j], to_sup[:, j], v[:, j] = a_s, a_r, a_tr, a_ts, a_v
 
 @numba.njit(cache=True, parallel=True)
 def _breakout_kernel(blocks, c, *args):   # pragma: no cover
@@ -91,15 +97,26 @@ def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> Signal
     "Breakout signals for every symbol of `bars`: enter on a volume-confirmed channel break, exit at midline."
     p = params or BreakoutParams()
     close = bars.close
-    c = as_matrix(close)
-    sup, res, to_res, to_sup, v = (np.empty((c.shape[1], c.shape[0])).T for _ in range(5))   # column-major
-    signal, confidence = signal_buffers(close)
-    _breakout_kernel(thread_blocks(c.shape[1], c.size), c, as_matrix(bars.high), as_matrix(bars.low),
-                     as_matrix(bars.volume), p.window, p.volume_window, float(p.volume_threshold),
-                     float(p.breakout_scale), bool(p.allow_short), sup, res, to_res, to_sup, v,
-                     signal, confidence)
-    meta = {"resistance": res, "support": sup, "to_resistance": to_res, "to_support": to_sup,
-            "volume_ratio": v}
+    frames = (close, bars.high, bars.low, bars.volume)   # not their arrays: a copy is not kept for later
+
+    def run(keep: bool) -> tuple[np.ndarray, ...]:
+        "The kernel: signal, confidence and the five indicator panels (T × 0 unless `keep`)."
+        c, h, lo, vol = (as_matrix(f) for f in frames)
+        sup, res, to_res, to_sup, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])).T for _ in range(5))
+        signal, confidence = signal_buffers(close)
+        _breakout_kernel(thread_blocks(c.shape[1], c.size), c, h, lo, vol, p.window, p.volume_window,
+                         float(p.volume_threshold), float(p.breakout_scale), bool(p.allow_short), sup, res,
+                         to_res, to_sup, v, signal, confidence)
+        return signal, confidence, sup, res, to_res, to_sup, v
+
+    def metadata() -> dict[str, np.ndarray]:
+        *_, sup, res, to_res, to_sup, v = run(keep=True)
+        return {"resistance": res, "support": sup, "to_resistance": to_res, "to_support": to_sup,
+                "volume_ratio": v}
+
+    signal, confidence, *_ = run(keep=False)
+    meta = LazyMetadata(close, ["resistance", "support", "to_resistance", "to_support", "volume_ratio"],
+                        metadata)
     return SignalFrame.from_arrays("breakout", close, signal, confidence, meta, p.model_dump())
 
 # %% ../../nbs/13_breakout.ipynb #d8e83a9f

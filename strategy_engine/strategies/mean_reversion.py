@@ -15,6 +15,7 @@ from .. import indicators as ind
 from ..data import Bars
 from ..core import thread_blocks
 from strategy_engine.strategies.base import (
+    LazyMetadata,
     SignalFrame,
     StrategyParams,
     as_matrix,
@@ -69,16 +70,20 @@ def _mean_reversion_rule(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig
 @numba.njit(cache=True)
 def _mean_reversion_block(j0, j1, c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, depth_scale, allow_short,
                           pct_b, bandwidth, v, sig, conf):   # pragma: no cover
-    "Bands, volume ratio and rule fused for symbols j0..j1-1, one by one: bands read in cache."
+    "Bands, volume ratio and rule fused for symbols j0..j1-1, one by one; panels T × 0 are not kept."
     T = c.shape[0]
     buf, b_v = np.empty(w), np.empty(vol_n)                   # the block's own scratch
     std, mid, upper, lower = np.empty(T), np.empty(T), np.empty(T), np.empty(T)
+    a_b, a_w, a_v = np.empty(T), np.empty(T), np.empty(T)     # one symbol's indicators
+    keep = pct_b.shape[1] > 0
     for j in range(j0, j1):
         x = c[:, j]
-        ind._bollinger_col(x, w, n_std, buf, std, mid, upper, lower, pct_b[:, j], bandwidth[:, j])
-        ind._mean_ratio_col(vol[:, j], vol_n, b_v, v[:, j])
-        _mean_reversion_rule(x, pct_b[:, j], v[:, j], vol_thr, exit_pct_b, depth_scale, allow_short,
-                             sig[:, j], conf[:, j])
+        ind._bollinger_col(x, w, n_std, buf, std, mid, upper, lower, a_b, a_w)
+        ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
+        _mean_reversion_rule(x, a_b, a_v, vol_thr, exit_pct_b, depth_scale, allow_short, sig[:, j],
+                             conf[:, j])
+        if keep:
+            pct_b[:, j], bandwidth[:, j], v[:, j] = a_b, a_w, a_v
 
 @numba.njit(cache=True, parallel=True)
 def _mean_reversion_kernel(blocks, c, *args):   # pragma: no cover
@@ -95,13 +100,24 @@ def mean_reversion_signals(bars: Bars, params: MeanReversionParams | None = None
     "Bollinger mean-reversion signals for all symbols of `bars`: fade band breaks on volume, exit at mean."
     p = params or MeanReversionParams()
     close = bars.close
-    c = as_matrix(close)
-    b, width, v = (np.empty((c.shape[1], c.shape[0])).T for _ in range(3))   # column-major
-    signal, confidence = signal_buffers(close)
-    _mean_reversion_kernel(thread_blocks(c.shape[1], c.size), c, as_matrix(bars.volume), p.bb_window,
-                           float(p.n_std), p.volume_window, float(p.volume_threshold), float(p.exit_pct_b),
-                           float(p.depth_scale), bool(p.allow_short), b, width, v, signal, confidence)
-    meta = {"pct_b": b, "bandwidth": width, "volume_ratio": v}
+    volume = bars.volume                      # the frames, not their arrays: a copy is not kept for later
+
+    def run(keep: bool) -> tuple[np.ndarray, ...]:
+        "The kernel: signal, confidence and the three indicator panels (T × 0 unless `keep`)."
+        c, vol = as_matrix(close), as_matrix(volume)
+        b, width, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])).T for _ in range(3))
+        signal, confidence = signal_buffers(close)
+        _mean_reversion_kernel(thread_blocks(c.shape[1], c.size), c, vol, p.bb_window, float(p.n_std),
+                               p.volume_window, float(p.volume_threshold), float(p.exit_pct_b),
+                               float(p.depth_scale), bool(p.allow_short), b, width, v, signal, confidence)
+        return signal, confidence, b, width, v
+
+    def metadata() -> dict[str, np.ndarray]:
+        *_, b, width, v = run(keep=True)
+        return {"pct_b": b, "bandwidth": width, "volume_ratio": v}
+
+    signal, confidence, *_ = run(keep=False)
+    meta = LazyMetadata(close, ["pct_b", "bandwidth", "volume_ratio"], metadata)
     return SignalFrame.from_arrays("mean_reversion", close, signal, confidence, meta, p.model_dump())
 
 # %% ../../nbs/12_mean_reversion.ipynb #5bb032ee

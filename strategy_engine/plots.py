@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-if TYPE_CHECKING:     # matplotlib loads where a figure is drawn with it: the daily run's kernel never needs it
+if TYPE_CHECKING:     # matplotlib loads where a figure is drawn with it (never in the daily kernel)
     from matplotlib.figure import Figure
 
 # %% auto #0
@@ -95,7 +95,8 @@ def _chart_parts(frame: pd.DataFrame, title: str, percent: bool, width: int, hei
         return top + (hi - v) / (hi - lo) * h
 
     parts = [f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#fbfbfb" stroke="#cccccc"/>']
-    if label: parts.append(f'<text x="{left}" y="{top - 8}" font-size="12" fill="#222222">{esc(label)}</text>')
+    if label:
+        parts.append(f'<text x="{left}" y="{top - 8}" font-size="12" fill="#222222">{esc(label)}</text>')
     for v in np.linspace(lo + pad, hi - pad, 4):
         parts.append(
             f'<line x1="{left}" x2="{left + w}" y1="{y(np.array(v)):.1f}" y2="{y(np.array(v)):.1f}" '
@@ -160,7 +161,7 @@ class SvgFigure:
 
 def equity_svg(returns: pd.DataFrame | pd.Series, title: str = "", log: bool = True,
                synthetic: bool = False, width: int = 900) -> SvgFigure:
-    "`plot_equity` as SVG: equity (top, log scale) and drawdown (bottom) of return series, without matplotlib."
+    "`plot_equity` as SVG: equity (top, log scale) over drawdown of return series, without matplotlib."
     from strategy_engine.metrics import drawdown_series
     r = returns.to_frame() if isinstance(returns, pd.Series) else returns
     if len(r) < 2: raise ValueError(f"equity_svg needs at least two days of returns, got {len(r)}.")
@@ -173,10 +174,10 @@ def equity_svg(returns: pd.DataFrame | pd.Series, title: str = "", log: bool = T
              f"{html.escape(heading)}</text>",
              f'<g transform="translate(0,{head})">',
              *_chart_parts(equity, "equity", False, width, upper, log=log, label=f"equity (start = 1{scale})",
-                           dates=6, line=1.3, px_per_point=2),
+                           dates=6, line=1.8, px_per_point=2),
              f'</g><g transform="translate(0,{head + upper})">',
              *_chart_parts(dd, "drawdown", True, width, lower, label="drawdown", legend=False, dates=6,
-                           line=1.3, px_per_point=2),
+                           line=1.8, px_per_point=2),
              "</g>"]
     return SvgFigure(_svg(width, head + upper + lower, heading or "equity and drawdown", parts, "figure"),
                      heading)

@@ -177,7 +177,7 @@ def _stage_params(args, *names: str) -> dict:
     params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
     if "strategies" in names and args.strategies: params["strategies"] = args.strategies
     if "symbols" in names and args.symbols:
-        from strategy_engine.strategies.base import UNIVERSES
+        from strategy_engine.strategies.universes import UNIVERSES
         one = len(args.symbols) == 1 and args.symbols[0] in UNIVERSES           # a universe name
         params["symbols"] = args.symbols[0] if one else args.symbols
         if args.symbols == ["all"]: params["symbols"] = _every_symbol(args.data)
@@ -251,7 +251,7 @@ def cli_words(text: str) -> str:
 
 def _universes() -> dict:
     "The universe names one --symbols value may give, with their symbols (None: every symbol of the data)."
-    from strategy_engine.strategies.base import UNIVERSES
+    from strategy_engine.strategies.universes import UNIVERSES
     return dict(UNIVERSES)
 
 def _print_alerts(deliveries) -> None:

@@ -471,9 +471,11 @@ def data_heading(bars: Bars, universe: str, calendar: str) -> str:
 # %% ../nbs/02_data.ipynb #93874cdd
 def _file_dates(file: Path) -> np.ndarray | None:
     "One file's distinct dates when its date column reads as plain dates; None: the full loader must decide."
+    if not file.is_file(): return None     # a FIFO or a device: the full loader (and its timeout) decides
+    cached = _cached_dates(file)
+    if cached is not None: return cached
     import pyarrow as pa
     import pyarrow.compute as pc
-    if not file.is_file(): return None     # a FIFO or a device: the full loader (and its timeout) decides
     try:
         if file.suffix == ".parquet":
             import pyarrow.parquet as pq
@@ -494,6 +496,17 @@ def _file_dates(file: Path) -> np.ndarray | None:
     return np.unique(
         pc.cast(column, pa.timestamp("us")).to_numpy(zero_copy_only=False).astype("datetime64[D]")
     )
+
+def _cached_dates(file: Path) -> np.ndarray | None:
+    "A CSV file's distinct dates from its parsed-file cache entry, if one holds this version of the file."
+    for adjusted in (False, True):                        # the default prices first: what runs read
+        entry, stamp, _ = _cache_slot(file, adjusted)
+        if entry is None: return None
+        try:
+            with np.load(entry, allow_pickle=False) as z:
+                if str(z["stamp"]) == stamp: return np.unique(z["date"].astype("datetime64[D]"))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile): continue
+    return None
 
 def data_dates(data: str | Path | None = None, start=None, end=None) -> pd.DatetimeIndex:
     "The sessions of a data spec (a bar of any symbol) in `start..end`, read from the date columns alone."

@@ -36,7 +36,10 @@ COPY --chown=engine:engine settings.ini setup.py requirements.txt README.md ./
 COPY --chown=engine:engine strategy_engine ./strategy_engine
 COPY --chown=engine:engine nbs ./nbs
 COPY --chown=engine:engine config ./config
+# compileall: PYTHONDONTWRITEBYTECODE keeps Python from writing the package's bytecode at run time, so each
+# process (the command, its kernel) compiled every module it imports again (~0.1-0.2 s each on a daily run).
 RUN pip install --no-cache-dir --no-deps -e . \
+ && python -m compileall -q strategy_engine \
  && python -m ipykernel install --name python3 --display-name "Python 3" \
  && mkdir -p /app/runs && chown engine:engine /app/runs
 USER 10001:10001

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
@@ -135,9 +134,15 @@ def _as_of(text: str, data: str) -> str:
 ARCHIVE_HELP = "folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)"
 DATES_WITHIN = 30.0   # seconds the command waits for the data's dates; the run itself reads under --timeout
 
-@functools.cache
+_DATES_READ: dict[tuple[str, str | None], object] = {}  # (data, end) -> its dates, read once a command
+
 def _bar_dates(data: str, end: str | None = None, within: float = DATES_WITHIN):
-    "A data spec's session dates (3 years to `end` if given), read once per command, in `within` s."
+    "A data spec's session dates (3 years to `end` if given), read once per command (in `within` s)."
+    if (data, end) not in _DATES_READ: _DATES_READ[(data, end)] = _read_bar_dates(data, end, within)
+    return _DATES_READ[(data, end)]
+
+def _read_bar_dates(data: str, end: str | None, within: float):
+    "`_bar_dates`, read now: in a thread given `within` seconds (a FIFO or a hung mount never blocks)."
     import threading
 
     import pandas as pd

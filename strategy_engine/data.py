@@ -206,7 +206,7 @@ def _files(path: Path) -> list[Path]:
     return files
 
 # %% ../nbs/02_data.ipynb #0e39eb9f
-BARS_CACHE_MAX = 1000            # entries kept in the parsed-file cache (each ~0.2 MB for 15 years)
+BARS_CACHE_MAX = 5000            # entries kept in the parsed-file cache (~0.2 MB each for 15 years)
 _RACY_SECONDS = 2.0              # a file changed more recently than this is not cached (see above)
 
 def bars_cache_dir() -> Path | None:
@@ -248,8 +248,9 @@ def _store(entry: Path, stamp: str, table: pd.DataFrame) -> None:
         tmp = entry.with_name(f".{entry.stem}.{os.getpid()}.{threading.get_ident()}.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, entry)
-        kept = sorted(entry.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime)
-        for old in kept[:max(0, len(kept) - BARS_CACHE_MAX)]: old.unlink(missing_ok=True)
+        if len(os.listdir(entry.parent)) > BARS_CACHE_MAX:        # full: drop the oldest tenth
+            kept = sorted(entry.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime)
+            for old in kept[:len(kept) - BARS_CACHE_MAX * 9 // 10]: old.unlink(missing_ok=True)
     except OSError: pass                        # a read-only or full disk: the run reads the files, as before
 
 def _cached_table(file: Path, adjusted: bool) -> pd.DataFrame:

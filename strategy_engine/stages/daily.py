@@ -285,7 +285,7 @@ def stage(run: DailyRun, folder: str | None) -> DailyRun:
 
 # %% ../../nbs/32_daily.ipynb #cb239bd8
 def equity_figure(run: DailyRun):
-    "Equity and drawdown to date of each strategy and of its universe, as an SVG figure (None: none computed)."
+    "Equity and drawdown to date of each strategy and of its universe, as SVG (None: none computed)."
     if not run.results:
         print(f"No backtest to show: {run.status}{' - ' + run.reason if run.reason else ''}")
         return None

@@ -7,7 +7,9 @@ start and CLI import, the CLI's preparation (flags, `--as-of latest`), the kerne
 template's imports, beside the CLI's preparation) and the wait for it, each notebook cell (papermill's cell
 times in the archived notebook), the archive write (summary, manifest, archive + ledger), the warehouse (open,
 pending, load) and the exit. `--compare CHECKOUT` runs another checkout's command alternately with this one's
-(same load, so the ratio holds on a busy machine). Not part of the tests.
+(same load, so the ratio holds on a busy machine). The data's parsed files are cached per user
+(`data.bars_cache_dir`): the first run after the files change parses them, the next ones read the cache; set
+`STRATEGY_ENGINE_BARS_CACHE=off` to measure without it. Not part of the tests.
 
     python bench/daily_bench.py                 # 5 whole commands, median
     python bench/daily_bench.py --breakdown     # and where each one's time went

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
@@ -135,9 +134,15 @@ def _as_of(text: str, data: str) -> str:
 ARCHIVE_HELP = "folder or gs://bucket/prefix (default: $STRATEGY_ENGINE_ARCHIVE or runs/)"
 DATES_WITHIN = 30.0   # seconds the command waits for the data's dates; the run itself reads under --timeout
 
-@functools.cache
+_DATES_READ: dict[tuple[str, str | None], object] = {}  # (data, end) -> its dates, read once a command
+
 def _bar_dates(data: str, end: str | None = None, within: float = DATES_WITHIN):
-    "A data spec's session dates (3 years to `end` if given), read once per command, in `within` s."
+    "A data spec's session dates (3 years to `end` if given), read once per command (in `within` s)."
+    if (data, end) not in _DATES_READ: _DATES_READ[(data, end)] = _read_bar_dates(data, end, within)
+    return _DATES_READ[(data, end)]
+
+def _read_bar_dates(data: str, end: str | None, within: float):
+    "`_bar_dates`, read now: in a thread given `within` seconds (a FIFO or a hung mount never blocks)."
     import threading
 
     import pandas as pd
@@ -177,7 +182,7 @@ def _stage_params(args, *names: str) -> dict:
     params: dict = {"as_of": _as_of(args.as_of, args.data), "data": args.data}
     if "strategies" in names and args.strategies: params["strategies"] = args.strategies
     if "symbols" in names and args.symbols:
-        from strategy_engine.strategies.base import UNIVERSES
+        from strategy_engine.strategies.universes import UNIVERSES
         one = len(args.symbols) == 1 and args.symbols[0] in UNIVERSES           # a universe name
         params["symbols"] = args.symbols[0] if one else args.symbols
         if args.symbols == ["all"]: params["symbols"] = _every_symbol(args.data)
@@ -251,7 +256,7 @@ def cli_words(text: str) -> str:
 
 def _universes() -> dict:
     "The universe names one --symbols value may give, with their symbols (None: every symbol of the data)."
-    from strategy_engine.strategies.base import UNIVERSES
+    from strategy_engine.strategies.universes import UNIVERSES
     return dict(UNIVERSES)
 
 def _print_alerts(deliveries) -> None:

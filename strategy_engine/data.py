@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import re
+import threading
+import time
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,10 +22,10 @@ import pandas as pd
 from .core import DataError, check_names, did_you_mean, sample_data_dir
 
 # %% auto #0
-__all__ = ['FIELDS', 'ADJUSTMENTS', 'DEFAULT_ADJUSTMENT', 'FILE_ADJUSTMENTS', 'DataLoader', 'DATA_SOURCES', 'Finding', 'Bars',
-           'session_dates', 'to_numbers', 'bars_from_long', 'adjustment_of', 'load_bars', 'synthetic_bars', 'with_gaps',
-           'register_data_source', 'data_source', 'open_bars', 'check_data_source', 'data_label', 'data_heading',
-           'data_dates', 'last_date']
+__all__ = ['FIELDS', 'BARS_CACHE_MAX', 'ADJUSTMENTS', 'DEFAULT_ADJUSTMENT', 'FILE_ADJUSTMENTS', 'DataLoader', 'DATA_SOURCES',
+           'Finding', 'Bars', 'session_dates', 'to_numbers', 'bars_cache_dir', 'bars_from_long', 'adjustment_of',
+           'load_bars', 'synthetic_bars', 'with_gaps', 'register_data_source', 'data_source', 'open_bars',
+           'check_data_source', 'data_label', 'data_heading', 'data_dates', 'last_date']
 
 # %% ../nbs/02_data.ipynb #dbe7223c
 FIELDS = ("open", "high", "low", "close", "volume")
@@ -201,6 +205,66 @@ def _files(path: Path) -> list[Path]:
     if not files: raise DataError(f"{path}: no .csv or .parquet files in this directory.")
     return files
 
+# %% ../nbs/02_data.ipynb #0e39eb9f
+BARS_CACHE_MAX = 5000            # entries kept in the parsed-file cache (~0.2 MB each for 15 years)
+_RACY_SECONDS = 2.0              # a file changed more recently than this is not cached (see above)
+
+def bars_cache_dir() -> Path | None:
+    "The parsed-file cache: `$STRATEGY_ENGINE_BARS_CACHE` (`off`: none), else ~/.cache/strategy-engine/bars."
+    env = os.environ.get("STRATEGY_ENGINE_BARS_CACHE")
+    if env is not None: return None if env.strip().lower() in ("", "off") else Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "strategy-engine" / "bars"
+
+def _cache_slot(file: Path, adjusted: bool) -> tuple[Path | None, str, float]:
+    "Where `file`'s entry lives, the stamp it must carry to be used, and the file's age in seconds."
+    folder = bars_cache_dir()
+    st = file.stat()
+    if folder is None or file.suffix != ".csv": return None, "", 0.0
+    path = file.resolve()
+    reader = Path(importlib.import_module("strategy_engine.data").__file__ or "").stat()   # this module
+    stamp = (f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}|{adjusted}|"
+             f"{reader.st_size}|{reader.st_mtime_ns}|{pd.__version__}")
+    name = hashlib.sha256(f"{path}|{adjusted}".encode()).hexdigest()[:32]
+    return folder / f"{name}.npz", stamp, time.time() - st.st_mtime
+
+def _from_entry(z) -> pd.DataFrame:
+    "The long table an entry holds, exactly as `_read_table` returned it."
+    numbers = z["numbers"]                                       # one column per name in `columns`
+    return pd.DataFrame({"symbol": pd.Series(z["symbols"][z["codes"]]).astype(str),
+                         "date": z["date"].astype(str(z["date_dtype"])),
+                         **{str(c): numbers[:, i] for i, c in enumerate(z["columns"])}})
+
+def _store(entry: Path, stamp: str, table: pd.DataFrame) -> None:
+    "Write `table` as `entry` (atomically: a reader sees the old entry or the new one), then prune."
+    codes, symbols = pd.factorize(table["symbol"])
+    numbers = [c for c in table.columns if c not in ("symbol", "date")]
+    arrays = {"stamp": np.array(stamp), "codes": codes.astype(np.int32),
+              "symbols": np.array([str(s) for s in symbols]),
+              "date": table["date"].to_numpy(), "date_dtype": np.array(str(table["date"].dtype)),
+              "columns": np.array(numbers), "numbers": table[numbers].to_numpy(np.float64)}
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_name(f".{entry.stem}.{os.getpid()}.{threading.get_ident()}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, entry)
+        if len(os.listdir(entry.parent)) > BARS_CACHE_MAX:        # full: drop the oldest tenth
+            kept = sorted(entry.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime)
+            for old in kept[:len(kept) - BARS_CACHE_MAX * 9 // 10]: old.unlink(missing_ok=True)
+    except OSError: pass                        # a read-only or full disk: the run reads the files, as before
+
+def _cached_table(file: Path, adjusted: bool) -> pd.DataFrame:
+    "`_read_table(file, adjusted)`, from the cache when it holds this very version of the file."
+    entry, stamp, age = _cache_slot(file, adjusted)
+    if entry is None: return _read_table(file, adjusted)
+    try:
+        with np.load(entry, allow_pickle=False) as z:
+            if str(z["stamp"]) == stamp: return _from_entry(z)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile): pass    # none yet, or damaged
+    table = _read_table(file, adjusted)
+    if age > _RACY_SECONDS: _store(entry, stamp, table)
+    return table
+
 # %% ../nbs/02_data.ipynb #40501b0f
 def _file_issues(long: pd.DataFrame, source: str) -> tuple:
     "Findings about the files themselves: duplicate and unsorted dates per symbol."
@@ -266,7 +330,7 @@ def load_bars(path, symbols: Sequence[str] | None = None, start=None, end=None,
     if symbols is not None and per_symbol:   # read only the files asked for
         check_names(symbols, [f.stem for f in files], "symbol", str(path))
         files = [path / f"{s}.csv" for s in symbols]
-    long = pd.concat([_read_table(f, vendor) for f in files], ignore_index=True)
+    long = pd.concat([_cached_table(f, vendor) for f in files], ignore_index=True)   # parsed once a version
     if symbols is not None:
         check_names(symbols, sorted(long["symbol"].unique()), "symbol", str(path))
         long = long[long["symbol"].isin(list(symbols))]
@@ -446,9 +510,11 @@ def data_heading(bars: Bars, universe: str, calendar: str) -> str:
 # %% ../nbs/02_data.ipynb #93874cdd
 def _file_dates(file: Path) -> np.ndarray | None:
     "One file's distinct dates when its date column reads as plain dates; None: the full loader must decide."
+    if not file.is_file(): return None     # a FIFO or a device: the full loader (and its timeout) decides
+    cached = _cached_dates(file)
+    if cached is not None: return cached
     import pyarrow as pa
     import pyarrow.compute as pc
-    if not file.is_file(): return None     # a FIFO or a device: the full loader (and its timeout) decides
     try:
         if file.suffix == ".parquet":
             import pyarrow.parquet as pq
@@ -469,6 +535,17 @@ def _file_dates(file: Path) -> np.ndarray | None:
     return np.unique(
         pc.cast(column, pa.timestamp("us")).to_numpy(zero_copy_only=False).astype("datetime64[D]")
     )
+
+def _cached_dates(file: Path) -> np.ndarray | None:
+    "A CSV file's distinct dates from its parsed-file cache entry, if one holds this version of the file."
+    for adjusted in (False, True):                        # the default prices first: what runs read
+        entry, stamp, _ = _cache_slot(file, adjusted)
+        if entry is None: return None
+        try:
+            with np.load(entry, allow_pickle=False) as z:
+                if str(z["stamp"]) == stamp: return np.unique(z["date"].astype("datetime64[D]"))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile): continue
+    return None
 
 def data_dates(data: str | Path | None = None, start=None, end=None) -> pd.DatetimeIndex:
     "The sessions of a data spec (a bar of any symbol) in `start..end`, read from the date columns alone."

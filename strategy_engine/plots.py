@@ -5,17 +5,24 @@
 # %% ../nbs/22_plots.ipynb #2cf40660
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+import html
+from typing import TYPE_CHECKING
+
+import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:     # matplotlib loads where a figure is drawn with it (never in the daily kernel)
+    from matplotlib.figure import Figure
 
 # %% auto #0
-__all__ = ['plot_equity', 'plot_exposure']
+__all__ = ['COLORS', 'plot_equity', 'plot_exposure', 'svg_chart', 'SvgFigure', 'equity_svg']
 
 # %% ../nbs/22_plots.ipynb #84e8c67a
 def plot_equity(returns: pd.DataFrame | pd.Series, title: str = "", log: bool = True,
                 synthetic: bool = False) -> Figure:
     "Equity (top, log scale) and drawdown (bottom) of one or several return series."
+    import matplotlib.pyplot as plt
+
     from strategy_engine.metrics import drawdown_series
     r = returns.to_frame() if isinstance(returns, pd.Series) else returns
     equity = (1 + r.fillna(0.0)).cumprod()
@@ -29,14 +36,19 @@ def plot_equity(returns: pd.DataFrame | pd.Series, title: str = "", log: bool = 
     ax1.set_ylabel("equity (start = 1)")
     ax2.set_ylabel("drawdown %")
     ax1.legend(loc="upper left", fontsize=8, ncol=min(4, len(r.columns)))
-    ax1.set_title((title + (" — SYNTHETIC DATA" if synthetic else "")).strip(" —"))
+    ax1.set_title(_heading(title, synthetic))
     ax1.grid(alpha=0.3)
     ax2.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
+def _heading(title: str, synthetic: bool) -> str:
+    "A figure's title, marked when the data is synthetic."
+    return (title + (" — SYNTHETIC DATA" if synthetic else "")).strip(" —")
+
 def plot_exposure(exposure: pd.DataFrame, title: str = "") -> Figure:
     "Gross and net exposure over time (columns `gross`, `net`)."
+    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(11, 2.6))
     ax.plot(exposure.index, exposure["gross"], lw=0.9, label="gross")
     ax.plot(exposure.index, exposure["net"], lw=0.9, label="net")
@@ -46,3 +58,126 @@ def plot_exposure(exposure: pd.DataFrame, title: str = "") -> Figure:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/22_plots.ipynb #2e96280c
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+          "#bcbd22", "#17becf")
+
+def _fmt(v: float, percent: bool) -> str:
+    return f"{v:+.1%}" if percent else f"{v:.3g}"
+
+def _thin(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    "At most two points per bucket of x (its lowest and highest y, in order), and both ends."
+    if len(x) <= 2 * buckets: return x, y
+    b = np.arange(len(x)) * buckets // len(x)                 # ascending: each bucket is one run of points
+    order = np.lexsort((y, b))                                # by bucket, then by y
+    first = np.searchsorted(b[order], np.arange(buckets))
+    last = np.searchsorted(b[order], np.arange(buckets), side="right") - 1
+    keep = np.unique(np.concatenate([order[first], order[last], [0, len(x) - 1]]))
+    return x[keep], y[keep]
+
+def _chart_parts(frame: pd.DataFrame, title: str, percent: bool, width: int, height: int, log: bool = False,
+                 label: str = "", legend: bool = True, dates: int = 3, line: float = 2.5,
+                 px_per_point: int = 1) -> list[str]:
+    "The elements of one chart (no `<svg>` around them): frame, value and date labels, lines, legend."
+    esc = html.escape
+    # the legend's room: its longest name (the same with or without a legend, so stacked charts align)
+    left, right, top, bottom = 64, max([150, *(44 + 7 * len(str(n)) for n in frame.columns)]), 24, 28
+    w, h = width - left - right, height - top - bottom
+    values = frame.to_numpy(dtype=float)
+    if log: values = np.log10(np.where(values > 0, values, np.nan))
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 1.0
+    lo, hi = lo - pad, hi + pad
+    xs = left + np.arange(len(frame)) * w / (len(frame) - 1)
+
+    def y(v: np.ndarray) -> np.ndarray:
+        return top + (hi - v) / (hi - lo) * h
+
+    parts = [f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#fbfbfb" stroke="#cccccc"/>']
+    if label:
+        parts.append(f'<text x="{left}" y="{top - 8}" font-size="12" fill="#222222">{esc(label)}</text>')
+    for v in np.linspace(lo + pad, hi - pad, 4):
+        parts.append(
+            f'<line x1="{left}" x2="{left + w}" y1="{y(np.array(v)):.1f}" y2="{y(np.array(v)):.1f}" '
+            f'stroke="#e4e4e4"/><text x="{left - 6}" y="{y(np.array(v)) + 4:.1f}" text-anchor="end" '
+            f'font-size="11" fill="#555555">{_fmt(10 ** v if log else v, percent)}</text>'
+        )
+    for i in sorted({round(k * (len(frame) - 1) / (dates - 1)) for k in range(dates)}):
+        anchor = "start" if i == 0 else "end" if i == len(frame) - 1 else "middle"
+        parts.append(
+            f'<text x="{xs[i]:.1f}" y="{top + h + 18}" text-anchor="{anchor}" font-size="11" '
+            f'fill="#555555">{pd.Timestamp(frame.index[i]):%Y-%m-%d}</text>'
+        )
+    for j, name in enumerate(frame.columns):
+        col = values[:, j]
+        ok = ~np.isnan(col)
+        if ok.sum() < 2:
+            continue
+        color = COLORS[j % len(COLORS)]
+        px, py = _thin(xs[ok], y(col[ok]), w // px_per_point)
+        points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(px, py))
+        parts.append(
+            f'<polyline fill="none" stroke="{color}" stroke-width="{line:g}" points="{points}" '
+            f'data-series="{esc(str(name))}"/>'
+        )
+        if not legend: continue
+        ly = top + 14 + 18 * j
+        parts.append(
+            f'<line x1="{left + w + 12}" x2="{left + w + 30}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" '
+            f'stroke-width="3"/><text x="{left + w + 36}" y="{ly}" font-size="12" fill="#222222">'
+            f"{esc(str(name))}</text>"
+        )
+    return parts
+
+def _svg(width: int, height: int, title: str, parts: list[str], kind: str = "chart") -> str:
+    "One SVG document of `parts`, titled (a tooltip and a `data-chart` attribute for tests and readers)."
+    esc = html.escape
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="{kind}" role="img" width="{width}" '
+            f'height="{height}" viewBox="0 0 {width} {height}" data-chart="{esc(title)}">'
+            f'<title>{esc(title)}</title>{"".join(parts)}</svg>')
+
+def svg_chart(
+    frame: pd.DataFrame, title: str, percent: bool = False, width: int = 760, height: int = 240
+) -> str:
+    "Lines of `frame` (date × series) as an inline SVG chart with axes and legend; too short: a sentence."
+    esc = html.escape
+    frame = frame.dropna(how="all")
+    if len(frame) < 2:
+        return (
+            f'<p class="empty" data-chart="{esc(title)}">{esc(title)}: {len(frame)} day of history in the '
+            "warehouse; the chart draws from two (one point per daily run, or a backfill).</p>"
+        )
+    return _svg(width, height, title, _chart_parts(frame, title, percent, width, height))
+
+class SvgFigure:
+    "An SVG figure a notebook shows as an image (`_repr_svg_`); `str()` is the SVG text."
+    def __init__(self, svg: str, title: str):
+        self.svg, self.title = svg, title
+
+    def _repr_svg_(self) -> str: return self.svg
+    def __str__(self) -> str: return self.svg
+    def __repr__(self) -> str: return f"SvgFigure({self.title!r}, {len(self.svg):,} characters of SVG)"
+
+def equity_svg(returns: pd.DataFrame | pd.Series, title: str = "", log: bool = True,
+               synthetic: bool = False, width: int = 900) -> SvgFigure:
+    "`plot_equity` as SVG: equity (top, log scale) over drawdown of return series, without matplotlib."
+    from strategy_engine.metrics import drawdown_series
+    r = returns.to_frame() if isinstance(returns, pd.Series) else returns
+    if len(r) < 2: raise ValueError(f"equity_svg needs at least two days of returns, got {len(r)}.")
+    equity = (1 + r.fillna(0.0)).cumprod()
+    dd = drawdown_series(r)
+    heading = _heading(title, synthetic)
+    upper, lower, head = 330, 170, 30
+    scale = ", log scale" if log else ""
+    parts = [f'<text x="{width / 2:.0f}" y="20" text-anchor="middle" font-size="15" fill="#111111">'
+             f"{html.escape(heading)}</text>",
+             f'<g transform="translate(0,{head})">',
+             *_chart_parts(equity, "equity", False, width, upper, log=log, label=f"equity (start = 1{scale})",
+                           dates=6, line=1.8, px_per_point=2),
+             f'</g><g transform="translate(0,{head + upper})">',
+             *_chart_parts(dd, "drawdown", True, width, lower, label="drawdown", legend=False, dates=6,
+                           line=1.8, px_per_point=2),
+             "</g>"]
+    return SvgFigure(_svg(width, head + upper + lower, heading or "equity and drawdown", parts, "figure"),
+                     heading)

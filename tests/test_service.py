@@ -383,7 +383,8 @@ def test_notebook_page_and_signed_links(server, seed_run):
     assert (
         'data-verified="true"' in page.text and f"Run {run_id}" in page.text and "Daily signals" in page.text
     )
-    assert page.text.count('src="data:image/png;base64,') >= 1
+    # the equity figure: SVG, shown as a data: image (an SVG image runs no script)
+    assert page.text.count('src="data:image/svg+xml;base64,') >= 1
     csp = page.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "img-src data:" in csp and "script" not in csp
     assert server.get(f"/runs/{run_id}/notebook", token=None).status_code == 401
@@ -419,7 +420,7 @@ def test_chromium_renders_the_plots(server, seed_run, tmp_path):
     live = _screenshot(server.url + link, tmp_path / "live.png", tmp_path / "profile1")
     # the same page with its images removed, from a file: what the browser shows when the plots do NOT render
     text = server.get(f"/runs/{run_id}/notebook").text
-    blank = re.sub(r'src="data:image/png;base64,[^"]*"', 'src=""', text)
+    blank = re.sub(r'src="data:image/(png|svg\+xml);base64,[^"]*"', 'src=""', text)
     blank = blank.replace("<head>", "<head><meta http-equiv=\"Content-Security-Policy\" "
                                     "content=\"default-src 'none'; img-src data:; style-src "
                                     "'unsafe-inline'\">", 1)

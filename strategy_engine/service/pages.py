@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from ..alerts import alert_state_dir
 from ..calendar import nse_calendar
 from ..core import StrategyEngineError, UnknownNameError
+from ..plots import svg_chart
 from ..runs.archive import list_runs, run_folder, sha256_hex, show_run, verify
 from ..runs.schedule import day_records, get_stage, plan
 from strategy_engine.service.api import (
@@ -53,8 +54,8 @@ from strategy_engine.service.settings import (
 from ..strategies.base import known_strategies
 
 # %% auto #0
-__all__ = ['NOTEBOOK_CSP', 'COLORS', 'DASHBOARD_CSS', 'DASHBOARD_CSP', 'SWAGGER_FILES', 'render_notebook', 'notebook_page',
-           'svg_chart', 'equity_history', 'drawdowns', 'day_stages', 'dashboard_view', 'safe_next', 'sign_in_page',
+__all__ = ['NOTEBOOK_CSP', 'DASHBOARD_CSS', 'DASHBOARD_CSP', 'SWAGGER_FILES', 'render_notebook', 'notebook_page',
+           'equity_history', 'drawdowns', 'day_stages', 'dashboard_view', 'safe_next', 'sign_in_page',
            'render_dashboard', 'add_page_routes']
 
 # %% ../../nbs/41c_service_pages.ipynb #16732fce
@@ -132,73 +133,6 @@ def notebook_page(svc: ServiceState, run_id: str, attempt: int) -> str:
     body = svc.cached_page(sha, lambda: render_notebook(data))
     banner = _banner(shown, pick, sha)
     return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + banner, body, count=1)
-
-# %% ../../nbs/41c_service_pages.ipynb #7c8ed3eb
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-
-
-def _fmt(v: float, percent: bool) -> str:
-    return f"{v:+.1%}" if percent else f"{v:.3g}"
-
-
-def svg_chart(
-    frame: pd.DataFrame, title: str, percent: bool = False, width: int = 760, height: int = 240
-) -> str:
-    "Lines of `frame` (date × series) as an inline SVG chart with axes and legend; too short: a sentence."
-    esc = html.escape
-    frame = frame.dropna(how="all")
-    if len(frame) < 2:
-        return (
-            f'<p class="empty" data-chart="{esc(title)}">{esc(title)}: {len(frame)} day of history in the '
-            "warehouse; the chart draws from two (one point per daily run, or a backfill).</p>"
-        )
-    left, right, top, bottom = 64, 150, 24, 28
-    w, h = width - left - right, height - top - bottom
-    values = frame.to_numpy(dtype=float)
-    lo, hi = np.nanmin(values), np.nanmax(values)
-    pad = (hi - lo) * 0.05 or abs(hi) * 0.05 or 1.0
-    lo, hi = lo - pad, hi + pad
-    xs = left + np.arange(len(frame)) * w / (len(frame) - 1)
-
-    def y(v: np.ndarray) -> np.ndarray:
-        return top + (hi - v) / (hi - lo) * h
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" data-chart="{esc(title)}"><title>{esc(title)}</title>',
-        f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="#fbfbfb" stroke="#cccccc"/>',
-    ]
-    for v in np.linspace(lo + pad, hi - pad, 4):
-        parts.append(
-            f'<line x1="{left}" x2="{left + w}" y1="{y(np.array(v)):.1f}" y2="{y(np.array(v)):.1f}" '
-            f'stroke="#e4e4e4"/><text x="{left - 6}" y="{y(np.array(v)) + 4:.1f}" text-anchor="end" '
-            f'font-size="11" fill="#555555">{_fmt(v, percent)}</text>'
-        )
-    for i in sorted({0, len(frame) // 2, len(frame) - 1}):
-        anchor = "start" if i == 0 else "end" if i == len(frame) - 1 else "middle"
-        parts.append(
-            f'<text x="{xs[i]:.1f}" y="{top + h + 18}" text-anchor="{anchor}" font-size="11" '
-            f'fill="#555555">{pd.Timestamp(frame.index[i]):%Y-%m-%d}</text>'
-        )
-    for j, name in enumerate(frame.columns):
-        col = values[:, j]
-        ok = ~np.isnan(col)
-        if ok.sum() < 2:
-            continue
-        color = COLORS[j % len(COLORS)]
-        points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(xs[ok], y(col[ok])))
-        parts.append(
-            f'<polyline fill="none" stroke="{color}" stroke-width="2.5" points="{points}" '
-            f'data-series="{esc(str(name))}"/>'
-        )
-        ly = top + 14 + 18 * j
-        parts.append(
-            f'<line x1="{left + w + 12}" x2="{left + w + 30}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" '
-            f'stroke-width="3"/><text x="{left + w + 36}" y="{ly}" font-size="12" fill="#222222">'
-            f"{esc(str(name))}</text>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
 
 # %% ../../nbs/41c_service_pages.ipynb #4911d513
 def equity_history(performance: pd.DataFrame, benchmark: pd.Series | None = None) -> pd.DataFrame:

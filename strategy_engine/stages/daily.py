@@ -285,17 +285,20 @@ def stage(run: DailyRun, folder: str | None) -> DailyRun:
 
 # %% ../../nbs/32_daily.ipynb #cb239bd8
 def equity_figure(run: DailyRun):
-    "Equity and drawdown to date of each strategy of the run and of its universe (None if none computed)."
+    "Equity and drawdown to date of each strategy and of its universe, as SVG (None: none computed)."
     if not run.results:
         print(f"No backtest to show: {run.status}{' - ' + run.reason if run.reason else ''}")
         return None
-    from strategy_engine.plots import plot_equity
+    from strategy_engine.plots import equity_svg
     rets = pd.DataFrame({name: r.returns for name, r in run.results.items()})
+    if len(rets) < 2:
+        print(f"No equity line to draw: the backtest to date has {len(rets)} day(s).")
+        return None
     if run.bars is not None:              # the benchmark: the run's universe, equal weight, rebalanced daily
         bench = run.bars.close.pct_change(fill_method=None).mean(axis=1).reindex(rets.index)
         rets["universe (equal weight)"] = bench.fillna(0.0)
     synthetic = bool(run.bars is not None and run.bars.synthetic)
-    return plot_equity(rets, f"Backtest to {run.as_of:%Y-%m-%d}, {run.cost_bps:g} bps", synthetic=synthetic)
+    return equity_svg(rets, f"Backtest to {run.as_of:%Y-%m-%d}, {run.cost_bps:g} bps", synthetic=synthetic)
 
 # %% ../../nbs/32_daily.ipynb #cf482d70
 def result(run: DailyRun) -> dict:

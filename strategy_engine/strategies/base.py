@@ -27,14 +27,15 @@ from pydantic.fields import FieldInfo
 from ..core import (ConfigError, DataError, UnknownNameError, allowed_values, config_dir,
                                   did_you_mean, explain_validation_error)
 from ..data import Bars
+from .universes import (  # noqa: F401 (re-exported: the names stay here too)
+    NIFTY50_SAMPLE, NSE_LARGE_CAPS, UNIVERSES)
 
 # %% auto #0
-__all__ = ['NIFTY50_SAMPLE', 'NSE_LARGE_CAPS', 'UNIVERSES', 'FACTS', 'STRATEGIES_ENV', 'StrategyParams', 'RiskLimits',
-           'StrategyConfig', 'parameter_table', 'config_from_dict', 'strategy_config_path', 'load_config',
-           'StrategySpec', 'register_strategy', 'available_strategies', 'known_strategies', 'strategy_folders',
-           'get_strategy', 'registered_strategies', 'strategy_names', 'default_strategies', 'universe_symbols',
-           'as_config', 'run_strategy', 'LazyMetadata', 'SignalFrame', 'hold_positions', 'signal_buffers', 'as_matrix',
-           'ramp', 'Violation', 'lookahead_violations']
+__all__ = ['FACTS', 'STRATEGIES_ENV', 'StrategyParams', 'RiskLimits', 'StrategyConfig', 'parameter_table', 'config_from_dict',
+           'strategy_config_path', 'load_config', 'StrategySpec', 'register_strategy', 'available_strategies',
+           'known_strategies', 'strategy_folders', 'get_strategy', 'registered_strategies', 'strategy_names',
+           'default_strategies', 'universe_symbols', 'as_config', 'run_strategy', 'LazyMetadata', 'SignalFrame',
+           'hold_positions', 'signal_buffers', 'as_matrix', 'ramp', 'Violation', 'lookahead_violations']
 
 # %% ../../nbs/10_strategy_base.ipynb #2c24900e
 from typing import Literal
@@ -103,20 +104,6 @@ class RiskLimits(BaseModel):
         "The drawdown within which the guard switches off: resume_drawdown, else max_drawdown / 2."
         if self.max_drawdown is None: return None
         return self.resume_drawdown if self.resume_drawdown is not None else self.max_drawdown / 2
-
-NIFTY50_SAMPLE = (
-    "ADANIENT", "ADANIPORTS", "APOLLOHOSP", "ASIANPAINT", "AXISBANK", "BAJAJ-AUTO", "BAJAJFINSV",
-    "BAJFINANCE", "BHARTIARTL", "BPCL", "BRITANNIA", "CIPLA", "COALINDIA", "DIVISLAB", "DRREDDY", "EICHERMOT",
-    "GRASIM", "HCLTECH", "HDFCBANK", "HDFCLIFE", "HEROMOTOCO", "HINDALCO", "HINDUNILVR", "ICICIBANK",
-    "INDUSINDBK", "INFY", "ITC", "JSWSTEEL", "KOTAKBANK", "LT", "LTIM", "MARUTI", "MM", "NESTLEIND", "NTPC",
-    "ONGC", "POWERGRID", "RELIANCE", "SBILIFE", "SBIN", "SUNPHARMA", "TATACONSUM", "TATAMOTORS", "TATASTEEL",
-    "TCS", "TECHM", "TITAN", "ULTRACEMCO", "UPL", "WIPRO")
-NSE_LARGE_CAPS = (
-    "RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "HINDUNILVR", "ITC", "SBIN", "BHARTIARTL",
-    "KOTAKBANK", "LT", "AXISBANK", "ASIANPAINT", "MARUTI", "BAJFINANCE", "HCLTECH", "WIPRO", "SUNPHARMA",
-    "TITAN", "ULTRACEMCO")
-UNIVERSES: dict[str, tuple[str, ...] | None] = {   # name -> symbols; None = every symbol in the data
-    "all": None, "nifty50_sample": NIFTY50_SAMPLE, "nse_large_caps": NSE_LARGE_CAPS}
 
 class StrategyConfig(BaseModel):
     "One strategy's validated configuration: name, parameters, universe and risk limits."

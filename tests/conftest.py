@@ -23,6 +23,16 @@ def default_warehouse(tmp_path_factory):
     yield os.environ["STRATEGY_ENGINE_WAREHOUSE"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def parsed_bars_cache(tmp_path_factory):
+    """The parsed-file cache of the runs tests start lives with the tests' temporary files, not in ~/.cache
+    (copied CSVs in fresh folders would add entries there on every run)."""
+    import os
+    if "STRATEGY_ENGINE_BARS_CACHE" not in os.environ:
+        os.environ["STRATEGY_ENGINE_BARS_CACHE"] = str(tmp_path_factory.mktemp("bars-cache"))
+    yield os.environ["STRATEGY_ENGINE_BARS_CACHE"]
+
+
 @pytest.fixture(scope="session")
 def nse_dir() -> Path:
     path = sample_data_dir()

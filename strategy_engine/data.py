@@ -10,7 +10,6 @@ import importlib
 import os
 import re
 import threading
-import time
 import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -207,7 +206,7 @@ def _files(path: Path) -> list[Path]:
 
 # %% ../nbs/02_data.ipynb #0e39eb9f
 BARS_CACHE_MAX = 5000            # entries kept in the parsed-file cache (~0.2 MB each for 15 years)
-_RACY_SECONDS = 2.0              # a file changed more recently than this is not cached (see above)
+_RACY_SECONDS = 2.0              # a file changed this recently before its entry is written: not cached
 
 def bars_cache_dir() -> Path | None:
     "The parsed-file cache: `$STRATEGY_ENGINE_BARS_CACHE` (`off`: none), else ~/.cache/strategy-engine/bars."
@@ -217,7 +216,7 @@ def bars_cache_dir() -> Path | None:
     return Path(base) / "strategy-engine" / "bars"
 
 def _cache_slot(file: Path, adjusted: bool) -> tuple[Path | None, str, float]:
-    "Where `file`'s entry lives, the stamp it must carry to be used, and the file's age in seconds."
+    "Where `file`'s entry lives, the stamp it must carry to be used, and the file's modification time."
     folder = bars_cache_dir()
     st = file.stat()
     if folder is None or file.suffix != ".csv": return None, "", 0.0
@@ -226,7 +225,7 @@ def _cache_slot(file: Path, adjusted: bool) -> tuple[Path | None, str, float]:
     stamp = (f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}|{adjusted}|"
              f"{reader.st_size}|{reader.st_mtime_ns}|{pd.__version__}")
     name = hashlib.sha256(f"{path}|{adjusted}".encode()).hexdigest()[:32]
-    return folder / f"{name}.npz", stamp, time.time() - st.st_mtime
+    return folder / f"{name}.npz", stamp, st.st_mtime
 
 def _from_entry(z) -> pd.DataFrame:
     "The long table an entry holds, exactly as `_read_table` returned it."
@@ -235,8 +234,8 @@ def _from_entry(z) -> pd.DataFrame:
                          "date": z["date"].astype(str(z["date_dtype"])),
                          **{str(c): numbers[:, i] for i, c in enumerate(z["columns"])}})
 
-def _store(entry: Path, stamp: str, table: pd.DataFrame) -> None:
-    "Write `table` as `entry` (atomically: a reader sees the old entry or the new one), then prune."
+def _store(entry: Path, stamp: str, table: pd.DataFrame, changed: float) -> None:
+    "Write `table` as `entry` (atomically) unless its file `changed` just before; then prune."
     codes, symbols = pd.factorize(table["symbol"])
     numbers = [c for c in table.columns if c not in ("symbol", "date")]
     arrays = {"stamp": np.array(stamp), "codes": codes.astype(np.int32),
@@ -247,6 +246,10 @@ def _store(entry: Path, stamp: str, table: pd.DataFrame) -> None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = entry.with_name(f".{entry.stem}.{os.getpid()}.{threading.get_ident()}.npz")
         np.savez(tmp, **arrays)
+        # the entry's own time against the file's: two times of the file system, no wall clock
+        if tmp.stat().st_mtime - changed <= _RACY_SECONDS:
+            tmp.unlink()
+            return
         os.replace(tmp, entry)
         if len(os.listdir(entry.parent)) > BARS_CACHE_MAX:        # full: drop the oldest tenth
             kept = sorted(entry.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime)
@@ -255,14 +258,14 @@ def _store(entry: Path, stamp: str, table: pd.DataFrame) -> None:
 
 def _cached_table(file: Path, adjusted: bool) -> pd.DataFrame:
     "`_read_table(file, adjusted)`, from the cache when it holds this very version of the file."
-    entry, stamp, age = _cache_slot(file, adjusted)
+    entry, stamp, changed = _cache_slot(file, adjusted)
     if entry is None: return _read_table(file, adjusted)
     try:
         with np.load(entry, allow_pickle=False) as z:
             if str(z["stamp"]) == stamp: return _from_entry(z)
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile): pass    # none yet, or damaged
     table = _read_table(file, adjusted)
-    if age > _RACY_SECONDS: _store(entry, stamp, table)
+    _store(entry, stamp, table, changed)
     return table
 
 # %% ../nbs/02_data.ipynb #40501b0f

@@ -426,13 +426,10 @@ def _extremes(vh, vl, n, w, ht, lt, res, sup):
 def _channel_col(h, lo, w, scratch, rows, sup, res):
     "Lowest low and highest high of one column's `w` bars before each (a bar: h and lo); scratch 6 × T."
     T = h.shape[0]
-    first = 0                                                 # the first bar (a late listing starts late)
-    while first < T and not (h[first] == h[first] and lo[first] == lo[first]): first += 1
     dense = True
-    for t in range(first, T): dense &= (h[t] == h[t]) & (lo[t] == lo[t])
-    if dense:                                                 # no gap after the first bar: read in place
-        for t in range(first): sup[t], res[t] = np.nan, np.nan
-        _extremes(h[first:], lo[first:], T - first, w, scratch[2], scratch[3], res[first:], sup[first:])
+    for t in range(T): dense &= (h[t] == h[t]) & (lo[t] == lo[t])
+    if dense:                                                 # no bar missing: read the column in place
+        _extremes(h, lo, T, w, scratch[2], scratch[3], res, sup)
         return
     vh, vl, rh, rl = scratch[0], scratch[1], scratch[4], scratch[5]
     n = 0

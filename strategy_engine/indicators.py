@@ -379,13 +379,14 @@ def _mean_ratio_k(v, w):
 def _bollinger_col(x, w, n_std, buf, std, mid, upper, lower, pct_b, bandwidth):
     "Bollinger middle, upper, lower, %b, bandwidth of a column from one pass of moments; buf, std: scratch."
     _moments_col(x, w, False, buf, mid, std)
+    wide = bandwidth.shape[0] > 0                             # bandwidth T × 0: not wanted, not computed
     for t in range(x.shape[0]):
         m, sd = mid[t], std[t]
         up, lo = m + n_std * sd, m - n_std * sd
         width = up - lo
         upper[t], lower[t] = up, lo
         pct_b[t] = (x[t] - lo) / width if width > 0 else np.nan
-        bandwidth[t] = width / m if m != 0 else np.nan
+        if wide: bandwidth[t] = width / m if m != 0 else np.nan
 
 @numba.njit(cache=True)
 def _bollinger_into(c, w, n_std, mid, upper, lower, pct_b, bandwidth):

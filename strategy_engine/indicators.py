@@ -379,13 +379,14 @@ def _mean_ratio_k(v, w):
 def _bollinger_col(x, w, n_std, buf, std, mid, upper, lower, pct_b, bandwidth):
     "Bollinger middle, upper, lower, %b, bandwidth of a column from one pass of moments; buf, std: scratch."
     _moments_col(x, w, False, buf, mid, std)
+    wide = bandwidth.shape[0] > 0                             # bandwidth T × 0: not wanted, not computed
     for t in range(x.shape[0]):
         m, sd = mid[t], std[t]
         up, lo = m + n_std * sd, m - n_std * sd
         width = up - lo
         upper[t], lower[t] = up, lo
         pct_b[t] = (x[t] - lo) / width if width > 0 else np.nan
-        bandwidth[t] = width / m if m != 0 else np.nan
+        if wide: bandwidth[t] = width / m if m != 0 else np.nan
 
 @numba.njit(cache=True)
 def _bollinger_into(c, w, n_std, mid, upper, lower, pct_b, bandwidth):
@@ -406,30 +407,41 @@ def _empty_like(a: np.ndarray) -> np.ndarray:
     return np.empty((a.shape[1], a.shape[0])).T
 
 @numba.njit(cache=True)
+def _extremes(vh, vl, n, w, ht, lt, res, sup):
+    "Max of vh and min of vl over [i - w, i - 1] into res[i], sup[i] (NaN for i < w); ht, lt: n scratch."
+    for i in range(min(w, n)): res[i], sup[i] = np.nan, np.nan
+    hh, lh = np.nan, np.nan                                   # extremes from the block's start, in registers
+    for b0 in range(0, n, w):                                 # blocks of w values
+        b1 = min(b0 + w, n)
+        a, b = vh[b1 - 1], vl[b1 - 1]                         # extremes from i to the block's end
+        ht[b1 - 1], lt[b1 - 1] = a, b
+        for i in range(b1 - 2, b0 - 1, -1):
+            a, b = max(a, vh[i]), min(b, vl[i])
+            ht[i], lt[i] = a, b
+        for i in range(b0, b1):                               # the window [i - w, i - 1] spans two blocks
+            if i >= w: res[i], sup[i] = max(ht[i - w], hh), min(lt[i - w], lh)
+            if i == b0: hh, lh = vh[i], vl[i]
+            else: hh, lh = max(hh, vh[i]), min(lh, vl[i])
+
+@numba.njit(cache=True)
 def _channel_col(h, lo, w, scratch, rows, sup, res):
     "Lowest low and highest high of one column's `w` bars before each (a bar: h and lo); scratch 6 × T."
-    vh, vl, hh, ht, lh, lt = scratch[0], scratch[1], scratch[2], scratch[3], scratch[4], scratch[5]
+    T = h.shape[0]
+    dense = True
+    for t in range(T): dense &= (h[t] == h[t]) & (lo[t] == lo[t])
+    if dense:                                                 # no bar missing: read the column in place
+        _extremes(h, lo, T, w, scratch[2], scratch[3], res, sup)
+        return
+    vh, vl, rh, rl = scratch[0], scratch[1], scratch[4], scratch[5]
     n = 0
-    for t in range(h.shape[0]):                               # the column's bars, packed
+    for t in range(T):                                        # the column's bars, packed
         sup[t], res[t] = np.nan, np.nan
         a, b = h[t], lo[t]
         if a == a and b == b:
             vh[n], vl[n], rows[n] = a, b, t
             n += 1
-    r = 0                                                     # i % w, kept without a division
-    for i in range(n):                                        # extremes from the block's start to i
-        if r == 0: hh[i], lh[i] = vh[i], vl[i]
-        else: hh[i], lh[i] = max(hh[i - 1], vh[i]), min(lh[i - 1], vl[i])
-        r = 0 if r == w - 1 else r + 1
-    r = (n - 1) % w if n else 0
-    for i in range(n - 1, -1, -1):                            # ... and from i to the block's end
-        if r == w - 1 or i == n - 1: ht[i], lt[i] = vh[i], vl[i]
-        else: ht[i], lt[i] = max(ht[i + 1], vh[i]), min(lt[i + 1], vl[i])
-        r = w - 1 if r == 0 else r - 1
-    for i in range(w, n):                                     # the window [i - w, i - 1] spans two blocks
-        e = i - 1
-        res[rows[i]] = max(ht[e - w + 1], hh[e])
-        sup[rows[i]] = min(lt[e - w + 1], lh[e])
+    _extremes(vh, vl, n, w, scratch[2], scratch[3], rh, rl)
+    for i in range(n): res[rows[i]], sup[rows[i]] = rh[i], rl[i]
 
 @numba.njit(cache=True)
 def _channel_into(h, lo, w, sup, res):

@@ -42,12 +42,11 @@ class BreakoutParams(StrategyParams):
 
 # %% ../../nbs/13_breakout.ipynb #416ae524
 @numba.njit(cache=True, error_model="numpy")
-def _breakout_rule(c, sup, res, v, vol_thr, scale, allow_short, sig, conf, to_r, to_s):   # pragma: no cover
-    "The rule on one symbol's column from its channel and volume ratio; also the distance to each level."
+def _breakout_rule(c, sup, res, v, vol_thr, scale, allow_short, sig, conf):   # pragma: no cover
+    "The rule on one symbol's column from its channel and volume ratio."
     state, cf = 0, 0.0
     for t in range(c.shape[0]):
         cc, s_, r_, vv = c[t], sup[t], res[t], v[t]
-        to_r[t], to_s[t] = cc / r_ - 1.0, cc / s_ - 1.0
         valid = np.isfinite(cc) & np.isfinite(s_) & np.isfinite(r_) & np.isfinite(vv)
         heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
         up = (cc > r_) & heavy
@@ -65,6 +64,11 @@ def _breakout_rule(c, sup, res, v, vol_thr, scale, allow_short, sig, conf, to_r,
         sig[t] = state                                        # every cell written: outputs need no zeroing
         conf[t] = cf if state != 0 else 0.0
 
+@numba.njit(cache=True, error_model="numpy")
+def _distances(c, sup, res, to_r, to_s):   # pragma: no cover
+    "The close's distance to each level, c / level - 1: the metadata `to_resistance` and `to_support`."
+    for t in range(c.shape[0]): to_r[t], to_s[t] = c[t] / res[t] - 1.0, c[t] / sup[t] - 1.0
+
 @numba.njit(cache=True)
 def _breakout_block(j0, j1, c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, allow_short,
                     sup, res, to_res, to_sup, v, sig, conf):   # pragma: no cover
@@ -72,15 +76,14 @@ def _breakout_block(j0, j1, c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, al
     T = c.shape[0]
     scratch, rows, b_v = np.empty((6, T)), np.empty(T, np.int64), np.empty(vol_n)   # the block's own scratch
     a_s, a_r, a_v = np.empty(T), np.empty(T), np.empty(T)     # one symbol's indicators
-    a_tr, a_ts = np.empty(T), np.empty(T)
     keep = sup.shape[1] > 0
     for j in range(j0, j1):
         ind._channel_col(h[:, j], lo[:, j], w, scratch, rows, a_s, a_r)   # the indicators' code: same bits
         ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
-        _breakout_rule(c[:, j], a_s, a_r, a_v, vol_thr, breakout_scale, allow_short, sig[:, j], conf[:, j],
-                       a_tr, a_ts)
+        _breakout_rule(c[:, j], a_s, a_r, a_v, vol_thr, breakout_scale, allow_short, sig[:, j], conf[:, j])
         if keep:
-            sup[:, j], res[:, j], to_res[:, j], to_sup[:, j], v[:, j] = a_s, a_r, a_tr, a_ts, a_v
+            sup[:, j], res[:, j], v[:, j] = a_s, a_r, a_v
+            _distances(c[:, j], a_s, a_r, to_res[:, j], to_sup[:, j])   # metadata only: off the signal path
 
 @numba.njit(cache=True, parallel=True)
 def _breakout_kernel(blocks, c, *args):   # pragma: no cover
@@ -127,13 +130,13 @@ def _breakout_sets_kernel(c, h, lo, vol, win, i_w, vol_n, i_v, vol_thr, scale, a
     T, N = c.shape
     sup, res, v = np.empty((len(win), T)), np.empty((len(win), T)), np.empty((len(vol_n), T))
     scratch, rows, buf = np.empty((6, T)), np.empty(T, np.int64), np.empty(vol_n.max())
-    conf, to_r, to_s = np.empty(T), np.empty(T), np.empty(T)
+    conf = np.empty(T)
     for j in range(N):
         for a in range(len(win)): ind._channel_col(h[:, j], lo[:, j], win[a], scratch, rows, sup[a], res[a])
         for a in range(len(vol_n)): ind._mean_ratio_col(vol[:, j], vol_n[a], buf[:vol_n[a]], v[a])
         for k in range(sig.shape[0]):
             _breakout_rule(c[:, j], sup[i_w[k]], res[i_w[k]], v[i_v[k]], vol_thr[k], scale[k], allow_short[k],
-                           sig[k, :, j], conf, to_r, to_s)
+                           sig[k, :, j], conf)
 
 @register_signal_sets("breakout")
 def breakout_signal_sets(bars: Bars, params: Sequence[BreakoutParams]) -> np.ndarray:

@@ -78,7 +78,8 @@ def _mean_reversion_block(j0, j1, c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, 
     keep = pct_b.shape[1] > 0
     for j in range(j0, j1):
         x = c[:, j]
-        ind._bollinger_col(x, w, n_std, buf, std, mid, upper, lower, a_b, a_w)
+        # bandwidth only for the metadata (T × 0: skipped)
+        ind._bollinger_col(x, w, n_std, buf, std, mid, upper, lower, a_b, a_w if keep else a_w[:0])
         ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
         _mean_reversion_rule(x, a_b, a_v, vol_thr, exit_pct_b, depth_scale, allow_short, sig[:, j],
                              conf[:, j])
@@ -129,7 +130,7 @@ def _mean_reversion_sets_kernel(c, vol, bands, i_b, vol_n, i_v, vol_thr, exit_b,
     pct_b, v = np.empty((len(bands), T)), np.empty((len(vol_n), T))   # one symbol's indicators
     buf = np.empty(max(int(bands[:, 0].max()), vol_n.max()))
     std, mid, upper, lower = np.empty(T), np.empty(T), np.empty(T), np.empty(T)
-    width, conf = np.empty(T), np.empty(T)
+    width, conf = np.empty(0), np.empty(T)                  # no bandwidth: the rule reads %b
     for j in range(N):
         x = c[:, j]
         for a in range(len(bands)):

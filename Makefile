@@ -86,10 +86,10 @@ nbtest: $(DEV_STAMP)  ## run the test cells of every library notebook
 
 # Two workers; a test file is one unit (its module fixtures built once, in one process) except the files
 # tests/conftest.py spreads test by test, and the costliest units start first (conftest: unit_of, COSTLIEST_FIRST);
-# a test that hangs fails after 15 minutes instead of holding CI.
+# a test that hangs fails after 15 minutes instead of holding CI; the ten slowest items are listed at the end.
 pytest: $(DEV_STAMP)  ## integration, CLI and service tests
 	@$(PACKAGE_BYTECODE)
-	$(BIN)/pytest -q -n 2 --dist loadgroup --timeout=900 tests
+	$(BIN)/pytest -q -n 2 --dist loadgroup --timeout=900 --durations=10 tests
 
 infra-check: $(DEV_STAMP) $(CHECKOV_STAMP)  ## infra/ (python-hcl2 + checkov), workflow schema, hadolint, deploy and verify scripts (~25 s)
 	$(BIN)/pytest -q tests/test_infra.py tests/test_deploy.py

@@ -72,18 +72,18 @@ def _distances(c, sup, res, to_r, to_s):   # pragma: no cover
 @numba.njit(cache=True)
 def _breakout_block(j0, j1, c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, allow_short,
                     sup, res, to_res, to_sup, v, sig, conf):   # pragma: no cover
-    "Channel, volume ratio and rule fused for symbols j0..j1-1, one by one; panels T × 0 are not kept."
+    "Channel, volume ratio and rule fused for symbols j0..j1-1; panels symbol-major (N × T), 0 × T: not kept."
     T = c.shape[0]
     scratch, rows, b_v = np.empty((6, T)), np.empty(T, np.int64), np.empty(vol_n)   # the block's own scratch
     a_s, a_r, a_v = np.empty(T), np.empty(T), np.empty(T)     # one symbol's indicators
-    keep = sup.shape[1] > 0
+    keep = sup.shape[0] > 0
     for j in range(j0, j1):
         ind._channel_col(h[:, j], lo[:, j], w, scratch, rows, a_s, a_r)   # the indicators' code: same bits
         ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
         _breakout_rule(c[:, j], a_s, a_r, a_v, vol_thr, breakout_scale, allow_short, sig[:, j], conf[:, j])
         if keep:
-            sup[:, j], res[:, j], v[:, j] = a_s, a_r, a_v
-            _distances(c[:, j], a_s, a_r, to_res[:, j], to_sup[:, j])   # metadata only: off the signal path
+            sup[j], res[j], v[j] = a_s, a_r, a_v
+            _distances(c[:, j], a_s, a_r, to_res[j], to_sup[j])   # metadata only: off the signal path
 
 @numba.njit(cache=True, parallel=True)
 def _breakout_kernel(blocks, c, *args):   # pragma: no cover
@@ -103,9 +103,10 @@ def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> Signal
     frames = (close, bars.high, bars.low, bars.volume)   # not their arrays: a copy is not kept for later
 
     def run(keep: bool) -> tuple[np.ndarray, ...]:
-        "The kernel: signal, confidence and the five indicator panels (T × 0 unless `keep`)."
+        "The kernel: signal, confidence and the five indicator panels, N × T (0 × T unless `keep`)."
         c, h, lo, vol = (as_matrix(f) for f in frames)
-        sup, res, to_res, to_sup, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])).T for _ in range(5))
+        # symbol-major and C-ordered whether kept or not: one compiled signature serves both calls
+        sup, res, to_res, to_sup, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])) for _ in range(5))
         signal, confidence = signal_buffers(close)
         _breakout_kernel(thread_blocks(c.shape[1], c.size), c, h, lo, vol, p.window, p.volume_window,
                          float(p.volume_threshold), float(p.breakout_scale), bool(p.allow_short), sup, res,
@@ -114,8 +115,8 @@ def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> Signal
 
     def metadata() -> dict[str, np.ndarray]:
         *_, sup, res, to_res, to_sup, v = run(keep=True)
-        return {"resistance": res, "support": sup, "to_resistance": to_res, "to_support": to_sup,
-                "volume_ratio": v}
+        return {"resistance": res.T, "support": sup.T, "to_resistance": to_res.T, "to_support": to_sup.T,
+                "volume_ratio": v.T}
 
     signal, confidence, *_ = run(keep=False)
     meta = LazyMetadata(close, ["resistance", "support", "to_resistance", "to_support", "volume_ratio"],

@@ -70,12 +70,12 @@ def _mean_reversion_rule(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig
 @numba.njit(cache=True)
 def _mean_reversion_block(j0, j1, c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, depth_scale, allow_short,
                           pct_b, bandwidth, v, sig, conf):   # pragma: no cover
-    "Bands, volume ratio and rule fused for symbols j0..j1-1, one by one; panels T × 0 are not kept."
+    "Bands, volume ratio and rule fused for symbols j0..j1-1; panels symbol-major (N × T), 0 × T: not kept."
     T = c.shape[0]
     buf, b_v = np.empty(w), np.empty(vol_n)                   # the block's own scratch
     std, mid, upper, lower = np.empty(T), np.empty(T), np.empty(T), np.empty(T)
     a_b, a_w, a_v = np.empty(T), np.empty(T), np.empty(T)     # one symbol's indicators
-    keep = pct_b.shape[1] > 0
+    keep = pct_b.shape[0] > 0
     for j in range(j0, j1):
         x = c[:, j]
         # bandwidth only for the metadata (T × 0: skipped)
@@ -84,7 +84,7 @@ def _mean_reversion_block(j0, j1, c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, 
         _mean_reversion_rule(x, a_b, a_v, vol_thr, exit_pct_b, depth_scale, allow_short, sig[:, j],
                              conf[:, j])
         if keep:
-            pct_b[:, j], bandwidth[:, j], v[:, j] = a_b, a_w, a_v
+            pct_b[j], bandwidth[j], v[j] = a_b, a_w, a_v
 
 @numba.njit(cache=True, parallel=True)
 def _mean_reversion_kernel(blocks, c, *args):   # pragma: no cover
@@ -104,9 +104,10 @@ def mean_reversion_signals(bars: Bars, params: MeanReversionParams | None = None
     volume = bars.volume                      # the frames, not their arrays: a copy is not kept for later
 
     def run(keep: bool) -> tuple[np.ndarray, ...]:
-        "The kernel: signal, confidence and the three indicator panels (T × 0 unless `keep`)."
+        "The kernel: signal, confidence and the three indicator panels, N × T (0 × T unless `keep`)."
         c, vol = as_matrix(close), as_matrix(volume)
-        b, width, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])).T for _ in range(3))
+        # symbol-major and C-ordered whether kept or not: one compiled signature serves both calls
+        b, width, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])) for _ in range(3))
         signal, confidence = signal_buffers(close)
         _mean_reversion_kernel(thread_blocks(c.shape[1], c.size), c, vol, p.bb_window, float(p.n_std),
                                p.volume_window, float(p.volume_threshold), float(p.exit_pct_b),
@@ -115,7 +116,7 @@ def mean_reversion_signals(bars: Bars, params: MeanReversionParams | None = None
 
     def metadata() -> dict[str, np.ndarray]:
         *_, b, width, v = run(keep=True)
-        return {"pct_b": b, "bandwidth": width, "volume_ratio": v}
+        return {"pct_b": b.T, "bandwidth": width.T, "volume_ratio": v.T}
 
     signal, confidence, *_ = run(keep=False)
     meta = LazyMetadata(close, ["pct_b", "bandwidth", "volume_ratio"], metadata)

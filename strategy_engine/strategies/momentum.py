@@ -79,11 +79,11 @@ def _momentum_rule(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_short, si
 @numba.njit(cache=True)
 def _momentum_block(j0, j1, c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale,
                     allow_short, m_s, m_l, r, v, sig, conf):   # pragma: no cover
-    "Indicators and rule fused for symbols j0..j1-1, one by one; panels T × 0 are not kept."
+    "Indicators and rule fused for symbols j0..j1-1; panels symbol-major (N × T), 0 × T: not kept."
     T = c.shape[0]
     b_s, b_l, b_v = np.empty(n_s), np.empty(n_l), np.empty(vol_n)   # the block's own scratch
     a_s, a_l, a_r, a_v = np.empty(T), np.empty(T), np.empty(T), np.empty(T)   # one symbol's indicators
-    keep = m_s.shape[1] > 0
+    keep = m_s.shape[0] > 0
     for j in range(j0, j1):
         x = c[:, j]
         ind._roc_col(x, n_s, b_s, a_s)                        # the indicators' own column code: same bits
@@ -93,7 +93,7 @@ def _momentum_block(j0, j1, c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_thres
         _momentum_rule(x, a_s, a_l, a_r, a_v, rsi_entry, vol_threshold, momentum_scale, allow_short,
                        sig[:, j], conf[:, j])
         if keep:
-            m_s[:, j], m_l[:, j], r[:, j], v[:, j] = a_s, a_l, a_r, a_v
+            m_s[j], m_l[j], r[j], v[j] = a_s, a_l, a_r, a_v
 
 @numba.njit(cache=True, parallel=True)
 def _momentum_kernel(blocks, c, *args):   # pragma: no cover
@@ -113,9 +113,10 @@ def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> Signal
     volume = bars.volume                      # the frames, not their arrays: a copy is not kept for later
 
     def run(keep: bool) -> tuple[np.ndarray, ...]:
-        "The kernel: signal, confidence and the four indicator panels (T × 0 unless `keep`)."
+        "The kernel: signal, confidence and the four indicator panels, N × T (0 × T unless `keep`)."
         c, vol = as_matrix(close), as_matrix(volume)
-        m_s, m_l, r, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])).T for _ in range(4))
+        # symbol-major and C-ordered whether kept or not: one compiled signature serves both calls
+        m_s, m_l, r, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])) for _ in range(4))
         signal, confidence = signal_buffers(close)
         _momentum_kernel(thread_blocks(c.shape[1], c.size), c, vol, p.momentum_period, p.long_momentum_period,
                          p.rsi_period, p.volume_window, float(p.rsi_entry), float(p.volume_threshold),
@@ -124,7 +125,7 @@ def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> Signal
 
     def metadata() -> dict[str, np.ndarray]:
         *_, m_s, m_l, r, v = run(keep=True)
-        return {"rsi": r, "volume_ratio": v, "price_momentum": m_s, "trend_momentum": m_l}
+        return {"rsi": r.T, "volume_ratio": v.T, "price_momentum": m_s.T, "trend_momentum": m_l.T}
 
     signal, confidence, *_ = run(keep=False)
     meta = LazyMetadata(close, ["rsi", "volume_ratio", "price_momentum", "trend_momentum"], metadata)

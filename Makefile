@@ -65,9 +65,9 @@ test:  ## sync check + lint + notebook tests + pytest (infra checks included)
 	$(MAKE) --no-print-directory -j3 $(DEV_STAMP) $(SYSTEM_STAMP) $(CHECKOV_STAMP)
 	$(MAKE) --no-print-directory sync-check
 	$(MAKE) --no-print-directory warm-kernels
-	@# side by side: each one's tail (a last slow notebook, a last slow test file) runs beside the others' work;
-	@# each target's output is printed whole when it ends
-	$(MAKE) --no-print-directory -j3 --output-sync=target lint nbtest pytest
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory nbtest
+	$(MAKE) --no-print-directory pytest
 
 sync-check: $(DEV_STAMP)  ## fail when nbdev_export + nbdev_clean would change anything, or a module has no notebook
 	$(BIN)/nbdev_export

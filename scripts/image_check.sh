@@ -4,8 +4,9 @@
 #      cannot be pulled here; the registry build keeps FROM python:3.11-slim (ARG BASE_IMAGE);
 #   2. `buildah bud --storage-driver vfs --isolation chroot` builds both stages of the Dockerfile on it, with the
 #      commit as GIT_COMMIT; torch's CPU wheel comes from PIP_FIND_LINKS (/opt/wheels) when that folder exists;
-#   3. inside the image: the user is non-root (uid 10001), a daily run on the synthetic universe succeeds, and
-#      its archived manifest records the commit; the image size is printed.
+#   3. inside the image: the user is non-root (uid 10001), a daily run on the synthetic universe succeeds on the
+#      kernels the warm-up compiled (it compiles none), and its archived manifest records the commit; the image
+#      size is printed.
 # Needs root and apt-get (installs buildah and mmdebstrap when missing). Storage under $IMAGE_CHECK_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,11 +60,19 @@ run() { "${B[@]}" run --isolation chroot "$ctr" -- "$@"; }
 uid=$(run id -u); user=$(run id -un)
 [ "$uid" = 10001 ] && [ "$user" = engine ] || fail "the image runs as uid $uid ($user), expected 10001 (engine)"
 say "runs as $user (uid $uid)"
+# The Dockerfile's warm-up compiled the daily job's numba kernels into $NUMBA_CACHE_DIR: the run below must find
+# them all (a kernel it compiles is one more compiled file there).
+compiled() { run sh -c 'find "$NUMBA_CACHE_DIR" -name "*.nbc" | wc -l'; }
+warmed=$(compiled) || fail "cannot read the image's numba cache"
+[ "$warmed" -ge 5 ] || fail "the warm-up left $warmed compiled kernel(s) in the numba cache, expected the daily job's"
 t0=$(date +%s)
 out=$(run strategy-engine run daily --as-of latest --data synthetic --archive /tmp/check \
         --warehouse duckdb:////tmp/check/wh.duckdb --no-alerts 2>&1) || { echo "$out"; fail "the daily run failed"; }
 say "daily run in the image: $(echo "$out" | grep -m1 "^succeeded:") [$(( $(date +%s) - t0 )) s wall]"
 case "$out" in succeeded:*|*$'\n'succeeded:*) ;; *) echo "$out"; fail "the daily run did not succeed";; esac
+after=$(compiled)
+[ "$after" = "$warmed" ] || fail "the image's daily run compiled $((after - warmed)) numba kernel(s) the warm-up did not"
+say "numba cache: $warmed compiled kernels from the warm-up, none compiled by the run"
 recorded=$(run python -c 'import glob, json
 [m] = glob.glob("/tmp/check/**/manifest.json", recursive=True)
 print(json.load(open(m))["git_commit"])') || fail "no single manifest.json archived by the run"

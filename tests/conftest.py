@@ -108,7 +108,6 @@ COSTLIEST_FIRST = (
     "test_a_crash_at_every_step_leaves_nothing_or_what_reconcile_and_the_next_run_complete",
     "test_service.py",
     "test_daily_run.py::test_trained_model_is_archived_and_the_daily_run_records_the_hash_it_loaded",
-    "test_deploy.py",                     # the image's warm-up compiles every numba kernel from a cold cache
     "test_daily_run.py::test_same_as_of_on_another_day_gives_the_same_signals",
     "test_daily_run.py::test_rerun_is_a_second_attempt_with_the_same_rows_and_both_are_kept",
     "test_daily_run.py::test_shards_union_equals_the_unsharded_run",

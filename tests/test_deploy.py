@@ -17,7 +17,7 @@ import yaml
 
 from strategy_engine.cli import build_parser
 
-from conftest import ROOT, run_cli
+from conftest import ROOT
 
 
 def test_job_spec_runs_a_valid_daily_command():
@@ -69,21 +69,18 @@ def test_dockerfile_is_multistage_nonroot_cpu_torch():
                 if not src.startswith("--"): assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
 
 
-def test_dockerfile_warm_up_compiles_the_numba_kernels(tmp_path):
-    """The image's warm-up command is a valid `run daily` that passes on a bare image, filling the cache."""
+def test_dockerfile_warm_up_is_a_daily_run_that_needs_no_data():
+    """The image's warm-up command is a valid `run daily` on the synthetic universe, so it passes on a bare
+    image (no sample beside it; `test_make_run_on_a_bare_clone...` runs that command from a bare clone),
+    compiling for the generic CPU the image runs on. That it fills the cache the image's runs use is checked
+    where that happens, in the built image: `make image-check` counts the compiled kernels the warm-up left
+    and fails when the image's own daily run compiles one more (a cold compile here cost ~30 s of CPU)."""
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     [line] = [x for x in text.splitlines() if x.startswith("RUN strategy-engine ")]
     args = shlex.split(line.split("&&")[0])[2:]
     assert "NUMBA_CPU_NAME=generic" in text and args[:2] == ["run", "daily"]
-    build_parser().parse_args(args)                                          # a valid command line
-    local = [a.replace("/tmp/warm", str(tmp_path / "warm")) for a in args]
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "NUMBA_CPU_NAME": "generic",
-           "STRATEGY_ENGINE_DATA": str(tmp_path / "no-sample"),
-           "STRATEGY_ENGINE_RUNS": str(tmp_path / "runs")}
-    r = run_cli(*local, env=env)
-    assert r.returncode == 0 and r.stdout.startswith("succeeded:"), r.stdout + r.stderr
-    # the daily job's kernels, cached
-    assert len(list((tmp_path / "numba").rglob("*.nbi"))) >= 5
+    parsed = build_parser().parse_args(args)                                 # a valid command line
+    assert parsed.data == "synthetic" and parsed.as_of == "latest", args
 
 
 # ------------------------------------------------------------------ deploy.sh and verify_deployment.sh with

@@ -15,7 +15,7 @@ import pandas as pd
 from .core import ConfigError, DataError
 
 # %% auto #0
-__all__ = ['Frame', 'sma', 'ema', 'rsi', 'Bollinger', 'bollinger', 'momentum', 'true_range', 'atr', 'volume_ratio',
+__all__ = ['Frame', 'LANES', 'sma', 'ema', 'rsi', 'Bollinger', 'bollinger', 'momentum', 'true_range', 'atr', 'volume_ratio',
            'SupportResistance', 'support_resistance', 'zscore']
 
 # %% ../nbs/04_indicators.ipynb #5d2eb196
@@ -379,6 +379,11 @@ def _mean_ratio_k(v, w):
 def _bollinger_col(x, w, n_std, buf, std, mid, upper, lower, pct_b, bandwidth):
     "Bollinger middle, upper, lower, %b, bandwidth of a column from one pass of moments; buf, std: scratch."
     _moments_col(x, w, False, buf, mid, std)
+    _bands_col(x, n_std, mid, std, upper, lower, pct_b, bandwidth)
+
+@numba.njit(cache=True, error_model="numpy")
+def _bands_col(x, n_std, mid, std, upper, lower, pct_b, bandwidth):
+    "The bands, %b and bandwidth of a column from its window mean and std (`_bollinger_col`'s second pass)."
     wide = bandwidth.shape[0] > 0                             # bandwidth T × 0: not wanted, not computed
     for t in range(x.shape[0]):
         m, sd = mid[t], std[t]
@@ -448,6 +453,106 @@ def _channel_into(h, lo, w, sup, res):
     "Lowest low and highest high of the `w` bars before today, per column, in one pass (`_channel_col`)."
     scratch, rows = np.empty((6, h.shape[0])), np.empty(h.shape[0], np.int64)
     for j in range(h.shape[1]): _channel_col(h[:, j], lo[:, j], w, scratch, rows, sup[:, j], res[:, j])
+
+# %% ../nbs/04_indicators.ipynb #8915d2c9
+LANES = 16    # symbols computed side by side: two AVX-512 (four AVX2) vectors of float64
+
+@numba.njit(cache=True)
+def _lanes_gap_free(a, j0, lanes):
+    "True when columns j0..j0+lanes-1 of `a` hold no NaN: the lane kernels apply to them."
+    for k in range(lanes):
+        if not _gap_free(a[:, j0 + k]): return False
+    return True
+
+@numba.njit(cache=True)
+def _lanes_in(a, j0, out):
+    "Columns j0.. of the column-major panel `a` into the date-major block `out` (T × lanes), in tiles."
+    T, L = out.shape
+    for t0 in range(0, T, 64):
+        for k in range(L):
+            for t in range(t0, min(t0 + 64, T)): out[t, k] = a[t, j0 + k]
+
+@numba.njit(cache=True)
+def _lanes_out(block, out):
+    "The date-major block (T × lanes) back as one contiguous row per symbol (`out`: lanes × T), in tiles."
+    T, L = block.shape
+    for t0 in range(0, T, 64):
+        for k in range(L):
+            for t in range(t0, min(t0 + 64, T)): out[k, t] = block[t, k]
+
+@numba.njit(cache=True, error_model="numpy")
+def _mean_ratio_lanes(v, w, out):
+    "`_mean_ratio_dense` of each column of the gap-free date-major block `v` (T × lanes), side by side."
+    T, L = v.shape
+    s1, anchor, last, total = np.zeros(L), np.empty(L), np.full(L, np.nan), np.empty(L)
+    run = np.zeros(L, np.int64)
+    if T: anchor[:] = v[0]
+    since = 0
+    for t in range(T):
+        if t >= w:
+            for k in range(L):
+                x, m = v[t, k], last[k] if run[k] >= w else anchor[k] + s1[k] / w
+                out[t, k] = x / m if m > 0 else np.nan
+                s1[k] -= v[t - w, k] - anchor[k]                  # drop the value w bars back
+        else: out[t] = np.nan
+        for k in range(L):
+            x = v[t, k]
+            s1[k] += x - anchor[k]
+            run[k] = run[k] + 1 if x == last[k] else 1
+            last[k] = x
+        since += 1
+        if since >= w:                                            # re-anchor: the window's sum, its order
+            total[:] = 0.0
+            for i in range(t - w + 1, t + 1):
+                for k in range(L): total[k] += v[i, k]
+            for k in range(L): anchor[k], s1[k] = total[k] / w, 0.0
+            since = 0
+            for i in range(t - w + 1, t + 1):
+                for k in range(L): s1[k] += v[i, k] - anchor[k]
+
+@numba.njit(cache=True, error_model="numpy")
+def _moments_lanes(x, w, prior, mean, std):
+    "`_moments_dense` (with the std) of each column of the gap-free date-major block `x` (T × lanes)."
+    T, L = x.shape
+    s1, s2, anchor, last, total = np.zeros(L), np.zeros(L), np.empty(L), np.full(L, np.nan), np.empty(L)
+    run = np.zeros(L, np.int64)
+    if T: anchor[:] = x[0]
+    lead = min(w - 1 + prior, T)                                  # the rows before the first full window
+    mean[:lead], std[:lead] = np.nan, np.nan
+    since = 0
+    for t in range(T):
+        if t >= w:
+            for k in range(L):                                    # drop the value w bars back
+                d = x[t - w, k] - anchor[k]
+                s1[k] -= d
+                s2[k] -= d * d
+        for k in range(L):
+            v = x[t, k]
+            d = v - anchor[k]
+            s1[k] += d
+            s2[k] += d * d
+            run[k] = run[k] + 1 if v == last[k] else 1
+            last[k] = v
+        since += 1
+        if since >= w:                                            # re-anchor: the window's sum, its order
+            total[:] = 0.0
+            for i in range(t - w + 1, t + 1):
+                for k in range(L): total[k] += x[i, k]
+            for k in range(L): anchor[k], s1[k], s2[k] = total[k] / w, 0.0, 0.0
+            since = 0
+            for i in range(t - w + 1, t + 1):
+                for k in range(L):
+                    d = x[i, k] - anchor[k]
+                    s1[k] += d
+                    s2[k] += d * d
+        row = t + 1 if prior else t                               # `prior`: today's window serves tomorrow
+        if t + 1 >= w and row < T:
+            for k in range(L):                                    # `_window_stats`, both branches computed
+                m = s1[k] / w
+                flat = run[k] >= w                                # a constant window: exactly its value, 0
+                mean[row, k] = last[k] if flat else anchor[k] + m
+                sd = np.sqrt(max(s2[k] / w - m * m, 0.0))        # (a root under an `if` won't vectorize,
+                std[row, k] = 0.0 if flat else sd                 # nor, here, one before the store above)
 
 # %% ../nbs/04_indicators.ipynb #85161817
 def sma(x: Frame, window: int) -> Frame:

@@ -71,16 +71,33 @@ def _mean_reversion_rule(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig
 def _mean_reversion_block(j0, j1, c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, depth_scale, allow_short,
                           pct_b, bandwidth, v, sig, conf):   # pragma: no cover
     "Bands, volume ratio and rule fused for symbols j0..j1-1; panels symbol-major (N × T), 0 × T: not kept."
-    T = c.shape[0]
+    T, L = c.shape[0], ind.LANES
     buf, b_v = np.empty(w), np.empty(vol_n)                   # the block's own scratch
     std, mid, upper, lower = np.empty(T), np.empty(T), np.empty(T), np.empty(T)
     a_b, a_w, a_v = np.empty(T), np.empty(T), np.empty(T)     # one symbol's indicators
+    lane_x, lane_a, lane_b = np.empty((T, L)), np.empty((T, L)), np.empty((T, L))   # L symbols side by side
+    run_mid, run_std, run_v = np.empty((L, T)), np.empty((L, T)), np.empty((L, T))  # ... a row per symbol
     keep = pct_b.shape[0] > 0
+    g = j0 - L                                                # symbols g..g+L-1 computed side by side
     for j in range(j0, j1):
         x = c[:, j]
+        if j >= g + L and j + L <= j1 and ind._lanes_gap_free(c, j, L) and ind._lanes_gap_free(vol, j, L):
+            g = j                                             # the next L symbols: moments, volume ratio
+            ind._lanes_in(c, j, lane_x)
+            ind._moments_lanes(lane_x, w, False, lane_a, lane_b)
+            ind._lanes_out(lane_a, run_mid)
+            ind._lanes_out(lane_b, run_std)
+            ind._lanes_in(vol, j, lane_x)
+            ind._mean_ratio_lanes(lane_x, vol_n, lane_a)
+            ind._lanes_out(lane_a, run_v)
         # bandwidth only for the metadata (T × 0: skipped)
-        ind._bollinger_col(x, w, n_std, buf, std, mid, upper, lower, a_b, a_w if keep else a_w[:0])
-        ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
+        if j < g + L:                                         # in the run: its bits are the columns' own
+            ind._bands_col(x, n_std, run_mid[j - g], run_std[j - g], upper, lower, a_b,
+                           a_w if keep else a_w[:0])
+            a_v[:] = run_v[j - g]
+        else:
+            ind._bollinger_col(x, w, n_std, buf, std, mid, upper, lower, a_b, a_w if keep else a_w[:0])
+            ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
         _mean_reversion_rule(x, a_b, a_v, vol_thr, exit_pct_b, depth_scale, allow_short, sig[:, j],
                              conf[:, j])
         if keep:

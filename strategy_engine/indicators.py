@@ -466,7 +466,7 @@ def _lanes_gap_free(a, j0, lanes):
 
 @numba.njit(cache=True)
 def _lanes_in(a, j0, out):
-    "Columns j0.. of the column-major panel `a` into the date-major block `out` (T × lanes), in tiles."
+    "Columns j0.. of the column-major panel `a` into the date-major block `out` (T × lanes), 64 dates a tile."
     T, L = out.shape
     for t0 in range(0, T, 64):
         for k in range(L):
@@ -474,7 +474,7 @@ def _lanes_in(a, j0, out):
 
 @numba.njit(cache=True)
 def _lanes_out(block, out):
-    "The date-major block (T × lanes) back as one contiguous row per symbol (`out`: lanes × T), in tiles."
+    "The date-major block (T × lanes) back as one contiguous row per symbol (`out`: lanes × T), 64 dates a tile."
     T, L = block.shape
     for t0 in range(0, T, 64):
         for k in range(L):
@@ -551,8 +551,18 @@ def _moments_lanes(x, w, prior, mean, std):
                 m = s1[k] / w
                 flat = run[k] >= w                                # a constant window: exactly its value, 0
                 mean[row, k] = last[k] if flat else anchor[k] + m
-                sd = np.sqrt(max(s2[k] / w - m * m, 0.0))        # (a root under an `if` won't vectorize,
+                sd = np.sqrt(max(s2[k] / w - m * m, 0.0))        # (a square root under an `if` won't vectorize;
                 std[row, k] = 0.0 if flat else sd                 # nor, here, one before the store above)
+
+@numba.njit(cache=True)
+def _mean_ratio_run(vol, j, j1, w, lane_x, lane_r, rows):
+    "Volume ratios of symbols j..j+LANES-1 side by side into `rows` (LANES × T), if before j1 and gap-free."
+    L = lane_x.shape[1]
+    if j + L > j1 or not _lanes_gap_free(vol, j, L): return False
+    _lanes_in(vol, j, lane_x)
+    _mean_ratio_lanes(lane_x, w, lane_r)
+    _lanes_out(lane_r, rows)
+    return True
 
 # %% ../nbs/04_indicators.ipynb #85161817
 def sma(x: Frame, window: int) -> Frame:

@@ -51,16 +51,15 @@ def _breakout_rule(c, sup, res, v, vol_thr, scale, allow_short, sig, conf):   # 
         heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
         up = (cc > r_) & heavy
         down = allow_short & (cc < s_) & heavy
-        if not valid:
-            state = 0
-        elif up != down:
-            state = 1 if up else -1
-            depth = cc / r_ - 1.0 if up else -(cc / s_ - 1.0)
-            s_brk = min(max(depth / scale, 0.0), 1.0)
-            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
-            cf = (s_brk + s_vol) / 2.0
-        elif ((state == 1) & (cc < 0.5 * (s_ + r_))) | ((state == -1) & (cc > 0.5 * (s_ + r_))):
-            state = 0
+        # no `if` on the data: both outcomes computed, one kept (a select, not an unpredictable branch)
+        enter = valid & (up != down)
+        mid = 0.5 * (s_ + r_)
+        held = 0 if ((state == 1) & (cc < mid)) | ((state == -1) & (cc > mid)) else state   # exit, or hold
+        state = (1 if up else -1) if enter else (held if valid else 0)
+        depth = cc / r_ - 1.0 if up else -(cc / s_ - 1.0)
+        s_brk = min(max(depth / scale, 0.0), 1.0)
+        s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+        cf = (s_brk + s_vol) / 2.0 if enter else cf           # the latest entry's score
         sig[t] = state                                        # every cell written: outputs need no zeroing
         conf[t] = cf if state != 0 else 0.0
 
@@ -77,12 +76,18 @@ def _breakout_block(j0, j1, c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, al
     scratch, rows, b_v = np.empty((6, T)), np.empty(T, np.int64), np.empty(vol_n)   # the block's own scratch
     a_s, a_r, a_v = np.empty(T), np.empty(T), np.empty(T)     # one symbol's indicators
     keep = sup.shape[0] > 0
+    L = ind.LANES                                             # volume ratios of L symbols side by side
+    lane_x, lane_r, run_v = np.empty((T, L)), np.empty((T, L)), np.empty((L, T))
+    g = j0 - L                                                # ... symbols g..g+L-1, a row each in run_v
     for j in range(j0, j1):
         ind._channel_col(h[:, j], lo[:, j], w, scratch, rows, a_s, a_r)   # the indicators' code: same bits
-        ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
-        _breakout_rule(c[:, j], a_s, a_r, a_v, vol_thr, breakout_scale, allow_short, sig[:, j], conf[:, j])
+        if j >= g + L and ind._mean_ratio_run(vol, j, j1, vol_n, lane_x, lane_r, run_v): g = j
+        in_run = j < g + L
+        vr = run_v[j - g] if in_run else a_v
+        if not in_run: ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
+        _breakout_rule(c[:, j], a_s, a_r, vr, vol_thr, breakout_scale, allow_short, sig[:, j], conf[:, j])
         if keep:
-            sup[j], res[j], v[j] = a_s, a_r, a_v
+            sup[j], res[j], v[j] = a_s, a_r, vr
             _distances(c[:, j], a_s, a_r, to_res[j], to_sup[j])   # metadata only: off the signal path
 
 @numba.njit(cache=True, parallel=True)

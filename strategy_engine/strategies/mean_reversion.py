@@ -44,7 +44,7 @@ class MeanReversionParams(StrategyParams):
                               description="emit short signals (-1); NSE cash shorts need futures")
 
 # %% ../../nbs/12_mean_reversion.ipynb #703ab749
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _mean_reversion_rule(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig, conf):   # pragma: no cover
     "The rule on one symbol's column: entries, exits, score and held position, from its %b and volume ratio."
     state, cf = 0, 0.0
@@ -54,16 +54,14 @@ def _mean_reversion_rule(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig
         heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
         up = (bb < 0) & heavy
         down = allow_short & (bb > 1) & heavy
-        if not valid:
-            state = 0
-        elif up != down:
-            state = 1 if up else -1
-            depth = -bb if up else bb - 1.0
-            s_dev = min(max(depth / depth_scale, 0.0), 1.0)
-            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
-            cf = (s_dev + s_vol) / 2.0
-        elif ((state == 1) & (bb >= exit_b)) | ((state == -1) & (bb <= 1.0 - exit_b)):
-            state = 0
+        # no `if` on the data: both outcomes computed, one kept (a select, not an unpredictable branch)
+        enter = valid & (up != down)
+        held = 0 if ((state == 1) & (bb >= exit_b)) | ((state == -1) & (bb <= 1.0 - exit_b)) else state
+        state = (1 if up else -1) if enter else (held if valid else 0)
+        depth = -bb if up else bb - 1.0
+        s_dev = min(max(depth / depth_scale, 0.0), 1.0)
+        s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+        cf = (s_dev + s_vol) / 2.0 if enter else cf           # the latest entry's score
         sig[t] = state                                        # every cell written: outputs need no zeroing
         conf[t] = cf if state != 0 else 0.0
 

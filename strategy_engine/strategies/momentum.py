@@ -53,7 +53,7 @@ class MomentumParams(StrategyParams):
         return self
 
 # %% ../../nbs/11_momentum.ipynb #93a91e75
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _momentum_rule(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_short, sig, conf):   # pragma: no cover
     "The rule on one symbol's column: entries, exits, score and the held position, from its indicators."
     state, cf = 0, 0.0
@@ -63,16 +63,14 @@ def _momentum_rule(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_short, si
         heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
         up = (ms > 0) & (ml > 0) & (rr >= rsi_entry) & heavy
         down = allow_short & (ms < 0) & (ml < 0) & (rr <= 100.0 - rsi_entry) & heavy
-        if not valid:
-            state = 0
-        elif up != down:
-            state = 1 if up else -1
-            s_mom = min(max(abs(ms) / scale, 0.0), 1.0)
-            s_rsi = min(max((abs(rr - 50.0) - (rsi_entry - 50.0)) / (50.0 - (rsi_entry - 50.0)), 0.0), 1.0)
-            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
-            cf = (s_mom + s_rsi + s_vol) / 3.0
-        elif ((state == 1) & (ms <= 0)) | ((state == -1) & (ms >= 0)):
-            state = 0
+        # no `if` on the data: both outcomes computed, one kept (a select, not an unpredictable branch)
+        enter = valid & (up != down)
+        held = 0 if ((state == 1) & (ms <= 0)) | ((state == -1) & (ms >= 0)) else state   # exit, or hold
+        state = (1 if up else -1) if enter else (held if valid else 0)
+        s_mom = min(max(abs(ms) / scale, 0.0), 1.0)
+        s_rsi = min(max((abs(rr - 50.0) - (rsi_entry - 50.0)) / (50.0 - (rsi_entry - 50.0)), 0.0), 1.0)
+        s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+        cf = (s_mom + s_rsi + s_vol) / 3.0 if enter else cf   # the latest entry's score
         sig[t] = state                                        # every cell written: outputs need no zeroing
         conf[t] = cf if state != 0 else 0.0
 
@@ -84,16 +82,22 @@ def _momentum_block(j0, j1, c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_thres
     b_s, b_l, b_v = np.empty(n_s), np.empty(n_l), np.empty(vol_n)   # the block's own scratch
     a_s, a_l, a_r, a_v = np.empty(T), np.empty(T), np.empty(T), np.empty(T)   # one symbol's indicators
     keep = m_s.shape[0] > 0
+    L = ind.LANES                                             # volume ratios of L symbols side by side
+    lane_x, lane_r, run_v = np.empty((T, L)), np.empty((T, L)), np.empty((L, T))
+    g = j0 - L                                                # ... symbols g..g+L-1, a row each in run_v
     for j in range(j0, j1):
         x = c[:, j]
         ind._roc_col(x, n_s, b_s, a_s)                        # the indicators' own column code: same bits
         ind._roc_col(x, n_l, b_l, a_l)
         ind._rsi_col(x, rsi_n, a_r)
-        ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
-        _momentum_rule(x, a_s, a_l, a_r, a_v, rsi_entry, vol_threshold, momentum_scale, allow_short,
+        if j >= g + L and ind._mean_ratio_run(vol, j, j1, vol_n, lane_x, lane_r, run_v): g = j
+        in_run = j < g + L
+        vr = run_v[j - g] if in_run else a_v
+        if not in_run: ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
+        _momentum_rule(x, a_s, a_l, a_r, vr, rsi_entry, vol_threshold, momentum_scale, allow_short,
                        sig[:, j], conf[:, j])
         if keep:
-            m_s[j], m_l[j], r[j], v[j] = a_s, a_l, a_r, a_v
+            m_s[j], m_l[j], r[j], v[j] = a_s, a_l, a_r, vr
 
 @numba.njit(cache=True, parallel=True)
 def _momentum_kernel(blocks, c, *args):   # pragma: no cover

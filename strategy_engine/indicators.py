@@ -466,7 +466,7 @@ def _lanes_gap_free(a, j0, lanes):
 
 @numba.njit(cache=True)
 def _lanes_in(a, j0, out):
-    "Columns j0.. of the column-major panel `a` into the date-major block `out` (T × lanes), 64 dates a tile."
+    "Columns j0.. of the column-major panel `a` into the date-major block `out` (T × lanes), in tiles."
     T, L = out.shape
     for t0 in range(0, T, 64):
         for k in range(L):
@@ -474,7 +474,7 @@ def _lanes_in(a, j0, out):
 
 @numba.njit(cache=True)
 def _lanes_out(block, out):
-    "The date-major block (T × lanes) back as one contiguous row per symbol (`out`: lanes × T), 64 dates a tile."
+    "The date-major block (T × lanes) back as one contiguous row per symbol (`out`: lanes × T), in tiles."
     T, L = block.shape
     for t0 in range(0, T, 64):
         for k in range(L):
@@ -551,7 +551,7 @@ def _moments_lanes(x, w, prior, mean, std):
                 m = s1[k] / w
                 flat = run[k] >= w                                # a constant window: exactly its value, 0
                 mean[row, k] = last[k] if flat else anchor[k] + m
-                sd = np.sqrt(max(s2[k] / w - m * m, 0.0))        # (a square root under an `if` won't vectorize;
+                sd = np.sqrt(max(s2[k] / w - m * m, 0.0))        # (a root under an `if` won't vectorize,
                 std[row, k] = 0.0 if flat else sd                 # nor, here, one before the store above)
 
 @numba.njit(cache=True)
@@ -563,6 +563,45 @@ def _mean_ratio_run(vol, j, j1, w, lane_x, lane_r, rows):
     _mean_ratio_lanes(lane_x, w, lane_r)
     _lanes_out(lane_r, rows)
     return True
+
+@numba.njit(cache=True)
+def _lanes_to_panel(block, a, j0):
+    "The date-major block (T × lanes) into columns j0.. of the column-major panel `a`: `_lanes_in` reversed."
+    T, L = block.shape
+    for t0 in range(0, T, 64):
+        for k in range(L):
+            for t in range(t0, min(t0 + 64, T)): a[t, j0 + k] = block[t, k]
+
+@numba.njit(cache=True, error_model="numpy")
+def _bands_lanes(x, n_std, mid, std, pct_b, bandwidth):
+    "`_bands_col`'s %b (and bandwidth, unless it has no cells) of each lane of date-major blocks T × lanes."
+    T, L = x.shape
+    wide = bandwidth.size > 0
+    for t in range(T):
+        for k in range(L):
+            m, sd = mid[t, k], std[t, k]
+            up, lo = m + n_std * sd, m - n_std * sd
+            width = up - lo
+            pct_b[t, k] = (x[t, k] - lo) / width if width > 0 else np.nan
+            if wide: bandwidth[t, k] = width / m if m != 0 else np.nan
+
+@numba.njit(cache=True)
+def _extremes_lanes(vh, vl, w, ht, lt, res, sup):
+    "`_extremes` of each lane of date-major blocks (T × lanes) side by side: a gap-free channel, same bits."
+    T, L = vh.shape
+    res[:min(w, T)], sup[:min(w, T)] = np.nan, np.nan
+    hh, lh = np.full(L, np.nan), np.full(L, np.nan)           # extremes from the block's start
+    for b0 in range(0, T, w):                                 # blocks of w values, the same for every lane
+        b1 = min(b0 + w, T)
+        ht[b1 - 1], lt[b1 - 1] = vh[b1 - 1], vl[b1 - 1]       # extremes from i to the block's end
+        for i in range(b1 - 2, b0 - 1, -1):
+            for k in range(L): ht[i, k], lt[i, k] = max(ht[i + 1, k], vh[i, k]), min(lt[i + 1, k], vl[i, k])
+        for i in range(b0, b1):                               # the window [i - w, i - 1] spans two blocks
+            if i >= w:
+                for k in range(L): res[i, k], sup[i, k] = max(ht[i - w, k], hh[k]), min(lt[i - w, k], lh[k])
+            if i == b0: hh[:], lh[:] = vh[i], vl[i]
+            else:
+                for k in range(L): hh[k], lh[k] = max(hh[k], vh[i, k]), min(lh[k], vl[i, k])
 
 # %% ../nbs/04_indicators.ipynb #85161817
 def sma(x: Frame, window: int) -> Frame:

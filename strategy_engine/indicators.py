@@ -555,16 +555,6 @@ def _moments_lanes(x, w, prior, mean, std):
                 std[row, k] = 0.0 if flat else sd                 # nor, here, one before the store above)
 
 @numba.njit(cache=True)
-def _mean_ratio_run(vol, j, j1, w, lane_x, lane_r, rows):
-    "Volume ratios of symbols j..j+LANES-1 side by side into `rows` (LANES × T), if before j1 and gap-free."
-    L = lane_x.shape[1]
-    if j + L > j1 or not _lanes_gap_free(vol, j, L): return False
-    _lanes_in(vol, j, lane_x)
-    _mean_ratio_lanes(lane_x, w, lane_r)
-    _lanes_out(lane_r, rows)
-    return True
-
-@numba.njit(cache=True)
 def _lanes_to_panel(block, a, j0):
     "The date-major block (T × lanes) into columns j0.. of the column-major panel `a`: `_lanes_in` reversed."
     T, L = block.shape
@@ -602,6 +592,44 @@ def _extremes_lanes(vh, vl, w, ht, lt, res, sup):
             if i == b0: hh[:], lh[:] = vh[i], vl[i]
             else:
                 for k in range(L): hh[k], lh[k] = max(hh[k], vh[i, k]), min(lh[k], vl[i, k])
+
+@numba.njit(cache=True)
+def _lanes_finite(a, j0, lanes):
+    "True when columns j0..j0+lanes-1 of `a` hold only finite values (no NaN, no ±inf): `_rsi_lanes` applies."
+    ok = True
+    for k in range(lanes):
+        for t in range(a.shape[0]): ok &= np.isfinite(a[t, j0 + k])
+    return ok
+
+@numba.njit(cache=True)
+def _roc_lanes(x, n, out):
+    "`_roc_col` (its gap-free path) of each lane of the date-major block `x` (T × lanes), side by side."
+    T, L = x.shape
+    out[:min(n, T)] = np.nan
+    for t in range(n, T):
+        for k in range(L): out[t, k] = x[t, k] / x[t - n, k] - 1
+
+@numba.njit(cache=True, error_model="numpy")
+def _rsi_lanes(x, period, out):
+    "`_rsi_col` of each lane of the finite date-major block `x` (T × lanes), side by side: the same bits."
+    T, L = x.shape
+    alpha = 1 / period
+    sg, sl, g, lo = np.zeros(L), np.zeros(L), np.zeros(L), np.zeros(L)
+    out[:min(period, T)] = np.nan                             # the first bar has no change; then the seed
+    for t in range(1, T):                                     # all finite: change t is the t-th change
+        for k in range(L):
+            change = x[t, k] - x[t - 1, k]
+            up, down = max(change, 0.0), max(-change, 0.0)
+            if t <= period:                                   # seed: the mean of the first `period`
+                sg[k] += up
+                sl[k] += down
+                if t == period: g[k], lo[k] = sg[k] / period, sl[k] / period
+            else:
+                g[k] = (1.0 - alpha) * g[k] + alpha * up
+                lo[k] = (1.0 - alpha) * lo[k] + alpha * down
+            if t >= period:
+                total = g[k] + lo[k]
+                out[t, k] = 100 * g[k] / total if total > 0 else (np.nan if total != total else 50.0)
 
 # %% ../nbs/04_indicators.ipynb #85161817
 def sma(x: Frame, window: int) -> Frame:

@@ -115,10 +115,11 @@ def _breakout_block(j0, j1, c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, al
             ind._lanes_in(h, j, lane_h)
             ind._lanes_in(lo, j, lane_lo)
             ind._lanes_in(vol, j, lane_vol)
-            ind._extremes_lanes(lane_h, lane_lo, w, lane_f, lane_v, lane_r, lane_s)   # lane_f, lane_v: scratch
+            # lane_f, lane_v: the channel's scratch until they hold the confidence and the volume ratio
+            ind._extremes_lanes(lane_h, lane_lo, w, lane_f, lane_v, lane_r, lane_s)
             ind._mean_ratio_lanes(lane_vol, vol_n, lane_v)
-            _breakout_rule_lanes(lane_c, lane_s, lane_r, lane_v, vol_thr, breakout_scale, allow_short, lane_sig,
-                                 lane_f)
+            _breakout_rule_lanes(lane_c, lane_s, lane_r, lane_v, vol_thr, breakout_scale, allow_short,
+                                 lane_sig, lane_f)
             ind._lanes_to_panel(lane_sig, sig, j)
             ind._lanes_to_panel(lane_f, conf, j)
             if keep:

@@ -66,7 +66,8 @@ def _mean_reversion_rule(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig
         conf[t] = cf if state != 0 else 0.0
 
 @numba.njit(cache=True, error_model="numpy")
-def _mean_reversion_rule_lanes(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig, conf):   # pragma: no cover
+def _mean_reversion_rule_lanes(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig,
+                               conf):   # pragma: no cover
     "`_mean_reversion_rule` on each lane of date-major blocks (T × lanes), side by side: the same bits."
     T, L = c.shape
     state, cf = np.zeros(L, np.int64), np.zeros(L)
@@ -100,7 +101,8 @@ j0, j1, c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, depth_scale, allow_short,
     a_b, a_w, a_v = np.empty(T), np.empty(T), np.empty(T)     # one symbol's indicators
     keep = pct_b.shape[0] > 0
     # L symbols side by side, date-major (T × L): closes, volumes, moments, %b, bandwidth, ratio, outputs
-    lane_c, lane_vol, lane_mid, lane_std = np.empty((T, L)), np.empty((T, L)), np.empty((T, L)), np.empty((T, L))
+    lane_c, lane_vol = np.empty((T, L)), np.empty((T, L))
+    lane_mid, lane_std = np.empty((T, L)), np.empty((T, L))
     lane_b, lane_v, lane_f = np.empty((T, L)), np.empty((T, L)), np.empty((T, L))
     lane_w, lane_s = np.empty((T, L if keep else 0)), np.empty((T, L), np.int8)
     g = j0 - L                                                # symbols g..g+L-1 computed side by side

@@ -244,67 +244,22 @@ def _books_dates(k, start, end, w, r, close, codes, growth, turnover, exposure, 
     T, N = w.shape[1], w.shape[2]
     from_close = close.shape[0] == T and T > 0                # returns on the way, as `_returns_into` does
     start = max(start, 1)
-    i = 0
-    while i < N:
+    for i in range(N):
         b = codes[i]
-        if b >= 0 and i + 4 <= N and codes[i + 1] == b and codes[i + 2] == b and codes[i + 3] == b:
-            _books_four(k, i, b, start, end, w, r, close, from_close, growth, turnover, exposure, net)
-            i += 4
-            continue
-        i += 1
         if b < 0: continue
-        prev = _price_before(close, i - 1, start) if from_close else 1.0
+        prev = _price_before(close, i, start) if from_close else 1.0
         for t in range(start, end):
-            rt, prev = _day_return(close, r, from_close, t, i - 1, prev)
-            held = w[k, t - 1, i - 1]
+            if from_close:
+                x = close[t, i]
+                p = x if x == x else prev
+                rt = p / prev - 1.0
+                prev = p
+            else: rt = r[t, i]
+            held = w[k, t - 1, i]
             growth[k, b, t] += held * rt                      # the gross return, for now
-            turnover[k, b, t] += abs(held - w[k, t - 2, i - 1]) if t >= 2 else abs(held)   # day 1: from cash
+            turnover[k, b, t] += abs(held - w[k, t - 2, i]) if t >= 2 else abs(held)   # day 1: from cash
             exposure[k, b, t] += abs(held)
             net[k, b, t] += held
-
-@numba.njit(cache=True, inline="always")
-def _day_return(close, r, from_close, t, i, prev):   # pragma: no cover  (numba)
-    "Symbol i's return on day t and its price then: p_t / p_{t-1} - 1 from closes (`prev` = p_{t-1}), or r."
-    if not from_close: return r[t, i], prev
-    x = close[t, i]
-    p = x if x == x else prev                                 # no bar today: the last close stands
-    return p / prev - 1.0, p
-
-@numba.njit(cache=True)
-def _books_four(k, i, b, start, end, w, r, close, from_close, growth, turnover, exposure,
-                net):   # pragma: no cover  (numba)
-    "`_books_dates` for symbols i..i+3 of book b at once: each day's sums in the same order, one update."
-    p0, p1, p2, p3 = 1.0, 1.0, 1.0, 1.0
-    if from_close:
-        p0, p1 = _price_before(close, i, start), _price_before(close, i + 1, start)
-        p2, p3 = _price_before(close, i + 2, start), _price_before(close, i + 3, start)
-    for t in range(start, end):
-        r0, p0 = _day_return(close, r, from_close, t, i, p0)
-        r1, p1 = _day_return(close, r, from_close, t, i + 1, p1)
-        r2, p2 = _day_return(close, r, from_close, t, i + 2, p2)
-        r3, p3 = _day_return(close, r, from_close, t, i + 3, p3)
-        h0, h1, h2, h3 = w[k, t - 1, i], w[k, t - 1, i + 1], w[k, t - 1, i + 2], w[k, t - 1, i + 3]
-        # day 1: from cash (|h - 0| is |h|, bit for bit)
-        e0, e1, e2, e3 = (0.0, 0.0, 0.0, 0.0) if t < 2 else (w[k, t - 2, i], w[k, t - 2, i + 1],
-                                                              w[k, t - 2, i + 2], w[k, t - 2, i + 3])
-        g, u, x, n = growth[k, b, t], turnover[k, b, t], exposure[k, b, t], net[k, b, t]
-        g += h0 * r0                                          # added symbol by symbol, as one at a time
-        g += h1 * r1
-        g += h2 * r2
-        g += h3 * r3
-        u += abs(h0 - e0)
-        u += abs(h1 - e1)
-        u += abs(h2 - e2)
-        u += abs(h3 - e3)
-        x += abs(h0)
-        x += abs(h1)
-        x += abs(h2)
-        x += abs(h3)
-        n += h0
-        n += h1
-        n += h2
-        n += h3
-        growth[k, b, t], turnover[k, b, t], exposure[k, b, t], net[k, b, t] = g, u, x, n
 
 @numba.njit(cache=True, parallel=True)
 def _books_k(blocks, w, r, close, codes, cost_bps, by_column, as_returns, growth, turnover, exposure, net,

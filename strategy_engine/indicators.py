@@ -466,19 +466,17 @@ def _lanes_gap_free(a, j0, lanes):
 
 @numba.njit(cache=True)
 def _lanes_in(a, j0, out):
-    "Columns j0.. of the column-major panel `a` into the date-major block `out` (T × lanes), in tiles."
+    "Columns j0.. of the column-major panel `a` into the date-major block `out` (T × lanes)."
     T, L = out.shape
-    for t0 in range(0, T, 64):
-        for k in range(L):
-            for t in range(t0, min(t0 + 64, T)): out[t, k] = a[t, j0 + k]
+    for t in range(T):                                        # a row of the block, lanes inside
+        for k in range(L): out[t, k] = a[t, j0 + k]
 
 @numba.njit(cache=True)
 def _lanes_out(block, out):
-    "The date-major block (T × lanes) back as one contiguous row per symbol (`out`: lanes × T), in tiles."
+    "The date-major block (T × lanes) back as one contiguous row per symbol (`out`: lanes × T)."
     T, L = block.shape
-    for t0 in range(0, T, 64):
-        for k in range(L):
-            for t in range(t0, min(t0 + 64, T)): out[k, t] = block[t, k]
+    for t in range(T):
+        for k in range(L): out[k, t] = block[t, k]
 
 @numba.njit(cache=True, error_model="numpy")
 def _mean_ratio_lanes(v, w, out):
@@ -558,9 +556,8 @@ def _moments_lanes(x, w, prior, mean, std):
 def _lanes_to_panel(block, a, j0):
     "The date-major block (T × lanes) into columns j0.. of the column-major panel `a`: `_lanes_in` reversed."
     T, L = block.shape
-    for t0 in range(0, T, 64):
-        for k in range(L):
-            for t in range(t0, min(t0 + 64, T)): a[t, j0 + k] = block[t, k]
+    for t in range(T):
+        for k in range(L): a[t, j0 + k] = block[t, k]
 
 @numba.njit(cache=True, error_model="numpy")
 def _bands_lanes(x, n_std, mid, std, pct_b, bandwidth):

@@ -15,7 +15,7 @@ import pandas as pd
 from .core import ConfigError, DataError
 
 # %% auto #0
-__all__ = ['Frame', 'sma', 'ema', 'rsi', 'Bollinger', 'bollinger', 'momentum', 'true_range', 'atr', 'volume_ratio',
+__all__ = ['Frame', 'LANES', 'sma', 'ema', 'rsi', 'Bollinger', 'bollinger', 'momentum', 'true_range', 'atr', 'volume_ratio',
            'SupportResistance', 'support_resistance', 'zscore']
 
 # %% ../nbs/04_indicators.ipynb #5d2eb196
@@ -379,6 +379,11 @@ def _mean_ratio_k(v, w):
 def _bollinger_col(x, w, n_std, buf, std, mid, upper, lower, pct_b, bandwidth):
     "Bollinger middle, upper, lower, %b, bandwidth of a column from one pass of moments; buf, std: scratch."
     _moments_col(x, w, False, buf, mid, std)
+    _bands_col(x, n_std, mid, std, upper, lower, pct_b, bandwidth)
+
+@numba.njit(cache=True, error_model="numpy")
+def _bands_col(x, n_std, mid, std, upper, lower, pct_b, bandwidth):
+    "The bands, %b and bandwidth of a column from its window mean and std (`_bollinger_col`'s second pass)."
     wide = bandwidth.shape[0] > 0                             # bandwidth T × 0: not wanted, not computed
     for t in range(x.shape[0]):
         m, sd = mid[t], std[t]
@@ -448,6 +453,180 @@ def _channel_into(h, lo, w, sup, res):
     "Lowest low and highest high of the `w` bars before today, per column, in one pass (`_channel_col`)."
     scratch, rows = np.empty((6, h.shape[0])), np.empty(h.shape[0], np.int64)
     for j in range(h.shape[1]): _channel_col(h[:, j], lo[:, j], w, scratch, rows, sup[:, j], res[:, j])
+
+# %% ../nbs/04_indicators.ipynb #8915d2c9
+LANES = 16    # symbols computed side by side: two AVX-512 (four AVX2) vectors of float64
+
+@numba.njit(cache=True)
+def _lanes_gap_free(a, j0, lanes):
+    "True when columns j0..j0+lanes-1 of `a` hold no NaN: the lane kernels apply to them."
+    for k in range(lanes):
+        if not _gap_free(a[:, j0 + k]): return False
+    return True
+
+@numba.njit(cache=True)
+def _lanes_in(a, j0, out):
+    "Columns j0.. of the column-major panel `a` into the date-major block `out` (T × lanes)."
+    T, L = out.shape
+    for t in range(T):                                        # a row of the block, lanes inside
+        for k in range(L): out[t, k] = a[t, j0 + k]
+
+@numba.njit(cache=True)
+def _lanes_out(block, out):
+    "The date-major block (T × lanes) back as one contiguous row per symbol (`out`: lanes × T)."
+    T, L = block.shape
+    for t in range(T):
+        for k in range(L): out[k, t] = block[t, k]
+
+@numba.njit(cache=True, error_model="numpy")
+def _mean_ratio_lanes(v, w, out):
+    "`_mean_ratio_dense` of each column of the gap-free date-major block `v` (T × lanes), side by side."
+    T, L = v.shape
+    s1, anchor, last, total = np.zeros(L), np.empty(L), np.full(L, np.nan), np.empty(L)
+    run = np.zeros(L, np.int64)
+    if T: anchor[:] = v[0]
+    since = 0
+    for t in range(T):
+        if t >= w:
+            for k in range(L):
+                x, m = v[t, k], last[k] if run[k] >= w else anchor[k] + s1[k] / w
+                out[t, k] = x / m if m > 0 else np.nan
+                s1[k] -= v[t - w, k] - anchor[k]                  # drop the value w bars back
+        else: out[t] = np.nan
+        for k in range(L):
+            x = v[t, k]
+            s1[k] += x - anchor[k]
+            run[k] = run[k] + 1 if x == last[k] else 1
+            last[k] = x
+        since += 1
+        if since >= w:                                            # re-anchor: the window's sum, its order
+            total[:] = 0.0
+            for i in range(t - w + 1, t + 1):
+                for k in range(L): total[k] += v[i, k]
+            for k in range(L): anchor[k], s1[k] = total[k] / w, 0.0
+            since = 0
+            for i in range(t - w + 1, t + 1):
+                for k in range(L): s1[k] += v[i, k] - anchor[k]
+
+@numba.njit(cache=True, error_model="numpy")
+def _moments_lanes(x, w, prior, mean, std):
+    "`_moments_dense` (with the std) of each column of the gap-free date-major block `x` (T × lanes)."
+    T, L = x.shape
+    s1, s2, anchor, last, total = np.zeros(L), np.zeros(L), np.empty(L), np.full(L, np.nan), np.empty(L)
+    run = np.zeros(L, np.int64)
+    if T: anchor[:] = x[0]
+    lead = min(w - 1 + prior, T)                                  # the rows before the first full window
+    mean[:lead], std[:lead] = np.nan, np.nan
+    since = 0
+    for t in range(T):
+        if t >= w:
+            for k in range(L):                                    # drop the value w bars back
+                d = x[t - w, k] - anchor[k]
+                s1[k] -= d
+                s2[k] -= d * d
+        for k in range(L):
+            v = x[t, k]
+            d = v - anchor[k]
+            s1[k] += d
+            s2[k] += d * d
+            run[k] = run[k] + 1 if v == last[k] else 1
+            last[k] = v
+        since += 1
+        if since >= w:                                            # re-anchor: the window's sum, its order
+            total[:] = 0.0
+            for i in range(t - w + 1, t + 1):
+                for k in range(L): total[k] += x[i, k]
+            for k in range(L): anchor[k], s1[k], s2[k] = total[k] / w, 0.0, 0.0
+            since = 0
+            for i in range(t - w + 1, t + 1):
+                for k in range(L):
+                    d = x[i, k] - anchor[k]
+                    s1[k] += d
+                    s2[k] += d * d
+        row = t + 1 if prior else t                               # `prior`: today's window serves tomorrow
+        if t + 1 >= w and row < T:
+            for k in range(L):                                    # `_window_stats`, both branches computed
+                m = s1[k] / w
+                flat = run[k] >= w                                # a constant window: exactly its value, 0
+                mean[row, k] = last[k] if flat else anchor[k] + m
+                sd = np.sqrt(max(s2[k] / w - m * m, 0.0))        # (a root under an `if` won't vectorize,
+                std[row, k] = 0.0 if flat else sd                 # nor, here, one before the store above)
+
+@numba.njit(cache=True)
+def _lanes_to_panel(block, a, j0):
+    "The date-major block (T × lanes) into columns j0.. of the column-major panel `a`: `_lanes_in` reversed."
+    T, L = block.shape
+    for t in range(T):
+        for k in range(L): a[t, j0 + k] = block[t, k]
+
+@numba.njit(cache=True, error_model="numpy")
+def _bands_lanes(x, n_std, mid, std, pct_b, bandwidth):
+    "`_bands_col`'s %b (and bandwidth, unless it has no cells) of each lane of date-major blocks T × lanes."
+    T, L = x.shape
+    wide = bandwidth.size > 0
+    for t in range(T):
+        for k in range(L):
+            m, sd = mid[t, k], std[t, k]
+            up, lo = m + n_std * sd, m - n_std * sd
+            width = up - lo
+            pct_b[t, k] = (x[t, k] - lo) / width if width > 0 else np.nan
+            if wide: bandwidth[t, k] = width / m if m != 0 else np.nan
+
+@numba.njit(cache=True)
+def _extremes_lanes(vh, vl, w, ht, lt, res, sup):
+    "`_extremes` of each lane of date-major blocks (T × lanes) side by side: a gap-free channel, same bits."
+    T, L = vh.shape
+    res[:min(w, T)], sup[:min(w, T)] = np.nan, np.nan
+    hh, lh = np.full(L, np.nan), np.full(L, np.nan)           # extremes from the block's start
+    for b0 in range(0, T, w):                                 # blocks of w values, the same for every lane
+        b1 = min(b0 + w, T)
+        ht[b1 - 1], lt[b1 - 1] = vh[b1 - 1], vl[b1 - 1]       # extremes from i to the block's end
+        for i in range(b1 - 2, b0 - 1, -1):
+            for k in range(L): ht[i, k], lt[i, k] = max(ht[i + 1, k], vh[i, k]), min(lt[i + 1, k], vl[i, k])
+        for i in range(b0, b1):                               # the window [i - w, i - 1] spans two blocks
+            if i >= w:
+                for k in range(L): res[i, k], sup[i, k] = max(ht[i - w, k], hh[k]), min(lt[i - w, k], lh[k])
+            if i == b0: hh[:], lh[:] = vh[i], vl[i]
+            else:
+                for k in range(L): hh[k], lh[k] = max(hh[k], vh[i, k]), min(lh[k], vl[i, k])
+
+@numba.njit(cache=True)
+def _lanes_finite(a, j0, lanes):
+    "True when columns j0..j0+lanes-1 of `a` hold only finite values (no NaN, no ±inf): `_rsi_lanes` applies."
+    ok = True
+    for k in range(lanes):
+        for t in range(a.shape[0]): ok &= np.isfinite(a[t, j0 + k])
+    return ok
+
+@numba.njit(cache=True)
+def _roc_lanes(x, n, out):
+    "`_roc_col` (its gap-free path) of each lane of the date-major block `x` (T × lanes), side by side."
+    T, L = x.shape
+    out[:min(n, T)] = np.nan
+    for t in range(n, T):
+        for k in range(L): out[t, k] = x[t, k] / x[t - n, k] - 1
+
+@numba.njit(cache=True, error_model="numpy")
+def _rsi_lanes(x, period, out):
+    "`_rsi_col` of each lane of the finite date-major block `x` (T × lanes), side by side: the same bits."
+    T, L = x.shape
+    alpha = 1 / period
+    sg, sl, g, lo = np.zeros(L), np.zeros(L), np.zeros(L), np.zeros(L)
+    out[:min(period, T)] = np.nan                             # the first bar has no change; then the seed
+    for t in range(1, T):                                     # all finite: change t is the t-th change
+        for k in range(L):
+            change = x[t, k] - x[t - 1, k]
+            up, down = max(change, 0.0), max(-change, 0.0)
+            if t <= period:                                   # seed: the mean of the first `period`
+                sg[k] += up
+                sl[k] += down
+                if t == period: g[k], lo[k] = sg[k] / period, sl[k] / period
+            else:
+                g[k] = (1.0 - alpha) * g[k] + alpha * up
+                lo[k] = (1.0 - alpha) * lo[k] + alpha * down
+            if t >= period:
+                total = g[k] + lo[k]
+                out[t, k] = 100 * g[k] / total if total > 0 else (np.nan if total != total else 50.0)
 
 # %% ../nbs/04_indicators.ipynb #85161817
 def sma(x: Frame, window: int) -> Frame:

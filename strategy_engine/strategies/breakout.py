@@ -51,21 +51,46 @@ def _breakout_rule(c, sup, res, v, vol_thr, scale, allow_short, sig, conf):   # 
         heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
         up = (cc > r_) & heavy
         down = allow_short & (cc < s_) & heavy
-        if not valid:
-            state = 0
-        elif up != down:
-            state = 1 if up else -1
-            depth = cc / r_ - 1.0 if up else -(cc / s_ - 1.0)
-            s_brk = min(max(depth / scale, 0.0), 1.0)
-            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
-            cf = (s_brk + s_vol) / 2.0
-        elif ((state == 1) & (cc < 0.5 * (s_ + r_))) | ((state == -1) & (cc > 0.5 * (s_ + r_))):
-            state = 0
+        # no `if` on the data: both outcomes computed, one kept (a select, not an unpredictable branch)
+        enter = valid & (up != down)
+        mid = 0.5 * (s_ + r_)
+        held = 0 if ((state == 1) & (cc < mid)) | ((state == -1) & (cc > mid)) else state   # exit, or hold
+        state = (1 if up else -1) if enter else (held if valid else 0)
+        depth = cc / r_ - 1.0 if up else -(cc / s_ - 1.0)
+        s_brk = min(max(depth / scale, 0.0), 1.0)
+        s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+        cf = (s_brk + s_vol) / 2.0 if enter else cf           # the latest entry's score
         sig[t] = state                                        # every cell written: outputs need no zeroing
         conf[t] = cf if state != 0 else 0.0
 
 @numba.njit(cache=True, error_model="numpy")
-def _distances(c, sup, res, to_r, to_s):   # pragma: no cover
+def _breakout_rule_lanes(c, sup, res, v, vol_thr, scale, allow_short, sig, conf):   # pragma: no cover
+    "`_breakout_rule` on each lane of date-major blocks (T × lanes), side by side: the same bits."
+    T, L = c.shape
+    state, cf = np.zeros(L, np.int64), np.zeros(L)
+    for t in range(T):
+        for k in range(L):
+            cc, s_, r_, vv = c[t, k], sup[t, k], res[t, k], v[t, k]
+            valid = np.isfinite(cc) & np.isfinite(s_) & np.isfinite(r_) & np.isfinite(vv)
+            heavy = vv >= vol_thr
+            up = (cc > r_) & heavy
+            down = allow_short & (cc < s_) & heavy
+            enter = valid & (up != down)
+            mid = 0.5 * (s_ + r_)
+            s = state[k]
+            held = 0 if ((s == 1) & (cc < mid)) | ((s == -1) & (cc > mid)) else s
+            s = (1 if up else -1) if enter else (held if valid else 0)
+            depth = cc / r_ - 1.0 if up else -(cc / s_ - 1.0)
+            s_brk = min(max(depth / scale, 0.0), 1.0)
+            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+            f = (s_brk + s_vol) / 2.0 if enter else cf[k]
+            state[k], cf[k] = s, f
+            sig[t, k] = s
+            conf[t, k] = f if s != 0 else 0.0
+
+@numba.njit(cache=True, error_model="numpy")
+def _distances(
+c, sup, res, to_r, to_s):   # pragma: no cover
     "The close's distance to each level, c / level - 1: the metadata `to_resistance` and `to_support`."
     for t in range(c.shape[0]): to_r[t], to_s[t] = c[t] / res[t] - 1.0, c[t] / sup[t] - 1.0
 
@@ -73,11 +98,36 @@ def _distances(c, sup, res, to_r, to_s):   # pragma: no cover
 def _breakout_block(j0, j1, c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, allow_short,
                     sup, res, to_res, to_sup, v, sig, conf):   # pragma: no cover
     "Channel, volume ratio and rule fused for symbols j0..j1-1; panels symbol-major (N × T), 0 × T: not kept."
-    T = c.shape[0]
+    T, L = c.shape[0], ind.LANES
     scratch, rows, b_v = np.empty((6, T)), np.empty(T, np.int64), np.empty(vol_n)   # the block's own scratch
     a_s, a_r, a_v = np.empty(T), np.empty(T), np.empty(T)     # one symbol's indicators
     keep = sup.shape[0] > 0
+    # L symbols side by side, date-major (T × L): inputs, channel, volume ratio, outputs
+    lane_c, lane_h, lane_lo, lane_vol = np.empty((T, L)), np.empty((T, L)), np.empty((T, L)), np.empty((T, L))
+    lane_s, lane_r, lane_v, lane_f = np.empty((T, L)), np.empty((T, L)), np.empty((T, L)), np.empty((T, L))
+    lane_sig = np.empty((T, L), np.int8)
+    g = j0 - L                                                # symbols g..g+L-1 computed side by side
     for j in range(j0, j1):
+        if (j >= g + L and j + L <= j1 and ind._lanes_gap_free(h, j, L) and ind._lanes_gap_free(lo, j, L)
+                and ind._lanes_gap_free(vol, j, L)):
+            g = j                                             # the next L symbols, all in lanes: same bits
+            ind._lanes_in(c, j, lane_c)
+            ind._lanes_in(h, j, lane_h)
+            ind._lanes_in(lo, j, lane_lo)
+            ind._lanes_in(vol, j, lane_vol)
+            # lane_f, lane_v: the channel's scratch until they hold the confidence and the volume ratio
+            ind._extremes_lanes(lane_h, lane_lo, w, lane_f, lane_v, lane_r, lane_s)
+            ind._mean_ratio_lanes(lane_vol, vol_n, lane_v)
+            _breakout_rule_lanes(lane_c, lane_s, lane_r, lane_v, vol_thr, breakout_scale, allow_short,
+                                 lane_sig, lane_f)
+            ind._lanes_to_panel(lane_sig, sig, j)
+            ind._lanes_to_panel(lane_f, conf, j)
+            if keep:
+                ind._lanes_out(lane_s, sup[j:j + L])
+                ind._lanes_out(lane_r, res[j:j + L])
+                ind._lanes_out(lane_v, v[j:j + L])
+                for i in range(j, j + L): _distances(c[:, i], sup[i], res[i], to_res[i], to_sup[i])
+        if j < g + L: continue
         ind._channel_col(h[:, j], lo[:, j], w, scratch, rows, a_s, a_r)   # the indicators' code: same bits
         ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
         _breakout_rule(c[:, j], a_s, a_r, a_v, vol_thr, breakout_scale, allow_short, sig[:, j], conf[:, j])

@@ -44,7 +44,7 @@ class MeanReversionParams(StrategyParams):
                               description="emit short signals (-1); NSE cash shorts need futures")
 
 # %% ../../nbs/12_mean_reversion.ipynb #703ab749
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _mean_reversion_rule(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig, conf):   # pragma: no cover
     "The rule on one symbol's column: entries, exits, score and held position, from its %b and volume ratio."
     state, cf = 0, 0.0
@@ -54,30 +54,76 @@ def _mean_reversion_rule(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig
         heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
         up = (bb < 0) & heavy
         down = allow_short & (bb > 1) & heavy
-        if not valid:
-            state = 0
-        elif up != down:
-            state = 1 if up else -1
-            depth = -bb if up else bb - 1.0
-            s_dev = min(max(depth / depth_scale, 0.0), 1.0)
-            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
-            cf = (s_dev + s_vol) / 2.0
-        elif ((state == 1) & (bb >= exit_b)) | ((state == -1) & (bb <= 1.0 - exit_b)):
-            state = 0
+        # no `if` on the data: both outcomes computed, one kept (a select, not an unpredictable branch)
+        enter = valid & (up != down)
+        held = 0 if ((state == 1) & (bb >= exit_b)) | ((state == -1) & (bb <= 1.0 - exit_b)) else state
+        state = (1 if up else -1) if enter else (held if valid else 0)
+        depth = -bb if up else bb - 1.0
+        s_dev = min(max(depth / depth_scale, 0.0), 1.0)
+        s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+        cf = (s_dev + s_vol) / 2.0 if enter else cf           # the latest entry's score
         sig[t] = state                                        # every cell written: outputs need no zeroing
         conf[t] = cf if state != 0 else 0.0
 
+@numba.njit(cache=True, error_model="numpy")
+def _mean_reversion_rule_lanes(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig,
+                               conf):   # pragma: no cover
+    "`_mean_reversion_rule` on each lane of date-major blocks (T × lanes), side by side: the same bits."
+    T, L = c.shape
+    state, cf = np.zeros(L, np.int64), np.zeros(L)
+    for t in range(T):
+        for k in range(L):
+            bb, vv = b[t, k], v[t, k]
+            valid = np.isfinite(c[t, k]) & np.isfinite(bb) & np.isfinite(vv)
+            heavy = vv >= vol_thr
+            up = (bb < 0) & heavy
+            down = allow_short & (bb > 1) & heavy
+            enter = valid & (up != down)
+            s = state[k]
+            held = 0 if ((s == 1) & (bb >= exit_b)) | ((s == -1) & (bb <= 1.0 - exit_b)) else s
+            s = (1 if up else -1) if enter else (held if valid else 0)
+            depth = -bb if up else bb - 1.0
+            s_dev = min(max(depth / depth_scale, 0.0), 1.0)
+            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+            f = (s_dev + s_vol) / 2.0 if enter else cf[k]
+            state[k], cf[k] = s, f
+            sig[t, k] = s
+            conf[t, k] = f if s != 0 else 0.0
+
 @numba.njit(cache=True)
-def _mean_reversion_block(j0, j1, c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, depth_scale, allow_short,
+def _mean_reversion_block(
+j0, j1, c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, depth_scale, allow_short,
                           pct_b, bandwidth, v, sig, conf):   # pragma: no cover
     "Bands, volume ratio and rule fused for symbols j0..j1-1; panels symbol-major (N × T), 0 × T: not kept."
-    T = c.shape[0]
+    T, L = c.shape[0], ind.LANES
     buf, b_v = np.empty(w), np.empty(vol_n)                   # the block's own scratch
     std, mid, upper, lower = np.empty(T), np.empty(T), np.empty(T), np.empty(T)
     a_b, a_w, a_v = np.empty(T), np.empty(T), np.empty(T)     # one symbol's indicators
     keep = pct_b.shape[0] > 0
+    # L symbols side by side, date-major (T × L): closes, volumes, moments, %b, bandwidth, ratio, outputs
+    lane_c, lane_vol = np.empty((T, L)), np.empty((T, L))
+    lane_mid, lane_std = np.empty((T, L)), np.empty((T, L))
+    lane_b, lane_v, lane_f = np.empty((T, L)), np.empty((T, L)), np.empty((T, L))
+    lane_w, lane_s = np.empty((T, L if keep else 0)), np.empty((T, L), np.int8)
+    g = j0 - L                                                # symbols g..g+L-1 computed side by side
     for j in range(j0, j1):
-        x = c[:, j]
+        if j >= g + L and j + L <= j1 and ind._lanes_gap_free(c, j, L) and ind._lanes_gap_free(vol, j, L):
+            g = j                                             # the next L symbols, all in lanes: same bits
+            ind._lanes_in(c, j, lane_c)
+            ind._lanes_in(vol, j, lane_vol)
+            ind._moments_lanes(lane_c, w, False, lane_mid, lane_std)
+            ind._bands_lanes(lane_c, n_std, lane_mid, lane_std, lane_b, lane_w)
+            ind._mean_ratio_lanes(lane_vol, vol_n, lane_v)
+            _mean_reversion_rule_lanes(lane_c, lane_b, lane_v, vol_thr, exit_pct_b, depth_scale, allow_short,
+                                       lane_s, lane_f)
+            ind._lanes_to_panel(lane_s, sig, j)
+            ind._lanes_to_panel(lane_f, conf, j)
+            if keep:
+                ind._lanes_out(lane_b, pct_b[j:j + L])
+                ind._lanes_out(lane_w, bandwidth[j:j + L])
+                ind._lanes_out(lane_v, v[j:j + L])
+        if j < g + L: continue
+        x = c[:, j]                                           # a symbol outside a run: its columns
         # bandwidth only for the metadata (T × 0: skipped)
         ind._bollinger_col(x, w, n_std, buf, std, mid, upper, lower, a_b, a_w if keep else a_w[:0])
         ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)

@@ -53,7 +53,7 @@ class MomentumParams(StrategyParams):
         return self
 
 # %% ../../nbs/11_momentum.ipynb #93a91e75
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _momentum_rule(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_short, sig, conf):   # pragma: no cover
     "The rule on one symbol's column: entries, exits, score and the held position, from its indicators."
     state, cf = 0, 0.0
@@ -63,29 +63,77 @@ def _momentum_rule(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_short, si
         heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
         up = (ms > 0) & (ml > 0) & (rr >= rsi_entry) & heavy
         down = allow_short & (ms < 0) & (ml < 0) & (rr <= 100.0 - rsi_entry) & heavy
-        if not valid:
-            state = 0
-        elif up != down:
-            state = 1 if up else -1
-            s_mom = min(max(abs(ms) / scale, 0.0), 1.0)
-            s_rsi = min(max((abs(rr - 50.0) - (rsi_entry - 50.0)) / (50.0 - (rsi_entry - 50.0)), 0.0), 1.0)
-            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
-            cf = (s_mom + s_rsi + s_vol) / 3.0
-        elif ((state == 1) & (ms <= 0)) | ((state == -1) & (ms >= 0)):
-            state = 0
+        # no `if` on the data: both outcomes computed, one kept (a select, not an unpredictable branch)
+        enter = valid & (up != down)
+        held = 0 if ((state == 1) & (ms <= 0)) | ((state == -1) & (ms >= 0)) else state   # exit, or hold
+        state = (1 if up else -1) if enter else (held if valid else 0)
+        s_mom = min(max(abs(ms) / scale, 0.0), 1.0)
+        s_rsi = min(max((abs(rr - 50.0) - (rsi_entry - 50.0)) / (50.0 - (rsi_entry - 50.0)), 0.0), 1.0)
+        s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+        cf = (s_mom + s_rsi + s_vol) / 3.0 if enter else cf   # the latest entry's score
         sig[t] = state                                        # every cell written: outputs need no zeroing
         conf[t] = cf if state != 0 else 0.0
 
+@numba.njit(cache=True, error_model="numpy")
+def _momentum_rule_lanes(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_short, sig,
+                         conf):   # pragma: no cover
+    "`_momentum_rule` on each lane of date-major blocks (T × lanes), side by side: the same bits."
+    T, L = c.shape
+    state, cf = np.zeros(L, np.int64), np.zeros(L)
+    for t in range(T):
+        for k in range(L):
+            ms, ml, rr, vv = ms_[t, k], ml_[t, k], r[t, k], v[t, k]
+            valid = (np.isfinite(c[t, k]) & np.isfinite(ms) & np.isfinite(ml) & np.isfinite(rr)
+                     & np.isfinite(vv))
+            heavy = vv >= vol_thr
+            up = (ms > 0) & (ml > 0) & (rr >= rsi_entry) & heavy
+            down = allow_short & (ms < 0) & (ml < 0) & (rr <= 100.0 - rsi_entry) & heavy
+            enter = valid & (up != down)
+            s = state[k]
+            held = 0 if ((s == 1) & (ms <= 0)) | ((s == -1) & (ms >= 0)) else s
+            s = (1 if up else -1) if enter else (held if valid else 0)
+            s_mom = min(max(abs(ms) / scale, 0.0), 1.0)
+            s_rsi = min(max((abs(rr - 50.0) - (rsi_entry - 50.0)) / (50.0 - (rsi_entry - 50.0)), 0.0), 1.0)
+            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+            f = (s_mom + s_rsi + s_vol) / 3.0 if enter else cf[k]
+            state[k], cf[k] = s, f
+            sig[t, k] = s
+            conf[t, k] = f if s != 0 else 0.0
+
 @numba.njit(cache=True)
-def _momentum_block(j0, j1, c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale,
+def _momentum_block(
+j0, j1, c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale,
                     allow_short, m_s, m_l, r, v, sig, conf):   # pragma: no cover
     "Indicators and rule fused for symbols j0..j1-1; panels symbol-major (N × T), 0 × T: not kept."
-    T = c.shape[0]
+    T, L = c.shape[0], ind.LANES
     b_s, b_l, b_v = np.empty(n_s), np.empty(n_l), np.empty(vol_n)   # the block's own scratch
     a_s, a_l, a_r, a_v = np.empty(T), np.empty(T), np.empty(T), np.empty(T)   # one symbol's indicators
     keep = m_s.shape[0] > 0
+    # L symbols side by side, date-major (T × L): closes, volumes, the four indicators, outputs
+    lane_c, lane_vol, lane_s, lane_l = np.empty((T, L)), np.empty((T, L)), np.empty((T, L)), np.empty((T, L))
+    lane_r, lane_v, lane_f = np.empty((T, L)), np.empty((T, L)), np.empty((T, L))
+    lane_sig = np.empty((T, L), np.int8)
+    g = j0 - L                                                # symbols g..g+L-1 computed side by side
     for j in range(j0, j1):
-        x = c[:, j]
+        if j >= g + L and j + L <= j1 and ind._lanes_finite(c, j, L) and ind._lanes_gap_free(vol, j, L):
+            g = j                                             # the next L symbols, all in lanes: same bits
+            ind._lanes_in(c, j, lane_c)
+            ind._lanes_in(vol, j, lane_vol)
+            ind._roc_lanes(lane_c, n_s, lane_s)
+            ind._roc_lanes(lane_c, n_l, lane_l)
+            ind._rsi_lanes(lane_c, rsi_n, lane_r)
+            ind._mean_ratio_lanes(lane_vol, vol_n, lane_v)
+            _momentum_rule_lanes(lane_c, lane_s, lane_l, lane_r, lane_v, rsi_entry, vol_threshold,
+                                 momentum_scale, allow_short, lane_sig, lane_f)
+            ind._lanes_to_panel(lane_sig, sig, j)
+            ind._lanes_to_panel(lane_f, conf, j)
+            if keep:
+                ind._lanes_out(lane_s, m_s[j:j + L])
+                ind._lanes_out(lane_l, m_l[j:j + L])
+                ind._lanes_out(lane_r, r[j:j + L])
+                ind._lanes_out(lane_v, v[j:j + L])
+        if j < g + L: continue
+        x = c[:, j]                                           # a symbol outside a run: its columns
         ind._roc_col(x, n_s, b_s, a_s)                        # the indicators' own column code: same bits
         ind._roc_col(x, n_l, b_l, a_l)
         ind._rsi_col(x, rsi_n, a_r)

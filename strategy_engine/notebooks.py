@@ -223,43 +223,14 @@ def _sigterm_stops_the_run() -> Iterator[dict]:
     try: yield run
     finally: signal.signal(signal.SIGTERM, before)
 
-# papermill writes the output notebook at every cell's start and end, serializing all of it each time (~30 ms
-# for the daily record, over a second of a run on its critical path); here: at the start, at most every 10 s
-# while it runs (a long cell's progress), and at the end, whatever way it ends
-_SAVE_EVERY = 10.0
-
 @functools.cache
 def _engine() -> str:
     "Register (once) and name papermill's engine that runs on a kernel we started and kills it when done."
     from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+    from papermill.engines import NBClientEngine, papermill_engines
     from papermill.log import logger
 
-    class SparseSaves(NotebookExecutionManager):
-        "papermill's run state, writing the output notebook at the start, every `_SAVE_EVERY` s, at the end."
-        due = True                                       # the first write, as the run starts
-        def save(self, **kwargs):
-            if kwargs.get("nb"): self.nb = kwargs["nb"]
-            if self.due or (self.now() - self.last_save_time).total_seconds() >= _SAVE_EVERY:
-                self.due = False
-                super().save()
-        def notebook_complete(self, **kwargs):
-            self.due = True                              # the last write, however the run ended
-            super().notebook_complete(**kwargs)
-
     class StartedKernelEngine(NBClientEngine):
-        @classmethod
-        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
-                             autosave_cell_every=30, **kwargs):
-            nb_man = SparseSaves(nb, output_path=output_path, progress_bar=progress_bar,
-                                 log_output=log_output, autosave_cell_every=autosave_cell_every)
-            nb_man.notebook_start()
-            try: cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
-            finally:
-                nb_man.cleanup_pbar()
-                nb_man.notebook_complete()
-            return nb_man.nb
-
         @classmethod
         def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
                                      stderr_file=None, start_timeout=60, execution_timeout=None, km=None,

@@ -118,13 +118,18 @@ def strict_shell() -> None:
     ip.system = system
 
 def preload(modules: Sequence[str]) -> None:
-    "Make the booting kernel strict about shell commands, then import `modules` (a failure waits for a cell)."
+    "Make the booting kernel strict about shell commands, import `modules`, run the package's `warm_up()`s."
     import importlib
     strict_shell()
     for name in modules:
         try: importlib.import_module(name)
         # e.g. `pandas.DataFrame` from `from pandas import DataFrame`: not a module
         except Exception: pass
+    for name in modules:
+        warm = getattr(sys.modules.get(name), "warm_up", None) if name.startswith("strategy_engine.") else None
+        if not callable(warm): continue
+        try: warm()
+        except Exception: pass                            # what fails here fails again in a cell, recorded
 
 _IPC_PATH_MAX = 104   # a Unix socket's path holds at most 107 bytes; "-<n>" is added per channel
 

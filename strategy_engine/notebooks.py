@@ -131,6 +131,18 @@ def preload(modules: Sequence[str]) -> None:
         try: warm()
         except Exception: pass                            # what fails here fails again in a cell, recorded
 
+# The python3 kernelspec's ipykernel, started as `ipykernel_launcher` starts it (the working folder off
+# `sys.path` until IPython puts it back; the launcher's path as `argv[0]`) but without debugpy: ipykernel
+# imports it as it boots (~50 ms, the backend of a Jupyter debugger) and a papermill run never debugs.
+_LAUNCH = ("import sys; del sys.path[0]; sys.argv[0] = __import__('ipykernel_launcher').__file__; "
+           "sys.modules['debugpy'] = None; from ipykernel import kernelapp; kernelapp.launch_new_instance()")
+
+def _kernel_command(km) -> None:
+    "Start `km`'s kernel with `_LAUNCH` when its kernelspec runs `python -m ipykernel_launcher` (as python3's)."
+    spec = km.kernel_spec
+    if spec is not None and list(spec.argv[1:3]) == ["-m", "ipykernel_launcher"]:
+        spec.argv = [spec.argv[0], "-c", _LAUNCH, *spec.argv[3:]]
+
 _IPC_PATH_MAX = 104   # a Unix socket's path holds at most 107 bytes; "-<n>" is added per channel
 
 def _kernel_sockets() -> tuple[str, str]:
@@ -154,6 +166,7 @@ def start_kernel(template: Path | str, cwd: Path | str | None = None):
     # `term()` on its open sockets, at whatever line of the command the collector happened to run.
     km = AsyncKernelManager(kernel_name=KERNEL, transport=transport, ip=ip,
                             context=zmq.asyncio.Context.instance())
+    _kernel_command(km)
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}    # figures inline, into the record
     run_sync(km.start_kernel)(extra_arguments=[*_KERNEL_ARGS, f"--IPKernelApp.exec_lines={boot}"],
                               cwd=_early_key(template, cwd)[1], env=env)

@@ -276,11 +276,15 @@ def _engine() -> str:
     from papermill.log import logger
 
     class RecordAtEnd(NotebookExecutionManager):
-        "papermill's bookkeeping, writing the notebook when the run ends (and every 30 s), not twice a cell."
+        "papermill's bookkeeping, writing the notebook as the run starts and ends (and every 30 s), not per cell."
+        written = False
+
         def save(self, **kwargs):
             if kwargs.get("nb") is not None: self.nb = kwargs["nb"]
             since = (self.now() - self.last_save_time).total_seconds()
-            if self.end_time is not None or since >= self.autosave_cell_every: super().save()
+            if not self.written or self.end_time is not None or since >= self.autosave_cell_every:
+                self.written = True
+                super().save()
 
     class StartedKernelClient(PapermillNotebookClient):
         async def async_start_new_kernel_client(self):

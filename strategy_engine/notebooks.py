@@ -118,18 +118,23 @@ def strict_shell() -> None:
     ip.system = system
 
 def preload(modules: Sequence[str]) -> None:
-    "Make the booting kernel strict about shell commands, import `modules`, run the package's `warm_up()`s."
+    "Make the booting kernel strict about shell commands, import `modules`, start the package's `warm_up()`s."
     import importlib
     strict_shell()
     for name in modules:
         try: importlib.import_module(name)
         # e.g. `pandas.DataFrame` from `from pandas import DataFrame`: not a module
         except Exception: pass
-    for name in modules:
-        warm = getattr(sys.modules.get(name), "warm_up", None) if name.startswith("strategy_engine.") else None
-        if not callable(warm): continue
-        try: warm()
-        except Exception: pass                            # what fails here fails again in a cell, recorded
+    ours = [sys.modules.get(name) for name in modules if name.startswith("strategy_engine.")]
+    warm = [w for w in (getattr(m, "warm_up", None) for m in ours) if callable(w)]
+    # beside the kernel, which is ready for the first cell meanwhile
+    if warm: threading.Thread(target=_warm_up, args=(warm,), name="warm-up", daemon=True).start()
+
+def _warm_up(calls: Sequence) -> None:
+    "Run the `warm_up()`s of `preload`; what fails here fails again in a cell, into the record."
+    for call in calls:
+        try: call()
+        except Exception: pass
 
 # The python3 kernelspec's ipykernel, started as `ipykernel_launcher` starts it (the working folder off
 # `sys.path` until IPython puts it back; the launcher's path as `argv[0]`) but without debugpy: ipykernel

@@ -331,6 +331,9 @@ def publish(run: DailyRun) -> dict:
 # %% ../../nbs/32_daily.ipynb #3f03fd01
 def warm_up() -> None:
     "What a fresh kernel's first daily run pays before its cells compute: strategy modules, numba's registries."
+    from numba.core.compiler_lock import global_compiler_lock
     from numba.core.registry import cpu_target
     default_strategies()                          # imports every registered strategy's module
-    cpu_target.target_context.refresh()           # numba's registries, filled once per process
+    # numba's registries, filled once per process; under numba's lock, so a cell's first compile (or cache
+    # load) in another thread waits for them instead of filling them at the same time
+    with global_compiler_lock: cpu_target.target_context.refresh()

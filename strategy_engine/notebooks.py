@@ -275,7 +275,7 @@ async def _kernel_ready(kc, km, timeout: float) -> None:
 @functools.cache
 def _engine() -> str:
     "Register (once) and name papermill's engine that runs on a kernel we started and kills it when done."
-    from nbclient.util import run_hook
+    from nbclient.util import ensure_async, run_hook, run_sync
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
     from papermill.log import logger
@@ -296,7 +296,7 @@ def _engine() -> str:
             "nbclient's, on `_kernel_ready`."
             try:
                 self.kc = self.km.client()
-                await self.kc.start_channels()
+                await ensure_async(self.kc.start_channels())
                 await _kernel_ready(self.kc, self.km, self.startup_timeout)
             except Exception:
                 await self._async_cleanup_kernel()
@@ -304,6 +304,9 @@ def _engine() -> str:
             self.kc.allow_stdin = False
             await run_hook(self.on_notebook_start, notebook=self.nb)
             return self.kc
+
+        # what nbclient's `setup_kernel` calls: its own is bound to the base class's coroutine
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
 
     class StartedKernelEngine(NBClientEngine):
         @classmethod

@@ -9,12 +9,15 @@ times in the archived notebook), the archive write (summary, manifest, archive +
 pending, load) and the exit. `--compare CHECKOUT` runs another checkout's command alternately with this one's
 (same load, so the ratio holds on a busy machine). The data's parsed files are cached per user
 (`data.bars_cache_dir`): the first run after the files change parses them, the next ones read the cache; set
-`STRATEGY_ENGINE_BARS_CACHE=off` to measure without it. Not part of the tests.
+`STRATEGY_ENGINE_BARS_CACHE=off` to measure without it. An entry is stamped with the module that wrote it, so
+two checkouts sharing one cache would evict each other's entries on every run: with `--compare` each checkout
+gets a cache folder of its own (in the system temp folder, kept between runs). Not part of the tests.
 
     python bench/daily_bench.py                 # 5 whole commands, median
     python bench/daily_bench.py --breakdown     # and where each one's time went
 """
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -132,6 +135,11 @@ def _cells(archive: Path) -> tuple[list[tuple[str, float]], float | None]:
     return out, first
 
 
+def _digest(path: Path) -> str:
+    "A short stable name for a checkout's folder (two checkouts may share a folder name)."
+    return hashlib.sha256(str(path).encode()).hexdigest()[:10]
+
+
 def sample_data_dir() -> Path | None:
     "The NSE sample this checkout's code finds."
     from strategy_engine.core import sample_data_dir as found
@@ -139,7 +147,7 @@ def sample_data_dir() -> Path | None:
 
 
 def once(as_of: str, data: str, breakdown: bool, checkout: Path = ROOT,
-         symbols: str = "nifty50_sample") -> tuple[float, float, dict | None]:
+         symbols: str = "nifty50_sample", cache: Path | None = None) -> tuple[float, float, dict | None]:
     "One command of `checkout`'s code in a fresh warehouse and archive: wall and CPU seconds (and its parts)."
     with tempfile.TemporaryDirectory() as d:
         chosen = ["--symbols", symbols] if symbols else []
@@ -147,6 +155,7 @@ def once(as_of: str, data: str, breakdown: bool, checkout: Path = ROOT,
                 "--warehouse", f"duckdb:///{d}/wh.duckdb", "--archive", f"{d}/archive", "--no-log-output"]
         env = {**os.environ, "BREAKDOWN": f"{d}/breakdown.json", "PYTHONPATH": str(checkout),
                "STRATEGY_ENGINE_DATA": str(sample_data_dir())}           # one sample for every checkout
+        if cache is not None: env["STRATEGY_ENGINE_BARS_CACHE"] = str(cache)
         cmd = [sys.executable, "-c", _DRIVER, *args] if breakdown else [str(CLI), *args]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
@@ -201,10 +210,13 @@ def main() -> None:
         raise SystemExit("the NSE sample (../shared/data/nse) is needed for this benchmark")
     checkouts = [ROOT, *([args.compare.resolve()] if args.compare else [])]
     times: dict[Path, list[tuple[float, float]]] = {c: [] for c in checkouts}
+    own = os.environ.get("STRATEGY_ENGINE_BARS_CACHE") is None and len(checkouts) > 1
+    caches = {c: (Path(tempfile.gettempdir()) / "daily-bench-bars" / f"{c.name}-{_digest(c)}")
+              if own else None for c in checkouts}
     for _ in range(args.runs):
         for checkout in checkouts:
             breakdown = args.breakdown and checkout == ROOT
-            dt, cpu, parts = once(args.as_of, "auto", breakdown, checkout, args.symbols)
+            dt, cpu, parts = once(args.as_of, "auto", breakdown, checkout, args.symbols, caches[checkout])
             times[checkout].append((dt, cpu))
             if parts: show(parts)
         if args.breakdown:

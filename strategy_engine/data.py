@@ -550,15 +550,46 @@ def _cached_dates(file: Path) -> np.ndarray | None:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile): continue
     return None
 
+def _union_dates(files: Sequence[Path]) -> np.ndarray | None:
+    "The distinct dates of all `files` (`_file_dates` of each); None if any must go to the full loader."
+    found = [_file_dates(f) for f in files]
+    if not found or any(d is None for d in found): return None
+    return np.unique(np.concatenate([d for d in found if d is not None]))
+
+def _folder_dates(files: Sequence[Path]) -> np.ndarray | None:
+    "`_union_dates(files)`, from one cache entry while every file is the version it was read from."
+    folder = bars_cache_dir()
+    try: stats = [(f.resolve(), f.stat()) for f in files]
+    except OSError: return _union_dates(files)
+    if folder is None or not files or not all(p.is_file() for p, _ in stats): return _union_dates(files)
+    reader = Path(importlib.import_module("strategy_engine.data").__file__ or "").stat()   # this module
+    stamp = "\n".join([*(f"{p}|{s.st_size}|{s.st_mtime_ns}|{s.st_ctime_ns}|{s.st_ino}" for p, s in stats),
+                       f"{reader.st_size}|{reader.st_mtime_ns}|{pd.__version__}"])
+    entry = folder / f"dates-{hashlib.sha256(stamp.encode()).hexdigest()[:32]}.npz"
+    try:
+        with np.load(entry, allow_pickle=False) as z:
+            if str(z["stamp"]) == stamp: return z["dates"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile): pass      # none yet, or damaged
+    dates = _union_dates(files)
+    if dates is None: return None
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_name(f".{entry.stem}.{os.getpid()}.{threading.get_ident()}.npz")
+        np.savez(tmp, stamp=np.array(stamp), dates=dates)
+        # a file changed just before: its next change may keep the stamp (the entry's time against the files')
+        if tmp.stat().st_mtime - max(s.st_mtime for _, s in stats) <= _RACY_SECONDS: tmp.unlink()
+        else: os.replace(tmp, entry)
+    except OSError: pass                        # a read-only or full disk: the files are read every time
+    return dates
+
 def data_dates(data: str | Path | None = None, start=None, end=None) -> pd.DatetimeIndex:
     "The sessions of a data spec (a bar of any symbol) in `start..end`, read from the date columns alone."
     spec = str(data) if data is not None else "auto"
     if spec == "auto" and sample_data_dir() is not None: spec = str(sample_data_dir())
     if _scheme(spec) is None and spec not in ("auto", "synthetic") and Path(spec).exists():
-        found = [_file_dates(f) for f in _files(Path(spec))]
-        if found and all(d is not None for d in found):
-            dates = pd.DatetimeIndex(np.unique(np.concatenate([d for d in found if d is not None])))
-            dates = dates.astype("datetime64[us]")
+        union = _folder_dates(_files(Path(spec)))
+        if union is not None:
+            dates = pd.DatetimeIndex(union).astype("datetime64[us]")
             lo = pd.Timestamp(start) if start is not None else dates[0] if len(dates) else None
             hi = pd.Timestamp(end) if end is not None else dates[-1] if len(dates) else None
             return dates[(dates >= lo) & (dates <= hi)] if len(dates) else dates
@@ -567,4 +598,3 @@ def data_dates(data: str | Path | None = None, start=None, end=None) -> pd.Datet
 def last_date(data: str | Path | None = None) -> pd.Timestamp:
     "The last session date of a data spec (what `--as-of latest` means), read from the date columns alone."
     return data_dates(data)[-1]
-

@@ -118,13 +118,35 @@ def strict_shell() -> None:
     ip.system = system
 
 def preload(modules: Sequence[str]) -> None:
-    "Make the booting kernel strict about shell commands, then import `modules` (a failure waits for a cell)."
+    "Make the booting kernel strict about shell commands, import `modules`, start the package's `warm_up()`s."
     import importlib
     strict_shell()
     for name in modules:
         try: importlib.import_module(name)
         # e.g. `pandas.DataFrame` from `from pandas import DataFrame`: not a module
         except Exception: pass
+    ours = [sys.modules.get(name) for name in modules if name.startswith("strategy_engine.")]
+    warm = [w for w in (getattr(m, "warm_up", None) for m in ours) if callable(w)]
+    # beside the kernel, which is ready for the first cell meanwhile
+    if warm: threading.Thread(target=_warm_up, args=(warm,), name="warm-up", daemon=True).start()
+
+def _warm_up(calls: Sequence) -> None:
+    "Run the `warm_up()`s of `preload`; what fails here fails again in a cell, into the record."
+    for call in calls:
+        try: call()
+        except Exception: pass
+
+# The python3 kernelspec's ipykernel, started as `ipykernel_launcher` starts it (the working folder off
+# `sys.path` until IPython puts it back; the launcher's path as `argv[0]`) but without debugpy: ipykernel
+# imports it as it boots (~50 ms, the backend of a Jupyter debugger) and a papermill run never debugs.
+_LAUNCH = ("import sys; del sys.path[0]; sys.argv[0] = __import__('ipykernel_launcher').__file__; "
+           "sys.modules['debugpy'] = None; from ipykernel import kernelapp; kernelapp.launch_new_instance()")
+
+def _kernel_command(km) -> None:
+    "Start `km`'s kernel with `_LAUNCH` when its kernelspec runs `python -m ipykernel_launcher` (as python3's)."
+    spec = km.kernel_spec
+    if spec is not None and list(spec.argv[1:3]) == ["-m", "ipykernel_launcher"]:
+        spec.argv = [spec.argv[0], "-c", _LAUNCH, *spec.argv[3:]]
 
 _IPC_PATH_MAX = 104   # a Unix socket's path holds at most 107 bytes; "-<n>" is added per channel
 
@@ -149,15 +171,36 @@ def start_kernel(template: Path | str, cwd: Path | str | None = None):
     # `term()` on its open sockets, at whatever line of the command the collector happened to run.
     km = AsyncKernelManager(kernel_name=KERNEL, transport=transport, ip=ip,
                             context=zmq.asyncio.Context.instance())
+    _kernel_command(km)
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}    # figures inline, into the record
     run_sync(km.start_kernel)(extra_arguments=[*_KERNEL_ARGS, f"--IPKernelApp.exec_lines={boot}"],
                               cwd=_early_key(template, cwd)[1], env=env)
     return km
 
+def _kill_kernel_now(km) -> None:
+    "SIGKILL a kernel's process group (its process if it has no group of its own); nothing if it is gone."
+    prov = getattr(km, "provisioner", None)
+    process = getattr(prov, "process", None)
+    if process is None: return
+    pgid = getattr(prov, "pgid", None)
+    try:
+        if pgid and pgid != os.getpgrp(): os.killpg(pgid, signal.SIGKILL)
+        else: process.kill()
+    except OSError: pass                                  # already gone
+
+def _reap(km) -> None:
+    "Kill a kernel now and wait for its exit (jupyter_client, killing, polls the process every 0.1 s)."
+    _kill_kernel_now(km)
+    process = getattr(getattr(km, "provisioner", None), "process", None)
+    if process is not None:
+        with contextlib.suppress(Exception): process.wait(timeout=5)
+
 def stop_kernel(km) -> None:
-    "Kill a kernel this process started (nothing to do when it is gone already)."
+    "Kill a kernel this process started and remove its sockets (nothing to do when it is gone already)."
     from jupyter_core.utils import run_sync
-    if km.has_kernel: run_sync(km.shutdown_kernel)(now=True)
+    if not km.has_kernel: return
+    _reap(km)
+    run_sync(km.shutdown_kernel)(now=True)                # the bookkeeping: sockets, connection file
 
 def _early_key(template: Path | str, cwd: Path | str | None) -> tuple[str, str]:
     return str(Path(template).resolve()), str(Path(cwd or project_root()).resolve())
@@ -196,17 +239,6 @@ class Execution:
     seconds: float
     error: str = ""
 
-def _kill_kernel_now(km) -> None:
-    "SIGKILL a kernel's process group (its process if it has no group of its own); nothing if it is gone."
-    prov = getattr(km, "provisioner", None)
-    process = getattr(prov, "process", None)
-    if process is None: return
-    pgid = getattr(prov, "pgid", None)
-    try:
-        if pgid and pgid != os.getpgrp(): os.killpg(pgid, signal.SIGKILL)
-        else: process.kill()
-    except OSError: pass                                  # already gone
-
 @contextlib.contextmanager
 def _sigterm_stops_the_run() -> Iterator[dict]:
     "While the block runs in the main thread, SIGTERM kills the run's kernel (`run['km']`) and is recorded."
@@ -223,26 +255,87 @@ def _sigterm_stops_the_run() -> Iterator[dict]:
     try: yield run
     finally: signal.signal(signal.SIGTERM, before)
 
+async def _kernel_ready(kc, km, timeout: float) -> None:
+    "Wait for the kernel's reply to `kernel_info` and a message on IOPub (connected), as jupyter_client does."
+    from queue import Empty
+    deadline = time.monotonic() + timeout
+    while True:
+        kc.kernel_info()
+        try: reply = await kc.shell_channel.get_msg(timeout=1)
+        except Empty: reply = None
+        if reply is not None and reply["msg_type"] == "kernel_info_reply":
+            try:
+                await kc.iopub_channel.get_msg(timeout=0.2)   # the kernel's status for the request: IOPub is up
+                kc._handle_kernel_info_reply(reply)
+                return                                   # jupyter_client then waits 0.2 s for IOPub to go quiet
+            except Empty: pass                           # IOPub not subscribed yet: ask again
+        if not await km.is_alive(): raise RuntimeError("Kernel died before replying to kernel_info")
+        if time.monotonic() > deadline: raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+
 @functools.cache
 def _engine() -> str:
     "Register (once) and name papermill's engine that runs on a kernel we started and kills it when done."
+    from nbclient.util import ensure_async, run_hook, run_sync
     from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
     from papermill.log import logger
 
+    class RecordAtEnd(NotebookExecutionManager):
+        "papermill's bookkeeping, writing the notebook as the run starts and ends (and every 30 s), not per cell."
+        written = False
+
+        def save(self, **kwargs):
+            if kwargs.get("nb") is not None: self.nb = kwargs["nb"]
+            since = (self.now() - self.last_save_time).total_seconds()
+            if not self.written or self.end_time is not None or since >= self.autosave_cell_every:
+                self.written = True
+                super().save()
+
+    class StartedKernelClient(PapermillNotebookClient):
+        async def async_start_new_kernel_client(self):
+            "nbclient's, on `_kernel_ready`."
+            try:
+                self.kc = self.km.client()
+                await ensure_async(self.kc.start_channels())
+                await _kernel_ready(self.kc, self.km, self.startup_timeout)
+            except Exception:
+                await self._async_cleanup_kernel()
+                raise
+            self.kc.allow_stdin = False
+            await run_hook(self.on_notebook_start, notebook=self.nb)
+            return self.kc
+
+        # what nbclient's `setup_kernel` calls: its own is bound to the base class's coroutine
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
     class StartedKernelEngine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, **kwargs):
+            "papermill's `Engine.execute_notebook`, on `RecordAtEnd`."
+            nb_man = RecordAtEnd(nb, output_path=output_path, progress_bar=progress_bar,
+                                 log_output=log_output, autosave_cell_every=autosave_cell_every)
+            nb_man.notebook_start()
+            try: cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()                # saves: however the run ended, the record is written
+            return nb_man.nb
+
         @classmethod
         def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
                                      stderr_file=None, start_timeout=60, execution_timeout=None, km=None,
                                      **kwargs):
-            client = PapermillNotebookClient(nb_man, km=km, kernel_name=kernel_name, log=logger,
-                                             log_output=log_output, stdout_file=stdout_file,
-                                             stderr_file=stderr_file, startup_timeout=start_timeout,
-                                             timeout=execution_timeout, shutdown_kernel="immediate")
+            client = StartedKernelClient(nb_man, km=km, kernel_name=kernel_name, log=logger,
+                                         log_output=log_output, stdout_file=stdout_file,
+                                         stderr_file=stderr_file, startup_timeout=start_timeout,
+                                         timeout=execution_timeout, shutdown_kernel="immediate")
             try: return client.execute()
             finally:
-                # kill the kernel, close the client's channels
-                if client.km is not None: client._cleanup_kernel()
+                # kill the kernel and close the client's channels; `stop_kernel` reaps it once the record is
+                # written (nbclient's clean-up would wait here, polling its exit every 0.1 s)
+                if client.km is not None: _kill_kernel_now(client.km)
+                if client.kc is not None: client.kc.stop_channels()
 
     papermill_engines.register("strategy-engine", StartedKernelEngine)
     return "strategy-engine"

@@ -81,6 +81,24 @@ def test_a_kernel_booted_early_runs_the_notebook_preloaded_and_is_killed_after(t
     assert not notebooks._early
 
 
+def test_the_kernel_is_awaited_by_kernel_ready_not_by_jupyter_clients_quiet_wait(tmp_path, monkeypatch):
+    """nbclient's setup runs our `_kernel_ready` (jupyter_client's `wait_for_ready` then waits 0.2 s for IOPub
+    to fall silent): nbclient binds its synchronous `start_new_kernel_client` to its own coroutine, so an
+    override of the coroutine alone is never called."""
+    seen = []
+    real = notebooks._kernel_ready
+
+    async def ready(kc, km, timeout):
+        seen.append(timeout)
+        return await real(kc, km, timeout)
+
+    monkeypatch.setattr(notebooks, "_kernel_ready", ready)
+    tpl = make_template(tmp_path / "t.ipynb", "x = 1", "print(x)")
+    ex = execute_notebook(tpl, tmp_path / "o.ipynb", {"x": 2})
+    assert ex.status == "succeeded" and len(seen) == 1, (ex, seen)
+    assert nbformat.read(ex.output, as_version=4).cells[-1].outputs[0]["text"] == "2\n"
+
+
 def test_a_kernel_that_dies_is_a_failed_run_with_its_notebook_kept(tmp_path):
     """RELIABILITY 8: a dead kernel ends the run failed, notebook kept."""
     tpl = make_template(tmp_path / "t.ipynb", "x = 1", "print('before the crash')", "import os\nos._exit(3)",

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -109,10 +110,30 @@ def run_identity(kind: str, params: Mapping, defaults: Mapping, shard_count: int
             **{k: params[k] for k in _IDENTITY if k in params}}
 
 def _pending(store, wh, record: str, as_of) -> None:
-    "Complete what an earlier run left half done (archived not loaded, or not chained) before this starts."
+    "Complete what an earlier run left half done (archived not loaded, or not chained) before this is archived."
     latest = wh.latest_run()
     reconcile(store, wh, since=int(latest["ledger_seq"]) if latest else -1,
               folders=[f"{as_date(as_of):%Y/%m/%d}/{record}/"])
+
+def _ready(store, wh, record: str, as_of, env: Mapping[str, str]) -> dict:
+    "`_pending`, then the code's version (`archive.code_version`: two `git` commands)."
+    _pending(store, wh, record, as_of)
+    return code_version(env=env)
+
+def _beside(fn, *args):
+    "Start `fn(*args)` in a thread; the function returned joins it and returns (or raises) what it did."
+    box: list = []
+    def run() -> None:
+        try: box.append((True, fn(*args)))
+        except BaseException as e: box.append((False, e))
+    thread = threading.Thread(target=run, name="launch-ready", daemon=True)
+    thread.start()
+    def result():
+        thread.join()
+        ok, value = box[0]
+        if not ok: raise value
+        return value
+    return result
 
 def _staged_files(folder: Path) -> tuple[dict[str, bytes], dict[str, int]]:
     "The Parquet files a notebook staged (rows/<table>.parquet) and their row counts."
@@ -148,7 +169,6 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
     wh_uri = params.get("warehouse") or warehouse or default_warehouse_uri()
     store = open_archive(archive)
     with open_warehouse(wh_uri) as wh:
-        _pending(store, wh, record, params["as_of"])
         started = _now()
         with tempfile.TemporaryDirectory(prefix="strategy-engine-") as tmp:
             out = Path(tmp) / Path(TEMPLATES[kind]).name
@@ -156,8 +176,11 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
             extra = {"artifacts_dir": str(artifacts), "stage_dir": str(rows),
                      "triggered_at": utc_iso(started)}
             run_params = {**params, **{k: v for k, v in extra.items() if k in declared}}
-            ex = execute_notebook(template, out, run_params, timeout=timeout, cwd=project_root(),
-                                  log_output=log_output, progress_bar=progress_bar)
+            # beside the notebook, on this process's idle core: nothing of it is the kernel's to wait for
+            ready = _beside(_ready, store, wh, record, params["as_of"], env)
+            try: ex = execute_notebook(template, out, run_params, timeout=timeout, cwd=project_root(),
+                                       log_output=log_output, progress_bar=progress_bar)
+            finally: code = ready()
             failpoint("executed")
             result = read_result(out) if out.exists() else None
             failure = notebook_failure(out) if out.exists() else None
@@ -179,7 +202,6 @@ def launch(kind: str, parameters: Mapping, archive: str | None = None, timeout: 
             if made: details["artifacts"] = {k[len("artifacts/"):]: v for k, v in details["files"].items()
                                              if k.startswith("artifacts/")}
             # once: the summary and the manifest say the same
-            code = code_version(env=env)
             summary = {"status": status, "as_of": params["as_of"], "run_id": record, "error": error,
                        "rows": counts, **details, **code}
             if out.exists(): add_summary(out, summary)

@@ -28,7 +28,7 @@ from ..warehouse import WEIGHT_FIELDS, check_shard, shard_symbols, stage_rows
 # %% auto #0
 __all__ = ['DailyRun', 'with_overrides', 'start_daily', 'scope_symbols', 'load_data', 'compute', 'risked_weights',
            'strategy_weights', 'risk_table', 'todays_signals', 'signals_table', 'positions', 'target_weight_rows',
-           'performance', 'stage', 'equity_figure', 'result', 'publish']
+           'performance', 'stage', 'equity_figure', 'result', 'publish', 'warm_up']
 
 # %% ../../nbs/32_daily.ipynb #d832bff1
 @dataclass
@@ -327,3 +327,13 @@ def result(run: DailyRun) -> dict:
 def publish(run: DailyRun) -> dict:
     "Publish the run's result as the notebook's machine-readable output and return it."
     return publish_result(result(run))
+
+# %% ../../nbs/32_daily.ipynb #3f03fd01
+def warm_up() -> None:
+    "What a fresh kernel's first daily run pays before its cells compute: strategy modules, numba's registries."
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+    default_strategies()                          # imports every registered strategy's module
+    # numba's registries, filled once per process; under numba's lock, so a cell's first compile (or cache
+    # load) in another thread waits for them instead of filling them at the same time
+    with global_compiler_lock: cpu_target.target_context.refresh()

@@ -23,11 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# jsonschema (under nbformat) imports `rfc3987_syntax` when it is installed, only to check IRI formats that
-# notebooks never use; importing it compiles a grammar and costs ~1.8 s on every start of the command.
-sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
-
-from .core import ConfigError, check_names, project_root  # noqa: E402
+from .core import ConfigError, check_names, project_root
 
 # %% auto #0
 __all__ = ['KERNEL', 'template_parameters', 'check_parameters', 'template_imports', 'strict_shell', 'preload', 'start_kernel',

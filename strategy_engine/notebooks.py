@@ -139,7 +139,7 @@ _LAUNCH = ("import sys; del sys.path[0]; sys.argv[0] = __import__('ipykernel_lau
            "sys.modules['debugpy'] = None; from ipykernel import kernelapp; kernelapp.launch_new_instance()")
 
 def _kernel_command(km) -> None:
-    "Start `km`'s kernel with `_LAUNCH` when its kernelspec runs `python -m ipykernel_launcher` (as python3's)."
+    "Start `km`'s kernel with `_LAUNCH` when its kernelspec runs `python -m ipykernel_launcher` (python3's)."
     spec = km.kernel_spec
     if spec is not None and list(spec.argv[1:3]) == ["-m", "ipykernel_launcher"]:
         spec.argv = [spec.argv[0], "-c", _LAUNCH, *spec.argv[3:]]
@@ -261,9 +261,11 @@ async def _kernel_ready(kc, km, timeout: float) -> None:
         except Empty: reply = None
         if reply is not None and reply["msg_type"] == "kernel_info_reply":
             try:
-                await kc.iopub_channel.get_msg(timeout=0.2)   # the kernel's status for the request: IOPub is up
+                # the kernel's status for the request: IOPub is up
+                await kc.iopub_channel.get_msg(timeout=0.2)
                 kc._handle_kernel_info_reply(reply)
-                return                                   # jupyter_client then waits 0.2 s for IOPub to go quiet
+                # jupyter_client then waits 0.2 s for IOPub to go quiet
+                return
             except Empty: pass                           # IOPub not subscribed yet: ask again
         if not await km.is_alive(): raise RuntimeError("Kernel died before replying to kernel_info")
         if time.monotonic() > deadline: raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
@@ -277,7 +279,7 @@ def _engine() -> str:
     from papermill.log import logger
 
     class RecordAtEnd(NotebookExecutionManager):
-        "papermill's bookkeeping, writing the notebook as the run starts and ends (and every 30 s), not per cell."
+        "papermill's bookkeeping, writing the notebook as the run starts and ends (and every 30 s)."
         written = False
 
         def save(self, **kwargs):
@@ -315,7 +317,8 @@ def _engine() -> str:
             try: cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
             finally:
                 nb_man.cleanup_pbar()
-                nb_man.notebook_complete()                # saves: however the run ended, the record is written
+                # saves: however the run ended, the record is written
+                nb_man.notebook_complete()
             return nb_man.nb
 
         @classmethod

@@ -110,7 +110,7 @@ def run_identity(kind: str, params: Mapping, defaults: Mapping, shard_count: int
             **{k: params[k] for k in _IDENTITY if k in params}}
 
 def _pending(store, wh, record: str, as_of) -> None:
-    "Complete what an earlier run left half done (archived not loaded, or not chained) before this is archived."
+    "Finish an earlier run's half-done record (archived, not loaded or not chained) before this run archives."
     latest = wh.latest_run()
     reconcile(store, wh, since=int(latest["ledger_seq"]) if latest else -1,
               folders=[f"{as_date(as_of):%Y/%m/%d}/{record}/"])

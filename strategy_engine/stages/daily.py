@@ -330,7 +330,7 @@ def publish(run: DailyRun) -> dict:
 
 # %% ../../nbs/32_daily.ipynb #3f03fd01
 def warm_up() -> None:
-    "What a fresh kernel's first daily run pays before its cells compute: strategy modules, numba's registries."
+    "What a fresh kernel's first daily run pays before its cells compute: strategy modules, numba registries."
     from numba.core.compiler_lock import global_compiler_lock
     from numba.core.registry import cpu_target
     default_strategies()                          # imports every registered strategy's module

@@ -83,7 +83,7 @@ lint: $(DEV_STAMP)  ## ruff + mypy over the package, tests and benchmarks; lines
 
 # The daily job's numba kernels compiled once into the user cache (what the image's warm-up does), before the
 # tests start: on a cold cache every run the tests start at once (ten at a time in the crash tests) would
-# compile them side by side (~30 s of CPU each). A few seconds when the cache is warm.
+# compile them side by side (~45 s of CPU each). A few seconds when the cache is warm.
 WARM_DIR := $(shell mktemp -u /tmp/strategy-engine-warm-XXXXXX)
 warm-kernels: $(RUNTIME_STAMP)  ## compile the daily job's numba kernels into the user cache (one synthetic daily run)
 	@$(PACKAGE_BYTECODE)

@@ -215,15 +215,18 @@ def bars_cache_dir() -> Path | None:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "strategy-engine" / "bars"
 
+def _reader_stamp() -> str:
+    "This module's version and pandas': an entry written by other code is never read."
+    reader = Path(importlib.import_module("strategy_engine.data").__file__ or "").stat()
+    return f"{reader.st_size}|{reader.st_mtime_ns}|{pd.__version__}"
+
 def _cache_slot(file: Path, adjusted: bool) -> tuple[Path | None, str, float]:
     "Where `file`'s entry lives, the stamp it must carry to be used, and the file's modification time."
     folder = bars_cache_dir()
     st = file.stat()
     if folder is None or file.suffix != ".csv": return None, "", 0.0
     path = file.resolve()
-    reader = Path(importlib.import_module("strategy_engine.data").__file__ or "").stat()   # this module
-    stamp = (f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}|{adjusted}|"
-             f"{reader.st_size}|{reader.st_mtime_ns}|{pd.__version__}")
+    stamp = f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}|{adjusted}|{_reader_stamp()}"
     name = hashlib.sha256(f"{path}|{adjusted}".encode()).hexdigest()[:32]
     return folder / f"{name}.npz", stamp, st.st_mtime
 
@@ -234,14 +237,16 @@ def _from_entry(z) -> pd.DataFrame:
                          "date": z["date"].astype(str(z["date_dtype"])),
                          **{str(c): numbers[:, i] for i, c in enumerate(z["columns"])}})
 
-def _store(entry: Path, stamp: str, table: pd.DataFrame, changed: float) -> None:
-    "Write `table` as `entry` (atomically) unless its file `changed` just before; then prune."
-    codes, symbols = pd.factorize(table["symbol"])
-    numbers = [c for c in table.columns if c not in ("symbol", "date")]
-    arrays = {"stamp": np.array(stamp), "codes": codes.astype(np.int32),
-              "symbols": np.array([str(s) for s in symbols]),
-              "date": table["date"].to_numpy(), "date_dtype": np.array(str(table["date"].dtype)),
-              "columns": np.array(numbers), "numbers": table[numbers].to_numpy(np.float64)}
+def _load_entry(entry: Path, stamp: str, read: Callable):
+    "`read(entry's arrays)` when `entry` carries `stamp`; None when there is none, or it is stale or damaged."
+    try:
+        with np.load(entry, allow_pickle=False) as z:
+            if str(z["stamp"]) == stamp: return read(z)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile): pass
+    return None
+
+def _write_entry(entry: Path, arrays: dict, changed: float) -> None:
+    "Write `arrays` as `entry` (atomically) unless a file it holds `changed` just before; then prune."
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = entry.with_name(f".{entry.stem}.{os.getpid()}.{threading.get_ident()}.npz")
@@ -256,14 +261,22 @@ def _store(entry: Path, stamp: str, table: pd.DataFrame, changed: float) -> None
             for old in kept[:len(kept) - BARS_CACHE_MAX * 9 // 10]: old.unlink(missing_ok=True)
     except OSError: pass                        # a read-only or full disk: the run reads the files, as before
 
+def _store(entry: Path, stamp: str, table: pd.DataFrame, changed: float) -> None:
+    "Write `table` as `entry` (atomically) unless its file `changed` just before; then prune."
+    codes, symbols = pd.factorize(table["symbol"])
+    numbers = [c for c in table.columns if c not in ("symbol", "date")]
+    _write_entry(entry, {"stamp": np.array(stamp), "codes": codes.astype(np.int32),
+                         "symbols": np.array([str(s) for s in symbols]),
+                         "date": table["date"].to_numpy(), "date_dtype": np.array(str(table["date"].dtype)),
+                         "columns": np.array(numbers), "numbers": table[numbers].to_numpy(np.float64)},
+                 changed)
+
 def _cached_table(file: Path, adjusted: bool) -> pd.DataFrame:
     "`_read_table(file, adjusted)`, from the cache when it holds this very version of the file."
     entry, stamp, changed = _cache_slot(file, adjusted)
     if entry is None: return _read_table(file, adjusted)
-    try:
-        with np.load(entry, allow_pickle=False) as z:
-            if str(z["stamp"]) == stamp: return _from_entry(z)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile): pass    # none yet, or damaged
+    cached = _load_entry(entry, stamp, _from_entry)
+    if cached is not None: return cached
     table = _read_table(file, adjusted)
     _store(entry, stamp, table, changed)
     return table
@@ -544,10 +557,8 @@ def _cached_dates(file: Path) -> np.ndarray | None:
     for adjusted in (False, True):                        # the default prices first: what runs read
         entry, stamp, _ = _cache_slot(file, adjusted)
         if entry is None: return None
-        try:
-            with np.load(entry, allow_pickle=False) as z:
-                if str(z["stamp"]) == stamp: return np.unique(z["date"].astype("datetime64[D]"))
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile): continue
+        dates = _load_entry(entry, stamp, lambda z: np.unique(z["date"].astype("datetime64[D]")))
+        if dates is not None: return dates
     return None
 
 def _union_dates(files: Sequence[Path]) -> np.ndarray | None:
@@ -562,24 +573,14 @@ def _folder_dates(files: Sequence[Path]) -> np.ndarray | None:
     try: stats = [(f.resolve(), f.stat()) for f in files]
     except OSError: return _union_dates(files)
     if folder is None or not files or not all(p.is_file() for p, _ in stats): return _union_dates(files)
-    reader = Path(importlib.import_module("strategy_engine.data").__file__ or "").stat()   # this module
     stamp = "\n".join([*(f"{p}|{s.st_size}|{s.st_mtime_ns}|{s.st_ctime_ns}|{s.st_ino}" for p, s in stats),
-                       f"{reader.st_size}|{reader.st_mtime_ns}|{pd.__version__}"])
+                       _reader_stamp()])
     entry = folder / f"dates-{hashlib.sha256(stamp.encode()).hexdigest()[:32]}.npz"
-    try:
-        with np.load(entry, allow_pickle=False) as z:
-            if str(z["stamp"]) == stamp: return z["dates"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile): pass      # none yet, or damaged
+    cached = _load_entry(entry, stamp, lambda z: z["dates"])
+    if cached is not None: return cached
     dates = _union_dates(files)
-    if dates is None: return None
-    try:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry.with_name(f".{entry.stem}.{os.getpid()}.{threading.get_ident()}.npz")
-        np.savez(tmp, stamp=np.array(stamp), dates=dates)
-        # a file changed just before: its next change may keep the stamp (the entry's time against the files')
-        if tmp.stat().st_mtime - max(s.st_mtime for _, s in stats) <= _RACY_SECONDS: tmp.unlink()
-        else: os.replace(tmp, entry)
-    except OSError: pass                        # a read-only or full disk: the files are read every time
+    if dates is not None:
+        _write_entry(entry, {"stamp": np.array(stamp), "dates": dates}, max(s.st_mtime for _, s in stats))
     return dates
 
 def data_dates(data: str | Path | None = None, start=None, end=None) -> pd.DatetimeIndex:

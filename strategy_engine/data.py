@@ -11,7 +11,7 @@ import os
 import re
 import threading
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -230,6 +230,18 @@ def _cache_slot(file: Path, adjusted: bool) -> tuple[Path | None, str, float]:
     name = hashlib.sha256(f"{path}|{adjusted}".encode()).hexdigest()[:32]
     return folder / f"{name}.npz", stamp, st.st_mtime
 
+def _files_slot(kind: str, files: Sequence[Path], key: str = "") -> tuple[Path, str, float] | None:
+    "The `kind` entry of `files` (and `key`): where, the stamp of these very versions, the newest file time."
+    folder = bars_cache_dir()
+    try: stats = [(f.resolve(), f.stat()) for f in files]
+    except OSError: return None
+    if folder is None or not files or not all(p.is_file() for p, _ in stats): return None
+    stamp = "\n".join([*(f"{p}|{s.st_size}|{s.st_mtime_ns}|{s.st_ctime_ns}|{s.st_ino}" for p, s in stats),
+                       key, _reader_stamp()])
+    # named by the files, not their versions: a new version replaces the entry of the last one
+    name = hashlib.sha256("\n".join([kind, *(str(p) for p, _ in stats), key]).encode()).hexdigest()[:32]
+    return folder / f"{kind}-{name}.npz", stamp, max(s.st_mtime for _, s in stats)
+
 def _from_entry(z) -> pd.DataFrame:
     "The long table an entry holds, exactly as `_read_table` returned it."
     numbers = z["numbers"]                                       # one column per name in `columns`
@@ -346,7 +358,15 @@ def load_bars(path, symbols: Sequence[str] | None = None, start=None, end=None,
     if symbols is not None and per_symbol:   # read only the files asked for
         check_names(symbols, [f.stem for f in files], "symbol", str(path))
         files = [path / f"{s}.csv" for s in symbols]
-    long = pd.concat([_cached_table(f, vendor) for f in files], ignore_index=True)   # parsed once a version
+    # every bar of these files, pivoted once a version of them (CSV files: each parsed once a version)
+    slot = _files_slot("panel", files, f"vendor={vendor}") if all(f.suffix == ".csv" for f in files) else None
+    panel = None if slot is None else _load_entry(slot[0], slot[1], dict)
+    if panel is not None: return _panel_bars(panel, path, symbols, start, end, vendor)
+    long = pd.concat([_cached_table(f, vendor) for f in files], ignore_index=True)
+    panel = None if slot is None else _panel_arrays(long, vendor)
+    if slot is not None and panel is not None:
+        _write_entry(slot[0], {"stamp": np.array(slot[1]), **panel}, slot[2])
+        return _panel_bars(panel, path, symbols, start, end, vendor)
     if symbols is not None:
         check_names(symbols, sorted(long["symbol"].unique()), "symbol", str(path))
         long = long[long["symbol"].isin(list(symbols))]
@@ -357,7 +377,41 @@ def load_bars(path, symbols: Sequence[str] | None = None, start=None, end=None,
         raise DataError(f"{path}: no bars between {start} and {end}; the data covers {lo.date()} .. "
                         f"{hi.date()}.")
     return bars_from_long(long, source=str(path), adjusted=vendor, symbols=symbols,
-                          adjustment="vendor_total_return" if vendor else "vendor_splits")
+                          adjustment=_file_adjustment(vendor))
+
+# %% ../nbs/02_data.ipynb #5a1c0e22
+def _file_adjustment(vendor: bool) -> str:
+    "What a folder of vendor files' prices are: its Adj Close, or Close as split-adjusted by the vendor."
+    return "vendor_total_return" if vendor else "vendor_splits"
+
+def _panel_arrays(long: pd.DataFrame, vendor: bool) -> dict | None:
+    "Every bar of `long` pivoted (field × date × symbol) with its row mask; None when the files have issues."
+    bars = bars_from_long(long, adjusted=vendor)
+    if bars.issues: return None
+    present = np.zeros(bars.close.shape, dtype=bool)
+    present[bars.dates.get_indexer(long["date"]), bars.close.columns.get_indexer(long["symbol"])] = True
+    return {"dates": bars.dates.to_numpy(), "symbols": np.array(bars.symbols, dtype=str), "present": present,
+            "fields": np.stack([bars[f].to_numpy() for f in FIELDS])}
+
+def _panel_bars(panel: Mapping, path: Path, symbols: Sequence[str] | None, start, end, vendor: bool) -> Bars:
+    "What `bars_from_long` makes of the rows of `symbols` in `start..end`, sliced out of a whole panel."
+    names = [str(s) for s in panel["symbols"]]
+    if symbols is not None: check_names(symbols, names, "symbol", str(path))
+    cols = np.arange(len(names)) if symbols is None else pd.Index(names).get_indexer(list(symbols))
+    present = panel["present"][:, cols]
+    dates = pd.DatetimeIndex(panel["dates"], name="date")
+    rows = present.any(axis=1)
+    lo, hi = dates[rows][0], dates[rows][-1]
+    if start is not None: rows &= dates >= pd.Timestamp(start)
+    if end is not None: rows &= dates <= pd.Timestamp(end)
+    if not rows.any():
+        raise DataError(f"{path}: no bars between {start} and {end}; the data covers {lo.date()} .. "
+                        f"{hi.date()}.")
+    if symbols is None: cols = cols[present[rows].any(axis=0)]        # a symbol with a row in the range
+    index, columns = dates[rows], pd.Index([names[c] for c in cols], name="symbol")
+    frames = {f: pd.DataFrame(panel["fields"][k][np.ix_(rows, cols)], index=index, columns=columns)
+              for k, f in enumerate(FIELDS)}
+    return Bars(**frames, source=str(path), adjusted=vendor, adjustment=_file_adjustment(vendor))
 
 # %% ../nbs/02_data.ipynb #88ff9d0d
 def synthetic_bars(n_symbols: int = 20, start="2015-01-01", end="2024-11-22", seed: int = 7,
@@ -569,18 +623,13 @@ def _union_dates(files: Sequence[Path]) -> np.ndarray | None:
 
 def _folder_dates(files: Sequence[Path]) -> np.ndarray | None:
     "`_union_dates(files)`, from one cache entry while every file is the version it was read from."
-    folder = bars_cache_dir()
-    try: stats = [(f.resolve(), f.stat()) for f in files]
-    except OSError: return _union_dates(files)
-    if folder is None or not files or not all(p.is_file() for p, _ in stats): return _union_dates(files)
-    stamp = "\n".join([*(f"{p}|{s.st_size}|{s.st_mtime_ns}|{s.st_ctime_ns}|{s.st_ino}" for p, s in stats),
-                       _reader_stamp()])
-    entry = folder / f"dates-{hashlib.sha256(stamp.encode()).hexdigest()[:32]}.npz"
+    slot = _files_slot("dates", files)
+    if slot is None: return _union_dates(files)
+    entry, stamp, changed = slot
     cached = _load_entry(entry, stamp, lambda z: z["dates"])
     if cached is not None: return cached
     dates = _union_dates(files)
-    if dates is not None:
-        _write_entry(entry, {"stamp": np.array(stamp), "dates": dates}, max(s.st_mtime for _, s in stats))
+    if dates is not None: _write_entry(entry, {"stamp": np.array(stamp), "dates": dates}, changed)
     return dates
 
 def data_dates(data: str | Path | None = None, start=None, end=None) -> pd.DatetimeIndex:

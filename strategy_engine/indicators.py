@@ -119,6 +119,19 @@ def _gap_free(x):
     for t in range(x.shape[0]): nan |= x[t] != x[t]
     return not nan
 
+@numba.njit(inline="always")
+def _reanchor(x, i0, w):
+    "A new anchor, the mean of x[i0:i0 + w] summed in order, and the deviations' sum and sum of squares."
+    total = 0.0
+    for i in range(i0, i0 + w): total += x[i]
+    anchor = total / w
+    s1, s2 = 0.0, 0.0
+    for i in range(i0, i0 + w):
+        d = x[i] - anchor
+        s1 += d
+        s2 += d * d
+    return anchor, s1, s2
+
 @numba.njit(cache=True)
 def _moments_dense(x, w, prior, mean, std, with_std):
     "`_moments_col` of a column without NaN: the same operations in the same order, the window read in place."
@@ -141,14 +154,8 @@ def _moments_dense(x, w, prior, mean, std, with_std):
         last = v
         since += 1
         if since >= w:                                            # re-anchor: the ring's sum, its order
-            total = 0.0
-            for i in range(t - w + 1, t + 1): total += x[i]
-            anchor = total / w
-            s1, s2, since = 0.0, 0.0, 0
-            for i in range(t - w + 1, t + 1):
-                d = x[i] - anchor
-                s1 += d
-                s2 += d * d
+            anchor, s1, s2 = _reanchor(x, t - w + 1, w)
+            since = 0
         if not prior and t + 1 >= w:
             if with_std: mean[t], std[t] = _window_stats(anchor, s1, s2, w, run, last)
             else: mean[t] = last if run >= w else anchor + s1 / w
@@ -184,12 +191,8 @@ def _moments_col(x, w, prior, buf, mean, std, with_std=True):
         k += 1
         since += 1
         if since >= w:                                            # re-anchor on the mean, recompute exactly
-            anchor = buf.sum() / w
-            s1, s2, since = 0.0, 0.0, 0
-            for i in range(w):
-                d = buf[i] - anchor
-                s1 += d
-                s2 += d * d
+            anchor, s1, s2 = _reanchor(buf, 0, w)                 # (w values since k = 0: the ring in order)
+            since = 0
         if not prior and k >= w:
             if with_std: mean[t], std[t] = _window_stats(anchor, s1, s2, w, run, last)
             else: mean[t] = last if run >= w else anchor + s1 / w
@@ -261,11 +264,8 @@ def _mean_ratio_dense(v, w, out):
         last = x
         since += 1
         if since >= w:                                            # re-anchor: the ring's sum, its order
-            total = 0.0
-            for i in range(t - w + 1, t + 1): total += v[i]
-            anchor = total / w
-            s1, since = 0.0, 0
-            for i in range(t - w + 1, t + 1): s1 += v[i] - anchor
+            anchor, s1, _ = _reanchor(v, t - w + 1, w)            # (the unused squares: compiled away)
+            since = 0
 
 @numba.njit(cache=True, error_model="numpy")
 def _rsi_col(x, period, out):
@@ -358,9 +358,8 @@ def _mean_ratio_col(v, w, buf, out):
         k += 1
         since += 1
         if since >= w:                                            # re-anchor on the mean, recompute exactly
-            anchor = buf.sum() / w
-            s1, since = 0.0, 0
-            for i in range(w): s1 += buf[i] - anchor
+            anchor, s1, _ = _reanchor(buf, 0, w)
+            since = 0
 
 @numba.njit(cache=True)
 def _mean_ratio_into(v, w, out):

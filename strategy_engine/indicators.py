@@ -119,6 +119,19 @@ def _gap_free(x):
     for t in range(x.shape[0]): nan |= x[t] != x[t]
     return not nan
 
+@numba.njit(inline="always")
+def _reanchor(x, i0, w):
+    "A new anchor, the mean of x[i0:i0 + w] summed in order, and the deviations' sum and sum of squares."
+    total = 0.0
+    for i in range(i0, i0 + w): total += x[i]
+    anchor = total / w
+    s1, s2 = 0.0, 0.0
+    for i in range(i0, i0 + w):
+        d = x[i] - anchor
+        s1 += d
+        s2 += d * d
+    return anchor, s1, s2
+
 @numba.njit(cache=True)
 def _moments_dense(x, w, prior, mean, std, with_std):
     "`_moments_col` of a column without NaN: the same operations in the same order, the window read in place."
@@ -141,14 +154,8 @@ def _moments_dense(x, w, prior, mean, std, with_std):
         last = v
         since += 1
         if since >= w:                                            # re-anchor: the ring's sum, its order
-            total = 0.0
-            for i in range(t - w + 1, t + 1): total += x[i]
-            anchor = total / w
-            s1, s2, since = 0.0, 0.0, 0
-            for i in range(t - w + 1, t + 1):
-                d = x[i] - anchor
-                s1 += d
-                s2 += d * d
+            anchor, s1, s2 = _reanchor(x, t - w + 1, w)
+            since = 0
         if not prior and t + 1 >= w:
             if with_std: mean[t], std[t] = _window_stats(anchor, s1, s2, w, run, last)
             else: mean[t] = last if run >= w else anchor + s1 / w
@@ -184,12 +191,8 @@ def _moments_col(x, w, prior, buf, mean, std, with_std=True):
         k += 1
         since += 1
         if since >= w:                                            # re-anchor on the mean, recompute exactly
-            anchor = buf.sum() / w
-            s1, s2, since = 0.0, 0.0, 0
-            for i in range(w):
-                d = buf[i] - anchor
-                s1 += d
-                s2 += d * d
+            anchor, s1, s2 = _reanchor(buf, 0, w)                 # (w values since k = 0: the ring in order)
+            since = 0
         if not prior and k >= w:
             if with_std: mean[t], std[t] = _window_stats(anchor, s1, s2, w, run, last)
             else: mean[t] = last if run >= w else anchor + s1 / w
@@ -261,11 +264,8 @@ def _mean_ratio_dense(v, w, out):
         last = x
         since += 1
         if since >= w:                                            # re-anchor: the ring's sum, its order
-            total = 0.0
-            for i in range(t - w + 1, t + 1): total += v[i]
-            anchor = total / w
-            s1, since = 0.0, 0
-            for i in range(t - w + 1, t + 1): s1 += v[i] - anchor
+            anchor, s1, _ = _reanchor(v, t - w + 1, w)            # (the unused squares: compiled away)
+            since = 0
 
 @numba.njit(cache=True, error_model="numpy")
 def _rsi_col(x, period, out):
@@ -358,9 +358,8 @@ def _mean_ratio_col(v, w, buf, out):
         k += 1
         since += 1
         if since >= w:                                            # re-anchor on the mean, recompute exactly
-            anchor = buf.sum() / w
-            s1, since = 0.0, 0
-            for i in range(w): s1 += buf[i] - anchor
+            anchor, s1, _ = _reanchor(buf, 0, w)
+            since = 0
 
 @numba.njit(cache=True)
 def _mean_ratio_into(v, w, out):
@@ -478,11 +477,26 @@ def _lanes_out(block, out):
     for t in range(T):
         for k in range(L): out[k, t] = block[t, k]
 
+@numba.njit(inline="always", error_model="numpy")
+def _reanchor_lanes(x, t, w, anchor, s1, s2):
+    "Re-anchor each lane on the mean of rows t-w+1..t of `x` (summed in order); s1, s2 summed anew around it."
+    L = x.shape[1]
+    anchor[:] = 0.0                                               # the window's sum, its order
+    for i in range(t - w + 1, t + 1):
+        for k in range(L): anchor[k] += x[i, k]
+    for k in range(L): anchor[k], s1[k] = anchor[k] / w, 0.0
+    s2[:] = 0.0                                                   # s2 without lanes: the mean alone
+    for i in range(t - w + 1, t + 1):
+        for k in range(L): s1[k] += x[i, k] - anchor[k]
+        for k in range(s2.shape[0]):
+            d = x[i, k] - anchor[k]
+            s2[k] += d * d
+
 @numba.njit(cache=True, error_model="numpy")
 def _mean_ratio_lanes(v, w, out):
     "`_mean_ratio_dense` of each column of the gap-free date-major block `v` (T × lanes), side by side."
     T, L = v.shape
-    s1, anchor, last, total = np.zeros(L), np.empty(L), np.full(L, np.nan), np.empty(L)
+    s1, anchor, last = np.zeros(L), np.empty(L), np.full(L, np.nan)
     run = np.zeros(L, np.int64)
     if T: anchor[:] = v[0]
     since = 0
@@ -499,20 +513,15 @@ def _mean_ratio_lanes(v, w, out):
             run[k] = run[k] + 1 if x == last[k] else 1
             last[k] = x
         since += 1
-        if since >= w:                                            # re-anchor: the window's sum, its order
-            total[:] = 0.0
-            for i in range(t - w + 1, t + 1):
-                for k in range(L): total[k] += v[i, k]
-            for k in range(L): anchor[k], s1[k] = total[k] / w, 0.0
+        if since >= w:                                            # re-anchor (the mean needs only s1)
+            _reanchor_lanes(v, t, w, anchor, s1, s1[:0])
             since = 0
-            for i in range(t - w + 1, t + 1):
-                for k in range(L): s1[k] += v[i, k] - anchor[k]
 
 @numba.njit(cache=True, error_model="numpy")
 def _moments_lanes(x, w, prior, mean, std):
     "`_moments_dense` (with the std) of each column of the gap-free date-major block `x` (T × lanes)."
     T, L = x.shape
-    s1, s2, anchor, last, total = np.zeros(L), np.zeros(L), np.empty(L), np.full(L, np.nan), np.empty(L)
+    s1, s2, anchor, last = np.zeros(L), np.zeros(L), np.empty(L), np.full(L, np.nan)
     run = np.zeros(L, np.int64)
     if T: anchor[:] = x[0]
     lead = min(w - 1 + prior, T)                                  # the rows before the first full window
@@ -532,17 +541,9 @@ def _moments_lanes(x, w, prior, mean, std):
             run[k] = run[k] + 1 if v == last[k] else 1
             last[k] = v
         since += 1
-        if since >= w:                                            # re-anchor: the window's sum, its order
-            total[:] = 0.0
-            for i in range(t - w + 1, t + 1):
-                for k in range(L): total[k] += x[i, k]
-            for k in range(L): anchor[k], s1[k], s2[k] = total[k] / w, 0.0, 0.0
+        if since >= w:                                            # re-anchor on the window mean, exactly
+            _reanchor_lanes(x, t, w, anchor, s1, s2)
             since = 0
-            for i in range(t - w + 1, t + 1):
-                for k in range(L):
-                    d = x[i, k] - anchor[k]
-                    s1[k] += d
-                    s2[k] += d * d
         row = t + 1 if prior else t                               # `prior`: today's window serves tomorrow
         if t + 1 >= w and row < T:
             for k in range(L):                                    # `_window_stats`, both branches computed

@@ -41,25 +41,30 @@ class BreakoutParams(StrategyParams):
                               description="emit short signals (-1); NSE cash shorts need futures")
 
 # %% ../../nbs/13_breakout.ipynb #416ae524
+@numba.njit(inline="always", error_model="numpy")
+def _breakout_step(cc, s_, r_, vv, vol_thr, scale, allow_short, state, cf):   # pragma: no cover
+    "One bar of the rule (close, support, resistance, volume ratio): the position and latest entry's score."
+    valid = np.isfinite(cc) & np.isfinite(s_) & np.isfinite(r_) & np.isfinite(vv)
+    heavy = vv >= vol_thr                                     # & not `and`: no unpredictable branches
+    up = (cc > r_) & heavy
+    down = allow_short & (cc < s_) & heavy
+    # no `if` on the data: both outcomes computed, one kept (a select, not an unpredictable branch)
+    enter = valid & (up != down)
+    mid = 0.5 * (s_ + r_)
+    held = 0 if ((state == 1) & (cc < mid)) | ((state == -1) & (cc > mid)) else state   # exit, or hold
+    state = (1 if up else -1) if enter else (held if valid else 0)
+    depth = cc / r_ - 1.0 if up else -(cc / s_ - 1.0)
+    s_brk = min(max(depth / scale, 0.0), 1.0)
+    s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+    cf = (s_brk + s_vol) / 2.0 if enter else cf               # the latest entry's score
+    return state, cf
+
 @numba.njit(cache=True, error_model="numpy")
 def _breakout_rule(c, sup, res, v, vol_thr, scale, allow_short, sig, conf):   # pragma: no cover
     "The rule on one symbol's column from its channel and volume ratio."
     state, cf = 0, 0.0
     for t in range(c.shape[0]):
-        cc, s_, r_, vv = c[t], sup[t], res[t], v[t]
-        valid = np.isfinite(cc) & np.isfinite(s_) & np.isfinite(r_) & np.isfinite(vv)
-        heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
-        up = (cc > r_) & heavy
-        down = allow_short & (cc < s_) & heavy
-        # no `if` on the data: both outcomes computed, one kept (a select, not an unpredictable branch)
-        enter = valid & (up != down)
-        mid = 0.5 * (s_ + r_)
-        held = 0 if ((state == 1) & (cc < mid)) | ((state == -1) & (cc > mid)) else state   # exit, or hold
-        state = (1 if up else -1) if enter else (held if valid else 0)
-        depth = cc / r_ - 1.0 if up else -(cc / s_ - 1.0)
-        s_brk = min(max(depth / scale, 0.0), 1.0)
-        s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
-        cf = (s_brk + s_vol) / 2.0 if enter else cf           # the latest entry's score
+        state, cf = _breakout_step(c[t], sup[t], res[t], v[t], vol_thr, scale, allow_short, state, cf)
         sig[t] = state                                        # every cell written: outputs need no zeroing
         conf[t] = cf if state != 0 else 0.0
 
@@ -69,21 +74,9 @@ def _breakout_rule_lanes(c, sup, res, v, vol_thr, scale, allow_short, sig, conf)
     T, L = c.shape
     state, cf = np.zeros(L, np.int64), np.zeros(L)
     for t in range(T):
-        for k in range(L):
-            cc, s_, r_, vv = c[t, k], sup[t, k], res[t, k], v[t, k]
-            valid = np.isfinite(cc) & np.isfinite(s_) & np.isfinite(r_) & np.isfinite(vv)
-            heavy = vv >= vol_thr
-            up = (cc > r_) & heavy
-            down = allow_short & (cc < s_) & heavy
-            enter = valid & (up != down)
-            mid = 0.5 * (s_ + r_)
-            s = state[k]
-            held = 0 if ((s == 1) & (cc < mid)) | ((s == -1) & (cc > mid)) else s
-            s = (1 if up else -1) if enter else (held if valid else 0)
-            depth = cc / r_ - 1.0 if up else -(cc / s_ - 1.0)
-            s_brk = min(max(depth / scale, 0.0), 1.0)
-            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
-            f = (s_brk + s_vol) / 2.0 if enter else cf[k]
+        for k in range(L):                                    # the column rule's step, a lane at a time
+            s, f = _breakout_step(c[t, k], sup[t, k], res[t, k], v[t, k], vol_thr, scale, allow_short,
+                                  state[k], cf[k])
             state[k], cf[k] = s, f
             sig[t, k] = s
             conf[t, k] = f if s != 0 else 0.0

@@ -44,24 +44,31 @@ class MeanReversionParams(StrategyParams):
                               description="emit short signals (-1); NSE cash shorts need futures")
 
 # %% ../../nbs/12_mean_reversion.ipynb #703ab749
+@numba.njit(inline="always", error_model="numpy")
+def _mean_reversion_step(c, bb, vv, vol_thr, exit_b, depth_scale, allow_short, state,
+                         cf):   # pragma: no cover
+    "One bar of the rule (close c, %b, volume ratio): the position and latest entry's score after it."
+    valid = np.isfinite(c) & np.isfinite(bb) & np.isfinite(vv)
+    heavy = vv >= vol_thr                                     # & not `and`: no unpredictable branches
+    up = (bb < 0) & heavy
+    down = allow_short & (bb > 1) & heavy
+    # no `if` on the data: both outcomes computed, one kept (a select, not an unpredictable branch)
+    enter = valid & (up != down)
+    held = 0 if ((state == 1) & (bb >= exit_b)) | ((state == -1) & (bb <= 1.0 - exit_b)) else state
+    state = (1 if up else -1) if enter else (held if valid else 0)
+    depth = -bb if up else bb - 1.0
+    s_dev = min(max(depth / depth_scale, 0.0), 1.0)
+    s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+    cf = (s_dev + s_vol) / 2.0 if enter else cf               # the latest entry's score
+    return state, cf
+
 @numba.njit(cache=True, error_model="numpy")
 def _mean_reversion_rule(c, b, v, vol_thr, exit_b, depth_scale, allow_short, sig, conf):   # pragma: no cover
     "The rule on one symbol's column: entries, exits, score and held position, from its %b and volume ratio."
     state, cf = 0, 0.0
     for t in range(c.shape[0]):
-        bb, vv = b[t], v[t]
-        valid = np.isfinite(c[t]) & np.isfinite(bb) & np.isfinite(vv)
-        heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
-        up = (bb < 0) & heavy
-        down = allow_short & (bb > 1) & heavy
-        # no `if` on the data: both outcomes computed, one kept (a select, not an unpredictable branch)
-        enter = valid & (up != down)
-        held = 0 if ((state == 1) & (bb >= exit_b)) | ((state == -1) & (bb <= 1.0 - exit_b)) else state
-        state = (1 if up else -1) if enter else (held if valid else 0)
-        depth = -bb if up else bb - 1.0
-        s_dev = min(max(depth / depth_scale, 0.0), 1.0)
-        s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
-        cf = (s_dev + s_vol) / 2.0 if enter else cf           # the latest entry's score
+        state, cf = _mean_reversion_step(c[t], b[t], v[t], vol_thr, exit_b, depth_scale, allow_short, state,
+                                         cf)
         sig[t] = state                                        # every cell written: outputs need no zeroing
         conf[t] = cf if state != 0 else 0.0
 
@@ -72,20 +79,9 @@ def _mean_reversion_rule_lanes(c, b, v, vol_thr, exit_b, depth_scale, allow_shor
     T, L = c.shape
     state, cf = np.zeros(L, np.int64), np.zeros(L)
     for t in range(T):
-        for k in range(L):
-            bb, vv = b[t, k], v[t, k]
-            valid = np.isfinite(c[t, k]) & np.isfinite(bb) & np.isfinite(vv)
-            heavy = vv >= vol_thr
-            up = (bb < 0) & heavy
-            down = allow_short & (bb > 1) & heavy
-            enter = valid & (up != down)
-            s = state[k]
-            held = 0 if ((s == 1) & (bb >= exit_b)) | ((s == -1) & (bb <= 1.0 - exit_b)) else s
-            s = (1 if up else -1) if enter else (held if valid else 0)
-            depth = -bb if up else bb - 1.0
-            s_dev = min(max(depth / depth_scale, 0.0), 1.0)
-            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
-            f = (s_dev + s_vol) / 2.0 if enter else cf[k]
+        for k in range(L):                                    # the column rule's step, a lane at a time
+            s, f = _mean_reversion_step(c[t, k], b[t, k], v[t, k], vol_thr, exit_b, depth_scale, allow_short,
+                                        state[k], cf[k])
             state[k], cf[k] = s, f
             sig[t, k] = s
             conf[t, k] = f if s != 0 else 0.0

@@ -53,24 +53,30 @@ class MomentumParams(StrategyParams):
         return self
 
 # %% ../../nbs/11_momentum.ipynb #93a91e75
+@numba.njit(inline="always", error_model="numpy")
+def _momentum_step(c, ms, ml, rr, vv, rsi_entry, vol_thr, scale, allow_short, state, cf):   # pragma: no cover
+    "One bar of the rule (close, momenta, RSI, volume ratio): the position and latest entry's score after it."
+    valid = np.isfinite(c) & np.isfinite(ms) & np.isfinite(ml) & np.isfinite(rr) & np.isfinite(vv)
+    heavy = vv >= vol_thr                                     # & not `and`: no unpredictable branches
+    up = (ms > 0) & (ml > 0) & (rr >= rsi_entry) & heavy
+    down = allow_short & (ms < 0) & (ml < 0) & (rr <= 100.0 - rsi_entry) & heavy
+    # no `if` on the data: both outcomes computed, one kept (a select, not an unpredictable branch)
+    enter = valid & (up != down)
+    held = 0 if ((state == 1) & (ms <= 0)) | ((state == -1) & (ms >= 0)) else state   # exit, or hold
+    state = (1 if up else -1) if enter else (held if valid else 0)
+    s_mom = min(max(abs(ms) / scale, 0.0), 1.0)
+    s_rsi = min(max((abs(rr - 50.0) - (rsi_entry - 50.0)) / (50.0 - (rsi_entry - 50.0)), 0.0), 1.0)
+    s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
+    cf = (s_mom + s_rsi + s_vol) / 3.0 if enter else cf       # the latest entry's score
+    return state, cf
+
 @numba.njit(cache=True, error_model="numpy")
 def _momentum_rule(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_short, sig, conf):   # pragma: no cover
     "The rule on one symbol's column: entries, exits, score and the held position, from its indicators."
     state, cf = 0, 0.0
     for t in range(c.shape[0]):
-        ms, ml, rr, vv = ms_[t], ml_[t], r[t], v[t]
-        valid = np.isfinite(c[t]) & np.isfinite(ms) & np.isfinite(ml) & np.isfinite(rr) & np.isfinite(vv)
-        heavy = vv >= vol_thr                                 # & not `and`: no unpredictable branches
-        up = (ms > 0) & (ml > 0) & (rr >= rsi_entry) & heavy
-        down = allow_short & (ms < 0) & (ml < 0) & (rr <= 100.0 - rsi_entry) & heavy
-        # no `if` on the data: both outcomes computed, one kept (a select, not an unpredictable branch)
-        enter = valid & (up != down)
-        held = 0 if ((state == 1) & (ms <= 0)) | ((state == -1) & (ms >= 0)) else state   # exit, or hold
-        state = (1 if up else -1) if enter else (held if valid else 0)
-        s_mom = min(max(abs(ms) / scale, 0.0), 1.0)
-        s_rsi = min(max((abs(rr - 50.0) - (rsi_entry - 50.0)) / (50.0 - (rsi_entry - 50.0)), 0.0), 1.0)
-        s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
-        cf = (s_mom + s_rsi + s_vol) / 3.0 if enter else cf   # the latest entry's score
+        state, cf = _momentum_step(c[t], ms_[t], ml_[t], r[t], v[t], rsi_entry, vol_thr, scale, allow_short,
+                                   state, cf)
         sig[t] = state                                        # every cell written: outputs need no zeroing
         conf[t] = cf if state != 0 else 0.0
 
@@ -81,21 +87,9 @@ def _momentum_rule_lanes(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_sho
     T, L = c.shape
     state, cf = np.zeros(L, np.int64), np.zeros(L)
     for t in range(T):
-        for k in range(L):
-            ms, ml, rr, vv = ms_[t, k], ml_[t, k], r[t, k], v[t, k]
-            valid = (np.isfinite(c[t, k]) & np.isfinite(ms) & np.isfinite(ml) & np.isfinite(rr)
-                     & np.isfinite(vv))
-            heavy = vv >= vol_thr
-            up = (ms > 0) & (ml > 0) & (rr >= rsi_entry) & heavy
-            down = allow_short & (ms < 0) & (ml < 0) & (rr <= 100.0 - rsi_entry) & heavy
-            enter = valid & (up != down)
-            s = state[k]
-            held = 0 if ((s == 1) & (ms <= 0)) | ((s == -1) & (ms >= 0)) else s
-            s = (1 if up else -1) if enter else (held if valid else 0)
-            s_mom = min(max(abs(ms) / scale, 0.0), 1.0)
-            s_rsi = min(max((abs(rr - 50.0) - (rsi_entry - 50.0)) / (50.0 - (rsi_entry - 50.0)), 0.0), 1.0)
-            s_vol = min(max((vv - vol_thr) / (2.0 * vol_thr - vol_thr), 0.0), 1.0)
-            f = (s_mom + s_rsi + s_vol) / 3.0 if enter else cf[k]
+        for k in range(L):                                    # the column rule's step, a lane at a time
+            s, f = _momentum_step(c[t, k], ms_[t, k], ml_[t, k], r[t, k], v[t, k], rsi_entry, vol_thr, scale,
+                                  allow_short, state[k], cf[k])
             state[k], cf[k] = s, f
             sig[t, k] = s
             conf[t, k] = f if s != 0 else 0.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import difflib
+import hashlib
 import math
 import os
 import re
@@ -25,11 +26,11 @@ if TYPE_CHECKING:     # pydantic loads where it is used: `import strategy_engine
 import strategy_engine
 
 # %% auto #0
-__all__ = ['PARALLEL_MIN_CELLS', 'DEFAULT_COST_BPS', 'SECRET_WORDS', 'project_root', 'config_dir', 'runs_dir', 'sample_data_dir',
-           'numba_cache_dir', 'thread_blocks', 'reuse_freed_memory', 'StrategyEngineError', 'DataError', 'ConfigError',
-           'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error', 'allowed_values',
-           'explain_validation_error', 'check_cost', 'is_secret_name', 'secrets_from_environment', 'redact',
-           'redact_query', 'redact_url', 'guarded']
+__all__ = ['NUMBA_CACHE_VERSIONS', 'PARALLEL_MIN_CELLS', 'DEFAULT_COST_BPS', 'SECRET_WORDS', 'project_root', 'config_dir',
+           'runs_dir', 'sample_data_dir', 'kernel_sources_key', 'numba_cache_dir', 'thread_blocks',
+           'reuse_freed_memory', 'StrategyEngineError', 'DataError', 'ConfigError', 'UnknownNameError', 'did_you_mean',
+           'check_names', 'expect_error', 'allowed_values', 'explain_validation_error', 'check_cost', 'is_secret_name',
+           'secrets_from_environment', 'redact', 'redact_query', 'redact_url', 'guarded']
 
 # %% ../nbs/00_core.ipynb #4b3cddee
 def project_root() -> Path:
@@ -52,12 +53,44 @@ def sample_data_dir() -> Path | None:
     return path.resolve() if path.is_dir() else None
 
 # %% ../nbs/00_core.ipynb #2fa9f7c8
-def numba_cache_dir() -> Path:
-    "Where numba caches kernels: `$NUMBA_CACHE_DIR`, else `$XDG_CACHE_HOME` or `~/.cache` + /strategy-engine."
-    env = os.environ.get("NUMBA_CACHE_DIR")
-    if env: return Path(env)
+NUMBA_CACHE_VERSIONS = 4       # cache folders of other kernel sources kept (each a full compile: ~100 s CPU)
+# what defines a numba kernel: a module holding one is part of the kernels' cache key
+_KERNEL_DEFINITION = re.compile(rb"@(?:numba\.)?(?:njit|jit|vectorize|guvectorize|stencil)\b")
+
+def kernel_sources_key(package: Path | str | None = None) -> str:
+    "A hash of the modules of `package` (default: this one) that define numba kernels: paths and bytes."
+    root = Path(package) if package is not None else Path(strategy_engine.__file__).parent
+    digest = hashlib.sha256()
+    for file in sorted(root.rglob("*.py")):
+        source = file.read_bytes()
+        if b"numba" in source and _KERNEL_DEFINITION.search(source):
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0" + source + b"\0")
+    return digest.hexdigest()[:16]
+
+def _numba_cache_root() -> Path:
+    "The user cache's numba folder: `$XDG_CACHE_HOME` or `~/.cache`, + /strategy-engine/numba."
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "strategy-engine" / "numba"
+
+def _ours(folder: str) -> bool:
+    "Whether `folder` is one of the per-source folders this module names (passed on by a parent process)."
+    path = Path(folder)
+    return path.parent == _numba_cache_root() and path.name.startswith("kernels-")
+
+def numba_cache_dir() -> Path:
+    "Where numba caches kernels: `$NUMBA_CACHE_DIR` as set, else the user cache's folder for this code."
+    env = os.environ.get("NUMBA_CACHE_DIR")
+    if env and not _ours(env): return Path(env)
+    return _numba_cache_root() / f"kernels-{kernel_sources_key()}"
+
+def _prune_numba_caches(current: Path, keep: int = NUMBA_CACHE_VERSIONS, age: float = 86_400.0) -> None:
+    "Remove the cache folders of other kernel code beyond the newest `keep`, once `age` seconds untouched."
+    import shutil
+    import time
+    others = sorted((p for p in current.parent.glob("kernels-*") if p != current),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in others[keep:]:
+        if time.time() - old.stat().st_mtime > age: shutil.rmtree(old, ignore_errors=True)
 
 PARALLEL_MIN_CELLS = 200_000   # below this many cells (dates × symbols) a kernel stays on the calling thread
 
@@ -71,9 +104,13 @@ def thread_blocks(n: int, cells: int) -> int:
 
 def _use_user_numba_cache() -> None:
     "Point numba's cache at `numba_cache_dir()` before any kernel is compiled (a set NUMBA_CACHE_DIR wins)."
-    if os.environ.get("NUMBA_CACHE_DIR"): return
+    env = os.environ.get("NUMBA_CACHE_DIR")
+    if env and not _ours(env): return
     path = numba_cache_dir()
-    try: path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        os.utime(path)                          # in use: the pruning of other processes keeps it
+        _prune_numba_caches(path)
     except OSError: return                      # read-only home: leave numba's default (beside the source)
     if not os.access(path, os.W_OK): return
     os.environ["NUMBA_CACHE_DIR"] = str(path)

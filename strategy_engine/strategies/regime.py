@@ -5,6 +5,7 @@
 # %% ../../nbs/17_regime.ipynb #fe922dd7
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import warnings
@@ -80,10 +81,16 @@ def _name_components(means: np.ndarray) -> np.ndarray:
     ranging = next(k for k in rest if k != trending)
     return np.array([trending, ranging, volatile])
 
+@functools.cache
+def _thread_pools():
+    "The BLAS and OpenMP pools loaded once scikit-learn is (found once: `threadpool_limits` looks each time)."
+    from sklearn.mixture import GaussianMixture  # noqa: F401 - its OpenMP and BLAS libraries, loaded
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
+
 def fit_mixture(F: np.ndarray, fit: RegimeFitParams | None = None) -> dict[str, np.ndarray]:
     "Fit the 3-component Gaussian mixture to feature rows `F` (all finite); arrays in `REGIMES` order."
     from sklearn.mixture import GaussianMixture
-    from threadpoolctl import threadpool_limits
     f = fit or RegimeFitParams()
     F = np.asarray(F, dtype=np.float64)
     key = hashlib.sha256(
@@ -97,7 +104,7 @@ def fit_mixture(F: np.ndarray, fit: RegimeFitParams | None = None) -> dict[str, 
     gm = GaussianMixture(len(REGIMES), covariance_type="full", n_init=f.n_init, random_state=f.seed,
                          reg_covar=1e-6)
     # one thread: deterministic, and 10x faster than 2 contended BLAS/OpenMP threads
-    with threadpool_limits(1):
+    with _thread_pools().limit(limits=1):
         gm.fit((F - mean) / std)
     order = _name_components(gm.means_)
     out = {"feature_mean": mean, "feature_std": std, "weights": gm.weights_[order], "means": gm.means_[order],

@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #c3271439
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import difflib
 import hashlib
@@ -103,16 +104,17 @@ def thread_blocks(n: int, cells: int) -> int:
     return min(n, 4 * threads)
 
 def _use_user_numba_cache() -> None:
-    "Point numba's cache at `numba_cache_dir()` before any kernel is compiled (a set NUMBA_CACHE_DIR wins)."
+    "Point numba's cache at `numba_cache_dir()` before any kernel compiles (a user's NUMBA_CACHE_DIR wins)."
     env = os.environ.get("NUMBA_CACHE_DIR")
     if env and not _ours(env): return
     path = numba_cache_dir()
     try:
         path.mkdir(parents=True, exist_ok=True)
         os.utime(path)                          # in use: the pruning of other processes keeps it
-        _prune_numba_caches(path)
     except OSError: return                      # read-only home: leave numba's default (beside the source)
     if not os.access(path, os.W_OK): return
+    # another process pruning at the same time: a folder gone under this one is its work, not an error
+    with contextlib.suppress(OSError): _prune_numba_caches(path)
     os.environ["NUMBA_CACHE_DIR"] = str(path)
     # numba reads its settings on import: update them if it came first
     numba = sys.modules.get("numba")

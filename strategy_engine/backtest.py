@@ -18,6 +18,7 @@ from strategy_engine.core import (
     ConfigError,
     DataError,
     UnknownNameError,
+    as_matrix,
     check_cost,
     did_you_mean,
     thread_blocks,
@@ -226,7 +227,7 @@ def _returns_k(close: np.ndarray) -> np.ndarray:
 
 def close_returns(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Prices under the missing-bar rule and their close-to-close returns (0 on day 0 and on days with no bar)."
-    close = np.asfortranarray(close, dtype="float64")
+    close = as_matrix(close)
     return _prices(close), _returns_k(close)
 
 @numba.njit(cache=True)
@@ -338,7 +339,7 @@ def backtest(bars: Bars | pd.DataFrame,        # `Bars`, or a date × symbol Dat
     close = _close_frame(bars)
     target = align_weights(weights, close)
     dates, w = close.index, target.to_numpy()
-    c = np.asfortranarray(close.to_numpy(dtype="float64"))
+    c = as_matrix(close)
     if books is not None:
         codes, names = _book_codes(books, close.columns, weights.columns)
         paths = _run_books(w, None, cost, codes, len(names), True, close=c)

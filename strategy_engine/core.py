@@ -23,12 +23,13 @@ from urllib.parse import parse_qsl, urlsplit
 if TYPE_CHECKING:     # pydantic loads where it is used: `import strategy_engine.backtest` never needs it
     from pydantic import BaseModel, ValidationError
     from pydantic.fields import FieldInfo
+    import numpy as np
 
 import strategy_engine
 
 # %% auto #0
 __all__ = ['NUMBA_CACHE_VERSIONS', 'PARALLEL_MIN_CELLS', 'DEFAULT_COST_BPS', 'SECRET_WORDS', 'project_root', 'config_dir',
-           'runs_dir', 'sample_data_dir', 'kernel_sources_key', 'numba_cache_dir', 'thread_blocks',
+           'runs_dir', 'sample_data_dir', 'kernel_sources_key', 'numba_cache_dir', 'thread_blocks', 'as_matrix',
            'reuse_freed_memory', 'StrategyEngineError', 'DataError', 'ConfigError', 'UnknownNameError', 'did_you_mean',
            'check_names', 'expect_error', 'allowed_values', 'explain_validation_error', 'check_cost', 'is_secret_name',
            'secrets_from_environment', 'redact', 'redact_query', 'redact_url', 'guarded']
@@ -102,6 +103,16 @@ def thread_blocks(n: int, cells: int) -> int:
     if threads == 1 or cells < PARALLEL_MIN_CELLS: return 1
     if threading.current_thread() is not threading.main_thread(): return 1   # workqueue: one at a time
     return min(n, 4 * threads)
+
+def as_matrix(x: Any, dtype: Any = None) -> np.ndarray:
+    "A date × symbol frame's (or array's) values as a read-only column-major array (float64 unless `dtype`)."
+    import numpy as np
+    dtype = np.float64 if dtype is None else dtype
+    m = np.asfortranarray(x.to_numpy(dtype=dtype) if hasattr(x, "to_numpy") else x, dtype=dtype)
+    if m.flags.writeable:                         # a view: the caller's array keeps its own flag
+        m = m.view()
+        m.flags.writeable = False
+    return m
 
 def _use_user_numba_cache() -> None:
     "Point numba's cache at `numba_cache_dir()` before any kernel compiles (a user's NUMBA_CACHE_DIR wins)."

@@ -157,7 +157,7 @@ def apply_stops(signal: np.ndarray,                 # date × symbol in {-1, 0, 
                 atr_mult: float | None = None,      # stop distance in ATRs at entry
                 ) -> tuple[np.ndarray, np.ndarray]:
     "The signal with stopped positions flat until the signal resets, and the bool matrix of stop exits."
-    sig = np.asfortranarray(signal, dtype=np.int8)
+    sig = as_matrix(signal, np.int8)
     if not stop_pct and not atr_mult: return sig, np.zeros(sig.shape, np.bool_)
     if atr_mult and atr is None: raise ConfigError("apply_stops: atr_mult needs the ATR matrix `atr`.")
     c = as_matrix(close)
@@ -299,7 +299,7 @@ def fused_caps(held: np.ndarray, limits: RiskLimits, codes: np.ndarray | None = 
     groups = codes if codes is not None else np.zeros(N, np.intp)
     group_cap = limits.sector_cap if codes is not None and limits.sector_cap is not None else np.inf
     w, removed = np.empty((N, T)).T, np.zeros((T, 4))
-    _caps_k(np.asfortranarray(held, dtype=np.int8), float(limits.max_position_size), groups.astype(np.int64),
+    _caps_k(as_matrix(held, np.int8), float(limits.max_position_size), groups.astype(np.int64),
             int(groups.max(initial=0)) + 1, float(group_cap),
             float(limits.max_gross), float(limits.max_net), SLACK, w, removed)
     steps = ("position_cap", "sector_cap", "gross", "net")

@@ -26,6 +26,8 @@ from pydantic.fields import FieldInfo
 
 from ..core import (ConfigError, DataError, UnknownNameError, allowed_values, config_dir,
                                   did_you_mean, explain_validation_error)
+# noqa: F401 (re-exported: the strategies' door into their kernels)
+from ..core import as_matrix
 from ..data import Bars
 from .universes import (  # noqa: F401 (re-exported: the names stay here too)
     NIFTY50_SAMPLE, NSE_LARGE_CAPS, UNIVERSES)
@@ -35,7 +37,7 @@ __all__ = ['FACTS', 'STRATEGIES_ENV', 'StrategyParams', 'RiskLimits', 'StrategyC
            'strategy_config_path', 'load_config', 'StrategySpec', 'register_strategy', 'available_strategies',
            'known_strategies', 'strategy_folders', 'get_strategy', 'registered_strategies', 'strategy_names',
            'default_strategies', 'universe_symbols', 'as_config', 'run_strategy', 'LazyMetadata', 'SignalFrame',
-           'hold_positions', 'signal_buffers', 'as_matrix', 'ramp', 'Violation', 'lookahead_violations']
+           'hold_positions', 'signal_buffers', 'ramp', 'Violation', 'lookahead_violations']
 
 # %% ../../nbs/10_strategy_base.ipynb #2c24900e
 from typing import Literal
@@ -786,24 +788,19 @@ def hold_positions(enter_long: np.ndarray, enter_short: np.ndarray, exit_long: n
                    exit_short: np.ndarray, score: np.ndarray,
                    valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     "Positions opened by entry rules and held until exit rules, the latest entry's score as confidence."
-    rules = [np.asfortranarray(a, dtype=np.bool_)
-             for a in (enter_long, enter_short, exit_long, exit_short, valid)]
+    rules = [as_matrix(a, np.bool_) for a in (enter_long, enter_short, exit_long, exit_short, valid)]
     shape = rules[0].shape
     if len(shape) != 2 or any(a.shape != shape for a in rules) or np.shape(score) != shape:
         raise DataError("hold_positions: all rule matrices must have the same 2-D shape, got "
                         f"{[a.shape for a in rules]}.")
     el, es, xl, xs, ok = rules
     # one layout: one compile
-    return _hold_kernel(el, es, xl, xs, np.asfortranarray(score, dtype=np.float64), ok)
+    return _hold_kernel(el, es, xl, xs, as_matrix(score), ok)
 
 def signal_buffers(like: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     "Empty column-major signal (int8) and confidence (float64) arrays shaped like `like`, for a rule kernel."
     t, n = like.shape
     return np.empty((n, t), np.int8).T, np.empty((n, t)).T    # numpy's memory (huge pages), not the kernel's
-
-def as_matrix(x: Any) -> np.ndarray:
-    "A date × symbol frame's values as a float64 column-major array, the layout the compiled kernels expect."
-    return np.asfortranarray(x.to_numpy(dtype=np.float64) if hasattr(x, "to_numpy") else x, dtype=np.float64)
 
 def ramp(x: Any, start: float, full: float) -> np.ndarray:
     "0 at `start`, 1 at `full`, linear between and clipped to [0, 1] (NaN stays NaN)."

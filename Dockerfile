@@ -45,10 +45,12 @@ RUN pip install --no-cache-dir --no-deps -e . \
 USER 10001:10001
 # The numba cache in the user's cache folder (strategy_engine.core.numba_cache_dir), named so build and run agree.
 ENV NUMBA_CACHE_DIR=/home/engine/.cache/strategy-engine/numba
-# Warm-up: one daily run on the synthetic universe compiles every numba kernel of the daily job into $NUMBA_CACHE_DIR,
-# so a fresh container does not spend ~45 s compiling on its first run (make image-check checks it compiles none).
-RUN strategy-engine run daily --as-of latest --data synthetic --archive /tmp/warm --warehouse duckdb:////tmp/warm/wh.duckdb \
-        --no-alerts --no-log-output \
+# Warm-up: one day (validate, daily, report) on the synthetic universe compiles every numba kernel the scheduled
+# stages run into $NUMBA_CACHE_DIR, so a fresh container does not spend ~45 s compiling on its first run; the kernels
+# take one type whatever the data source (core.as_matrix), so the market store's runs find them too (make
+# image-check checks that a day in the image compiles none).
+RUN strategy-engine run day --as-of latest --data synthetic --archive /tmp/warm --warehouse duckdb:////tmp/warm/wh.duckdb \
+        --no-alerts \
  && rm -rf /tmp/warm
 ENTRYPOINT ["strategy-engine"]
 CMD ["--help"]

@@ -303,7 +303,7 @@ def _run_books(w: np.ndarray, r: np.ndarray | None, cost_bps: float, codes: np.n
     by_column = not books[0].flags.c_contiguous or books.shape[-1] == 1
     if r is None and close is None: raise ValueError("_run_books needs the returns r or the closes.")
     # row-major weights: the returns first
-    if r is None and not by_column: r = _returns_k(np.asfortranarray(close))
+    if r is None and not by_column: r = _returns_k(as_matrix(close))
     # returns inside the kernel
     if r is None: r, close = np.empty((0, 0)), np.asarray(close, dtype="float64")
     else: r, close = np.asarray(r, dtype="float64"), np.empty((0, 0))

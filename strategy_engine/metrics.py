@@ -12,7 +12,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from .core import ConfigError, DataError
+from .core import ConfigError, DataError, as_matrix
 
 # %% auto #0
 __all__ = ['PERIODS_PER_YEAR', 'Returns', 'SUMMARY_COLUMNS', 'total_return', 'cagr', 'annual_volatility', 'sharpe_ratio',
@@ -181,8 +181,7 @@ def _metrics(returns: Returns, periods: float = PERIODS_PER_YEAR, risk_free: flo
              required_return: float | None = None) -> tuple[np.ndarray, pd.DataFrame, bool]:
     "The kernel's table (column × `_STATS`) of checked returns, the returns as a frame, and if a Series."
     frame, is_series = _as_frame(returns)
-    x = frame.to_numpy(dtype="float64", na_value=np.nan)
-    if not x.flags.f_contiguous: x = np.asfortranarray(x)                 # columns contiguous: one pass each
+    x = as_matrix(frame.to_numpy(dtype="float64", na_value=np.nan))      # columns contiguous: one pass each
     req = float(risk_free if required_return is None else required_return)
     stats = _metrics_k(x, float(periods), float(risk_free), req)
     bad = stats[:, _AT["bad"]]

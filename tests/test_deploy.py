@@ -69,16 +69,16 @@ def test_dockerfile_is_multistage_nonroot_cpu_torch():
                 if not src.startswith("--"): assert (ROOT / src).exists(), f"Dockerfile copies missing {src}"
 
 
-def test_dockerfile_warm_up_is_a_daily_run_that_needs_no_data():
-    """The image's warm-up command is a valid `run daily` on the synthetic universe, so it passes on a bare
-    image (no sample beside it; `test_make_run_on_a_bare_clone...` runs that command from a bare clone),
-    compiling for the generic CPU the image runs on. That it fills the cache the image's runs use is checked
-    where that happens, in the built image: `make image-check` counts the compiled kernels the warm-up left
-    and fails when the image's own daily run compiles one more (a cold compile here cost ~30 s of CPU)."""
+def test_dockerfile_warm_up_is_a_day_that_needs_no_data():
+    """The image's warm-up command is a valid `run day` (validate, daily, report: every scheduled stage's
+    kernels) on the synthetic universe, so it passes on a bare image (no sample beside it), compiling for the
+    generic CPU the image runs on. That it fills the cache the image's runs use is checked where that happens,
+    in the built image: `make image-check` counts the compiled kernels the warm-up left and fails when a day
+    run in the image compiles one more (a cold compile here cost ~30 s of CPU)."""
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     [line] = [x for x in text.splitlines() if x.startswith("RUN strategy-engine ")]
     args = shlex.split(line.split("&&")[0])[2:]
-    assert "NUMBA_CPU_NAME=generic" in text and args[:2] == ["run", "daily"]
+    assert "NUMBA_CPU_NAME=generic" in text and args[:2] == ["run", "day"]
     parsed = build_parser().parse_args(args)                                 # a valid command line
     assert parsed.data == "synthetic" and parsed.as_of == "latest", args
 

@@ -60,12 +60,12 @@ run: $(RUNTIME_STAMP)  ## run the daily production job for the last date of the 
 	$(BIN)/strategy-engine run daily --as-of latest
 
 # The three set-ups are independent: built side by side (-j3), the checkov environment and the system packages
-# cost nothing beside .venv's install.
+# cost nothing beside .venv's install. warm-kernels (numba compiling on one core) and lint (mypy on one core) are
+# independent too: side by side, each target's output printed whole (~40 s saved on a cold cache, ~1 s warm).
 test:  ## sync check + lint + notebook tests + pytest (infra checks included)
 	$(MAKE) --no-print-directory -j3 $(DEV_STAMP) $(SYSTEM_STAMP) $(CHECKOV_STAMP)
 	$(MAKE) --no-print-directory sync-check
-	$(MAKE) --no-print-directory warm-kernels
-	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target warm-kernels lint
 	$(MAKE) --no-print-directory nbtest
 	$(MAKE) --no-print-directory pytest
 

@@ -61,7 +61,7 @@ run: $(RUNTIME_STAMP)  ## run the daily production job for the last date of the 
 
 # The three set-ups are independent: built side by side (-j3), the checkov environment and the system packages
 # cost nothing beside .venv's install. warm-kernels (numba compiling on one core) and lint (mypy on one core) are
-# independent too: side by side, each target's output printed whole (~40 s saved on a cold cache, ~1 s warm).
+# independent too: side by side, each target's output printed whole (~15 s saved on a cold cache here).
 test:  ## sync check + lint + notebook tests + pytest (infra checks included)
 	$(MAKE) --no-print-directory -j3 $(DEV_STAMP) $(SYSTEM_STAMP) $(CHECKOV_STAMP)
 	$(MAKE) --no-print-directory sync-check

@@ -24,10 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
-from ..core import (ConfigError, DataError, UnknownNameError, allowed_values, config_dir,
-                                  did_you_mean, explain_validation_error)
-# noqa: F401 (re-exported: the strategies' door into their kernels)
-from ..core import as_matrix
+from ..core import (ConfigError, DataError, UnknownNameError, allowed_values, as_matrix,
+                                  config_dir, did_you_mean, explain_validation_error)
 from ..data import Bars
 from .universes import (  # noqa: F401 (re-exported: the names stay here too)
     NIFTY50_SAMPLE, NSE_LARGE_CAPS, UNIVERSES)

@@ -16,13 +16,12 @@ UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 FIND_LINKS = $(or $(PIP_FIND_LINKS),$(shell $(BIN)/python -m pip config get global.find-links 2>/dev/null))
 UV_INSTALL = $(UV) pip install -q $(foreach d,$(FIND_LINKS),--find-links $(d)) --python
-# pip compiled every installed file to bytecode on one core, and uv does not by default; compileall does it on
-# every core. Files written for other Python versions (torch ships some) fail to compile, as they did under pip.
-COMPILE = $(BIN)/python -m compileall -qq -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" || true
+# Bytecode is written by the processes that import a module, once (PYTHONDONTWRITEBYTECODE, set on this machine, is
+# cleared for every command make runs): compiling all of site-packages up front (18,000 files, most never imported)
+# took ~36 s of the set-up on two cores, and without bytecode every process (each CLI run, each kernel) recompiles
+# every module it imports.
+export PYTHONDONTWRITEBYTECODE :=
 # checkov lives in its own environment (its pins would downgrade packages of .venv): infra/requirements-checkov.txt
-# The package's own bytecode, written once per change of a module: where PYTHONDONTWRITEBYTECODE is set (this
-# machine, the image), every process (each CLI run, each kernel) otherwise recompiles each module it imports.
-PACKAGE_BYTECODE = $(BIN)/python -m compileall -qq strategy_engine
 CHECKOV_VENV := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
@@ -41,12 +40,10 @@ $(UV): $(BIN)/python
 $(RUNTIME_STAMP): $(UV) requirements.txt setup.py settings.ini
 	$(UV_INSTALL) $(BIN)/python -r requirements.txt
 	$(UV_INSTALL) $(BIN)/python --no-deps -e .
-	$(COMPILE)
 	touch $@
 
 $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.txt
 	$(UV_INSTALL) $(BIN)/python -r requirements.txt -r requirements-dev.txt
-	$(COMPILE)
 	touch $@
 
 $(CHECKOV_STAMP): $(UV) infra/requirements-checkov.txt
@@ -66,7 +63,6 @@ $(SYSTEM_STAMP): $(BIN)/python
 	touch $@
 
 run: $(RUNTIME_STAMP)  ## run the daily production job for the last date of the data (NSE sample when present, else synthetic)
-	@$(PACKAGE_BYTECODE)
 	$(BIN)/strategy-engine run daily --as-of latest
 
 # The three set-ups are independent: built side by side (-j3), the checkov environment and the system packages
@@ -96,20 +92,17 @@ lint: $(DEV_STAMP)  ## ruff + mypy over the package, tests and benchmarks; lines
 # compile them side by side (~45 s of CPU each). A few seconds when the cache is warm.
 WARM_DIR := $(shell mktemp -u /tmp/strategy-engine-warm-XXXXXX)
 warm-kernels: $(RUNTIME_STAMP)  ## compile the daily job's numba kernels into the user cache (one synthetic daily run)
-	@$(PACKAGE_BYTECODE)
 	@$(BIN)/strategy-engine run daily --as-of latest --data synthetic --archive $(WARM_DIR) \
 	  --warehouse duckdb:///$(WARM_DIR)/wh.duckdb --no-alerts --no-log-output > /dev/null; \
 	  code=$$?; rm -rf $(WARM_DIR); exit $$code
 
 nbtest: $(DEV_STAMP)  ## run the test cells of every library notebook
-	@$(PACKAGE_BYTECODE)
 	$(BIN)/nbdev_test --n_workers 2 --timing
 
 # Two workers; a test file is one unit (its module fixtures built once, in one process) except the files
 # tests/conftest.py spreads test by test, and the costliest units start first (conftest: unit_of, COSTLIEST_FIRST);
 # a test that hangs fails after 15 minutes instead of holding CI; the ten slowest items are listed at the end.
 pytest: $(DEV_STAMP)  ## integration, CLI and service tests
-	@$(PACKAGE_BYTECODE)
 	$(BIN)/pytest -q -n 2 --dist loadgroup --timeout=900 --durations=10 tests
 
 infra-check: $(DEV_STAMP) $(CHECKOV_STAMP)  ## infra/ (python-hcl2 + checkov), workflow schema, hadolint, deploy and verify scripts (~25 s)

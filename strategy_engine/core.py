@@ -28,11 +28,12 @@ if TYPE_CHECKING:     # pydantic loads where it is used: `import strategy_engine
 import strategy_engine
 
 # %% auto #0
-__all__ = ['NUMBA_CACHE_VERSIONS', 'PARALLEL_MIN_CELLS', 'DEFAULT_COST_BPS', 'SECRET_WORDS', 'project_root', 'config_dir',
-           'runs_dir', 'sample_data_dir', 'kernel_sources_key', 'numba_cache_dir', 'thread_blocks', 'as_matrix',
-           'reuse_freed_memory', 'StrategyEngineError', 'DataError', 'ConfigError', 'UnknownNameError', 'did_you_mean',
-           'check_names', 'expect_error', 'allowed_values', 'explain_validation_error', 'check_cost', 'is_secret_name',
-           'secrets_from_environment', 'redact', 'redact_query', 'redact_url', 'guarded']
+__all__ = ['NUMBA_CACHE_VERSIONS', 'KERNEL_CACHE_LOCATOR', 'PARALLEL_MIN_CELLS', 'DEFAULT_COST_BPS', 'SECRET_WORDS',
+           'project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'kernel_sources_key', 'numba_cache_dir',
+           'thread_blocks', 'as_matrix', 'reuse_freed_memory', 'StrategyEngineError', 'DataError', 'ConfigError',
+           'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error', 'allowed_values',
+           'explain_validation_error', 'check_cost', 'is_secret_name', 'secrets_from_environment', 'redact',
+           'redact_query', 'redact_url', 'guarded']
 
 # %% ../nbs/00_core.ipynb #4b3cddee
 def project_root() -> Path:
@@ -56,6 +57,7 @@ def sample_data_dir() -> Path | None:
 
 # %% ../nbs/00_core.ipynb #2fa9f7c8
 NUMBA_CACHE_VERSIONS = 4       # cache folders of other kernel sources kept (each a full compile: ~100 s CPU)
+KERNEL_CACHE_LOCATOR = "strategy_engine.kernel_cache.KernelCacheLocator"   # numba imports it by name
 # what defines a numba kernel: a module holding one is part of the kernels' cache key
 _KERNEL_DEFINITION = re.compile(rb"@(?:numba\.)?(?:njit|jit|vectorize|guvectorize|stencil)\b")
 
@@ -127,9 +129,13 @@ def _use_user_numba_cache() -> None:
     # another process pruning at the same time: a folder gone under this one is its work, not an error
     with contextlib.suppress(OSError): _prune_numba_caches(path)
     os.environ["NUMBA_CACHE_DIR"] = str(path)
+    # in this folder, a source file's kernels are found by its bytes, not its path (`kernel_cache`); a user's
+    # own choice of locators wins
+    locators = os.environ["NUMBA_CACHE_LOCATOR_CLASSES"] = (os.environ.get("NUMBA_CACHE_LOCATOR_CLASSES")
+                                                           or KERNEL_CACHE_LOCATOR)
     # numba reads its settings on import: update them if it came first
     numba = sys.modules.get("numba")
-    if numba is not None: numba.config.CACHE_DIR = str(path)
+    if numba is not None: numba.config.CACHE_DIR, numba.config.CACHE_LOCATOR_CLASSES = str(path), locators
 
 _use_user_numba_cache()
 

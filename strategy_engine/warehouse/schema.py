@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
@@ -26,7 +28,7 @@ from ..runs.contract import EXIT_CODES, RunStatus
 # %% auto #0
 __all__ = ['TYPES', 'METRIC_COLUMNS', 'RUN_OWNER', 'TABLES', 'RUN_TABLES', 'SIGNAL_FIELDS', 'PERFORMANCE_FIELDS', 'RUN_FIELDS',
            'RUN_STATUSES', 'NSE_TZ', 'WEIGHT_FIELDS', 'TableSpec', 'register_table', 'duckdb_ddl', 'bigquery_ddl',
-           'bigquery_table', 'check_shard', 'shard_symbols', 'arrow_schema', 'stage_rows']
+           'bigquery_table', 'check_shard', 'shard_symbols', 'arrow_schema', 'scratch_duckdb', 'stage_rows']
 
 # %% ../../nbs/30_warehouse_schema.ipynb #c194caaf
 TYPES = ("STRING", "INT64", "FLOAT64", "BOOL", "DATE", "TIMESTAMP", "JSON")
@@ -345,12 +347,24 @@ def _instants(col: pa.ChunkedArray, ids: pa.Array) -> tuple[pa.Array, pa.Array]:
     return ts, days.take(enc.indices)
 
 
+# pid -> that process's in-memory DuckDB: a forked child opens its own and leaves its parent's alone
+# (closing a database copied by fork would wait for threads that did not come along)
+_SCRATCH: dict[int, Any] = {}
+_SCRATCH_LOCK = threading.Lock()
+
+def scratch_duckdb() -> Any:
+    "A new cursor on this process's one in-memory DuckDB, for column checks (opening one costs ~20 ms)."
+    import duckdb
+    with _SCRATCH_LOCK:
+        con = _SCRATCH.get(os.getpid())
+        if con is None: con = _SCRATCH[os.getpid()] = duckdb.connect(config={"threads": 1})
+        return con.cursor()
+
 def _json_objects(col: pa.ChunkedArray, ids: pa.ChunkedArray) -> pa.Array:
     "Text metadata checked to be JSON objects (or null) in one DuckDB pass over the column."
-    import duckdb
     col = col.cast(pa.string()).combine_chunks()
     objects = pc.starts_with(pc.utf8_ltrim_whitespace(col), "{").fill_null(True)
-    con = duckdb.connect()
+    con = scratch_duckdb()                        # its own cursor: the view below is seen by no other thread
     try:
         con.register("col_t", pa.table({"i": np.arange(len(col)), "m": col, "object": objects}))
         bad = "m IS NOT NULL AND NOT (json_valid(m) AND object)"

@@ -111,9 +111,10 @@ def run_identity(kind: str, params: Mapping, defaults: Mapping, shard_count: int
 
 def _pending(store, wh, record: str, as_of) -> None:
     "Finish an earlier run's half-done record (archived, not loaded or not chained) before this run archives."
-    latest = wh.latest_run()
-    reconcile(store, wh, since=int(latest["ledger_seq"]) if latest else -1,
-              folders=[f"{as_date(as_of):%Y/%m/%d}/{record}/"])
+    with wh.session():                            # the warehouse opened once for both
+        latest = wh.latest_run()
+        reconcile(store, wh, since=int(latest["ledger_seq"]) if latest else -1,
+                  folders=[f"{as_date(as_of):%Y/%m/%d}/{record}/"])
 
 def _ready(store, wh, record: str, as_of, env: Mapping[str, str]) -> dict:
     "`_pending`, then the code's version (`archive.code_version`: two `git` commands)."

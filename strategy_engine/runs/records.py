@@ -224,10 +224,11 @@ def verify_records(archive: Archive, warehouse: Warehouse) -> list[str]:
     entries, _, _ = _read_chain(archive)
     by_key = {_key(e): e for _, e in entries if _for(e, warehouse.uri)}
     problems = []
-    runs = warehouse.read_runs()
+    with warehouse.session():                     # the warehouse opened once for these reads
+        runs = warehouse.read_runs()
+        counts = {table: warehouse.row_counts(table) for table in STAGED_TABLES}          # one scan per table
     # loaded from this archive
     runs = runs[runs["manifest_uri"].fillna("").str.startswith(archive.uri("") + "/")]
-    counts = {table: warehouse.row_counts(table) for table in STAGED_TABLES}              # one scan per table
     for r in runs.itertuples():
         key = (r.run_id, int(r.attempt), int(r.shard))
         e = by_key.get(key)

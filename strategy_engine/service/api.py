@@ -668,7 +668,7 @@ class ServiceState:
         with self.guard:
             if self._warehouse is None:
                 self._warehouse = open_warehouse(self.settings.warehouse_uri)
-            return fn(self._warehouse)
+            with self._warehouse.session(): return fn(self._warehouse)
 
     def performance(
         self, start: date | None, end: date | None, strategy: str | None, period: str | None, latest: bool

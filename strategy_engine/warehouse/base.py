@@ -11,7 +11,8 @@ import json
 import os
 import pkgutil
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
@@ -198,6 +199,10 @@ class Warehouse(ABC):
 
     def _run_rows(self, name: str, filters: list[Filter], order: Sequence[str], run_id, attempt,
                   at) -> pd.DataFrame:
+        with self.session(): return self._run_rows_now(name, filters, order, run_id, attempt, at)
+
+    def _run_rows_now(self, name: str, filters: list[Filter], order: Sequence[str], run_id, attempt,
+                      at) -> pd.DataFrame:
         if run_id is None:
             if attempt is not None: raise ConfigError("attempt needs run_id: the attempt of which run?")
             return _conform(self._select(TABLES[name], filters, order, current=True, at=at), TABLES[name])
@@ -234,8 +239,14 @@ class Warehouse(ABC):
 
     def counts(self) -> dict[str, int]:
         "Rows per table."
-        return {name: int(self._select(spec, [], (), columns=None, count=True).column(0)[0].as_py())
-                for name, spec in TABLES.items()}
+        with self.session():
+            return {name: int(self._select(spec, [], (), columns=None, count=True).column(0)[0].as_py())
+                    for name, spec in TABLES.items()}
+
+    @contextmanager
+    def session(self) -> Iterator[Warehouse]:
+        "Operations inside share what the backend can share (DuckDB: one open of its file, on this thread)."
+        yield self
 
     def close(self) -> None:
         "Release connections (a no-op where there is nothing to release)."
@@ -319,7 +330,7 @@ def _same(got: pd.DataFrame, want: pd.DataFrame | pa.Table, what: str) -> None:
     except AssertionError as e: raise AssertionError(f"{what}: {e}") from None
 
 def _snapshot(wh: Warehouse) -> dict[str, pd.DataFrame]:
-    return {name: wh._read(name, [], TABLES[name].key) for name in RUN_TABLES}
+    with wh.session(): return {name: wh._read(name, [], TABLES[name].key) for name in RUN_TABLES}
 
 def _same_snapshot(got: Mapping[str, pd.DataFrame], want: Mapping[str, pd.DataFrame], what: str) -> None:
     for name in RUN_TABLES: _same(got[name], want[name], f"{what} (table {name})")
@@ -465,11 +476,13 @@ def check_warehouse(wh: Warehouse) -> dict[str, Any]:
                                   for r in both])
     back = {"run_id": "B", "kind": "backfill", "as_of": f"{day:%Y-%m-%d}",
             "ended_at": f"{day:%Y-%m-%d}T12:00:00Z"}
-    _need(wh.write_run(back, arrow)["signals"] == 72, "a bulk write of 72 records")
-    _same(wh.read_signals(run_id="B"), by_key(_signals_rows(both, "B", 0), "signals"),
-          "Arrow rows = dict rows")
-    _need(len(wh.read_signals()) == 45 and "B" not in set(wh.read_runs(current=True)["run_id"]),
-          "a backfill is kept, never current: the days keep their daily runs' signals")
+    # ... inside a session: a write and the reads after it share it (nested sessions are the outer one)
+    with wh.session(), wh.session():
+        _need(wh.write_run(back, arrow)["signals"] == 72, "a bulk write of 72 records")
+        _same(wh.read_signals(run_id="B"), by_key(_signals_rows(both, "B", 0), "signals"),
+              "Arrow rows = dict rows")
+        _need(len(wh.read_signals()) == 45 and "B" not in set(wh.read_runs(current=True)["run_id"]),
+              "a backfill is kept, never current: the days keep their daily runs' signals")
     return {"counts": wh.counts(), "fault_points": faults, "tables": _snapshot(wh)}
 
 # %% ../../nbs/30a_warehouse_base.ipynb #8b4cd047

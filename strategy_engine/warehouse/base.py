@@ -239,9 +239,8 @@ class Warehouse(ABC):
 
     def counts(self) -> dict[str, int]:
         "Rows per table."
-        with self.session():
-            return {name: int(self._select(spec, [], (), columns=None, count=True).column(0)[0].as_py())
-                    for name, spec in TABLES.items()}
+        return {name: int(self._select(spec, [], (), columns=None, count=True).column(0)[0].as_py())
+                for name, spec in TABLES.items()}
 
     @contextmanager
     def session(self) -> Iterator[Warehouse]:

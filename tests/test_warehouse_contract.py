@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 from bigquery_emulator import BigQueryOnDuckDB
@@ -81,8 +82,8 @@ def test_a_backend_is_one_module(tmp_path, monkeypatch, reference):
 
 
 def test_readers_survive_another_process_opening_the_file(tmp_path):
-    """Four threads read while another process opens and closes the same DuckDB file (DuckDB's 'unique file
-    handle conflict' is retried like a lock)."""
+    """Four threads read while another process opens and closes the same DuckDB file, each of its counts
+    opening it once per table (DuckDB's 'unique file handle conflict' is retried like a lock)."""
     path = tmp_path / "wh.duckdb"
     DuckDBWarehouse(path)
     churn = (f"import time; from strategy_engine.warehouse import DuckDBWarehouse as W; t = time.time()\n"
@@ -98,6 +99,9 @@ def test_readers_survive_another_process_opening_the_file(tmp_path):
                 reads[0] += 1
             except Exception as e:
                 failures.append(f"{type(e).__name__}: {e}")
+            # a gap between reads: four threads reading back to back kept the file open in this process, and
+            # the other one, starved of it, took 5-58 s for its 2 s of opening it
+            time.sleep(0.002)
     threads = [threading.Thread(target=reader) for _ in range(4)]
     for t in threads:
         t.start()

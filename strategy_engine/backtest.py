@@ -19,6 +19,7 @@ from strategy_engine.core import (
     DataError,
     UnknownNameError,
     as_matrix,
+    call_kernel,
     check_cost,
     did_you_mean,
     thread_blocks,
@@ -109,7 +110,7 @@ def _nonfinite(values: np.ndarray) -> tuple[int, bool]:
     "`_nonfinite_k` in the array's own memory order (column-major frames, or row-major arrays transposed)."
     if values.size == 0: return -1, False
     row_major = values.flags.c_contiguous and not values.flags.f_contiguous
-    first, nan = _nonfinite_k(values.T if row_major else values, row_major)
+    first, nan = call_kernel(_nonfinite_k, values.T if row_major else values, row_major)
     return int(first), bool(nan)
 
 # %% ../nbs/20_backtest.ipynb #89f88658
@@ -222,7 +223,7 @@ def _returns_into(close, r):   # pragma: no cover  (numba)
 def _returns_k(close: np.ndarray) -> np.ndarray:
     "`_returns_into` a fresh column-major array (numpy's memory: huge pages, few page faults)."
     r = np.empty((close.shape[1], close.shape[0])).T
-    _returns_into(close, r)
+    call_kernel(_returns_into, close, r)
     return r
 
 def close_returns(close: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -310,7 +311,7 @@ def _run_books(w: np.ndarray, r: np.ndarray | None, cost_bps: float, codes: np.n
     # numpy's memory: huge pages
     out = tuple(np.zeros((books.shape[0], n_books, w.shape[-2])) for _ in range(5))
     blocks = thread_blocks(books.shape[1], books[0].size)     # of dates; each weight set: one parallel region
-    _books_k(blocks, books, r, close, codes, float(cost_bps), by_column, as_returns, *out)
+    call_kernel(_books_k, blocks, books, r, close, codes, float(cost_bps), by_column, as_returns, *out)
     return out
 
 def portfolio_path(w: np.ndarray, r: np.ndarray, cost_bps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -370,7 +371,7 @@ def signals_to_weights(signal: pd.DataFrame,              # date × symbol, valu
         except (TypeError, ValueError) as e: raise DataError("signal must be numbers in {-1, 0, 1}: "
                                                              f"{e}") from None
     w = np.empty((s.shape[1], s.shape[0])).T                  # column-major, like the frames
-    bad = _equal_weights_k(s, cap, long_only, w) if s.size else -1
+    bad = call_kernel(_equal_weights_k, s, cap, long_only, w) if s.size else -1
     if bad >= 0:
         i, j = divmod(bad, s.shape[1])
         raise DataError(f"signal must be -1, 0 or 1 (NaN counts as 0): {signal.columns[j]!r} on "

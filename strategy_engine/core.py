@@ -30,8 +30,8 @@ import strategy_engine
 # %% auto #0
 __all__ = ['NUMBA_CACHE_VERSIONS', 'KERNEL_CACHE_LOCATOR', 'PARALLEL_MIN_CELLS', 'DEFAULT_COST_BPS', 'SECRET_WORDS',
            'project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'kernel_sources_key', 'numba_cache_dir',
-           'thread_blocks', 'as_matrix', 'reuse_freed_memory', 'StrategyEngineError', 'DataError', 'ConfigError',
-           'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error', 'allowed_values',
+           'thread_blocks', 'as_matrix', 'call_kernel', 'reuse_freed_memory', 'StrategyEngineError', 'DataError',
+           'ConfigError', 'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error', 'allowed_values',
            'explain_validation_error', 'check_cost', 'is_secret_name', 'secrets_from_environment', 'redact',
            'redact_query', 'redact_url', 'guarded']
 
@@ -115,6 +115,34 @@ def as_matrix(x: Any, dtype: Any = None) -> np.ndarray:
         m = m.view()
         m.flags.writeable = False
     return m
+
+def _one_column(a: Any) -> bool:
+    "A panel of one symbol: an array of 2+ axes, the last of length 1, contiguous both ways (numba says C)."
+    return (getattr(a, "ndim", 0) > 1 and hasattr(a, "flags") and a.size > 1 and a.shape[-1] == 1
+            and a.flags.c_contiguous and a.flags.f_contiguous)
+
+def _kernel_type(kernel: Any, value: Any) -> Any:
+    "numba's type of one argument of `kernel`, a one-symbol panel typed column-major (F) like every panel."
+    from numba.core import types
+    if isinstance(value, tuple): return types.BaseTuple.from_types([_kernel_type(kernel, v) for v in value],
+                                                                     type(value))
+    t = kernel.typeof_pyval(value)
+    return t.copy(layout="F") if _one_column(value) else t
+
+_KERNEL_ENTRIES: dict[tuple, Callable] = {}   # (kernel, argument types) -> its compiled entry point
+_CO_VARARGS = 0x04                            # `inspect.CO_VARARGS`: the kernel takes *args
+
+def call_kernel(kernel: Any, *args: Any) -> Any:
+    "`kernel(*args)`, a one-symbol panel typed as the column-major panel it is: the N-symbol signature."
+    if not any(_one_column(a) for a in args): return kernel(*args)
+    code = kernel.py_func.__code__
+    n = code.co_argcount
+    if code.co_flags & _CO_VARARGS: args = (*args[:n], args[n:])   # numba's own folding: *args, one tuple
+    elif len(args) != n: return kernel(*args)                       # defaults left out: numba's typing
+    sig = tuple(_kernel_type(kernel, a) for a in args)
+    entry = _KERNEL_ENTRIES.get((kernel, sig))
+    if entry is None: entry = _KERNEL_ENTRIES[kernel, sig] = kernel.compile(sig)   # or from the disk cache
+    return entry(*args)
 
 def _use_user_numba_cache() -> None:
     "Point numba's cache at `numba_cache_dir()` before any kernel compiles (a user's NUMBA_CACHE_DIR wins)."

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from .core import ConfigError, DataError
+from .core import ConfigError, DataError, call_kernel
 
 # %% auto #0
 __all__ = ['Frame', 'LANES', 'sma', 'ema', 'rsi', 'Bollinger', 'bollinger', 'momentum', 'true_range', 'atr', 'volume_ratio',
@@ -78,7 +78,7 @@ def _lag_into(a, n, out):
 def _lag_k(a, n):
     "`_lag_into` into a fresh column-major array (numpy's memory: huge pages, not the kernel's allocator)."
     out = _empty_like(a)
-    _lag_into(a, n, out)
+    call_kernel(_lag_into, a, n, out)
     return out
 
 @numba.njit(cache=True)
@@ -102,7 +102,7 @@ def _ewm_into(a, alpha, n_seed, n_min, out):
 def _ewm_k(a, alpha, n_seed, n_min):
     "`_ewm_into` into a fresh column-major array (numpy's memory: huge pages, not the kernel's allocator)."
     out = _empty_like(a)
-    _ewm_into(a, alpha, n_seed, n_min, out)
+    call_kernel(_ewm_into, a, alpha, n_seed, n_min, out)
     return out
 
 @numba.njit(cache=True)
@@ -209,7 +209,7 @@ def _moments_into(a, w, prior, mean, std):
 def _moments_k(a, w, prior):
     "`_moments_into` into fresh column-major arrays: (mean, std)."
     mean, std = _empty_like(a), _empty_like(a)
-    _moments_into(a, w, prior, mean, std)
+    call_kernel(_moments_into, a, w, prior, mean, std)
     return mean, std
 
 @numba.njit(cache=True)
@@ -244,7 +244,7 @@ def _minmax_into(a, w, is_max, prior, out):
 def _minmax_k(a, w, is_max, prior):
     "`_minmax_into` into a fresh column-major array (numpy's memory: huge pages, not the kernel's allocator)."
     out = _empty_like(a)
-    _minmax_into(a, w, is_max, prior, out)
+    call_kernel(_minmax_into, a, w, is_max, prior, out)
     return out
 
 @numba.njit(cache=True, error_model="numpy")
@@ -301,7 +301,7 @@ def _rsi_into(c, period, out):
 def _rsi_k(c, period):
     "`_rsi_into` into a fresh column-major array (numpy's memory: huge pages, not the kernel's allocator)."
     out = _empty_like(c)
-    _rsi_into(c, period, out)
+    call_kernel(_rsi_into, c, period, out)
     return out
 
 @numba.njit(cache=True, error_model="numpy")
@@ -331,7 +331,7 @@ def _roc_into(c, n, out):
 def _roc_k(c, n):
     "`_roc_into` into a fresh column-major array (numpy's memory: huge pages, not the kernel's allocator)."
     out = _empty_like(c)
-    _roc_into(c, n, out)
+    call_kernel(_roc_into, c, n, out)
     return out
 
 @numba.njit(cache=True, error_model="numpy")
@@ -371,7 +371,7 @@ def _mean_ratio_into(v, w, out):
 def _mean_ratio_k(v, w):
     "`_mean_ratio_into` into a fresh column-major array (numpy's memory: huge pages, not the allocator's)."
     out = _empty_like(v)
-    _mean_ratio_into(v, w, out)
+    call_kernel(_mean_ratio_into, v, w, out)
     return out
 
 @numba.njit(cache=True, error_model="numpy")
@@ -403,7 +403,7 @@ def _bollinger_into(c, w, n_std, mid, upper, lower, pct_b, bandwidth):
 def _bollinger_k(c, w, n_std):
     "`_bollinger_into` into fresh column-major arrays: mid, upper, lower, %b, bandwidth."
     out = tuple(_empty_like(c) for _ in range(5))
-    _bollinger_into(c, w, n_std, *out)
+    call_kernel(_bollinger_into, c, w, n_std, *out)
     return out
 
 def _empty_like(a: np.ndarray) -> np.ndarray:
@@ -722,7 +722,8 @@ def support_resistance(high: Frame, low: Frame, window: int = 20) -> SupportResi
     # the kernel skips a bar missing either
     (h, lo), wrap = _inputs("support_resistance", mask=False, high=high, low=low)
     sup, res = _empty_like(h), _empty_like(h)
-    _channel_into(h, lo, window, sup, res)                  # both channels from one pass over the bars
+    # both channels from one pass over the bars
+    call_kernel(_channel_into, h, lo, window, sup, res)
     return SupportResistance(wrap(sup), wrap(res))
 
 # %% ../nbs/04_indicators.ipynb #b4d516e9

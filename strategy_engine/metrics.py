@@ -12,7 +12,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from .core import ConfigError, DataError, as_matrix
+from .core import ConfigError, DataError, as_matrix, call_kernel
 
 # %% auto #0
 __all__ = ['PERIODS_PER_YEAR', 'Returns', 'SUMMARY_COLUMNS', 'total_return', 'cagr', 'annual_volatility', 'sharpe_ratio',
@@ -183,7 +183,7 @@ def _metrics(returns: Returns, periods: float = PERIODS_PER_YEAR, risk_free: flo
     frame, is_series = _as_frame(returns)
     x = as_matrix(frame.to_numpy(dtype="float64", na_value=np.nan))      # columns contiguous: one pass each
     req = float(risk_free if required_return is None else required_return)
-    stats = _metrics_k(x, float(periods), float(risk_free), req)
+    stats = call_kernel(_metrics_k, x, float(periods), float(risk_free), req)
     bad = stats[:, _AT["bad"]]
     # the first infinite value in date order, then column order
     if (bad >= 0).any():

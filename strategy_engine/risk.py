@@ -20,6 +20,7 @@ from .backtest import close_returns, portfolio_path
 from strategy_engine.core import (
     ConfigError,
     DataError,
+    call_kernel,
     check_cost,
     check_names,
     config_dir,
@@ -165,7 +166,7 @@ def apply_stops(signal: np.ndarray,                 # date × symbol in {-1, 0, 
     if not sig.shape == c.shape or (atr is not None and a.shape != c.shape):
         raise DataError(f"apply_stops: signal, close and atr must have one shape, got {sig.shape}, "
                         f"{c.shape}, {a.shape}.")
-    return _stop_kernel(sig, c, a, float(stop_pct or 0.0), float(atr_mult or 0.0))
+    return call_kernel(_stop_kernel, sig, c, a, float(stop_pct or 0.0), float(atr_mult or 0.0))
 
 # %% ../nbs/23_risk.ipynb #c32de085
 ANNUALIZATION = 252
@@ -299,7 +300,7 @@ def fused_caps(held: np.ndarray, limits: RiskLimits, codes: np.ndarray | None = 
     groups = codes if codes is not None else np.zeros(N, np.intp)
     group_cap = limits.sector_cap if codes is not None and limits.sector_cap is not None else np.inf
     w, removed = np.empty((N, T)).T, np.zeros((T, 4))
-    _caps_k(as_matrix(held, np.int8), float(limits.max_position_size), groups.astype(np.int64),
+    call_kernel(_caps_k, as_matrix(held, np.int8), float(limits.max_position_size), groups.astype(np.int64),
             int(groups.max(initial=0)) + 1, float(group_cap),
             float(limits.max_gross), float(limits.max_net), SLACK, w, removed)
     steps = ("position_cap", "sector_cap", "gross", "net")

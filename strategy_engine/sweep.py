@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import indicators
 from .backtest import _equal_weights_k, _returns_k, portfolio_path
-from .core import ConfigError, check_cost
+from .core import ConfigError, call_kernel, check_cost
 from .data import Bars
 from .metrics import summary
 from .strategies.base import StrategyConfig, get_strategy, load_config, universe_symbols
@@ -128,7 +128,7 @@ def sweep(name: str, bars: Bars, grid: Mapping[str, Sequence], config: StrategyC
     w = np.empty((len(configs), N, T)).transpose(0, 2, 1)    # K books, each column-major like the frames
     signals = signal_sets(name, bars, [c.parameters for c in configs])   # int8: an eighth of the weights
     for k in range(len(configs)):
-        _equal_weights_k(signals[k], cfg.risk_limits.max_position_size, long_only, w[k])
+        call_kernel(_equal_weights_k, signals[k], cfg.risk_limits.max_position_size, long_only, w[k])
     r = _returns_k(np.asfortranarray(bars.close.to_numpy(dtype="float64")))
     factor, turnover = portfolio_path(w, r, cost)
     combos = pd.RangeIndex(len(configs), name="combination")

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 from pydantic.fields import FieldInfo
 
 from ..core import (ConfigError, DataError, UnknownNameError, allowed_values, as_matrix,
-                                  config_dir, did_you_mean, explain_validation_error)
+                                  call_kernel, config_dir, did_you_mean, explain_validation_error)
 from ..data import Bars
 from .universes import (  # noqa: F401 (re-exported: the names stay here too)
     NIFTY50_SAMPLE, NSE_LARGE_CAPS, UNIVERSES)
@@ -660,7 +660,7 @@ class SignalFrame:
                 raise DataError(f"{who}: {what} is not aligned with signal (same dates and symbols "
                                 "required).")
         # one compiled pass
-        bad = _signal_faults_k(s.to_numpy(), c.to_numpy(dtype=np.float64)) if s.size else 0
+        bad = call_kernel(_signal_faults_k, s.to_numpy(), c.to_numpy(dtype=np.float64)) if s.size else 0
         if bad & 1: raise DataError(f"{who}: signal values must be -1, 0 or 1.")
         if bad & 2: raise DataError(f"{who}: confidence must lie in [0, 1] with no NaN.")
         if bad & 4: raise DataError(f"{who}: confidence must be 0 where the signal is 0.")
@@ -793,7 +793,7 @@ def hold_positions(enter_long: np.ndarray, enter_short: np.ndarray, exit_long: n
                         f"{[a.shape for a in rules]}.")
     el, es, xl, xs, ok = rules
     # one layout: one compile
-    return _hold_kernel(el, es, xl, xs, as_matrix(score), ok)
+    return call_kernel(_hold_kernel, el, es, xl, xs, as_matrix(score), ok)
 
 def signal_buffers(like: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     "Empty column-major signal (int8) and confidence (float64) arrays shaped like `like`, for a rule kernel."

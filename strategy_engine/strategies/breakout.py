@@ -13,7 +13,7 @@ from pydantic import Field
 
 from .. import indicators as ind
 from ..data import Bars
-from ..core import thread_blocks
+from ..core import call_kernel, thread_blocks
 from strategy_engine.strategies.base import (
     LazyMetadata,
     SignalFrame,
@@ -151,9 +151,9 @@ def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> Signal
         # symbol-major and C-ordered whether kept or not: one compiled signature serves both calls
         sup, res, to_res, to_sup, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])) for _ in range(5))
         signal, confidence = signal_buffers(close)
-        _breakout_kernel(thread_blocks(c.shape[1], c.size), c, h, lo, vol, p.window, p.volume_window,
-                         float(p.volume_threshold), float(p.breakout_scale), bool(p.allow_short), sup, res,
-                         to_res, to_sup, v, signal, confidence)
+        call_kernel(_breakout_kernel, thread_blocks(c.shape[1], c.size), c, h, lo, vol, p.window,
+                    p.volume_window, float(p.volume_threshold), float(p.breakout_scale), bool(p.allow_short),
+                    sup, res, to_res, to_sup, v, signal, confidence)
         return signal, confidence, sup, res, to_res, to_sup, v
 
     def metadata() -> dict[str, np.ndarray]:
@@ -190,7 +190,7 @@ def breakout_signal_sets(bars: Bars, params: Sequence[BreakoutParams]) -> np.nda
     if not params: return sig
     (win, i_w), (vol_n, i_v) = distinct(params, "window"), distinct(params, "volume_window")
     column = lambda key, dtype: np.array([getattr(p, key) for p in params], dtype=dtype)
-    _breakout_sets_kernel(c, as_matrix(bars.high), as_matrix(bars.low), as_matrix(bars.volume),
+    call_kernel(_breakout_sets_kernel, c, as_matrix(bars.high), as_matrix(bars.low), as_matrix(bars.volume),
                           win[:, 0].astype(np.int64), i_w, vol_n[:, 0].astype(np.int64), i_v,
                           column("volume_threshold", float), column("breakout_scale", float),
                           column("allow_short", np.bool_), sig)

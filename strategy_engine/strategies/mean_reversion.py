@@ -13,7 +13,7 @@ from pydantic import Field
 
 from .. import indicators as ind
 from ..data import Bars
-from ..core import thread_blocks
+from ..core import call_kernel, thread_blocks
 from strategy_engine.strategies.base import (
     LazyMetadata,
     SignalFrame,
@@ -151,7 +151,8 @@ def mean_reversion_signals(bars: Bars, params: MeanReversionParams | None = None
         # symbol-major and C-ordered whether kept or not: one compiled signature serves both calls
         b, width, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])) for _ in range(3))
         signal, confidence = signal_buffers(close)
-        _mean_reversion_kernel(thread_blocks(c.shape[1], c.size), c, vol, p.bb_window, float(p.n_std),
+        call_kernel(_mean_reversion_kernel, thread_blocks(c.shape[1],
+                                                          c.size), c, vol, p.bb_window, float(p.n_std),
                                p.volume_window, float(p.volume_threshold), float(p.exit_pct_b),
                                float(p.depth_scale), bool(p.allow_short), b, width, v, signal, confidence)
         return signal, confidence, b, width, v
@@ -193,7 +194,8 @@ def mean_reversion_signal_sets(bars: Bars, params: Sequence[MeanReversionParams]
     bands, i_b = distinct(params, "bb_window", "n_std")
     vol_n, i_v = distinct(params, "volume_window")
     column = lambda key, dtype: np.array([getattr(p, key) for p in params], dtype=dtype)
-    _mean_reversion_sets_kernel(c, as_matrix(bars.volume), bands, i_b, vol_n[:, 0].astype(np.int64), i_v,
-                                column("volume_threshold", float), column("exit_pct_b", float),
-                                column("depth_scale", float), column("allow_short", np.bool_), sig)
+    call_kernel(_mean_reversion_sets_kernel, c, as_matrix(bars.volume), bands, i_b,
+                vol_n[:, 0].astype(np.int64), i_v, column("volume_threshold", float),
+                column("exit_pct_b", float), column("depth_scale", float), column("allow_short", np.bool_),
+                sig)
     return sig

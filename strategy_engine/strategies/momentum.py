@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from .. import indicators as ind
 from ..data import Bars
-from ..core import thread_blocks
+from ..core import call_kernel, thread_blocks
 from strategy_engine.strategies.base import (
     LazyMetadata,
     SignalFrame,
@@ -160,9 +160,10 @@ def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> Signal
         # symbol-major and C-ordered whether kept or not: one compiled signature serves both calls
         m_s, m_l, r, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])) for _ in range(4))
         signal, confidence = signal_buffers(close)
-        _momentum_kernel(thread_blocks(c.shape[1], c.size), c, vol, p.momentum_period, p.long_momentum_period,
-                         p.rsi_period, p.volume_window, float(p.rsi_entry), float(p.volume_threshold),
-                         float(p.momentum_scale), bool(p.allow_short), m_s, m_l, r, v, signal, confidence)
+        call_kernel(_momentum_kernel, thread_blocks(c.shape[1], c.size), c, vol, p.momentum_period,
+                    p.long_momentum_period, p.rsi_period, p.volume_window, float(p.rsi_entry),
+                    float(p.volume_threshold), float(p.momentum_scale), bool(p.allow_short), m_s, m_l, r, v,
+                    signal, confidence)
         return signal, confidence, m_s, m_l, r, v
 
     def metadata() -> dict[str, np.ndarray]:
@@ -202,7 +203,8 @@ def momentum_signal_sets(bars: Bars, params: Sequence[MomentumParams]) -> np.nda
     (n_s, i_s), (n_l, i_l), (n_r, i_r), (n_v, i_v) = (distinct(params, key) for key in keys)
     whole = lambda a: a[:, 0].astype(np.int64)
     column = lambda key, dtype: np.array([getattr(p, key) for p in params], dtype=dtype)
-    _momentum_sets_kernel(c, as_matrix(bars.volume), whole(n_s), i_s, whole(n_l), i_l, whole(n_r), i_r,
-                          whole(n_v), i_v, column("rsi_entry", float), column("volume_threshold", float),
-                          column("momentum_scale", float), column("allow_short", np.bool_), sig)
+    call_kernel(_momentum_sets_kernel, c, as_matrix(bars.volume), whole(n_s), i_s, whole(n_l), i_l,
+                whole(n_r), i_r, whole(n_v), i_v, column("rsi_entry", float),
+                column("volume_threshold", float), column("momentum_scale", float),
+                column("allow_short", np.bool_), sig)
     return sig

@@ -129,7 +129,15 @@ def _kernel_type(kernel: Any, value: Any) -> Any:
     t = kernel.typeof_pyval(value)
     return t.copy(layout="F") if _one_column(value) else t
 
-_KERNEL_ENTRIES: dict[tuple, Callable] = {}   # (kernel, argument types) -> its compiled entry point
+def _kernel_key(kernel: Any, value: Any) -> Any:
+    "What an argument's type depends on, cheaper to find than the type: an array's class, dtype and flags."
+    if isinstance(value, tuple): return tuple(_kernel_key(kernel, v) for v in value)
+    flags = getattr(value, "flags", None)
+    if flags is None or not hasattr(value, "ndim"): return kernel.typeof_pyval(value)
+    return (type(value), value.dtype, value.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable,
+            flags.aligned, _one_column(value))
+
+_KERNEL_ENTRIES: dict[tuple, Callable] = {}   # (kernel, argument keys) -> its compiled entry point
 _CO_VARARGS = 0x04                            # `inspect.CO_VARARGS`: the kernel takes *args
 
 def call_kernel(kernel: Any, *args: Any) -> Any:
@@ -139,9 +147,10 @@ def call_kernel(kernel: Any, *args: Any) -> Any:
     n = code.co_argcount
     if code.co_flags & _CO_VARARGS: args = (*args[:n], args[n:])   # numba's own folding: *args, one tuple
     elif len(args) != n: return kernel(*args)                       # defaults left out: numba's typing
-    sig = tuple(_kernel_type(kernel, a) for a in args)
-    entry = _KERNEL_ENTRIES.get((kernel, sig))
-    if entry is None: entry = _KERNEL_ENTRIES[kernel, sig] = kernel.compile(sig)   # or from the disk cache
+    key = (kernel, *(_kernel_key(kernel, a) for a in args))
+    entry = _KERNEL_ENTRIES.get(key)
+    if entry is None:                                               # compiled, or loaded from the disk cache
+        entry = _KERNEL_ENTRIES[key] = kernel.compile(tuple(_kernel_type(kernel, a) for a in args))
     return entry(*args)
 
 def _use_user_numba_cache() -> None:

@@ -301,8 +301,8 @@ def fused_caps(held: np.ndarray, limits: RiskLimits, codes: np.ndarray | None = 
     group_cap = limits.sector_cap if codes is not None and limits.sector_cap is not None else np.inf
     w, removed = np.empty((N, T)).T, np.zeros((T, 4))
     call_kernel(_caps_k, as_matrix(held, np.int8), float(limits.max_position_size), groups.astype(np.int64),
-            int(groups.max(initial=0)) + 1, float(group_cap),
-            float(limits.max_gross), float(limits.max_net), SLACK, w, removed)
+                int(groups.max(initial=0)) + 1, float(group_cap), float(limits.max_gross),
+                float(limits.max_net), SLACK, w, removed)
     steps = ("position_cap", "sector_cap", "gross", "net")
     return w, {k: removed[:, j] for j, k in enumerate(steps) if k != "sector_cap" or codes is not None}
 

@@ -5,8 +5,9 @@
 #   2. `buildah bud --storage-driver vfs --isolation chroot` builds both stages of the Dockerfile on it, with the
 #      commit as GIT_COMMIT; torch's CPU wheel comes from PIP_FIND_LINKS (/opt/wheels) when that folder exists;
 #   3. inside the image: the user is non-root (uid 10001), a day (validate, daily, report) on the synthetic
-#      universe succeeds on the kernels the warm-up compiled (it compiles none), and each archived manifest records
-#      the commit; the image size is printed.
+#      universe succeeds on the kernels the warm-up compiled (it compiles none), so does a daily run on one symbol
+#      (its one-column panels use the same kernels), and each archived manifest records the commit; the image
+#      size is printed.
 # Needs root and apt-get (installs buildah and mmdebstrap when missing). Storage under $IMAGE_CHECK_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +74,14 @@ say "a day in the image: $(echo "$out" | grep -c "^succeeded:") stage(s) succeed
 after=$(compiled)
 [ "$after" = "$warmed" ] || fail "the image's day compiled $((after - warmed)) numba kernel(s) the warm-up did not"
 say "numba cache: $warmed compiled kernels from the warm-up, none compiled by the day"
+# One symbol: its panels are a single column, which numba alone would type C and compile again (49 s; issue 14).
+t0=$(date +%s)
+out=$(run strategy-engine run daily --as-of latest --data synthetic --symbols SYN000 --archive /tmp/check-one \
+        --warehouse duckdb:////tmp/check-one/wh.duckdb --no-alerts 2>&1) \
+  || { echo "$out"; fail "the daily run on one symbol failed"; }
+after=$(compiled)
+[ "$after" = "$warmed" ] || fail "a daily run on one symbol compiled $((after - warmed)) kernel(s) the warm-up did not"
+say "a daily run on one symbol in the image: compiled nothing [$(( $(date +%s) - t0 )) s wall]"
 recorded=$(run python -c 'import glob, json
 ms = glob.glob("/tmp/check/**/manifest.json", recursive=True)
 assert len(ms) == 3, ms

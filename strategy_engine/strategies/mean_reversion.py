@@ -151,10 +151,9 @@ def mean_reversion_signals(bars: Bars, params: MeanReversionParams | None = None
         # symbol-major and C-ordered whether kept or not: one compiled signature serves both calls
         b, width, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])) for _ in range(3))
         signal, confidence = signal_buffers(close)
-        call_kernel(_mean_reversion_kernel, thread_blocks(c.shape[1],
-                                                          c.size), c, vol, p.bb_window, float(p.n_std),
-                               p.volume_window, float(p.volume_threshold), float(p.exit_pct_b),
-                               float(p.depth_scale), bool(p.allow_short), b, width, v, signal, confidence)
+        call_kernel(_mean_reversion_kernel, thread_blocks(c.shape[1], c.size), c, vol, p.bb_window,
+                    float(p.n_std), p.volume_window, float(p.volume_threshold), float(p.exit_pct_b),
+                    float(p.depth_scale), bool(p.allow_short), b, width, v, signal, confidence)
         return signal, confidence, b, width, v
 
     def metadata() -> dict[str, np.ndarray]:

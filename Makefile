@@ -66,13 +66,14 @@ run: $(RUNTIME_STAMP)  ## run the daily production job for the last date of the 
 	$(BIN)/strategy-engine run daily --as-of latest
 
 # The three set-ups are independent: built side by side (-j3), the checkov environment and the system packages
-# cost nothing beside .venv's install. warm-kernels (numba compiling on one core) and lint (mypy on one core) are
-# independent too: side by side, each target's output printed whole (~15 s saved on a cold cache here).
+# cost nothing beside .venv's install. warm-kernels (numba compiling on one core), lint (mypy on one core) and the
+# notebook tests (two workers, each idle at times: a notebook's subprocesses, the last notebooks' tail) are
+# independent too: run side by side they keep both cores busy, each target's output printed whole. pytest waits for
+# all three (its CLI runs need the warmed kernels).
 test:  ## sync check + lint + notebook tests + pytest (infra checks included)
 	$(MAKE) --no-print-directory -j3 $(DEV_STAMP) $(SYSTEM_STAMP) $(CHECKOV_STAMP)
 	$(MAKE) --no-print-directory sync-check
-	$(MAKE) --no-print-directory -j2 --output-sync=target warm-kernels lint
-	$(MAKE) --no-print-directory nbtest
+	$(MAKE) --no-print-directory -j3 --output-sync=target warm-kernels lint nbtest
 	$(MAKE) --no-print-directory pytest
 
 sync-check: $(DEV_STAMP)  ## fail when nbdev_export + nbdev_clean would change anything, or a module has no notebook

@@ -5,18 +5,27 @@
 # %% ../nbs/00c_kernel_cache.ipynb #ae3b0411
 from __future__ import annotations
 
+import ast
+import builtins
+import dis
 import functools
 import hashlib
+import importlib
+import inspect
 import os
+import textwrap
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
+import numpy as np
 from numba.core import caching, config
+from numba.core.dispatcher import Dispatcher
 
 from .core import _ours, kernel_sources_key
 
 # %% auto #0
-__all__ = ['package_root', 'cache_subpath', 'KernelCacheLocator']
+__all__ = ['TWIN_PACKAGES', 'package_root', 'cache_subpath', 'KernelCacheLocator', 'twin_of', 'TwinCacheLocator']
 
 # %% ../nbs/00c_kernel_cache.ipynb #41249a9a
 def package_root(py_file: str | Path) -> Path | None:
@@ -55,11 +64,120 @@ class KernelCacheLocator(caching.UserProvidedCacheLocator):
     def from_function(cls, py_func: Any, py_file: str) -> Any:
         "This locator in the package's cache folders; elsewhere the first of numba's own that takes it."
         folder = getattr(config, "CACHE_DIR", "")                # numba sets its settings at import
-        if folder and _ours(folder) and os.path.isfile(py_file):
-            located = super().from_function(py_func, py_file)
+        if folder and _ours(folder):
+            # a file's kernel; or one typed in a notebook that is a faithful copy of a package kernel (below)
+            if os.path.isfile(py_file): located = super().from_function(py_func, py_file)
+            else: located = TwinCacheLocator.of(py_func)
             if located is not None: return located
         locators: list[Any] = caching.CacheImpl._locator_classes
         for locator in locators:
             located = locator.from_function(py_func, py_file)
             if located is not None: return located
         return None
+
+# %% ../nbs/00c_kernel_cache.ipynb #3a6f4d2e
+TWIN_PACKAGES = ("strategy_engine",)   # packages whose kernels a notebook's faithful copies share
+_MISSING = object()
+
+def _global_names(code: CodeType) -> set[str]:
+    "The names `code`, and the functions defined inside it, read as globals."
+    loads = ("LOAD_GLOBAL", "LOAD_NAME")
+    names = {str(i.argval) for i in dis.get_instructions(code) if i.opname in loads}
+    for const in code.co_consts:
+        if isinstance(const, CodeType): names |= _global_names(const)
+    return names
+
+def _same_value(a: Any, b: Any) -> bool:
+    "Equal constants numba freezes into machine code: numbers, strings, tuples, arrays (NaN equals NaN)."
+    if a is b: return True
+    if type(a) is not type(b): return False
+    if isinstance(a, tuple): return len(a) == len(b) and all(map(_same_value, a, b))
+    if isinstance(a, np.ndarray):
+        return (
+            a.dtype == b.dtype
+            and a.shape == b.shape
+            and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+        )
+    if isinstance(a, (bool, int, float, complex, str, bytes, frozenset, np.generic)):
+        return bool(a == b) or (a != a and b != b)
+    return False
+
+def _same_code(a: CodeType, b: CodeType) -> bool:
+    "Same bytecode, names and constants, wherever each was written (nested code compared the same way)."
+    shape = lambda c: (c.co_code, c.co_names, c.co_varnames, c.co_freevars, c.co_cellvars, c.co_argcount,
+                       c.co_posonlyargcount, c.co_kwonlyargcount, c.co_flags, len(c.co_consts))
+    return shape(a) == shape(b) and all(
+        _same_code(x, y) if isinstance(x, CodeType) and isinstance(y, CodeType) else _same_value(x, y)
+        for x, y in zip(a.co_consts, b.co_consts))
+
+def _lookup(func: Any, name: str) -> Any:
+    "What `name` means to `func` as a global: its module's binding, else the builtin."
+    return func.__globals__.get(name, getattr(builtins, name, _MISSING))
+
+def _same_function(copy: Any, twin: Any, seen: set) -> bool:
+    "`copy` compiles to what `twin` does: same code, each global it reads the same (kernels: recursively)."
+    if (copy, twin) in seen: return True                 # a recursion: checked on the way in
+    seen.add((copy, twin))
+    if copy.__closure__ is not None or twin.__closure__ is not None: return False
+    if not (_same_code(copy.__code__, twin.__code__) and _same_value(copy.__defaults__, twin.__defaults__)
+            and copy.__kwdefaults__ == twin.__kwdefaults__): return False
+    for name in _global_names(copy.__code__):
+        a, b = _lookup(copy, name), _lookup(twin, name)
+        if a is b or _same_value(a, b): continue
+        if not (isinstance(a, Dispatcher) and isinstance(b, Dispatcher) and a.targetoptions == b.targetoptions
+                and _same_function(a.py_func, b.py_func, seen)): return False
+    return True
+
+def _decorators_agree(copy: Any, twin: Any, source: str) -> bool:
+    "Every name the decorators in `source` use is bound alike for `copy` and `twin` (say `parallel=P`)."
+    tree = ast.parse(textwrap.dedent(source))
+    decorators = getattr(tree.body[0], "decorator_list", []) if tree.body else []
+    return all(
+        _lookup(copy, n.id) is _lookup(twin, n.id) or _same_value(_lookup(copy, n.id), _lookup(twin, n.id))
+        for d in decorators
+        for n in ast.walk(d)
+        if isinstance(n, ast.Name)
+    )
+
+def twin_of(py_func: Any) -> Any | None:
+    "The package kernel's function `py_func` (typed in a notebook) is a faithful copy of, or None."
+    name = py_func.__qualname__
+    if "." in name: return None                          # a method or a nested function: not exported alone
+    try: source = inspect.getsource(py_func)
+    except (OSError, TypeError): return None
+    for package in TWIN_PACKAGES:
+        try: index = importlib.import_module(f"{package}._modidx").d["syms"]
+        except (ImportError, AttributeError, KeyError, TypeError): continue
+        for module in (m for m, names in index.items() if f"{m}.{name}" in names):
+            try: twin = getattr(importlib.import_module(module), name, None)
+            except Exception: continue                   # a module that fails to import has no twin to offer
+            if not isinstance(twin, Dispatcher): continue
+            try: same_text = inspect.getsource(twin.py_func) == source
+            except (OSError, TypeError): continue
+            if (same_text and _decorators_agree(py_func, twin.py_func, source)
+                    and _same_function(py_func, twin.py_func, set())): return twin.py_func
+    return None
+
+class TwinCacheLocator(KernelCacheLocator):
+    "A package kernel's locator, for a notebook's faithful copy: the copy loads and saves the package's code."
+
+    def __init__(self, py_func: Any, twin: Any):
+        super().__init__(twin, twin.__code__.co_filename)   # the twin's folder, file stamp and line
+        self._copy, self._code = py_func, py_func.__code__
+
+    @classmethod
+    def of(cls, py_func: Any) -> TwinCacheLocator | None:
+        "This locator for `py_func` when it has a twin (`twin_of`), else None."
+        twin = twin_of(py_func)
+        if twin is None: return None
+        self = cls(py_func, twin)
+        try: self.ensure_cache_path()
+        except OSError: return None
+        # numba names the cache's files by the file of the function's code, which it reads next: the twin's
+        py_func.__code__ = self._code.replace(co_filename=twin.__code__.co_filename)
+        return self
+
+    def get_disambiguator(self) -> str:
+        # the file name has been read: the copy's own code back
+        self._copy.__code__ = self._code
+        return super().get_disambiguator()

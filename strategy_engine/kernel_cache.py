@@ -102,25 +102,24 @@ def _same_value(a: Any, b: Any) -> bool:
         return bool(a == b) or (a != a and b != b)
     return False
 
-def _same_code(a: CodeType, b: CodeType) -> bool:
-    "Same bytecode, names and constants, wherever each was written (nested code compared the same way)."
-    shape = lambda c: (c.co_code, c.co_names, c.co_varnames, c.co_freevars, c.co_cellvars, c.co_argcount,
-                       c.co_posonlyargcount, c.co_kwonlyargcount, c.co_flags, len(c.co_consts))
-    return shape(a) == shape(b) and all(
-        _same_code(x, y) if isinstance(x, CodeType) and isinstance(y, CodeType) else _same_value(x, y)
-        for x, y in zip(a.co_consts, b.co_consts))
-
 def _lookup(func: Any, name: str) -> Any:
     "What `name` means to `func` as a global: its module's binding, else the builtin."
     return func.__globals__.get(name, getattr(builtins, name, _MISSING))
 
+def _source(func: Any) -> str | None:
+    "The source text of `func` (a notebook cell's too: IPython keeps it), None when there is none."
+    try: return inspect.getsource(func)
+    except (OSError, TypeError): return None
+
 def _same_function(copy: Any, twin: Any, seen: set) -> bool:
-    "`copy` compiles to what `twin` does: same code, each global it reads the same (kernels: recursively)."
+    "`copy` compiles to what `twin` does: same source, options, defaults and globals (kernels: alike)."
     if (copy, twin) in seen: return True                 # a recursion: checked on the way in
     seen.add((copy, twin))
+    source = _source(copy)
+    if source is None or _source(twin) != source: return False
     if copy.__closure__ is not None or twin.__closure__ is not None: return False
-    if not (_same_code(copy.__code__, twin.__code__) and _same_value(copy.__defaults__, twin.__defaults__)
-            and copy.__kwdefaults__ == twin.__kwdefaults__): return False
+    if not (_same_value(copy.__defaults__, twin.__defaults__) and copy.__kwdefaults__ == twin.__kwdefaults__
+            and _decorators_agree(copy, twin, source)): return False
     for name in _global_names(copy.__code__):
         a, b = _lookup(copy, name), _lookup(twin, name)
         if a is b or _same_value(a, b): continue
@@ -143,19 +142,14 @@ def twin_of(py_func: Any) -> Any | None:
     "The package kernel's function `py_func` (typed in a notebook) is a faithful copy of, or None."
     name = py_func.__qualname__
     if "." in name: return None                          # a method or a nested function: not exported alone
-    try: source = inspect.getsource(py_func)
-    except (OSError, TypeError): return None
     for package in TWIN_PACKAGES:
         try: index = importlib.import_module(f"{package}._modidx").d["syms"]
         except (ImportError, AttributeError, KeyError, TypeError): continue
         for module in (m for m, names in index.items() if f"{m}.{name}" in names):
             try: twin = getattr(importlib.import_module(module), name, None)
             except Exception: continue                   # a module that fails to import has no twin to offer
-            if not isinstance(twin, Dispatcher): continue
-            try: same_text = inspect.getsource(twin.py_func) == source
-            except (OSError, TypeError): continue
-            if (same_text and _decorators_agree(py_func, twin.py_func, source)
-                    and _same_function(py_func, twin.py_func, set())): return twin.py_func
+            if isinstance(twin, Dispatcher) and _same_function(py_func, twin.py_func, set()):
+                return twin.py_func
     return None
 
 class TwinCacheLocator(KernelCacheLocator):
@@ -163,7 +157,10 @@ class TwinCacheLocator(KernelCacheLocator):
 
     def __init__(self, py_func: Any, twin: Any):
         super().__init__(twin, twin.__code__.co_filename)   # the twin's folder, file stamp and line
-        self._copy, self._code = py_func, py_func.__code__
+        own = py_func.__code__
+        # the copy's code from now on: the twin's bytecode (numba keys its cache by it), the cell's lines
+        self._copy = py_func
+        self._code = twin.__code__.replace(co_filename=own.co_filename, co_firstlineno=own.co_firstlineno)
 
     @classmethod
     def of(cls, py_func: Any) -> TwinCacheLocator | None:
@@ -174,10 +171,10 @@ class TwinCacheLocator(KernelCacheLocator):
         try: self.ensure_cache_path()
         except OSError: return None
         # numba names the cache's files by the file of the function's code, which it reads next: the twin's
-        py_func.__code__ = self._code.replace(co_filename=twin.__code__.co_filename)
+        py_func.__code__ = twin.__code__
         return self
 
     def get_disambiguator(self) -> str:
-        # the file name has been read: the copy's own code back
+        # the file name has been read: the cell's file and lines back
         self._copy.__code__ = self._code
         return super().get_disambiguator()

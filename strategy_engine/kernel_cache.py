@@ -164,12 +164,14 @@ class TwinCacheLocator(KernelCacheLocator):
 
     @classmethod
     def of(cls, py_func: Any) -> TwinCacheLocator | None:
-        "This locator for `py_func` when it has a twin (`twin_of`), else None."
-        twin = twin_of(py_func)
-        if twin is None: return None
-        self = cls(py_func, twin)
-        try: self.ensure_cache_path()
-        except OSError: return None
+        "This locator for `py_func` when it has a twin (`twin_of`), else None (numba's own locators decide)."
+        # a shortcut: whatever goes wrong finding the twin, numba's own locators cache the copy, as before
+        try:
+            twin = twin_of(py_func)
+            if twin is None: return None
+            self = cls(py_func, twin)
+            self.ensure_cache_path()
+        except Exception: return None
         # numba names the cache's files by the file of the function's code, which it reads next: the twin's
         py_func.__code__ = twin.__code__
         return self

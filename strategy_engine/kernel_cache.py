@@ -88,7 +88,7 @@ def _global_names(code: CodeType) -> set[str]:
     return names
 
 def _same_value(a: Any, b: Any) -> bool:
-    "Equal constants numba freezes into machine code: numbers, strings, tuples, arrays (NaN equals NaN)."
+    "One object, or equal constants numba freezes into code: numbers, strings, tuples, arrays (NaN == NaN)."
     if a is b: return True
     if type(a) is not type(b): return False
     if isinstance(a, tuple): return len(a) == len(b) and all(map(_same_value, a, b))
@@ -122,7 +122,7 @@ def _same_function(copy: Any, twin: Any, seen: set) -> bool:
             and _decorators_agree(copy, twin, source)): return False
     for name in _global_names(copy.__code__):
         a, b = _lookup(copy, name), _lookup(twin, name)
-        if a is b or _same_value(a, b): continue
+        if _same_value(a, b): continue
         if not (isinstance(a, Dispatcher) and isinstance(b, Dispatcher) and a.targetoptions == b.targetoptions
                 and _same_function(a.py_func, b.py_func, seen)): return False
     return True
@@ -131,12 +131,8 @@ def _decorators_agree(copy: Any, twin: Any, source: str) -> bool:
     "Every name the decorators in `source` use is bound alike for `copy` and `twin` (say `parallel=P`)."
     tree = ast.parse(textwrap.dedent(source))
     decorators = getattr(tree.body[0], "decorator_list", []) if tree.body else []
-    return all(
-        _lookup(copy, n.id) is _lookup(twin, n.id) or _same_value(_lookup(copy, n.id), _lookup(twin, n.id))
-        for d in decorators
-        for n in ast.walk(d)
-        if isinstance(n, ast.Name)
-    )
+    names = {n.id for d in decorators for n in ast.walk(d) if isinstance(n, ast.Name)}
+    return all(_same_value(_lookup(copy, name), _lookup(twin, name)) for name in names)
 
 def twin_of(py_func: Any) -> Any | None:
     "The package kernel's function `py_func` (typed in a notebook) is a faithful copy of, or None."

@@ -191,7 +191,7 @@ def breakout_signal_sets(bars: Bars, params: Sequence[BreakoutParams]) -> np.nda
     (win, i_w), (vol_n, i_v) = distinct(params, "window"), distinct(params, "volume_window")
     column = lambda key, dtype: np.array([getattr(p, key) for p in params], dtype=dtype)
     call_kernel(_breakout_sets_kernel, c, as_matrix(bars.high), as_matrix(bars.low), as_matrix(bars.volume),
-                          win[:, 0].astype(np.int64), i_w, vol_n[:, 0].astype(np.int64), i_v,
-                          column("volume_threshold", float), column("breakout_scale", float),
-                          column("allow_short", np.bool_), sig)
+                win[:, 0].astype(np.int64), i_w, vol_n[:, 0].astype(np.int64), i_v,
+                column("volume_threshold", float), column("breakout_scale", float),
+                column("allow_short", np.bool_), sig)
     return sig

@@ -477,6 +477,11 @@ def _lanes_out(block, out):
     for t in range(T):
         for k in range(L): out[k, t] = block[t, k]
 
+@numba.njit(cache=True)
+def _copy_into(src, out):
+    "`out[:] = src` for 1-D arrays of one length, element by element: the slice costs ~2 s of compiling."
+    for i in range(src.shape[0]): out[i] = src[i]
+
 @numba.njit(inline="always", error_model="numpy")
 def _reanchor_lanes(x, t, w, anchor, s1, s2):
     "Re-anchor each lane on the mean of rows t-w+1..t of `x` (summed in order); s1, s2 summed anew around it."
@@ -498,7 +503,7 @@ def _mean_ratio_lanes(v, w, out):
     T, L = v.shape
     s1, anchor, last = np.zeros(L), np.empty(L), np.full(L, np.nan)
     run = np.zeros(L, np.int64)
-    if T: anchor[:] = v[0]
+    if T: _copy_into(v[0], anchor)
     since = 0
     for t in range(T):
         if t >= w:
@@ -523,7 +528,7 @@ def _moments_lanes(x, w, prior, mean, std):
     T, L = x.shape
     s1, s2, anchor, last = np.zeros(L), np.zeros(L), np.empty(L), np.full(L, np.nan)
     run = np.zeros(L, np.int64)
-    if T: anchor[:] = x[0]
+    if T: _copy_into(x[0], anchor)
     lead = min(w - 1 + prior, T)                                  # the rows before the first full window
     mean[:lead], std[:lead] = np.nan, np.nan
     since = 0
@@ -581,13 +586,16 @@ def _extremes_lanes(vh, vl, w, ht, lt, res, sup):
     hh, lh = np.full(L, np.nan), np.full(L, np.nan)           # extremes from the block's start
     for b0 in range(0, T, w):                                 # blocks of w values, the same for every lane
         b1 = min(b0 + w, T)
-        ht[b1 - 1], lt[b1 - 1] = vh[b1 - 1], vl[b1 - 1]       # extremes from i to the block's end
+        _copy_into(vh[b1 - 1], ht[b1 - 1])                    # extremes from i to the block's end
+        _copy_into(vl[b1 - 1], lt[b1 - 1])
         for i in range(b1 - 2, b0 - 1, -1):
             for k in range(L): ht[i, k], lt[i, k] = max(ht[i + 1, k], vh[i, k]), min(lt[i + 1, k], vl[i, k])
         for i in range(b0, b1):                               # the window [i - w, i - 1] spans two blocks
             if i >= w:
                 for k in range(L): res[i, k], sup[i, k] = max(ht[i - w, k], hh[k]), min(lt[i - w, k], lh[k])
-            if i == b0: hh[:], lh[:] = vh[i], vl[i]
+            if i == b0:
+                _copy_into(vh[i], hh)
+                _copy_into(vl[i], lh)
             else:
                 for k in range(L): hh[k], lh[k] = max(hh[k], vh[i, k]), min(lh[k], vl[i, k])
 

@@ -125,7 +125,7 @@ def _breakout_block(j0, j1, c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, al
         ind._mean_ratio_col(vol[:, j], vol_n, b_v, a_v)
         _breakout_rule(c[:, j], a_s, a_r, a_v, vol_thr, breakout_scale, allow_short, sig[:, j], conf[:, j])
         if keep:
-            sup[j], res[j], v[j] = a_s, a_r, a_v
+            for a, out in ((a_s, sup[j]), (a_r, res[j]), (a_v, v[j])): ind._copy_into(a, out)
             _distances(c[:, j], a_s, a_r, to_res[j], to_sup[j])   # metadata only: off the signal path
 
 @numba.njit(cache=True, parallel=True)

@@ -126,7 +126,7 @@ j0, j1, c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, depth_scale, allow_short,
         _mean_reversion_rule(x, a_b, a_v, vol_thr, exit_pct_b, depth_scale, allow_short, sig[:, j],
                              conf[:, j])
         if keep:
-            pct_b[j], bandwidth[j], v[j] = a_b, a_w, a_v
+            for a, out in ((a_b, pct_b[j]), (a_w, bandwidth[j]), (a_v, v[j])): ind._copy_into(a, out)
 
 @numba.njit(cache=True, parallel=True)
 def _mean_reversion_kernel(blocks, c, *args):   # pragma: no cover

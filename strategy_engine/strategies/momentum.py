@@ -135,7 +135,7 @@ j0, j1, c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale
         _momentum_rule(x, a_s, a_l, a_r, a_v, rsi_entry, vol_threshold, momentum_scale, allow_short,
                        sig[:, j], conf[:, j])
         if keep:
-            m_s[j], m_l[j], r[j], v[j] = a_s, a_l, a_r, a_v
+            for a, out in ((a_s, m_s[j]), (a_l, m_l[j]), (a_r, r[j]), (a_v, v[j])): ind._copy_into(a, out)
 
 @numba.njit(cache=True, parallel=True)
 def _momentum_kernel(blocks, c, *args):   # pragma: no cover

@@ -30,10 +30,10 @@ import strategy_engine
 # %% auto #0
 __all__ = ['NUMBA_CACHE_VERSIONS', 'KERNEL_CACHE_LOCATOR', 'PARALLEL_MIN_CELLS', 'DEFAULT_COST_BPS', 'SECRET_WORDS',
            'project_root', 'config_dir', 'runs_dir', 'sample_data_dir', 'kernel_sources_key', 'numba_cache_dir',
-           'thread_blocks', 'as_matrix', 'call_kernel', 'reuse_freed_memory', 'StrategyEngineError', 'DataError',
-           'ConfigError', 'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error', 'allowed_values',
-           'explain_validation_error', 'check_cost', 'is_secret_name', 'secrets_from_environment', 'redact',
-           'redact_query', 'redact_url', 'guarded']
+           'thread_blocks', 'as_matrix', 'call_kernel', 'run_blocks', 'reuse_freed_memory', 'StrategyEngineError',
+           'DataError', 'ConfigError', 'UnknownNameError', 'did_you_mean', 'check_names', 'expect_error',
+           'allowed_values', 'explain_validation_error', 'check_cost', 'is_secret_name', 'secrets_from_environment',
+           'redact', 'redact_query', 'redact_url', 'guarded']
 
 # %% ../nbs/00_core.ipynb #4b3cddee
 def project_root() -> Path:
@@ -152,6 +152,31 @@ def call_kernel(kernel: Any, *args: Any) -> Any:
     if entry is None:                                               # compiled, or loaded from the disk cache
         entry = _KERNEL_ENTRIES[key] = kernel.compile(tuple(_kernel_type(kernel, a) for a in args))
     return entry(*args)
+
+_BLOCK_POOLS: dict[int, Any] = {}   # pid -> the thread pool of `run_blocks` (a forked child starts its own)
+_BLOCK_POOLS_LOCK = threading.Lock()
+
+def run_blocks(block: Any, n: int, cells: int, *args: Any) -> None:
+    "`block(j0, j1, *args)` over items 0..n-1: `thread_blocks(n, cells)` blocks side by side (nogil `block`)."
+    import numba
+    blocks = thread_blocks(n, cells)
+    if blocks <= 1:
+        call_kernel(block, 0, n, *args)
+        return
+    from concurrent.futures import ThreadPoolExecutor, wait
+    with _BLOCK_POOLS_LOCK:
+        pool = _BLOCK_POOLS.get(os.getpid())
+        if pool is None:
+            most = numba.config.NUMBA_NUM_THREADS         # type: ignore[attr-defined]  # numba's most threads
+            pool = _BLOCK_POOLS[os.getpid()] = ThreadPoolExecutor(most, thread_name_prefix="kernel-blocks")
+    threads = numba.get_num_threads()
+
+    def blocks_of(w: int) -> None:                # blocks w, w + threads, ...: `threads` of them at once
+        for k in range(w, blocks, threads): call_kernel(block, k * n // blocks, (k + 1) * n // blocks, *args)
+
+    futures = [pool.submit(blocks_of, w) for w in range(min(threads, blocks))]
+    wait(futures)                                 # every block done (or failed) before any error is raised
+    for f in futures: f.result()
 
 def _use_user_numba_cache() -> None:
     "Point numba's cache at `numba_cache_dir()` before any kernel compiles (a user's NUMBA_CACHE_DIR wins)."

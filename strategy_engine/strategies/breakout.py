@@ -13,7 +13,7 @@ from pydantic import Field
 
 from .. import indicators as ind
 from ..data import Bars
-from ..core import call_kernel, thread_blocks
+from ..core import call_kernel, run_blocks
 from strategy_engine.strategies.base import (
     LazyMetadata,
     SignalFrame,
@@ -87,7 +87,7 @@ c, sup, res, to_r, to_s):   # pragma: no cover
     "The close's distance to each level, c / level - 1: the metadata `to_resistance` and `to_support`."
     for t in range(c.shape[0]): to_r[t], to_s[t] = c[t] / res[t] - 1.0, c[t] / sup[t] - 1.0
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _breakout_block(j0, j1, c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, allow_short,
                     sup, res, to_res, to_sup, v, sig, conf):   # pragma: no cover
     "Channel, volume ratio and rule fused for symbols j0..j1-1; panels symbol-major (N × T), 0 × T: not kept."
@@ -128,14 +128,6 @@ def _breakout_block(j0, j1, c, h, lo, vol, w, vol_n, vol_thr, breakout_scale, al
             for a, out in ((a_s, sup[j]), (a_r, res[j]), (a_v, v[j])): ind._copy_into(a, out)
             _distances(c[:, j], a_s, a_r, to_res[j], to_sup[j])   # metadata only: off the signal path
 
-@numba.njit(cache=True, parallel=True)
-def _breakout_kernel(blocks, c, *args):   # pragma: no cover
-    "`_breakout_block` over all symbols: `blocks` blocks over numba's threads, or (1) this thread alone."
-    N = c.shape[1]
-    if blocks <= 1: _breakout_block(0, N, c, *args)
-    else:
-        for k in numba.prange(blocks): _breakout_block(k * N // blocks, (k + 1) * N // blocks, c, *args)
-
 @register_strategy("breakout", BreakoutParams, default=True, regimes=["trending"],
                    grid={"window": [10, 15, 20, 30, 40, 55, 75, 100, 150, 200],
                          "volume_threshold": [1.0, 1.25, 1.5, 2.0, 2.5], "volume_window": [10, 20]})
@@ -151,9 +143,9 @@ def breakout_signals(bars: Bars, params: BreakoutParams | None = None) -> Signal
         # symbol-major and C-ordered whether kept or not: one compiled signature serves both calls
         sup, res, to_res, to_sup, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])) for _ in range(5))
         signal, confidence = signal_buffers(close)
-        call_kernel(_breakout_kernel, thread_blocks(c.shape[1], c.size), c, h, lo, vol, p.window,
-                    p.volume_window, float(p.volume_threshold), float(p.breakout_scale), bool(p.allow_short),
-                    sup, res, to_res, to_sup, v, signal, confidence)
+        run_blocks(_breakout_block, c.shape[1], c.size, c, h, lo, vol, p.window,
+                   p.volume_window, float(p.volume_threshold), float(p.breakout_scale), bool(p.allow_short),
+                   sup, res, to_res, to_sup, v, signal, confidence)
         return signal, confidence, sup, res, to_res, to_sup, v
 
     def metadata() -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from .. import indicators as ind
 from ..data import Bars
-from ..core import call_kernel, thread_blocks
+from ..core import call_kernel, run_blocks
 from strategy_engine.strategies.base import (
     LazyMetadata,
     SignalFrame,
@@ -86,7 +86,7 @@ def _mean_reversion_rule_lanes(c, b, v, vol_thr, exit_b, depth_scale, allow_shor
             sig[t, k] = s
             conf[t, k] = f if s != 0 else 0.0
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _mean_reversion_block(
 j0, j1, c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, depth_scale, allow_short,
                           pct_b, bandwidth, v, sig, conf):   # pragma: no cover
@@ -128,14 +128,6 @@ j0, j1, c, vol, w, n_std, vol_n, vol_thr, exit_pct_b, depth_scale, allow_short,
         if keep:
             for a, out in ((a_b, pct_b[j]), (a_w, bandwidth[j]), (a_v, v[j])): ind._copy_into(a, out)
 
-@numba.njit(cache=True, parallel=True)
-def _mean_reversion_kernel(blocks, c, *args):   # pragma: no cover
-    "`_mean_reversion_block` over all symbols: `blocks` blocks over the threads, or (1) this thread alone."
-    N = c.shape[1]
-    if blocks <= 1: _mean_reversion_block(0, N, c, *args)
-    else:
-        for k in numba.prange(blocks): _mean_reversion_block(k * N // blocks, (k + 1) * N // blocks, c, *args)
-
 @register_strategy("mean_reversion", MeanReversionParams, default=True, regimes=["ranging"],
                    grid={"bb_window": [10, 15, 20, 30, 40], "n_std": [1.5, 2.0, 2.5, 3.0],
                          "volume_threshold": [0.8, 1.0, 1.2, 1.5, 2.0]})
@@ -151,9 +143,9 @@ def mean_reversion_signals(bars: Bars, params: MeanReversionParams | None = None
         # symbol-major and C-ordered whether kept or not: one compiled signature serves both calls
         b, width, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])) for _ in range(3))
         signal, confidence = signal_buffers(close)
-        call_kernel(_mean_reversion_kernel, thread_blocks(c.shape[1], c.size), c, vol, p.bb_window,
-                    float(p.n_std), p.volume_window, float(p.volume_threshold), float(p.exit_pct_b),
-                    float(p.depth_scale), bool(p.allow_short), b, width, v, signal, confidence)
+        run_blocks(_mean_reversion_block, c.shape[1], c.size, c, vol, p.bb_window,
+                   float(p.n_std), p.volume_window, float(p.volume_threshold), float(p.exit_pct_b),
+                   float(p.depth_scale), bool(p.allow_short), b, width, v, signal, confidence)
         return signal, confidence, b, width, v
 
     def metadata() -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from .. import indicators as ind
 from ..data import Bars
-from ..core import call_kernel, thread_blocks
+from ..core import call_kernel, run_blocks
 from strategy_engine.strategies.base import (
     LazyMetadata,
     SignalFrame,
@@ -94,7 +94,7 @@ def _momentum_rule_lanes(c, ms_, ml_, r, v, rsi_entry, vol_thr, scale, allow_sho
             sig[t, k] = s
             conf[t, k] = f if s != 0 else 0.0
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _momentum_block(
 j0, j1, c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale,
                     allow_short, m_s, m_l, r, v, sig, conf):   # pragma: no cover
@@ -137,14 +137,6 @@ j0, j1, c, vol, n_s, n_l, rsi_n, vol_n, rsi_entry, vol_threshold, momentum_scale
         if keep:
             for a, out in ((a_s, m_s[j]), (a_l, m_l[j]), (a_r, r[j]), (a_v, v[j])): ind._copy_into(a, out)
 
-@numba.njit(cache=True, parallel=True)
-def _momentum_kernel(blocks, c, *args):   # pragma: no cover
-    "`_momentum_block` over all symbols: `blocks` blocks over numba's threads, or (1) this thread alone."
-    N = c.shape[1]
-    if blocks <= 1: _momentum_block(0, N, c, *args)
-    else:
-        for k in numba.prange(blocks): _momentum_block(k * N // blocks, (k + 1) * N // blocks, c, *args)
-
 @register_strategy("momentum", MomentumParams, default=True, regimes=["trending"],
                    grid={"momentum_period": [5, 10, 20, 30, 40], "long_momentum_period": [60, 120],
                          "rsi_entry": [50.0, 55.0, 60.0, 65.0, 70.0], "volume_threshold": [1.0, 1.5]})
@@ -160,10 +152,10 @@ def momentum_signals(bars: Bars, params: MomentumParams | None = None) -> Signal
         # symbol-major and C-ordered whether kept or not: one compiled signature serves both calls
         m_s, m_l, r, v = (np.empty((c.shape[1] if keep else 0, c.shape[0])) for _ in range(4))
         signal, confidence = signal_buffers(close)
-        call_kernel(_momentum_kernel, thread_blocks(c.shape[1], c.size), c, vol, p.momentum_period,
-                    p.long_momentum_period, p.rsi_period, p.volume_window, float(p.rsi_entry),
-                    float(p.volume_threshold), float(p.momentum_scale), bool(p.allow_short), m_s, m_l, r, v,
-                    signal, confidence)
+        run_blocks(_momentum_block, c.shape[1], c.size, c, vol, p.momentum_period,
+                   p.long_momentum_period, p.rsi_period, p.volume_window, float(p.rsi_entry),
+                   float(p.volume_threshold), float(p.momentum_scale), bool(p.allow_short), m_s, m_l, r, v,
+                   signal, confidence)
         return signal, confidence, m_s, m_l, r, v
 
     def metadata() -> dict[str, np.ndarray]:

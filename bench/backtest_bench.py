@@ -8,14 +8,15 @@ timed next to
     0.05×;
   * plain numpy (rolling sums, a loop over dates for the Wilder average and the state machine, whole-matrix
     book).
-Threads: the package's rule kernels share blocks of symbols out over numba's threads (`NUMBA_NUM_THREADS`,
-default every core); the hand-fused kernels, numpy and vectorbt 1.2.0 (`Portfolio.from_signals` and its
-indicators, plain `njit`) run on one thread. So the public path is timed twice, with numba's threads and
-pinned to one (`numba.set_num_threads(1)`), and both ratios are printed: the one-thread figure is the
-like-for-like comparison. Then the 100-combination momentum sweep (public `sweep` vs the hand-fused sweep vs
-vectorbt, which broadcasts all combinations as columns of one call), one book per symbol
-(`backtest(books="symbol")` vs 500 single calls), and peak memory. Timings are best of N wall time, with CPU
-time beside them: the machine is shared, so the load average is printed too. Not part of the tests. Run:
+Threads: the package's rule kernels share blocks of symbols out over a thread pool (`core.run_blocks`, as
+many at a time as numba's threads, `NUMBA_NUM_THREADS`, default every core); the hand-fused kernels, numpy
+and vectorbt 1.2.0 (`Portfolio.from_signals` and its indicators, plain `njit`) run on one thread. So the
+public path is timed twice, with numba's threads and pinned to one (`numba.set_num_threads(1)`), and both
+ratios are printed: the one-thread figure is the like-for-like comparison. Then the 100-combination momentum
+sweep (public `sweep` vs the hand-fused sweep vs vectorbt, which broadcasts all combinations as columns of one
+call), one book per symbol (`backtest(books="symbol")` vs 500 single calls), and peak memory. Timings are best
+of N wall time, with CPU time beside them: the machine is shared, so the load average is printed too. Not part
+of the tests. Run:
 `.venv/bin/python bench/backtest_bench.py [--quick]` (--quick: no vectorbt). Scaling over the universe (500 /
 2,000 / 5,000 symbols): `bench/scaling_bench.py`; cold start, broken down: `bench/cold_start_bench.py`.
 """
@@ -253,8 +254,9 @@ def main() -> None:
     for n in STRATEGIES: public(n, warm, cfgs[n])
     print(f"first calls (numba kernels from the cache, or compiled): {(time.perf_counter() - t0) * 1e3:.0f} "
           "ms")
-    print(f"threads: public path {numba.get_num_threads()} (numba's {numba.threading_layer()} layer) and 1 "
-          "(pinned); hand-fused, numpy and vectorbt 1 (single-threaded code)")
+    print(f"threads: public path {numba.get_num_threads()} (the rules' blocks on a thread pool; the backtest "
+          f"on numba's {numba.threading_layer()} layer) and 1 (pinned); hand-fused, numpy and vectorbt 1 "
+          "(single-threaded code)")
 
     big = synthetic_bars(500, n_days=5040, seed=11)
     a = arrays(big)
